@@ -1,0 +1,533 @@
+//! The message codec: exactly the seed's JSON out, a typed record or a reasoned reject in.
+
+use std::borrow::Cow;
+use std::cell::Cell;
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
+
+use crate::record::Transaction;
+use crate::time::{parse_rfc3339_micros, TimestampError};
+
+/// Why a message is not a valid transaction. Its `Display` is the `reason` column of quarantine:
+/// a stable code, then a colon and the detail where there is one.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Reject {
+    #[error("empty_value: the message has no value")]
+    EmptyValue,
+    #[error("not_utf8: invalid UTF-8 at byte {0}")]
+    NotUtf8(usize),
+    #[error("malformed_json: {0}")]
+    MalformedJson(String),
+    #[error("not_an_object: the message is JSON but not an object")]
+    NotAnObject,
+    #[error("missing_txn_id: txn_id is missing, null or empty")]
+    MissingTxnId,
+    #[error("missing_event_ts: event_ts is missing or null")]
+    MissingEventTs,
+    #[error("bad_event_ts: {value:?} is not an RFC 3339 timestamp: {why}")]
+    BadEventTs { value: String, why: TimestampError },
+    #[error("wrong_type: {field}: {detail}")]
+    WrongType { field: &'static str, detail: String },
+    #[error("out_of_range: {field} = {value} is outside [{min}, {max}]")]
+    OutOfRange { field: &'static str, value: f64, min: f64, max: f64 },
+    #[error("duplicate_field: {0} appears more than once")]
+    DuplicateField(&'static str),
+}
+
+impl Reject {
+    /// The stable code before the colon, for counting rejects by kind.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Reject::EmptyValue => "empty_value",
+            Reject::NotUtf8(_) => "not_utf8",
+            Reject::MalformedJson(_) => "malformed_json",
+            Reject::NotAnObject => "not_an_object",
+            Reject::MissingTxnId => "missing_txn_id",
+            Reject::MissingEventTs => "missing_event_ts",
+            Reject::BadEventTs { .. } => "bad_event_ts",
+            Reject::WrongType { .. } => "wrong_type",
+            Reject::OutOfRange { .. } => "out_of_range",
+            Reject::DuplicateField(_) => "duplicate_field",
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Encoding
+
+/// Appends `txn` as the seed's Python producer writes it (`json.dumps` defaults: `", "` and `": "`
+/// separators, ASCII-only strings, floats as Python's `repr`), fields in [`crate::FIELDS`] order.
+pub fn encode(txn: &Transaction<'_>, out: &mut Vec<u8>) {
+    out.push(b'{');
+    field_str(out, "txn_id", Some(&txn.txn_id), true);
+    field_str(out, "event_ts", Some(&txn.event_ts), false);
+    field_str(out, "user_id", txn.user_id.as_deref(), false);
+    field_str(out, "card_id", txn.card_id.as_deref(), false);
+    field_str(out, "merchant", txn.merchant.as_deref(), false);
+    field_str(out, "category", txn.category.as_deref(), false);
+    field_f64(out, "amount", txn.amount);
+    field_str(out, "currency", txn.currency.as_deref(), false);
+    field_str(out, "status", txn.status.as_deref(), false);
+    field_str(out, "city", txn.city.as_deref(), false);
+    field_str(out, "country", txn.country.as_deref(), false);
+    field_f64(out, "lat", txn.lat);
+    field_f64(out, "lon", txn.lon);
+    out.push(b'}');
+}
+
+fn key(out: &mut Vec<u8>, name: &str, first: bool) {
+    if !first {
+        out.extend_from_slice(b", ");
+    }
+    out.push(b'"');
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\": ");
+}
+
+fn field_str(out: &mut Vec<u8>, name: &str, value: Option<&str>, first: bool) {
+    key(out, name, first);
+    match value {
+        Some(v) => write_json_string(out, v),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+fn field_f64(out: &mut Vec<u8>, name: &str, value: Option<f64>) {
+    key(out, name, false);
+    match value {
+        Some(v) => write_python_float(out, v),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+/// A JSON string as Python's `json.dumps` writes it with `ensure_ascii=True`.
+pub fn write_json_string(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    for c in s.chars() {
+        match c {
+            '"' => out.extend_from_slice(b"\\\""),
+            '\\' => out.extend_from_slice(b"\\\\"),
+            '\n' => out.extend_from_slice(b"\\n"),
+            '\r' => out.extend_from_slice(b"\\r"),
+            '\t' => out.extend_from_slice(b"\\t"),
+            '\u{8}' => out.extend_from_slice(b"\\b"),
+            '\u{c}' => out.extend_from_slice(b"\\f"),
+            ' '..='~' => out.push(c as u8),
+            _ => {
+                let mut units = [0u16; 2];
+                for unit in c.encode_utf16(&mut units) {
+                    out.extend_from_slice(format!("\\u{unit:04x}").as_bytes());
+                }
+            }
+        }
+    }
+    out.push(b'"');
+}
+
+/// A float as Python's `repr`: shortest round-trip digits, `.0` on whole numbers, and exponents
+/// written `e-05` / `e+16`. Non-finite values cannot occur in JSON and are written as `null`.
+pub fn write_python_float(out: &mut Vec<u8>, v: f64) {
+    if !v.is_finite() {
+        out.extend_from_slice(b"null");
+        return;
+    }
+    let mut buf = ryu::Buffer::new();
+    let text = buf.format_finite(v);
+    let abs = v.abs();
+    let scientific = abs != 0.0 && !(1e-4..1e16).contains(&abs);
+    if !scientific {
+        if text.contains('e') {
+            // ryu chose an exponent where Python does not: spell the digits out.
+            out.extend_from_slice(format!("{v:?}").as_bytes());
+        } else {
+            out.extend_from_slice(text.as_bytes());
+        }
+        return;
+    }
+    // Scientific: mantissa from Rust's shortest form, exponent padded to two digits with a sign.
+    let sci = format!("{v:e}");
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    out.extend_from_slice(mantissa.as_bytes());
+    out.extend_from_slice(format!("e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs()).as_bytes());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Decoding
+
+/// Decodes a message value into a transaction borrowing from `bytes`, or the reason it is not one.
+pub fn decode(bytes: Option<&[u8]>) -> Result<Transaction<'_>, Reject> {
+    let bytes = bytes.ok_or(Reject::EmptyValue)?;
+    let text = std::str::from_utf8(bytes).map_err(|e| Reject::NotUtf8(e.valid_up_to()))?;
+    match text.trim_start().as_bytes().first() {
+        Some(b'{') => {}
+        None => return Err(Reject::MalformedJson("the message is empty or blank".into())),
+        Some(_) => {
+            // Valid JSON of another kind, or not JSON at all?
+            return Err(match serde_json::from_str::<IgnoredAny>(text) {
+                Ok(_) => Reject::NotAnObject,
+                Err(e) => Reject::MalformedJson(e.to_string()),
+            });
+        }
+    }
+
+    let field = Cell::new("");
+    let mut de = serde_json::Deserializer::from_str(text);
+    let raw = RawSeed { field: &field }.deserialize(&mut de).and_then(|raw| de.end().map(|()| raw));
+    let raw = match raw {
+        Ok(raw) => raw?,
+        Err(e) if e.is_data() && !field.get().is_empty() => {
+            return Err(Reject::WrongType { field: field.get(), detail: e.to_string() })
+        }
+        Err(e) => return Err(Reject::MalformedJson(e.to_string())),
+    };
+
+    let txn_id = raw.txn_id.filter(|s| !s.is_empty()).ok_or(Reject::MissingTxnId)?;
+    let event_ts = raw.event_ts.ok_or(Reject::MissingEventTs)?;
+    let event_time = parse_rfc3339_micros(&event_ts)
+        .map_err(|why| Reject::BadEventTs { value: event_ts.to_string(), why })?;
+    check_range("lat", raw.lat, 90.0)?;
+    check_range("lon", raw.lon, 180.0)?;
+    Ok(Transaction {
+        txn_id,
+        event_ts,
+        event_time,
+        user_id: raw.user_id,
+        card_id: raw.card_id,
+        merchant: raw.merchant,
+        category: raw.category,
+        amount: raw.amount,
+        currency: raw.currency,
+        status: raw.status,
+        city: raw.city,
+        country: raw.country,
+        lat: raw.lat,
+        lon: raw.lon,
+    })
+}
+
+fn check_range(field: &'static str, value: Option<f64>, limit: f64) -> Result<(), Reject> {
+    match value {
+        Some(v) if !(-limit..=limit).contains(&v) => {
+            Err(Reject::OutOfRange { field, value: v, min: -limit, max: limit })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Fields as they come out of the JSON, before the required ones are checked.
+#[derive(Default)]
+struct Raw<'a> {
+    txn_id: Option<Cow<'a, str>>,
+    event_ts: Option<Cow<'a, str>>,
+    user_id: Option<Cow<'a, str>>,
+    card_id: Option<Cow<'a, str>>,
+    merchant: Option<Cow<'a, str>>,
+    category: Option<Cow<'a, str>>,
+    amount: Option<f64>,
+    currency: Option<Cow<'a, str>>,
+    status: Option<Cow<'a, str>>,
+    city: Option<Cow<'a, str>>,
+    country: Option<Cow<'a, str>>,
+    lat: Option<f64>,
+    lon: Option<f64>,
+}
+
+/// Deserializes [`Raw`], recording in `field` the field whose value is being read, so that a type
+/// error can name it. A duplicate field is a `Reject` (the inner result), not a JSON error.
+struct RawSeed<'c> {
+    field: &'c Cell<&'static str>,
+}
+
+impl<'de> DeserializeSeed<'de> for RawSeed<'_> {
+    type Value = Result<Raw<'de>, Reject>;
+
+    fn deserialize<D: Deserializer<'de>>(self, de: D) -> Result<Self::Value, D::Error> {
+        de.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RawSeed<'_> {
+    type Value = Result<Raw<'de>, Reject>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a transaction object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut raw = Raw::default();
+        let mut duplicate = None;
+        let mut seen = 0u16;
+        macro_rules! read {
+            ($slot:expr, $name:literal, $bit:literal, $ty:ty) => {{
+                self.field.set($name);
+                let value = map.next_value::<Option<$ty>>()?;
+                self.field.set("");
+                if seen & (1 << $bit) != 0 {
+                    duplicate.get_or_insert($name);
+                }
+                seen |= 1 << $bit;
+                $slot = value.map(Into::into);
+            }};
+        }
+        while let Some(key) = map.next_key::<Key>()? {
+            match key {
+                Key::TxnId => read!(raw.txn_id, "txn_id", 0, Str),
+                Key::EventTs => read!(raw.event_ts, "event_ts", 1, Str),
+                Key::UserId => read!(raw.user_id, "user_id", 2, Str),
+                Key::CardId => read!(raw.card_id, "card_id", 3, Str),
+                Key::Merchant => read!(raw.merchant, "merchant", 4, Str),
+                Key::Category => read!(raw.category, "category", 5, Str),
+                Key::Amount => read!(raw.amount, "amount", 6, f64),
+                Key::Currency => read!(raw.currency, "currency", 7, Str),
+                Key::Status => read!(raw.status, "status", 8, Str),
+                Key::City => read!(raw.city, "city", 9, Str),
+                Key::Country => read!(raw.country, "country", 10, Str),
+                Key::Lat => read!(raw.lat, "lat", 11, f64),
+                Key::Lon => read!(raw.lon, "lon", 12, f64),
+                Key::Other => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(match duplicate {
+            Some(name) => Err(Reject::DuplicateField(name)),
+            None => Ok(raw),
+        })
+    }
+}
+
+/// A JSON string, borrowed from the input unless it holds escapes.
+struct Str<'a>(Cow<'a, str>);
+
+impl<'a> From<Str<'a>> for Cow<'a, str> {
+    fn from(s: Str<'a>) -> Self {
+        s.0
+    }
+}
+
+impl<'de> de::Deserialize<'de> for Str<'de> {
+    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Str<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Str(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Str(Cow::Owned(v)))
+            }
+        }
+        de.deserialize_str(V)
+    }
+}
+
+enum Key {
+    TxnId,
+    EventTs,
+    UserId,
+    CardId,
+    Merchant,
+    Category,
+    Amount,
+    Currency,
+    Status,
+    City,
+    Country,
+    Lat,
+    Lon,
+    Other,
+}
+
+impl<'de> de::Deserialize<'de> for Key {
+    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Key;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key, E> {
+                Ok(match v {
+                    "txn_id" => Key::TxnId,
+                    "event_ts" => Key::EventTs,
+                    "user_id" => Key::UserId,
+                    "card_id" => Key::CardId,
+                    "merchant" => Key::Merchant,
+                    "category" => Key::Category,
+                    "amount" => Key::Amount,
+                    "currency" => Key::Currency,
+                    "status" => Key::Status,
+                    "city" => Key::City,
+                    "country" => Key::Country,
+                    "lat" => Key::Lat,
+                    "lon" => Key::Lon,
+                    _ => Key::Other,
+                })
+            }
+        }
+        de.deserialize_identifier(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEED_LINE: &str = r#"{"txn_id": "6f1c1f0e-8a51-4d43-9e55-0c3f0b6f7d21", "event_ts": "2025-11-07T07:30:38.730729+00:00", "user_id": "user_1001", "card_id": "card_190", "merchant": "Amazon", "category": "fuel", "amount": 1029.27, "currency": "INR", "status": "APPROVED", "city": "Lake Jennifer", "country": "IN", "lat": 19.07, "lon": 72.87}"#;
+
+    fn sample() -> Transaction<'static> {
+        Transaction {
+            txn_id: "6f1c1f0e-8a51-4d43-9e55-0c3f0b6f7d21".into(),
+            event_ts: "2025-11-07T07:30:38.730729+00:00".into(),
+            event_time: 1_762_500_638_730_729,
+            user_id: Some("user_1001".into()),
+            card_id: Some("card_190".into()),
+            merchant: Some("Amazon".into()),
+            category: Some("fuel".into()),
+            amount: Some(1029.27),
+            currency: Some("INR".into()),
+            status: Some("APPROVED".into()),
+            city: Some("Lake Jennifer".into()),
+            country: Some("IN".into()),
+            lat: Some(19.07),
+            lon: Some(72.87),
+        }
+    }
+
+    fn encoded(txn: &Transaction<'_>) -> String {
+        let mut out = Vec::new();
+        encode(txn, &mut out);
+        String::from_utf8(out).expect("encoder writes ASCII")
+    }
+
+    #[test]
+    fn encodes_exactly_the_seed_line() {
+        assert_eq!(encoded(&sample()), SEED_LINE);
+    }
+
+    #[test]
+    fn decodes_the_seed_line_borrowing_strings() {
+        let txn = decode(Some(SEED_LINE.as_bytes())).expect("valid");
+        assert_eq!(txn, sample());
+        assert!(matches!(txn.txn_id, Cow::Borrowed(_)));
+        assert!(matches!(txn.city, Some(Cow::Borrowed(_))));
+    }
+
+    #[test]
+    fn round_trips_escapes_nulls_and_unicode() {
+        let mut txn = sample();
+        txn.city = Some("São \"Paulo\"\\\n\u{1F600}".into());
+        txn.merchant = None;
+        txn.amount = None;
+        txn.lat = Some(-0.000012);
+        txn.lon = Some(180.0);
+        let line = encoded(&txn);
+        assert!(line.contains(r#""city": "S\u00e3o \"Paulo\"\\\n\ud83d\ude00""#), "{line}");
+        assert!(line.contains(r#""merchant": null"#), "{line}");
+        assert!(line.contains(r#""lat": -1.2e-05, "lon": 180.0}"#), "{line}");
+        let back = decode(Some(line.as_bytes())).expect("valid");
+        assert_eq!(back, txn);
+        assert!(matches!(back.city, Some(Cow::Owned(_))), "escaped strings are unescaped into an owned copy");
+    }
+
+    #[test]
+    fn floats_are_written_as_python_repr() {
+        let cases: &[(f64, &str)] = &[
+            (124.7, "124.7"),
+            (100.0, "100.0"),
+            (0.0, "0.0"),
+            (-0.5, "-0.5"),
+            (4000.0, "4000.0"),
+            (0.0001, "0.0001"),
+            (0.00001, "1e-05"),
+            (1e15, "1000000000000000.0"),
+            (1e16, "1e+16"),
+            (1.5e300, "1.5e+300"),
+            (-179.999999, "-179.999999"),
+        ];
+        for (v, want) in cases {
+            let mut out = Vec::new();
+            write_python_float(&mut out, *v);
+            assert_eq!(std::str::from_utf8(&out).unwrap(), *want, "{v}");
+        }
+    }
+
+    #[test]
+    fn seed_timestamp_forms_decode() {
+        let with = |ts: &str| SEED_LINE.replace("2025-11-07T07:30:38.730729+00:00", ts);
+        let cases: &[(&str, i64)] = &[
+            ("2025-11-07T07:30:38+00:00", 1_762_500_638_000_000),
+            ("2025-11-07T04:16:53.653Z", 1_762_489_013_653_000),
+            ("2025-11-07T09:30:38.730729+02:00", 1_762_500_638_730_729),
+        ];
+        for (ts, micros) in cases {
+            let line = with(ts);
+            let txn = decode(Some(line.as_bytes())).expect(ts);
+            assert_eq!(txn.event_time, *micros, "{ts}");
+            assert_eq!(txn.event_ts, *ts, "the raw string is kept");
+        }
+    }
+
+    #[test]
+    fn missing_optional_fields_and_unknown_fields_are_accepted() {
+        let txn = decode(Some(br#"{"txn_id": "t1", "event_ts": "2025-11-07T07:30:38Z", "extra": {"a": [1, 2]}}"#))
+            .expect("valid");
+        assert_eq!(txn.txn_id, "t1");
+        assert_eq!((txn.card_id, txn.amount, txn.lat), (None, None, None));
+    }
+
+    #[test]
+    fn every_reject_reason() {
+        let with = |from: &str, to: &str| SEED_LINE.replace(from, to);
+        let cases: Vec<(Option<Vec<u8>>, &str)> = vec![
+            (None, "empty_value"),
+            (Some(b"\xff\xfe{}".to_vec()), "not_utf8"),
+            (Some(b"".to_vec()), "malformed_json"),
+            (Some(b"   ".to_vec()), "malformed_json"),
+            (Some(b"garbage".to_vec()), "malformed_json"),
+            (Some(SEED_LINE[..40].as_bytes().to_vec()), "malformed_json"),
+            (Some(format!("{SEED_LINE} trailing").into_bytes()), "malformed_json"),
+            (Some(b"[1, 2]".to_vec()), "not_an_object"),
+            (Some(b"42".to_vec()), "not_an_object"),
+            (Some(b"null".to_vec()), "not_an_object"),
+            (Some(b"\"a string\"".to_vec()), "not_an_object"),
+            (Some(with(r#""txn_id": "6f1c1f0e-8a51-4d43-9e55-0c3f0b6f7d21", "#, "").into_bytes()), "missing_txn_id"),
+            (Some(with(r#""6f1c1f0e-8a51-4d43-9e55-0c3f0b6f7d21""#, "null").into_bytes()), "missing_txn_id"),
+            (Some(with(r#""6f1c1f0e-8a51-4d43-9e55-0c3f0b6f7d21""#, r#""""#).into_bytes()), "missing_txn_id"),
+            (Some(with(r#""event_ts": "2025-11-07T07:30:38.730729+00:00", "#, "").into_bytes()), "missing_event_ts"),
+            (Some(with(r#""2025-11-07T07:30:38.730729+00:00""#, "null").into_bytes()), "missing_event_ts"),
+            (Some(with("2025-11-07T07:30:38.730729+00:00", "yesterday").into_bytes()), "bad_event_ts"),
+            (Some(with("2025-11-07T07:30:38.730729+00:00", "2025-02-30T00:00:00Z").into_bytes()), "bad_event_ts"),
+            (Some(with(r#""2025-11-07T07:30:38.730729+00:00""#, "1762500638").into_bytes()), "wrong_type"),
+            (Some(with("1029.27", r#""1029.27""#).into_bytes()), "wrong_type"),
+            (Some(with(r#""card_190""#, "190").into_bytes()), "wrong_type"),
+            (Some(with("19.07", "true").into_bytes()), "wrong_type"),
+            (Some(with(r#""6f1c1f0e-8a51-4d43-9e55-0c3f0b6f7d21""#, "[1]").into_bytes()), "wrong_type"),
+            (Some(with("19.07", "91.5").into_bytes()), "out_of_range"),
+            (Some(with("72.87", "-180.000001").into_bytes()), "out_of_range"),
+            (Some(with(r#""user_id": "user_1001""#, r#""card_id": null, "card_id": "x""#).into_bytes()), "duplicate_field"),
+        ];
+        for (input, code) in cases {
+            let shown = input.as_deref().map(String::from_utf8_lossy);
+            let reject = decode(input.as_deref()).expect_err(&format!("{shown:?} must be rejected"));
+            assert_eq!(reject.code(), code, "{shown:?} gave {reject}");
+            assert!(reject.to_string().starts_with(&format!("{code}: ")), "{reject}");
+        }
+    }
+
+    #[test]
+    fn wrong_type_names_the_field() {
+        let line = SEED_LINE.replace("1029.27", r#""1029.27""#);
+        let reject = decode(Some(line.as_bytes())).unwrap_err();
+        assert!(matches!(reject, Reject::WrongType { field: "amount", .. }), "{reject}");
+        assert!(reject.to_string().starts_with("wrong_type: amount: invalid type: string"), "{reject}");
+    }
+}

@@ -1,0 +1,16 @@
+//! The one definition of the transaction record, shared by the producer, the processor and the tests.
+//!
+//! - [`record`]: the record and the seed's field order;
+//! - [`json`]: encoding to exactly the seed's JSON, and decoding bytes into a record or a [`json::Reject`];
+//! - [`time`]: RFC 3339 timestamps to and from UTC microseconds;
+//! - [`duration`]: Spark-style durations (`"30 seconds"`, `"500 ms"`);
+//! - [`settings`]: `.env` loading, logging, and value parsers shared by the binaries.
+
+pub mod duration;
+pub mod json;
+pub mod record;
+pub mod settings;
+pub mod time;
+
+pub use json::{decode, encode, Reject};
+pub use record::{Transaction, FIELDS};

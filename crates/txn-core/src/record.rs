@@ -1,0 +1,33 @@
+//! The transaction record of SPEC §1.
+
+use std::borrow::Cow;
+
+/// The message fields, in the order the seed's producer writes them.
+pub const FIELDS: [&str; 13] = [
+    "txn_id", "event_ts", "user_id", "card_id", "merchant", "category", "amount", "currency", "status",
+    "city", "country", "lat", "lon",
+];
+
+/// One card transaction. Strings borrow from the message payload when they hold no JSON escapes.
+///
+/// `txn_id` and `event_ts` are required (a message without them is rejected); every other field
+/// may be absent or `null`, as with Spark's `from_json`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transaction<'a> {
+    pub txn_id: Cow<'a, str>,
+    /// The timestamp exactly as written in the message (the raw CSV layer keeps it).
+    pub event_ts: Cow<'a, str>,
+    /// `event_ts` normalised to UTC, in microseconds since the Unix epoch.
+    pub event_time: i64,
+    pub user_id: Option<Cow<'a, str>>,
+    pub card_id: Option<Cow<'a, str>>,
+    pub merchant: Option<Cow<'a, str>>,
+    pub category: Option<Cow<'a, str>>,
+    pub amount: Option<f64>,
+    pub currency: Option<Cow<'a, str>>,
+    pub status: Option<Cow<'a, str>>,
+    pub city: Option<Cow<'a, str>>,
+    pub country: Option<Cow<'a, str>>,
+    pub lat: Option<f64>,
+    pub lon: Option<f64>,
+}
