@@ -1,0 +1,263 @@
+//! The producer of SPEC §1: seed-shaped card transactions into Kafka, keyed by `card_id`.
+
+pub mod generator;
+pub mod pacer;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use clap::Parser;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::ClientContext;
+use tracing::{error, info, warn};
+
+use generator::{Generator, Kind};
+use pacer::Pacer;
+use txn_core::settings::parse_bool;
+use txn_core::time::{now_micros, parse_rfc3339_micros};
+
+/// Settings of the producer: each flag can also be given by the env variable named beside it,
+/// or in a `.env` file in the working directory.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "producer", version, about = "Generates seed-shaped card transactions into Kafka")]
+pub struct ProducerConfig {
+    /// Kafka bootstrap servers (host:port, comma separated)
+    #[arg(long, env = "KAFKA_BOOTSTRAP_SERVERS", default_value = "localhost:9094")]
+    pub bootstrap_servers: String,
+    /// Topic to write to
+    #[arg(long, env = "KAFKA_TOPIC", default_value = "transactions")]
+    pub topic: String,
+    /// Target rate in messages per second; 0 or less sends as fast as possible
+    #[arg(long, env = "MSGS_PER_SEC", default_value_t = 10.0, allow_negative_numbers = true)]
+    pub msgs_per_sec: f64,
+    /// Stop after this many messages (0 = no limit)
+    #[arg(long, env = "PRODUCER_COUNT", default_value_t = 0)]
+    pub count: u64,
+    /// Random seed: the same seed gives the same records (random by default)
+    #[arg(long, env = "PRODUCER_SEED")]
+    pub seed: Option<u64>,
+    /// Share of malformed messages (0..1), of several kinds, to exercise quarantine
+    #[arg(long, env = "PRODUCER_BAD_RATIO", default_value_t = 0.0)]
+    pub bad_ratio: f64,
+    /// Share of late messages (0..1): event_ts 7 to 20 minutes in the past, to exercise the watermark
+    #[arg(long, env = "PRODUCER_LATE_RATIO", default_value_t = 0.0)]
+    pub late_ratio: f64,
+    /// Log `sent N messages` every this many delivered messages
+    #[arg(long, env = "PRODUCER_LOG_EVERY", default_value_t = 50)]
+    pub log_every: u64,
+    /// Idempotent delivery (acks=all, no duplicates on retry)
+    #[arg(long, env = "PRODUCER_IDEMPOTENCE", default_value = "true", value_parser = parse_bool)]
+    pub idempotence: bool,
+    /// Event times from a synthetic clock starting here (RFC 3339) and advancing 1/rate per message
+    /// (1 ms when unlimited) instead of the wall clock: with --seed, runs are byte-for-byte identical
+    #[arg(long, env = "PRODUCER_EVENT_TIME_START")]
+    pub event_time_start: Option<String>,
+}
+
+impl ProducerConfig {
+    fn validate(&self) -> anyhow::Result<Option<i64>> {
+        for (name, v) in [("--bad-ratio", self.bad_ratio), ("--late-ratio", self.late_ratio)] {
+            if !(0.0..=1.0).contains(&v) {
+                bail!("{name} must be between 0 and 1, got {v}");
+            }
+        }
+        if self.log_every == 0 {
+            bail!("--log-every must be at least 1");
+        }
+        self.event_time_start
+            .as_deref()
+            .map(|s| parse_rfc3339_micros(s).map_err(|e| anyhow::anyhow!("--event-time-start {s:?}: {e}")))
+            .transpose()
+    }
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Messages the broker acknowledged.
+    pub sent: u64,
+    /// Messages that finally failed (delivery error, or still unacknowledged at shutdown).
+    pub failed: u64,
+    pub bad: u64,
+    pub late: u64,
+    pub elapsed: Duration,
+}
+
+impl Summary {
+    pub fn rate(&self) -> f64 {
+        self.sent as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+/// Counts deliveries on librdkafka's callback, and logs progress and failures.
+struct Deliveries {
+    sent: AtomicU64,
+    failed: AtomicU64,
+    log_every: u64,
+}
+
+impl ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        match result {
+            Ok(_) => {
+                let sent = self.sent.fetch_add(1, Ordering::Relaxed) + 1;
+                if sent % self.log_every == 0 {
+                    info!("[producer] sent {sent} messages");
+                }
+            }
+            Err((e, _)) => {
+                let failed = self.failed.fetch_add(1, Ordering::Relaxed) + 1;
+                // The first failures each, then one line per thousand: enough to see, not a flood.
+                if failed <= 10 || failed % 1000 == 0 {
+                    error!("[producer] delivery failed ({failed} so far): {e}");
+                }
+            }
+        }
+    }
+}
+
+/// Kafka settings of the producer. Idempotence implies acks=all and ordered retries.
+pub fn client_config(config: &ProducerConfig) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &config.bootstrap_servers)
+        .set("client.id", "producer")
+        .set("acks", "all")
+        .set("enable.idempotence", config.idempotence.to_string())
+        .set("partitioner", "murmur2_random")
+        .set("linger.ms", "5")
+        .set("batch.num.messages", "10000")
+        .set("queue.buffering.max.messages", "500000");
+    c
+}
+
+/// Sends until `count` messages went out or `stop` is set, then flushes everything in flight.
+pub fn run(config: &ProducerConfig, stop: &AtomicBool) -> anyhow::Result<Summary> {
+    let synthetic_start = config.validate()?;
+    let context = Deliveries { sent: AtomicU64::new(0), failed: AtomicU64::new(0), log_every: config.log_every };
+    let producer: BaseProducer<Deliveries> = client_config(config)
+        .create_with_context(context)
+        .context("cannot create the Kafka producer")?;
+    info!("[producer] Connecting to {}, topic={}", config.bootstrap_servers, config.topic);
+
+    let seed = config.seed.unwrap_or_else(|| now_micros() as u64 ^ u64::from(std::process::id()) << 32);
+    let mut generator = Generator::new(seed, config.bad_ratio, config.late_ratio);
+    let step_micros = if config.msgs_per_sec > 0.0 { 1e6 / config.msgs_per_sec } else { 1e3 };
+    let mut pacer = Pacer::new(config.msgs_per_sec);
+    let started = Instant::now();
+    let (mut issued, mut bad, mut late) = (0u64, 0u64, 0u64);
+
+    while !stop.load(Ordering::Relaxed) && (config.count == 0 || issued < config.count) {
+        let wait = pacer.wait();
+        if !wait.is_zero() {
+            producer.poll(wait.min(Duration::from_millis(100)));
+            continue;
+        }
+        let now = match synthetic_start {
+            Some(start) => start + (issued as f64 * step_micros) as i64,
+            None => now_micros(),
+        };
+        match generator.next(now) {
+            Kind::Bad(_) => bad += 1,
+            Kind::Late => late += 1,
+            Kind::Valid => {}
+        }
+        send(&producer, &config.topic, &generator, stop)?;
+        pacer.issue();
+        issued += 1;
+        if issued % 1024 == 0 {
+            producer.poll(Duration::ZERO);
+        }
+    }
+
+    info!("[producer] stopping: flushing {} messages in flight", producer.in_flight_count());
+    if let Err(e) = producer.flush(Duration::from_secs(30)) {
+        warn!("[producer] flush did not complete: {e}");
+    }
+    let ctx = producer.context();
+    let unacknowledged = u64::try_from(producer.in_flight_count()).unwrap_or(0);
+    if unacknowledged > 0 {
+        error!("[producer] {unacknowledged} messages were not acknowledged before shutdown");
+    }
+    Ok(Summary {
+        sent: ctx.sent.load(Ordering::Relaxed),
+        failed: ctx.failed.load(Ordering::Relaxed) + unacknowledged,
+        bad,
+        late,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// Enqueues the generator's current message, waiting while librdkafka's queue is full.
+fn send(producer: &BaseProducer<Deliveries>, topic: &str, g: &Generator, stop: &AtomicBool) -> anyhow::Result<()> {
+    let mut full_since: Option<Instant> = None;
+    loop {
+        let record = BaseRecord::to(topic).key(g.key()).payload(g.payload());
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                let since = *full_since.get_or_insert_with(Instant::now);
+                if since.elapsed() > Duration::from_secs(10) {
+                    warn!("[producer] local queue full for 10 s: is the broker reachable?");
+                    full_since = Some(Instant::now());
+                }
+                producer.poll(Duration::from_millis(5));
+                if stop.load(Ordering::Relaxed) && since.elapsed() > Duration::from_secs(30) {
+                    bail!("the local queue stayed full for 30 s after a stop was requested");
+                }
+            }
+            Err((e, _)) => bail!("cannot enqueue a message to topic {topic}: {e}"),
+        }
+    }
+}
+
+/// Entry point of the `producer` binary (and of `pipeline producer`): parses settings from `args`,
+/// stops on SIGINT/SIGTERM, prints the summary; exit code 1 when a message finally failed.
+pub fn main_with_args(args: impl IntoIterator<Item = String>) -> std::process::ExitCode {
+    txn_core::settings::init_logging();
+    if let Err(e) = txn_core::settings::load_dotenv() {
+        error!("[producer] {e}");
+        return std::process::ExitCode::from(2);
+    }
+    let config = match ProducerConfig::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        if let Err(e) = signal_hook::flag::register(signal, Arc::clone(&stop)) {
+            error!("[producer] cannot install the signal handler: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    }
+    match run(&config, &stop) {
+        Ok(summary) => {
+            info!(
+                "[producer] done: sent={} failed={} bad={} late={} elapsed={:.1}s rate={:.0} msg/s",
+                summary.sent,
+                summary.failed,
+                summary.bad,
+                summary.late,
+                summary.elapsed.as_secs_f64(),
+                summary.rate()
+            );
+            info!("[producer] Goodbye");
+            if summary.failed > 0 {
+                std::process::ExitCode::FAILURE
+            } else {
+                std::process::ExitCode::SUCCESS
+            }
+        }
+        Err(e) => {
+            error!("[producer] {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! `pipeline`: the local stack without Docker.
+//!
+//! - `pipeline` — embedded broker + producer + processor in one process, output in ./data/output/parquet;
+//! - `pipeline broker` — only the embedded broker and the topic; prints `bootstrap=HOST:PORT`;
+//! - `pipeline producer …` / `pipeline processor …` — the same programs as the `producer` and
+//!   `processor` binaries, so one executable carries the whole stack (tests and images use this).
+
+mod broker;
+
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use tracing::{error, info};
+
+use broker::EmbeddedBroker;
+
+#[derive(Parser, Debug)]
+#[command(name = "pipeline", version, about = "The transaction pipeline on an embedded Kafka-protocol broker")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    topic: TopicArgs,
+    /// Where the processor writes its layers
+    #[arg(long, default_value = "./data/output/parquet")]
+    output_path: String,
+}
+
+#[derive(clap::Args, Debug)]
+struct TopicArgs {
+    /// Topic to create on the embedded broker
+    #[arg(long, env = "KAFKA_TOPIC", default_value = "transactions")]
+    topic: String,
+    /// Partitions of the topic (the mock broker keeps about 5 MiB per partition)
+    #[arg(long, default_value_t = 3)]
+    partitions: i32,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Start only the embedded broker and the topic, print `bootstrap=HOST:PORT`, serve until stopped
+    Broker {
+        #[command(flatten)]
+        topic: TopicArgs,
+    },
+    /// Run the producer (same flags as the `producer` binary)
+    Producer,
+    /// Run the processor (same flags as the `processor` binary)
+    Processor,
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        Some("producer") => return producer::main_with_args(args[1..].iter().cloned()),
+        Some("processor") => return processor::main_with_args(args[1..].iter().cloned()),
+        _ => {}
+    }
+    txn_core::settings::init_logging();
+    if let Err(e) = txn_core::settings::load_dotenv() {
+        error!("[pipeline] {e}");
+        return ExitCode::from(2);
+    }
+    let cli = Cli::parse_from(args);
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        if let Err(e) = signal_hook::flag::register(signal, Arc::clone(&stop)) {
+            error!("[pipeline] cannot install the signal handler: {e}");
+            return ExitCode::from(2);
+        }
+    }
+    let result = match cli.command {
+        Some(Command::Broker { topic }) => serve_broker(&topic, &stop),
+        _ => local_stack(&cli.topic, &cli.output_path, &stop),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            error!("[pipeline] {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve_broker(topic: &TopicArgs, stop: &AtomicBool) -> anyhow::Result<ExitCode> {
+    let broker = EmbeddedBroker::start(&topic.topic, topic.partitions)?;
+    // On stdout, on its own line, for scripts and tests to read.
+    println!("bootstrap={}", broker.bootstrap_servers());
+    info!(
+        "[broker] serving topic {} ({} partitions) at {}; Ctrl-C to stop",
+        topic.topic,
+        topic.partitions,
+        broker.bootstrap_servers()
+    );
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    info!("[broker] stopping");
+    broker.stop();
+    Ok(ExitCode::SUCCESS)
+}
+
+fn local_stack(topic: &TopicArgs, output_path: &str, stop: &Arc<AtomicBool>) -> anyhow::Result<ExitCode> {
+    use clap::Parser as _;
+    let broker = EmbeddedBroker::start(&topic.topic, topic.partitions)?;
+    let bootstrap = broker.bootstrap_servers().to_owned();
+    println!("bootstrap={bootstrap}");
+    info!("[pipeline] embedded broker at {bootstrap}, topic {} with {} partitions", topic.topic, topic.partitions);
+
+    let mut producer_config =
+        producer::ProducerConfig::try_parse_from(["producer"]).context("producer settings")?;
+    producer_config.bootstrap_servers.clone_from(&bootstrap);
+    producer_config.topic.clone_from(&topic.topic);
+    let mut processor_config =
+        processor::ProcessorConfig::try_parse_from(["processor"]).context("processor settings")?;
+    processor_config.bootstrap_servers.clone_from(&bootstrap);
+    processor_config.topic.clone_from(&topic.topic);
+    processor_config.output_path = output_path.into();
+    processor_config.checkpoint_dir = None;
+
+    let producer_stop = Arc::clone(stop);
+    let producer = std::thread::Builder::new()
+        .name("producer".into())
+        .spawn(move || producer::run(&producer_config, &producer_stop))?;
+    let processor_stop = Arc::clone(stop);
+    let processor = std::thread::Builder::new()
+        .name("processor".into())
+        .spawn(move || processor::run(&processor_config, &processor_stop))?;
+
+    let produced = producer.join().map_err(|_| anyhow::anyhow!("the producer thread panicked"))?;
+    // The producer ends on its own only with --count; keep the processor going until Ctrl-C.
+    while !stop.load(Ordering::Relaxed) && !processor.is_finished() {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let processed = processor.join().map_err(|_| anyhow::anyhow!("the processor thread panicked"))?;
+    broker.stop();
+    let produced = produced?;
+    info!("[pipeline] producer: sent={} failed={}", produced.sent, produced.failed);
+    let processed = processed?;
+    info!("[pipeline] processor: {processed}");
+    Ok(if produced.failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}

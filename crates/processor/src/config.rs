@@ -1,0 +1,109 @@
+//! Settings of the processor: flags, env variables (the seed's names) and `.env`, in one struct.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use txn_core::duration::parse_duration;
+use txn_core::settings::parse_bool;
+
+use crate::error::{Error, Result};
+use crate::gold::OutputMode;
+
+/// How batches are triggered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// A batch every interval (back to back when zero), as Spark's `ProcessingTime`.
+    Interval(Duration),
+    /// Everything present at start, in batches bounded by MAX_OFFSETS_PER_TRIGGER, then exit.
+    AvailableNow,
+}
+
+fn parse_trigger(text: &str) -> Result<Trigger, String> {
+    let t = text.trim().to_ascii_lowercase().replace(['_', ' '], "-");
+    if t == "available-now" || t == "availablenow" || t == "once" {
+        return Ok(Trigger::AvailableNow);
+    }
+    parse_duration(text).map(Trigger::Interval).map_err(|e| format!("{e}, or available-now"))
+}
+
+fn parse_spark_duration(text: &str) -> Result<Duration, String> {
+    parse_duration(text).map_err(|e| e.to_string())
+}
+
+/// Settings of the processor: each flag can also be given by the env variable named beside it,
+/// or in a `.env` file in the working directory.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "processor", version, about = "Reads Kafka in micro-batches and writes the layers exactly once")]
+pub struct ProcessorConfig {
+    /// Kafka bootstrap servers (host:port, comma separated)
+    #[arg(long, env = "KAFKA_BOOTSTRAP_SERVERS", default_value = "localhost:9094")]
+    pub bootstrap_servers: String,
+    /// Topic to read
+    #[arg(long, env = "KAFKA_TOPIC", default_value = "transactions")]
+    pub topic: String,
+    /// Root folder of the layers (bronze/, silver/, gold/, quarantine/, raw_csv/, _chk/)
+    #[arg(long, env = "OUTPUT_PATH", default_value = "./data/output/parquet")]
+    pub output_path: PathBuf,
+    /// Checkpoint folder (default: OUTPUT_PATH/_chk); CHECKPOINT_DIR is accepted too
+    #[arg(long, env = "SPARK_CHECKPOINT_DIR")]
+    pub checkpoint_dir: Option<PathBuf>,
+    /// Where to start when there is no checkpoint: latest, earliest, or Spark's JSON
+    /// {"topic":{"0":42,"1":-2}} (-2 = earliest, -1 = latest)
+    #[arg(long, env = "STARTING_OFFSETS", default_value = "latest")]
+    pub starting_offsets: String,
+    /// Stop when planned offsets were deleted by retention (true), or log the loss and go on (false)
+    #[arg(long, env = "FAIL_ON_DATA_LOSS", default_value = "true", value_parser = parse_bool)]
+    pub fail_on_data_loss: bool,
+    /// Print a 10-row preview of silver after each batch
+    #[arg(long, env = "SHOW_PREVIEWS", default_value = "false", value_parser = parse_bool)]
+    pub show_previews: bool,
+    /// "30 seconds", "500 ms", 0 (back to back), or available-now (process what is there, then exit)
+    #[arg(long, env = "TRIGGER_INTERVAL", default_value = "30 seconds", value_parser = parse_trigger)]
+    pub trigger: Trigger,
+    /// Keep the newest N files of each layer (0 = keep all)
+    #[arg(long, env = "MAX_FILES_PER_SINK", default_value_t = 0)]
+    pub max_files_per_sink: usize,
+    /// Most offsets read per batch, over all partitions (0 = no limit)
+    #[arg(long, env = "MAX_OFFSETS_PER_TRIGGER", default_value_t = 5000)]
+    pub max_offsets_per_trigger: u64,
+    /// Consumer group whose offsets are committed after each batch, for lag tools (progress only)
+    #[arg(long, env = "KAFKA_GROUP_ID", default_value = "transactions-processor")]
+    pub group_id: String,
+    /// How long to wait for the broker at start before giving up
+    #[arg(long, env = "KAFKA_CONNECT_TIMEOUT", default_value = "60 seconds", value_parser = parse_spark_duration)]
+    pub connect_timeout: Duration,
+    /// Gold: tumbling window size on event_time
+    #[arg(long, env = "GOLD_WINDOW", default_value = "1 minute", value_parser = parse_spark_duration)]
+    pub gold_window: Duration,
+    /// Gold: watermark delay (how late an event may be and still count)
+    #[arg(long, env = "GOLD_WATERMARK_DELAY", default_value = "5 minutes", value_parser = parse_spark_duration)]
+    pub gold_watermark_delay: Duration,
+    /// Gold: append (a window once, when the watermark passes its end) or update (changed windows each batch)
+    #[arg(long, env = "GOLD_OUTPUT_MODE", default_value = "append")]
+    pub gold_output_mode: OutputMode,
+    /// Test-only: pause this long after a batch's files are in place and before its commit
+    #[arg(long, env = "PROCESSOR_TEST_PAUSE_BEFORE_COMMIT", value_parser = parse_spark_duration, hide = true)]
+    pub test_pause_before_commit: Option<Duration>,
+}
+
+impl ProcessorConfig {
+    /// The checkpoint folder: SPARK_CHECKPOINT_DIR, else CHECKPOINT_DIR, else OUTPUT_PATH/_chk.
+    pub fn checkpoint_path(&self) -> PathBuf {
+        self.checkpoint_dir
+            .clone()
+            .or_else(|| std::env::var_os("CHECKPOINT_DIR").filter(|v| !v.is_empty()).map(PathBuf::from))
+            .unwrap_or_else(|| self.output_path.join("_chk"))
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        if self.topic.trim().is_empty() {
+            return Err(Error::Config("KAFKA_TOPIC is empty".into()));
+        }
+        if self.gold_window.is_zero() {
+            return Err(Error::Config("GOLD_WINDOW must be longer than 0".into()));
+        }
+        crate::source::StartingOffsets::parse(&self.starting_offsets, &self.topic)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,47 @@
+//! The processor's error type: each variant is something an operator can act on.
+
+use std::path::PathBuf;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid setting: {0}")]
+    Config(String),
+    #[error("{context}: {source}")]
+    Io { context: String, source: std::io::Error },
+    #[error("{context}: {source}")]
+    Kafka { context: String, source: rdkafka::error::KafkaError },
+    #[error("cannot reach Kafka at {bootstrap} within {waited_s} s: {last_error}")]
+    BrokerUnreachable { bootstrap: String, waited_s: u64, last_error: String },
+    #[error("data loss: {0} (set FAIL_ON_DATA_LOSS=false to log it and continue)")]
+    DataLoss(String),
+    #[error("checkpoint {path}: {detail}")]
+    Checkpoint { path: PathBuf, detail: String },
+    #[error("cannot write parquet: {0}")]
+    Parquet(#[from] parquet::errors::ParquetError),
+    #[error("cannot build a record batch: {0}")]
+    Arrow(#[from] arrow_schema::ArrowError),
+}
+
+/// Adds what was being done to an I/O error.
+pub trait IoContext<T> {
+    fn io_context(self, context: impl FnOnce() -> String) -> Result<T>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn io_context(self, context: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|source| Error::Io { context: context(), source })
+    }
+}
+
+/// Adds what was being done to a Kafka error.
+pub trait KafkaContext<T> {
+    fn kafka_context(self, context: impl FnOnce() -> String) -> Result<T>;
+}
+
+impl<T> KafkaContext<T> for rdkafka::error::KafkaResult<T> {
+    fn kafka_context(self, context: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|source| Error::Kafka { context: context(), source })
+    }
+}

@@ -1,0 +1,457 @@
+//! Gold: per-card tumbling windows on `event_time` with a watermark, as Spark's
+//! `withWatermark(delay).groupBy(window(event_time, size), card_id)`.
+//!
+//! - Windows are aligned to the epoch, `[start, start + size)`.
+//! - The watermark is the largest event time seen minus the delay, advanced at the end of a batch,
+//!   never backwards.
+//! - A row whose window ended at or before the watermark in force when its batch started is late:
+//!   dropped from gold and counted (it is still in silver).
+//! - Append mode writes a window once, in the batch at whose end the watermark passes the window's
+//!   end (Spark needs an extra no-data batch for that; the rows are the same), then drops its state.
+//!   Update mode writes, each batch, the windows that batch changed.
+//! - Sums are kept in exact fixed point (micro-units) while amounts allow it, so a window's sum does
+//!   not depend on how rows were split into batches, and a replay after a crash gives the same bits.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::str::FromStr;
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, Float64Array, Int64Array, RecordBatch};
+use arrow_schema::{DataType, Schema, SchemaRef};
+
+use crate::error::Result;
+use crate::layers::{field, strings, timestamp_type, timestamps, DecodedBatch};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputMode {
+    Append,
+    Update,
+}
+
+impl FromStr for OutputMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "append" => Ok(OutputMode::Append),
+            "update" => Ok(OutputMode::Update),
+            other => Err(format!("{other:?} is not an output mode (use append or update)")),
+        }
+    }
+}
+
+/// Micro-units per amount unit in the exact sum.
+const FIXED_SCALE: f64 = 1e6;
+/// Amounts beyond this magnitude make a window's sum fall back to floating point.
+const FIXED_LIMIT: f64 = 1e15;
+
+/// The running aggregate of one window and card.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Aggregate {
+    /// Rows in the window.
+    pub count: u64,
+    /// Rows with a non-null amount.
+    pub amounts: u64,
+    /// Exact sum in micro-units, while every amount fitted.
+    pub fixed_sum: Option<i128>,
+    pub float_sum: f64,
+    pub max: f64,
+}
+
+impl Default for Aggregate {
+    fn default() -> Self {
+        Aggregate { count: 0, amounts: 0, fixed_sum: Some(0), float_sum: 0.0, max: f64::NEG_INFINITY }
+    }
+}
+
+impl Aggregate {
+    fn add(&mut self, amount: Option<f64>) {
+        self.count += 1;
+        let Some(a) = amount else { return };
+        self.amounts += 1;
+        self.float_sum += a;
+        self.max = self.max.max(a);
+        self.fixed_sum = match self.fixed_sum {
+            Some(s) if a.abs() < FIXED_LIMIT => Some(s + (a * FIXED_SCALE).round() as i128),
+            _ => None,
+        };
+    }
+
+    pub fn sum(&self) -> Option<f64> {
+        (self.amounts > 0).then(|| self.fixed_sum.map_or(self.float_sum, |s| s as f64 / FIXED_SCALE))
+    }
+
+    pub fn avg(&self) -> Option<f64> {
+        self.sum().map(|s| s / self.amounts as f64)
+    }
+
+    pub fn max(&self) -> Option<f64> {
+        (self.amounts > 0).then_some(self.max)
+    }
+}
+
+/// (window start in UTC microseconds, card_id)
+pub type WindowKey = (i64, Option<String>);
+
+/// One output row of gold.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GoldRow {
+    pub window_start: i64,
+    pub window_end: i64,
+    pub card_id: Option<String>,
+    pub agg: Aggregate,
+}
+
+/// What one batch did to gold.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct GoldBatch {
+    pub rows: Vec<GoldRow>,
+    /// Valid rows dropped because their window had closed.
+    pub late: u64,
+    pub watermark: Option<i64>,
+}
+
+/// Window state and watermark; saved with every batch commit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GoldState {
+    window: i64,
+    delay: i64,
+    mode: OutputMode,
+    windows: BTreeMap<WindowKey, Aggregate>,
+    max_event_time: Option<i64>,
+    watermark: Option<i64>,
+    /// Late rows over the life of the checkpoint.
+    pub late_total: u64,
+}
+
+impl GoldState {
+    pub fn new(window_micros: i64, delay_micros: i64, mode: OutputMode) -> Self {
+        GoldState {
+            window: window_micros.max(1),
+            delay: delay_micros.max(0),
+            mode,
+            windows: BTreeMap::new(),
+            max_event_time: None,
+            watermark: None,
+            late_total: 0,
+        }
+    }
+
+    pub fn watermark(&self) -> Option<i64> {
+        self.watermark
+    }
+
+    pub fn open_windows(&self) -> usize {
+        self.windows.len()
+    }
+
+    /// Folds one batch of (event_time, card_id, amount) rows in, advances the watermark, and
+    /// returns the rows to write for this batch.
+    pub fn apply<'a>(&mut self, rows: impl IntoIterator<Item = (i64, Option<&'a str>, Option<f64>)>) -> GoldBatch {
+        let in_force = self.watermark;
+        let mut late = 0;
+        let mut changed = BTreeSet::new();
+        let mut max_seen = self.max_event_time;
+        for (event_time, card, amount) in rows {
+            max_seen = Some(max_seen.map_or(event_time, |m| m.max(event_time)));
+            let start = event_time.div_euclid(self.window) * self.window;
+            if in_force.is_some_and(|wm| start + self.window <= wm) {
+                late += 1;
+                continue;
+            }
+            let key = (start, card.map(str::to_owned));
+            match self.windows.get_mut(&key) {
+                Some(agg) => agg.add(amount),
+                None => {
+                    let mut agg = Aggregate::default();
+                    agg.add(amount);
+                    self.windows.insert(key.clone(), agg);
+                }
+            }
+            if self.mode == OutputMode::Update {
+                changed.insert(key);
+            }
+        }
+        self.max_event_time = max_seen;
+        if let Some(candidate) = max_seen.map(|m| m - self.delay) {
+            self.watermark = Some(self.watermark.map_or(candidate, |w| w.max(candidate)));
+        }
+        self.late_total += late;
+
+        let row = |key: &WindowKey, agg: &Aggregate| GoldRow {
+            window_start: key.0,
+            window_end: key.0 + self.window,
+            card_id: key.1.clone(),
+            agg: *agg,
+        };
+        let mut out = Vec::new();
+        if self.mode == OutputMode::Update {
+            out.extend(changed.iter().filter_map(|k| self.windows.get(k).map(|a| row(k, a))));
+        }
+        if let Some(wm) = self.watermark {
+            // Windows are ordered by start: the closed ones are a prefix.
+            let open = self.windows.split_off(&(wm - self.window + 1, None));
+            let closed = std::mem::replace(&mut self.windows, open);
+            if self.mode == OutputMode::Append {
+                out.extend(closed.iter().map(|(k, a)| row(k, a)));
+            }
+        }
+        GoldBatch { rows: out, late, watermark: self.watermark }
+    }
+
+    /// Applies a decoded batch.
+    pub fn apply_batch(&mut self, batch: &DecodedBatch<'_>) -> GoldBatch {
+        self.apply(batch.valid.iter().map(|(_, t)| (t.event_time, t.card_id.as_deref(), t.amount)))
+    }
+
+    /// A compact binary snapshot (little-endian, length-prefixed strings).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(64 + self.windows.len() * 64);
+        out.extend_from_slice(MAGIC);
+        put_opt(&mut out, self.max_event_time);
+        put_opt(&mut out, self.watermark);
+        out.extend_from_slice(&self.late_total.to_le_bytes());
+        out.extend_from_slice(&(self.windows.len() as u64).to_le_bytes());
+        for ((start, card), agg) in &self.windows {
+            out.extend_from_slice(&start.to_le_bytes());
+            match card {
+                Some(c) => {
+                    out.extend_from_slice(&(c.len() as u32).to_le_bytes());
+                    out.extend_from_slice(c.as_bytes());
+                }
+                None => out.extend_from_slice(&u32::MAX.to_le_bytes()),
+            }
+            out.extend_from_slice(&agg.count.to_le_bytes());
+            out.extend_from_slice(&agg.amounts.to_le_bytes());
+            match agg.fixed_sum {
+                Some(s) => {
+                    out.push(1);
+                    out.extend_from_slice(&s.to_le_bytes());
+                }
+                None => out.push(0),
+            }
+            out.extend_from_slice(&agg.float_sum.to_le_bytes());
+            out.extend_from_slice(&agg.max.to_le_bytes());
+        }
+        out
+    }
+
+    /// Restores a snapshot written by [`GoldState::to_bytes`] into a state of these settings.
+    pub fn restore(&mut self, bytes: &[u8]) -> Result<(), String> {
+        let mut r = Reader(bytes);
+        if r.take(MAGIC.len())? != MAGIC {
+            return Err("not a gold state snapshot".into());
+        }
+        self.max_event_time = r.opt()?;
+        self.watermark = r.opt()?;
+        self.late_total = r.u64()?;
+        let n = r.u64()?;
+        self.windows.clear();
+        for _ in 0..n {
+            let start = r.i64()?;
+            let len = r.u32()?;
+            let card = if len == u32::MAX {
+                None
+            } else {
+                Some(String::from_utf8(r.take(len as usize)?.to_vec()).map_err(|_| "card_id is not UTF-8")?)
+            };
+            let count = r.u64()?;
+            let amounts = r.u64()?;
+            let fixed_sum = match r.take(1)?[0] {
+                1 => Some(i128::from_le_bytes(r.take(16)?.try_into().map_err(|_| "short")?)),
+                _ => None,
+            };
+            let float_sum = f64::from_bits(r.u64()?);
+            let max = f64::from_bits(r.u64()?);
+            self.windows.insert((start, card), Aggregate { count, amounts, fixed_sum, float_sum, max });
+        }
+        if !r.0.is_empty() {
+            return Err("trailing bytes after the snapshot".into());
+        }
+        Ok(())
+    }
+}
+
+const MAGIC: &[u8] = b"GOLDSTATE1";
+
+fn put_opt(out: &mut Vec<u8>, v: Option<i64>) {
+    match v {
+        Some(v) => {
+            out.push(1);
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        None => out.push(0),
+    }
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+        if self.0.len() < n {
+            return Err("snapshot is truncated".into());
+        }
+        let (head, tail) = self.0.split_at(n);
+        self.0 = tail;
+        Ok(head)
+    }
+    fn u64(&mut self) -> Result<u64, String> {
+        Ok(u64::from_le_bytes(self.take(8)?.try_into().map_err(|_| "short")?))
+    }
+    fn i64(&mut self) -> Result<i64, String> {
+        Ok(self.u64()? as i64)
+    }
+    fn u32(&mut self) -> Result<u32, String> {
+        Ok(u32::from_le_bytes(self.take(4)?.try_into().map_err(|_| "short")?))
+    }
+    fn opt(&mut self) -> Result<Option<i64>, String> {
+        match self.take(1)?[0] {
+            1 => Ok(Some(self.i64()?)),
+            _ => Ok(None),
+        }
+    }
+}
+
+pub fn schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        field("card_id", DataType::Utf8, true),
+        field("window_start", timestamp_type(), false),
+        field("window_end", timestamp_type(), false),
+        field("txn_count", DataType::Int64, false),
+        field("sum_amount", DataType::Float64, true),
+        field("avg_amount", DataType::Float64, true),
+        field("max_amount", DataType::Float64, true),
+    ]))
+}
+
+pub fn build(rows: &[GoldRow]) -> Result<RecordBatch> {
+    let n = rows.len();
+    let columns: Vec<ArrayRef> = vec![
+        strings(n, n * 8, rows.iter().map(|r| r.card_id.as_deref())),
+        timestamps(rows.iter().map(|r| Some(r.window_start))),
+        timestamps(rows.iter().map(|r| Some(r.window_end))),
+        Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.agg.count as i64))),
+        Arc::new(Float64Array::from_iter(rows.iter().map(|r| r.agg.sum()))),
+        Arc::new(Float64Array::from_iter(rows.iter().map(|r| r.agg.avg()))),
+        Arc::new(Float64Array::from_iter(rows.iter().map(|r| r.agg.max()))),
+    ];
+    Ok(RecordBatch::try_new(schema(), columns)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: i64 = 60_000_000;
+    const T: i64 = 1_762_500_600_000_000; // 2025-11-07T07:30:00Z, a minute boundary
+
+    fn state(mode: OutputMode) -> GoldState {
+        GoldState::new(MIN, 5 * MIN, mode)
+    }
+
+    fn summary(rows: &[GoldRow]) -> Vec<(i64, &str, u64, Option<f64>, Option<f64>)> {
+        rows.iter()
+            .map(|r| ((r.window_start - T) / MIN, r.card_id.as_deref().unwrap_or("-"), r.agg.count, r.agg.sum(), r.agg.max()))
+            .collect()
+    }
+
+    #[test]
+    fn a_row_on_a_boundary_belongs_to_the_window_it_starts() {
+        let mut g = state(OutputMode::Append);
+        g.apply([(T + MIN - 1, Some("a"), Some(1.0)), (T + MIN, Some("a"), Some(2.0))]);
+        let out = g.apply([(T + 20 * MIN, Some("a"), Some(0.0))]);
+        assert_eq!(summary(&out.rows), vec![(0, "a", 1, Some(1.0), Some(1.0)), (1, "a", 1, Some(2.0), Some(2.0))]);
+        assert_eq!(out.rows[0].window_end, T + MIN);
+    }
+
+    #[test]
+    fn a_window_is_emitted_once_only_after_the_watermark_passes_its_end() {
+        let mut g = state(OutputMode::Append);
+        // Window [0,1) min. Max event 5:59 → watermark 0:59: not yet closed.
+        let out = g.apply([(T + 30_000_000, Some("a"), Some(10.0)), (T + 6 * MIN - 1, Some("b"), Some(1.0))]);
+        assert!(out.rows.is_empty());
+        assert_eq!(out.watermark, Some(T + MIN - 1));
+        // Max event 6:00 → watermark 1:00 = the window's end: emitted now.
+        let out = g.apply([(T + 6 * MIN, Some("b"), Some(1.0))]);
+        assert_eq!(summary(&out.rows), vec![(0, "a", 1, Some(10.0), Some(10.0))]);
+        // And never again.
+        let out = g.apply([(T + 6 * MIN + 1, Some("b"), Some(1.0))]);
+        assert!(out.rows.is_empty());
+        assert_eq!(g.open_windows(), 2);
+    }
+
+    #[test]
+    fn out_of_order_rows_within_the_delay_count_and_a_late_row_is_dropped_and_counted() {
+        let mut g = state(OutputMode::Append);
+        g.apply([(T + 10 * MIN, Some("a"), Some(1.0))]); // watermark 5:00
+        // 5:30 is behind the max but within the delay: counts. 4:59 ends at 5:00 <= 5:00: late.
+        let out = g.apply([(T + 5 * MIN + 30_000_000, Some("a"), Some(2.0)), (T + 4 * MIN + 59_000_000, Some("a"), Some(3.0))]);
+        assert_eq!(out.late, 1);
+        assert_eq!(g.late_total, 1);
+        let out = g.apply([(T + 30 * MIN, Some("z"), None)]);
+        assert_eq!(summary(&out.rows), vec![(5, "a", 1, Some(2.0), Some(2.0)), (10, "a", 1, Some(1.0), Some(1.0))]);
+    }
+
+    #[test]
+    fn the_watermark_never_moves_backwards() {
+        let mut g = state(OutputMode::Append);
+        g.apply([(T + 20 * MIN, Some("a"), Some(1.0))]);
+        assert_eq!(g.watermark(), Some(T + 15 * MIN));
+        let out = g.apply([(T + 16 * MIN, Some("a"), Some(1.0))]);
+        assert_eq!(out.watermark, Some(T + 15 * MIN));
+        assert_eq!(out.late, 0, "16:00 ends after the 15:00 watermark");
+    }
+
+    #[test]
+    fn several_cards_with_null_amounts_aggregate_separately() {
+        let mut g = state(OutputMode::Append);
+        g.apply([
+            (T, Some("a"), Some(10.0)),
+            (T + 1, Some("a"), Some(20.5)),
+            (T + 2, Some("a"), None),
+            (T + 3, Some("b"), None),
+            (T + 4, None, Some(7.0)),
+        ]);
+        let out = g.apply([(T + 7 * MIN, Some("c"), Some(1.0))]);
+        assert_eq!(
+            summary(&out.rows),
+            vec![(0, "-", 1, Some(7.0), Some(7.0)), (0, "a", 3, Some(30.5), Some(20.5)), (0, "b", 1, None, None)]
+        );
+        assert_eq!(out.rows[1].agg.avg(), Some(15.25));
+    }
+
+    #[test]
+    fn update_mode_writes_changed_windows_each_batch() {
+        let mut g = state(OutputMode::Update);
+        let out = g.apply([(T, Some("a"), Some(1.0)), (T + MIN, Some("b"), Some(2.0))]);
+        assert_eq!(summary(&out.rows), vec![(0, "a", 1, Some(1.0), Some(1.0)), (1, "b", 1, Some(2.0), Some(2.0))]);
+        let out = g.apply([(T + 1, Some("a"), Some(3.0))]);
+        assert_eq!(summary(&out.rows), vec![(0, "a", 2, Some(4.0), Some(3.0))]);
+    }
+
+    #[test]
+    fn sums_do_not_depend_on_how_rows_are_split_into_batches() {
+        let amounts: Vec<f64> = (0..1000).map(|i| (i as f64 * 37.13) % 4000.0 / 3.0).map(|a| (a * 100.0).round() / 100.0).collect();
+        let run = |split: usize| {
+            let mut g = state(OutputMode::Append);
+            for chunk in amounts.chunks(split) {
+                g.apply(chunk.iter().map(|&a| (T, Some("a"), Some(a))));
+            }
+            g.apply([(T + 10 * MIN, Some("x"), None)]).rows[0].agg.sum().unwrap()
+        };
+        assert_eq!(run(1000).to_bits(), run(7).to_bits());
+        assert_eq!(run(1).to_bits(), run(333).to_bits());
+    }
+
+    #[test]
+    fn a_snapshot_restores_the_same_state() {
+        let mut g = state(OutputMode::Append);
+        g.apply([(T, Some("a"), Some(1.25)), (T + 2 * MIN, None, None), (T + 3 * MIN, Some("b"), Some(1e300))]);
+        let bytes = g.to_bytes();
+        let mut back = state(OutputMode::Append);
+        back.restore(&bytes).unwrap();
+        assert_eq!(back, g);
+        assert!(back.restore(&bytes[..bytes.len() - 1]).is_err());
+        assert!(back.restore(b"nonsense").is_err());
+    }
+}

@@ -1,0 +1,402 @@
+//! The streaming processor of SPEC §2–§4. One data flow per batch:
+//!
+//! ```text
+//! plan ──► read ──► decode ──► layers ──► write ──► commit
+//! ```
+//! [`source`] plans and reads, [`layers`] and [`gold`] turn a batch into rows, [`writer`] puts one
+//! file per layer in place, [`checkpoint`] makes it exactly once, [`progress`] reports.
+
+pub mod checkpoint;
+pub mod config;
+pub mod error;
+pub mod gold;
+pub mod layers;
+pub mod progress;
+pub mod source;
+pub mod writer;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use tracing::{error, info, warn};
+
+pub use config::{ProcessorConfig, Trigger};
+pub use error::{Error, Result};
+
+use checkpoint::{BatchCommit, BatchPlan, Checkpoint};
+use gold::GoldState;
+use layers::{DecodedBatch, Layer};
+use progress::BatchReport;
+use source::{KafkaSource, RawBatch, StartingOffsets, Watermarks};
+use writer::CompactWriter;
+
+/// What a run of the processor did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RunSummary {
+    pub batches: u64,
+    pub rows: u64,
+    pub late: u64,
+}
+
+impl fmt::Display for RunSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "batches={} rows={} late={}", self.batches, self.rows, self.late)
+    }
+}
+
+/// Everything a batch needs besides its plan.
+struct Engine<'a> {
+    config: &'a ProcessorConfig,
+    source: KafkaSource,
+    writer: CompactWriter,
+    checkpoint: Checkpoint,
+    gold: GoldState,
+    stop: &'a AtomicBool,
+    last_batch_start: Option<Instant>,
+    summary: RunSummary,
+}
+
+/// Runs until `stop` is set (finishing the batch in flight), or until everything present at start
+/// is processed with the available-now trigger.
+pub fn run(config: &ProcessorConfig, stop: &AtomicBool) -> Result<RunSummary> {
+    config.validate()?;
+    let starting = StartingOffsets::parse(&config.starting_offsets, &config.topic)?;
+    let writer = CompactWriter::open(&config.output_path, config.max_files_per_sink)?;
+    let checkpoint = Checkpoint::open(&config.checkpoint_path(), &config.topic)?;
+    let recovery = checkpoint.recover()?;
+    let mut gold = GoldState::new(
+        micros(config.gold_window),
+        micros(config.gold_watermark_delay),
+        config.gold_output_mode,
+    );
+    if let Some(commit) = &recovery.last_commit {
+        if let Some(bytes) = checkpoint.read_state(commit.batch)? {
+            gold.restore(&bytes).map_err(|detail| Error::Checkpoint {
+                path: checkpoint.root().join("state").join(commit.batch.to_string()),
+                detail,
+            })?;
+        }
+    }
+
+    info!(
+        "[processor] Connecting to {}, topic={}, output={}, checkpoint={}, trigger={:?}",
+        config.bootstrap_servers,
+        config.topic,
+        config.output_path.display(),
+        checkpoint.root().display(),
+        config.trigger
+    );
+    let source = KafkaSource::new(&config.bootstrap_servers, &config.topic, &config.group_id)?;
+    let watermarks = source.wait_ready(config.connect_timeout)?;
+    let mut next_offsets = match recovery.next_offsets {
+        Some(n) => {
+            info!("[processor] resuming from the checkpoint: next batch {}, offsets {n:?}", recovery.next_batch);
+            n
+        }
+        None => {
+            let n = starting.resolve(&watermarks)?;
+            info!("[processor] no checkpoint: starting at {n:?} (STARTING_OFFSETS={})", config.starting_offsets);
+            n
+        }
+    };
+    let mut next_batch = recovery.next_batch;
+    let mut engine = Engine {
+        config,
+        source,
+        writer,
+        checkpoint,
+        gold,
+        stop,
+        last_batch_start: None,
+        summary: RunSummary::default(),
+    };
+
+    if let Some(plan) = recovery.pending {
+        info!("[processor] batch {} was planned but not committed: re-running it with the same offsets", plan.batch);
+        let lag = lag(&watermarks, &plan);
+        if !engine.execute(&plan, lag, 0, true)? {
+            return Ok(engine.summary);
+        }
+    }
+
+    // The available-now target: what is in the topic now.
+    let target: BTreeMap<i32, i64> = match config.trigger {
+        Trigger::AvailableNow => watermarks.iter().map(|(&p, &(_, high))| (p, high)).collect(),
+        Trigger::Interval(_) => BTreeMap::new(),
+    };
+    let interval = match config.trigger {
+        Trigger::Interval(d) => d,
+        Trigger::AvailableNow => Duration::ZERO,
+    };
+    let started = Instant::now();
+    let mut ticks: u32 = 0;
+    let mut broker_trouble: Option<Instant> = None;
+    while !stop.load(Ordering::Relaxed) {
+        let watermarks = match engine.source.watermarks() {
+            Ok(w) => {
+                if broker_trouble.take().is_some() {
+                    info!("[processor] Kafka answers again");
+                }
+                w
+            }
+            Err(e) => {
+                // Warn once per minute of trouble, not on every retry.
+                if broker_trouble.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+                    warn!("[processor] cannot read the topic's offsets, retrying: {e}");
+                    broker_trouble = Some(Instant::now());
+                }
+                sleep_unless(stop, Duration::from_secs(1));
+                continue;
+            }
+        };
+        let (ranges, notes) = source::plan(
+            &next_offsets,
+            &watermarks,
+            &target,
+            config.max_offsets_per_trigger,
+            config.fail_on_data_loss,
+        )?;
+        let lost: u64 = notes.lost.iter().map(|(_, from, to)| (to - from).max(0) as u64).sum();
+        for (p, from, to) in &notes.lost {
+            warn!("[processor] data loss: partition {p} offsets {from}..{to} are gone (FAIL_ON_DATA_LOSS=false)");
+        }
+        let plan = BatchPlan { batch: next_batch, planned_at: txn_core::time::now_micros(), ranges };
+        if plan.rows() == 0 {
+            if lost > 0 {
+                next_offsets = plan.ends();
+            }
+            if config.trigger == Trigger::AvailableNow {
+                info!("[processor] available-now: everything present at start is processed");
+                break;
+            }
+            // Nothing new: no batch, no files. Wait for the next tick.
+            ticks = wait_for_tick(stop, started, interval, ticks);
+            continue;
+        }
+        engine.checkpoint.write_plan(&plan)?;
+        let lag = lag(&watermarks, &plan);
+        if !engine.execute(&plan, lag, lost, false)? {
+            break;
+        }
+        next_offsets = plan.ends();
+        next_batch += 1;
+        if config.trigger != Trigger::AvailableNow {
+            ticks = wait_for_tick(stop, started, interval, ticks);
+        }
+    }
+    info!("[processor] stopped: {}", engine.summary);
+    Ok(engine.summary)
+}
+
+fn micros(d: Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
+/// Offsets left in the topic after this batch.
+fn lag(watermarks: &Watermarks, plan: &BatchPlan) -> u64 {
+    plan.ranges
+        .iter()
+        .map(|r| watermarks.get(&r.partition).map_or(0, |&(_, high)| (high - r.end).max(0) as u64))
+        .sum()
+}
+
+/// Sleeps until the next multiple of `interval` since `started` (Spark's processing-time trigger:
+/// a batch that overran its slot is followed at once). Returns the tick count reached.
+fn wait_for_tick(stop: &AtomicBool, started: Instant, interval: Duration, ticks: u32) -> u32 {
+    if interval.is_zero() {
+        // Back to back; when idle, look again shortly.
+        sleep_unless(stop, Duration::from_millis(100));
+        return ticks;
+    }
+    let elapsed = started.elapsed();
+    let next = (elapsed.as_nanos() / interval.as_nanos()) as u32 + 1;
+    let due = started + interval * next.max(ticks + 1);
+    sleep_unless(stop, due.saturating_duration_since(Instant::now()));
+    next
+}
+
+fn sleep_unless(stop: &AtomicBool, total: Duration) {
+    let until = Instant::now() + total;
+    while !stop.load(Ordering::Relaxed) {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        std::thread::sleep(left.min(Duration::from_millis(50)));
+    }
+}
+
+impl Engine<'_> {
+    /// Runs one planned batch to its commit. Returns false when a stop request abandoned it
+    /// before any file was written (it is planned, so the next start re-runs it).
+    fn execute(&mut self, plan: &BatchPlan, lag: u64, lost_in_plan: u64, rerun: bool) -> Result<bool> {
+        let batch_start = Instant::now();
+        let since_previous = self.last_batch_start.map(|t| batch_start.duration_since(t));
+        self.last_batch_start = Some(batch_start);
+        let topic = self.config.topic.as_str();
+
+        let stop = self.stop;
+        let Some((mut raw, lost_in_read)) = self.source.read(&plan.ranges, &|| stop.load(Ordering::Relaxed))? else {
+            warn!("[processor] stop requested while Kafka was unreachable: batch {} will be re-run on restart", plan.batch);
+            return Ok(false);
+        };
+        if lost_in_read > 0 {
+            if self.config.fail_on_data_loss {
+                return Err(Error::DataLoss(format!(
+                    "{lost_in_read} offsets of batch {} were not delivered by the broker",
+                    plan.batch
+                )));
+            }
+            warn!("[processor] data loss: {lost_in_read} offsets of batch {} are gone (FAIL_ON_DATA_LOSS=false)", plan.batch);
+        }
+        // Arrival order across partitions varies; (partition, offset) order makes every file of a
+        // re-run identical to the first attempt.
+        raw.messages.sort_unstable_by_key(|m| (m.partition, m.offset));
+        let read = batch_start.elapsed();
+
+        let t = Instant::now();
+        let decoded = DecodedBatch::decode(&raw);
+        let decode = t.elapsed();
+
+        let t = Instant::now();
+        let gold_out = self.gold.apply_batch(&decoded);
+        let counts = write_layers(&self.writer, &raw, &decoded, &gold_out.rows, topic, plan)?;
+        let write = t.elapsed();
+
+        if let Some(pause) = self.config.test_pause_before_commit {
+            info!("[processor] test pause before the commit of batch {} ({pause:?})", plan.batch);
+            std::thread::sleep(pause);
+        }
+
+        let t = Instant::now();
+        let commit = BatchCommit {
+            batch: plan.batch,
+            rows: raw.messages.len() as u64,
+            layers: counts.iter().map(|(l, n)| (l.folder().to_string(), *n)).collect(),
+            late_rows: gold_out.late,
+            lost_offsets: lost_in_plan + lost_in_read,
+            watermark: gold_out.watermark,
+        };
+        self.checkpoint.write_state(plan.batch, &self.gold.to_bytes())?;
+        self.checkpoint.write_commit(&commit)?;
+        self.source.commit_group_offsets(&plan.ranges);
+        for layer in Layer::ALL {
+            self.writer.apply_retention(layer, plan.batch)?;
+        }
+        let commit_time = t.elapsed();
+
+        let report = BatchReport {
+            batch: plan.batch,
+            rows: commit.rows,
+            bytes: raw.bytes() as u64,
+            layers: counts,
+            late: gold_out.late,
+            lost: commit.lost_offsets,
+            read,
+            decode,
+            write,
+            commit: commit_time,
+            since_previous,
+            ranges: plan.ranges.clone(),
+            lag,
+            watermark: gold_out.watermark,
+            rerun,
+        };
+        info!("[processor] {report}");
+        if self.config.show_previews {
+            println!("{}", progress::silver_preview(&decoded));
+        }
+        self.summary.batches += 1;
+        self.summary.rows += commit.rows;
+        self.summary.late += gold_out.late;
+        Ok(true)
+    }
+}
+
+/// Builds and writes every non-empty layer of the batch, the big ones in parallel. Returns the
+/// rows per layer.
+fn write_layers(
+    writer: &CompactWriter,
+    raw: &RawBatch,
+    decoded: &DecodedBatch<'_>,
+    gold_rows: &[gold::GoldRow],
+    topic: &str,
+    plan: &BatchPlan,
+) -> Result<Vec<(Layer, u64)>> {
+    let (at, id) = (plan.planned_at, plan.batch);
+    std::thread::scope(|s| {
+        let bronze = s.spawn(|| -> Result<()> {
+            writer.write_parquet(Layer::Bronze, &layers::bronze::build(raw, topic)?, at, id).map(drop)
+        });
+        let silver = s.spawn(|| -> Result<()> {
+            if !decoded.valid.is_empty() {
+                writer.write_parquet(Layer::Silver, &layers::silver::build(decoded)?, at, id)?;
+            }
+            Ok(())
+        });
+        let rest = (|| -> Result<()> {
+            if !decoded.valid.is_empty() {
+                writer.write_bytes(Layer::RawCsv, &layers::raw_csv::build(decoded), at, id)?;
+            }
+            if !decoded.rejects.is_empty() {
+                writer.write_parquet(Layer::Quarantine, &layers::quarantine::build(decoded, topic, at)?, at, id)?;
+            }
+            if !gold_rows.is_empty() {
+                writer.write_parquet(Layer::Gold, &gold::build(gold_rows)?, at, id)?;
+            }
+            Ok(())
+        })();
+        let join = |h: std::thread::ScopedJoinHandle<'_, Result<()>>| {
+            h.join().unwrap_or_else(|_| Err(Error::Config("a layer writer thread panicked".into())))
+        };
+        join(bronze)?;
+        join(silver)?;
+        rest
+    })?;
+    let valid = decoded.valid.len() as u64;
+    Ok(vec![
+        (Layer::Bronze, raw.messages.len() as u64),
+        (Layer::Silver, valid),
+        (Layer::Quarantine, decoded.rejects.len() as u64),
+        (Layer::RawCsv, valid),
+        (Layer::Gold, gold_rows.len() as u64),
+    ])
+}
+
+/// Entry point of the `processor` binary (and of `pipeline processor`): bad settings exit 2 with
+/// one line, a failure exits 1 with one line, a stop (SIGINT/SIGTERM) finishes the batch in
+/// flight and exits 0.
+pub fn main_with_args(args: impl IntoIterator<Item = String>) -> ExitCode {
+    txn_core::settings::init_logging();
+    if let Err(e) = txn_core::settings::load_dotenv() {
+        error!("[processor] {e}");
+        return ExitCode::from(2);
+    }
+    let config = match ProcessorConfig::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        if let Err(e) = signal_hook::flag::register(signal, Arc::clone(&stop)) {
+            error!("[processor] cannot install the signal handler: {e}");
+            return ExitCode::from(2);
+        }
+    }
+    match run(&config, &stop) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e @ Error::Config(_)) => {
+            error!("[processor] {e}");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            error!("[processor] {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,484 @@
+//! The Kafka side of a batch: where to start, how much to take (the plan), and reading exactly
+//! that range. The checkpoint, not the consumer group, decides what has been processed.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+
+use crate::error::{Error, KafkaContext, Result};
+
+/// Offsets [start, end) of one partition in a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OffsetRange {
+    pub partition: i32,
+    pub start: i64,
+    pub end: i64,
+}
+
+impl OffsetRange {
+    pub fn len(&self) -> u64 {
+        (self.end - self.start).max(0) as u64
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Earliest and latest (high watermark) offset of each partition.
+pub type Watermarks = BTreeMap<i32, (i64, i64)>;
+
+/// STARTING_OFFSETS: where to begin when there is no checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartingOffsets {
+    Earliest,
+    Latest,
+    /// Spark's per-partition JSON: offset, or -2 (earliest) / -1 (latest).
+    Specific(BTreeMap<i32, i64>),
+}
+
+impl StartingOffsets {
+    pub fn parse(text: &str, topic: &str) -> Result<Self> {
+        let t = text.trim();
+        match t.to_ascii_lowercase().as_str() {
+            "earliest" => return Ok(StartingOffsets::Earliest),
+            "latest" => return Ok(StartingOffsets::Latest),
+            _ => {}
+        }
+        let bad = |why: String| {
+            Error::Config(format!(
+                "STARTING_OFFSETS={t:?}: {why}; use latest, earliest, or JSON such as {{\"{topic}\":{{\"0\":42,\"1\":-2}}}}"
+            ))
+        };
+        if !t.starts_with('{') {
+            return Err(bad("unknown value".into()));
+        }
+        let parsed: BTreeMap<String, BTreeMap<String, i64>> =
+            serde_json::from_str(t).map_err(|e| bad(format!("not valid JSON of topics to partition offsets ({e})")))?;
+        let Some(partitions) = parsed.get(topic) else {
+            return Err(bad(format!("it does not name topic {topic:?}")));
+        };
+        let mut offsets = BTreeMap::new();
+        for (p, &o) in partitions {
+            let p: i32 = p.parse().map_err(|_| bad(format!("{p:?} is not a partition number")))?;
+            if o < -2 {
+                return Err(bad(format!("offset {o} of partition {p} is invalid")));
+            }
+            offsets.insert(p, o);
+        }
+        Ok(StartingOffsets::Specific(offsets))
+    }
+
+    /// The start offset of every partition. Spark requires the JSON form to name every partition.
+    pub fn resolve(&self, watermarks: &Watermarks) -> Result<BTreeMap<i32, i64>> {
+        watermarks
+            .iter()
+            .map(|(&p, &(low, high))| {
+                let start = match self {
+                    StartingOffsets::Earliest => low,
+                    StartingOffsets::Latest => high,
+                    StartingOffsets::Specific(map) => match map.get(&p) {
+                        Some(-2) => low,
+                        Some(-1) => high,
+                        Some(&o) => o,
+                        None => {
+                            return Err(Error::Config(format!(
+                                "STARTING_OFFSETS does not give partition {p}; name every partition of the topic"
+                            )))
+                        }
+                    },
+                };
+                Ok((p, start))
+            })
+            .collect()
+    }
+}
+
+/// What planning found besides the ranges: offsets lost to retention.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PlanNotes {
+    pub lost: Vec<(i32, i64, i64)>,
+}
+
+/// Plans the next batch: from `next` (the end of the last batch, per partition) towards `target`
+/// (the high watermarks, or the available-now snapshot), at most `max_offsets` in total, split
+/// fairly: every partition gets an equal share, and what a small partition does not use goes to
+/// the others. Offsets below the earliest available are data loss.
+pub fn plan(
+    next: &BTreeMap<i32, i64>,
+    watermarks: &Watermarks,
+    target: &BTreeMap<i32, i64>,
+    max_offsets: u64,
+    fail_on_data_loss: bool,
+) -> Result<(Vec<OffsetRange>, PlanNotes)> {
+    let mut notes = PlanNotes::default();
+    let mut ranges = Vec::new();
+    for (&p, &(low, high)) in watermarks {
+        // A partition new since the last batch starts at its beginning, as Spark does.
+        let mut start = next.get(&p).copied().unwrap_or(low);
+        if start < low {
+            if fail_on_data_loss {
+                return Err(Error::DataLoss(format!(
+                    "partition {p}: offsets {start}..{low} were deleted before they were processed"
+                )));
+            }
+            notes.lost.push((p, start, low));
+            start = low;
+        }
+        if start > high {
+            // The topic was recreated or truncated: what we remember is no longer there.
+            if fail_on_data_loss {
+                return Err(Error::DataLoss(format!(
+                    "partition {p}: the next offset {start} is past the end {high}; was the topic recreated?"
+                )));
+            }
+            notes.lost.push((p, high, start));
+            start = high;
+        }
+        let end = target.get(&p).copied().unwrap_or(high).min(high).max(start);
+        ranges.push(OffsetRange { partition: p, start, end });
+    }
+    if max_offsets > 0 {
+        cap_fairly(&mut ranges, max_offsets);
+    }
+    Ok((ranges, notes))
+}
+
+fn cap_fairly(ranges: &mut [OffsetRange], max_offsets: u64) {
+    let total: u64 = ranges.iter().map(OffsetRange::len).sum();
+    if total <= max_offsets {
+        return;
+    }
+    let mut want: Vec<(usize, u64)> = ranges.iter().map(OffsetRange::len).enumerate().collect();
+    want.sort_by_key(|&(i, len)| (len, i));
+    let mut budget = max_offsets;
+    let mut grant = vec![0u64; ranges.len()];
+    let mut left = want.len() as u64;
+    for (i, len) in want {
+        // Partitions in ascending order of demand: each takes at most an equal share of what is left.
+        let share = budget / left;
+        let extra = u64::from(budget % left > 0);
+        let g = len.min(share + extra);
+        grant[i] = g;
+        budget -= g;
+        left -= 1;
+    }
+    for (range, g) in ranges.iter_mut().zip(grant) {
+        range.end = range.start + g as i64;
+    }
+}
+
+/// One message of a batch: coordinates, and where its key and value lie in the batch's arena.
+#[derive(Debug, Clone)]
+pub struct RawMessage {
+    pub partition: i32,
+    pub offset: i64,
+    /// Kafka timestamp in milliseconds, when the message has one.
+    pub timestamp_ms: Option<i64>,
+    pub key: Option<(usize, usize)>,
+    pub value: Option<(usize, usize)>,
+}
+
+/// The messages of a batch, copied into one contiguous buffer (one allocation for the batch, and
+/// something that can cross threads, unlike librdkafka's borrowed messages).
+#[derive(Debug, Default)]
+pub struct RawBatch {
+    pub arena: Vec<u8>,
+    pub messages: Vec<RawMessage>,
+}
+
+impl RawBatch {
+    pub fn push(&mut self, partition: i32, offset: i64, timestamp_ms: Option<i64>, key: Option<&[u8]>, value: Option<&[u8]>) {
+        let mut put = |bytes: Option<&[u8]>| {
+            bytes.map(|b| {
+                let start = self.arena.len();
+                self.arena.extend_from_slice(b);
+                (start, self.arena.len())
+            })
+        };
+        let key = put(key);
+        let value = put(value);
+        self.messages.push(RawMessage { partition, offset, timestamp_ms, key, value });
+    }
+
+    pub fn key(&self, m: &RawMessage) -> Option<&[u8]> {
+        m.key.map(|(s, e)| &self.arena[s..e])
+    }
+
+    pub fn value(&self, m: &RawMessage) -> Option<&[u8]> {
+        m.value.map(|(s, e)| &self.arena[s..e])
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.arena.len()
+    }
+}
+
+/// The processor's Kafka consumer: assign + seek per batch, no auto commit, no offset store.
+pub struct KafkaSource {
+    consumer: BaseConsumer,
+    topic: String,
+    bootstrap: String,
+}
+
+/// How long one metadata or watermark request may take before it is retried.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// A read that makes no progress for this long is logged (once per period), not abandoned.
+const STALL_WARNING: Duration = Duration::from_secs(10);
+
+impl KafkaSource {
+    pub fn new(bootstrap: &str, topic: &str, group_id: &str) -> Result<Self> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("group.id", group_id)
+            .set("client.id", "processor")
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "true")
+            .set("auto.offset.reset", "error")
+            .set("fetch.max.bytes", "52428800")
+            .set("max.partition.fetch.bytes", "8388608")
+            .set("queued.min.messages", "200000")
+            .set("session.timeout.ms", "6000")
+            .create()
+            .kafka_context(|| "cannot create the Kafka consumer".into())?;
+        Ok(KafkaSource { consumer, topic: topic.into(), bootstrap: bootstrap.into() })
+    }
+
+    /// Waits up to `timeout` for the broker to answer and the topic to exist (a bounded wait at start).
+    pub fn wait_ready(&self, timeout: Duration) -> Result<Watermarks> {
+        let started = Instant::now();
+        let mut warned = false;
+        loop {
+            let last_error = match self.watermarks() {
+                Ok(w) if !w.is_empty() => return Ok(w),
+                Ok(_) => format!("topic {} does not exist or has no partitions", self.topic),
+                Err(e) => e.to_string(),
+            };
+            if started.elapsed() >= timeout {
+                return Err(Error::BrokerUnreachable {
+                    bootstrap: self.bootstrap.clone(),
+                    waited_s: timeout.as_secs(),
+                    last_error,
+                });
+            }
+            if !warned {
+                info!("[processor] waiting for Kafka at {} ({last_error})", self.bootstrap);
+                warned = true;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    /// The partitions of the topic now, with their earliest and latest offsets.
+    pub fn watermarks(&self) -> Result<Watermarks> {
+        let metadata = self
+            .consumer
+            .fetch_metadata(Some(&self.topic), REQUEST_TIMEOUT)
+            .kafka_context(|| format!("cannot read metadata of topic {}", self.topic))?;
+        let mut out = Watermarks::new();
+        for t in metadata.topics().iter().filter(|t| t.name() == self.topic) {
+            if let Some(e) = t.error() {
+                let code = RDKafkaErrorCode::from(e);
+                if code == RDKafkaErrorCode::UnknownTopicOrPartition {
+                    return Ok(out);
+                }
+                return Err(Error::Kafka {
+                    context: format!("metadata of topic {}", self.topic),
+                    source: KafkaError::MetadataFetch(code),
+                });
+            }
+            for p in t.partitions() {
+                let w = self
+                    .consumer
+                    .fetch_watermarks(&self.topic, p.id(), REQUEST_TIMEOUT)
+                    .kafka_context(|| format!("cannot read offsets of partition {}", p.id()))?;
+                out.insert(p.id(), w);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Reads exactly the messages of `ranges` into a batch. Offsets missing inside a range (deleted
+    /// by retention while we read, or transaction markers) are skipped; the count of
+    /// deleted ones is returned so the caller can apply FAIL_ON_DATA_LOSS. A broker outage stalls
+    /// the read with a warning every few seconds; `give_up` lets a stop request abandon a stalled
+    /// read (the batch is planned, so it is simply re-run on the next start).
+    pub fn read(&self, ranges: &[OffsetRange], give_up: &dyn Fn() -> bool) -> Result<Option<(RawBatch, u64)>> {
+        let pending: Vec<&OffsetRange> = ranges.iter().filter(|r| !r.is_empty()).collect();
+        let mut batch = RawBatch::default();
+        if pending.is_empty() {
+            return Ok(Some((batch, 0)));
+        }
+        let expected: u64 = pending.iter().map(|r| r.len()).sum();
+        batch.messages.reserve(expected as usize);
+        batch.arena.reserve(expected as usize * 400);
+
+        let mut tpl = TopicPartitionList::new();
+        for r in &pending {
+            tpl.add_partition_offset(&self.topic, r.partition, Offset::Offset(r.start))
+                .kafka_context(|| "cannot build the assignment".into())?;
+        }
+        self.consumer.assign(&tpl).kafka_context(|| "cannot assign the batch's partitions".into())?;
+        // A partition paused at the end of an earlier batch stays paused across assignments.
+        self.consumer.resume(&tpl).kafka_context(|| "cannot resume the batch's partitions".into())?;
+        let mut open: BTreeMap<i32, OffsetRange> = pending.iter().map(|r| (r.partition, **r)).collect();
+        let mut last_progress = Instant::now();
+        let mut lost = 0u64;
+        let result = loop {
+            if open.is_empty() {
+                break Ok(Some((batch, lost)));
+            }
+            match self.consumer.poll(Duration::from_millis(200)) {
+                Some(Ok(m)) => {
+                    last_progress = Instant::now();
+                    let p = m.partition();
+                    let Some(r) = open.get(&p) else { continue };
+                    let offset = m.offset();
+                    if offset >= r.start && offset < r.end {
+                        let ts = m.timestamp().to_millis();
+                        batch.push(p, offset, ts, m.key(), m.payload());
+                    }
+                    if offset + 1 >= r.end {
+                        self.close(&mut open, p)?;
+                    }
+                }
+                Some(Err(KafkaError::PartitionEOF(p))) => {
+                    // The partition's end was reached: whatever of the range was not delivered is gone.
+                    if let Some(r) = open.get(&p) {
+                        let got = batch.messages.iter().filter(|m| m.partition == p).count() as u64;
+                        lost += r.len().saturating_sub(got);
+                        self.close(&mut open, p)?;
+                    }
+                }
+                Some(Err(KafkaError::MessageConsumption(RDKafkaErrorCode::OffsetOutOfRange))) => {
+                    return Err(Error::DataLoss(format!(
+                        "an offset of the batch was deleted while it was read ({:?})",
+                        open.values().collect::<Vec<_>>()
+                    )));
+                }
+                Some(Err(e)) => {
+                    warn!("[processor] Kafka reports while reading: {e}");
+                }
+                None => {}
+            }
+            if last_progress.elapsed() >= STALL_WARNING {
+                if give_up() {
+                    break Ok(None);
+                }
+                warn!(
+                    "[processor] no data from Kafka at {} for {} s; waiting (partitions still open: {:?})",
+                    self.bootstrap,
+                    STALL_WARNING.as_secs(),
+                    open.keys().collect::<Vec<_>>()
+                );
+                last_progress = Instant::now();
+            }
+        };
+        self.consumer.unassign().kafka_context(|| "cannot release the batch's partitions".into())?;
+        result
+    }
+
+    fn close(&self, open: &mut BTreeMap<i32, OffsetRange>, partition: i32) -> Result<()> {
+        open.remove(&partition);
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&self.topic, partition);
+        // Stop fetching what the batch does not need.
+        self.consumer.pause(&tpl).kafka_context(|| format!("cannot pause partition {partition}"))
+    }
+
+    /// Commits the batch's end offsets to the consumer group so lag tools see progress. Failure
+    /// is only a warning: the checkpoint is the source of truth.
+    pub fn commit_group_offsets(&self, ranges: &[OffsetRange]) {
+        let mut tpl = TopicPartitionList::new();
+        for r in ranges {
+            if tpl.add_partition_offset(&self.topic, r.partition, Offset::Offset(r.end)).is_err() {
+                return;
+            }
+        }
+        if let Err(e) = self.consumer.commit(&tpl, CommitMode::Async) {
+            warn!("[processor] cannot commit offsets to group (progress is safe in the checkpoint): {e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn w(parts: &[(i32, i64, i64)]) -> Watermarks {
+        parts.iter().map(|&(p, l, h)| (p, (l, h))).collect()
+    }
+
+    fn lens(ranges: &[OffsetRange]) -> Vec<u64> {
+        ranges.iter().map(OffsetRange::len).collect()
+    }
+
+    #[test]
+    fn starting_offsets_forms() {
+        let wm = w(&[(0, 5, 100), (1, 0, 50)]);
+        let resolve = |text: &str| StartingOffsets::parse(text, "transactions").and_then(|s| s.resolve(&wm));
+        assert_eq!(resolve("earliest").unwrap(), BTreeMap::from([(0, 5), (1, 0)]));
+        assert_eq!(resolve("LATEST").unwrap(), BTreeMap::from([(0, 100), (1, 50)]));
+        assert_eq!(
+            resolve(r#"{"transactions":{"0":42,"1":-2}}"#).unwrap(),
+            BTreeMap::from([(0, 42), (1, 0)])
+        );
+        assert_eq!(resolve(r#"{"transactions":{"0":-1,"1":7}}"#).unwrap(), BTreeMap::from([(0, 100), (1, 7)]));
+        for bad in ["newest", r#"{"other":{"0":1}}"#, r#"{"transactions":{"x":1}}"#, "{", r#"{"transactions":{"0":-3}}"#] {
+            let e = StartingOffsets::parse(bad, "transactions").unwrap_err().to_string();
+            assert!(e.starts_with("invalid setting: STARTING_OFFSETS="), "{e}");
+        }
+        let e = resolve(r#"{"transactions":{"0":1}}"#).unwrap_err().to_string();
+        assert!(e.contains("partition 1"), "{e}");
+    }
+
+    #[test]
+    fn max_offsets_is_split_fairly_and_unused_share_goes_to_others() {
+        let wm = w(&[(0, 0, 1000), (1, 0, 10), (2, 0, 1000)]);
+        let next = BTreeMap::from([(0, 0), (1, 0), (2, 0)]);
+        let (ranges, _) = plan(&next, &wm, &BTreeMap::new(), 300, true).unwrap();
+        assert_eq!(lens(&ranges), vec![145, 10, 145]);
+        let (ranges, _) = plan(&next, &wm, &BTreeMap::new(), 301, true).unwrap();
+        assert_eq!(lens(&ranges).iter().sum::<u64>(), 301);
+        let (ranges, _) = plan(&next, &wm, &BTreeMap::new(), 0, true).unwrap();
+        assert_eq!(lens(&ranges), vec![1000, 10, 1000]);
+        let (ranges, _) = plan(&next, &wm, &BTreeMap::new(), 5000, true).unwrap();
+        assert_eq!(lens(&ranges), vec![1000, 10, 1000]);
+    }
+
+    #[test]
+    fn plan_stops_at_the_available_now_target_and_picks_up_new_partitions_from_the_start() {
+        let wm = w(&[(0, 0, 100), (1, 0, 100), (2, 3, 9)]);
+        let next = BTreeMap::from([(0, 40), (1, 100)]);
+        let target = BTreeMap::from([(0, 60), (1, 100), (2, 9)]);
+        let (ranges, notes) = plan(&next, &wm, &target, 0, true).unwrap();
+        assert_eq!(
+            ranges,
+            vec![
+                OffsetRange { partition: 0, start: 40, end: 60 },
+                OffsetRange { partition: 1, start: 100, end: 100 },
+                OffsetRange { partition: 2, start: 3, end: 9 },
+            ]
+        );
+        assert!(notes.lost.is_empty());
+    }
+
+    #[test]
+    fn deleted_offsets_fail_or_are_reported_as_lost() {
+        let wm = w(&[(0, 50, 100)]);
+        let next = BTreeMap::from([(0, 20)]);
+        let e = plan(&next, &wm, &BTreeMap::new(), 0, true).unwrap_err().to_string();
+        assert!(e.contains("partition 0: offsets 20..50 were deleted"), "{e}");
+        let (ranges, notes) = plan(&next, &wm, &BTreeMap::new(), 0, false).unwrap();
+        assert_eq!(ranges, vec![OffsetRange { partition: 0, start: 50, end: 100 }]);
+        assert_eq!(notes.lost, vec![(0, 20, 50)]);
+    }
+}

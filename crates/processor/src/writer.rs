@@ -1,0 +1,150 @@
+//! The compact writer: exactly one file per non-empty layer per batch, never seen half-written.
+//!
+//! A file is written into the layer's hidden `_staging/` folder (names starting with `_` are
+//! skipped by pandas, DuckDB, pyarrow and Spark), fsynced, then renamed to its final name
+//! `<prefix>_<YYYYmmdd_HHMMSS>_<batch>.<ext>`. The time is the batch's planned time from the
+//! checkpoint, so a re-run of the batch writes the same name and replaces the file.
+
+use std::fs::{self, File};
+use std::io::{BufWriter, Write as _};
+use std::path::{Path, PathBuf};
+
+use arrow_array::RecordBatch;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
+use txn_core::time::compact_utc;
+
+use crate::checkpoint::sync_dir;
+use crate::error::{Error, IoContext, Result};
+use crate::layers::Layer;
+
+const STAGING: &str = "_staging";
+
+/// Columns holding whole payloads or ids: dictionary encoding only costs time there.
+const NO_DICTIONARY: [&str; 4] = ["value", "json_str", "bad_json", "txn_id"];
+
+pub struct CompactWriter {
+    root: PathBuf,
+    max_files: usize,
+}
+
+impl CompactWriter {
+    /// Creates the layer folders, removes staging leftovers of a crash, and checks that `root` is
+    /// writable, so a bad OUTPUT_PATH fails at start with one line.
+    pub fn open(root: &Path, max_files: usize) -> Result<Self> {
+        for layer in Layer::ALL {
+            let staging = root.join(layer.folder()).join(STAGING);
+            fs::create_dir_all(&staging)
+                .io_context(|| format!("cannot create output folder {} (OUTPUT_PATH)", staging.display()))?;
+            for entry in fs::read_dir(&staging).io_context(|| format!("cannot list {}", staging.display()))? {
+                let path = entry.io_context(|| format!("cannot list {}", staging.display()))?.path();
+                fs::remove_file(&path).io_context(|| format!("cannot remove staging leftover {}", path.display()))?;
+            }
+        }
+        let probe = root.join(".write-probe");
+        File::create(&probe)
+            .and_then(|mut f| f.write_all(b"ok"))
+            .and_then(|()| fs::remove_file(&probe))
+            .io_context(|| format!("cannot write to output folder {} (OUTPUT_PATH)", root.display()))?;
+        Ok(CompactWriter { root: root.to_path_buf(), max_files })
+    }
+
+    pub fn file_name(layer: Layer, planned_at: i64, batch: u64) -> String {
+        format!("{}_{}_{}.{}", layer.prefix(), compact_utc(planned_at), batch, layer.extension())
+    }
+
+    fn paths(&self, layer: Layer, planned_at: i64, batch: u64) -> (PathBuf, PathBuf) {
+        let name = Self::file_name(layer, planned_at, batch);
+        let dir = self.root.join(layer.folder());
+        (dir.join(STAGING).join(&name), dir.join(name))
+    }
+
+    /// Writes one Parquet file for the layer's rows of this batch; returns its final path.
+    pub fn write_parquet(&self, layer: Layer, rows: &RecordBatch, planned_at: i64, batch: u64) -> Result<PathBuf> {
+        let (staged, fin) = self.paths(layer, planned_at, batch);
+        let file = File::create(&staged).io_context(|| format!("cannot create {}", staged.display()))?;
+        let mut props = WriterProperties::builder()
+            .set_compression(Compression::SNAPPY)
+            .set_created_by(concat!("transaction-pipeline processor ", env!("CARGO_PKG_VERSION")).into());
+        for column in NO_DICTIONARY {
+            props = props.set_column_dictionary_enabled(ColumnPath::from(column), false);
+        }
+        let mut writer = ArrowWriter::try_new(BufWriter::with_capacity(1 << 20, file), rows.schema(), Some(props.build()))?;
+        writer.write(rows)?;
+        let file = writer.into_inner()?.into_inner().map_err(|e| Error::Io {
+            context: format!("cannot write {}", staged.display()),
+            source: e.into_error(),
+        })?;
+        self.publish(file, &staged, &fin)?;
+        Ok(fin)
+    }
+
+    /// Writes one file of raw bytes (the CSV layer); returns its final path.
+    pub fn write_bytes(&self, layer: Layer, bytes: &[u8], planned_at: i64, batch: u64) -> Result<PathBuf> {
+        let (staged, fin) = self.paths(layer, planned_at, batch);
+        let mut file = File::create(&staged).io_context(|| format!("cannot create {}", staged.display()))?;
+        file.write_all(bytes).io_context(|| format!("cannot write {}", staged.display()))?;
+        self.publish(file, &staged, &fin)?;
+        Ok(fin)
+    }
+
+    fn publish(&self, file: File, staged: &Path, fin: &Path) -> Result<()> {
+        file.sync_all().io_context(|| format!("cannot sync {}", staged.display()))?;
+        drop(file);
+        fs::rename(staged, fin).io_context(|| format!("cannot move {} into place", staged.display()))?;
+        sync_dir(fin.parent().unwrap_or(Path::new(".")))
+    }
+
+    /// Keeps the newest `max_files` files of the layer, deleting older ones; only files of batches
+    /// up to `last_committed` are ever candidates. Returns how many were deleted.
+    pub fn apply_retention(&self, layer: Layer, last_committed: u64) -> Result<usize> {
+        if self.max_files == 0 {
+            return Ok(0);
+        }
+        let dir = self.root.join(layer.folder());
+        let mut files: Vec<(u64, PathBuf)> = Vec::new();
+        for entry in fs::read_dir(&dir).io_context(|| format!("cannot list {}", dir.display()))? {
+            let path = entry.io_context(|| format!("cannot list {}", dir.display()))?.path();
+            let Some(name) = path.file_name().and_then(|n| n.to_str()) else { continue };
+            if let Some(batch) = batch_of(layer, name).filter(|&b| b <= last_committed) {
+                files.push((batch, path));
+            }
+        }
+        if files.len() <= self.max_files {
+            return Ok(0);
+        }
+        files.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        let mut deleted = 0;
+        for (_, path) in &files[self.max_files..] {
+            fs::remove_file(path).io_context(|| format!("cannot delete old file {}", path.display()))?;
+            deleted += 1;
+        }
+        Ok(deleted)
+    }
+}
+
+/// The batch id in a final file name of `layer`, if the name is one of ours.
+fn batch_of(layer: Layer, name: &str) -> Option<u64> {
+    let rest = name.strip_prefix(layer.prefix())?.strip_prefix('_')?;
+    let rest = rest.strip_suffix(layer.extension())?.strip_suffix('.')?;
+    let (time, batch) = rest.rsplit_once('_')?;
+    let valid_time = time.len() == 15 && time.as_bytes()[8] == b'_';
+    valid_time.then(|| batch.parse().ok()).flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_deterministic_per_batch_and_recognised_for_retention() {
+        let name = CompactWriter::file_name(Layer::RawCsv, 1_762_500_638_730_729, 12);
+        assert_eq!(name, "raw_20251107_073038_12.csv");
+        assert_eq!(batch_of(Layer::RawCsv, &name), Some(12));
+        assert_eq!(batch_of(Layer::Silver, "silver_20251107_073038_7.parquet"), Some(7));
+        assert_eq!(batch_of(Layer::Silver, "bronze_20251107_073038_7.parquet"), None);
+        assert_eq!(batch_of(Layer::Silver, "silver_notes.parquet"), None);
+    }
+}
