@@ -5,7 +5,7 @@
 //! - `pipeline producer …` / `pipeline processor …` — the same programs as the `producer` and
 //!   `processor` binaries, so one executable carries the whole stack (tests and images use this).
 
-mod broker;
+use pipeline::broker;
 
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};

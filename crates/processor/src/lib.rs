@@ -41,21 +41,124 @@ pub struct RunSummary {
     pub batches: u64,
     pub rows: u64,
     pub late: u64,
+    /// Payload bytes (keys and values) read.
+    pub bytes: u64,
+    pub read: Duration,
+    pub decode: Duration,
+    pub write: Duration,
+    pub commit: Duration,
 }
 
 impl fmt::Display for RunSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "batches={} rows={} late={}", self.batches, self.rows, self.late)
+        write!(f, "batches={} rows={} late={}", self.batches, self.rows, self.late)?;
+        if let Some(kib) = peak_rss_kib() {
+            write!(f, " peak_rss={} MiB", kib / 1024)?;
+        }
+        Ok(())
     }
 }
 
-/// Everything a batch needs besides its plan.
-struct Engine<'a> {
-    config: &'a ProcessorConfig,
-    source: KafkaSource,
+/// The stages after the read: decode → layers → write → commit. Fed from Kafka by [`run`], or from
+/// memory by the benchmark.
+pub struct BatchSink {
+    topic: String,
     writer: CompactWriter,
     checkpoint: Checkpoint,
     gold: GoldState,
+    show_previews: bool,
+    test_pause_before_commit: Option<Duration>,
+}
+
+/// What one batch's stages after the read produced.
+pub struct BatchOutcome {
+    pub commit: BatchCommit,
+    pub layers: Vec<(Layer, u64)>,
+    pub decode: Duration,
+    pub write: Duration,
+    pub commit_time: Duration,
+}
+
+impl BatchSink {
+    /// Opens the output and checkpoint folders and restores gold state of the last commit.
+    pub fn open(config: &ProcessorConfig) -> Result<(Self, checkpoint::Recovery)> {
+        let writer = CompactWriter::open(&config.output_path, config.max_files_per_sink)?;
+        let checkpoint = Checkpoint::open(&config.checkpoint_path(), &config.topic)?;
+        let recovery = checkpoint.recover()?;
+        let mut gold = GoldState::new(
+            micros(config.gold_window),
+            micros(config.gold_watermark_delay),
+            config.gold_output_mode,
+        );
+        if let Some(commit) = &recovery.last_commit {
+            if let Some(bytes) = checkpoint.read_state(commit.batch)? {
+                gold.restore(&bytes).map_err(|detail| Error::Checkpoint {
+                    path: checkpoint.root().join("state").join(commit.batch.to_string()),
+                    detail,
+                })?;
+            }
+        }
+        let sink = BatchSink {
+            topic: config.topic.clone(),
+            writer,
+            checkpoint,
+            gold,
+            show_previews: config.show_previews,
+            test_pause_before_commit: config.test_pause_before_commit,
+        };
+        Ok((sink, recovery))
+    }
+
+    pub fn checkpoint(&self) -> &Checkpoint {
+        &self.checkpoint
+    }
+
+    /// Decodes, builds and writes every layer of a planned batch, then commits it.
+    pub fn process(&mut self, plan: &BatchPlan, mut raw: RawBatch, lost: u64) -> Result<BatchOutcome> {
+        // Arrival order across partitions varies; (partition, offset) order makes every file of a
+        // re-run identical to the first attempt.
+        raw.messages.sort_unstable_by_key(|m| (m.partition, m.offset));
+        let t = Instant::now();
+        let decoded = DecodedBatch::decode(&raw);
+        let decode = t.elapsed();
+
+        let t = Instant::now();
+        let gold_out = self.gold.apply_batch(&decoded);
+        let layers = write_layers(&self.writer, &raw, &decoded, &gold_out.rows, &self.topic, plan)?;
+        let write = t.elapsed();
+
+        if let Some(pause) = self.test_pause_before_commit {
+            info!("[processor] test pause before the commit of batch {} ({pause:?})", plan.batch);
+            std::thread::sleep(pause);
+        }
+
+        let t = Instant::now();
+        let commit = BatchCommit {
+            batch: plan.batch,
+            rows: raw.messages.len() as u64,
+            layers: layers.iter().map(|(l, n)| (l.folder().to_string(), *n)).collect(),
+            late_rows: gold_out.late,
+            lost_offsets: lost,
+            watermark: gold_out.watermark,
+        };
+        self.checkpoint.write_state(plan.batch, &self.gold.to_bytes())?;
+        self.checkpoint.write_commit(&commit)?;
+        for layer in Layer::ALL {
+            self.writer.apply_retention(layer, plan.batch)?;
+        }
+        let commit_time = t.elapsed();
+        if self.show_previews {
+            println!("{}", progress::silver_preview(&decoded));
+        }
+        Ok(BatchOutcome { commit, layers, decode, write, commit_time })
+    }
+}
+
+/// The sink plus the Kafka side of a run.
+struct Engine<'a> {
+    config: &'a ProcessorConfig,
+    source: KafkaSource,
+    sink: BatchSink,
     stop: &'a AtomicBool,
     last_batch_start: Option<Instant>,
     summary: RunSummary,
@@ -66,29 +169,14 @@ struct Engine<'a> {
 pub fn run(config: &ProcessorConfig, stop: &AtomicBool) -> Result<RunSummary> {
     config.validate()?;
     let starting = StartingOffsets::parse(&config.starting_offsets, &config.topic)?;
-    let writer = CompactWriter::open(&config.output_path, config.max_files_per_sink)?;
-    let checkpoint = Checkpoint::open(&config.checkpoint_path(), &config.topic)?;
-    let recovery = checkpoint.recover()?;
-    let mut gold = GoldState::new(
-        micros(config.gold_window),
-        micros(config.gold_watermark_delay),
-        config.gold_output_mode,
-    );
-    if let Some(commit) = &recovery.last_commit {
-        if let Some(bytes) = checkpoint.read_state(commit.batch)? {
-            gold.restore(&bytes).map_err(|detail| Error::Checkpoint {
-                path: checkpoint.root().join("state").join(commit.batch.to_string()),
-                detail,
-            })?;
-        }
-    }
+    let (sink, recovery) = BatchSink::open(config)?;
 
     info!(
         "[processor] Connecting to {}, topic={}, output={}, checkpoint={}, trigger={:?}",
         config.bootstrap_servers,
         config.topic,
         config.output_path.display(),
-        checkpoint.root().display(),
+        sink.checkpoint().root().display(),
         config.trigger
     );
     let source = KafkaSource::new(&config.bootstrap_servers, &config.topic, &config.group_id)?;
@@ -108,9 +196,7 @@ pub fn run(config: &ProcessorConfig, stop: &AtomicBool) -> Result<RunSummary> {
     let mut engine = Engine {
         config,
         source,
-        writer,
-        checkpoint,
-        gold,
+        sink,
         stop,
         last_batch_start: None,
         summary: RunSummary::default(),
@@ -178,7 +264,7 @@ pub fn run(config: &ProcessorConfig, stop: &AtomicBool) -> Result<RunSummary> {
             ticks = wait_for_tick(stop, started, interval, ticks);
             continue;
         }
-        engine.checkpoint.write_plan(&plan)?;
+        engine.sink.checkpoint().write_plan(&plan)?;
         let lag = lag(&watermarks, &plan);
         if !engine.execute(&plan, lag, lost, false)? {
             break;
@@ -191,6 +277,13 @@ pub fn run(config: &ProcessorConfig, stop: &AtomicBool) -> Result<RunSummary> {
     }
     info!("[processor] stopped: {}", engine.summary);
     Ok(engine.summary)
+}
+
+/// Peak resident memory of this process (Linux `VmHWM`), in KiB.
+pub fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 fn micros(d: Duration) -> i64 {
@@ -238,10 +331,8 @@ impl Engine<'_> {
         let batch_start = Instant::now();
         let since_previous = self.last_batch_start.map(|t| batch_start.duration_since(t));
         self.last_batch_start = Some(batch_start);
-        let topic = self.config.topic.as_str();
-
         let stop = self.stop;
-        let Some((mut raw, lost_in_read)) = self.source.read(&plan.ranges, &|| stop.load(Ordering::Relaxed))? else {
+        let Some((raw, lost_in_read)) = self.source.read(&plan.ranges, &|| stop.load(Ordering::Relaxed))? else {
             warn!("[processor] stop requested while Kafka was unreachable: batch {} will be re-run on restart", plan.batch);
             return Ok(false);
         };
@@ -254,66 +345,38 @@ impl Engine<'_> {
             }
             warn!("[processor] data loss: {lost_in_read} offsets of batch {} are gone (FAIL_ON_DATA_LOSS=false)", plan.batch);
         }
-        // Arrival order across partitions varies; (partition, offset) order makes every file of a
-        // re-run identical to the first attempt.
-        raw.messages.sort_unstable_by_key(|m| (m.partition, m.offset));
         let read = batch_start.elapsed();
-
-        let t = Instant::now();
-        let decoded = DecodedBatch::decode(&raw);
-        let decode = t.elapsed();
-
-        let t = Instant::now();
-        let gold_out = self.gold.apply_batch(&decoded);
-        let counts = write_layers(&self.writer, &raw, &decoded, &gold_out.rows, topic, plan)?;
-        let write = t.elapsed();
-
-        if let Some(pause) = self.config.test_pause_before_commit {
-            info!("[processor] test pause before the commit of batch {} ({pause:?})", plan.batch);
-            std::thread::sleep(pause);
-        }
-
-        let t = Instant::now();
-        let commit = BatchCommit {
-            batch: plan.batch,
-            rows: raw.messages.len() as u64,
-            layers: counts.iter().map(|(l, n)| (l.folder().to_string(), *n)).collect(),
-            late_rows: gold_out.late,
-            lost_offsets: lost_in_plan + lost_in_read,
-            watermark: gold_out.watermark,
-        };
-        self.checkpoint.write_state(plan.batch, &self.gold.to_bytes())?;
-        self.checkpoint.write_commit(&commit)?;
+        let bytes = raw.bytes() as u64;
+        let outcome = self.sink.process(plan, raw, lost_in_plan + lost_in_read)?;
         self.source.commit_group_offsets(&plan.ranges);
-        for layer in Layer::ALL {
-            self.writer.apply_retention(layer, plan.batch)?;
-        }
-        let commit_time = t.elapsed();
+        let commit = &outcome.commit;
 
         let report = BatchReport {
             batch: plan.batch,
             rows: commit.rows,
-            bytes: raw.bytes() as u64,
-            layers: counts,
-            late: gold_out.late,
+            bytes,
+            layers: outcome.layers.clone(),
+            late: commit.late_rows,
             lost: commit.lost_offsets,
             read,
-            decode,
-            write,
-            commit: commit_time,
+            decode: outcome.decode,
+            write: outcome.write,
+            commit: outcome.commit_time,
             since_previous,
             ranges: plan.ranges.clone(),
             lag,
-            watermark: gold_out.watermark,
+            watermark: commit.watermark,
             rerun,
         };
         info!("[processor] {report}");
-        if self.config.show_previews {
-            println!("{}", progress::silver_preview(&decoded));
-        }
         self.summary.batches += 1;
         self.summary.rows += commit.rows;
-        self.summary.late += gold_out.late;
+        self.summary.late += commit.late_rows;
+        self.summary.bytes += bytes;
+        self.summary.read += read;
+        self.summary.decode += outcome.decode;
+        self.summary.write += outcome.write;
+        self.summary.commit += outcome.commit_time;
         Ok(true)
     }
 }
@@ -329,28 +392,48 @@ fn write_layers(
     plan: &BatchPlan,
 ) -> Result<Vec<(Layer, u64)>> {
     let (at, id) = (plan.planned_at, plan.batch);
+    let timed = |layer: Layer, f: &dyn Fn() -> Result<()>| -> Result<()> {
+        let t = Instant::now();
+        f()?;
+        tracing::debug!("[processor] batch {id}: {} built and written in {:?}", layer.folder(), t.elapsed());
+        Ok(())
+    };
     std::thread::scope(|s| {
-        let bronze = s.spawn(|| -> Result<()> {
-            writer.write_parquet(Layer::Bronze, &layers::bronze::build(raw, topic)?, at, id).map(drop)
+        let bronze = s.spawn(|| {
+            timed(Layer::Bronze, &|| {
+                writer.write_parquet(Layer::Bronze, &layers::bronze::build(raw, topic)?, at, id).map(drop)
+            })
         });
-        let silver = s.spawn(|| -> Result<()> {
-            if !decoded.valid.is_empty() {
-                writer.write_parquet(Layer::Silver, &layers::silver::build(decoded)?, at, id)?;
-            }
-            Ok(())
+        let silver = s.spawn(|| {
+            timed(Layer::Silver, &|| {
+                if !decoded.valid.is_empty() {
+                    writer.write_parquet(Layer::Silver, &layers::silver::build(decoded)?, at, id)?;
+                }
+                Ok(())
+            })
         });
-        let rest = (|| -> Result<()> {
+        let rest = timed(Layer::RawCsv, &|| {
             if !decoded.valid.is_empty() {
                 writer.write_bytes(Layer::RawCsv, &layers::raw_csv::build(decoded), at, id)?;
             }
-            if !decoded.rejects.is_empty() {
-                writer.write_parquet(Layer::Quarantine, &layers::quarantine::build(decoded, topic, at)?, at, id)?;
-            }
-            if !gold_rows.is_empty() {
-                writer.write_parquet(Layer::Gold, &gold::build(gold_rows)?, at, id)?;
-            }
             Ok(())
-        })();
+        })
+        .and_then(|()| {
+            timed(Layer::Quarantine, &|| {
+                if !decoded.rejects.is_empty() {
+                    writer.write_parquet(Layer::Quarantine, &layers::quarantine::build(decoded, topic, at)?, at, id)?;
+                }
+                Ok(())
+            })
+        })
+        .and_then(|()| {
+            timed(Layer::Gold, &|| {
+                if !gold_rows.is_empty() {
+                    writer.write_parquet(Layer::Gold, &gold::build(gold_rows)?, at, id)?;
+                }
+                Ok(())
+            })
+        });
         let join = |h: std::thread::ScopedJoinHandle<'_, Result<()>>| {
             h.join().unwrap_or_else(|_| Err(Error::Config("a layer writer thread panicked".into())))
         };

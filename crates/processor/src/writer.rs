@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use arrow_array::RecordBatch;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 use txn_core::time::compact_utc;
 
@@ -24,6 +24,9 @@ const STAGING: &str = "_staging";
 
 /// Columns holding whole payloads or ids: dictionary encoding only costs time there.
 const NO_DICTIONARY: [&str; 4] = ["value", "json_str", "bad_json", "txn_id"];
+/// Whole JSON payloads: min/max statistics of them help no query and cost a compare per value.
+const NO_STATISTICS: [&str; 3] = ["value", "json_str", "bad_json"];
+
 
 pub struct CompactWriter {
     root: PathBuf,
@@ -70,6 +73,9 @@ impl CompactWriter {
             .set_created_by(concat!("transaction-pipeline processor ", env!("CARGO_PKG_VERSION")).into());
         for column in NO_DICTIONARY {
             props = props.set_column_dictionary_enabled(ColumnPath::from(column), false);
+        }
+        for column in NO_STATISTICS {
+            props = props.set_column_statistics_enabled(ColumnPath::from(column), EnabledStatistics::None);
         }
         let mut writer = ArrowWriter::try_new(BufWriter::with_capacity(1 << 20, file), rows.schema(), Some(props.build()))?;
         writer.write(rows)?;

@@ -84,6 +84,8 @@ pub struct Summary {
     pub failed: u64,
     pub bad: u64,
     pub late: u64,
+    /// Key and payload bytes enqueued.
+    pub bytes: u64,
     pub elapsed: Duration,
 }
 
@@ -152,7 +154,7 @@ pub fn run(config: &ProducerConfig, stop: &AtomicBool) -> anyhow::Result<Summary
     let step_micros = if config.msgs_per_sec > 0.0 { 1e6 / config.msgs_per_sec } else { 1e3 };
     let mut pacer = Pacer::new(config.msgs_per_sec);
     let started = Instant::now();
-    let (mut issued, mut bad, mut late) = (0u64, 0u64, 0u64);
+    let (mut issued, mut bad, mut late, mut bytes) = (0u64, 0u64, 0u64, 0u64);
 
     while !stop.load(Ordering::Relaxed) && (config.count == 0 || issued < config.count) {
         let wait = pacer.wait();
@@ -170,6 +172,7 @@ pub fn run(config: &ProducerConfig, stop: &AtomicBool) -> anyhow::Result<Summary
             Kind::Valid => {}
         }
         send(&producer, &config.topic, &generator, stop)?;
+        bytes += (generator.key().len() + generator.payload().len()) as u64;
         pacer.issue();
         issued += 1;
         if issued % 1024 == 0 {
@@ -191,6 +194,7 @@ pub fn run(config: &ProducerConfig, stop: &AtomicBool) -> anyhow::Result<Summary
         failed: ctx.failed.load(Ordering::Relaxed) + unacknowledged,
         bad,
         late,
+        bytes,
         elapsed: started.elapsed(),
     })
 }

@@ -24,14 +24,43 @@ pub struct DecodedBatch<'a> {
 }
 
 impl<'a> DecodedBatch<'a> {
-    /// Decodes every message of `raw` once.
+    /// Decodes every message of `raw` once, in parallel chunks on large batches.
     pub fn decode(raw: &'a RawBatch) -> Self {
-        let mut valid = Vec::with_capacity(raw.messages.len());
+        const CHUNK: usize = 16_384;
+        let n = raw.messages.len();
+        let threads = std::thread::available_parallelism().map_or(1, |p| p.get()).min(n.div_ceil(CHUNK)).max(1);
+        if threads == 1 {
+            return Self::decode_range(raw, 0, n);
+        }
+        let per = n.div_ceil(threads);
+        let parts: Vec<DecodedBatch<'a>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..threads)
+                .map(|t| s.spawn(move || Self::decode_range(raw, t * per, ((t + 1) * per).min(n))))
+                .collect();
+            // A decode thread cannot panic on any input (decode returns a reject instead); should
+            // one die anyway, decode its part here rather than lose it.
+            handles
+                .into_iter()
+                .enumerate()
+                .map(|(t, h)| h.join().unwrap_or_else(|_| Self::decode_range(raw, t * per, ((t + 1) * per).min(n))))
+                .collect()
+        });
+        let mut out = DecodedBatch { raw, valid: Vec::with_capacity(n), rejects: Vec::new() };
+        for part in parts {
+            out.valid.extend(part.valid);
+            out.rejects.extend(part.rejects);
+        }
+        out
+    }
+
+    fn decode_range(raw: &'a RawBatch, from: usize, to: usize) -> Self {
+        let mut valid = Vec::with_capacity(to - from);
         let mut rejects = Vec::new();
-        for (i, m) in raw.messages.iter().enumerate() {
+        for (i, m) in raw.messages[from..to].iter().enumerate() {
+            let index = (from + i) as u32;
             match decode(raw.value(m)) {
-                Ok(txn) => valid.push((i as u32, txn)),
-                Err(reason) => rejects.push((i as u32, reason)),
+                Ok(txn) => valid.push((index, txn)),
+                Err(reason) => rejects.push((index, reason)),
             }
         }
         DecodedBatch { raw, valid, rejects }
@@ -56,8 +85,12 @@ pub fn timestamps(values: impl Iterator<Item = Option<i64>>) -> ArrayRef {
 }
 
 /// Bytes as a string column value; invalid UTF-8 is replaced (U+FFFD), the reject says where.
+/// (The strict check first: it is several times faster than the lossy one on valid input.)
 pub fn lossy(bytes: Option<&[u8]>) -> Option<Cow<'_, str>> {
-    bytes.map(String::from_utf8_lossy)
+    bytes.map(|b| match std::str::from_utf8(b) {
+        Ok(s) => Cow::Borrowed(s),
+        Err(_) => String::from_utf8_lossy(b),
+    })
 }
 
 pub fn strings<'s>(len: usize, bytes: usize, values: impl Iterator<Item = Option<&'s str>>) -> ArrayRef {

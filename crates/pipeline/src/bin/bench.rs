@@ -1,0 +1,220 @@
+//! `bench`: throughput figures against the embedded broker. A command that prints numbers, not a
+//! test. Run it with `cargo run --release --bin bench -- <producer|processor|stages|all>`.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use clap::{Parser, Subcommand};
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+use pipeline::broker::EmbeddedBroker;
+use processor::checkpoint::BatchPlan;
+use processor::source::{OffsetRange, RawBatch};
+use producer::generator::Generator;
+
+#[derive(Parser)]
+#[command(name = "bench", about = "Throughput figures against the embedded broker (not a test)")]
+struct Cli {
+    #[command(subcommand)]
+    what: What,
+}
+
+#[derive(Subcommand)]
+enum What {
+    /// Producer at unlimited rate, then the rate hold at --rate msg/s for --seconds
+    Producer {
+        #[arg(long, default_value_t = 1_000_000)]
+        count: u64,
+        #[arg(long, default_value_t = 1000.0)]
+        rate: f64,
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+    },
+    /// Fill the broker, then the processor (its own process) with available-now
+    Processor {
+        #[arg(long, default_value_t = 1_000_000)]
+        messages: u64,
+        /// Enough partitions to stay under the mock broker's 5 MiB per partition
+        #[arg(long, default_value_t = 100)]
+        partitions: i32,
+        #[arg(long, default_value_t = 200_000)]
+        max_offsets_per_trigger: u64,
+    },
+    /// The stages after the read (decode → layers → write → commit), fed from memory
+    Stages {
+        #[arg(long, default_value_t = 1_000_000)]
+        messages: u64,
+        #[arg(long, default_value_t = 200_000)]
+        batch: u64,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    txn_core::settings::init_logging();
+    match Cli::parse().what {
+        What::Producer { count, rate, seconds } => bench_producer(count, rate, seconds),
+        What::Processor { messages, partitions, max_offsets_per_trigger } => {
+            bench_processor(messages, partitions, max_offsets_per_trigger)
+        }
+        What::Stages { messages, batch } => bench_stages(messages, batch),
+    }
+}
+
+fn producer_config(bootstrap: &str, rate: f64, count: u64) -> anyhow::Result<producer::ProducerConfig> {
+    let mut c = producer::ProducerConfig::try_parse_from(["producer"])?;
+    c.bootstrap_servers = bootstrap.into();
+    c.msgs_per_sec = rate;
+    c.count = count;
+    c.seed = Some(1);
+    c.log_every = u64::MAX;
+    Ok(c)
+}
+
+fn bench_producer(count: u64, rate: f64, seconds: u64) -> anyhow::Result<()> {
+    // Keyed by card_id like the real producer; the mock evicts old data past 5 MiB a partition,
+    // which does not slow the producer.
+    let broker = EmbeddedBroker::start("transactions", 12)?;
+    let stop = AtomicBool::new(false);
+    let s = producer::run(&producer_config(broker.bootstrap_servers(), 0.0, count)?, &stop)?;
+    println!(
+        "producer unlimited: {} msgs in {:.2} s = {:.0} msg/s, {:.1} MB/s, failed {}",
+        s.sent,
+        s.elapsed.as_secs_f64(),
+        s.rate(),
+        s.bytes as f64 / 1e6 / s.elapsed.as_secs_f64(),
+        s.failed
+    );
+    let target = (rate * seconds as f64) as u64;
+    let s = producer::run(&producer_config(broker.bootstrap_servers(), rate, target)?, &stop)?;
+    let achieved = s.sent as f64 / s.elapsed.as_secs_f64();
+    println!(
+        "producer at {rate} msg/s for {target} msgs: {:.2} s, achieved {achieved:.1} msg/s ({:+.2} % from target)",
+        s.elapsed.as_secs_f64(),
+        (achieved / rate - 1.0) * 100.0
+    );
+    Ok(())
+}
+
+/// Fills `partitions` round-robin (so no partition passes the mock's 5 MiB) with seed-shaped messages.
+fn fill(bootstrap: &str, messages: u64, partitions: i32) -> anyhow::Result<u64> {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("linger.ms", "5")
+        .set("queue.buffering.max.messages", "500000")
+        .create()?;
+    let mut g = Generator::new(7, 0.0, 0.0);
+    let mut bytes = 0u64;
+    let now = txn_core::time::now_micros();
+    for i in 0..messages {
+        g.next(now + i as i64);
+        bytes += (g.payload().len() + g.key().len()) as u64;
+        let mut record = BaseRecord::to("transactions").key(g.key()).payload(g.payload()).partition((i % partitions as u64) as i32);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((_, r)) => {
+                    record = r;
+                    producer.poll(Duration::from_millis(5));
+                }
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(60))?;
+    Ok(bytes)
+}
+
+fn bench_processor(messages: u64, partitions: i32, max_offsets: u64) -> anyhow::Result<()> {
+    let per_partition = messages as f64 / f64::from(partitions) * 360.0 / 1048576.0;
+    if per_partition > 4.8 {
+        bail!("{per_partition:.1} MiB per partition: the mock keeps 5 MiB; use more --partitions");
+    }
+    let broker = EmbeddedBroker::start("transactions", partitions)?;
+    let t = Instant::now();
+    let bytes = fill(broker.bootstrap_servers(), messages, partitions)?;
+    println!("filled {messages} messages ({:.0} MB) over {partitions} partitions in {:.1} s", bytes as f64 / 1e6, t.elapsed().as_secs_f64());
+
+    let out = scratch("bench-processor")?;
+    let exe = std::env::current_exe()?.with_file_name("pipeline");
+    let t = Instant::now();
+    let mut child = Command::new(&exe)
+        .args(["processor", "--trigger", "available-now", "--starting-offsets", "earliest"])
+        .arg("--bootstrap-servers")
+        .arg(broker.bootstrap_servers())
+        .arg("--output-path")
+        .arg(&out)
+        .arg("--max-offsets-per-trigger")
+        .arg(max_offsets.to_string())
+        .current_dir(&out)
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot start {}", exe.display()))?;
+    let mut summary = String::new();
+    for line in BufReader::new(child.stderr.take().context("no stderr")?).lines() {
+        let line = line?;
+        if line.contains("stopped:") {
+            summary = line;
+        }
+    }
+    let status = child.wait()?;
+    let wall = t.elapsed();
+    if !status.success() {
+        bail!("the processor failed: {status}");
+    }
+    println!("processor end to end (its own process, available-now): wall {:.2} s including start", wall.as_secs_f64());
+    println!("{}", summary.split("[processor] ").nth(1).unwrap_or(&summary));
+    let _ = std::fs::remove_dir_all(&out);
+    Ok(())
+}
+
+fn bench_stages(messages: u64, batch: u64) -> anyhow::Result<()> {
+    let out = scratch("bench-stages")?;
+    let mut config = processor::ProcessorConfig::try_parse_from(["processor"])?;
+    config.output_path = out.clone();
+    config.checkpoint_dir = None;
+    let (mut sink, _) = processor::BatchSink::open(&config)?;
+    let mut g = Generator::new(7, 0.0, 0.0);
+    let now = txn_core::time::now_micros();
+    let (mut total, mut decode, mut write, mut commit, mut bytes) = (Duration::ZERO, Duration::ZERO, Duration::ZERO, Duration::ZERO, 0u64);
+    let mut offset = 0i64;
+    for id in 0..messages.div_ceil(batch) {
+        let n = batch.min(messages - id * batch);
+        let mut raw = RawBatch::default();
+        for i in 0..n {
+            g.next(now + (offset + i as i64) * 1000);
+            raw.push(0, offset + i as i64, Some(now / 1000), Some(g.key().as_bytes()), Some(g.payload()));
+        }
+        bytes += raw.bytes() as u64;
+        let plan = BatchPlan { batch: id, planned_at: now, ranges: vec![OffsetRange { partition: 0, start: offset, end: offset + n as i64 }] };
+        sink.checkpoint().write_plan(&plan)?;
+        offset += n as i64;
+        let t = Instant::now();
+        let o = sink.process(&plan, raw, 0)?;
+        total += t.elapsed();
+        decode += o.decode;
+        write += o.write;
+        commit += o.commit_time;
+    }
+    let secs = total.as_secs_f64();
+    println!(
+        "stages after the read, from memory: {messages} records in {secs:.2} s = {:.0} records/s, {:.1} MB/s | decode {:.0} ms, layers+write {:.0} ms, commit {:.0} ms | peak RSS {} MiB",
+        messages as f64 / secs,
+        bytes as f64 / 1e6 / secs,
+        decode.as_secs_f64() * 1e3,
+        write.as_secs_f64() * 1e3,
+        commit.as_secs_f64() * 1e3,
+        processor::peak_rss_kib().unwrap_or(0) / 1024
+    );
+    let _ = std::fs::remove_dir_all(&out);
+    Ok(())
+}
+
+fn scratch(name: &str) -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}

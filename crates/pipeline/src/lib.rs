@@ -1,0 +1,3 @@
+//! The local stack's pieces shared by the `pipeline` and `bench` binaries and the tests.
+
+pub mod broker;
