@@ -42,8 +42,14 @@ impl EmbeddedBroker {
                 drop(cluster);
             })
             .context("cannot spawn the broker thread")?;
-        let bootstrap = ready_rx.recv().map_err(|_| anyhow!("the broker thread ended before starting"))??;
-        Ok(EmbeddedBroker { bootstrap, stop: Some(stop_tx), thread: Some(thread) })
+        let bootstrap = ready_rx
+            .recv()
+            .map_err(|_| anyhow!("the broker thread ended before starting"))??;
+        Ok(EmbeddedBroker {
+            bootstrap,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        })
     }
 
     pub fn bootstrap_servers(&self) -> &str {

@@ -19,7 +19,11 @@ use tracing::{error, info};
 use broker::EmbeddedBroker;
 
 #[derive(Parser, Debug)]
-#[command(name = "pipeline", version, about = "The transaction pipeline on an embedded Kafka-protocol broker")]
+#[command(
+    name = "pipeline",
+    version,
+    about = "The transaction pipeline on an embedded Kafka-protocol broker"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -104,12 +108,19 @@ fn serve_broker(topic: &TopicArgs, stop: &AtomicBool) -> anyhow::Result<ExitCode
     Ok(ExitCode::SUCCESS)
 }
 
-fn local_stack(topic: &TopicArgs, output_path: &str, stop: &Arc<AtomicBool>) -> anyhow::Result<ExitCode> {
+fn local_stack(
+    topic: &TopicArgs,
+    output_path: &str,
+    stop: &Arc<AtomicBool>,
+) -> anyhow::Result<ExitCode> {
     use clap::Parser as _;
     let broker = EmbeddedBroker::start(&topic.topic, topic.partitions)?;
     let bootstrap = broker.bootstrap_servers().to_owned();
     println!("bootstrap={bootstrap}");
-    info!("[pipeline] embedded broker at {bootstrap}, topic {} with {} partitions", topic.topic, topic.partitions);
+    info!(
+        "[pipeline] embedded broker at {bootstrap}, topic {} with {} partitions",
+        topic.topic, topic.partitions
+    );
 
     let mut producer_config =
         producer::ProducerConfig::try_parse_from(["producer"]).context("producer settings")?;
@@ -131,17 +142,28 @@ fn local_stack(topic: &TopicArgs, output_path: &str, stop: &Arc<AtomicBool>) -> 
         .name("processor".into())
         .spawn(move || processor::run(&processor_config, &processor_stop))?;
 
-    let produced = producer.join().map_err(|_| anyhow::anyhow!("the producer thread panicked"))?;
+    let produced = producer
+        .join()
+        .map_err(|_| anyhow::anyhow!("the producer thread panicked"))?;
     // The producer ends on its own only with --count; keep the processor going until Ctrl-C.
     while !stop.load(Ordering::Relaxed) && !processor.is_finished() {
         std::thread::sleep(Duration::from_millis(100));
     }
     stop.store(true, Ordering::Relaxed);
-    let processed = processor.join().map_err(|_| anyhow::anyhow!("the processor thread panicked"))?;
+    let processed = processor
+        .join()
+        .map_err(|_| anyhow::anyhow!("the processor thread panicked"))?;
     broker.stop();
     let produced = produced?;
-    info!("[pipeline] producer: sent={} failed={}", produced.sent, produced.failed);
+    info!(
+        "[pipeline] producer: sent={} failed={}",
+        produced.sent, produced.failed
+    );
     let processed = processed?;
     info!("[pipeline] processor: {processed}");
-    Ok(if produced.failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    Ok(if produced.failed > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }

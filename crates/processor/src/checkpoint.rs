@@ -82,10 +82,16 @@ impl Checkpoint {
     /// Opens (creating if needed) the checkpoint folder for `topic`.
     pub fn open(root: &Path, topic: &str) -> Result<Self> {
         for dir in ["offsets", "commits", "state"] {
-            fs::create_dir_all(root.join(dir))
-                .io_context(|| format!("cannot create checkpoint folder {}", root.join(dir).display()))?;
+            fs::create_dir_all(root.join(dir)).io_context(|| {
+                format!(
+                    "cannot create checkpoint folder {}",
+                    root.join(dir).display()
+                )
+            })?;
         }
-        let cp = Checkpoint { root: root.to_path_buf() };
+        let cp = Checkpoint {
+            root: root.to_path_buf(),
+        };
         let meta_path = root.join("metadata");
         match read_json::<Metadata>(&meta_path)? {
             Some(m) if m.topic != topic => {
@@ -145,7 +151,10 @@ impl Checkpoint {
     }
 
     fn corrupt(&self, kind: &str, batch: u64, detail: &str) -> Error {
-        Error::Checkpoint { path: self.entry(kind, batch), detail: detail.into() }
+        Error::Checkpoint {
+            path: self.entry(kind, batch),
+            detail: detail.into(),
+        }
     }
 
     /// Writes the plan of a batch; must happen before any of its files.
@@ -160,7 +169,10 @@ impl Checkpoint {
         if commit.batch >= RETAIN_BATCHES {
             let horizon = commit.batch - RETAIN_BATCHES;
             for kind in ["offsets", "commits", "state"] {
-                for id in ids(&self.root.join(kind))?.into_iter().filter(|&id| id < horizon) {
+                for id in ids(&self.root.join(kind))?
+                    .into_iter()
+                    .filter(|&id| id < horizon)
+                {
                     let _ = fs::remove_file(self.entry(kind, id));
                 }
             }
@@ -179,7 +191,10 @@ impl Checkpoint {
         match fs::read(&path) {
             Ok(b) => Ok(Some(b)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::Io { context: format!("cannot read {}", path.display()), source: e }),
+            Err(e) => Err(Error::Io {
+                context: format!("cannot read {}", path.display()),
+                source: e,
+            }),
         }
     }
 }
@@ -193,9 +208,15 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>> {
     match fs::read(path) {
         Ok(bytes) => serde_json::from_slice(&bytes)
             .map(Some)
-            .map_err(|e| Error::Checkpoint { path: path.into(), detail: format!("unreadable: {e}") }),
+            .map_err(|e| Error::Checkpoint {
+                path: path.into(),
+                detail: format!("unreadable: {e}"),
+            }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Error::Io { context: format!("cannot read {}", path.display()), source: e }),
+        Err(e) => Err(Error::Io {
+            context: format!("cannot read {}", path.display()),
+            source: e,
+        }),
     }
 }
 
@@ -203,7 +224,11 @@ fn ids(dir: &Path) -> Result<Vec<u64>> {
     let mut out = Vec::new();
     for entry in fs::read_dir(dir).io_context(|| format!("cannot list {}", dir.display()))? {
         let entry = entry.io_context(|| format!("cannot list {}", dir.display()))?;
-        if let Some(id) = entry.file_name().to_str().and_then(|n| n.parse::<u64>().ok()) {
+        if let Some(id) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u64>().ok())
+        {
             out.push(id);
         }
     }
@@ -244,12 +269,20 @@ mod tests {
         BatchPlan {
             batch,
             planned_at: 1_762_500_638_000_000 + batch as i64,
-            ranges: vec![OffsetRange { partition: 0, start: batch as i64 * 10, end: batch as i64 * 10 + 10 }],
+            ranges: vec![OffsetRange {
+                partition: 0,
+                start: batch as i64 * 10,
+                end: batch as i64 * 10 + 10,
+            }],
         }
     }
 
     fn commit(batch: u64) -> BatchCommit {
-        BatchCommit { batch, rows: 10, ..Default::default() }
+        BatchCommit {
+            batch,
+            rows: 10,
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -298,7 +331,10 @@ mod tests {
         let dir = std::env::temp_dir().join(format!(
             "chk-test-{}-{}",
             std::process::id(),
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
         ));
         fs::create_dir_all(&dir).unwrap();
         dir

@@ -24,7 +24,9 @@ fn parse_trigger(text: &str) -> Result<Trigger, String> {
     if t == "available-now" || t == "availablenow" || t == "once" {
         return Ok(Trigger::AvailableNow);
     }
-    parse_duration(text).map(Trigger::Interval).map_err(|e| format!("{e}, or available-now"))
+    parse_duration(text)
+        .map(Trigger::Interval)
+        .map_err(|e| format!("{e}, or available-now"))
 }
 
 fn parse_spark_duration(text: &str) -> Result<Duration, String> {
@@ -34,10 +36,18 @@ fn parse_spark_duration(text: &str) -> Result<Duration, String> {
 /// Settings of the processor: each flag can also be given by the env variable named beside it,
 /// or in a `.env` file in the working directory.
 #[derive(Parser, Debug, Clone)]
-#[command(name = "processor", version, about = "Reads Kafka in micro-batches and writes the layers exactly once")]
+#[command(
+    name = "processor",
+    version,
+    about = "Reads Kafka in micro-batches and writes the layers exactly once"
+)]
 pub struct ProcessorConfig {
     /// Kafka bootstrap servers (host:port, comma separated)
-    #[arg(long, env = "KAFKA_BOOTSTRAP_SERVERS", default_value = "localhost:9094")]
+    #[arg(
+        long,
+        env = "KAFKA_BOOTSTRAP_SERVERS",
+        default_value = "localhost:9094"
+    )]
     pub bootstrap_servers: String,
     /// Topic to read
     #[arg(long, env = "KAFKA_TOPIC", default_value = "transactions")]
@@ -92,7 +102,11 @@ impl ProcessorConfig {
     pub fn checkpoint_path(&self) -> PathBuf {
         self.checkpoint_dir
             .clone()
-            .or_else(|| std::env::var_os("CHECKPOINT_DIR").filter(|v| !v.is_empty()).map(PathBuf::from))
+            .or_else(|| {
+                std::env::var_os("CHECKPOINT_DIR")
+                    .filter(|v| !v.is_empty())
+                    .map(PathBuf::from)
+            })
             .unwrap_or_else(|| self.output_path.join("_chk"))
     }
 

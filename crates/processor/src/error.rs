@@ -9,11 +9,21 @@ pub enum Error {
     #[error("invalid setting: {0}")]
     Config(String),
     #[error("{context}: {source}")]
-    Io { context: String, source: std::io::Error },
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
     #[error("{context}: {source}")]
-    Kafka { context: String, source: rdkafka::error::KafkaError },
+    Kafka {
+        context: String,
+        source: rdkafka::error::KafkaError,
+    },
     #[error("cannot reach Kafka at {bootstrap} within {waited_s} s: {last_error}")]
-    BrokerUnreachable { bootstrap: String, waited_s: u64, last_error: String },
+    BrokerUnreachable {
+        bootstrap: String,
+        waited_s: u64,
+        last_error: String,
+    },
     #[error("data loss: {0} (set FAIL_ON_DATA_LOSS=false to log it and continue)")]
     DataLoss(String),
     #[error("checkpoint {path}: {detail}")]
@@ -31,7 +41,10 @@ pub trait IoContext<T> {
 
 impl<T> IoContext<T> for std::io::Result<T> {
     fn io_context(self, context: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|source| Error::Io { context: context(), source })
+        self.map_err(|source| Error::Io {
+            context: context(),
+            source,
+        })
     }
 }
 
@@ -42,6 +55,9 @@ pub trait KafkaContext<T> {
 
 impl<T> KafkaContext<T> for rdkafka::error::KafkaResult<T> {
     fn kafka_context(self, context: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|source| Error::Kafka { context: context(), source })
+        self.map_err(|source| Error::Kafka {
+            context: context(),
+            source,
+        })
     }
 }

@@ -35,7 +35,9 @@ impl FromStr for OutputMode {
         match s.trim().to_ascii_lowercase().as_str() {
             "append" => Ok(OutputMode::Append),
             "update" => Ok(OutputMode::Update),
-            other => Err(format!("{other:?} is not an output mode (use append or update)")),
+            other => Err(format!(
+                "{other:?} is not an output mode (use append or update)"
+            )),
         }
     }
 }
@@ -60,7 +62,13 @@ pub struct Aggregate {
 
 impl Default for Aggregate {
     fn default() -> Self {
-        Aggregate { count: 0, amounts: 0, fixed_sum: Some(0), float_sum: 0.0, max: f64::NEG_INFINITY }
+        Aggregate {
+            count: 0,
+            amounts: 0,
+            fixed_sum: Some(0),
+            float_sum: 0.0,
+            max: f64::NEG_INFINITY,
+        }
     }
 }
 
@@ -78,7 +86,10 @@ impl Aggregate {
     }
 
     pub fn sum(&self) -> Option<f64> {
-        (self.amounts > 0).then(|| self.fixed_sum.map_or(self.float_sum, |s| s as f64 / FIXED_SCALE))
+        (self.amounts > 0).then(|| {
+            self.fixed_sum
+                .map_or(self.float_sum, |s| s as f64 / FIXED_SCALE)
+        })
     }
 
     pub fn avg(&self) -> Option<f64> {
@@ -147,7 +158,10 @@ impl GoldState {
 
     /// Folds one batch of (event_time, card_id, amount) rows in, advances the watermark, and
     /// returns the rows to write for this batch.
-    pub fn apply<'a>(&mut self, rows: impl IntoIterator<Item = (i64, Option<&'a str>, Option<f64>)>) -> GoldBatch {
+    pub fn apply<'a>(
+        &mut self,
+        rows: impl IntoIterator<Item = (i64, Option<&'a str>, Option<f64>)>,
+    ) -> GoldBatch {
         let in_force = self.watermark;
         let mut late = 0;
         let mut changed = BTreeSet::new();
@@ -186,7 +200,11 @@ impl GoldState {
         };
         let mut out = Vec::new();
         if self.mode == OutputMode::Update {
-            out.extend(changed.iter().filter_map(|k| self.windows.get(k).map(|a| row(k, a))));
+            out.extend(
+                changed
+                    .iter()
+                    .filter_map(|k| self.windows.get(k).map(|a| row(k, a))),
+            );
         }
         if let Some(wm) = self.watermark {
             // Windows are ordered by start: the closed ones are a prefix.
@@ -196,12 +214,21 @@ impl GoldState {
                 out.extend(closed.iter().map(|(k, a)| row(k, a)));
             }
         }
-        GoldBatch { rows: out, late, watermark: self.watermark }
+        GoldBatch {
+            rows: out,
+            late,
+            watermark: self.watermark,
+        }
     }
 
     /// Applies a decoded batch.
     pub fn apply_batch(&mut self, batch: &DecodedBatch<'_>) -> GoldBatch {
-        self.apply(batch.valid.iter().map(|(_, t)| (t.event_time, t.card_id.as_deref(), t.amount)))
+        self.apply(
+            batch
+                .valid
+                .iter()
+                .map(|(_, t)| (t.event_time, t.card_id.as_deref(), t.amount)),
+        )
     }
 
     /// A compact binary snapshot (little-endian, length-prefixed strings).
@@ -253,17 +280,31 @@ impl GoldState {
             let card = if len == u32::MAX {
                 None
             } else {
-                Some(String::from_utf8(r.take(len as usize)?.to_vec()).map_err(|_| "card_id is not UTF-8")?)
+                Some(
+                    String::from_utf8(r.take(len as usize)?.to_vec())
+                        .map_err(|_| "card_id is not UTF-8")?,
+                )
             };
             let count = r.u64()?;
             let amounts = r.u64()?;
             let fixed_sum = match r.take(1)?[0] {
-                1 => Some(i128::from_le_bytes(r.take(16)?.try_into().map_err(|_| "short")?)),
+                1 => Some(i128::from_le_bytes(
+                    r.take(16)?.try_into().map_err(|_| "short")?,
+                )),
                 _ => None,
             };
             let float_sum = f64::from_bits(r.u64()?);
             let max = f64::from_bits(r.u64()?);
-            self.windows.insert((start, card), Aggregate { count, amounts, fixed_sum, float_sum, max });
+            self.windows.insert(
+                (start, card),
+                Aggregate {
+                    count,
+                    amounts,
+                    fixed_sum,
+                    float_sum,
+                    max,
+                },
+            );
         }
         if !r.0.is_empty() {
             return Err("trailing bytes after the snapshot".into());
@@ -296,13 +337,17 @@ impl<'a> Reader<'a> {
         Ok(head)
     }
     fn u64(&mut self) -> Result<u64, String> {
-        Ok(u64::from_le_bytes(self.take(8)?.try_into().map_err(|_| "short")?))
+        Ok(u64::from_le_bytes(
+            self.take(8)?.try_into().map_err(|_| "short")?,
+        ))
     }
     fn i64(&mut self) -> Result<i64, String> {
         Ok(self.u64()? as i64)
     }
     fn u32(&mut self) -> Result<u32, String> {
-        Ok(u32::from_le_bytes(self.take(4)?.try_into().map_err(|_| "short")?))
+        Ok(u32::from_le_bytes(
+            self.take(4)?.try_into().map_err(|_| "short")?,
+        ))
     }
     fn opt(&mut self) -> Result<Option<i64>, String> {
         match self.take(1)?[0] {
@@ -330,7 +375,9 @@ pub fn build(rows: &[GoldRow]) -> Result<RecordBatch> {
         strings(n, n * 8, rows.iter().map(|r| r.card_id.as_deref())),
         timestamps(rows.iter().map(|r| Some(r.window_start))),
         timestamps(rows.iter().map(|r| Some(r.window_end))),
-        Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.agg.count as i64))),
+        Arc::new(Int64Array::from_iter_values(
+            rows.iter().map(|r| r.agg.count as i64),
+        )),
         Arc::new(Float64Array::from_iter(rows.iter().map(|r| r.agg.sum()))),
         Arc::new(Float64Array::from_iter(rows.iter().map(|r| r.agg.avg()))),
         Arc::new(Float64Array::from_iter(rows.iter().map(|r| r.agg.max()))),
@@ -349,18 +396,38 @@ mod tests {
         GoldState::new(MIN, 5 * MIN, mode)
     }
 
-    fn summary(rows: &[GoldRow]) -> Vec<(i64, &str, u64, Option<f64>, Option<f64>)> {
+    /// (window index from T, card, count, sum, max)
+    type Summary<'a> = (i64, &'a str, u64, Option<f64>, Option<f64>);
+
+    fn summary(rows: &[GoldRow]) -> Vec<Summary<'_>> {
         rows.iter()
-            .map(|r| ((r.window_start - T) / MIN, r.card_id.as_deref().unwrap_or("-"), r.agg.count, r.agg.sum(), r.agg.max()))
+            .map(|r| {
+                (
+                    (r.window_start - T) / MIN,
+                    r.card_id.as_deref().unwrap_or("-"),
+                    r.agg.count,
+                    r.agg.sum(),
+                    r.agg.max(),
+                )
+            })
             .collect()
     }
 
     #[test]
     fn a_row_on_a_boundary_belongs_to_the_window_it_starts() {
         let mut g = state(OutputMode::Append);
-        g.apply([(T + MIN - 1, Some("a"), Some(1.0)), (T + MIN, Some("a"), Some(2.0))]);
+        g.apply([
+            (T + MIN - 1, Some("a"), Some(1.0)),
+            (T + MIN, Some("a"), Some(2.0)),
+        ]);
         let out = g.apply([(T + 20 * MIN, Some("a"), Some(0.0))]);
-        assert_eq!(summary(&out.rows), vec![(0, "a", 1, Some(1.0), Some(1.0)), (1, "a", 1, Some(2.0), Some(2.0))]);
+        assert_eq!(
+            summary(&out.rows),
+            vec![
+                (0, "a", 1, Some(1.0), Some(1.0)),
+                (1, "a", 1, Some(2.0), Some(2.0))
+            ]
+        );
         assert_eq!(out.rows[0].window_end, T + MIN);
     }
 
@@ -368,12 +435,18 @@ mod tests {
     fn a_window_is_emitted_once_only_after_the_watermark_passes_its_end() {
         let mut g = state(OutputMode::Append);
         // Window [0,1) min. Max event 5:59 → watermark 0:59: not yet closed.
-        let out = g.apply([(T + 30_000_000, Some("a"), Some(10.0)), (T + 6 * MIN - 1, Some("b"), Some(1.0))]);
+        let out = g.apply([
+            (T + 30_000_000, Some("a"), Some(10.0)),
+            (T + 6 * MIN - 1, Some("b"), Some(1.0)),
+        ]);
         assert!(out.rows.is_empty());
         assert_eq!(out.watermark, Some(T + MIN - 1));
         // Max event 6:00 → watermark 1:00 = the window's end: emitted now.
         let out = g.apply([(T + 6 * MIN, Some("b"), Some(1.0))]);
-        assert_eq!(summary(&out.rows), vec![(0, "a", 1, Some(10.0), Some(10.0))]);
+        assert_eq!(
+            summary(&out.rows),
+            vec![(0, "a", 1, Some(10.0), Some(10.0))]
+        );
         // And never again.
         let out = g.apply([(T + 6 * MIN + 1, Some("b"), Some(1.0))]);
         assert!(out.rows.is_empty());
@@ -384,12 +457,21 @@ mod tests {
     fn out_of_order_rows_within_the_delay_count_and_a_late_row_is_dropped_and_counted() {
         let mut g = state(OutputMode::Append);
         g.apply([(T + 10 * MIN, Some("a"), Some(1.0))]); // watermark 5:00
-        // 5:30 is behind the max but within the delay: counts. 4:59 ends at 5:00 <= 5:00: late.
-        let out = g.apply([(T + 5 * MIN + 30_000_000, Some("a"), Some(2.0)), (T + 4 * MIN + 59_000_000, Some("a"), Some(3.0))]);
+                                                         // 5:30 is behind the max but within the delay: counts. 4:59 ends at 5:00 <= 5:00: late.
+        let out = g.apply([
+            (T + 5 * MIN + 30_000_000, Some("a"), Some(2.0)),
+            (T + 4 * MIN + 59_000_000, Some("a"), Some(3.0)),
+        ]);
         assert_eq!(out.late, 1);
         assert_eq!(g.late_total, 1);
         let out = g.apply([(T + 30 * MIN, Some("z"), None)]);
-        assert_eq!(summary(&out.rows), vec![(5, "a", 1, Some(2.0), Some(2.0)), (10, "a", 1, Some(1.0), Some(1.0))]);
+        assert_eq!(
+            summary(&out.rows),
+            vec![
+                (5, "a", 1, Some(2.0), Some(2.0)),
+                (10, "a", 1, Some(1.0), Some(1.0))
+            ]
+        );
     }
 
     #[test]
@@ -415,7 +497,11 @@ mod tests {
         let out = g.apply([(T + 7 * MIN, Some("c"), Some(1.0))]);
         assert_eq!(
             summary(&out.rows),
-            vec![(0, "-", 1, Some(7.0), Some(7.0)), (0, "a", 3, Some(30.5), Some(20.5)), (0, "b", 1, None, None)]
+            vec![
+                (0, "-", 1, Some(7.0), Some(7.0)),
+                (0, "a", 3, Some(30.5), Some(20.5)),
+                (0, "b", 1, None, None)
+            ]
         );
         assert_eq!(out.rows[1].agg.avg(), Some(15.25));
     }
@@ -424,20 +510,32 @@ mod tests {
     fn update_mode_writes_changed_windows_each_batch() {
         let mut g = state(OutputMode::Update);
         let out = g.apply([(T, Some("a"), Some(1.0)), (T + MIN, Some("b"), Some(2.0))]);
-        assert_eq!(summary(&out.rows), vec![(0, "a", 1, Some(1.0), Some(1.0)), (1, "b", 1, Some(2.0), Some(2.0))]);
+        assert_eq!(
+            summary(&out.rows),
+            vec![
+                (0, "a", 1, Some(1.0), Some(1.0)),
+                (1, "b", 1, Some(2.0), Some(2.0))
+            ]
+        );
         let out = g.apply([(T + 1, Some("a"), Some(3.0))]);
         assert_eq!(summary(&out.rows), vec![(0, "a", 2, Some(4.0), Some(3.0))]);
     }
 
     #[test]
     fn sums_do_not_depend_on_how_rows_are_split_into_batches() {
-        let amounts: Vec<f64> = (0..1000).map(|i| (i as f64 * 37.13) % 4000.0 / 3.0).map(|a| (a * 100.0).round() / 100.0).collect();
+        let amounts: Vec<f64> = (0..1000)
+            .map(|i| (i as f64 * 37.13) % 4000.0 / 3.0)
+            .map(|a| (a * 100.0).round() / 100.0)
+            .collect();
         let run = |split: usize| {
             let mut g = state(OutputMode::Append);
             for chunk in amounts.chunks(split) {
                 g.apply(chunk.iter().map(|&a| (T, Some("a"), Some(a))));
             }
-            g.apply([(T + 10 * MIN, Some("x"), None)]).rows[0].agg.sum().unwrap()
+            g.apply([(T + 10 * MIN, Some("x"), None)]).rows[0]
+                .agg
+                .sum()
+                .unwrap()
         };
         assert_eq!(run(1000).to_bits(), run(7).to_bits());
         assert_eq!(run(1).to_bits(), run(333).to_bits());
@@ -446,7 +544,11 @@ mod tests {
     #[test]
     fn a_snapshot_restores_the_same_state() {
         let mut g = state(OutputMode::Append);
-        g.apply([(T, Some("a"), Some(1.25)), (T + 2 * MIN, None, None), (T + 3 * MIN, Some("b"), Some(1e300))]);
+        g.apply([
+            (T, Some("a"), Some(1.25)),
+            (T + 2 * MIN, None, None),
+            (T + 3 * MIN, Some("b"), Some(1e300)),
+        ]);
         let bytes = g.to_bytes();
         let mut back = state(OutputMode::Append);
         back.restore(&bytes).unwrap();

@@ -51,7 +51,11 @@ pub struct RunSummary {
 
 impl fmt::Display for RunSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "batches={} rows={} late={}", self.batches, self.rows, self.late)?;
+        write!(
+            f,
+            "batches={} rows={} late={}",
+            self.batches, self.rows, self.late
+        )?;
         if let Some(kib) = peak_rss_kib() {
             write!(f, " peak_rss={} MiB", kib / 1024)?;
         }
@@ -93,7 +97,10 @@ impl BatchSink {
         if let Some(commit) = &recovery.last_commit {
             if let Some(bytes) = checkpoint.read_state(commit.batch)? {
                 gold.restore(&bytes).map_err(|detail| Error::Checkpoint {
-                    path: checkpoint.root().join("state").join(commit.batch.to_string()),
+                    path: checkpoint
+                        .root()
+                        .join("state")
+                        .join(commit.batch.to_string()),
                     detail,
                 })?;
             }
@@ -114,21 +121,37 @@ impl BatchSink {
     }
 
     /// Decodes, builds and writes every layer of a planned batch, then commits it.
-    pub fn process(&mut self, plan: &BatchPlan, mut raw: RawBatch, lost: u64) -> Result<BatchOutcome> {
+    pub fn process(
+        &mut self,
+        plan: &BatchPlan,
+        mut raw: RawBatch,
+        lost: u64,
+    ) -> Result<BatchOutcome> {
         // Arrival order across partitions varies; (partition, offset) order makes every file of a
         // re-run identical to the first attempt.
-        raw.messages.sort_unstable_by_key(|m| (m.partition, m.offset));
+        raw.messages
+            .sort_unstable_by_key(|m| (m.partition, m.offset));
         let t = Instant::now();
         let decoded = DecodedBatch::decode(&raw);
         let decode = t.elapsed();
 
         let t = Instant::now();
         let gold_out = self.gold.apply_batch(&decoded);
-        let layers = write_layers(&self.writer, &raw, &decoded, &gold_out.rows, &self.topic, plan)?;
+        let layers = write_layers(
+            &self.writer,
+            &raw,
+            &decoded,
+            &gold_out.rows,
+            &self.topic,
+            plan,
+        )?;
         let write = t.elapsed();
 
         if let Some(pause) = self.test_pause_before_commit {
-            info!("[processor] test pause before the commit of batch {} ({pause:?})", plan.batch);
+            info!(
+                "[processor] test pause before the commit of batch {} ({pause:?})",
+                plan.batch
+            );
             std::thread::sleep(pause);
         }
 
@@ -136,12 +159,16 @@ impl BatchSink {
         let commit = BatchCommit {
             batch: plan.batch,
             rows: raw.messages.len() as u64,
-            layers: layers.iter().map(|(l, n)| (l.folder().to_string(), *n)).collect(),
+            layers: layers
+                .iter()
+                .map(|(l, n)| (l.folder().to_string(), *n))
+                .collect(),
             late_rows: gold_out.late,
             lost_offsets: lost,
             watermark: gold_out.watermark,
         };
-        self.checkpoint.write_state(plan.batch, &self.gold.to_bytes())?;
+        self.checkpoint
+            .write_state(plan.batch, &self.gold.to_bytes())?;
         self.checkpoint.write_commit(&commit)?;
         for layer in Layer::ALL {
             self.writer.apply_retention(layer, plan.batch)?;
@@ -150,7 +177,13 @@ impl BatchSink {
         if self.show_previews {
             println!("{}", progress::silver_preview(&decoded));
         }
-        Ok(BatchOutcome { commit, layers, decode, write, commit_time })
+        Ok(BatchOutcome {
+            commit,
+            layers,
+            decode,
+            write,
+            commit_time,
+        })
     }
 }
 
@@ -183,12 +216,18 @@ pub fn run(config: &ProcessorConfig, stop: &AtomicBool) -> Result<RunSummary> {
     let watermarks = source.wait_ready(config.connect_timeout)?;
     let mut next_offsets = match recovery.next_offsets {
         Some(n) => {
-            info!("[processor] resuming from the checkpoint: next batch {}, offsets {n:?}", recovery.next_batch);
+            info!(
+                "[processor] resuming from the checkpoint: next batch {}, offsets {n:?}",
+                recovery.next_batch
+            );
             n
         }
         None => {
             let n = starting.resolve(&watermarks)?;
-            info!("[processor] no checkpoint: starting at {n:?} (STARTING_OFFSETS={})", config.starting_offsets);
+            info!(
+                "[processor] no checkpoint: starting at {n:?} (STARTING_OFFSETS={})",
+                config.starting_offsets
+            );
             n
         }
     };
@@ -212,7 +251,10 @@ pub fn run(config: &ProcessorConfig, stop: &AtomicBool) -> Result<RunSummary> {
 
     // The available-now target: what is in the topic now.
     let target: BTreeMap<i32, i64> = match config.trigger {
-        Trigger::AvailableNow => watermarks.iter().map(|(&p, &(_, high))| (p, high)).collect(),
+        Trigger::AvailableNow => watermarks
+            .iter()
+            .map(|(&p, &(_, high))| (p, high))
+            .collect(),
         Trigger::Interval(_) => BTreeMap::new(),
     };
     let interval = match config.trigger {
@@ -247,11 +289,19 @@ pub fn run(config: &ProcessorConfig, stop: &AtomicBool) -> Result<RunSummary> {
             config.max_offsets_per_trigger,
             config.fail_on_data_loss,
         )?;
-        let lost: u64 = notes.lost.iter().map(|(_, from, to)| (to - from).max(0) as u64).sum();
+        let lost: u64 = notes
+            .lost
+            .iter()
+            .map(|(_, from, to)| (to - from).max(0) as u64)
+            .sum();
         for (p, from, to) in &notes.lost {
             warn!("[processor] data loss: partition {p} offsets {from}..{to} are gone (FAIL_ON_DATA_LOSS=false)");
         }
-        let plan = BatchPlan { batch: next_batch, planned_at: txn_core::time::now_micros(), ranges };
+        let plan = BatchPlan {
+            batch: next_batch,
+            planned_at: txn_core::time::now_micros(),
+            ranges,
+        };
         if plan.rows() == 0 {
             if lost > 0 {
                 next_offsets = plan.ends();
@@ -294,7 +344,11 @@ fn micros(d: Duration) -> i64 {
 fn lag(watermarks: &Watermarks, plan: &BatchPlan) -> u64 {
     plan.ranges
         .iter()
-        .map(|r| watermarks.get(&r.partition).map_or(0, |&(_, high)| (high - r.end).max(0) as u64))
+        .map(|r| {
+            watermarks
+                .get(&r.partition)
+                .map_or(0, |&(_, high)| (high - r.end).max(0) as u64)
+        })
         .sum()
 }
 
@@ -327,12 +381,21 @@ fn sleep_unless(stop: &AtomicBool, total: Duration) {
 impl Engine<'_> {
     /// Runs one planned batch to its commit. Returns false when a stop request abandoned it
     /// before any file was written (it is planned, so the next start re-runs it).
-    fn execute(&mut self, plan: &BatchPlan, lag: u64, lost_in_plan: u64, rerun: bool) -> Result<bool> {
+    fn execute(
+        &mut self,
+        plan: &BatchPlan,
+        lag: u64,
+        lost_in_plan: u64,
+        rerun: bool,
+    ) -> Result<bool> {
         let batch_start = Instant::now();
         let since_previous = self.last_batch_start.map(|t| batch_start.duration_since(t));
         self.last_batch_start = Some(batch_start);
         let stop = self.stop;
-        let Some((raw, lost_in_read)) = self.source.read(&plan.ranges, &|| stop.load(Ordering::Relaxed))? else {
+        let Some((raw, lost_in_read)) = self
+            .source
+            .read(&plan.ranges, &|| stop.load(Ordering::Relaxed))?
+        else {
             warn!("[processor] stop requested while Kafka was unreachable: batch {} will be re-run on restart", plan.batch);
             return Ok(false);
         };
@@ -395,19 +458,30 @@ fn write_layers(
     let timed = |layer: Layer, f: &dyn Fn() -> Result<()>| -> Result<()> {
         let t = Instant::now();
         f()?;
-        tracing::debug!("[processor] batch {id}: {} built and written in {:?}", layer.folder(), t.elapsed());
+        tracing::debug!(
+            "[processor] batch {id}: {} built and written in {:?}",
+            layer.folder(),
+            t.elapsed()
+        );
         Ok(())
     };
     std::thread::scope(|s| {
         let bronze = s.spawn(|| {
             timed(Layer::Bronze, &|| {
-                writer.write_parquet(Layer::Bronze, &layers::bronze::build(raw, topic)?, at, id).map(drop)
+                writer
+                    .write_parquet(Layer::Bronze, &layers::bronze::build(raw, topic)?, at, id)
+                    .map(drop)
             })
         });
         let silver = s.spawn(|| {
             timed(Layer::Silver, &|| {
                 if !decoded.valid.is_empty() {
-                    writer.write_parquet(Layer::Silver, &layers::silver::build(decoded)?, at, id)?;
+                    writer.write_parquet(
+                        Layer::Silver,
+                        &layers::silver::build(decoded)?,
+                        at,
+                        id,
+                    )?;
                 }
                 Ok(())
             })
@@ -421,7 +495,12 @@ fn write_layers(
         .and_then(|()| {
             timed(Layer::Quarantine, &|| {
                 if !decoded.rejects.is_empty() {
-                    writer.write_parquet(Layer::Quarantine, &layers::quarantine::build(decoded, topic, at)?, at, id)?;
+                    writer.write_parquet(
+                        Layer::Quarantine,
+                        &layers::quarantine::build(decoded, topic, at)?,
+                        at,
+                        id,
+                    )?;
                 }
                 Ok(())
             })
@@ -435,7 +514,8 @@ fn write_layers(
             })
         });
         let join = |h: std::thread::ScopedJoinHandle<'_, Result<()>>| {
-            h.join().unwrap_or_else(|_| Err(Error::Config("a layer writer thread panicked".into())))
+            h.join()
+                .unwrap_or_else(|_| Err(Error::Config("a layer writer thread panicked".into())))
         };
         join(bronze)?;
         join(silver)?;

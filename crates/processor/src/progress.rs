@@ -45,7 +45,13 @@ fn ms(d: Duration) -> f64 {
 
 impl fmt::Display for BatchReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "batch {}{}: rows={}", self.batch, if self.rerun { " (re-run)" } else { "" }, self.rows)?;
+        write!(
+            f,
+            "batch {}{}: rows={}",
+            self.batch,
+            if self.rerun { " (re-run)" } else { "" },
+            self.rows
+        )?;
         for (layer, n) in &self.layers {
             write!(f, " {}={n}", layer.folder())?;
         }
@@ -53,7 +59,9 @@ impl fmt::Display for BatchReport {
         if self.lost > 0 {
             write!(f, " lost={}", self.lost)?;
         }
-        let input = self.since_previous.map(|d| self.rows as f64 / d.as_secs_f64().max(1e-9));
+        let input = self
+            .since_previous
+            .map(|d| self.rows as f64 / d.as_secs_f64().max(1e-9));
         match input {
             Some(rate) => write!(f, " | input {rate:.0} rows/s")?,
             None => write!(f, " | input -")?,
@@ -83,11 +91,15 @@ impl fmt::Display for BatchReport {
 
 /// A 10-row table of silver: event_time, card_id, amount, merchant, status.
 pub fn silver_preview(batch: &DecodedBatch<'_>) -> String {
-    let mut out = String::from("event_time                       | card_id  |     amount | merchant      | status\n");
+    let mut out = String::from(
+        "event_time                       | card_id  |     amount | merchant      | status\n",
+    );
     for (_, t) in batch.valid.iter().take(10) {
         let mut ts = String::new();
         write_python_isoformat(&mut ts, t.event_time);
-        let amount = t.amount.map_or_else(|| "null".to_string(), |a| format!("{a:.2}"));
+        let amount = t
+            .amount
+            .map_or_else(|| "null".to_string(), |a| format!("{a:.2}"));
         let _ = writeln!(
             out,
             "{ts:<32} | {:<8} | {amount:>10} | {:<13} | {}",
@@ -96,6 +108,11 @@ pub fn silver_preview(batch: &DecodedBatch<'_>) -> String {
             t.status.as_deref().unwrap_or("null"),
         );
     }
-    let _ = write!(out, "({} of {} rows)", batch.valid.len().min(10), batch.valid.len());
+    let _ = write!(
+        out,
+        "({} of {} rows)",
+        batch.valid.len().min(10),
+        batch.valid.len()
+    );
     out
 }

@@ -61,13 +61,19 @@ impl StartingOffsets {
             return Err(bad("unknown value".into()));
         }
         let parsed: BTreeMap<String, BTreeMap<String, i64>> =
-            serde_json::from_str(t).map_err(|e| bad(format!("not valid JSON of topics to partition offsets ({e})")))?;
+            serde_json::from_str(t).map_err(|e| {
+                bad(format!(
+                    "not valid JSON of topics to partition offsets ({e})"
+                ))
+            })?;
         let Some(partitions) = parsed.get(topic) else {
             return Err(bad(format!("it does not name topic {topic:?}")));
         };
         let mut offsets = BTreeMap::new();
         for (p, &o) in partitions {
-            let p: i32 = p.parse().map_err(|_| bad(format!("{p:?} is not a partition number")))?;
+            let p: i32 = p
+                .parse()
+                .map_err(|_| bad(format!("{p:?} is not a partition number")))?;
             if o < -2 {
                 return Err(bad(format!("offset {o} of partition {p} is invalid")));
             }
@@ -109,8 +115,8 @@ pub struct PlanNotes {
 
 /// Plans the next batch: from `next` (the end of the last batch, per partition) towards `target`
 /// (the high watermarks, or the available-now snapshot), at most `max_offsets` in total, split
-/// fairly: every partition gets an equal share, and what a small partition does not use goes to
-/// the others. Offsets below the earliest available are data loss.
+/// across partitions in proportion to their backlog. Offsets below the earliest available are
+/// data loss.
 pub fn plan(
     next: &BTreeMap<i32, i64>,
     watermarks: &Watermarks,
@@ -143,32 +149,43 @@ pub fn plan(
             start = high;
         }
         let end = target.get(&p).copied().unwrap_or(high).min(high).max(start);
-        ranges.push(OffsetRange { partition: p, start, end });
+        ranges.push(OffsetRange {
+            partition: p,
+            start,
+            end,
+        });
     }
     if max_offsets > 0 {
-        cap_fairly(&mut ranges, max_offsets);
+        cap_in_proportion(&mut ranges, max_offsets);
     }
     Ok((ranges, notes))
 }
 
-fn cap_fairly(ranges: &mut [OffsetRange], max_offsets: u64) {
+fn cap_in_proportion(ranges: &mut [OffsetRange], max_offsets: u64) {
     let total: u64 = ranges.iter().map(OffsetRange::len).sum();
     if total <= max_offsets {
         return;
     }
-    let mut want: Vec<(usize, u64)> = ranges.iter().map(OffsetRange::len).enumerate().collect();
-    want.sort_by_key(|&(i, len)| (len, i));
-    let mut budget = max_offsets;
-    let mut grant = vec![0u64; ranges.len()];
-    let mut left = want.len() as u64;
-    for (i, len) in want {
-        // Partitions in ascending order of demand: each takes at most an equal share of what is left.
-        let share = budget / left;
-        let extra = u64::from(budget % left > 0);
-        let g = len.min(share + extra);
-        grant[i] = g;
-        budget -= g;
-        left -= 1;
+    // Each partition's share is proportional to its backlog (as Spark prorates), so partitions
+    // advance through event time in step and a backlog does not make the busy ones' rows late.
+    // Largest remainders round the shares so that they sum exactly to the cap.
+    let mut grant: Vec<u64> = Vec::with_capacity(ranges.len());
+    let mut remainders: Vec<(u128, usize)> = Vec::with_capacity(ranges.len());
+    for (i, r) in ranges.iter().enumerate() {
+        let exact = u128::from(r.len()) * u128::from(max_offsets);
+        grant.push((exact / u128::from(total)) as u64);
+        remainders.push((exact % u128::from(total), i));
+    }
+    let mut left = max_offsets - grant.iter().sum::<u64>();
+    remainders.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    for (_, i) in remainders {
+        if left == 0 {
+            break;
+        }
+        if grant[i] < ranges[i].len() {
+            grant[i] += 1;
+            left -= 1;
+        }
     }
     for (range, g) in ranges.iter_mut().zip(grant) {
         range.end = range.start + g as i64;
@@ -195,7 +212,14 @@ pub struct RawBatch {
 }
 
 impl RawBatch {
-    pub fn push(&mut self, partition: i32, offset: i64, timestamp_ms: Option<i64>, key: Option<&[u8]>, value: Option<&[u8]>) {
+    pub fn push(
+        &mut self,
+        partition: i32,
+        offset: i64,
+        timestamp_ms: Option<i64>,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+    ) {
         let mut put = |bytes: Option<&[u8]>| {
             bytes.map(|b| {
                 let start = self.arena.len();
@@ -205,7 +229,13 @@ impl RawBatch {
         };
         let key = put(key);
         let value = put(value);
-        self.messages.push(RawMessage { partition, offset, timestamp_ms, key, value });
+        self.messages.push(RawMessage {
+            partition,
+            offset,
+            timestamp_ms,
+            key,
+            value,
+        });
     }
 
     pub fn key(&self, m: &RawMessage) -> Option<&[u8]> {
@@ -249,7 +279,11 @@ impl KafkaSource {
             .set("session.timeout.ms", "6000")
             .create()
             .kafka_context(|| "cannot create the Kafka consumer".into())?;
-        Ok(KafkaSource { consumer, topic: topic.into(), bootstrap: bootstrap.into() })
+        Ok(KafkaSource {
+            consumer,
+            topic: topic.into(),
+            bootstrap: bootstrap.into(),
+        })
     }
 
     /// Waits up to `timeout` for the broker to answer and the topic to exist (a bounded wait at start).
@@ -270,7 +304,10 @@ impl KafkaSource {
                 });
             }
             if !warned {
-                info!("[processor] waiting for Kafka at {} ({last_error})", self.bootstrap);
+                info!(
+                    "[processor] waiting for Kafka at {} ({last_error})",
+                    self.bootstrap
+                );
                 warned = true;
             }
             std::thread::sleep(Duration::from_millis(500));
@@ -311,7 +348,11 @@ impl KafkaSource {
     /// deleted ones is returned so the caller can apply FAIL_ON_DATA_LOSS. A broker outage stalls
     /// the read with a warning every few seconds; `give_up` lets a stop request abandon a stalled
     /// read (the batch is planned, so it is simply re-run on the next start).
-    pub fn read(&self, ranges: &[OffsetRange], give_up: &dyn Fn() -> bool) -> Result<Option<(RawBatch, u64)>> {
+    pub fn read(
+        &self,
+        ranges: &[OffsetRange],
+        give_up: &dyn Fn() -> bool,
+    ) -> Result<Option<(RawBatch, u64)>> {
         let pending: Vec<&OffsetRange> = ranges.iter().filter(|r| !r.is_empty()).collect();
         let mut batch = RawBatch::default();
         if pending.is_empty() {
@@ -326,10 +367,15 @@ impl KafkaSource {
             tpl.add_partition_offset(&self.topic, r.partition, Offset::Offset(r.start))
                 .kafka_context(|| "cannot build the assignment".into())?;
         }
-        self.consumer.assign(&tpl).kafka_context(|| "cannot assign the batch's partitions".into())?;
+        self.consumer
+            .assign(&tpl)
+            .kafka_context(|| "cannot assign the batch's partitions".into())?;
         // A partition paused at the end of an earlier batch stays paused across assignments.
-        self.consumer.resume(&tpl).kafka_context(|| "cannot resume the batch's partitions".into())?;
-        let mut open: BTreeMap<i32, OffsetRange> = pending.iter().map(|r| (r.partition, **r)).collect();
+        self.consumer
+            .resume(&tpl)
+            .kafka_context(|| "cannot resume the batch's partitions".into())?;
+        let mut open: BTreeMap<i32, OffsetRange> =
+            pending.iter().map(|r| (r.partition, **r)).collect();
         let mut last_progress = Instant::now();
         let mut lost = 0u64;
         let result = loop {
@@ -382,7 +428,9 @@ impl KafkaSource {
                 last_progress = Instant::now();
             }
         };
-        self.consumer.unassign().kafka_context(|| "cannot release the batch's partitions".into())?;
+        self.consumer
+            .unassign()
+            .kafka_context(|| "cannot release the batch's partitions".into())?;
         result
     }
 
@@ -391,7 +439,9 @@ impl KafkaSource {
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition(&self.topic, partition);
         // Stop fetching what the batch does not need.
-        self.consumer.pause(&tpl).kafka_context(|| format!("cannot pause partition {partition}"))
+        self.consumer
+            .pause(&tpl)
+            .kafka_context(|| format!("cannot pause partition {partition}"))
     }
 
     /// Commits the batch's end offsets to the consumer group so lag tools see progress. Failure
@@ -399,7 +449,10 @@ impl KafkaSource {
     pub fn commit_group_offsets(&self, ranges: &[OffsetRange]) {
         let mut tpl = TopicPartitionList::new();
         for r in ranges {
-            if tpl.add_partition_offset(&self.topic, r.partition, Offset::Offset(r.end)).is_err() {
+            if tpl
+                .add_partition_offset(&self.topic, r.partition, Offset::Offset(r.end))
+                .is_err()
+            {
                 return;
             }
         }
@@ -424,30 +477,53 @@ mod tests {
     #[test]
     fn starting_offsets_forms() {
         let wm = w(&[(0, 5, 100), (1, 0, 50)]);
-        let resolve = |text: &str| StartingOffsets::parse(text, "transactions").and_then(|s| s.resolve(&wm));
-        assert_eq!(resolve("earliest").unwrap(), BTreeMap::from([(0, 5), (1, 0)]));
-        assert_eq!(resolve("LATEST").unwrap(), BTreeMap::from([(0, 100), (1, 50)]));
+        let resolve =
+            |text: &str| StartingOffsets::parse(text, "transactions").and_then(|s| s.resolve(&wm));
+        assert_eq!(
+            resolve("earliest").unwrap(),
+            BTreeMap::from([(0, 5), (1, 0)])
+        );
+        assert_eq!(
+            resolve("LATEST").unwrap(),
+            BTreeMap::from([(0, 100), (1, 50)])
+        );
         assert_eq!(
             resolve(r#"{"transactions":{"0":42,"1":-2}}"#).unwrap(),
             BTreeMap::from([(0, 42), (1, 0)])
         );
-        assert_eq!(resolve(r#"{"transactions":{"0":-1,"1":7}}"#).unwrap(), BTreeMap::from([(0, 100), (1, 7)]));
-        for bad in ["newest", r#"{"other":{"0":1}}"#, r#"{"transactions":{"x":1}}"#, "{", r#"{"transactions":{"0":-3}}"#] {
-            let e = StartingOffsets::parse(bad, "transactions").unwrap_err().to_string();
+        assert_eq!(
+            resolve(r#"{"transactions":{"0":-1,"1":7}}"#).unwrap(),
+            BTreeMap::from([(0, 100), (1, 7)])
+        );
+        for bad in [
+            "newest",
+            r#"{"other":{"0":1}}"#,
+            r#"{"transactions":{"x":1}}"#,
+            "{",
+            r#"{"transactions":{"0":-3}}"#,
+        ] {
+            let e = StartingOffsets::parse(bad, "transactions")
+                .unwrap_err()
+                .to_string();
             assert!(e.starts_with("invalid setting: STARTING_OFFSETS="), "{e}");
         }
-        let e = resolve(r#"{"transactions":{"0":1}}"#).unwrap_err().to_string();
+        let e = resolve(r#"{"transactions":{"0":1}}"#)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("partition 1"), "{e}");
     }
 
     #[test]
-    fn max_offsets_is_split_fairly_and_unused_share_goes_to_others() {
-        let wm = w(&[(0, 0, 1000), (1, 0, 10), (2, 0, 1000)]);
+    fn max_offsets_is_split_in_proportion_to_each_partitions_backlog() {
+        let wm = w(&[(0, 0, 1000), (1, 0, 10), (2, 0, 2000)]);
         let next = BTreeMap::from([(0, 0), (1, 0), (2, 0)]);
-        let (ranges, _) = plan(&next, &wm, &BTreeMap::new(), 300, true).unwrap();
-        assert_eq!(lens(&ranges), vec![145, 10, 145]);
         let (ranges, _) = plan(&next, &wm, &BTreeMap::new(), 301, true).unwrap();
-        assert_eq!(lens(&ranges).iter().sum::<u64>(), 301);
+        // 301 × 1000/3010 = 100.0, × 10/3010 = 1.0, × 2000/3010 = 199.99 → 100, 1, 200 exactly.
+        assert_eq!(lens(&ranges), vec![100, 1, 200]);
+        let (ranges, _) = plan(&next, &wm, &BTreeMap::new(), 300, true).unwrap();
+        assert_eq!(lens(&ranges).iter().sum::<u64>(), 300);
+        assert_eq!(lens(&ranges), vec![100, 1, 199]);
+        let wm = w(&[(0, 0, 1000), (1, 0, 10), (2, 0, 1000)]);
         let (ranges, _) = plan(&next, &wm, &BTreeMap::new(), 0, true).unwrap();
         assert_eq!(lens(&ranges), vec![1000, 10, 1000]);
         let (ranges, _) = plan(&next, &wm, &BTreeMap::new(), 5000, true).unwrap();
@@ -463,9 +539,21 @@ mod tests {
         assert_eq!(
             ranges,
             vec![
-                OffsetRange { partition: 0, start: 40, end: 60 },
-                OffsetRange { partition: 1, start: 100, end: 100 },
-                OffsetRange { partition: 2, start: 3, end: 9 },
+                OffsetRange {
+                    partition: 0,
+                    start: 40,
+                    end: 60
+                },
+                OffsetRange {
+                    partition: 1,
+                    start: 100,
+                    end: 100
+                },
+                OffsetRange {
+                    partition: 2,
+                    start: 3,
+                    end: 9
+                },
             ]
         );
         assert!(notes.lost.is_empty());
@@ -475,10 +563,22 @@ mod tests {
     fn deleted_offsets_fail_or_are_reported_as_lost() {
         let wm = w(&[(0, 50, 100)]);
         let next = BTreeMap::from([(0, 20)]);
-        let e = plan(&next, &wm, &BTreeMap::new(), 0, true).unwrap_err().to_string();
-        assert!(e.contains("partition 0: offsets 20..50 were deleted"), "{e}");
+        let e = plan(&next, &wm, &BTreeMap::new(), 0, true)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("partition 0: offsets 20..50 were deleted"),
+            "{e}"
+        );
         let (ranges, notes) = plan(&next, &wm, &BTreeMap::new(), 0, false).unwrap();
-        assert_eq!(ranges, vec![OffsetRange { partition: 0, start: 50, end: 100 }]);
+        assert_eq!(
+            ranges,
+            vec![OffsetRange {
+                partition: 0,
+                start: 50,
+                end: 100
+            }]
+        );
         assert_eq!(notes.lost, vec![(0, 20, 50)]);
     }
 }

@@ -27,7 +27,6 @@ const NO_DICTIONARY: [&str; 4] = ["value", "json_str", "bad_json", "txn_id"];
 /// Whole JSON payloads: min/max statistics of them help no query and cost a compare per value.
 const NO_STATISTICS: [&str; 3] = ["value", "json_str", "bad_json"];
 
-
 pub struct CompactWriter {
     root: PathBuf,
     max_files: usize,
@@ -39,23 +38,46 @@ impl CompactWriter {
     pub fn open(root: &Path, max_files: usize) -> Result<Self> {
         for layer in Layer::ALL {
             let staging = root.join(layer.folder()).join(STAGING);
-            fs::create_dir_all(&staging)
-                .io_context(|| format!("cannot create output folder {} (OUTPUT_PATH)", staging.display()))?;
-            for entry in fs::read_dir(&staging).io_context(|| format!("cannot list {}", staging.display()))? {
-                let path = entry.io_context(|| format!("cannot list {}", staging.display()))?.path();
-                fs::remove_file(&path).io_context(|| format!("cannot remove staging leftover {}", path.display()))?;
+            fs::create_dir_all(&staging).io_context(|| {
+                format!(
+                    "cannot create output folder {} (OUTPUT_PATH)",
+                    staging.display()
+                )
+            })?;
+            for entry in fs::read_dir(&staging)
+                .io_context(|| format!("cannot list {}", staging.display()))?
+            {
+                let path = entry
+                    .io_context(|| format!("cannot list {}", staging.display()))?
+                    .path();
+                fs::remove_file(&path)
+                    .io_context(|| format!("cannot remove staging leftover {}", path.display()))?;
             }
         }
         let probe = root.join(".write-probe");
         File::create(&probe)
             .and_then(|mut f| f.write_all(b"ok"))
             .and_then(|()| fs::remove_file(&probe))
-            .io_context(|| format!("cannot write to output folder {} (OUTPUT_PATH)", root.display()))?;
-        Ok(CompactWriter { root: root.to_path_buf(), max_files })
+            .io_context(|| {
+                format!(
+                    "cannot write to output folder {} (OUTPUT_PATH)",
+                    root.display()
+                )
+            })?;
+        Ok(CompactWriter {
+            root: root.to_path_buf(),
+            max_files,
+        })
     }
 
     pub fn file_name(layer: Layer, planned_at: i64, batch: u64) -> String {
-        format!("{}_{}_{}.{}", layer.prefix(), compact_utc(planned_at), batch, layer.extension())
+        format!(
+            "{}_{}_{}.{}",
+            layer.prefix(),
+            compact_utc(planned_at),
+            batch,
+            layer.extension()
+        )
     }
 
     fn paths(&self, layer: Layer, planned_at: i64, batch: u64) -> (PathBuf, PathBuf) {
@@ -65,19 +87,33 @@ impl CompactWriter {
     }
 
     /// Writes one Parquet file for the layer's rows of this batch; returns its final path.
-    pub fn write_parquet(&self, layer: Layer, rows: &RecordBatch, planned_at: i64, batch: u64) -> Result<PathBuf> {
+    pub fn write_parquet(
+        &self,
+        layer: Layer,
+        rows: &RecordBatch,
+        planned_at: i64,
+        batch: u64,
+    ) -> Result<PathBuf> {
         let (staged, fin) = self.paths(layer, planned_at, batch);
-        let file = File::create(&staged).io_context(|| format!("cannot create {}", staged.display()))?;
+        let file =
+            File::create(&staged).io_context(|| format!("cannot create {}", staged.display()))?;
         let mut props = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
-            .set_created_by(concat!("transaction-pipeline processor ", env!("CARGO_PKG_VERSION")).into());
+            .set_created_by(
+                concat!("transaction-pipeline processor ", env!("CARGO_PKG_VERSION")).into(),
+            );
         for column in NO_DICTIONARY {
             props = props.set_column_dictionary_enabled(ColumnPath::from(column), false);
         }
         for column in NO_STATISTICS {
-            props = props.set_column_statistics_enabled(ColumnPath::from(column), EnabledStatistics::None);
+            props = props
+                .set_column_statistics_enabled(ColumnPath::from(column), EnabledStatistics::None);
         }
-        let mut writer = ArrowWriter::try_new(BufWriter::with_capacity(1 << 20, file), rows.schema(), Some(props.build()))?;
+        let mut writer = ArrowWriter::try_new(
+            BufWriter::with_capacity(1 << 20, file),
+            rows.schema(),
+            Some(props.build()),
+        )?;
         writer.write(rows)?;
         let file = writer.into_inner()?.into_inner().map_err(|e| Error::Io {
             context: format!("cannot write {}", staged.display()),
@@ -88,18 +124,28 @@ impl CompactWriter {
     }
 
     /// Writes one file of raw bytes (the CSV layer); returns its final path.
-    pub fn write_bytes(&self, layer: Layer, bytes: &[u8], planned_at: i64, batch: u64) -> Result<PathBuf> {
+    pub fn write_bytes(
+        &self,
+        layer: Layer,
+        bytes: &[u8],
+        planned_at: i64,
+        batch: u64,
+    ) -> Result<PathBuf> {
         let (staged, fin) = self.paths(layer, planned_at, batch);
-        let mut file = File::create(&staged).io_context(|| format!("cannot create {}", staged.display()))?;
-        file.write_all(bytes).io_context(|| format!("cannot write {}", staged.display()))?;
+        let mut file =
+            File::create(&staged).io_context(|| format!("cannot create {}", staged.display()))?;
+        file.write_all(bytes)
+            .io_context(|| format!("cannot write {}", staged.display()))?;
         self.publish(file, &staged, &fin)?;
         Ok(fin)
     }
 
     fn publish(&self, file: File, staged: &Path, fin: &Path) -> Result<()> {
-        file.sync_all().io_context(|| format!("cannot sync {}", staged.display()))?;
+        file.sync_all()
+            .io_context(|| format!("cannot sync {}", staged.display()))?;
         drop(file);
-        fs::rename(staged, fin).io_context(|| format!("cannot move {} into place", staged.display()))?;
+        fs::rename(staged, fin)
+            .io_context(|| format!("cannot move {} into place", staged.display()))?;
         sync_dir(fin.parent().unwrap_or(Path::new(".")))
     }
 
@@ -112,8 +158,12 @@ impl CompactWriter {
         let dir = self.root.join(layer.folder());
         let mut files: Vec<(u64, PathBuf)> = Vec::new();
         for entry in fs::read_dir(&dir).io_context(|| format!("cannot list {}", dir.display()))? {
-            let path = entry.io_context(|| format!("cannot list {}", dir.display()))?.path();
-            let Some(name) = path.file_name().and_then(|n| n.to_str()) else { continue };
+            let path = entry
+                .io_context(|| format!("cannot list {}", dir.display()))?
+                .path();
+            let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
             if let Some(batch) = batch_of(layer, name).filter(|&b| b <= last_committed) {
                 files.push((batch, path));
             }
@@ -121,10 +171,11 @@ impl CompactWriter {
         if files.len() <= self.max_files {
             return Ok(0);
         }
-        files.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        files.sort_unstable_by_key(|f| std::cmp::Reverse(f.0));
         let mut deleted = 0;
         for (_, path) in &files[self.max_files..] {
-            fs::remove_file(path).io_context(|| format!("cannot delete old file {}", path.display()))?;
+            fs::remove_file(path)
+                .io_context(|| format!("cannot delete old file {}", path.display()))?;
             deleted += 1;
         }
         Ok(deleted)
@@ -149,8 +200,14 @@ mod tests {
         let name = CompactWriter::file_name(Layer::RawCsv, 1_762_500_638_730_729, 12);
         assert_eq!(name, "raw_20251107_073038_12.csv");
         assert_eq!(batch_of(Layer::RawCsv, &name), Some(12));
-        assert_eq!(batch_of(Layer::Silver, "silver_20251107_073038_7.parquet"), Some(7));
-        assert_eq!(batch_of(Layer::Silver, "bronze_20251107_073038_7.parquet"), None);
+        assert_eq!(
+            batch_of(Layer::Silver, "silver_20251107_073038_7.parquet"),
+            Some(7)
+        );
+        assert_eq!(
+            batch_of(Layer::Silver, "bronze_20251107_073038_7.parquet"),
+            None
+        );
         assert_eq!(batch_of(Layer::Silver, "silver_notes.parquet"), None);
     }
 }

@@ -6,24 +6,45 @@ use txn_core::json::encode;
 use txn_core::time::write_python_isoformat;
 use txn_core::Transaction;
 
-const MERCHANTS: [&str; 10] =
-    ["Amazon", "Flipkart", "Swiggy", "Zomato", "Apple", "Myntra", "Uber", "Rapido", "Shell", "RelianceFresh"];
-const CATEGORIES: [&str; 6] = ["grocery", "fuel", "food_delivery", "ride_hailing", "electronics", "fashion"];
+const MERCHANTS: [&str; 10] = [
+    "Amazon",
+    "Flipkart",
+    "Swiggy",
+    "Zomato",
+    "Apple",
+    "Myntra",
+    "Uber",
+    "Rapido",
+    "Shell",
+    "RelianceFresh",
+];
+const CATEGORIES: [&str; 6] = [
+    "grocery",
+    "fuel",
+    "food_delivery",
+    "ride_hailing",
+    "electronics",
+    "fashion",
+];
 const CURRENCIES: [&str; 3] = ["INR", "USD", "EUR"];
 const COUNTRIES: [&str; 40] = [
-    "IN", "US", "GB", "DE", "FR", "JP", "CN", "BR", "CA", "AU", "SG", "AE", "NL", "ES", "IT", "SE", "CH", "KR",
-    "MX", "ZA", "NG", "KE", "EG", "AR", "CL", "CO", "PE", "ID", "MY", "TH", "VN", "PH", "PK", "BD", "LK", "NP",
-    "NZ", "IE", "PL", "TR",
+    "IN", "US", "GB", "DE", "FR", "JP", "CN", "BR", "CA", "AU", "SG", "AE", "NL", "ES", "IT", "SE",
+    "CH", "KR", "MX", "ZA", "NG", "KE", "EG", "AR", "CL", "CO", "PE", "ID", "MY", "TH", "VN", "PH",
+    "PK", "BD", "LK", "NP", "NZ", "IE", "PL", "TR",
 ];
 // Faker's city formats: "{prefix} {name}{suffix}", "{prefix} {name}", "{name}{suffix}".
-const CITY_PREFIXES: [&str; 10] = ["North", "East", "West", "South", "New", "Lake", "Port", "Fort", "Mount", "Saint"];
-const CITY_NAMES: [&str; 24] = [
-    "Jennifer", "Michael", "Sarah", "David", "Emily", "James", "Linda", "Robert", "Maria", "Daniel", "Laura",
-    "Kevin", "Anita", "Ravi", "Priya", "Arjun", "Smith", "Johnson", "Brown", "Garcia", "Miller", "Davis",
-    "Wilson", "Moore",
+const CITY_PREFIXES: [&str; 10] = [
+    "North", "East", "West", "South", "New", "Lake", "Port", "Fort", "Mount", "Saint",
 ];
-const CITY_SUFFIXES: [&str; 12] =
-    ["town", "ton", "ville", "burgh", "side", "haven", "port", "fort", "borough", "mouth", "land", "view"];
+const CITY_NAMES: [&str; 24] = [
+    "Jennifer", "Michael", "Sarah", "David", "Emily", "James", "Linda", "Robert", "Maria",
+    "Daniel", "Laura", "Kevin", "Anita", "Ravi", "Priya", "Arjun", "Smith", "Johnson", "Brown",
+    "Garcia", "Miller", "Davis", "Wilson", "Moore",
+];
+const CITY_SUFFIXES: [&str; 12] = [
+    "town", "ton", "ville", "burgh", "side", "haven", "port", "fort", "borough", "mouth", "land",
+    "view",
+];
 
 /// Ways a malformed message can be broken, one per quarantine reason the processor knows.
 pub const BAD_KINDS: [&str; 8] = [
@@ -60,7 +81,7 @@ impl Rng {
     }
 
     pub fn below(&mut self, n: usize) -> usize {
-        ((self.next_u64() >> 32) * n as u64 >> 32) as usize
+        (((self.next_u64() >> 32) * n as u64) >> 32) as usize
     }
 
     pub fn uniform(&mut self, lo: f64, hi: f64) -> f64 {
@@ -126,7 +147,9 @@ impl Generator {
     /// Generates the next message with event time `now_micros` (or minutes before it, if late).
     pub fn next(&mut self, now_micros: i64) -> Kind {
         let rng = &mut self.rng;
-        let bad = rng.chance(self.bad_ratio).then(|| BAD_KINDS[rng.below(BAD_KINDS.len())]);
+        let bad = rng
+            .chance(self.bad_ratio)
+            .then(|| BAD_KINDS[rng.below(BAD_KINDS.len())]);
         let late = bad.is_none() && rng.chance(self.late_ratio);
         let event_time = if late {
             now_micros - (rng.uniform(LATE_MINUTES.0, LATE_MINUTES.1) * 60e6) as i64
@@ -150,9 +173,17 @@ impl Generator {
         let merchant = rng.pick(&MERCHANTS);
         let category = rng.pick(&CATEGORIES);
         let currency = rng.pick(&CURRENCIES);
-        let base = if currency == "INR" { rng.uniform(50.0, 4000.0) } else { rng.uniform(1.0, 200.0) };
+        let base = if currency == "INR" {
+            rng.uniform(50.0, 4000.0)
+        } else {
+            rng.uniform(1.0, 200.0)
+        };
         let amount = round_to(base * rng.uniform(0.9, 1.1), 2);
-        let status = if rng.unit() < 0.75 { "APPROVED" } else { "DECLINED" };
+        let status = if rng.unit() < 0.75 {
+            "APPROVED"
+        } else {
+            "DECLINED"
+        };
         let city = fake_city(rng);
         let country = rng.pick(&COUNTRIES);
         let lat = round_to(rng.uniform(-90.0, 90.0), 6);
@@ -237,7 +268,12 @@ fn break_payload(kind: &str, line: &mut Vec<u8>, detail: u64) {
 fn fake_city(rng: &mut Rng) -> String {
     let name = rng.pick(&CITY_NAMES);
     match rng.below(3) {
-        0 => format!("{} {}{}", rng.pick(&CITY_PREFIXES), name, rng.pick(&CITY_SUFFIXES)),
+        0 => format!(
+            "{} {}{}",
+            rng.pick(&CITY_PREFIXES),
+            name,
+            rng.pick(&CITY_SUFFIXES)
+        ),
         1 => format!("{} {}", rng.pick(&CITY_PREFIXES), name),
         _ => format!("{}{}", name, rng.pick(&CITY_SUFFIXES)),
     }
@@ -260,7 +296,9 @@ mod tests {
             assert_eq!(txn.card_id.as_deref(), Some(g.key()));
             let card: usize = g.key()["card_".len()..].parse().unwrap();
             assert!((100..=199).contains(&card));
-            let user: usize = txn.user_id.as_deref().unwrap()["user_".len()..].parse().unwrap();
+            let user: usize = txn.user_id.as_deref().unwrap()["user_".len()..]
+                .parse()
+                .unwrap();
             assert!((1000..=9999).contains(&user));
             let amount = txn.amount.unwrap();
             match txn.currency.as_deref().unwrap() {
@@ -280,7 +318,9 @@ mod tests {
     fn the_same_seed_gives_the_same_records() {
         let run = |seed| {
             let mut g = Generator::new(seed, 0.1, 0.1);
-            (0..500).map(|i| (g.next(NOW + i), g.key().to_owned(), g.payload().to_vec())).collect::<Vec<_>>()
+            (0..500)
+                .map(|i| (g.next(NOW + i), g.key().to_owned(), g.payload().to_vec()))
+                .collect::<Vec<_>>()
         };
         assert_eq!(run(42), run(42));
         assert_ne!(run(42), run(43));
@@ -291,9 +331,15 @@ mod tests {
         let mut g = Generator::new(1, 1.0, 0.0);
         let mut seen = std::collections::BTreeSet::new();
         for _ in 0..2_000 {
-            let Kind::Bad(kind) = g.next(NOW) else { panic!("bad ratio 1.0 makes only bad messages") };
+            let Kind::Bad(kind) = g.next(NOW) else {
+                panic!("bad ratio 1.0 makes only bad messages")
+            };
             let reject = decode(Some(g.payload())).expect_err(kind);
-            let expected = if kind == "not_json" || kind == "truncated" { "malformed_json" } else { kind };
+            let expected = if kind == "not_json" || kind == "truncated" {
+                "malformed_json"
+            } else {
+                kind
+            };
             // A truncation can cut exactly after a complete value and still be malformed JSON.
             assert_eq!(reject.code(), expected, "{kind}: {reject}");
             seen.insert(kind);
@@ -311,7 +357,10 @@ mod tests {
                     late += 1;
                     let txn = decode(Some(g.payload())).unwrap();
                     let minutes = (NOW - txn.event_time) as f64 / 60e6;
-                    assert!((LATE_MINUTES.0..=LATE_MINUTES.1).contains(&minutes), "{minutes}");
+                    assert!(
+                        (LATE_MINUTES.0..=LATE_MINUTES.1).contains(&minutes),
+                        "{minutes}"
+                    );
                 }
                 Kind::Bad(_) => bad += 1,
                 Kind::Valid => {}

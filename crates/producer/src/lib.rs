@@ -23,16 +23,29 @@ use txn_core::time::{now_micros, parse_rfc3339_micros};
 /// Settings of the producer: each flag can also be given by the env variable named beside it,
 /// or in a `.env` file in the working directory.
 #[derive(Parser, Debug, Clone)]
-#[command(name = "producer", version, about = "Generates seed-shaped card transactions into Kafka")]
+#[command(
+    name = "producer",
+    version,
+    about = "Generates seed-shaped card transactions into Kafka"
+)]
 pub struct ProducerConfig {
     /// Kafka bootstrap servers (host:port, comma separated)
-    #[arg(long, env = "KAFKA_BOOTSTRAP_SERVERS", default_value = "localhost:9094")]
+    #[arg(
+        long,
+        env = "KAFKA_BOOTSTRAP_SERVERS",
+        default_value = "localhost:9094"
+    )]
     pub bootstrap_servers: String,
     /// Topic to write to
     #[arg(long, env = "KAFKA_TOPIC", default_value = "transactions")]
     pub topic: String,
     /// Target rate in messages per second; 0 or less sends as fast as possible
-    #[arg(long, env = "MSGS_PER_SEC", default_value_t = 10.0, allow_negative_numbers = true)]
+    #[arg(
+        long,
+        env = "MSGS_PER_SEC",
+        default_value_t = 10.0,
+        allow_negative_numbers = true
+    )]
     pub msgs_per_sec: f64,
     /// Stop after this many messages (0 = no limit)
     #[arg(long, env = "PRODUCER_COUNT", default_value_t = 0)]
@@ -60,7 +73,10 @@ pub struct ProducerConfig {
 
 impl ProducerConfig {
     fn validate(&self) -> anyhow::Result<Option<i64>> {
-        for (name, v) in [("--bad-ratio", self.bad_ratio), ("--late-ratio", self.late_ratio)] {
+        for (name, v) in [
+            ("--bad-ratio", self.bad_ratio),
+            ("--late-ratio", self.late_ratio),
+        ] {
             if !(0.0..=1.0).contains(&v) {
                 bail!("{name} must be between 0 and 1, got {v}");
             }
@@ -70,7 +86,10 @@ impl ProducerConfig {
         }
         self.event_time_start
             .as_deref()
-            .map(|s| parse_rfc3339_micros(s).map_err(|e| anyhow::anyhow!("--event-time-start {s:?}: {e}")))
+            .map(|s| {
+                parse_rfc3339_micros(s)
+                    .map_err(|e| anyhow::anyhow!("--event-time-start {s:?}: {e}"))
+            })
             .transpose()
     }
 }
@@ -111,14 +130,14 @@ impl ProducerContext for Deliveries {
         match result {
             Ok(_) => {
                 let sent = self.sent.fetch_add(1, Ordering::Relaxed) + 1;
-                if sent % self.log_every == 0 {
+                if sent.is_multiple_of(self.log_every) {
                     info!("[producer] sent {sent} messages");
                 }
             }
             Err((e, _)) => {
                 let failed = self.failed.fetch_add(1, Ordering::Relaxed) + 1;
                 // The first failures each, then one line per thousand: enough to see, not a flood.
-                if failed <= 10 || failed % 1000 == 0 {
+                if failed <= 10 || failed.is_multiple_of(1000) {
                     error!("[producer] delivery failed ({failed} so far): {e}");
                 }
             }
@@ -143,15 +162,28 @@ pub fn client_config(config: &ProducerConfig) -> ClientConfig {
 /// Sends until `count` messages went out or `stop` is set, then flushes everything in flight.
 pub fn run(config: &ProducerConfig, stop: &AtomicBool) -> anyhow::Result<Summary> {
     let synthetic_start = config.validate()?;
-    let context = Deliveries { sent: AtomicU64::new(0), failed: AtomicU64::new(0), log_every: config.log_every };
+    let context = Deliveries {
+        sent: AtomicU64::new(0),
+        failed: AtomicU64::new(0),
+        log_every: config.log_every,
+    };
     let producer: BaseProducer<Deliveries> = client_config(config)
         .create_with_context(context)
         .context("cannot create the Kafka producer")?;
-    info!("[producer] Connecting to {}, topic={}", config.bootstrap_servers, config.topic);
+    info!(
+        "[producer] Connecting to {}, topic={}",
+        config.bootstrap_servers, config.topic
+    );
 
-    let seed = config.seed.unwrap_or_else(|| now_micros() as u64 ^ u64::from(std::process::id()) << 32);
+    let seed = config
+        .seed
+        .unwrap_or_else(|| now_micros() as u64 ^ u64::from(std::process::id()) << 32);
     let mut generator = Generator::new(seed, config.bad_ratio, config.late_ratio);
-    let step_micros = if config.msgs_per_sec > 0.0 { 1e6 / config.msgs_per_sec } else { 1e3 };
+    let step_micros = if config.msgs_per_sec > 0.0 {
+        1e6 / config.msgs_per_sec
+    } else {
+        1e3
+    };
     let mut pacer = Pacer::new(config.msgs_per_sec);
     let started = Instant::now();
     let (mut issued, mut bad, mut late, mut bytes) = (0u64, 0u64, 0u64, 0u64);
@@ -175,12 +207,15 @@ pub fn run(config: &ProducerConfig, stop: &AtomicBool) -> anyhow::Result<Summary
         bytes += (generator.key().len() + generator.payload().len()) as u64;
         pacer.issue();
         issued += 1;
-        if issued % 1024 == 0 {
+        if issued.is_multiple_of(1024) {
             producer.poll(Duration::ZERO);
         }
     }
 
-    info!("[producer] stopping: flushing {} messages in flight", producer.in_flight_count());
+    info!(
+        "[producer] stopping: flushing {} messages in flight",
+        producer.in_flight_count()
+    );
     if let Err(e) = producer.flush(Duration::from_secs(30)) {
         warn!("[producer] flush did not complete: {e}");
     }
@@ -200,7 +235,12 @@ pub fn run(config: &ProducerConfig, stop: &AtomicBool) -> anyhow::Result<Summary
 }
 
 /// Enqueues the generator's current message, waiting while librdkafka's queue is full.
-fn send(producer: &BaseProducer<Deliveries>, topic: &str, g: &Generator, stop: &AtomicBool) -> anyhow::Result<()> {
+fn send(
+    producer: &BaseProducer<Deliveries>,
+    topic: &str,
+    g: &Generator,
+    stop: &AtomicBool,
+) -> anyhow::Result<()> {
     let mut full_since: Option<Instant> = None;
     loop {
         let record = BaseRecord::to(topic).key(g.key()).payload(g.payload());

@@ -13,7 +13,11 @@ impl Pacer {
     /// `rate <= 0` means as fast as possible.
     pub fn new(rate: f64) -> Self {
         let interval = (rate > 0.0).then(|| Duration::from_secs_f64(1.0 / rate));
-        Pacer { start: Instant::now(), interval, issued: 0 }
+        Pacer {
+            start: Instant::now(),
+            interval,
+            issued: 0,
+        }
     }
 
     /// How long to wait before the next message may go; zero when it is due (or overdue).
@@ -51,7 +55,10 @@ mod tests {
             }
         }
         let elapsed = started.elapsed().as_secs_f64();
-        assert!((0.29..0.5).contains(&elapsed), "300 messages at 1000/s took {elapsed}s");
+        assert!(
+            (0.29..0.5).contains(&elapsed),
+            "300 messages at 1000/s took {elapsed}s"
+        );
     }
 
     #[test]

@@ -16,7 +16,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
         .or_else(|| t.strip_prefix("INTERVAL "))
         .unwrap_or(t)
         .trim();
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
     let (number, unit) = t.split_at(split);
     let value: f64 = number.parse().map_err(|_| err())?;
     let unit_ms = match unit.trim().to_ascii_lowercase().as_str() {
@@ -56,13 +58,24 @@ mod tests {
             ("  1 HOUR ", 3_600_000),
         ];
         for (text, ms) in cases {
-            assert_eq!(parse_duration(text), Ok(Duration::from_millis(*ms)), "{text}");
+            assert_eq!(
+                parse_duration(text),
+                Ok(Duration::from_millis(*ms)),
+                "{text}"
+            );
         }
     }
 
     #[test]
     fn nonsense_is_refused_with_the_text() {
-        for text in ["", "seconds", "ten seconds", "30 fortnights", "-5 s", "1e400 s"] {
+        for text in [
+            "",
+            "seconds",
+            "ten seconds",
+            "30 fortnights",
+            "-5 s",
+            "1e400 s",
+        ] {
             let err = parse_duration(text).unwrap_err();
             assert!(err.to_string().contains(&format!("{text:?}")), "{err}");
         }

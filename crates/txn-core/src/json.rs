@@ -30,7 +30,12 @@ pub enum Reject {
     #[error("wrong_type: {field}: {detail}")]
     WrongType { field: &'static str, detail: String },
     #[error("out_of_range: {field} = {value} is outside [{min}, {max}]")]
-    OutOfRange { field: &'static str, value: f64, min: f64, max: f64 },
+    OutOfRange {
+        field: &'static str,
+        value: f64,
+        min: f64,
+        max: f64,
+    },
     #[error("duplicate_field: {0} appears more than once")]
     DuplicateField(&'static str),
 }
@@ -150,7 +155,9 @@ pub fn write_python_float(out: &mut Vec<u8>, v: f64) {
     let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
     let exp: i32 = exp.parse().unwrap_or(0);
     out.extend_from_slice(mantissa.as_bytes());
-    out.extend_from_slice(format!("e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs()).as_bytes());
+    out.extend_from_slice(
+        format!("e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs()).as_bytes(),
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -162,7 +169,11 @@ pub fn decode(bytes: Option<&[u8]>) -> Result<Transaction<'_>, Reject> {
     let text = std::str::from_utf8(bytes).map_err(|e| Reject::NotUtf8(e.valid_up_to()))?;
     match text.trim_start().as_bytes().first() {
         Some(b'{') => {}
-        None => return Err(Reject::MalformedJson("the message is empty or blank".into())),
+        None => {
+            return Err(Reject::MalformedJson(
+                "the message is empty or blank".into(),
+            ))
+        }
         Some(_) => {
             // Valid JSON of another kind, or not JSON at all?
             return Err(match serde_json::from_str::<IgnoredAny>(text) {
@@ -174,19 +185,29 @@ pub fn decode(bytes: Option<&[u8]>) -> Result<Transaction<'_>, Reject> {
 
     let field = Cell::new("");
     let mut de = serde_json::Deserializer::from_str(text);
-    let raw = RawSeed { field: &field }.deserialize(&mut de).and_then(|raw| de.end().map(|()| raw));
+    let raw = RawSeed { field: &field }
+        .deserialize(&mut de)
+        .and_then(|raw| de.end().map(|()| raw));
     let raw = match raw {
         Ok(raw) => raw?,
         Err(e) if e.is_data() && !field.get().is_empty() => {
-            return Err(Reject::WrongType { field: field.get(), detail: e.to_string() })
+            return Err(Reject::WrongType {
+                field: field.get(),
+                detail: e.to_string(),
+            })
         }
         Err(e) => return Err(Reject::MalformedJson(e.to_string())),
     };
 
-    let txn_id = raw.txn_id.filter(|s| !s.is_empty()).ok_or(Reject::MissingTxnId)?;
+    let txn_id = raw
+        .txn_id
+        .filter(|s| !s.is_empty())
+        .ok_or(Reject::MissingTxnId)?;
     let event_ts = raw.event_ts.ok_or(Reject::MissingEventTs)?;
-    let event_time = parse_rfc3339_micros(&event_ts)
-        .map_err(|why| Reject::BadEventTs { value: event_ts.to_string(), why })?;
+    let event_time = parse_rfc3339_micros(&event_ts).map_err(|why| Reject::BadEventTs {
+        value: event_ts.to_string(),
+        why,
+    })?;
     check_range("lat", raw.lat, 90.0)?;
     check_range("lon", raw.lon, 180.0)?;
     Ok(Transaction {
@@ -209,9 +230,12 @@ pub fn decode(bytes: Option<&[u8]>) -> Result<Transaction<'_>, Reject> {
 
 fn check_range(field: &'static str, value: Option<f64>, limit: f64) -> Result<(), Reject> {
     match value {
-        Some(v) if !(-limit..=limit).contains(&v) => {
-            Err(Reject::OutOfRange { field, value: v, min: -limit, max: limit })
-        }
+        Some(v) if !(-limit..=limit).contains(&v) => Err(Reject::OutOfRange {
+            field,
+            value: v,
+            min: -limit,
+            max: limit,
+        }),
         _ => Ok(()),
     }
 }
@@ -430,12 +454,18 @@ mod tests {
         txn.lat = Some(-0.000012);
         txn.lon = Some(180.0);
         let line = encoded(&txn);
-        assert!(line.contains(r#""city": "S\u00e3o \"Paulo\"\\\n\ud83d\ude00""#), "{line}");
+        assert!(
+            line.contains(r#""city": "S\u00e3o \"Paulo\"\\\n\ud83d\ude00""#),
+            "{line}"
+        );
         assert!(line.contains(r#""merchant": null"#), "{line}");
         assert!(line.contains(r#""lat": -1.2e-05, "lon": 180.0}"#), "{line}");
         let back = decode(Some(line.as_bytes())).expect("valid");
         assert_eq!(back, txn);
-        assert!(matches!(back.city, Some(Cow::Owned(_))), "escaped strings are unescaped into an owned copy");
+        assert!(
+            matches!(back.city, Some(Cow::Owned(_))),
+            "escaped strings are unescaped into an owned copy"
+        );
     }
 
     #[test]
@@ -478,8 +508,10 @@ mod tests {
 
     #[test]
     fn missing_optional_fields_and_unknown_fields_are_accepted() {
-        let txn = decode(Some(br#"{"txn_id": "t1", "event_ts": "2025-11-07T07:30:38Z", "extra": {"a": [1, 2]}}"#))
-            .expect("valid");
+        let txn = decode(Some(
+            br#"{"txn_id": "t1", "event_ts": "2025-11-07T07:30:38Z", "extra": {"a": [1, 2]}}"#,
+        ))
+        .expect("valid");
         assert_eq!(txn.txn_id, "t1");
         assert_eq!((txn.card_id, txn.amount, txn.lat), (None, None, None));
     }
@@ -493,33 +525,87 @@ mod tests {
             (Some(b"".to_vec()), "malformed_json"),
             (Some(b"   ".to_vec()), "malformed_json"),
             (Some(b"garbage".to_vec()), "malformed_json"),
-            (Some(SEED_LINE[..40].as_bytes().to_vec()), "malformed_json"),
-            (Some(format!("{SEED_LINE} trailing").into_bytes()), "malformed_json"),
+            (Some(SEED_LINE.as_bytes()[..40].to_vec()), "malformed_json"),
+            (
+                Some(format!("{SEED_LINE} trailing").into_bytes()),
+                "malformed_json",
+            ),
             (Some(b"[1, 2]".to_vec()), "not_an_object"),
             (Some(b"42".to_vec()), "not_an_object"),
             (Some(b"null".to_vec()), "not_an_object"),
             (Some(b"\"a string\"".to_vec()), "not_an_object"),
-            (Some(with(r#""txn_id": "6f1c1f0e-8a51-4d43-9e55-0c3f0b6f7d21", "#, "").into_bytes()), "missing_txn_id"),
-            (Some(with(r#""6f1c1f0e-8a51-4d43-9e55-0c3f0b6f7d21""#, "null").into_bytes()), "missing_txn_id"),
-            (Some(with(r#""6f1c1f0e-8a51-4d43-9e55-0c3f0b6f7d21""#, r#""""#).into_bytes()), "missing_txn_id"),
-            (Some(with(r#""event_ts": "2025-11-07T07:30:38.730729+00:00", "#, "").into_bytes()), "missing_event_ts"),
-            (Some(with(r#""2025-11-07T07:30:38.730729+00:00""#, "null").into_bytes()), "missing_event_ts"),
-            (Some(with("2025-11-07T07:30:38.730729+00:00", "yesterday").into_bytes()), "bad_event_ts"),
-            (Some(with("2025-11-07T07:30:38.730729+00:00", "2025-02-30T00:00:00Z").into_bytes()), "bad_event_ts"),
-            (Some(with(r#""2025-11-07T07:30:38.730729+00:00""#, "1762500638").into_bytes()), "wrong_type"),
-            (Some(with("1029.27", r#""1029.27""#).into_bytes()), "wrong_type"),
-            (Some(with(r#""card_190""#, "190").into_bytes()), "wrong_type"),
+            (
+                Some(
+                    with(r#""txn_id": "6f1c1f0e-8a51-4d43-9e55-0c3f0b6f7d21", "#, "").into_bytes(),
+                ),
+                "missing_txn_id",
+            ),
+            (
+                Some(with(r#""6f1c1f0e-8a51-4d43-9e55-0c3f0b6f7d21""#, "null").into_bytes()),
+                "missing_txn_id",
+            ),
+            (
+                Some(with(r#""6f1c1f0e-8a51-4d43-9e55-0c3f0b6f7d21""#, r#""""#).into_bytes()),
+                "missing_txn_id",
+            ),
+            (
+                Some(with(r#""event_ts": "2025-11-07T07:30:38.730729+00:00", "#, "").into_bytes()),
+                "missing_event_ts",
+            ),
+            (
+                Some(with(r#""2025-11-07T07:30:38.730729+00:00""#, "null").into_bytes()),
+                "missing_event_ts",
+            ),
+            (
+                Some(with("2025-11-07T07:30:38.730729+00:00", "yesterday").into_bytes()),
+                "bad_event_ts",
+            ),
+            (
+                Some(with("2025-11-07T07:30:38.730729+00:00", "2025-02-30T00:00:00Z").into_bytes()),
+                "bad_event_ts",
+            ),
+            (
+                Some(with(r#""2025-11-07T07:30:38.730729+00:00""#, "1762500638").into_bytes()),
+                "wrong_type",
+            ),
+            (
+                Some(with("1029.27", r#""1029.27""#).into_bytes()),
+                "wrong_type",
+            ),
+            (
+                Some(with(r#""card_190""#, "190").into_bytes()),
+                "wrong_type",
+            ),
             (Some(with("19.07", "true").into_bytes()), "wrong_type"),
-            (Some(with(r#""6f1c1f0e-8a51-4d43-9e55-0c3f0b6f7d21""#, "[1]").into_bytes()), "wrong_type"),
+            (
+                Some(with(r#""6f1c1f0e-8a51-4d43-9e55-0c3f0b6f7d21""#, "[1]").into_bytes()),
+                "wrong_type",
+            ),
             (Some(with("19.07", "91.5").into_bytes()), "out_of_range"),
-            (Some(with("72.87", "-180.000001").into_bytes()), "out_of_range"),
-            (Some(with(r#""user_id": "user_1001""#, r#""card_id": null, "card_id": "x""#).into_bytes()), "duplicate_field"),
+            (
+                Some(with("72.87", "-180.000001").into_bytes()),
+                "out_of_range",
+            ),
+            (
+                Some(
+                    with(
+                        r#""user_id": "user_1001""#,
+                        r#""card_id": null, "card_id": "x""#,
+                    )
+                    .into_bytes(),
+                ),
+                "duplicate_field",
+            ),
         ];
         for (input, code) in cases {
             let shown = input.as_deref().map(String::from_utf8_lossy);
-            let reject = decode(input.as_deref()).expect_err(&format!("{shown:?} must be rejected"));
+            let reject =
+                decode(input.as_deref()).expect_err(&format!("{shown:?} must be rejected"));
             assert_eq!(reject.code(), code, "{shown:?} gave {reject}");
-            assert!(reject.to_string().starts_with(&format!("{code}: ")), "{reject}");
+            assert!(
+                reject.to_string().starts_with(&format!("{code}: ")),
+                "{reject}"
+            );
         }
     }
 
@@ -527,7 +613,21 @@ mod tests {
     fn wrong_type_names_the_field() {
         let line = SEED_LINE.replace("1029.27", r#""1029.27""#);
         let reject = decode(Some(line.as_bytes())).unwrap_err();
-        assert!(matches!(reject, Reject::WrongType { field: "amount", .. }), "{reject}");
-        assert!(reject.to_string().starts_with("wrong_type: amount: invalid type: string"), "{reject}");
+        assert!(
+            matches!(
+                reject,
+                Reject::WrongType {
+                    field: "amount",
+                    ..
+                }
+            ),
+            "{reject}"
+        );
+        assert!(
+            reject
+                .to_string()
+                .starts_with("wrong_type: amount: invalid type: string"),
+            "{reject}"
+        );
     }
 }

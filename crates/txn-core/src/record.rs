@@ -4,8 +4,8 @@ use std::borrow::Cow;
 
 /// The message fields, in the order the seed's producer writes them.
 pub const FIELDS: [&str; 13] = [
-    "txn_id", "event_ts", "user_id", "card_id", "merchant", "category", "amount", "currency", "status",
-    "city", "country", "lat", "lon",
+    "txn_id", "event_ts", "user_id", "card_id", "merchant", "category", "amount", "currency",
+    "status", "city", "country", "lat", "lon",
 ];
 
 /// One card transaction. Strings borrow from the message payload when they hold no JSON escapes.

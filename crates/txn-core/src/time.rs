@@ -153,7 +153,13 @@ pub fn parse_rfc3339_micros(s: &str) -> Result<i64, TimestampError> {
 pub fn write_python_isoformat(out: &mut String, micros: i64) {
     let (date, secs, frac) = split(micros);
     let (y, mo, d) = civil_from_days(date);
-    let _ = write!(out, "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60);
+    let _ = write!(
+        out,
+        "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    );
     if frac != 0 {
         let _ = write!(out, ".{frac:06}");
     }
@@ -164,14 +170,23 @@ pub fn write_python_isoformat(out: &mut String, micros: i64) {
 pub fn compact_utc(micros: i64) -> String {
     let (date, secs, _) = split(micros);
     let (y, mo, d) = civil_from_days(date);
-    format!("{y:04}{mo:02}{d:02}_{:02}{:02}{:02}", secs / 3600, secs / 60 % 60, secs % 60)
+    format!(
+        "{y:04}{mo:02}{d:02}_{:02}{:02}{:02}",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
 }
 
 /// (days since epoch, seconds of the day, microseconds of the second)
 fn split(micros: i64) -> (i64, i64, i64) {
     let secs_total = micros.div_euclid(MICROS_PER_SECOND);
     let frac = micros.rem_euclid(MICROS_PER_SECOND);
-    (secs_total.div_euclid(86_400), secs_total.rem_euclid(86_400), frac)
+    (
+        secs_total.div_euclid(86_400),
+        secs_total.rem_euclid(86_400),
+        frac,
+    )
 }
 
 /// The current wall-clock time in UTC microseconds.
@@ -247,7 +262,14 @@ mod tests {
 
     #[test]
     fn python_isoformat_round_trips() {
-        for micros in [T0, T0 - 730_729, 0, -1, 1_709_164_800_000_001, 4_102_444_799_999_999] {
+        for micros in [
+            T0,
+            T0 - 730_729,
+            0,
+            -1,
+            1_709_164_800_000_001,
+            4_102_444_799_999_999,
+        ] {
             let text = iso(micros);
             assert_eq!(parse_rfc3339_micros(&text), Ok(micros), "{text}");
         }

@@ -18,7 +18,10 @@ use processor::source::{OffsetRange, RawBatch};
 use producer::generator::Generator;
 
 #[derive(Parser)]
-#[command(name = "bench", about = "Throughput figures against the embedded broker (not a test)")]
+#[command(
+    name = "bench",
+    about = "Throughput figures against the embedded broker (not a test)"
+)]
 struct Cli {
     #[command(subcommand)]
     what: What,
@@ -57,15 +60,25 @@ enum What {
 fn main() -> anyhow::Result<()> {
     txn_core::settings::init_logging();
     match Cli::parse().what {
-        What::Producer { count, rate, seconds } => bench_producer(count, rate, seconds),
-        What::Processor { messages, partitions, max_offsets_per_trigger } => {
-            bench_processor(messages, partitions, max_offsets_per_trigger)
-        }
+        What::Producer {
+            count,
+            rate,
+            seconds,
+        } => bench_producer(count, rate, seconds),
+        What::Processor {
+            messages,
+            partitions,
+            max_offsets_per_trigger,
+        } => bench_processor(messages, partitions, max_offsets_per_trigger),
         What::Stages { messages, batch } => bench_stages(messages, batch),
     }
 }
 
-fn producer_config(bootstrap: &str, rate: f64, count: u64) -> anyhow::Result<producer::ProducerConfig> {
+fn producer_config(
+    bootstrap: &str,
+    rate: f64,
+    count: u64,
+) -> anyhow::Result<producer::ProducerConfig> {
     let mut c = producer::ProducerConfig::try_parse_from(["producer"])?;
     c.bootstrap_servers = bootstrap.into();
     c.msgs_per_sec = rate;
@@ -80,7 +93,10 @@ fn bench_producer(count: u64, rate: f64, seconds: u64) -> anyhow::Result<()> {
     // which does not slow the producer.
     let broker = EmbeddedBroker::start("transactions", 12)?;
     let stop = AtomicBool::new(false);
-    let s = producer::run(&producer_config(broker.bootstrap_servers(), 0.0, count)?, &stop)?;
+    let s = producer::run(
+        &producer_config(broker.bootstrap_servers(), 0.0, count)?,
+        &stop,
+    )?;
     println!(
         "producer unlimited: {} msgs in {:.2} s = {:.0} msg/s, {:.1} MB/s, failed {}",
         s.sent,
@@ -90,7 +106,10 @@ fn bench_producer(count: u64, rate: f64, seconds: u64) -> anyhow::Result<()> {
         s.failed
     );
     let target = (rate * seconds as f64) as u64;
-    let s = producer::run(&producer_config(broker.bootstrap_servers(), rate, target)?, &stop)?;
+    let s = producer::run(
+        &producer_config(broker.bootstrap_servers(), rate, target)?,
+        &stop,
+    )?;
     let achieved = s.sent as f64 / s.elapsed.as_secs_f64();
     println!(
         "producer at {rate} msg/s for {target} msgs: {:.2} s, achieved {achieved:.1} msg/s ({:+.2} % from target)",
@@ -113,7 +132,10 @@ fn fill(bootstrap: &str, messages: u64, partitions: i32) -> anyhow::Result<u64> 
     for i in 0..messages {
         g.next(now + i as i64);
         bytes += (g.payload().len() + g.key().len()) as u64;
-        let mut record = BaseRecord::to("transactions").key(g.key()).payload(g.payload()).partition((i % partitions as u64) as i32);
+        let mut record = BaseRecord::to("transactions")
+            .key(g.key())
+            .payload(g.payload())
+            .partition((i % partitions as u64) as i32);
         loop {
             match producer.send(record) {
                 Ok(()) => break,
@@ -136,13 +158,23 @@ fn bench_processor(messages: u64, partitions: i32, max_offsets: u64) -> anyhow::
     let broker = EmbeddedBroker::start("transactions", partitions)?;
     let t = Instant::now();
     let bytes = fill(broker.bootstrap_servers(), messages, partitions)?;
-    println!("filled {messages} messages ({:.0} MB) over {partitions} partitions in {:.1} s", bytes as f64 / 1e6, t.elapsed().as_secs_f64());
+    println!(
+        "filled {messages} messages ({:.0} MB) over {partitions} partitions in {:.1} s",
+        bytes as f64 / 1e6,
+        t.elapsed().as_secs_f64()
+    );
 
     let out = scratch("bench-processor")?;
     let exe = std::env::current_exe()?.with_file_name("pipeline");
     let t = Instant::now();
     let mut child = Command::new(&exe)
-        .args(["processor", "--trigger", "available-now", "--starting-offsets", "earliest"])
+        .args([
+            "processor",
+            "--trigger",
+            "available-now",
+            "--starting-offsets",
+            "earliest",
+        ])
         .arg("--bootstrap-servers")
         .arg(broker.bootstrap_servers())
         .arg("--output-path")
@@ -165,8 +197,14 @@ fn bench_processor(messages: u64, partitions: i32, max_offsets: u64) -> anyhow::
     if !status.success() {
         bail!("the processor failed: {status}");
     }
-    println!("processor end to end (its own process, available-now): wall {:.2} s including start", wall.as_secs_f64());
-    println!("{}", summary.split("[processor] ").nth(1).unwrap_or(&summary));
+    println!(
+        "processor end to end (its own process, available-now): wall {:.2} s including start",
+        wall.as_secs_f64()
+    );
+    println!(
+        "{}",
+        summary.split("[processor] ").nth(1).unwrap_or(&summary)
+    );
     let _ = std::fs::remove_dir_all(&out);
     Ok(())
 }
@@ -179,17 +217,37 @@ fn bench_stages(messages: u64, batch: u64) -> anyhow::Result<()> {
     let (mut sink, _) = processor::BatchSink::open(&config)?;
     let mut g = Generator::new(7, 0.0, 0.0);
     let now = txn_core::time::now_micros();
-    let (mut total, mut decode, mut write, mut commit, mut bytes) = (Duration::ZERO, Duration::ZERO, Duration::ZERO, Duration::ZERO, 0u64);
+    let (mut total, mut decode, mut write, mut commit, mut bytes) = (
+        Duration::ZERO,
+        Duration::ZERO,
+        Duration::ZERO,
+        Duration::ZERO,
+        0u64,
+    );
     let mut offset = 0i64;
     for id in 0..messages.div_ceil(batch) {
         let n = batch.min(messages - id * batch);
         let mut raw = RawBatch::default();
         for i in 0..n {
             g.next(now + (offset + i as i64) * 1000);
-            raw.push(0, offset + i as i64, Some(now / 1000), Some(g.key().as_bytes()), Some(g.payload()));
+            raw.push(
+                0,
+                offset + i as i64,
+                Some(now / 1000),
+                Some(g.key().as_bytes()),
+                Some(g.payload()),
+            );
         }
         bytes += raw.bytes() as u64;
-        let plan = BatchPlan { batch: id, planned_at: now, ranges: vec![OffsetRange { partition: 0, start: offset, end: offset + n as i64 }] };
+        let plan = BatchPlan {
+            batch: id,
+            planned_at: now,
+            ranges: vec![OffsetRange {
+                partition: 0,
+                start: offset,
+                end: offset + n as i64,
+            }],
+        };
         sink.checkpoint().write_plan(&plan)?;
         offset += n as i64;
         let t = Instant::now();

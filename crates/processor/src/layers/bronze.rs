@@ -29,8 +29,12 @@ pub fn build(raw: &RawBatch, topic: &str) -> Result<RecordBatch> {
         strings(n, raw.bytes(), values.iter().map(|v| v.as_deref())),
         timestamps(raw.messages.iter().map(kafka_ts)),
         Arc::new(StringArray::from_iter_values(std::iter::repeat_n(topic, n))),
-        Arc::new(Int32Array::from_iter_values(raw.messages.iter().map(|m| m.partition))),
-        Arc::new(Int64Array::from_iter_values(raw.messages.iter().map(|m| m.offset))),
+        Arc::new(Int32Array::from_iter_values(
+            raw.messages.iter().map(|m| m.partition),
+        )),
+        Arc::new(Int64Array::from_iter_values(
+            raw.messages.iter().map(|m| m.offset),
+        )),
     ];
     Ok(RecordBatch::try_new(schema(), columns)?)
 }

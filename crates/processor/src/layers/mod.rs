@@ -28,7 +28,10 @@ impl<'a> DecodedBatch<'a> {
     pub fn decode(raw: &'a RawBatch) -> Self {
         const CHUNK: usize = 16_384;
         let n = raw.messages.len();
-        let threads = std::thread::available_parallelism().map_or(1, |p| p.get()).min(n.div_ceil(CHUNK)).max(1);
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |p| p.get())
+            .min(n.div_ceil(CHUNK))
+            .max(1);
         if threads == 1 {
             return Self::decode_range(raw, 0, n);
         }
@@ -42,10 +45,18 @@ impl<'a> DecodedBatch<'a> {
             handles
                 .into_iter()
                 .enumerate()
-                .map(|(t, h)| h.join().unwrap_or_else(|_| Self::decode_range(raw, t * per, ((t + 1) * per).min(n))))
+                .map(|(t, h)| {
+                    h.join().unwrap_or_else(|_| {
+                        Self::decode_range(raw, t * per, ((t + 1) * per).min(n))
+                    })
+                })
                 .collect()
         });
-        let mut out = DecodedBatch { raw, valid: Vec::with_capacity(n), rejects: Vec::new() };
+        let mut out = DecodedBatch {
+            raw,
+            valid: Vec::with_capacity(n),
+            rejects: Vec::new(),
+        };
         for part in parts {
             out.valid.extend(part.valid);
             out.rejects.extend(part.rejects);
@@ -63,7 +74,11 @@ impl<'a> DecodedBatch<'a> {
                 Err(reason) => rejects.push((index, reason)),
             }
         }
-        DecodedBatch { raw, valid, rejects }
+        DecodedBatch {
+            raw,
+            valid,
+            rejects,
+        }
     }
 
     pub fn message(&self, index: u32) -> &'a RawMessage {
@@ -93,7 +108,11 @@ pub fn lossy(bytes: Option<&[u8]>) -> Option<Cow<'_, str>> {
     })
 }
 
-pub fn strings<'s>(len: usize, bytes: usize, values: impl Iterator<Item = Option<&'s str>>) -> ArrayRef {
+pub fn strings<'s>(
+    len: usize,
+    bytes: usize,
+    values: impl Iterator<Item = Option<&'s str>>,
+) -> ArrayRef {
     let mut b = StringBuilder::with_capacity(len, bytes);
     for v in values {
         b.append_option(v);
@@ -117,7 +136,13 @@ pub enum Layer {
 }
 
 impl Layer {
-    pub const ALL: [Layer; 5] = [Layer::Bronze, Layer::Silver, Layer::Gold, Layer::Quarantine, Layer::RawCsv];
+    pub const ALL: [Layer; 5] = [
+        Layer::Bronze,
+        Layer::Silver,
+        Layer::Gold,
+        Layer::Quarantine,
+        Layer::RawCsv,
+    ];
 
     pub fn folder(self) -> &'static str {
         match self {

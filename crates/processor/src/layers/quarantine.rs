@@ -25,16 +25,33 @@ pub fn build(batch: &DecodedBatch<'_>, topic: &str, ingest_ts: i64) -> Result<Re
     let rows = &batch.rejects;
     let n = rows.len();
     let msg = |i: &u32| batch.message(*i);
-    let values: Vec<_> = rows.iter().map(|(i, _)| lossy(batch.raw.value(msg(i)))).collect();
-    let keys: Vec<_> = rows.iter().map(|(i, _)| lossy(batch.raw.key(msg(i)))).collect();
+    let values: Vec<_> = rows
+        .iter()
+        .map(|(i, _)| lossy(batch.raw.value(msg(i))))
+        .collect();
+    let keys: Vec<_> = rows
+        .iter()
+        .map(|(i, _)| lossy(batch.raw.key(msg(i))))
+        .collect();
     let reasons: Vec<String> = rows.iter().map(|(_, r)| r.to_string()).collect();
     let columns: Vec<ArrayRef> = vec![
-        strings(n, values.iter().map(|v| v.as_ref().map_or(0, |s| s.len())).sum(), values.iter().map(|v| v.as_deref())),
+        strings(
+            n,
+            values
+                .iter()
+                .map(|v| v.as_ref().map_or(0, |s| s.len()))
+                .sum(),
+            values.iter().map(|v| v.as_deref()),
+        ),
         timestamps(std::iter::repeat_n(Some(ingest_ts), n)),
         Arc::new(StringArray::from_iter_values(reasons.iter())),
         Arc::new(StringArray::from_iter_values(std::iter::repeat_n(topic, n))),
-        Arc::new(Int32Array::from_iter_values(rows.iter().map(|(i, _)| msg(i).partition))),
-        Arc::new(Int64Array::from_iter_values(rows.iter().map(|(i, _)| msg(i).offset))),
+        Arc::new(Int32Array::from_iter_values(
+            rows.iter().map(|(i, _)| msg(i).partition),
+        )),
+        Arc::new(Int64Array::from_iter_values(
+            rows.iter().map(|(i, _)| msg(i).offset),
+        )),
         strings(n, n * 8, keys.iter().map(|k| k.as_deref())),
     ];
     Ok(RecordBatch::try_new(schema(), columns)?)

@@ -40,7 +40,10 @@ pub fn build(batch: &DecodedBatch<'_>) -> Result<RecordBatch> {
     let floats = |f: fn(&txn_core::Transaction<'_>) -> Option<f64>| -> ArrayRef {
         Arc::new(Float64Array::from_iter(rows.iter().map(|(_, t)| f(t))))
     };
-    let json_bytes: usize = rows.iter().map(|(i, _)| batch.raw.value(batch.message(*i)).map_or(0, <[u8]>::len)).sum();
+    let json_bytes: usize = rows
+        .iter()
+        .map(|(i, _)| batch.raw.value(batch.message(*i)).map_or(0, <[u8]>::len))
+        .sum();
     let columns: Vec<ArrayRef> = vec![
         strings(n, n * 36, rows.iter().map(|(_, t)| Some(t.txn_id.as_ref()))),
         text!(user_id, 9),
@@ -60,7 +63,10 @@ pub fn build(batch: &DecodedBatch<'_>) -> Result<RecordBatch> {
             n,
             json_bytes,
             rows.iter().map(|(i, _)| {
-                batch.raw.value(batch.message(*i)).and_then(|b| std::str::from_utf8(b).ok())
+                batch
+                    .raw
+                    .value(batch.message(*i))
+                    .and_then(|b| std::str::from_utf8(b).ok())
             }),
         ),
         timestamps(rows.iter().map(|(_, t)| Some(t.event_time))),

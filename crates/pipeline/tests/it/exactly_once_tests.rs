@@ -1,0 +1,203 @@
+//! The exactly-once guarantee of SPEC §4 under SIGKILL at random moments, including between a
+//! batch's file renames and its commit.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::Duration;
+
+use crate::harness::*;
+
+const GOLD: [&str; 4] = [
+    "--gold-window",
+    "1 second",
+    "--gold-watermark-delay",
+    "2 seconds",
+];
+
+/// (card_id, window_start, window_end, txn_count, and the bits of sum, avg, max)
+type GoldRow = (String, i64, i64, i64, Option<u64>, Option<u64>, Option<u64>);
+
+fn gold_rows(out: &Path) -> Vec<GoldRow> {
+    let gold = read_layer(out, "gold");
+    let mut rows: Vec<_> = strings(&gold, "card_id")
+        .into_iter()
+        .zip(i64s(&gold, "window_start"))
+        .zip(i64s(&gold, "window_end"))
+        .zip(i64s(&gold, "txn_count"))
+        .zip(f64s(&gold, "sum_amount"))
+        .zip(f64s(&gold, "avg_amount"))
+        .zip(f64s(&gold, "max_amount"))
+        .map(|((((((c, s), e), n), sum), avg), max)| {
+            (
+                c.unwrap_or_default(),
+                s,
+                e,
+                n,
+                sum.map(f64::to_bits),
+                avg.map(f64::to_bits),
+                max.map(f64::to_bits),
+            )
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+fn late_rows(out: &Path) -> u64 {
+    std::fs::read_dir(out.join("_chk/commits"))
+        .unwrap()
+        .map(|e| {
+            let v: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(e.unwrap().path()).unwrap()).unwrap();
+            v["late_rows"].as_u64().unwrap()
+        })
+        .sum()
+}
+
+#[test]
+fn every_offset_lands_exactly_once_after_repeated_sigkills() {
+    let broker = Broker::start(3);
+    let out = Scratch::new("crash");
+    let producer = command("producer", out.path())
+        .args([
+            "--bootstrap-servers",
+            &broker.bootstrap,
+            "--log-every",
+            "100000",
+        ])
+        .args([
+            "--msgs-per-sec",
+            "3000",
+            "--count",
+            "24000",
+            "--seed",
+            "9",
+            "--bad-ratio",
+            "0.03",
+        ])
+        .args(["--event-time-start", "2025-11-07T07:30:00Z"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut producer = producer;
+
+    let args = [
+        &["--trigger", "0", "--max-offsets-per-trigger", "700"][..],
+        &GOLD[..],
+    ]
+    .concat();
+    let (mut kills, mut kills_before_commit) = (0, 0);
+    for i in 0..24 {
+        let between_rename_and_commit = i % 2 == 1;
+        let envs: &[(&str, &str)] = if between_rename_and_commit {
+            &[("PROCESSOR_TEST_PAUSE_BEFORE_COMMIT", "400 ms")]
+        } else {
+            &[]
+        };
+        let p = Processor::spawn(&broker.bootstrap, out.path(), &args, envs);
+        if between_rename_and_commit {
+            // The files of the batch are in place; its commit is not written yet.
+            if p.wait_for("test pause before the commit", Duration::from_secs(20))
+                .is_some()
+            {
+                kills_before_commit += 1;
+            }
+        } else {
+            p.wait_for("Connecting to", Duration::from_secs(20));
+            std::thread::sleep(Duration::from_millis(50 + rand_u64() % 1200));
+        }
+        p.signal(libc::SIGKILL);
+        p.wait();
+        kills += 1;
+    }
+    assert!(producer.wait().unwrap().success());
+    assert!(kills >= 20);
+    assert!(
+        kills_before_commit >= 8,
+        "kills between rename and commit: {kills_before_commit}"
+    );
+    // A last run, undisturbed, finishes what is left.
+    process_all(
+        &broker.bootstrap,
+        out.path(),
+        &[&["--max-offsets-per-trigger", "700"][..], &GOLD[..]].concat(),
+    );
+
+    let topic = consume_all(&broker.bootstrap);
+    assert_eq!(topic.len(), 24000);
+    let bronze = read_layer(out.path(), "bronze");
+    let coordinates: Vec<(i64, i64)> = i64s(&bronze, "partition")
+        .into_iter()
+        .zip(i64s(&bronze, "offset"))
+        .collect();
+    let unique: BTreeSet<_> = coordinates.iter().copied().collect();
+    assert_eq!(coordinates.len(), unique.len(), "no offset twice in bronze");
+    assert_eq!(
+        unique,
+        topic
+            .iter()
+            .map(|m| (i64::from(m.partition), m.offset))
+            .collect(),
+        "every offset in bronze"
+    );
+
+    let valid: BTreeMap<String, (i32, i64)> = topic
+        .iter()
+        .filter_map(|m| {
+            txn_core::decode(m.value.as_deref())
+                .ok()
+                .map(|t| (t.txn_id.to_string(), (m.partition, m.offset)))
+        })
+        .collect();
+    let silver_ids: Vec<String> = strings(&read_layer(out.path(), "silver"), "txn_id")
+        .into_iter()
+        .flatten()
+        .collect();
+    assert_eq!(
+        silver_ids.len(),
+        valid.len(),
+        "no valid record twice in silver"
+    );
+    assert_eq!(
+        silver_ids.into_iter().collect::<BTreeSet<_>>(),
+        valid.keys().cloned().collect()
+    );
+    let quarantine = read_layer(out.path(), "quarantine");
+    let rejected: BTreeSet<(i64, i64)> = i64s(&quarantine, "partition")
+        .into_iter()
+        .zip(i64s(&quarantine, "offset"))
+        .collect();
+    assert_eq!(rejected.len(), rows(&quarantine), "no reject twice");
+    assert_eq!(
+        rejected.len() + valid.len(),
+        24000,
+        "every offset in exactly one of silver or quarantine"
+    );
+
+    // Nothing half-written is visible, and staging is empty once the last run ended cleanly.
+    for layer in ["bronze", "silver", "gold", "quarantine", "raw_csv"] {
+        let staging = out.path().join(layer).join("_staging");
+        assert_eq!(
+            std::fs::read_dir(&staging).unwrap().count(),
+            0,
+            "{layer}/_staging is empty"
+        );
+    }
+    assert_eq!(csv_rows(out.path()), valid.len());
+
+    // Gold equals an uninterrupted run over the same data.
+    let reference = Scratch::new("crash-reference");
+    process_all(
+        &broker.bootstrap,
+        reference.path(),
+        &[&["--max-offsets-per-trigger", "700"][..], &GOLD[..]].concat(),
+    );
+    assert_eq!(late_rows(out.path()), 0);
+    assert_eq!(late_rows(reference.path()), 0);
+    let (crashed, clean) = (gold_rows(out.path()), gold_rows(reference.path()));
+    assert!(clean.len() > 100, "windows were closed: {}", clean.len());
+    assert_eq!(
+        crashed, clean,
+        "gold after {kills} SIGKILLs equals gold of an uninterrupted run"
+    );
+}

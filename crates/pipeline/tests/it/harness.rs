@@ -1,0 +1,433 @@
+//! Processes, the broker, and readers for the tests.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, Int32Type, Int64Type, TimestampMicrosecondType};
+use arrow_array::{Array, RecordBatch};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+
+pub const TOPIC: &str = "transactions";
+
+pub fn exe() -> &'static str {
+    env!("CARGO_BIN_EXE_pipeline")
+}
+
+/// A fresh folder under the system temp dir, removed when dropped.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    pub fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "pipeline-it-{name}-{}-{}",
+            std::process::id(),
+            rand_u64()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(Instant::now().elapsed().as_nanos() as u64);
+    h.finish()
+}
+
+/// `pipeline broker` as a child process; killed on drop.
+pub struct Broker {
+    child: Child,
+    pub bootstrap: String,
+}
+
+impl Broker {
+    pub fn start(partitions: i32) -> Self {
+        let mut child = Command::new(exe())
+            .args(["broker", "--partitions", &partitions.to_string()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start pipeline broker");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let bootstrap = line
+            .trim()
+            .strip_prefix("bootstrap=")
+            .expect("bootstrap= line")
+            .to_string();
+        Broker { child, bootstrap }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A command for a subcommand of `pipeline`, run in `cwd` so that no `.env` is picked up.
+pub fn command(sub: &str, cwd: &Path) -> Command {
+    let mut c = Command::new(exe());
+    c.arg(sub).current_dir(cwd).env_remove("RUST_LOG");
+    for var in [
+        "KAFKA_BOOTSTRAP_SERVERS",
+        "KAFKA_TOPIC",
+        "MSGS_PER_SEC",
+        "OUTPUT_PATH",
+        "STARTING_OFFSETS",
+        "FAIL_ON_DATA_LOSS",
+        "SHOW_PREVIEWS",
+        "TRIGGER_INTERVAL",
+        "MAX_FILES_PER_SINK",
+        "MAX_OFFSETS_PER_TRIGGER",
+        "SPARK_CHECKPOINT_DIR",
+        "CHECKPOINT_DIR",
+    ] {
+        c.env_remove(var);
+    }
+    c
+}
+
+pub fn run_producer(bootstrap: &str, cwd: &Path, args: &[&str]) -> Output {
+    let out = command("producer", cwd)
+        .args(["--bootstrap-servers", bootstrap, "--log-every", "100000"])
+        .args(args)
+        .output()
+        .expect("run producer");
+    assert!(
+        out.status.success(),
+        "producer failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// The value of `name=` in the producer's summary line.
+pub fn summary_field(stderr: &[u8], name: &str) -> u64 {
+    let text = String::from_utf8_lossy(stderr);
+    let line = text
+        .lines()
+        .find(|l| l.contains("[producer] done:"))
+        .expect("summary line");
+    let key = format!("{name}=");
+    let at = line.find(&key).expect("field in summary") + key.len();
+    line[at..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// Runs the processor with available-now from the earliest offsets until it exits.
+pub fn process_all(bootstrap: &str, out: &Path, extra: &[&str]) -> Output {
+    let mut cmd = command("processor", out);
+    cmd.args([
+        "--bootstrap-servers",
+        bootstrap,
+        "--trigger",
+        "available-now",
+    ]);
+    if !extra.contains(&"--starting-offsets") {
+        cmd.args(["--starting-offsets", "earliest"]);
+    }
+    let output = cmd
+        .arg("--output-path")
+        .arg(out)
+        .args(extra)
+        .output()
+        .expect("run processor");
+    assert!(
+        output.status.success(),
+        "processor failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// A processor child whose stderr lines arrive on a channel.
+pub struct Processor {
+    pub child: Child,
+    pub lines: mpsc::Receiver<String>,
+}
+
+impl Processor {
+    pub fn spawn(bootstrap: &str, out: &Path, args: &[&str], envs: &[(&str, &str)]) -> Self {
+        let mut child = command("processor", out)
+            .args([
+                "--bootstrap-servers",
+                bootstrap,
+                "--starting-offsets",
+                "earliest",
+            ])
+            .arg("--output-path")
+            .arg(out)
+            .args(args)
+            .envs(envs.iter().copied())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn processor");
+        let (tx, rx) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Processor { child, lines: rx }
+    }
+
+    /// Waits up to `timeout` for a stderr line containing `needle`.
+    pub fn wait_for(&self, needle: &str, timeout: Duration) -> Option<String> {
+        let until = Instant::now() + timeout;
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return Some(line),
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+        }
+    }
+
+    pub fn signal(&self, signal: i32) {
+        unsafe {
+            libc::kill(self.child.id() as i32, signal);
+        }
+    }
+
+    pub fn wait(mut self) -> ExitStatus {
+        self.child.wait().unwrap()
+    }
+}
+
+/// A consumed message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Consumed {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+}
+
+/// Every message of the topic, in (partition, offset) order.
+pub fn consume_all(bootstrap: &str) -> Vec<Consumed> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "it-reader")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .create()
+        .unwrap();
+    let metadata = consumer
+        .fetch_metadata(Some(TOPIC), Duration::from_secs(10))
+        .unwrap();
+    let partitions: Vec<i32> = metadata.topics()[0]
+        .partitions()
+        .iter()
+        .map(|p| p.id())
+        .collect();
+    let mut tpl = TopicPartitionList::new();
+    let mut ends = BTreeMap::new();
+    for &p in &partitions {
+        let (low, high) = consumer
+            .fetch_watermarks(TOPIC, p, Duration::from_secs(10))
+            .unwrap();
+        if high > low {
+            tpl.add_partition_offset(TOPIC, p, Offset::Offset(low))
+                .unwrap();
+            ends.insert(p, high);
+        }
+    }
+    let mut out = Vec::new();
+    if ends.is_empty() {
+        return out;
+    }
+    consumer.assign(&tpl).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !ends.is_empty() && Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                out.push(Consumed {
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    key: m.key().map(<[u8]>::to_vec),
+                    value: m.payload().map(<[u8]>::to_vec),
+                });
+                if ends
+                    .get(&m.partition())
+                    .is_some_and(|&end| m.offset() + 1 >= end)
+                {
+                    ends.remove(&m.partition());
+                }
+            }
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
+                ends.remove(&p);
+            }
+            _ => {}
+        }
+    }
+    assert!(ends.is_empty(), "could not read the whole topic");
+    out.sort_by_key(|m| (m.partition, m.offset));
+    out
+}
+
+/// Kafka's murmur2 partitioner (the Java client's `Utils.murmur2`, `toPositive(h) % n`).
+pub fn murmur2_partition(key: &[u8], partitions: u32) -> i32 {
+    const M: u32 = 0x5bd1_e995;
+    let mut h: u32 = 0x9747_b28c ^ key.len() as u32;
+    let chunks = key.chunks_exact(4);
+    let tail = chunks.remainder();
+    for c in chunks {
+        let mut k = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+        k = k.wrapping_mul(M);
+        k ^= k >> 24;
+        k = k.wrapping_mul(M);
+        h = h.wrapping_mul(M) ^ k;
+    }
+    if tail.len() >= 3 {
+        h ^= u32::from(tail[2]) << 16;
+    }
+    if tail.len() >= 2 {
+        h ^= u32::from(tail[1]) << 8;
+    }
+    if !tail.is_empty() {
+        h ^= u32::from(tail[0]);
+        h = h.wrapping_mul(M);
+    }
+    h ^= h >> 13;
+    h = h.wrapping_mul(M);
+    h ^= h >> 15;
+    ((h & 0x7fff_ffff) % partitions) as i32
+}
+
+/// The final files of a layer (what `<layer>/*.<ext>` globs see), sorted by name.
+pub fn layer_files(out: &Path, layer: &str) -> Vec<PathBuf> {
+    let dir = out.join(layer);
+    let mut files: Vec<PathBuf> = match std::fs::read_dir(&dir) {
+        Ok(rd) => rd
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                p.is_file()
+                    && !p
+                        .file_name()
+                        .unwrap()
+                        .to_str()
+                        .unwrap()
+                        .starts_with(['_', '.'])
+            })
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    files.sort();
+    files
+}
+
+/// Every row of a Parquet layer, as record batches.
+pub fn read_layer(out: &Path, layer: &str) -> Vec<RecordBatch> {
+    layer_files(out, layer)
+        .iter()
+        .flat_map(|path| {
+            let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap())
+                .unwrap_or_else(|e| panic!("{} is not readable parquet: {e}", path.display()))
+                .build()
+                .unwrap();
+            reader.map(|b| b.unwrap()).collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+pub fn rows(batches: &[RecordBatch]) -> usize {
+    batches.iter().map(RecordBatch::num_rows).sum()
+}
+
+pub fn strings(batches: &[RecordBatch], column: &str) -> Vec<Option<String>> {
+    batches
+        .iter()
+        .flat_map(|b| {
+            let a = b.column_by_name(column).unwrap().as_string::<i32>().clone();
+            (0..a.len()).map(move |i| a.is_valid(i).then(|| a.value(i).to_string()))
+        })
+        .collect()
+}
+
+pub fn i64s(batches: &[RecordBatch], column: &str) -> Vec<i64> {
+    batches
+        .iter()
+        .flat_map(|b| {
+            let c = b.column_by_name(column).unwrap();
+            let v: Vec<i64> = match c.data_type() {
+                arrow_schema::DataType::Int32 => c
+                    .as_primitive::<Int32Type>()
+                    .values()
+                    .iter()
+                    .map(|&x| i64::from(x))
+                    .collect(),
+                arrow_schema::DataType::Int64 => c.as_primitive::<Int64Type>().values().to_vec(),
+                _ => c
+                    .as_primitive::<TimestampMicrosecondType>()
+                    .values()
+                    .to_vec(),
+            };
+            v
+        })
+        .collect()
+}
+
+pub fn f64s(batches: &[RecordBatch], column: &str) -> Vec<Option<f64>> {
+    batches
+        .iter()
+        .flat_map(|b| {
+            let a = b
+                .column_by_name(column)
+                .unwrap()
+                .as_primitive::<Float64Type>()
+                .clone();
+            (0..a.len()).map(move |i| a.is_valid(i).then(|| a.value(i)))
+        })
+        .collect()
+}
+
+/// Rows of the CSV layer (header excluded).
+pub fn csv_rows(out: &Path) -> usize {
+    layer_files(out, "raw_csv")
+        .iter()
+        .map(|p| {
+            let text = std::fs::read_to_string(p).unwrap();
+            assert!(
+                text.starts_with("txn_id,event_ts,"),
+                "{} has the header",
+                p.display()
+            );
+            text.lines().count() - 1
+        })
+        .sum()
+}

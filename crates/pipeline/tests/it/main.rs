@@ -1,0 +1,8 @@
+//! Integration tests: separate processes (`pipeline broker`, `pipeline producer`,
+//! `pipeline processor`) against the embedded broker, and the files they leave behind.
+//! One test binary for all of them keeps link times low.
+
+mod exactly_once_tests;
+mod harness;
+mod processor_tests;
+mod producer_tests;
