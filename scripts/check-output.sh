@@ -42,5 +42,5 @@ for i, code in enumerate(blocks, 1):
     result = subprocess.run([sys.executable, "-c", code], cwd=work, capture_output=True, text=True)
     if result.returncode != 0:
         sys.exit(f"README snippet {i} failed:\n{code}\n{result.stderr}")
-    print(f"README snippet {i} ran ({len(result.stdout.splitlines())} lines of output)")
+    print(f"README snippet {i} ran; its last line: {result.stdout.strip().splitlines()[-1][:150]}")
 PY

@@ -2,15 +2,57 @@
 
 use std::path::Path;
 
-/// Loads `.env` from the working directory when present. Variables already set in the process
-/// environment win, as with docker compose. Returns the file's path when one was read.
+/// Loads `.env` from the working directory when present (variables already set in the process
+/// environment win, as with docker compose), then treats every empty variable as unset: compose
+/// passes a `NAME=` line of `.env` to the container as an empty string, which means "default".
+/// Call it at start, before any thread is spawned. Returns the file's path when one was read.
 pub fn load_dotenv() -> Result<Option<std::path::PathBuf>, String> {
     let path = Path::new(".env");
-    if !path.exists() {
-        return Ok(None);
+    let loaded = match std::fs::read_to_string(path) {
+        Ok(text) => {
+            for (name, value) in parse_dotenv(&text)? {
+                if std::env::var_os(&name).is_none() && !value.is_empty() {
+                    std::env::set_var(name, value);
+                }
+            }
+            Some(path.to_path_buf())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(format!("cannot read .env: {e}")),
+    };
+    let empty: Vec<_> = std::env::vars_os().filter(|(_, v)| v.is_empty()).map(|(k, _)| k).collect();
+    for name in empty {
+        std::env::remove_var(name);
     }
-    dotenvy::from_path(path).map_err(|e| format!("cannot read .env: {e}"))?;
-    Ok(Some(path.to_path_buf()))
+    Ok(loaded)
+}
+
+/// Parses an env file the way docker compose reads `.env` and `env_file`: `NAME=value` lines,
+/// the value taken to the end of the line (so `TRIGGER_INTERVAL=30 seconds` works unquoted, as in
+/// the seed), surrounding quotes removed, `#` lines and blank lines skipped, `export ` allowed.
+pub fn parse_dotenv(text: &str) -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let line = line.strip_prefix("export ").unwrap_or(line);
+        let Some((name, value)) = line.split_once('=') else {
+            return Err(format!(".env line {}: expected NAME=value, got {line:?}", n + 1));
+        };
+        let name = name.trim();
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(format!(".env line {}: {name:?} is not a variable name", n + 1));
+        }
+        let value = value.trim();
+        let unquoted = ['"', '\'']
+            .iter()
+            .find_map(|&q| value.strip_prefix(q).and_then(|v| v.strip_suffix(q)))
+            .unwrap_or(value);
+        out.push((name.to_string(), unquoted.to_string()));
+    }
+    Ok(out)
 }
 
 /// Logs to stderr, one line per event, level from `RUST_LOG` (default `info`). No colours when
@@ -38,7 +80,31 @@ pub fn parse_bool(text: &str) -> Result<bool, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_bool;
+    use super::{parse_bool, parse_dotenv};
+
+    #[test]
+    fn dotenv_lines_as_docker_compose_reads_them() {
+        let text = "# comment\n\nTRIGGER_INTERVAL=30 seconds\nexport A=1\nB=\"quoted value\"\nC='x'\nEMPTY=\nJSON={\"t\":{\"0\":-2}}\n";
+        let parsed = parse_dotenv(text).unwrap();
+        let want = [
+            ("TRIGGER_INTERVAL", "30 seconds"),
+            ("A", "1"),
+            ("B", "quoted value"),
+            ("C", "x"),
+            ("EMPTY", ""),
+            ("JSON", r#"{"t":{"0":-2}}"#),
+        ];
+        assert_eq!(parsed, want.map(|(a, b)| (a.to_string(), b.to_string())));
+        assert!(parse_dotenv("NOT A LINE").unwrap_err().contains("line 1"));
+        assert!(parse_dotenv("BAD NAME=1").unwrap_err().contains("not a variable name"));
+    }
+
+    #[test]
+    fn the_repository_dotenv_parses() {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../.env")).unwrap();
+        let parsed = parse_dotenv(&text).unwrap();
+        assert!(parsed.iter().any(|(k, v)| k == "TRIGGER_INTERVAL" && v == "30 seconds"));
+    }
 
     #[test]
     fn booleans_in_the_seed_forms() {

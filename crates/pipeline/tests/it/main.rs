@@ -2,6 +2,7 @@
 //! `pipeline processor`) against the embedded broker, and the files they leave behind.
 //! One test binary for all of them keeps link times low.
 
+mod config_tests;
 mod exactly_once_tests;
 mod harness;
 mod processor_tests;

@@ -1,0 +1,94 @@
+//! Every variable the binaries read is in `.env` and in the README's configuration table, and
+//! neither names a variable the binaries do not read.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use clap::CommandFactory;
+
+/// Variables read outside clap: the checkpoint alias and the log level.
+const READ_DIRECTLY: [&str; 2] = ["CHECKPOINT_DIR", "RUST_LOG"];
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn variables_the_binaries_read() -> BTreeSet<String> {
+    let mut names: BTreeSet<String> = READ_DIRECTLY.iter().map(|s| s.to_string()).collect();
+    for command in [
+        producer::ProducerConfig::command(),
+        processor::ProcessorConfig::command(),
+    ] {
+        for arg in command.get_arguments() {
+            if let Some(env) = arg.get_env() {
+                names.insert(env.to_string_lossy().into_owned());
+            }
+        }
+    }
+    names
+}
+
+/// `NAME=` lines of .env, set or commented out (`# NAME=`).
+fn dotenv_names() -> BTreeSet<String> {
+    let text = std::fs::read_to_string(repo().join(".env")).unwrap();
+    text.lines()
+        .filter_map(|l| {
+            let l = l.trim_start_matches('#').trim();
+            let (name, _) = l.split_once('=')?;
+            (!name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'))
+            .then(|| name.to_string())
+        })
+        .collect()
+}
+
+/// First-column names of the README's configuration table: rows like "| `NAME` | ...".
+fn readme_names() -> BTreeSet<String> {
+    let text = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let table = text
+        .split("## Configuration")
+        .nth(1)
+        .expect("a Configuration section");
+    let table = table.split("\n## ").next().unwrap();
+    table
+        .lines()
+        .filter_map(|l| {
+            l.strip_prefix("| `")?
+                .split_once('`')
+                .map(|(name, _)| name.to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn every_variable_the_binaries_read_is_in_dotenv_and_the_readme_and_nothing_else_is() {
+    let read = variables_the_binaries_read();
+    assert!(
+        read.contains("MSGS_PER_SEC") && read.contains("TRIGGER_INTERVAL"),
+        "{read:?}"
+    );
+    let dotenv = dotenv_names();
+    let readme = readme_names();
+    assert_eq!(
+        read.difference(&dotenv).collect::<Vec<_>>(),
+        Vec::<&String>::new(),
+        "read by the binaries but missing from .env"
+    );
+    assert_eq!(
+        dotenv.difference(&read).collect::<Vec<_>>(),
+        Vec::<&String>::new(),
+        "in .env but read by nothing"
+    );
+    assert_eq!(
+        read.difference(&readme).collect::<Vec<_>>(),
+        Vec::<&String>::new(),
+        "read by the binaries but missing from the README's configuration table"
+    );
+    assert_eq!(
+        readme.difference(&read).collect::<Vec<_>>(),
+        Vec::<&String>::new(),
+        "in the README's table but read by nothing"
+    );
+}
