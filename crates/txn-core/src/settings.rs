@@ -20,7 +20,10 @@ pub fn load_dotenv() -> Result<Option<std::path::PathBuf>, String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(format!("cannot read .env: {e}")),
     };
-    let empty: Vec<_> = std::env::vars_os().filter(|(_, v)| v.is_empty()).map(|(k, _)| k).collect();
+    let empty: Vec<_> = std::env::vars_os()
+        .filter(|(_, v)| v.is_empty())
+        .map(|(k, _)| k)
+        .collect();
     for name in empty {
         std::env::remove_var(name);
     }
@@ -39,11 +42,17 @@ pub fn parse_dotenv(text: &str) -> Result<Vec<(String, String)>, String> {
         }
         let line = line.strip_prefix("export ").unwrap_or(line);
         let Some((name, value)) = line.split_once('=') else {
-            return Err(format!(".env line {}: expected NAME=value, got {line:?}", n + 1));
+            return Err(format!(
+                ".env line {}: expected NAME=value, got {line:?}",
+                n + 1
+            ));
         };
         let name = name.trim();
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(format!(".env line {}: {name:?} is not a variable name", n + 1));
+            return Err(format!(
+                ".env line {}: {name:?} is not a variable name",
+                n + 1
+            ));
         }
         let value = value.trim();
         let unquoted = ['"', '\'']
@@ -96,14 +105,19 @@ mod tests {
         ];
         assert_eq!(parsed, want.map(|(a, b)| (a.to_string(), b.to_string())));
         assert!(parse_dotenv("NOT A LINE").unwrap_err().contains("line 1"));
-        assert!(parse_dotenv("BAD NAME=1").unwrap_err().contains("not a variable name"));
+        assert!(parse_dotenv("BAD NAME=1")
+            .unwrap_err()
+            .contains("not a variable name"));
     }
 
     #[test]
     fn the_repository_dotenv_parses() {
-        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../.env")).unwrap();
+        let text =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../.env")).unwrap();
         let parsed = parse_dotenv(&text).unwrap();
-        assert!(parsed.iter().any(|(k, v)| k == "TRIGGER_INTERVAL" && v == "30 seconds"));
+        assert!(parsed
+            .iter()
+            .any(|(k, v)| k == "TRIGGER_INTERVAL" && v == "30 seconds"));
     }
 
     #[test]
