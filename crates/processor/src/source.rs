@@ -261,7 +261,7 @@ pub struct KafkaSource {
 /// How long one metadata or watermark request may take before it is retried.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// A read that makes no progress for this long is logged (once per period), not abandoned.
-const STALL_WARNING: Duration = Duration::from_secs(10);
+pub const STALL_WARNING: Duration = Duration::from_secs(10);
 
 impl KafkaSource {
     pub fn new(bootstrap: &str, topic: &str, group_id: &str) -> Result<Self> {
@@ -346,12 +346,13 @@ impl KafkaSource {
     /// Reads exactly the messages of `ranges` into a batch. Offsets missing inside a range (deleted
     /// by retention while we read, or transaction markers) are skipped; the count of
     /// deleted ones is returned so the caller can apply FAIL_ON_DATA_LOSS. A broker outage stalls
-    /// the read with a warning every few seconds; `give_up` lets a stop request abandon a stalled
-    /// read (the batch is planned, so it is simply re-run on the next start).
+    /// the read with a warning every few seconds. `give_up`, asked with the time since the last
+    /// message, abandons the read (`None`): a stop request during an outage, or a read ahead
+    /// that is no longer wanted. An abandoned batch is re-run with the same ranges on next start.
     pub fn read(
         &self,
         ranges: &[OffsetRange],
-        give_up: &dyn Fn() -> bool,
+        give_up: &dyn Fn(Duration) -> bool,
     ) -> Result<Option<(RawBatch, u64)>> {
         let pending: Vec<&OffsetRange> = ranges.iter().filter(|r| !r.is_empty()).collect();
         let mut batch = RawBatch::default();
@@ -415,10 +416,11 @@ impl KafkaSource {
                 }
                 None => {}
             }
-            if last_progress.elapsed() >= STALL_WARNING {
-                if give_up() {
-                    break Ok(None);
-                }
+            let stalled = last_progress.elapsed();
+            if give_up(stalled) {
+                break Ok(None);
+            }
+            if stalled >= STALL_WARNING {
                 warn!(
                     "[processor] no data from Kafka at {} for {} s; waiting (partitions still open: {:?})",
                     self.bootstrap,

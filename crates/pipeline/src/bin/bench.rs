@@ -214,6 +214,7 @@ fn bench_stages(messages: u64, batch: u64) -> anyhow::Result<()> {
     let mut config = processor::ProcessorConfig::try_parse_from(["processor"])?;
     config.output_path = out.clone();
     config.checkpoint_dir = None;
+    processor::tune_allocator();
     let (mut sink, _) = processor::BatchSink::open(&config)?;
     let mut g = Generator::new(7, 0.0, 0.0);
     let now = txn_core::time::now_micros();
