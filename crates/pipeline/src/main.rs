@@ -132,24 +132,35 @@ fn local_stack(
     processor_config.topic.clone_from(&topic.topic);
     processor_config.output_path = output_path.into();
     processor_config.checkpoint_dir = None;
+    // The topic is new (the broker is ours): everything in it is to be processed.
+    processor_config.starting_offsets = "earliest".into();
 
+    // Ctrl-C stops the producer (it flushes); then the processor drains what the broker holds,
+    // since the embedded broker and its data end with this process.
     let producer_stop = Arc::clone(stop);
     let producer = std::thread::Builder::new()
         .name("producer".into())
         .spawn(move || producer::run(&producer_config, &producer_stop))?;
-    let processor_stop = Arc::clone(stop);
+    let drain = Arc::new(AtomicBool::new(false));
+    let processor_drain = Arc::clone(&drain);
     let processor = std::thread::Builder::new()
         .name("processor".into())
-        .spawn(move || processor::run(&processor_config, &processor_stop))?;
+        .spawn(move || {
+            processor::run_with_drain(
+                &processor_config,
+                &AtomicBool::new(false),
+                Some(&processor_drain),
+            )
+        })?;
 
     let produced = producer
         .join()
         .map_err(|_| anyhow::anyhow!("the producer thread panicked"))?;
-    // The producer ends on its own only with --count; keep the processor going until Ctrl-C.
+    // The producer ends on its own only with PRODUCER_COUNT; keep processing until Ctrl-C.
     while !stop.load(Ordering::Relaxed) && !processor.is_finished() {
         std::thread::sleep(Duration::from_millis(100));
     }
-    stop.store(true, Ordering::Relaxed);
+    drain.store(true, Ordering::Relaxed);
     let processed = processor
         .join()
         .map_err(|_| anyhow::anyhow!("the processor thread panicked"))?;

@@ -198,6 +198,16 @@ struct Engine {
 /// Runs until `stop` is set (finishing the batch in flight), or until everything present at start
 /// is processed with the available-now trigger.
 pub fn run(config: &ProcessorConfig, stop: &AtomicBool) -> Result<RunSummary> {
+    run_with_drain(config, stop, None)
+}
+
+/// [`run`], and when `drain` is set: process everything in the topic at that moment, then return
+/// (the local stack uses it on Ctrl-C, once its producer has flushed, so nothing sent is left out).
+pub fn run_with_drain(
+    config: &ProcessorConfig,
+    stop: &AtomicBool,
+    drain: Option<&AtomicBool>,
+) -> Result<RunSummary> {
     config.validate()?;
     tune_allocator();
     let starting = StartingOffsets::parse(&config.starting_offsets, &config.topic)?;
@@ -240,27 +250,27 @@ pub fn run(config: &ProcessorConfig, stop: &AtomicBool) -> Result<RunSummary> {
 
     // The available-now target: what is in the topic now.
     let target: BTreeMap<i32, i64> = match config.trigger {
-        Trigger::AvailableNow => watermarks
-            .iter()
-            .map(|(&p, &(_, high))| (p, high))
-            .collect(),
+        Trigger::AvailableNow => highs(&watermarks),
         Trigger::Interval(_) => BTreeMap::new(),
     };
     let interval = match config.trigger {
         Trigger::Interval(d) => d,
         Trigger::AvailableNow => Duration::ZERO,
     };
-    // When the next batch follows at once, its read overlaps this batch's processing.
-    let back_to_back = interval.is_zero();
+
     let cancel = AtomicBool::new(false);
+    // Stop or drain requested: end a wait early.
+    let interrupted =
+        || stop.load(Ordering::Relaxed) || drain.is_some_and(|d| d.load(Ordering::Relaxed));
     let give_up = |stalled: Duration| {
         cancel.load(Ordering::Relaxed)
             || (stop.load(Ordering::Relaxed) && stalled >= source::STALL_WARNING)
     };
     let source = &source;
-    let planner = Planner {
+    let mut planner = Planner {
         config,
-        target: &target,
+        target,
+        available_now: config.trigger == Trigger::AvailableNow,
     };
 
     std::thread::scope(|s| -> Result<()> {
@@ -297,22 +307,29 @@ pub fn run(config: &ProcessorConfig, stop: &AtomicBool) -> Result<RunSummary> {
                                     warn!("[processor] cannot read the topic's offsets, retrying: {e}");
                                     broker_trouble = Some(Instant::now());
                                 }
-                                sleep_unless(stop, Duration::from_secs(1));
+                                sleep_unless(&interrupted, Duration::from_secs(1));
                                 continue;
                             }
                         };
+                        if drain.is_some_and(|d| d.load(Ordering::Relaxed))
+                            && !planner.available_now
+                        {
+                            info!("[processor] draining: processing what is in the topic now, then stopping");
+                            planner.target = highs(&watermarks);
+                            planner.available_now = true;
+                        }
                         let (ranges, lost) = planner.plan(&next_offsets, &watermarks)?;
                         if ranges.iter().all(OffsetRange::is_empty) {
                             if lost > 0 {
                                 next_offsets =
                                     ranges.iter().map(|r| (r.partition, r.end)).collect();
                             }
-                            if config.trigger == Trigger::AvailableNow {
+                            if planner.available_now {
                                 info!("[processor] available-now: everything present at start is processed");
                                 break;
                             }
                             // Nothing new: no batch, no files. Wait for the next tick.
-                            ticks = wait_for_tick(stop, started, interval, ticks);
+                            ticks = wait_for_tick(&interrupted, started, interval, ticks);
                             continue;
                         }
                         let lag = lag(&watermarks, &ranges);
@@ -353,6 +370,8 @@ pub fn run(config: &ProcessorConfig, stop: &AtomicBool) -> Result<RunSummary> {
                 };
                 next_offsets = plan.ends();
                 next_batch = plan.batch + 1;
+                // When the next batch follows at once, its read overlaps this batch's processing.
+                let back_to_back = interval.is_zero() || planner.available_now;
                 if back_to_back {
                     // Read the next batch while this one is decoded and written. Its plan is
                     // written only after this batch commits; reading has no side effects.
@@ -382,7 +401,7 @@ pub fn run(config: &ProcessorConfig, stop: &AtomicBool) -> Result<RunSummary> {
                     rerun,
                 )?;
                 if !back_to_back {
-                    ticks = wait_for_tick(stop, started, interval, ticks);
+                    ticks = wait_for_tick(&interrupted, started, interval, ticks);
                 }
             }
             Ok(())
@@ -408,7 +427,9 @@ struct InFlight<'scope> {
 /// Plans batches: ranges from the next offsets towards the target, and offsets lost on the way.
 struct Planner<'a> {
     config: &'a ProcessorConfig,
-    target: &'a BTreeMap<i32, i64>,
+    /// Where to stop (available-now, or draining); empty: follow the topic.
+    target: BTreeMap<i32, i64>,
+    available_now: bool,
 }
 
 impl Planner<'_> {
@@ -420,7 +441,7 @@ impl Planner<'_> {
         let (ranges, notes) = source::plan(
             next,
             watermarks,
-            self.target,
+            &self.target,
             self.config.max_offsets_per_trigger,
             self.config.fail_on_data_loss,
         )?;
@@ -462,6 +483,14 @@ fn micros(d: Duration) -> i64 {
     i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
 }
 
+/// The latest offset of each partition.
+fn highs(watermarks: &Watermarks) -> BTreeMap<i32, i64> {
+    watermarks
+        .iter()
+        .map(|(&p, &(_, high))| (p, high))
+        .collect()
+}
+
 /// Offsets left in the topic after this batch.
 fn lag(watermarks: &Watermarks, ranges: &[OffsetRange]) -> u64 {
     ranges
@@ -476,7 +505,7 @@ fn lag(watermarks: &Watermarks, ranges: &[OffsetRange]) -> u64 {
 
 /// Sleeps until the next multiple of `interval` since `started` (Spark's processing-time trigger:
 /// a batch that overran its slot is followed at once). Returns the tick count reached.
-fn wait_for_tick(stop: &AtomicBool, started: Instant, interval: Duration, ticks: u32) -> u32 {
+fn wait_for_tick(stop: &dyn Fn() -> bool, started: Instant, interval: Duration, ticks: u32) -> u32 {
     if interval.is_zero() {
         // Back to back; when idle, look again shortly.
         sleep_unless(stop, Duration::from_millis(100));
@@ -489,9 +518,9 @@ fn wait_for_tick(stop: &AtomicBool, started: Instant, interval: Duration, ticks:
     next
 }
 
-fn sleep_unless(stop: &AtomicBool, total: Duration) {
+fn sleep_unless(stop: &dyn Fn() -> bool, total: Duration) {
     let until = Instant::now() + total;
-    while !stop.load(Ordering::Relaxed) {
+    while !stop() {
         let left = until.saturating_duration_since(Instant::now());
         if left.is_zero() {
             break;
