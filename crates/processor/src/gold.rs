@@ -101,8 +101,46 @@ impl Aggregate {
     }
 }
 
-/// (window start in UTC microseconds, card_id)
-pub type WindowKey = (i64, Option<String>);
+/// The aggregates of one window, per card (rows without a card_id aggregate under `None`).
+/// Looked up by `&str`, so a row costs no allocation once its card has been seen in the window.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Cards {
+    unnamed: Option<Aggregate>,
+    named: BTreeMap<String, Aggregate>,
+}
+
+impl Cards {
+    fn get_mut(&mut self, card: Option<&str>) -> &mut Aggregate {
+        match card {
+            None => self.unnamed.get_or_insert_with(Aggregate::default),
+            Some(c) => {
+                if !self.named.contains_key(c) {
+                    self.named.insert(c.to_owned(), Aggregate::default());
+                }
+                self.named.get_mut(c).expect("inserted above")
+            }
+        }
+    }
+
+    fn get(&self, card: Option<&str>) -> Option<&Aggregate> {
+        match card {
+            None => self.unnamed.as_ref(),
+            Some(c) => self.named.get(c),
+        }
+    }
+
+    /// In card order, the missing card first (as Spark sorts nulls first).
+    fn iter(&self) -> impl Iterator<Item = (Option<&str>, &Aggregate)> {
+        self.unnamed
+            .iter()
+            .map(|a| (None, a))
+            .chain(self.named.iter().map(|(c, a)| (Some(c.as_str()), a)))
+    }
+
+    fn len(&self) -> usize {
+        usize::from(self.unnamed.is_some()) + self.named.len()
+    }
+}
 
 /// One output row of gold.
 #[derive(Debug, Clone, PartialEq)]
@@ -128,7 +166,8 @@ pub struct GoldState {
     window: i64,
     delay: i64,
     mode: OutputMode,
-    windows: BTreeMap<WindowKey, Aggregate>,
+    /// Open windows by start (UTC microseconds).
+    windows: BTreeMap<i64, Cards>,
     max_event_time: Option<i64>,
     watermark: Option<i64>,
     /// Late rows over the life of the checkpoint.
@@ -152,8 +191,9 @@ impl GoldState {
         self.watermark
     }
 
+    /// Open (window, card) aggregates: what the state holds.
     pub fn open_windows(&self) -> usize {
-        self.windows.len()
+        self.windows.values().map(Cards::len).sum()
     }
 
     /// Folds one batch of (event_time, card_id, amount) rows in, advances the watermark, and
@@ -164,7 +204,7 @@ impl GoldState {
     ) -> GoldBatch {
         let in_force = self.watermark;
         let mut late = 0;
-        let mut changed = BTreeSet::new();
+        let mut changed: BTreeSet<(i64, Option<&'a str>)> = BTreeSet::new();
         let mut max_seen = self.max_event_time;
         for (event_time, card, amount) in rows {
             max_seen = Some(max_seen.map_or(event_time, |m| m.max(event_time)));
@@ -173,17 +213,13 @@ impl GoldState {
                 late += 1;
                 continue;
             }
-            let key = (start, card.map(str::to_owned));
-            match self.windows.get_mut(&key) {
-                Some(agg) => agg.add(amount),
-                None => {
-                    let mut agg = Aggregate::default();
-                    agg.add(amount);
-                    self.windows.insert(key.clone(), agg);
-                }
-            }
+            self.windows
+                .entry(start)
+                .or_default()
+                .get_mut(card)
+                .add(amount);
             if self.mode == OutputMode::Update {
-                changed.insert(key);
+                changed.insert((start, card));
             }
         }
         self.max_event_time = max_seen;
@@ -192,26 +228,28 @@ impl GoldState {
         }
         self.late_total += late;
 
-        let row = |key: &WindowKey, agg: &Aggregate| GoldRow {
-            window_start: key.0,
-            window_end: key.0 + self.window,
-            card_id: key.1.clone(),
+        let row = |start: i64, card: Option<&str>, agg: &Aggregate| GoldRow {
+            window_start: start,
+            window_end: start + self.window,
+            card_id: card.map(str::to_owned),
             agg: *agg,
         };
         let mut out = Vec::new();
         if self.mode == OutputMode::Update {
-            out.extend(
-                changed
-                    .iter()
-                    .filter_map(|k| self.windows.get(k).map(|a| row(k, a))),
-            );
+            for &(start, card) in &changed {
+                if let Some(agg) = self.windows.get(&start).and_then(|w| w.get(card)) {
+                    out.push(row(start, card, agg));
+                }
+            }
         }
         if let Some(wm) = self.watermark {
-            // Windows are ordered by start: the closed ones are a prefix.
-            let open = self.windows.split_off(&(wm - self.window + 1, None));
+            // Windows are ordered by start: the closed ones (end <= watermark) are a prefix.
+            let open = self.windows.split_off(&(wm - self.window + 1));
             let closed = std::mem::replace(&mut self.windows, open);
             if self.mode == OutputMode::Append {
-                out.extend(closed.iter().map(|(k, a)| row(k, a)));
+                for (start, cards) in &closed {
+                    out.extend(cards.iter().map(|(card, agg)| row(*start, card, agg)));
+                }
             }
         }
         GoldBatch {
@@ -238,8 +276,12 @@ impl GoldState {
         put_opt(&mut out, self.max_event_time);
         put_opt(&mut out, self.watermark);
         out.extend_from_slice(&self.late_total.to_le_bytes());
-        out.extend_from_slice(&(self.windows.len() as u64).to_le_bytes());
-        for ((start, card), agg) in &self.windows {
+        out.extend_from_slice(&(self.open_windows() as u64).to_le_bytes());
+        let entries = self
+            .windows
+            .iter()
+            .flat_map(|(start, cards)| cards.iter().map(move |(c, a)| (start, c, a)));
+        for (start, card, agg) in entries {
             out.extend_from_slice(&start.to_le_bytes());
             match card {
                 Some(c) => {
@@ -295,16 +337,17 @@ impl GoldState {
             };
             let float_sum = f64::from_bits(r.u64()?);
             let max = f64::from_bits(r.u64()?);
-            self.windows.insert(
-                (start, card),
-                Aggregate {
-                    count,
-                    amounts,
-                    fixed_sum,
-                    float_sum,
-                    max,
-                },
-            );
+            *self
+                .windows
+                .entry(start)
+                .or_default()
+                .get_mut(card.as_deref()) = Aggregate {
+                count,
+                amounts,
+                fixed_sum,
+                float_sum,
+                max,
+            };
         }
         if !r.0.is_empty() {
             return Err("trailing bytes after the snapshot".into());
@@ -539,6 +582,33 @@ mod tests {
         };
         assert_eq!(run(1000).to_bits(), run(7).to_bits());
         assert_eq!(run(1).to_bits(), run(333).to_bits());
+    }
+
+    #[test]
+    fn state_stays_bounded_by_the_watermark_over_a_long_steady_run() {
+        // 100 cards, 10 rows a second of event time, for 6 hours: 360 one-minute windows pass through.
+        let mut g = state(OutputMode::Append);
+        let cards: Vec<String> = (100..200).map(|c| format!("card_{c}")).collect();
+        let (mut emitted, mut peak) = (0, 0);
+        for second in 0..6 * 3600i64 {
+            let rows = (0..10).map(|i| {
+                (
+                    T + second * 1_000_000 + i * 100_000,
+                    Some(cards[(second * 10 + i) as usize % 100].as_str()),
+                    Some(1.0),
+                )
+            });
+            emitted += g.apply(rows).rows.len();
+            peak = peak.max(g.open_windows());
+        }
+        // At most delay/window + 1 windows of 100 cards are open at any time.
+        assert!(peak <= 7 * 100, "peak open aggregates {peak}");
+        assert!(emitted >= 350 * 100, "{emitted}");
+        assert!(
+            g.to_bytes().len() < 7 * 100 * 80,
+            "snapshot stays small: {}",
+            g.to_bytes().len()
+        );
     }
 
     #[test]

@@ -56,6 +56,20 @@ impl fmt::Display for RunSummary {
             "batches={} rows={} late={}",
             self.batches, self.rows, self.late
         )?;
+        let busy = self.read + self.decode + self.write + self.commit;
+        if self.rows > 0 {
+            write!(
+                f,
+                " | {:.0} rows/s, {:.1} MB/s over {:.2} s of batches (waiting for reads {:.2} s, decode {:.2} s, write {:.2} s, commit {:.2} s)",
+                self.rows as f64 / busy.as_secs_f64().max(1e-9),
+                self.bytes as f64 / 1e6 / busy.as_secs_f64().max(1e-9),
+                busy.as_secs_f64(),
+                self.read.as_secs_f64(),
+                self.decode.as_secs_f64(),
+                self.write.as_secs_f64(),
+                self.commit.as_secs_f64()
+            )?;
+        }
         if let Some(kib) = peak_rss_kib() {
             write!(f, " peak_rss={} MiB", kib / 1024)?;
         }
@@ -79,7 +93,10 @@ pub struct BatchOutcome {
     pub commit: BatchCommit,
     pub layers: Vec<(Layer, u64)>,
     pub decode: Duration,
+    /// Layers and files, gold's window update included.
     pub write: Duration,
+    /// Gold's window update alone (part of `write`).
+    pub gold: Duration,
     pub commit_time: Duration,
 }
 
@@ -137,6 +154,7 @@ impl BatchSink {
 
         let t = Instant::now();
         let gold_out = self.gold.apply_batch(&decoded);
+        let gold = t.elapsed();
         let layers = write_layers(
             &self.writer,
             &raw,
@@ -182,6 +200,7 @@ impl BatchSink {
             layers,
             decode,
             write,
+            gold,
             commit_time,
         })
     }
@@ -613,23 +632,22 @@ fn write_layers(
         );
         Ok(())
     };
+    // The payloads, copied once: bronze's `value`, and silver's `json_str` too when every
+    // message of the batch is valid.
+    let values = layers::payload_column(raw, raw.messages.iter(), |m| m.value);
+    let shared_json = decoded.rejects.is_empty().then(|| values.clone());
     std::thread::scope(|s| {
         let bronze = s.spawn(|| {
             timed(Layer::Bronze, &|| {
-                writer
-                    .write_parquet(Layer::Bronze, &layers::bronze::build(raw, topic)?, at, id)
-                    .map(drop)
+                let rows = layers::bronze::build(raw, topic, values.clone())?;
+                writer.write_parquet(Layer::Bronze, &rows, at, id).map(drop)
             })
         });
         let silver = s.spawn(|| {
             timed(Layer::Silver, &|| {
                 if !decoded.valid.is_empty() {
-                    writer.write_parquet(
-                        Layer::Silver,
-                        &layers::silver::build(decoded)?,
-                        at,
-                        id,
-                    )?;
+                    let rows = layers::silver::build(decoded, shared_json.clone())?;
+                    writer.write_parquet(Layer::Silver, &rows, at, id)?;
                 }
                 Ok(())
             })

@@ -114,12 +114,20 @@ impl CompactWriter {
             rows.schema(),
             Some(props.build()),
         )?;
+        let t = std::time::Instant::now();
         writer.write(rows)?;
+        let encoded = t.elapsed();
         let file = writer.into_inner()?.into_inner().map_err(|e| Error::Io {
             context: format!("cannot write {}", staged.display()),
             source: e.into_error(),
         })?;
+        let t = std::time::Instant::now();
         self.publish(file, &staged, &fin)?;
+        tracing::debug!(
+            "{}: parquet encode {encoded:?}, fsync+rename {:?}",
+            layer.folder(),
+            t.elapsed()
+        );
         Ok(fin)
     }
 

@@ -218,13 +218,14 @@ fn bench_stages(messages: u64, batch: u64) -> anyhow::Result<()> {
     let (mut sink, _) = processor::BatchSink::open(&config)?;
     let mut g = Generator::new(7, 0.0, 0.0);
     let now = txn_core::time::now_micros();
-    let (mut total, mut decode, mut write, mut commit, mut bytes) = (
+    let (mut total, mut decode, mut write, mut commit, mut gold) = (
         Duration::ZERO,
         Duration::ZERO,
         Duration::ZERO,
         Duration::ZERO,
-        0u64,
+        Duration::ZERO,
     );
+    let mut bytes = 0u64;
     let mut offset = 0i64;
     for id in 0..messages.div_ceil(batch) {
         let n = batch.min(messages - id * batch);
@@ -257,14 +258,16 @@ fn bench_stages(messages: u64, batch: u64) -> anyhow::Result<()> {
         decode += o.decode;
         write += o.write;
         commit += o.commit_time;
+        gold += o.gold;
     }
     let secs = total.as_secs_f64();
     println!(
-        "stages after the read, from memory: {messages} records in {secs:.2} s = {:.0} records/s, {:.1} MB/s | decode {:.0} ms, layers+write {:.0} ms, commit {:.0} ms | peak RSS {} MiB",
+        "stages after the read, from memory: {messages} records in {secs:.2} s = {:.0} records/s, {:.1} MB/s | decode {:.0} ms, layers+write {:.0} ms (gold window update {:.0} ms), commit {:.0} ms | peak RSS {} MiB",
         messages as f64 / secs,
         bytes as f64 / 1e6 / secs,
         decode.as_secs_f64() * 1e3,
         write.as_secs_f64() * 1e3,
+        gold.as_secs_f64() * 1e3,
         commit.as_secs_f64() * 1e3,
         processor::peak_rss_kib().unwrap_or(0) / 1024
     );

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use arrow_array::{ArrayRef, Int32Array, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Schema, SchemaRef};
 
-use super::{field, kafka_ts, lossy, strings, timestamp_type, timestamps};
+use super::{field, kafka_ts, payload_column, timestamp_type, timestamps};
 use crate::error::Result;
 use crate::source::RawBatch;
 
@@ -20,13 +20,13 @@ pub fn schema() -> SchemaRef {
     ]))
 }
 
-pub fn build(raw: &RawBatch, topic: &str) -> Result<RecordBatch> {
+/// `values` is [`payload_column`] of all the batch's messages (shared with silver when every
+/// message is valid).
+pub fn build(raw: &RawBatch, topic: &str, values: ArrayRef) -> Result<RecordBatch> {
     let n = raw.messages.len();
-    let keys: Vec<_> = raw.messages.iter().map(|m| lossy(raw.key(m))).collect();
-    let values: Vec<_> = raw.messages.iter().map(|m| lossy(raw.value(m))).collect();
     let columns: Vec<ArrayRef> = vec![
-        strings(n, n * 8, keys.iter().map(|k| k.as_deref())),
-        strings(n, raw.bytes(), values.iter().map(|v| v.as_deref())),
+        payload_column(raw, raw.messages.iter(), |m| m.key),
+        values,
         timestamps(raw.messages.iter().map(kafka_ts)),
         Arc::new(StringArray::from_iter_values(std::iter::repeat_n(topic, n))),
         Arc::new(Int32Array::from_iter_values(

@@ -120,6 +120,26 @@ pub fn strings<'s>(
     Arc::new(b.finish())
 }
 
+/// A column of message payloads (or keys): one copy of each into one buffer. Invalid UTF-8 is
+/// replaced (U+FFFD) so the column stays a valid string column; the reject says where it was.
+pub fn payload_column<'m>(
+    raw: &RawBatch,
+    messages: impl ExactSizeIterator<Item = &'m RawMessage>,
+    bytes_of: impl Fn(&'m RawMessage) -> Option<(usize, usize)>,
+) -> ArrayRef {
+    let mut b = StringBuilder::with_capacity(messages.len(), raw.bytes());
+    for m in messages {
+        match bytes_of(m).map(|(s, e)| &raw.arena[s..e]) {
+            None => b.append_null(),
+            Some(v) => match std::str::from_utf8(v) {
+                Ok(text) => b.append_value(text),
+                Err(_) => b.append_value(String::from_utf8_lossy(v)),
+            },
+        }
+    }
+    Arc::new(b.finish())
+}
+
 /// Kafka's millisecond timestamp as microseconds.
 pub fn kafka_ts(m: &RawMessage) -> Option<i64> {
     m.timestamp_ms.map(|ms| ms * 1000)

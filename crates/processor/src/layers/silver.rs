@@ -2,10 +2,11 @@
 
 use std::sync::Arc;
 
-use arrow_array::{ArrayRef, Float64Array, RecordBatch};
+use arrow_array::builder::{Float64Builder, StringBuilder, TimestampMicrosecondBuilder};
+use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Schema, SchemaRef};
 
-use super::{field, kafka_ts, strings, timestamp_type, timestamps, DecodedBatch};
+use super::{field, kafka_ts as kafka_ts_of, payload_column, timestamp_type, DecodedBatch};
 use crate::error::Result;
 
 pub fn schema() -> SchemaRef {
@@ -29,47 +30,66 @@ pub fn schema() -> SchemaRef {
     ]))
 }
 
-pub fn build(batch: &DecodedBatch<'_>) -> Result<RecordBatch> {
+/// One pass over the rows, appending to every column. `json` is the payload column of the batch
+/// when every message is valid (then it is exactly silver's `json_str`), else built here.
+pub fn build(batch: &DecodedBatch<'_>, json: Option<ArrayRef>) -> Result<RecordBatch> {
     let rows = &batch.valid;
     let n = rows.len();
-    macro_rules! text {
-        ($f:ident, $avg:expr) => {
-            strings(n, n * $avg, rows.iter().map(|(_, t)| t.$f.as_deref()))
-        };
+    let text = |avg: usize| StringBuilder::with_capacity(n, n * avg);
+    let (mut txn_id, mut user_id, mut card_id, mut merchant, mut category) =
+        (text(36), text(9), text(8), text(8), text(12));
+    let (mut currency, mut status, mut city, mut country) = (text(3), text(8), text(14), text(2));
+    let (mut amount, mut lat, mut lon) = (
+        Float64Builder::with_capacity(n),
+        Float64Builder::with_capacity(n),
+        Float64Builder::with_capacity(n),
+    );
+    let (mut kafka_ts, mut event_time) = (
+        TimestampMicrosecondBuilder::with_capacity(n),
+        TimestampMicrosecondBuilder::with_capacity(n),
+    );
+    for (i, t) in rows {
+        txn_id.append_value(&t.txn_id);
+        user_id.append_option(t.user_id.as_deref());
+        card_id.append_option(t.card_id.as_deref());
+        merchant.append_option(t.merchant.as_deref());
+        category.append_option(t.category.as_deref());
+        amount.append_option(t.amount);
+        currency.append_option(t.currency.as_deref());
+        status.append_option(t.status.as_deref());
+        city.append_option(t.city.as_deref());
+        country.append_option(t.country.as_deref());
+        lat.append_option(t.lat);
+        lon.append_option(t.lon);
+        kafka_ts.append_option(kafka_ts_of(batch.message(*i)));
+        event_time.append_value(t.event_time);
     }
-    let floats = |f: fn(&txn_core::Transaction<'_>) -> Option<f64>| -> ArrayRef {
-        Arc::new(Float64Array::from_iter(rows.iter().map(|(_, t)| f(t))))
+    let json = json.unwrap_or_else(|| {
+        payload_column(
+            batch.raw,
+            rows.iter().map(|(i, _)| batch.message(*i)),
+            |m| m.value,
+        )
+    });
+    let utc = |b: &mut TimestampMicrosecondBuilder| -> ArrayRef {
+        Arc::new(b.finish().with_timezone("UTC"))
     };
-    let json_bytes: usize = rows
-        .iter()
-        .map(|(i, _)| batch.raw.value(batch.message(*i)).map_or(0, <[u8]>::len))
-        .sum();
     let columns: Vec<ArrayRef> = vec![
-        strings(n, n * 36, rows.iter().map(|(_, t)| Some(t.txn_id.as_ref()))),
-        text!(user_id, 9),
-        text!(card_id, 8),
-        text!(merchant, 8),
-        text!(category, 10),
-        floats(|t| t.amount),
-        text!(currency, 3),
-        text!(status, 8),
-        text!(city, 14),
-        text!(country, 2),
-        floats(|t| t.lat),
-        floats(|t| t.lon),
-        timestamps(rows.iter().map(|(i, _)| kafka_ts(batch.message(*i)))),
-        // A valid record was valid UTF-8, so its payload is the JSON text as it came.
-        strings(
-            n,
-            json_bytes,
-            rows.iter().map(|(i, _)| {
-                batch
-                    .raw
-                    .value(batch.message(*i))
-                    .and_then(|b| std::str::from_utf8(b).ok())
-            }),
-        ),
-        timestamps(rows.iter().map(|(_, t)| Some(t.event_time))),
+        Arc::new(txn_id.finish()),
+        Arc::new(user_id.finish()),
+        Arc::new(card_id.finish()),
+        Arc::new(merchant.finish()),
+        Arc::new(category.finish()),
+        Arc::new(amount.finish()),
+        Arc::new(currency.finish()),
+        Arc::new(status.finish()),
+        Arc::new(city.finish()),
+        Arc::new(country.finish()),
+        Arc::new(lat.finish()),
+        Arc::new(lon.finish()),
+        utc(&mut kafka_ts),
+        json,
+        utc(&mut event_time),
     ];
     Ok(RecordBatch::try_new(schema(), columns)?)
 }
