@@ -45,7 +45,8 @@ enum What {
         /// Enough partitions to stay under the mock broker's 5 MiB per partition
         #[arg(long, default_value_t = 100)]
         partitions: i32,
-        #[arg(long, default_value_t = 200_000)]
+        /// 100,000 keeps peak RSS under 512 MiB (the next batch is read while one is written)
+        #[arg(long, default_value_t = 100_000)]
         max_offsets_per_trigger: u64,
     },
     /// The stages after the read (decode → layers → write → commit), fed from memory
