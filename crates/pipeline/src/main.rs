@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use broker::EmbeddedBroker;
 
@@ -46,7 +46,9 @@ struct TopicArgs {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Start only the embedded broker and the topic, print `bootstrap=HOST:PORT`, serve until stopped
+    /// Start only the embedded broker and the topic, print `bootstrap=HOST:PORT`, serve until
+    /// stopped. Faults can be injected by lines on stdin: `down`, `up`, `rtt <ms>`,
+    /// `errors <produce|fetch|offset_commit> <n>`, `clear`; each is answered `ok <line>` on stdout.
     Broker {
         #[command(flatten)]
         topic: TopicArgs,
@@ -100,12 +102,45 @@ fn serve_broker(topic: &TopicArgs, stop: &AtomicBool) -> anyhow::Result<ExitCode
         topic.partitions,
         broker.bootstrap_servers()
     );
+    // Fault injection from stdin, for outage tests and manual experiments.
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lines().map_while(Result::ok) {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
     while !stop.load(Ordering::Relaxed) {
-        std::thread::sleep(Duration::from_millis(100));
+        match lines_rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(line) if line.trim().is_empty() => {}
+            Ok(line) => match broker::Fault::parse(&line).and_then(|f| broker.inject(f)) {
+                Ok(()) => {
+                    info!("[broker] fault: {}", line.trim());
+                    answer(&format!("ok {}", line.trim()));
+                }
+                Err(e) => {
+                    warn!("[broker] {e:#}");
+                    answer(&format!("error {e:#}"));
+                }
+            },
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            // stdin closed (started in the background): just serve.
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                std::thread::sleep(Duration::from_millis(100))
+            }
+        }
     }
     info!("[broker] stopping");
     broker.stop();
     Ok(ExitCode::SUCCESS)
+}
+
+/// A line on stdout for whoever drives the broker; nobody listening is fine.
+fn answer(line: &str) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
 }
 
 fn local_stack(

@@ -10,7 +10,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::error::{Error, KafkaContext, Result};
 
@@ -379,6 +379,7 @@ impl KafkaSource {
             pending.iter().map(|r| (r.partition, **r)).collect();
         let mut last_progress = Instant::now();
         let mut lost = 0u64;
+        let (mut errors, mut last_error) = (0u64, None::<String>);
         let result = loop {
             if open.is_empty() {
                 break Ok(Some((batch, lost)));
@@ -412,7 +413,11 @@ impl KafkaSource {
                     )));
                 }
                 Some(Err(e)) => {
-                    warn!("[processor] Kafka reports while reading: {e}");
+                    // Transport errors come in bursts while a broker is away: one debug line each,
+                    // and a summary in the stall warning below.
+                    debug!("[processor] Kafka reports while reading: {e}");
+                    errors += 1;
+                    last_error = Some(e.to_string());
                 }
                 None => {}
             }
@@ -422,11 +427,14 @@ impl KafkaSource {
             }
             if stalled >= STALL_WARNING {
                 warn!(
-                    "[processor] no data from Kafka at {} for {} s; waiting (partitions still open: {:?})",
+                    "[processor] no data from Kafka at {} for {} s, waiting (partitions still open: {:?}; {} errors, last: {})",
                     self.bootstrap,
                     STALL_WARNING.as_secs(),
-                    open.keys().collect::<Vec<_>>()
+                    open.keys().collect::<Vec<_>>(),
+                    errors,
+                    last_error.take().unwrap_or_else(|| "none".into())
                 );
+                errors = 0;
                 last_progress = Instant::now();
             }
         };

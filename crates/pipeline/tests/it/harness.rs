@@ -431,3 +431,64 @@ pub fn csv_rows(out: &Path) -> usize {
         })
         .sum()
 }
+
+/// `pipeline broker` driven through its stdin: faults are injected by command lines.
+pub struct ControlledBroker {
+    child: Child,
+    pub bootstrap: String,
+    stdin: std::process::ChildStdin,
+    answers: mpsc::Receiver<String>,
+}
+
+impl ControlledBroker {
+    pub fn start(partitions: i32) -> Self {
+        let mut child = Command::new(exe())
+            .args(["broker", "--partitions", &partitions.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start pipeline broker");
+        let stdin = child.stdin.take().unwrap();
+        let (tx, answers) = mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let first = answers
+            .recv_timeout(Duration::from_secs(10))
+            .expect("bootstrap line");
+        let bootstrap = first
+            .strip_prefix("bootstrap=")
+            .expect("bootstrap= line")
+            .to_string();
+        ControlledBroker {
+            child,
+            bootstrap,
+            stdin,
+            answers,
+        }
+    }
+
+    /// Sends a fault command and waits for the broker to confirm it.
+    pub fn inject(&mut self, command: &str) {
+        use std::io::Write as _;
+        writeln!(self.stdin, "{command}").unwrap();
+        let answer = self
+            .answers
+            .recv_timeout(Duration::from_secs(10))
+            .expect("an answer");
+        assert_eq!(answer, format!("ok {command}"));
+    }
+}
+
+impl Drop for ControlledBroker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -6,5 +6,6 @@ mod config_tests;
 mod exactly_once_tests;
 mod harness;
 mod local_stack_tests;
+mod outage_tests;
 mod processor_tests;
 mod producer_tests;

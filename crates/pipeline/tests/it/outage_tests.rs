@@ -1,0 +1,102 @@
+//! Broker outages and request errors (librdkafka's mock fault API) stall the pipeline, never
+//! lose or duplicate data, and it resumes by itself.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use crate::harness::*;
+
+#[test]
+fn an_outage_and_request_errors_stall_the_pipeline_but_lose_and_duplicate_nothing() {
+    let mut broker = ControlledBroker::start(3);
+    let out = Scratch::new("outage");
+    let producer = command("producer", out.path())
+        .args([
+            "--bootstrap-servers",
+            &broker.bootstrap,
+            "--log-every",
+            "100000",
+        ])
+        .args([
+            "--msgs-per-sec",
+            "1000",
+            "--count",
+            "12000",
+            "--seed",
+            "21",
+            "--bad-ratio",
+            "0.02",
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let processor = Processor::spawn(&broker.bootstrap, out.path(), &["--trigger", "300 ms"], &[]);
+    assert!(
+        processor
+            .wait_for("batch 1:", Duration::from_secs(30))
+            .is_some(),
+        "batches before the outage"
+    );
+
+    broker.inject("down");
+    std::thread::sleep(Duration::from_secs(8));
+    broker.inject("up");
+    std::thread::sleep(Duration::from_secs(1));
+    broker.inject("errors produce 20");
+    broker.inject("errors fetch 20");
+    broker.inject("errors offset_commit 20");
+    broker.inject("rtt 500");
+    std::thread::sleep(Duration::from_secs(3));
+    broker.inject("clear");
+
+    let produced = producer.wait_with_output().unwrap();
+    assert!(
+        produced.status.success(),
+        "producer: {}",
+        String::from_utf8_lossy(&produced.stderr)
+    );
+    assert_eq!(
+        summary_field(&produced.stderr, "failed"),
+        0,
+        "the producer retried through the outage"
+    );
+    assert_eq!(summary_field(&produced.stderr, "sent"), 12000);
+
+    // The processor catches up by itself.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while rows(&read_layer(out.path(), "bronze")) < 12000 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    processor.signal(libc::SIGTERM);
+    let log: Vec<String> = processor.lines.try_iter().collect();
+    assert!(processor.wait().success(), "exit 0");
+
+    let bronze = read_layer(out.path(), "bronze");
+    let coordinates: Vec<(i64, i64)> = i64s(&bronze, "partition")
+        .into_iter()
+        .zip(i64s(&bronze, "offset"))
+        .collect();
+    let unique: BTreeSet<_> = coordinates.iter().copied().collect();
+    assert_eq!(coordinates.len(), 12000, "every message once in bronze");
+    assert_eq!(unique.len(), 12000, "no duplicate");
+    let topic = consume_all(&broker.bootstrap);
+    assert_eq!(
+        topic.len(),
+        12000,
+        "idempotent producer: no duplicate in the topic either"
+    );
+    assert_eq!(
+        rows(&read_layer(out.path(), "silver")) + rows(&read_layer(out.path(), "quarantine")),
+        12000
+    );
+
+    // It said what was wrong, once in a while, not on every retry.
+    let warnings: Vec<&String> = log.iter().filter(|l| l.contains("WARN")).collect();
+    assert!(!warnings.is_empty(), "the outage was reported: {log:?}");
+    assert!(warnings.len() <= 12, "no flood of warnings: {warnings:#?}");
+    assert!(
+        !log.iter()
+            .any(|l| l.contains("ERROR") || l.contains("panicked")),
+        "{log:#?}"
+    );
+}
