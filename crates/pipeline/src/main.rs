@@ -66,19 +66,10 @@ fn main() -> ExitCode {
         Some("processor") => return processor::main_with_args(args[1..].iter().cloned()),
         _ => {}
     }
-    txn_core::settings::init_logging();
-    if let Err(e) = txn_core::settings::load_dotenv() {
-        error!("[pipeline] {e}");
+    let Some(stop) = txn_core::settings::startup("pipeline") else {
         return ExitCode::from(2);
-    }
+    };
     let cli = Cli::parse_from(args);
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        if let Err(e) = signal_hook::flag::register(signal, Arc::clone(&stop)) {
-            error!("[pipeline] cannot install the signal handler: {e}");
-            return ExitCode::from(2);
-        }
-    }
     let result = match cli.command {
         Some(Command::Broker { topic }) => serve_broker(&topic, &stop),
         _ => local_stack(&cli.topic, &cli.output_path, &stop),

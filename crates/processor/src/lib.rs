@@ -19,7 +19,6 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -701,22 +700,10 @@ fn write_layers(
 /// one line, a failure exits 1 with one line, a stop (SIGINT/SIGTERM) finishes the batch in
 /// flight and exits 0.
 pub fn main_with_args(args: impl IntoIterator<Item = String>) -> ExitCode {
-    txn_core::settings::init_logging();
-    if let Err(e) = txn_core::settings::load_dotenv() {
-        error!("[processor] {e}");
+    let Some(stop) = txn_core::settings::startup("processor") else {
         return ExitCode::from(2);
-    }
-    let config = match ProcessorConfig::try_parse_from(args) {
-        Ok(c) => c,
-        Err(e) => e.exit(),
     };
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        if let Err(e) = signal_hook::flag::register(signal, Arc::clone(&stop)) {
-            error!("[processor] cannot install the signal handler: {e}");
-            return ExitCode::from(2);
-        }
-    }
+    let config = ProcessorConfig::try_parse_from(args).unwrap_or_else(|e| e.exit());
     match run(&config, &stop) {
         Ok(_) => ExitCode::SUCCESS,
         Err(e @ Error::Config(_)) => {

@@ -4,7 +4,6 @@ pub mod generator;
 pub mod pacer;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
@@ -265,22 +264,10 @@ fn send(
 /// Entry point of the `producer` binary (and of `pipeline producer`): parses settings from `args`,
 /// stops on SIGINT/SIGTERM, prints the summary; exit code 1 when a message finally failed.
 pub fn main_with_args(args: impl IntoIterator<Item = String>) -> std::process::ExitCode {
-    txn_core::settings::init_logging();
-    if let Err(e) = txn_core::settings::load_dotenv() {
-        error!("[producer] {e}");
+    let Some(stop) = txn_core::settings::startup("producer") else {
         return std::process::ExitCode::from(2);
-    }
-    let config = match ProducerConfig::try_parse_from(args) {
-        Ok(c) => c,
-        Err(e) => e.exit(),
     };
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        if let Err(e) = signal_hook::flag::register(signal, Arc::clone(&stop)) {
-            error!("[producer] cannot install the signal handler: {e}");
-            return std::process::ExitCode::from(2);
-        }
-    }
+    let config = ProducerConfig::try_parse_from(args).unwrap_or_else(|e| e.exit());
     match run(&config, &stop) {
         Ok(summary) => {
             info!(

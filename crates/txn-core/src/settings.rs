@@ -64,6 +64,24 @@ pub fn parse_dotenv(text: &str) -> Result<Vec<(String, String)>, String> {
     Ok(out)
 }
 
+/// What every binary does first: logging, `.env`, and a flag that SIGINT and SIGTERM set.
+/// `None` when that failed: one line was logged, and the caller exits with code 2.
+pub fn startup(name: &str) -> Option<std::sync::Arc<std::sync::atomic::AtomicBool>> {
+    init_logging();
+    if let Err(e) = load_dotenv() {
+        tracing::error!("[{name}] {e}");
+        return None;
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        if let Err(e) = signal_hook::flag::register(signal, std::sync::Arc::clone(&stop)) {
+            tracing::error!("[{name}] cannot install the signal handler: {e}");
+            return None;
+        }
+    }
+    Some(stop)
+}
+
 /// Logs to stderr, one line per event, level from `RUST_LOG` (default `info`). No colours when
 /// stderr is not a terminal, so `docker logs` stays readable.
 pub fn init_logging() {

@@ -58,14 +58,10 @@ fn late_rows(out: &Path) -> u64 {
 fn every_offset_lands_exactly_once_after_repeated_sigkills() {
     let broker = Broker::start(3);
     let out = Scratch::new("crash");
-    let producer = command("producer", out.path())
-        .args([
-            "--bootstrap-servers",
-            &broker.bootstrap,
-            "--log-every",
-            "100000",
-        ])
-        .args([
+    let producer = spawn_producer(
+        &broker.bootstrap,
+        out.path(),
+        &[
             "--msgs-per-sec",
             "3000",
             "--count",
@@ -74,11 +70,10 @@ fn every_offset_lands_exactly_once_after_repeated_sigkills() {
             "9",
             "--bad-ratio",
             "0.03",
-        ])
-        .args(["--event-time-start", "2025-11-07T07:30:00Z"])
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+            "--event-time-start",
+            "2025-11-07T07:30:00Z",
+        ],
+    );
     let mut producer = producer;
 
     let args = [

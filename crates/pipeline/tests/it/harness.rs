@@ -128,6 +128,16 @@ pub fn run_producer(bootstrap: &str, cwd: &Path, args: &[&str]) -> Output {
     out
 }
 
+/// A producer running in the background, its stderr piped (for [`summary_field`]).
+pub fn spawn_producer(bootstrap: &str, cwd: &Path, args: &[&str]) -> Child {
+    command("producer", cwd)
+        .args(["--bootstrap-servers", bootstrap, "--log-every", "100000"])
+        .args(args)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn producer")
+}
+
 /// The value of `name=` in the producer's summary line.
 pub fn summary_field(stderr: &[u8], name: &str) -> u64 {
     let text = String::from_utf8_lossy(stderr);

@@ -10,14 +10,10 @@ use crate::harness::*;
 fn an_outage_and_request_errors_stall_the_pipeline_but_lose_and_duplicate_nothing() {
     let mut broker = ControlledBroker::start(3);
     let out = Scratch::new("outage");
-    let producer = command("producer", out.path())
-        .args([
-            "--bootstrap-servers",
-            &broker.bootstrap,
-            "--log-every",
-            "100000",
-        ])
-        .args([
+    let producer = spawn_producer(
+        &broker.bootstrap,
+        out.path(),
+        &[
             "--msgs-per-sec",
             "1000",
             "--count",
@@ -26,10 +22,8 @@ fn an_outage_and_request_errors_stall_the_pipeline_but_lose_and_duplicate_nothin
             "21",
             "--bad-ratio",
             "0.02",
-        ])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+        ],
+    );
     let processor = Processor::spawn(&broker.bootstrap, out.path(), &["--trigger", "300 ms"], &[]);
     assert!(
         processor
