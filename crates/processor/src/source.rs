@@ -380,6 +380,7 @@ impl KafkaSource {
         let mut last_progress = Instant::now();
         let mut lost = 0u64;
         let (mut errors, mut last_error) = (0u64, None::<String>);
+        let mut received: BTreeMap<i32, u64> = BTreeMap::new();
         let result = loop {
             if open.is_empty() {
                 break Ok(Some((batch, lost)));
@@ -393,6 +394,7 @@ impl KafkaSource {
                     if offset >= r.start && offset < r.end {
                         let ts = m.timestamp().to_millis();
                         batch.push(p, offset, ts, m.key(), m.payload());
+                        *received.entry(p).or_default() += 1;
                     }
                     if offset + 1 >= r.end {
                         self.close(&mut open, p)?;
@@ -401,8 +403,9 @@ impl KafkaSource {
                 Some(Err(KafkaError::PartitionEOF(p))) => {
                     // The partition's end was reached: whatever of the range was not delivered is gone.
                     if let Some(r) = open.get(&p) {
-                        let got = batch.messages.iter().filter(|m| m.partition == p).count() as u64;
-                        lost += r.len().saturating_sub(got);
+                        lost += r
+                            .len()
+                            .saturating_sub(received.get(&p).copied().unwrap_or(0));
                         self.close(&mut open, p)?;
                     }
                 }
