@@ -63,10 +63,10 @@ pub struct ProcessorConfig {
     #[arg(long, env = "STARTING_OFFSETS", default_value = "latest")]
     pub starting_offsets: String,
     /// Stop when planned offsets were deleted by retention (true), or log the loss and go on (false)
-    #[arg(long, env = "FAIL_ON_DATA_LOSS", default_value = "true", value_parser = parse_bool)]
+    #[arg(long, env = "FAIL_ON_DATA_LOSS", default_value = "true", value_parser = parse_bool, action = clap::ArgAction::Set)]
     pub fail_on_data_loss: bool,
     /// Print a 10-row preview of silver after each batch
-    #[arg(long, env = "SHOW_PREVIEWS", default_value = "false", value_parser = parse_bool)]
+    #[arg(long, env = "SHOW_PREVIEWS", default_value = "false", value_parser = parse_bool, action = clap::ArgAction::Set)]
     pub show_previews: bool,
     /// "30 seconds", "500 ms", 0 (back to back), or available-now (process what is there, then exit)
     #[arg(long, env = "TRIGGER_INTERVAL", default_value = "30 seconds", value_parser = parse_trigger)]
@@ -119,5 +119,49 @@ impl ProcessorConfig {
         }
         crate::source::StartingOffsets::parse(&self.starting_offsets, &self.topic)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> ProcessorConfig {
+        ProcessorConfig::try_parse_from(std::iter::once("processor").chain(args.iter().copied()))
+            .unwrap()
+    }
+
+    #[test]
+    fn booleans_take_a_value_as_in_the_seed_env() {
+        let default = parse(&[]);
+        assert!(default.fail_on_data_loss, "Spark's default");
+        assert!(!default.show_previews);
+        let set = parse(&["--fail-on-data-loss", "false", "--show-previews", "1"]);
+        assert!(!set.fail_on_data_loss);
+        assert!(set.show_previews);
+        assert!(
+            ProcessorConfig::try_parse_from(["processor", "--show-previews", "maybe"]).is_err()
+        );
+    }
+
+    #[test]
+    fn triggers_in_spark_forms() {
+        assert_eq!(
+            parse(&[]).trigger,
+            Trigger::Interval(Duration::from_secs(30))
+        );
+        assert_eq!(
+            parse(&["--trigger", "0"]).trigger,
+            Trigger::Interval(Duration::ZERO)
+        );
+        assert_eq!(
+            parse(&["--trigger", "available-now"]).trigger,
+            Trigger::AvailableNow
+        );
+        assert_eq!(
+            parse(&["--trigger", "AvailableNow"]).trigger,
+            Trigger::AvailableNow
+        );
+        assert!(ProcessorConfig::try_parse_from(["processor", "--trigger", "soon"]).is_err());
     }
 }

@@ -62,7 +62,7 @@ pub struct ProducerConfig {
     #[arg(long, env = "PRODUCER_LOG_EVERY", default_value_t = 50)]
     pub log_every: u64,
     /// Idempotent delivery (acks=all, no duplicates on retry)
-    #[arg(long, env = "PRODUCER_IDEMPOTENCE", default_value = "true", value_parser = parse_bool)]
+    #[arg(long, env = "PRODUCER_IDEMPOTENCE", default_value = "true", value_parser = parse_bool, action = clap::ArgAction::Set)]
     pub idempotence: bool,
     /// Event times from a synthetic clock starting here (RFC 3339) and advancing 1/rate per message
     /// (1 ms when unlimited) instead of the wall clock: with --seed, runs are byte-for-byte identical

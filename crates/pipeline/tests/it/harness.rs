@@ -57,14 +57,30 @@ pub fn rand_u64() -> u64 {
     h.finish()
 }
 
-/// `pipeline broker` as a child process; killed on drop.
+/// The broker of a test: `pipeline broker` (the embedded mock cluster) by default, or, with
+/// `PIPELINE_TEST_BROKER=tansu`, an independent Kafka-compatible broker (tansu, from `TANSU_BIN`
+/// or the PATH) with SQLite storage in a scratch folder. Killed on drop.
 pub struct Broker {
     child: Child,
     pub bootstrap: String,
+    _storage: Option<Scratch>,
+}
+
+/// Which broker `Broker::start` runs.
+pub fn broker_kind() -> String {
+    std::env::var("PIPELINE_TEST_BROKER").unwrap_or_else(|_| "mock".into())
 }
 
 impl Broker {
     pub fn start(partitions: i32) -> Self {
+        match broker_kind().as_str() {
+            "tansu" => Self::start_tansu(partitions),
+            "mock" => Self::start_mock(partitions),
+            other => panic!("PIPELINE_TEST_BROKER={other}: use mock or tansu"),
+        }
+    }
+
+    fn start_mock(partitions: i32) -> Self {
         let mut child = Command::new(exe())
             .args(["broker", "--partitions", &partitions.to_string()])
             .stdout(Stdio::piped())
@@ -80,7 +96,64 @@ impl Broker {
             .strip_prefix("bootstrap=")
             .expect("bootstrap= line")
             .to_string();
-        Broker { child, bootstrap }
+        Broker {
+            child,
+            bootstrap,
+            _storage: None,
+        }
+    }
+
+    fn start_tansu(partitions: i32) -> Self {
+        let bin = std::env::var("TANSU_BIN").unwrap_or_else(|_| "tansu".into());
+        let storage = Scratch::new("tansu");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let log = File::create(storage.path().join("tansu.log")).unwrap();
+        let child = Command::new(&bin)
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .arg("--storage-engine")
+            .arg(format!("sqlite://{}/tansu.db", storage.path().display()))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "tansu did not listen on {port}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let created = Command::new(&bin)
+            .args([
+                "topic",
+                "create",
+                TOPIC,
+                "--broker",
+                &url,
+                "--partitions",
+                &partitions.to_string(),
+            ])
+            .output()
+            .expect("tansu topic create");
+        assert!(
+            created.status.success(),
+            "tansu topic create: {}",
+            String::from_utf8_lossy(&created.stderr)
+        );
+        Broker {
+            child,
+            bootstrap: format!("127.0.0.1:{port}"),
+            _storage: Some(storage),
+        }
     }
 }
 

@@ -29,7 +29,19 @@ fn end_to_end_layer_row_counts_equal_what_was_produced_and_every_reject_has_a_re
     let log = process_all(
         &broker.bootstrap,
         out.path(),
-        &["--max-offsets-per-trigger", "1000"],
+        &["--max-offsets-per-trigger", "1000", "--show-previews", "1"],
+    );
+    let previews = String::from_utf8_lossy(&log.stdout).into_owned();
+    assert_eq!(
+        previews.matches("event_time").count(),
+        3,
+        "a preview per batch: {previews}"
+    );
+    assert!(previews.contains("| card_1"), "{previews}");
+    assert_eq!(
+        previews.matches("(10 of ").count(),
+        3,
+        "ten rows of each batch: {previews}"
     );
     let log = String::from_utf8_lossy(&log.stderr);
     assert!(
