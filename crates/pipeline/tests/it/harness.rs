@@ -64,6 +64,8 @@ pub struct Broker {
     child: Child,
     pub bootstrap: String,
     _storage: Option<Scratch>,
+    /// How to start this broker again on the same port and storage (tansu only).
+    restart: Option<Command>,
 }
 
 /// Which broker `Broker::start` runs.
@@ -100,6 +102,7 @@ impl Broker {
             child,
             bootstrap,
             _storage: None,
+            restart: None,
         }
     }
 
@@ -112,19 +115,28 @@ impl Broker {
             .unwrap()
             .port();
         let url = format!("tcp://127.0.0.1:{port}");
-        let log = File::create(storage.path().join("tansu.log")).unwrap();
-        let child = Command::new(&bin)
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .arg("--storage-engine")
-            .arg(format!("sqlite://{}/tansu.db", storage.path().display()))
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
+        let command = || {
+            // tansu resolves the SQLite path against its working directory.
+            let log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(storage.path().join("tansu.log"))
+                .unwrap();
+            let mut c = Command::new(&bin);
+            c.current_dir(storage.path())
+                .args([
+                    "broker",
+                    "--listener-url",
+                    &url,
+                    "--advertised-listener-url",
+                    &url,
+                ])
+                .args(["--storage-engine", "sqlite://tansu.db"])
+                .stdout(log.try_clone().unwrap())
+                .stderr(log);
+            c
+        };
+        let child = command()
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -149,10 +161,36 @@ impl Broker {
             "tansu topic create: {}",
             String::from_utf8_lossy(&created.stderr)
         );
+        let restart = Some(command());
         Broker {
             child,
             bootstrap: format!("127.0.0.1:{port}"),
             _storage: Some(storage),
+            restart,
+        }
+    }
+}
+
+impl Broker {
+    /// Kills the broker process, keeps it down for `down`, and starts it again on the same port
+    /// and storage (tansu only: the mock keeps nothing once its process is gone).
+    pub fn restart_after(&mut self, down: Duration) {
+        let command = self
+            .restart
+            .as_mut()
+            .expect("a broker that can restart (tansu)");
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        std::thread::sleep(down);
+        self.child = command.spawn().expect("restart the broker");
+        let port: u16 = self.bootstrap.rsplit(':').next().unwrap().parse().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the broker did not come back on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
         }
     }
 }

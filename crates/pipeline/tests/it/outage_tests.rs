@@ -94,3 +94,80 @@ fn an_outage_and_request_errors_stall_the_pipeline_but_lose_and_duplicate_nothin
         "{log:#?}"
     );
 }
+
+/// Issue: stop the broker process mid-run, keep it down 10 s, start it again on the same storage.
+/// Needs a broker that keeps its data on disk: run with PIPELINE_TEST_BROKER=tansu.
+#[test]
+#[ignore = "needs PIPELINE_TEST_BROKER=tansu (a broker with storage that survives a restart)"]
+fn tansu_restart_mid_run_is_survived_by_producer_and_processor_without_loss_or_duplicates() {
+    assert_eq!(
+        broker_kind(),
+        "tansu",
+        "run with PIPELINE_TEST_BROKER=tansu"
+    );
+    let mut broker = Broker::start(3);
+    let out = Scratch::new("restart");
+    let producer = spawn_producer(
+        &broker.bootstrap,
+        out.path(),
+        &[
+            "--msgs-per-sec",
+            "400",
+            "--count",
+            "8000",
+            "--seed",
+            "31",
+            "--bad-ratio",
+            "0.02",
+        ],
+    );
+    let processor = Processor::spawn(&broker.bootstrap, out.path(), &["--trigger", "500 ms"], &[]);
+    assert!(
+        processor
+            .wait_for("batch 1:", Duration::from_secs(60))
+            .is_some(),
+        "batches before the restart"
+    );
+
+    broker.restart_after(Duration::from_secs(10));
+
+    let produced = producer.wait_with_output().unwrap();
+    assert!(
+        produced.status.success(),
+        "producer: {}",
+        String::from_utf8_lossy(&produced.stderr)
+    );
+    assert_eq!(summary_field(&produced.stderr, "sent"), 8000);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while rows(&read_layer(out.path(), "bronze")) < 8000 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    processor.signal(libc::SIGTERM);
+    let log: Vec<String> = processor.lines.try_iter().collect();
+    assert!(processor.wait().success(), "exit 0");
+
+    let topic = consume_all(&broker.bootstrap);
+    assert_eq!(
+        topic.len(),
+        8000,
+        "no message lost or duplicated in the broker"
+    );
+    let bronze = read_layer(out.path(), "bronze");
+    let coordinates: BTreeSet<(i64, i64)> = i64s(&bronze, "partition")
+        .into_iter()
+        .zip(i64s(&bronze, "offset"))
+        .collect();
+    assert_eq!(rows(&bronze), 8000, "every message once in bronze");
+    assert_eq!(
+        coordinates,
+        topic
+            .iter()
+            .map(|m| (i64::from(m.partition), m.offset))
+            .collect()
+    );
+    assert!(
+        !log.iter()
+            .any(|l| l.contains("ERROR") || l.contains("panicked")),
+        "{log:#?}"
+    );
+}
