@@ -150,12 +150,18 @@ fn local_stack(
 
     let mut producer_config =
         producer::ProducerConfig::try_parse_from(["producer"]).context("producer settings")?;
-    producer_config.bootstrap_servers.clone_from(&bootstrap);
-    producer_config.topic.clone_from(&topic.topic);
+    producer_config
+        .kafka
+        .bootstrap_servers
+        .clone_from(&bootstrap);
+    producer_config.kafka.topic.clone_from(&topic.topic);
     let mut processor_config =
         processor::ProcessorConfig::try_parse_from(["processor"]).context("processor settings")?;
-    processor_config.bootstrap_servers.clone_from(&bootstrap);
-    processor_config.topic.clone_from(&topic.topic);
+    processor_config
+        .kafka
+        .bootstrap_servers
+        .clone_from(&bootstrap);
+    processor_config.kafka.topic.clone_from(&topic.topic);
     processor_config.output_path = output_path.into();
     processor_config.checkpoint_dir = None;
     // The topic is new (the broker is ours): everything in it is to be processed.

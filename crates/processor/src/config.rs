@@ -42,16 +42,8 @@ fn parse_spark_duration(text: &str) -> Result<Duration, String> {
     about = "Reads Kafka in micro-batches and writes the layers exactly once"
 )]
 pub struct ProcessorConfig {
-    /// Kafka bootstrap servers (host:port, comma separated)
-    #[arg(
-        long,
-        env = "KAFKA_BOOTSTRAP_SERVERS",
-        default_value = "localhost:9094"
-    )]
-    pub bootstrap_servers: String,
-    /// Topic to read
-    #[arg(long, env = "KAFKA_TOPIC", default_value = "transactions")]
-    pub topic: String,
+    #[command(flatten)]
+    pub kafka: txn_core::settings::KafkaArgs,
     /// Root folder of the layers (bronze/, silver/, gold/, quarantine/, raw_csv/, _chk/)
     #[arg(long, env = "OUTPUT_PATH", default_value = "./data/output/parquet")]
     pub output_path: PathBuf,
@@ -111,13 +103,13 @@ impl ProcessorConfig {
     }
 
     pub fn validate(&self) -> Result<()> {
-        if self.topic.trim().is_empty() {
+        if self.kafka.topic.trim().is_empty() {
             return Err(Error::Config("KAFKA_TOPIC is empty".into()));
         }
         if self.gold_window.is_zero() {
             return Err(Error::Config("GOLD_WINDOW must be longer than 0".into()));
         }
-        crate::source::StartingOffsets::parse(&self.starting_offsets, &self.topic)?;
+        crate::source::StartingOffsets::parse(&self.starting_offsets, &self.kafka.topic)?;
         Ok(())
     }
 }

@@ -103,7 +103,7 @@ impl BatchSink {
     /// Opens the output and checkpoint folders and restores gold state of the last commit.
     pub fn open(config: &ProcessorConfig) -> Result<(Self, checkpoint::Recovery)> {
         let writer = CompactWriter::open(&config.output_path, config.max_files_per_sink)?;
-        let checkpoint = Checkpoint::open(&config.checkpoint_path(), &config.topic)?;
+        let checkpoint = Checkpoint::open(&config.checkpoint_path(), &config.kafka.topic)?;
         let recovery = checkpoint.recover()?;
         let mut gold = GoldState::new(
             micros(config.gold_window),
@@ -122,7 +122,7 @@ impl BatchSink {
             }
         }
         let sink = BatchSink {
-            topic: config.topic.clone(),
+            topic: config.kafka.topic.clone(),
             writer,
             checkpoint,
             gold,
@@ -228,18 +228,22 @@ pub fn run_with_drain(
 ) -> Result<RunSummary> {
     config.validate()?;
     tune_allocator();
-    let starting = StartingOffsets::parse(&config.starting_offsets, &config.topic)?;
+    let starting = StartingOffsets::parse(&config.starting_offsets, &config.kafka.topic)?;
     let (sink, recovery) = BatchSink::open(config)?;
 
     info!(
         "[processor] Connecting to {}, topic={}, output={}, checkpoint={}, trigger={:?}",
-        config.bootstrap_servers,
-        config.topic,
+        config.kafka.bootstrap_servers,
+        config.kafka.topic,
         config.output_path.display(),
         sink.checkpoint().root().display(),
         config.trigger
     );
-    let source = KafkaSource::new(&config.bootstrap_servers, &config.topic, &config.group_id)?;
+    let source = KafkaSource::new(
+        &config.kafka.bootstrap_servers,
+        &config.kafka.topic,
+        &config.group_id,
+    )?;
     let watermarks = source.wait_ready(config.connect_timeout)?;
     let mut next_offsets = match recovery.next_offsets {
         Some(n) => {

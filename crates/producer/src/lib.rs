@@ -28,16 +28,8 @@ use txn_core::time::{now_micros, parse_rfc3339_micros};
     about = "Generates seed-shaped card transactions into Kafka"
 )]
 pub struct ProducerConfig {
-    /// Kafka bootstrap servers (host:port, comma separated)
-    #[arg(
-        long,
-        env = "KAFKA_BOOTSTRAP_SERVERS",
-        default_value = "localhost:9094"
-    )]
-    pub bootstrap_servers: String,
-    /// Topic to write to
-    #[arg(long, env = "KAFKA_TOPIC", default_value = "transactions")]
-    pub topic: String,
+    #[command(flatten)]
+    pub kafka: txn_core::settings::KafkaArgs,
     /// Target rate in messages per second; 0 or less sends as fast as possible
     #[arg(
         long,
@@ -147,7 +139,7 @@ impl ProducerContext for Deliveries {
 /// Kafka settings of the producer. Idempotence implies acks=all and ordered retries.
 pub fn client_config(config: &ProducerConfig) -> ClientConfig {
     let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", &config.bootstrap_servers)
+    c.set("bootstrap.servers", &config.kafka.bootstrap_servers)
         .set("client.id", "producer")
         .set("acks", "all")
         .set("enable.idempotence", config.idempotence.to_string())
@@ -171,7 +163,7 @@ pub fn run(config: &ProducerConfig, stop: &AtomicBool) -> anyhow::Result<Summary
         .context("cannot create the Kafka producer")?;
     info!(
         "[producer] Connecting to {}, topic={}",
-        config.bootstrap_servers, config.topic
+        config.kafka.bootstrap_servers, config.kafka.topic
     );
 
     let seed = config
@@ -202,7 +194,7 @@ pub fn run(config: &ProducerConfig, stop: &AtomicBool) -> anyhow::Result<Summary
             Kind::Late => late += 1,
             Kind::Valid => {}
         }
-        send(&producer, &config.topic, &generator, stop)?;
+        send(&producer, &config.kafka.topic, &generator, stop)?;
         bytes += (generator.key().len() + generator.payload().len()) as u64;
         pacer.issue();
         issued += 1;

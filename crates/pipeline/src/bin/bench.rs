@@ -81,7 +81,7 @@ fn producer_config(
     count: u64,
 ) -> anyhow::Result<producer::ProducerConfig> {
     let mut c = producer::ProducerConfig::try_parse_from(["producer"])?;
-    c.bootstrap_servers = bootstrap.into();
+    c.kafka.bootstrap_servers = bootstrap.into();
     c.msgs_per_sec = rate;
     c.count = count;
     c.seed = Some(1);
