@@ -613,3 +613,71 @@ impl Drop for ControlledBroker {
         let _ = self.child.wait();
     }
 }
+
+/// SPEC §4 on what a run left behind: the topic holds `expected` messages; each of its offsets is
+/// in bronze exactly once; each valid record is in silver exactly once (by txn_id) and each
+/// invalid one in quarantine exactly once (by offset). Returns the topic's messages.
+pub fn assert_each_offset_once(bootstrap: &str, out: &Path, expected: usize) -> Vec<Consumed> {
+    use std::collections::BTreeSet;
+    let topic = consume_all(bootstrap);
+    assert_eq!(
+        topic.len(),
+        expected,
+        "messages in the topic (none lost or duplicated by the producer)"
+    );
+    let all: BTreeSet<(i64, i64)> = topic
+        .iter()
+        .map(|m| (i64::from(m.partition), m.offset))
+        .collect();
+
+    let bronze = read_layer(out, "bronze");
+    let in_bronze: BTreeSet<(i64, i64)> = i64s(&bronze, "partition")
+        .into_iter()
+        .zip(i64s(&bronze, "offset"))
+        .collect();
+    assert_eq!(rows(&bronze), in_bronze.len(), "no offset twice in bronze");
+    assert_eq!(in_bronze, all, "every offset in bronze");
+
+    let (valid, invalid): (Vec<&Consumed>, Vec<&Consumed>) = topic
+        .iter()
+        .partition(|m| txn_core::decode(m.value.as_deref()).is_ok());
+    let valid_ids: BTreeSet<String> = valid
+        .iter()
+        .map(|m| {
+            txn_core::decode(m.value.as_deref())
+                .unwrap()
+                .txn_id
+                .to_string()
+        })
+        .collect();
+    let silver_ids: Vec<String> = strings(&read_layer(out, "silver"), "txn_id")
+        .into_iter()
+        .flatten()
+        .collect();
+    assert_eq!(
+        silver_ids.len(),
+        valid_ids.len(),
+        "no valid record twice in silver"
+    );
+    assert_eq!(
+        silver_ids.into_iter().collect::<BTreeSet<_>>(),
+        valid_ids,
+        "every valid record in silver"
+    );
+
+    let quarantine = read_layer(out, "quarantine");
+    let rejected: BTreeSet<(i64, i64)> = i64s(&quarantine, "partition")
+        .into_iter()
+        .zip(i64s(&quarantine, "offset"))
+        .collect();
+    assert_eq!(rows(&quarantine), rejected.len(), "no reject twice");
+    assert_eq!(
+        rejected,
+        invalid
+            .iter()
+            .map(|m| (i64::from(m.partition), m.offset))
+            .collect(),
+        "every invalid message in quarantine"
+    );
+    topic
+}

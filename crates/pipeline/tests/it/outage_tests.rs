@@ -1,7 +1,6 @@
 //! Broker outages and request errors (librdkafka's mock fault API) stall the pipeline, never
 //! lose or duplicate data, and it resumes by itself.
 
-use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use crate::harness::*;
@@ -65,24 +64,7 @@ fn an_outage_and_request_errors_stall_the_pipeline_but_lose_and_duplicate_nothin
     let log: Vec<String> = processor.lines.try_iter().collect();
     assert!(processor.wait().success(), "exit 0");
 
-    let bronze = read_layer(out.path(), "bronze");
-    let coordinates: Vec<(i64, i64)> = i64s(&bronze, "partition")
-        .into_iter()
-        .zip(i64s(&bronze, "offset"))
-        .collect();
-    let unique: BTreeSet<_> = coordinates.iter().copied().collect();
-    assert_eq!(coordinates.len(), 12000, "every message once in bronze");
-    assert_eq!(unique.len(), 12000, "no duplicate");
-    let topic = consume_all(&broker.bootstrap);
-    assert_eq!(
-        topic.len(),
-        12000,
-        "idempotent producer: no duplicate in the topic either"
-    );
-    assert_eq!(
-        rows(&read_layer(out.path(), "silver")) + rows(&read_layer(out.path(), "quarantine")),
-        12000
-    );
+    assert_each_offset_once(&broker.bootstrap, out.path(), 12000);
 
     // It said what was wrong, once in a while, not on every retry.
     let warnings: Vec<&String> = log.iter().filter(|l| l.contains("WARN")).collect();
@@ -146,25 +128,7 @@ fn tansu_restart_mid_run_is_survived_by_producer_and_processor_without_loss_or_d
     let log: Vec<String> = processor.lines.try_iter().collect();
     assert!(processor.wait().success(), "exit 0");
 
-    let topic = consume_all(&broker.bootstrap);
-    assert_eq!(
-        topic.len(),
-        8000,
-        "no message lost or duplicated in the broker"
-    );
-    let bronze = read_layer(out.path(), "bronze");
-    let coordinates: BTreeSet<(i64, i64)> = i64s(&bronze, "partition")
-        .into_iter()
-        .zip(i64s(&bronze, "offset"))
-        .collect();
-    assert_eq!(rows(&bronze), 8000, "every message once in bronze");
-    assert_eq!(
-        coordinates,
-        topic
-            .iter()
-            .map(|m| (i64::from(m.partition), m.offset))
-            .collect()
-    );
+    assert_each_offset_once(&broker.bootstrap, out.path(), 8000);
     assert!(
         !log.iter()
             .any(|l| l.contains("ERROR") || l.contains("panicked")),
