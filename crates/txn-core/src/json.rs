@@ -164,9 +164,29 @@ pub fn write_python_float(out: &mut Vec<u8>, v: f64) {
 // Decoding
 
 /// Decodes a message value into a transaction borrowing from `bytes`, or the reason it is not one.
+///
+/// Messages of the producer's shape take [`scan`], a single pass written for this schema; anything
+/// else (escapes, unknown or repeated fields, exponents, long numbers, wrong types, bad JSON) goes
+/// through serde_json, which also words the reject. Both give the same result on what `scan` takes.
 pub fn decode(bytes: Option<&[u8]>) -> Result<Transaction<'_>, Reject> {
     let bytes = bytes.ok_or(Reject::EmptyValue)?;
     let text = std::str::from_utf8(bytes).map_err(|e| Reject::NotUtf8(e.valid_up_to()))?;
+    let raw = match scan(text) {
+        Some(raw) => raw,
+        None => parse_general(text)?,
+    };
+    finish(raw)
+}
+
+/// [`decode`] without the fast path: serde_json for everything (the reference `scan` is tested
+/// against).
+pub fn decode_general(bytes: Option<&[u8]>) -> Result<Transaction<'_>, Reject> {
+    let bytes = bytes.ok_or(Reject::EmptyValue)?;
+    let text = std::str::from_utf8(bytes).map_err(|e| Reject::NotUtf8(e.valid_up_to()))?;
+    finish(parse_general(text)?)
+}
+
+fn parse_general(text: &str) -> Result<Raw<'_>, Reject> {
     match text.trim_start().as_bytes().first() {
         Some(b'{') => {}
         None => {
@@ -188,17 +208,194 @@ pub fn decode(bytes: Option<&[u8]>) -> Result<Transaction<'_>, Reject> {
     let raw = RawSeed { field: &field }
         .deserialize(&mut de)
         .and_then(|raw| de.end().map(|()| raw));
-    let raw = match raw {
-        Ok(raw) => raw?,
-        Err(e) if e.is_data() && !field.get().is_empty() => {
-            return Err(Reject::WrongType {
-                field: field.get(),
-                detail: e.to_string(),
-            })
-        }
-        Err(e) => return Err(Reject::MalformedJson(e.to_string())),
-    };
+    match raw {
+        Ok(raw) => raw,
+        Err(e) if e.is_data() && !field.get().is_empty() => Err(Reject::WrongType {
+            field: field.get(),
+            detail: e.to_string(),
+        }),
+        Err(e) => Err(Reject::MalformedJson(e.to_string())),
+    }
+}
 
+/// The fast path of [`decode`]: one pass over an object whose keys are the schema's, each at most
+/// once, with strings free of escapes and control characters, `null`s, and numbers written
+/// `-?(0|[1-9][0-9]*).[0-9]+` with at most 15 digits. Returns `None` on anything else, and the
+/// general path decides. (With at most 15 digits, the mantissa and the power of ten are exact in
+/// an f64, so one division is correctly rounded: the value serde_json and `str::parse` give.)
+fn scan(text: &str) -> Option<Raw<'_>> {
+    let b = text.as_bytes();
+    let mut i = skip_ws(b, 0);
+    if b.get(i) != Some(&b'{') {
+        return None;
+    }
+    i = skip_ws(b, i + 1);
+    let mut raw = Raw::default();
+    if b.get(i) == Some(&b'}') {
+        i += 1;
+    } else {
+        let mut seen = 0u16;
+        loop {
+            let (key, next) = scan_string(text, i)?;
+            i = skip_ws(b, next);
+            if b.get(i) != Some(&b':') {
+                return None;
+            }
+            i = skip_ws(b, i + 1);
+            let slot = slot_of(key)?;
+            if seen & (1 << slot) != 0 {
+                return None;
+            }
+            seen |= 1 << slot;
+            let null = b[i..].starts_with(b"null");
+            macro_rules! string {
+                ($slot:expr) => {{
+                    if null {
+                        i += 4;
+                    } else {
+                        let (v, next) = scan_string(text, i)?;
+                        $slot = Some(Cow::Borrowed(v));
+                        i = next;
+                    }
+                }};
+            }
+            macro_rules! number {
+                ($slot:expr) => {{
+                    if null {
+                        i += 4;
+                    } else {
+                        let (v, next) = scan_number(b, i)?;
+                        $slot = Some(v);
+                        i = next;
+                    }
+                }};
+            }
+            match slot {
+                0 => string!(raw.txn_id),
+                1 => string!(raw.event_ts),
+                2 => string!(raw.user_id),
+                3 => string!(raw.card_id),
+                4 => string!(raw.merchant),
+                5 => string!(raw.category),
+                6 => number!(raw.amount),
+                7 => string!(raw.currency),
+                8 => string!(raw.status),
+                9 => string!(raw.city),
+                10 => string!(raw.country),
+                11 => number!(raw.lat),
+                _ => number!(raw.lon),
+            }
+            i = skip_ws(b, i);
+            match b.get(i) {
+                Some(b',') => i = skip_ws(b, i + 1),
+                Some(b'}') => {
+                    i += 1;
+                    break;
+                }
+                _ => return None,
+            }
+        }
+    }
+    (skip_ws(b, i) == b.len()).then_some(raw)
+}
+
+/// The slot of a schema key in [`crate::FIELDS`] order (the order `scan` fills [`Raw`] in).
+fn slot_of(key: &str) -> Option<usize> {
+    Some(match key {
+        "txn_id" => 0,
+        "event_ts" => 1,
+        "user_id" => 2,
+        "card_id" => 3,
+        "merchant" => 4,
+        "category" => 5,
+        "amount" => 6,
+        "currency" => 7,
+        "status" => 8,
+        "city" => 9,
+        "country" => 10,
+        "lat" => 11,
+        "lon" => 12,
+        _ => return None,
+    })
+}
+
+fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    while matches!(b.get(i), Some(b' ' | b'\n' | b'\r' | b'\t')) {
+        i += 1;
+    }
+    i
+}
+
+/// Bytes that end the fast scan of a string: the closing quote, and what needs the general path.
+const STRING_STOP: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 0x20 {
+        t[c] = true;
+        c += 1;
+    }
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    t
+};
+
+/// A string starting at `i` (its opening quote) without escapes or control characters: its
+/// contents and the index after the closing quote.
+fn scan_string(text: &str, i: usize) -> Option<(&str, usize)> {
+    let b = text.as_bytes();
+    if b.get(i) != Some(&b'"') {
+        return None;
+    }
+    let len = b[i + 1..]
+        .iter()
+        .position(|&c| STRING_STOP[usize::from(c)])?;
+    let end = i + 1 + len;
+    if b[end] != b'"' {
+        return None;
+    }
+    Some((text.get(i + 1..end)?, end + 1))
+}
+
+/// A number `-?(0|[1-9][0-9]*).[0-9]+` of at most 15 digits starting at `i`: its value and the
+/// index after it.
+fn scan_number(b: &[u8], mut i: usize) -> Option<(f64, usize)> {
+    const POW10: [f64; 16] = [
+        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+    ];
+    let negative = b.get(i) == Some(&b'-');
+    i += usize::from(negative);
+    let int_start = i;
+    let mut mantissa: u64 = 0;
+    while let Some(d @ b'0'..=b'9') = b.get(i) {
+        mantissa = mantissa * 10 + u64::from(d - b'0');
+        i += 1;
+        if i - int_start > 15 {
+            return None;
+        }
+    }
+    let int_digits = i - int_start;
+    if int_digits == 0 || (int_digits > 1 && b[int_start] == b'0') || b.get(i) != Some(&b'.') {
+        return None;
+    }
+    i += 1;
+    let frac_start = i;
+    while let Some(d @ b'0'..=b'9') = b.get(i) {
+        mantissa = mantissa * 10 + u64::from(d - b'0');
+        i += 1;
+        if int_digits + (i - frac_start) > 15 {
+            return None;
+        }
+    }
+    let frac_digits = i - frac_start;
+    if frac_digits == 0 || matches!(b.get(i), Some(b'e' | b'E')) {
+        return None;
+    }
+    let value = mantissa as f64 / POW10[frac_digits];
+    Some((if negative { -value } else { value }, i))
+}
+
+/// The checks after the JSON: required fields, the timestamp, coordinate ranges.
+fn finish(raw: Raw<'_>) -> Result<Transaction<'_>, Reject> {
     let txn_id = raw
         .txn_id
         .filter(|s| !s.is_empty())
@@ -629,5 +826,125 @@ mod tests {
                 .starts_with("wrong_type: amount: invalid type: string"),
             "{reject}"
         );
+    }
+
+    /// Both paths, compared bit for bit on the floats (`-0.0 == 0.0` would hide a sign).
+    fn assert_same_on_both_paths(line: &[u8]) {
+        let (fast, general) = (decode(Some(line)), decode_general(Some(line)));
+        let bits = |t: &Result<Transaction<'_>, Reject>| {
+            t.as_ref()
+                .ok()
+                .map(|t| [t.amount, t.lat, t.lon].map(|v| v.map(f64::to_bits)))
+        };
+        assert_eq!(fast, general, "{:?}", String::from_utf8_lossy(line));
+        assert_eq!(
+            bits(&fast),
+            bits(&general),
+            "{:?}",
+            String::from_utf8_lossy(line)
+        );
+    }
+
+    #[test]
+    fn the_fast_path_takes_the_producer_shape_and_only_what_it_can_decode_exactly() {
+        let taken = |line: &str| scan(line).is_some();
+        assert!(taken(SEED_LINE));
+        assert!(taken(
+            r#" { "txn_id" : "t" ,"event_ts":null,"amount":-0.0,"lat":90.0 } "#
+        ));
+        assert!(taken("{}"));
+        for (slot, name) in crate::FIELDS.iter().enumerate() {
+            assert_eq!(slot_of(name), Some(slot), "{name}");
+        }
+        for general in [
+            SEED_LINE.replace("Amazon", r"Ama\u007aon"), // escape
+            SEED_LINE.replace("\"lon\"", "\"extra\": 1, \"lon\""), // unknown field
+            SEED_LINE.replace("1029.27", "1029"),        // integer
+            SEED_LINE.replace("1029.27", "1.02927e3"),   // exponent
+            SEED_LINE.replace("1029.27", "1029.2700000000001"), // 17 digits
+            SEED_LINE.replace("1029.27", "01029.27"),    // leading zero
+            SEED_LINE.replace("1029.27", "\"1029.27\""), // wrong type
+            SEED_LINE.replace("\"INR\"", "7.5"),         // wrong type
+            format!("{SEED_LINE}, "),
+        ] {
+            assert!(!taken(&general), "{general}");
+        }
+    }
+
+    #[test]
+    fn the_fast_path_agrees_with_serde_json_on_every_single_byte_edit_of_a_message() {
+        let lines = [
+            SEED_LINE.to_string(),
+            SEED_LINE
+                .replace("1029.27", "-0.05")
+                .replace("19.07", "null"),
+            r#"{"txn_id":"a","event_ts":"2025-11-07T07:30:38Z","lat":-90.0,"lon":180.5}"#
+                .to_string(),
+        ];
+        let mut edits = 0;
+        for line in &lines {
+            let b = line.as_bytes();
+            assert_same_on_both_paths(b);
+            for i in 0..=b.len() {
+                assert_same_on_both_paths(&b[..i]);
+                for &c in b"\"\\,:{}[] .-+0159eEnul\x01\xc3" {
+                    let mut replaced = b.to_vec();
+                    let mut inserted = b.to_vec();
+                    inserted.insert(i, c);
+                    assert_same_on_both_paths(&inserted);
+                    if i < b.len() {
+                        replaced[i] = c;
+                        assert_same_on_both_paths(&replaced);
+                        let mut deleted = b.to_vec();
+                        deleted.remove(i);
+                        assert_same_on_both_paths(&deleted);
+                    }
+                    edits += 3;
+                }
+            }
+        }
+        assert!(edits > 10_000, "{edits}");
+    }
+
+    #[test]
+    fn the_fast_path_agrees_with_serde_json_on_numbers() {
+        // Pseudo-random decimals of every digit count the fast path takes, plus its edges.
+        let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = || {
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        };
+        let mut numbers = vec![
+            "0.0".to_string(),
+            "-0.0".into(),
+            "0.1".into(),
+            "99999999999999.9".into(),
+            "0.00000000000001".into(),
+            "89.999999999999".into(),
+        ];
+        for _ in 0..20_000 {
+            let digits = 2 + (next() % 14) as usize;
+            let point = 1 + (next() % (digits as u64 - 1)) as usize;
+            let mut text: String = (0..digits)
+                .map(|_| char::from(b'0' + (next() % 10) as u8))
+                .collect();
+            if point > 1 && text.starts_with('0') {
+                text.replace_range(..1, "7");
+            }
+            text.insert(point, '.');
+            if next() % 2 == 0 {
+                text.insert(0, '-');
+            }
+            numbers.push(text);
+        }
+        for n in &numbers {
+            let line =
+                format!(r#"{{"txn_id": "t", "event_ts": "2025-11-07T07:30:38Z", "amount": {n}}}"#);
+            assert!(scan(&line).is_some(), "{line}");
+            assert_same_on_both_paths(line.as_bytes());
+        }
     }
 }

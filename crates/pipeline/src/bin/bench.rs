@@ -56,6 +56,11 @@ enum What {
         #[arg(long, default_value_t = 200_000)]
         batch: u64,
     },
+    /// Decoding alone, one thread: the fast path and serde_json, per message
+    Decode {
+        #[arg(long, default_value_t = 200_000)]
+        messages: u64,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -72,6 +77,7 @@ fn main() -> anyhow::Result<()> {
             max_offsets_per_trigger,
         } => bench_processor(messages, partitions, max_offsets_per_trigger),
         What::Stages { messages, batch } => bench_stages(messages, batch),
+        What::Decode { messages } => bench_decode(messages),
     }
 }
 
@@ -207,6 +213,47 @@ fn bench_processor(messages: u64, partitions: i32, max_offsets: u64) -> anyhow::
         summary.split("[processor] ").nth(1).unwrap_or(&summary)
     );
     let _ = std::fs::remove_dir_all(&out);
+    Ok(())
+}
+
+fn bench_decode(messages: u64) -> anyhow::Result<()> {
+    let mut g = Generator::new(7, 0.0, 0.0);
+    let now = txn_core::time::now_micros();
+    let payloads: Vec<Vec<u8>> = (0..messages as i64)
+        .map(|i| {
+            g.next(now + i * 1000);
+            g.payload().to_vec()
+        })
+        .collect();
+    let bytes: usize = payloads.iter().map(Vec::len).sum();
+    type Decoder =
+        for<'a> fn(Option<&'a [u8]>) -> Result<txn_core::Transaction<'a>, txn_core::Reject>;
+    let paths: [(&str, Decoder); 2] = [
+        ("fast path", txn_core::json::decode),
+        ("serde_json", txn_core::json::decode_general),
+    ];
+    for (name, decode) in paths {
+        let mut best = Duration::MAX;
+        for _ in 0..3 {
+            let t = Instant::now();
+            let valid = payloads
+                .iter()
+                .filter(|p| std::hint::black_box(decode(Some(p))).is_ok())
+                .count();
+            best = best.min(t.elapsed());
+            anyhow::ensure!(
+                valid == payloads.len(),
+                "{name}: {valid} of {} valid",
+                payloads.len()
+            );
+        }
+        println!(
+            "decode, {name}: {messages} messages in {:.0} ms = {:.0} ns/message, {:.0} MB/s (best of 3, one thread)",
+            best.as_secs_f64() * 1e3,
+            best.as_nanos() as f64 / messages as f64,
+            bytes as f64 / 1e6 / best.as_secs_f64()
+        );
+    }
     Ok(())
 }
 
