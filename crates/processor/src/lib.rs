@@ -152,13 +152,15 @@ impl BatchSink {
         let decode = t.elapsed();
 
         let t = Instant::now();
-        let gold_out = self.gold.apply_batch(&decoded);
-        let gold = t.elapsed();
-        let layers = write_layers(
+        let Written {
+            rows: layers,
+            gold: gold_out,
+            gold_time: gold,
+        } = write_layers(
             &self.writer,
             &raw,
             &decoded,
-            &gold_out.rows,
+            &mut self.gold,
             &self.topic,
             plan,
         )?;
@@ -614,16 +616,24 @@ impl Engine {
     }
 }
 
-/// Builds and writes every non-empty layer of the batch, the big ones in parallel. Returns the
-/// rows per layer.
+/// What [`write_layers`] did: rows per layer, gold's output, and the time of its window update.
+struct Written {
+    rows: Vec<(Layer, u64)>,
+    gold: gold::GoldBatch,
+    gold_time: Duration,
+}
+
+/// Builds and writes every non-empty layer of the batch, bronze and silver on threads of their
+/// own, gold's window update and the small layers on this one. Returns the rows per layer, gold's
+/// output and the time of its window update.
 fn write_layers(
     writer: &CompactWriter,
     raw: &RawBatch,
     decoded: &DecodedBatch<'_>,
-    gold_rows: &[gold::GoldRow],
+    gold_state: &mut GoldState,
     topic: &str,
     plan: &BatchPlan,
-) -> Result<Vec<(Layer, u64)>> {
+) -> Result<Written> {
     let (at, id) = (plan.planned_at, plan.batch);
     let timed = |layer: Layer, f: &dyn Fn() -> Result<()>| -> Result<()> {
         let t = Instant::now();
@@ -655,6 +665,10 @@ fn write_layers(
                 Ok(())
             })
         });
+        let t = Instant::now();
+        let gold_out = gold_state.apply_batch(decoded);
+        let gold_time = t.elapsed();
+        let gold_rows = &gold_out.rows;
         let rest = timed(Layer::RawCsv, &|| {
             if !decoded.valid.is_empty() {
                 writer.write_bytes(Layer::RawCsv, &layers::raw_csv::build(decoded), at, id)?;
@@ -688,16 +702,23 @@ fn write_layers(
         };
         join(bronze)?;
         join(silver)?;
-        rest
-    })?;
-    let valid = decoded.valid.len() as u64;
-    Ok(vec![
-        (Layer::Bronze, raw.messages.len() as u64),
-        (Layer::Silver, valid),
-        (Layer::Quarantine, decoded.rejects.len() as u64),
-        (Layer::RawCsv, valid),
-        (Layer::Gold, gold_rows.len() as u64),
-    ])
+        rest.map(|()| (gold_out, gold_time))
+    })
+    .map(|(gold_out, gold_time)| {
+        let valid = decoded.valid.len() as u64;
+        let rows = vec![
+            (Layer::Bronze, raw.messages.len() as u64),
+            (Layer::Silver, valid),
+            (Layer::Quarantine, decoded.rejects.len() as u64),
+            (Layer::RawCsv, valid),
+            (Layer::Gold, gold_out.rows.len() as u64),
+        ];
+        Written {
+            rows,
+            gold: gold_out,
+            gold_time,
+        }
+    })
 }
 
 /// Entry point of the `processor` binary (and of `pipeline processor`): bad settings exit 2 with

@@ -300,23 +300,34 @@ fn scan(text: &str) -> Option<Raw<'_>> {
 }
 
 /// The slot of a schema key in [`crate::FIELDS`] order (the order `scan` fills [`Raw`] in).
+/// Every key fits in eight bytes: a key is compared as one integer (zero padded; a key holding a
+/// NUL never gets here, `scan_string` stops at control characters).
 fn slot_of(key: &str) -> Option<usize> {
-    Some(match key {
-        "txn_id" => 0,
-        "event_ts" => 1,
-        "user_id" => 2,
-        "card_id" => 3,
-        "merchant" => 4,
-        "category" => 5,
-        "amount" => 6,
-        "currency" => 7,
-        "status" => 8,
-        "city" => 9,
-        "country" => 10,
-        "lat" => 11,
-        "lon" => 12,
-        _ => return None,
-    })
+    const fn pack(b: &[u8]) -> u64 {
+        let mut w = 0u64;
+        let mut i = 0;
+        while i < b.len() {
+            w |= (b[i] as u64) << (8 * i);
+            i += 1;
+        }
+        w
+    }
+    const KEYS: [u64; 13] = {
+        let mut keys = [0u64; 13];
+        let mut i = 0;
+        while i < keys.len() {
+            assert!(crate::FIELDS[i].len() <= 8);
+            keys[i] = pack(crate::FIELDS[i].as_bytes());
+            i += 1;
+        }
+        keys
+    };
+    let key = key.as_bytes();
+    if key.is_empty() || key.len() > 8 {
+        return None;
+    }
+    let packed = pack(key);
+    KEYS.iter().position(|&k| k == packed)
 }
 
 fn skip_ws(b: &[u8], mut i: usize) -> usize {
@@ -339,6 +350,34 @@ const STRING_STOP: [bool; 256] = {
     t
 };
 
+/// The index of the first byte of `b` in [`STRING_STOP`], eight bytes at a time.
+///
+/// Per byte lane: `(x - 0x01) & !x & 0x80` flags a zero byte (here `x` is the byte xor `"` or
+/// `\\`), `(x - 0x20) & !x & 0x80` a byte below 0x20. A borrow can flag a lane above a real match
+/// but never below one, so the lowest flag is the first match.
+fn string_stop(b: &[u8]) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let mut i = 0;
+    while let Some(chunk) = b.get(i..i + 8) {
+        let w = u64::from_le_bytes(chunk.try_into().ok()?);
+        let quote = w ^ (LO * u64::from(b'"'));
+        let backslash = w ^ (LO * u64::from(b'\\'));
+        let flags = ((quote.wrapping_sub(LO) & !quote)
+            | (backslash.wrapping_sub(LO) & !backslash)
+            | (w.wrapping_sub(LO * 0x20) & !w))
+            & HI;
+        if flags != 0 {
+            return Some(i + (flags.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    b[i..]
+        .iter()
+        .position(|&c| STRING_STOP[usize::from(c)])
+        .map(|p| i + p)
+}
+
 /// A string starting at `i` (its opening quote) without escapes or control characters: its
 /// contents and the index after the closing quote.
 fn scan_string(text: &str, i: usize) -> Option<(&str, usize)> {
@@ -346,9 +385,7 @@ fn scan_string(text: &str, i: usize) -> Option<(&str, usize)> {
     if b.get(i) != Some(&b'"') {
         return None;
     }
-    let len = b[i + 1..]
-        .iter()
-        .position(|&c| STRING_STOP[usize::from(c)])?;
+    let len = string_stop(&b[i + 1..])?;
     let end = i + 1 + len;
     if b[end] != b'"' {
         return None;
@@ -856,6 +893,9 @@ mod tests {
         for (slot, name) in crate::FIELDS.iter().enumerate() {
             assert_eq!(slot_of(name), Some(slot), "{name}");
         }
+        for other in ["", "txn_i", "txn_idx", "lat ", "category1", "Lat"] {
+            assert_eq!(slot_of(other), None, "{other:?}");
+        }
         for general in [
             SEED_LINE.replace("Amazon", r"Ama\u007aon"), // escape
             SEED_LINE.replace("\"lon\"", "\"extra\": 1, \"lon\""), // unknown field
@@ -904,6 +944,38 @@ mod tests {
             }
         }
         assert!(edits > 10_000, "{edits}");
+    }
+
+    #[test]
+    fn the_word_at_a_time_string_scan_finds_the_first_stop_byte() {
+        let naive = |b: &[u8]| b.iter().position(|&c| STRING_STOP[usize::from(c)]);
+        let mut text: Vec<u8> = "abcdefgh São Paulo 1234567890 zyxwvut".bytes().collect();
+        assert_eq!(string_stop(&text), None);
+        for at in 0..text.len() {
+            for stop in [b'"', b'\\', 0x00, 0x1f, b'\n'] {
+                let saved = text[at];
+                text[at] = stop;
+                for from in 0..=at {
+                    assert_eq!(
+                        string_stop(&text[from..]),
+                        naive(&text[from..]),
+                        "{at} {from}"
+                    );
+                }
+                // A second stop further on does not hide the first.
+                if at + 3 < text.len() {
+                    let later = text[at + 3];
+                    text[at + 3] = 0x01;
+                    assert_eq!(string_stop(&text), Some(at));
+                    text[at + 3] = later;
+                }
+                text[at] = saved;
+            }
+        }
+        for byte in 0..=255u8 {
+            let b = [b'a', b'b', byte, b'c', b'd', b'e', b'f', b'g', b'h'];
+            assert_eq!(string_stop(&b), naive(&b), "{byte:#x}");
+        }
     }
 
     #[test]

@@ -195,6 +195,9 @@ fn bench_processor(messages: u64, partitions: i32, max_offsets: u64) -> anyhow::
     let mut summary = String::new();
     for line in BufReader::new(child.stderr.take().context("no stderr")?).lines() {
         let line = line?;
+        if std::env::var_os("BENCH_SHOW_LOG").is_some() {
+            eprintln!("{line}");
+        }
         if line.contains("stopped:") {
             summary = line;
         }
