@@ -152,15 +152,13 @@ impl BatchSink {
         let decode = t.elapsed();
 
         let t = Instant::now();
-        let Written {
-            rows: layers,
-            gold: gold_out,
-            gold_time: gold,
-        } = write_layers(
+        let gold_out = self.gold.apply_batch(&decoded);
+        let gold = t.elapsed();
+        let layers = write_layers(
             &self.writer,
             &raw,
             &decoded,
-            &mut self.gold,
+            &gold_out.rows,
             &self.topic,
             plan,
         )?;
@@ -616,24 +614,16 @@ impl Engine {
     }
 }
 
-/// What [`write_layers`] did: rows per layer, gold's output, and the time of its window update.
-struct Written {
-    rows: Vec<(Layer, u64)>,
-    gold: gold::GoldBatch,
-    gold_time: Duration,
-}
-
-/// Builds and writes every non-empty layer of the batch, bronze and silver on threads of their
-/// own, gold's window update and the small layers on this one. Returns the rows per layer, gold's
-/// output and the time of its window update.
+/// Builds and writes every non-empty layer of the batch, the big ones in parallel. Returns the
+/// rows per layer.
 fn write_layers(
     writer: &CompactWriter,
     raw: &RawBatch,
     decoded: &DecodedBatch<'_>,
-    gold_state: &mut GoldState,
+    gold_rows: &[gold::GoldRow],
     topic: &str,
     plan: &BatchPlan,
-) -> Result<Written> {
+) -> Result<Vec<(Layer, u64)>> {
     let (at, id) = (plan.planned_at, plan.batch);
     let timed = |layer: Layer, f: &dyn Fn() -> Result<()>| -> Result<()> {
         let t = Instant::now();
@@ -665,10 +655,6 @@ fn write_layers(
                 Ok(())
             })
         });
-        let t = Instant::now();
-        let gold_out = gold_state.apply_batch(decoded);
-        let gold_time = t.elapsed();
-        let gold_rows = &gold_out.rows;
         let rest = timed(Layer::RawCsv, &|| {
             if !decoded.valid.is_empty() {
                 writer.write_bytes(Layer::RawCsv, &layers::raw_csv::build(decoded), at, id)?;
@@ -702,23 +688,16 @@ fn write_layers(
         };
         join(bronze)?;
         join(silver)?;
-        rest.map(|()| (gold_out, gold_time))
-    })
-    .map(|(gold_out, gold_time)| {
-        let valid = decoded.valid.len() as u64;
-        let rows = vec![
-            (Layer::Bronze, raw.messages.len() as u64),
-            (Layer::Silver, valid),
-            (Layer::Quarantine, decoded.rejects.len() as u64),
-            (Layer::RawCsv, valid),
-            (Layer::Gold, gold_out.rows.len() as u64),
-        ];
-        Written {
-            rows,
-            gold: gold_out,
-            gold_time,
-        }
-    })
+        rest
+    })?;
+    let valid = decoded.valid.len() as u64;
+    Ok(vec![
+        (Layer::Bronze, raw.messages.len() as u64),
+        (Layer::Silver, valid),
+        (Layer::Quarantine, decoded.rejects.len() as u64),
+        (Layer::RawCsv, valid),
+        (Layer::Gold, gold_rows.len() as u64),
+    ])
 }
 
 /// Entry point of the `processor` binary (and of `pipeline processor`): bad settings exit 2 with
