@@ -13,27 +13,37 @@ broker_pid=
 cleanup() { [ -n "$broker_pid" ] && kill "$broker_pid" 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
 
-"$bin" broker --partitions 3 > "$work/broker.out" 2> "$work/broker.err" &
-broker_pid=$!
-for _ in $(seq 50); do grep -q '^bootstrap=' "$work/broker.out" 2>/dev/null && break; sleep 0.1; done
-bootstrap=$(sed -n 's/^bootstrap=//p' "$work/broker.out")
-echo "embedded broker at $bootstrap"
+# One run: its own embedded broker, the producer, the processor, then the pandas/DuckDB check.
+# The mixed run has rejects in every batch; in the clean run no batch has one, so silver copies
+# bronze's encoded `value` chunk as its `json_str` (the other write path).
+check_run() {
+    local dir=$1 count=$2 bad_ratio=$3 late_ratio=$4
+    mkdir -p "$dir"
+    "$bin" broker --partitions 3 > "$dir/broker.out" 2> "$dir/broker.err" &
+    broker_pid=$!
+    for _ in $(seq 50); do grep -q '^bootstrap=' "$dir/broker.out" 2>/dev/null && break; sleep 0.1; done
+    local bootstrap
+    bootstrap=$(sed -n 's/^bootstrap=//p' "$dir/broker.out")
+    echo "--- $(basename "$dir") run: embedded broker at $bootstrap"
+    (cd "$dir" && "$bin" producer --bootstrap-servers "$bootstrap" --count "$count" --msgs-per-sec 0 \
+        --seed 17 --bad-ratio "$bad_ratio" --late-ratio "$late_ratio" --log-every 2000) 2> "$dir/producer.log"
+    tail -n 1 "$dir/producer.log"
+    local bad
+    bad=$(sed -n 's/.*\[producer\] done: .* bad=\([0-9]*\) .*/\1/p' "$dir/producer.log")
+    local out=$dir/data/output/parquet
+    (cd "$dir" && "$bin" processor --bootstrap-servers "$bootstrap" --output-path "$out" \
+        --trigger available-now --starting-offsets earliest --max-offsets-per-trigger 1500) 2> "$dir/processor.log"
+    grep -c 'batch [0-9]*:' "$dir/processor.log" | sed 's/^/batches: /'
+    python3 tests/python/check_layers.py "$out" "$count" "$bad"
+    kill "$broker_pid" 2>/dev/null; wait "$broker_pid" 2>/dev/null || true
+    broker_pid=
+}
 
-count=6000
-(cd "$work" && "$bin" producer --bootstrap-servers "$bootstrap" --count $count --msgs-per-sec 0 \
-    --seed 17 --bad-ratio 0.04 --late-ratio 0.1 --log-every 2000) 2> "$work/producer.log"
-tail -n 1 "$work/producer.log"
-bad=$(sed -n 's/.*\[producer\] done: .* bad=\([0-9]*\) .*/\1/p' "$work/producer.log")
-
-out=$work/data/output/parquet
-(cd "$work" && "$bin" processor --bootstrap-servers "$bootstrap" --output-path "$out" \
-    --trigger available-now --starting-offsets earliest --max-offsets-per-trigger 1500) 2> "$work/processor.log"
-grep -c 'batch [0-9]*:' "$work/processor.log" | sed 's/^/batches: /'
-
-python3 tests/python/check_layers.py "$out" "$count" "$bad"
+check_run "$work/clean" 4000 0 0
+check_run "$work/mixed" 6000 0.04 0.1
 
 # The README's Python snippets, run from a folder holding data/output/parquet as users have it.
-python3 - "$root/README.md" "$work" <<'PY'
+python3 - "$root/README.md" "$work/mixed" <<'PY'
 import os, re, subprocess, sys
 readme, work = sys.argv[1], sys.argv[2]
 blocks = re.findall(r"```python\n(.*?)```", open(readme).read(), re.S)

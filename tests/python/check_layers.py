@@ -47,6 +47,13 @@ def pandas_kind(dtype) -> str:
 
 frames = {}
 for layer, schema in SCHEMAS.items():
+    if not list((out / layer).glob("*.parquet")):
+        # A layer with no rows in any batch has no file: quarantine of a run without bad
+        # messages, gold of a run too short for the watermark to close a window (checked below).
+        assert (layer == "quarantine" and expected_bad == 0) or layer == "gold", (layer, "no files")
+        frames[layer] = pd.DataFrame({c: pd.Series(dtype="object") for c in schema})
+        print(f"{layer}: no files (no rows in any batch)")
+        continue
     df = pd.read_parquet(out / layer)  # pandas skips _staging (names starting with _)
     assert list(df.columns) == list(schema), (layer, list(df.columns))
     for column, kind in schema.items():
@@ -71,6 +78,10 @@ assert frames["quarantine"]["reason"].notna().all() and (frames["quarantine"]["r
 assert frames["bronze"][["partition", "offset"]].duplicated().sum() == 0
 assert frames["silver"]["txn_id"].duplicated().sum() == 0
 assert frames["silver"]["event_time"].dt.tz is not None
+if expected_bad == 0:
+    # Silver's json_str is then copied from bronze's encoded value chunk: the same messages.
+    assert sorted(frames["silver"]["json_str"]) == sorted(frames["bronze"]["value"])
+    print("silver json_str: the same messages as bronze value")
 
 # Gold recomputed from silver. A row is late when its window ended at or before the watermark in
 # force when its batch started (the previous batch's commit); late rows are counted, not in gold.
@@ -110,11 +121,15 @@ late_found = duckdb.sql(f"""
 """).fetchall()[0][0]
 assert late_found == late_counted, (late_found, late_counted)
 
-gold = duckdb.sql(f"""
-    SELECT card_id, epoch_us(window_start), txn_count, sum_amount, max_amount, avg_amount
-    FROM read_parquet('{out}/gold/*.parquet') ORDER BY card_id, window_start
-""").fetchall()
-assert len(gold) == len(recomputed) > 0, (len(gold), len(recomputed))
+if list((out / "gold").glob("*.parquet")):
+    gold = duckdb.sql(f"""
+        SELECT card_id, epoch_us(window_start), txn_count, sum_amount, max_amount, avg_amount
+        FROM read_parquet('{out}/gold/*.parquet') ORDER BY card_id, window_start
+    """).fetchall()
+    assert len(gold) == len(recomputed) > 0, (len(gold), len(recomputed))
+else:
+    gold = []
+    assert len(recomputed) == 0, ("no gold file, but the watermark closed windows", len(recomputed))
 for g, r in zip(gold, recomputed):
     assert g[0] == r[0] and g[1] == r[1] and g[2] == r[2], (g, r)
     assert math.isclose(g[3], r[3], rel_tol=1e-12, abs_tol=1e-9), (g, r)

@@ -639,17 +639,48 @@ fn write_layers(
     // message of the batch is valid.
     let values = layers::payload_column(raw, raw.messages.iter(), |m| m.value);
     let shared_json = decoded.rejects.is_empty().then(|| values.clone());
+    // Without rejects, silver's `json_str` is bronze's `value`: bronze's encoded chunk is copied
+    // into the silver file instead of compressing the same bytes twice.
+    // (The sender moves into bronze's thread: if bronze fails, silver's wait ends.)
+    let (chunk_tx, chunk_rx) = std::sync::mpsc::sync_channel::<Option<writer::SharedChunk>>(1);
+    let sharing = shared_json.is_some();
+    let values = &values;
     std::thread::scope(|s| {
-        let bronze = s.spawn(|| {
+        let bronze = s.spawn(move || {
             timed(Layer::Bronze, &|| {
                 let rows = layers::bronze::build(raw, topic, values.clone())?;
-                writer.write_parquet(Layer::Bronze, &rows, at, id).map(drop)
+                if sharing {
+                    let (_, chunk) = writer.write_parquet_sharing(
+                        Layer::Bronze,
+                        &rows,
+                        at,
+                        id,
+                        layers::bronze::VALUE,
+                    )?;
+                    let _ = chunk_tx.send(chunk);
+                    Ok(())
+                } else {
+                    writer.write_parquet(Layer::Bronze, &rows, at, id).map(drop)
+                }
             })
         });
-        let silver = s.spawn(|| {
+        let shared = shared_json.clone();
+        let silver = s.spawn(move || {
             timed(Layer::Silver, &|| {
-                if !decoded.valid.is_empty() {
-                    let rows = layers::silver::build(decoded, shared_json.clone())?;
+                if decoded.valid.is_empty() {
+                    return Ok(());
+                }
+                let rows = layers::silver::build(decoded, shared.clone())?;
+                if sharing {
+                    let wait = || chunk_rx.recv().ok().flatten();
+                    writer.write_parquet_with(
+                        Layer::Silver,
+                        &rows,
+                        at,
+                        id,
+                        (layers::silver::JSON_STR, &wait),
+                    )?;
+                } else {
                     writer.write_parquet(Layer::Silver, &rows, at, id)?;
                 }
                 Ok(())

@@ -10,8 +10,12 @@ use std::io::{BufWriter, Write as _};
 use std::path::{Path, PathBuf};
 
 use arrow_array::RecordBatch;
+use bytes::Bytes;
+use parquet::arrow::arrow_writer::compute_leaves;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
+use parquet::column::writer::ColumnCloseResult;
+use parquet::file::metadata::ColumnChunkMetaData;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 use txn_core::time::compact_utc;
@@ -27,6 +31,31 @@ const NO_DICTIONARY: [&str; 4] = ["value", "json_str", "bad_json", "txn_id"];
 /// Whole JSON payloads and random UUIDs: min/max statistics of them prune nothing (every page
 /// spans the whole range) and cost a compare per value.
 const NO_STATISTICS: [&str; 4] = ["value", "json_str", "bad_json", "txn_id"];
+
+/// The writer settings of every Parquet layer.
+fn properties() -> WriterProperties {
+    let mut props = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .set_created_by(
+            concat!("transaction-pipeline processor ", env!("CARGO_PKG_VERSION")).into(),
+        );
+    for column in NO_DICTIONARY {
+        props = props.set_column_dictionary_enabled(ColumnPath::from(column), false);
+    }
+    for column in NO_STATISTICS {
+        props =
+            props.set_column_statistics_enabled(ColumnPath::from(column), EnabledStatistics::None);
+    }
+    props.build()
+}
+
+/// One column chunk of a Parquet file held in memory: copied into another file of the batch
+/// that holds the same values, instead of encoding and compressing them twice.
+pub struct SharedChunk {
+    file: Bytes,
+    chunk: ColumnChunkMetaData,
+    rows: i64,
+}
 
 pub struct CompactWriter {
     root: PathBuf,
@@ -98,22 +127,10 @@ impl CompactWriter {
         let (staged, fin) = self.paths(layer, planned_at, batch);
         let file =
             File::create(&staged).io_context(|| format!("cannot create {}", staged.display()))?;
-        let mut props = WriterProperties::builder()
-            .set_compression(Compression::SNAPPY)
-            .set_created_by(
-                concat!("transaction-pipeline processor ", env!("CARGO_PKG_VERSION")).into(),
-            );
-        for column in NO_DICTIONARY {
-            props = props.set_column_dictionary_enabled(ColumnPath::from(column), false);
-        }
-        for column in NO_STATISTICS {
-            props = props
-                .set_column_statistics_enabled(ColumnPath::from(column), EnabledStatistics::None);
-        }
         let mut writer = ArrowWriter::try_new(
             BufWriter::with_capacity(1 << 20, file),
             rows.schema(),
-            Some(props.build()),
+            Some(properties()),
         )?;
         let t = std::time::Instant::now();
         writer.write(rows)?;
@@ -130,6 +147,132 @@ impl CompactWriter {
             t.elapsed()
         );
         Ok(fin)
+    }
+
+    /// [`Self::write_parquet`], and the encoded chunk of column `share` for another file of the
+    /// batch ([`Self::write_parquet_with`]); `None` when the file has more than one row group.
+    pub fn write_parquet_sharing(
+        &self,
+        layer: Layer,
+        rows: &RecordBatch,
+        planned_at: i64,
+        batch: u64,
+        share: usize,
+    ) -> Result<(PathBuf, Option<SharedChunk>)> {
+        let (staged, fin) = self.paths(layer, planned_at, batch);
+        let mut writer = ArrowWriter::try_new(Vec::new(), rows.schema(), Some(properties()))?;
+        writer.write(rows)?;
+        let metadata = writer.finish()?;
+        let bytes = Bytes::from(std::mem::take(writer.inner_mut()));
+        let shared = match metadata.row_groups() {
+            [group] => Some(SharedChunk {
+                chunk: group.column(share).clone(),
+                rows: group.num_rows(),
+                file: bytes.clone(),
+            }),
+            _ => None,
+        };
+        self.write_bytes_to(&bytes, &staged, &fin)?;
+        Ok((fin, shared))
+    }
+
+    /// Writes one Parquet file whose column `shared.0` is copied, already encoded, from another
+    /// file of the batch (same values, same type and nullability), the other columns encoded
+    /// here. `shared` is waited for after the other columns are encoded; when it gives `None`,
+    /// the column is encoded here too.
+    pub fn write_parquet_with(
+        &self,
+        layer: Layer,
+        rows: &RecordBatch,
+        planned_at: i64,
+        batch: u64,
+        shared: (usize, &dyn Fn() -> Option<SharedChunk>),
+    ) -> Result<PathBuf> {
+        let (column, wait) = shared;
+        let (staged, fin) = self.paths(layer, planned_at, batch);
+        let file =
+            File::create(&staged).io_context(|| format!("cannot create {}", staged.display()))?;
+        let writer = ArrowWriter::try_new(
+            BufWriter::with_capacity(1 << 20, file),
+            rows.schema(),
+            Some(properties()),
+        )?;
+        let (mut file_writer, factory) = writer.into_serialized_writer()?;
+        let mut writers = factory.create_column_writers(0)?;
+        let schema = rows.schema();
+        for (i, (w, field)) in writers.iter_mut().zip(schema.fields()).enumerate() {
+            if i != column {
+                for leaf in compute_leaves(field, rows.column(i))? {
+                    w.write(&leaf)?;
+                }
+            }
+        }
+        let descr = file_writer.schema_descr().column(column);
+        let copied = wait()
+            .filter(|s| {
+                s.rows == rows.num_rows() as i64
+                    && s.chunk.column_descr().physical_type() == descr.physical_type()
+            })
+            .map(|s| -> Result<_> {
+                let c = &s.chunk;
+                let mut meta = ColumnChunkMetaData::builder(descr.clone())
+                    .set_compression_codec(c.compression_codec())
+                    .set_encodings_mask(*c.encodings_mask())
+                    .set_total_compressed_size(c.compressed_size())
+                    .set_total_uncompressed_size(c.uncompressed_size())
+                    .set_num_values(c.num_values())
+                    .set_data_page_offset(c.data_page_offset())
+                    .set_dictionary_page_offset(c.dictionary_page_offset())
+                    .set_unencoded_byte_array_data_bytes(c.unencoded_byte_array_data_bytes());
+                if let Some(h) = c.definition_level_histogram() {
+                    meta = meta.set_definition_level_histogram(Some(h.clone()));
+                }
+                if let Some(stats) = c.page_encoding_stats() {
+                    meta = meta.set_page_encoding_stats(stats.clone());
+                }
+                let close = ColumnCloseResult {
+                    bytes_written: c.compressed_size() as u64,
+                    rows_written: s.rows as u64,
+                    metadata: meta.build()?,
+                    bloom_filter: None,
+                    column_index: None,
+                    offset_index: None,
+                };
+                Ok((s.file.clone(), close))
+            })
+            .transpose()?;
+        let mut group = file_writer.next_row_group()?;
+        let mut copied = copied;
+        for (i, mut w) in writers.into_iter().enumerate() {
+            if i == column {
+                if let Some((file, close)) = copied.take() {
+                    group.append_column(&file, close)?;
+                    continue;
+                }
+                for leaf in compute_leaves(schema.field(i), rows.column(i))? {
+                    w.write(&leaf)?;
+                }
+            }
+            w.close()?.append_to_row_group(&mut group)?;
+        }
+        group.close()?;
+        let file = file_writer
+            .into_inner()?
+            .into_inner()
+            .map_err(|e| Error::Io {
+                context: format!("cannot write {}", staged.display()),
+                source: e.into_error(),
+            })?;
+        self.publish(file, &staged, &fin)?;
+        Ok(fin)
+    }
+
+    fn write_bytes_to(&self, bytes: &[u8], staged: &Path, fin: &Path) -> Result<()> {
+        let mut file =
+            File::create(staged).io_context(|| format!("cannot create {}", staged.display()))?;
+        file.write_all(bytes)
+            .io_context(|| format!("cannot write {}", staged.display()))?;
+        self.publish(file, staged, fin)
     }
 
     /// Writes one file of raw bytes (the CSV layer); returns its final path.

@@ -9,6 +9,9 @@ use super::{field, kafka_ts, payload_column, timestamp_type, timestamps};
 use crate::error::Result;
 use crate::source::RawBatch;
 
+/// The index of `value` in [`schema`].
+pub const VALUE: usize = 1;
+
 pub fn schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         field("key", DataType::Utf8, true),

@@ -9,6 +9,9 @@ use arrow_schema::{DataType, Schema, SchemaRef};
 use super::{field, kafka_ts as kafka_ts_of, payload_column, timestamp_type, DecodedBatch};
 use crate::error::Result;
 
+/// The index of `json_str` in [`schema`].
+pub const JSON_STR: usize = 13;
+
 pub fn schema() -> SchemaRef {
     let s = |name| field(name, DataType::Utf8, true);
     Arc::new(Schema::new(vec![
@@ -25,7 +28,9 @@ pub fn schema() -> SchemaRef {
         field("lat", DataType::Float64, true),
         field("lon", DataType::Float64, true),
         field("kafka_ts", timestamp_type(), true),
-        field("json_str", DataType::Utf8, false),
+        // Nullable like bronze's `value` (it never holds a null): then a batch without rejects
+        // copies bronze's encoded `value` chunk instead of compressing the same bytes again.
+        field("json_str", DataType::Utf8, true),
         field("event_time", timestamp_type(), false),
     ]))
 }
