@@ -178,8 +178,9 @@ impl CompactWriter {
 
     /// Writes one Parquet file whose column `shared.0` is copied, already encoded, from another
     /// file of the batch (same values, same type and nullability), the other columns encoded
-    /// here. `shared` is waited for after the other columns are encoded; when it gives `None`,
-    /// the column is encoded here too.
+    /// here. `shared` is waited for after the other columns are encoded; when it gives `None`
+    /// (or a chunk of another row count or type), the column is encoded here too. Returns the
+    /// final path and whether the column was copied.
     pub fn write_parquet_with(
         &self,
         layer: Layer,
@@ -187,7 +188,7 @@ impl CompactWriter {
         planned_at: i64,
         batch: u64,
         shared: (usize, &dyn Fn() -> Option<SharedChunk>),
-    ) -> Result<PathBuf> {
+    ) -> Result<(PathBuf, bool)> {
         let (column, wait) = shared;
         let (staged, fin) = self.paths(layer, planned_at, batch);
         let file =
@@ -241,6 +242,7 @@ impl CompactWriter {
                 Ok((s.file.clone(), close))
             })
             .transpose()?;
+        let was_copied = copied.is_some();
         let mut group = file_writer.next_row_group()?;
         let mut copied = copied;
         for (i, mut w) in writers.into_iter().enumerate() {
@@ -264,7 +266,8 @@ impl CompactWriter {
                 source: e.into_error(),
             })?;
         self.publish(file, &staged, &fin)?;
-        Ok(fin)
+        tracing::debug!("{}: column {column} copied: {was_copied}", layer.folder());
+        Ok((fin, was_copied))
     }
 
     fn write_bytes_to(&self, bytes: &[u8], staged: &Path, fin: &Path) -> Result<()> {
@@ -346,6 +349,86 @@ fn batch_of(layer: Layer, name: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+
+    use arrow_array::{ArrayRef, Int64Array, StringArray};
+    use arrow_schema::{DataType, Field, Schema};
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    fn read_back(path: &Path) -> RecordBatch {
+        let file = File::open(path).unwrap();
+        let mut reader = ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .with_batch_size(1 << 20)
+            .build()
+            .unwrap();
+        let batch = reader.next().unwrap().unwrap();
+        assert!(reader.next().is_none());
+        batch
+    }
+
+    #[test]
+    fn a_column_copied_from_another_file_reads_back_equal_and_a_missing_or_unfit_one_is_encoded() {
+        let dir = std::env::temp_dir().join(format!("writer-share-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let writer = CompactWriter::open(&dir, 0).unwrap();
+        let text: ArrayRef =
+            Arc::new(StringArray::from_iter_values((0..5000).map(|i| {
+                format!("{{\"n\": {i}, \"pad\": \"{}\"}}", "x".repeat(i % 50))
+            })));
+        let numbers = |k: i64| -> ArrayRef {
+            Arc::new(Int64Array::from_iter_values((0..5000).map(|i| i * k)))
+        };
+        // The source file: the text column second, as in bronze.
+        let source_schema = Arc::new(Schema::new(vec![
+            Field::new("n", DataType::Int64, false),
+            Field::new("value", DataType::Utf8, true),
+        ]));
+        let source = RecordBatch::try_new(source_schema, vec![numbers(1), text.clone()]).unwrap();
+        let (path, chunk) = writer
+            .write_parquet_sharing(Layer::Bronze, &source, 0, 1, 1)
+            .unwrap();
+        assert_eq!(read_back(&path), source);
+        let chunk = chunk.expect("one row group");
+
+        // The target: another name and position for the same values, as silver's json_str.
+        let target_schema = Arc::new(Schema::new(vec![
+            Field::new("a", DataType::Int64, false),
+            Field::new("b", DataType::Int64, false),
+            Field::new("json_str", DataType::Utf8, true),
+        ]));
+        let target = RecordBatch::try_new(
+            target_schema.clone(),
+            vec![numbers(2), numbers(3), text.clone()],
+        )
+        .unwrap();
+        let chunk = std::cell::Cell::new(Some(chunk));
+        let (copied, was_copied) = writer
+            .write_parquet_with(Layer::Silver, &target, 0, 1, (2, &|| chunk.take()))
+            .unwrap();
+        assert!(was_copied);
+        assert_eq!(read_back(&copied), target);
+
+        // Nothing to copy (the source failed): encoded here.
+        let (encoded, was_copied) = writer
+            .write_parquet_with(Layer::Silver, &target, 0, 2, (2, &|| None))
+            .unwrap();
+        assert!(!was_copied);
+        assert_eq!(read_back(&encoded), target);
+
+        // A chunk of other rows is not used.
+        let short = source.slice(0, 100);
+        let (_, other) = writer
+            .write_parquet_sharing(Layer::Bronze, &short, 0, 3, 1)
+            .unwrap();
+        let other = std::cell::Cell::new(other);
+        let (checked, was_copied) = writer
+            .write_parquet_with(Layer::Silver, &target, 0, 3, (2, &|| other.take()))
+            .unwrap();
+        assert!(!was_copied);
+        assert_eq!(read_back(&checked), target);
+        fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn names_are_deterministic_per_batch_and_recognised_for_retention() {
