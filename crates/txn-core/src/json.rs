@@ -137,6 +137,80 @@ pub fn write_python_float(out: &mut Vec<u8>, v: f64) {
         out.extend_from_slice(b"null");
         return;
     }
+    if !write_short_decimal(out, v) {
+        write_python_float_general(out, v);
+    }
+}
+
+/// The common case of [`write_python_float`] without ryu: `1e-4 <= |v| < 1e9` with a round-trip
+/// decimal of at most 6 fraction digits (amounts, coordinates). Returns false, writing nothing,
+/// otherwise.
+///
+/// For the smallest such `k`, `round(|v| * 10^k)` is the integer `m` of the nearest k-digit
+/// decimal (a decimal that round-trips lies within half an ulp of `v`, so the product is far
+/// from a .5 tie); `m < 2^53` and `10^k` are exact, so `m / 10^k` is correctly rounded, and when
+/// it equals `|v|` the text round-trips. No shorter one does (a smaller `k` was tried), and at
+/// most one k-digit decimal lies within half an ulp (`10^-6` > ulp below 2^30): Python's repr.
+fn write_short_decimal(out: &mut Vec<u8>, v: f64) -> bool {
+    const POW10: [f64; 7] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6];
+    const POW10_INT: [u64; 7] = [1, 10, 100, 1_000, 10_000, 100_000, 1_000_000];
+    let abs = v.abs();
+    if !(1e-4..1e9).contains(&abs) {
+        return false;
+    }
+    for k in 1..POW10.len() {
+        let m = (abs * POW10[k]).round();
+        if m / POW10[k] != abs {
+            continue;
+        }
+        let m = m as u64;
+        if v < 0.0 {
+            out.push(b'-');
+        }
+        let mut digits = itoa_u64(m / POW10_INT[k]);
+        out.extend_from_slice(digits.as_bytes());
+        out.push(b'.');
+        digits = itoa_u64(m % POW10_INT[k]);
+        out.extend(std::iter::repeat_n(b'0', k - digits.len()));
+        out.extend_from_slice(digits.as_bytes());
+        return true;
+    }
+    false
+}
+
+/// Decimal digits of `n` (no allocation: a small inline buffer).
+fn itoa_u64(mut n: u64) -> Digits {
+    let mut d = Digits {
+        buf: [0; 20],
+        start: 20,
+    };
+    loop {
+        d.start -= 1;
+        d.buf[d.start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return d;
+        }
+    }
+}
+
+struct Digits {
+    buf: [u8; 20],
+    start: usize,
+}
+
+impl Digits {
+    fn as_bytes(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+
+    fn len(&self) -> usize {
+        self.buf.len() - self.start
+    }
+}
+
+/// [`write_python_float`] for every finite value, through ryu.
+fn write_python_float_general(out: &mut Vec<u8>, v: f64) {
     let mut buf = ryu::Buffer::new();
     let text = buf.format_finite(v);
     let abs = v.abs();
@@ -944,6 +1018,74 @@ mod tests {
             }
         }
         assert!(edits > 10_000, "{edits}");
+    }
+
+    #[test]
+    fn short_decimals_are_written_exactly_as_the_general_python_repr() {
+        let mut state: u64 = 42;
+        let mut next = || {
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        };
+        let mut values = vec![
+            0.0001,
+            0.00011,
+            1e9 - 0.5,
+            999_999_999.999_999,
+            0.1,
+            0.2,
+            0.3,
+            1.0,
+            12.5,
+            -0.0001,
+            1029.27,
+            19.07,
+            72.87,
+            -33.8688,
+            151.2093,
+            0.000_099_999,
+            1e9,
+            123_456_789.123_456,
+        ];
+        for _ in 0..200_000 {
+            let r = next();
+            values.push(match r % 4 {
+                // decimals of 0..8 fraction digits, any sign, up to 1e10
+                0 | 1 => {
+                    let digits = (next() % 9) as i32;
+                    let m = (next() % 10_000_000_000_000) as f64;
+                    let v = m / 10f64.powi(digits) / 10f64.powi((next() % 5) as i32);
+                    if r % 8 < 4 {
+                        v
+                    } else {
+                        -v
+                    }
+                }
+                // any double in and around the fast path's range
+                2 => f64::from_bits(
+                    next() % (0x41E0_0000_0000_0000 - 0x3F00_0000_0000_0000)
+                        + 0x3F00_0000_0000_0000,
+                ),
+                // results of arithmetic (0.1 + 0.2 and the like)
+                _ => (next() % 100_000) as f64 * 0.01 + (next() % 1000) as f64 * 0.001,
+            });
+        }
+        let mut taken = 0;
+        for v in values {
+            let (mut fast, mut general) = (Vec::new(), Vec::new());
+            write_python_float(&mut fast, v);
+            write_python_float_general(&mut general, v);
+            assert_eq!(
+                String::from_utf8_lossy(&fast),
+                String::from_utf8_lossy(&general),
+                "{v:e}"
+            );
+            taken += usize::from(write_short_decimal(&mut Vec::new(), v));
+        }
+        assert!(taken > 50_000, "{taken}");
     }
 
     #[test]
