@@ -17,6 +17,7 @@ use parquet::basic::Compression;
 use parquet::column::writer::ColumnCloseResult;
 use parquet::file::metadata::ColumnChunkMetaData;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnDescPtr;
 use parquet::schema::types::ColumnPath;
 use txn_core::time::compact_utc;
 
@@ -55,6 +56,52 @@ pub struct SharedChunk {
     file: Bytes,
     chunk: ColumnChunkMetaData,
     rows: i64,
+}
+
+impl SharedChunk {
+    /// The chunk as column `descr` of a file of `rows` rows: its bytes and its close result
+    /// (offsets still those of the source file; `append_column` maps them). `None` when it does
+    /// not fit: other rows, or another physical type or level structure (nullability), which
+    /// would make its pages unreadable there.
+    fn close_as(
+        &self,
+        descr: &ColumnDescPtr,
+        rows: usize,
+    ) -> Result<Option<(Bytes, ColumnCloseResult)>> {
+        let c = &self.chunk;
+        let source = c.column_descr();
+        if self.rows != rows as i64
+            || source.physical_type() != descr.physical_type()
+            || source.max_def_level() != descr.max_def_level()
+            || source.max_rep_level() != descr.max_rep_level()
+        {
+            return Ok(None);
+        }
+        let mut meta = ColumnChunkMetaData::builder(descr.clone())
+            .set_compression_codec(c.compression_codec())
+            .set_encodings_mask(*c.encodings_mask())
+            .set_total_compressed_size(c.compressed_size())
+            .set_total_uncompressed_size(c.uncompressed_size())
+            .set_num_values(c.num_values())
+            .set_data_page_offset(c.data_page_offset())
+            .set_dictionary_page_offset(c.dictionary_page_offset())
+            .set_unencoded_byte_array_data_bytes(c.unencoded_byte_array_data_bytes());
+        if let Some(h) = c.definition_level_histogram() {
+            meta = meta.set_definition_level_histogram(Some(h.clone()));
+        }
+        if let Some(stats) = c.page_encoding_stats() {
+            meta = meta.set_page_encoding_stats(stats.clone());
+        }
+        let close = ColumnCloseResult {
+            bytes_written: c.compressed_size() as u64,
+            rows_written: self.rows as u64,
+            metadata: meta.build()?,
+            bloom_filter: None,
+            column_index: None,
+            offset_index: None,
+        };
+        Ok(Some((self.file.clone(), close)))
+    }
 }
 
 pub struct CompactWriter {
@@ -124,23 +171,13 @@ impl CompactWriter {
         planned_at: i64,
         batch: u64,
     ) -> Result<PathBuf> {
-        let (staged, fin) = self.paths(layer, planned_at, batch);
-        let file =
-            File::create(&staged).io_context(|| format!("cannot create {}", staged.display()))?;
-        let mut writer = ArrowWriter::try_new(
-            BufWriter::with_capacity(1 << 20, file),
-            rows.schema(),
-            Some(properties()),
-        )?;
+        let (staged, fin, mut writer) = self.staged_writer(layer, rows, planned_at, batch)?;
         let t = std::time::Instant::now();
         writer.write(rows)?;
         let encoded = t.elapsed();
-        let file = writer.into_inner()?.into_inner().map_err(|e| Error::Io {
-            context: format!("cannot write {}", staged.display()),
-            source: e.into_error(),
-        })?;
+        let buffered = writer.into_inner()?;
         let t = std::time::Instant::now();
-        self.publish(file, &staged, &fin)?;
+        self.publish_buffered(buffered, &staged, &fin)?;
         tracing::debug!(
             "{}: parquet encode {encoded:?}, fsync+rename {:?}",
             layer.folder(),
@@ -190,14 +227,7 @@ impl CompactWriter {
         shared: (usize, &dyn Fn() -> Option<SharedChunk>),
     ) -> Result<(PathBuf, bool)> {
         let (column, wait) = shared;
-        let (staged, fin) = self.paths(layer, planned_at, batch);
-        let file =
-            File::create(&staged).io_context(|| format!("cannot create {}", staged.display()))?;
-        let writer = ArrowWriter::try_new(
-            BufWriter::with_capacity(1 << 20, file),
-            rows.schema(),
-            Some(properties()),
-        )?;
+        let (staged, fin, writer) = self.staged_writer(layer, rows, planned_at, batch)?;
         let (mut file_writer, factory) = writer.into_serialized_writer()?;
         let mut writers = factory.create_column_writers(0)?;
         let schema = rows.schema();
@@ -209,42 +239,12 @@ impl CompactWriter {
             }
         }
         let descr = file_writer.schema_descr().column(column);
-        let copied = wait()
-            .filter(|s| {
-                s.rows == rows.num_rows() as i64
-                    && s.chunk.column_descr().physical_type() == descr.physical_type()
-            })
-            .map(|s| -> Result<_> {
-                let c = &s.chunk;
-                let mut meta = ColumnChunkMetaData::builder(descr.clone())
-                    .set_compression_codec(c.compression_codec())
-                    .set_encodings_mask(*c.encodings_mask())
-                    .set_total_compressed_size(c.compressed_size())
-                    .set_total_uncompressed_size(c.uncompressed_size())
-                    .set_num_values(c.num_values())
-                    .set_data_page_offset(c.data_page_offset())
-                    .set_dictionary_page_offset(c.dictionary_page_offset())
-                    .set_unencoded_byte_array_data_bytes(c.unencoded_byte_array_data_bytes());
-                if let Some(h) = c.definition_level_histogram() {
-                    meta = meta.set_definition_level_histogram(Some(h.clone()));
-                }
-                if let Some(stats) = c.page_encoding_stats() {
-                    meta = meta.set_page_encoding_stats(stats.clone());
-                }
-                let close = ColumnCloseResult {
-                    bytes_written: c.compressed_size() as u64,
-                    rows_written: s.rows as u64,
-                    metadata: meta.build()?,
-                    bloom_filter: None,
-                    column_index: None,
-                    offset_index: None,
-                };
-                Ok((s.file.clone(), close))
-            })
-            .transpose()?;
+        let mut copied = match wait() {
+            Some(shared) => shared.close_as(&descr, rows.num_rows())?,
+            None => None,
+        };
         let was_copied = copied.is_some();
         let mut group = file_writer.next_row_group()?;
-        let mut copied = copied;
         for (i, mut w) in writers.into_iter().enumerate() {
             if i == column {
                 if let Some((file, close)) = copied.take() {
@@ -258,16 +258,37 @@ impl CompactWriter {
             w.close()?.append_to_row_group(&mut group)?;
         }
         group.close()?;
-        let file = file_writer
-            .into_inner()?
-            .into_inner()
-            .map_err(|e| Error::Io {
-                context: format!("cannot write {}", staged.display()),
-                source: e.into_error(),
-            })?;
-        self.publish(file, &staged, &fin)?;
+        self.publish_buffered(file_writer.into_inner()?, &staged, &fin)?;
         tracing::debug!("{}: column {column} copied: {was_copied}", layer.folder());
         Ok((fin, was_copied))
+    }
+
+    /// A Parquet writer of the layer's settings into the batch's staging file; the staging and
+    /// final paths.
+    fn staged_writer(
+        &self,
+        layer: Layer,
+        rows: &RecordBatch,
+        planned_at: i64,
+        batch: u64,
+    ) -> Result<(PathBuf, PathBuf, ArrowWriter<BufWriter<File>>)> {
+        let (staged, fin) = self.paths(layer, planned_at, batch);
+        let file =
+            File::create(&staged).io_context(|| format!("cannot create {}", staged.display()))?;
+        let writer = ArrowWriter::try_new(
+            BufWriter::with_capacity(1 << 20, file),
+            rows.schema(),
+            Some(properties()),
+        )?;
+        Ok((staged, fin, writer))
+    }
+
+    fn publish_buffered(&self, buffered: BufWriter<File>, staged: &Path, fin: &Path) -> Result<()> {
+        let file = buffered.into_inner().map_err(|e| Error::Io {
+            context: format!("cannot write {}", staged.display()),
+            source: e.into_error(),
+        })?;
+        self.publish(file, staged, fin)
     }
 
     fn write_bytes_to(&self, bytes: &[u8], staged: &Path, fin: &Path) -> Result<()> {
@@ -287,11 +308,7 @@ impl CompactWriter {
         batch: u64,
     ) -> Result<PathBuf> {
         let (staged, fin) = self.paths(layer, planned_at, batch);
-        let mut file =
-            File::create(&staged).io_context(|| format!("cannot create {}", staged.display()))?;
-        file.write_all(bytes)
-            .io_context(|| format!("cannot write {}", staged.display()))?;
-        self.publish(file, &staged, &fin)?;
+        self.write_bytes_to(bytes, &staged, &fin)?;
         Ok(fin)
     }
 
@@ -415,6 +432,24 @@ mod tests {
             .unwrap();
         assert!(!was_copied);
         assert_eq!(read_back(&encoded), target);
+
+        // A chunk for a required (non-nullable) column is not used: its pages carry levels.
+        let (_, chunk) = writer
+            .write_parquet_sharing(Layer::Bronze, &source, 0, 4, 1)
+            .unwrap();
+        let required = Arc::new(Schema::new(vec![
+            Field::new("a", DataType::Int64, false),
+            Field::new("b", DataType::Int64, false),
+            Field::new("json_str", DataType::Utf8, false),
+        ]));
+        let strict =
+            RecordBatch::try_new(required, vec![numbers(2), numbers(3), text.clone()]).unwrap();
+        let chunk = std::cell::Cell::new(chunk);
+        let (path, was_copied) = writer
+            .write_parquet_with(Layer::Silver, &strict, 0, 4, (2, &|| chunk.take()))
+            .unwrap();
+        assert!(!was_copied);
+        assert_eq!(read_back(&path), strict);
 
         // A chunk of other rows is not used.
         let short = source.slice(0, 100);

@@ -142,6 +142,11 @@ pub fn write_python_float(out: &mut Vec<u8>, v: f64) {
     }
 }
 
+/// Powers of ten exact in an f64 (up to 10^22 are; the decoder and the float writer need 15).
+const POW10: [f64; 16] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+];
+
 /// The common case of [`write_python_float`] without ryu: `1e-4 <= |v| < 1e9` with a round-trip
 /// decimal of at most 6 fraction digits (amounts, coordinates). Returns false, writing nothing,
 /// otherwise.
@@ -152,13 +157,12 @@ pub fn write_python_float(out: &mut Vec<u8>, v: f64) {
 /// it equals `|v|` the text round-trips. No shorter one does (a smaller `k` was tried), and at
 /// most one k-digit decimal lies within half an ulp (`10^-6` > ulp below 2^30): Python's repr.
 fn write_short_decimal(out: &mut Vec<u8>, v: f64) -> bool {
-    const POW10: [f64; 7] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6];
     const POW10_INT: [u64; 7] = [1, 10, 100, 1_000, 10_000, 100_000, 1_000_000];
     let abs = v.abs();
     if !(1e-4..1e9).contains(&abs) {
         return false;
     }
-    for k in 1..POW10.len() {
+    for k in 1..POW10_INT.len() {
         let m = (abs * POW10[k]).round();
         if m / POW10[k] != abs {
             continue;
@@ -243,8 +247,7 @@ fn write_python_float_general(out: &mut Vec<u8>, v: f64) {
 /// else (escapes, unknown or repeated fields, exponents, long numbers, wrong types, bad JSON) goes
 /// through serde_json, which also words the reject. Both give the same result on what `scan` takes.
 pub fn decode(bytes: Option<&[u8]>) -> Result<Transaction<'_>, Reject> {
-    let bytes = bytes.ok_or(Reject::EmptyValue)?;
-    let text = std::str::from_utf8(bytes).map_err(|e| Reject::NotUtf8(e.valid_up_to()))?;
+    let text = payload_text(bytes)?;
     let raw = match scan(text) {
         Some(raw) => raw,
         None => parse_general(text)?,
@@ -255,9 +258,12 @@ pub fn decode(bytes: Option<&[u8]>) -> Result<Transaction<'_>, Reject> {
 /// [`decode`] without the fast path: serde_json for everything (the reference `scan` is tested
 /// against).
 pub fn decode_general(bytes: Option<&[u8]>) -> Result<Transaction<'_>, Reject> {
+    finish(parse_general(payload_text(bytes)?)?)
+}
+
+fn payload_text(bytes: Option<&[u8]>) -> Result<&str, Reject> {
     let bytes = bytes.ok_or(Reject::EmptyValue)?;
-    let text = std::str::from_utf8(bytes).map_err(|e| Reject::NotUtf8(e.valid_up_to()))?;
-    finish(parse_general(text)?)
+    std::str::from_utf8(bytes).map_err(|e| Reject::NotUtf8(e.valid_up_to()))
 }
 
 fn parse_general(text: &str) -> Result<Raw<'_>, Reject> {
@@ -470,9 +476,6 @@ fn scan_string(text: &str, i: usize) -> Option<(&str, usize)> {
 /// A number `-?(0|[1-9][0-9]*).[0-9]+` of at most 15 digits starting at `i`: its value and the
 /// index after it.
 fn scan_number(b: &[u8], mut i: usize) -> Option<(f64, usize)> {
-    const POW10: [f64; 16] = [
-        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
-    ];
     let negative = b.get(i) == Some(&b'-');
     i += usize::from(negative);
     let int_start = i;
@@ -939,6 +942,17 @@ mod tests {
         );
     }
 
+    /// A seeded SplitMix64 stream for the randomised tests.
+    fn splitmix64(mut state: u64) -> impl FnMut() -> u64 {
+        move || {
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        }
+    }
+
     /// Both paths, compared bit for bit on the floats (`-0.0 == 0.0` would hide a sign).
     fn assert_same_on_both_paths(line: &[u8]) {
         let (fast, general) = (decode(Some(line)), decode_general(Some(line)));
@@ -1022,14 +1036,7 @@ mod tests {
 
     #[test]
     fn short_decimals_are_written_exactly_as_the_general_python_repr() {
-        let mut state: u64 = 42;
-        let mut next = || {
-            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        };
+        let mut next = splitmix64(42);
         let mut values = vec![
             0.0001,
             0.00011,
@@ -1123,14 +1130,7 @@ mod tests {
     #[test]
     fn the_fast_path_agrees_with_serde_json_on_numbers() {
         // Pseudo-random decimals of every digit count the fast path takes, plus its edges.
-        let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
-        let mut next = || {
-            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        };
+        let mut next = splitmix64(0x9E37_79B9_7F4A_7C15);
         let mut numbers = vec![
             "0.0".to_string(),
             "-0.0".into(),
@@ -1149,7 +1149,7 @@ mod tests {
                 text.replace_range(..1, "7");
             }
             text.insert(point, '.');
-            if next() % 2 == 0 {
+            if next().is_multiple_of(2) {
                 text.insert(0, '-');
             }
             numbers.push(text);
