@@ -74,6 +74,7 @@ pub struct Recovery {
     pub next_batch: u64,
 }
 
+#[derive(Clone)]
 pub struct Checkpoint {
     root: PathBuf,
 }

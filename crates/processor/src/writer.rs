@@ -104,6 +104,7 @@ impl SharedChunk {
     }
 }
 
+#[derive(Clone)]
 pub struct CompactWriter {
     root: PathBuf,
     max_files: usize,
@@ -163,61 +164,52 @@ impl CompactWriter {
         (dir.join(STAGING).join(&name), dir.join(name))
     }
 
-    /// Writes one Parquet file for the layer's rows of this batch; returns its final path.
+    /// Writes one Parquet file for the layer's rows of this batch into staging.
     pub fn write_parquet(
         &self,
         layer: Layer,
         rows: &RecordBatch,
         planned_at: i64,
         batch: u64,
-    ) -> Result<PathBuf> {
+    ) -> Result<StagedFile> {
         let (staged, fin, mut writer) = self.staged_writer(layer, rows, planned_at, batch)?;
-        let t = std::time::Instant::now();
         writer.write(rows)?;
-        let encoded = t.elapsed();
-        let buffered = writer.into_inner()?;
-        let t = std::time::Instant::now();
-        self.publish_buffered(buffered, &staged, &fin)?;
-        tracing::debug!(
-            "{}: parquet encode {encoded:?}, fsync+rename {:?}",
-            layer.folder(),
-            t.elapsed()
-        );
-        Ok(fin)
+        staged_file(writer.into_inner()?, staged, fin)
     }
 
-    /// [`Self::write_parquet`], and the encoded chunk of column `share` for another file of the
-    /// batch ([`Self::write_parquet_with`]); `None` when the file has more than one row group.
+    /// [`Self::write_parquet`], handing the encoded chunk of column `share.0` to `share.1` for
+    /// another file of the batch ([`Self::write_parquet_with`]) as soon as it is encoded, before
+    /// this file is written; `None` when the file has more than one row group.
     pub fn write_parquet_sharing(
         &self,
         layer: Layer,
         rows: &RecordBatch,
         planned_at: i64,
         batch: u64,
-        share: usize,
-    ) -> Result<(PathBuf, Option<SharedChunk>)> {
+        share: (usize, &dyn Fn(Option<SharedChunk>)),
+    ) -> Result<StagedFile> {
+        let (column, give) = share;
         let (staged, fin) = self.paths(layer, planned_at, batch);
         let mut writer = ArrowWriter::try_new(Vec::new(), rows.schema(), Some(properties()))?;
         writer.write(rows)?;
         let metadata = writer.finish()?;
         let bytes = Bytes::from(std::mem::take(writer.inner_mut()));
-        let shared = match metadata.row_groups() {
+        give(match metadata.row_groups() {
             [group] => Some(SharedChunk {
-                chunk: group.column(share).clone(),
+                chunk: group.column(column).clone(),
                 rows: group.num_rows(),
                 file: bytes.clone(),
             }),
             _ => None,
-        };
-        self.write_bytes_to(&bytes, &staged, &fin)?;
-        Ok((fin, shared))
+        });
+        write_staged(&bytes, staged, fin)
     }
 
-    /// Writes one Parquet file whose column `shared.0` is copied, already encoded, from another
+    /// Writes one Parquet file (into staging) whose column `shared.0` is copied, already encoded, from another
     /// file of the batch (same values, same type and nullability), the other columns encoded
     /// here. `shared` is waited for after the other columns are encoded; when it gives `None`
     /// (or a chunk of another row count or type), the column is encoded here too. Returns the
-    /// final path and whether the column was copied.
+    /// file and whether the column was copied.
     pub fn write_parquet_with(
         &self,
         layer: Layer,
@@ -225,7 +217,7 @@ impl CompactWriter {
         planned_at: i64,
         batch: u64,
         shared: (usize, &dyn Fn() -> Option<SharedChunk>),
-    ) -> Result<(PathBuf, bool)> {
+    ) -> Result<(StagedFile, bool)> {
         let (column, wait) = shared;
         let (staged, fin, writer) = self.staged_writer(layer, rows, planned_at, batch)?;
         let (mut file_writer, factory) = writer.into_serialized_writer()?;
@@ -258,9 +250,9 @@ impl CompactWriter {
             w.close()?.append_to_row_group(&mut group)?;
         }
         group.close()?;
-        self.publish_buffered(file_writer.into_inner()?, &staged, &fin)?;
+        let file = staged_file(file_writer.into_inner()?, staged, fin)?;
         tracing::debug!("{}: column {column} copied: {was_copied}", layer.folder());
-        Ok((fin, was_copied))
+        Ok((file, was_copied))
     }
 
     /// A Parquet writer of the layer's settings into the batch's staging file; the staging and
@@ -283,42 +275,49 @@ impl CompactWriter {
         Ok((staged, fin, writer))
     }
 
-    fn publish_buffered(&self, buffered: BufWriter<File>, staged: &Path, fin: &Path) -> Result<()> {
-        let file = buffered.into_inner().map_err(|e| Error::Io {
-            context: format!("cannot write {}", staged.display()),
-            source: e.into_error(),
-        })?;
-        self.publish(file, staged, fin)
-    }
-
-    fn write_bytes_to(&self, bytes: &[u8], staged: &Path, fin: &Path) -> Result<()> {
-        let mut file =
-            File::create(staged).io_context(|| format!("cannot create {}", staged.display()))?;
-        file.write_all(bytes)
-            .io_context(|| format!("cannot write {}", staged.display()))?;
-        self.publish(file, staged, fin)
-    }
-
-    /// Writes one file of raw bytes (the CSV layer); returns its final path.
+    /// Writes one file of raw bytes (the CSV layer) into staging.
     pub fn write_bytes(
         &self,
         layer: Layer,
         bytes: &[u8],
         planned_at: i64,
         batch: u64,
-    ) -> Result<PathBuf> {
+    ) -> Result<StagedFile> {
         let (staged, fin) = self.paths(layer, planned_at, batch);
-        self.write_bytes_to(bytes, &staged, &fin)?;
-        Ok(fin)
+        write_staged(bytes, staged, fin)
     }
 
-    fn publish(&self, file: File, staged: &Path, fin: &Path) -> Result<()> {
-        file.sync_all()
-            .io_context(|| format!("cannot sync {}", staged.display()))?;
-        drop(file);
-        fs::rename(staged, fin)
-            .io_context(|| format!("cannot move {} into place", staged.display()))?;
-        sync_dir(fin.parent().unwrap_or(Path::new(".")))
+    /// Puts a batch's staged files in place: every file synced (in parallel: the disk works on
+    /// all of them at once), then each renamed to its final name, then each folder synced.
+    /// Returns the final paths.
+    pub fn publish(&self, files: Vec<StagedFile>) -> Result<Vec<PathBuf>> {
+        std::thread::scope(|s| {
+            let syncs: Vec<_> = files
+                .iter()
+                .map(|f| {
+                    s.spawn(move || {
+                        f.file
+                            .sync_all()
+                            .io_context(|| format!("cannot sync {}", f.staged.display()))
+                    })
+                })
+                .collect();
+            syncs.into_iter().try_for_each(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(Error::Config("a file sync thread panicked".into())))
+            })
+        })?;
+        let mut folders: Vec<&Path> = Vec::new();
+        for f in &files {
+            fs::rename(&f.staged, &f.fin)
+                .io_context(|| format!("cannot move {} into place", f.staged.display()))?;
+            let folder = f.fin.parent().unwrap_or(Path::new("."));
+            if !folders.contains(&folder) {
+                folders.push(folder);
+            }
+        }
+        folders.into_iter().try_for_each(sync_dir)?;
+        Ok(files.into_iter().map(|f| f.fin).collect())
     }
 
     /// Keeps the newest `max_files` files of the layer, deleting older ones; only files of batches
@@ -354,6 +353,38 @@ impl CompactWriter {
     }
 }
 
+/// A layer file written into its staging folder: neither synced nor visible yet
+/// ([`CompactWriter::publish`] does both).
+#[must_use = "a staged file is only visible once published"]
+pub struct StagedFile {
+    file: File,
+    staged: PathBuf,
+    fin: PathBuf,
+}
+
+impl StagedFile {
+    /// Where the file will be once published.
+    pub fn final_path(&self) -> &Path {
+        &self.fin
+    }
+}
+
+fn staged_file(buffered: BufWriter<File>, staged: PathBuf, fin: PathBuf) -> Result<StagedFile> {
+    let file = buffered.into_inner().map_err(|e| Error::Io {
+        context: format!("cannot write {}", staged.display()),
+        source: e.into_error(),
+    })?;
+    Ok(StagedFile { file, staged, fin })
+}
+
+fn write_staged(bytes: &[u8], staged: PathBuf, fin: PathBuf) -> Result<StagedFile> {
+    let mut file =
+        File::create(&staged).io_context(|| format!("cannot create {}", staged.display()))?;
+    file.write_all(bytes)
+        .io_context(|| format!("cannot write {}", staged.display()))?;
+    Ok(StagedFile { file, staged, fin })
+}
+
 /// The batch id in a final file name of `layer`, if the name is one of ours.
 fn batch_of(layer: Layer, name: &str) -> Option<u64> {
     let rest = name.strip_prefix(layer.prefix())?.strip_prefix('_')?;
@@ -371,6 +402,10 @@ mod tests {
     use arrow_array::{ArrayRef, Int64Array, StringArray};
     use arrow_schema::{DataType, Field, Schema};
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    fn placed(writer: &CompactWriter, file: StagedFile) -> PathBuf {
+        writer.publish(vec![file]).unwrap().remove(0)
+    }
 
     fn read_back(path: &Path) -> RecordBatch {
         let file = File::open(path).unwrap();
@@ -402,11 +437,17 @@ mod tests {
             Field::new("value", DataType::Utf8, true),
         ]));
         let source = RecordBatch::try_new(source_schema, vec![numbers(1), text.clone()]).unwrap();
-        let (path, chunk) = writer
-            .write_parquet_sharing(Layer::Bronze, &source, 0, 1, 1)
+        let chunk = std::cell::Cell::new(None);
+        let staged = writer
+            .write_parquet_sharing(Layer::Bronze, &source, 0, 1, (1, &|c| chunk.set(c)))
             .unwrap();
+        let path = staged.final_path().to_path_buf();
+        assert!(!path.exists(), "not visible before it is published");
+        assert_eq!(writer.publish(vec![staged]).unwrap(), vec![path.clone()]);
         assert_eq!(read_back(&path), source);
-        let chunk = chunk.expect("one row group");
+        let one = chunk.take();
+        assert!(one.is_some(), "one row group: a chunk to share");
+        chunk.set(one);
 
         // The target: another name and position for the same values, as silver's json_str.
         let target_schema = Arc::new(Schema::new(vec![
@@ -419,24 +460,25 @@ mod tests {
             vec![numbers(2), numbers(3), text.clone()],
         )
         .unwrap();
-        let chunk = std::cell::Cell::new(Some(chunk));
         let (copied, was_copied) = writer
             .write_parquet_with(Layer::Silver, &target, 0, 1, (2, &|| chunk.take()))
             .unwrap();
         assert!(was_copied);
-        assert_eq!(read_back(&copied), target);
+        assert_eq!(read_back(&placed(&writer, copied)), target);
 
         // Nothing to copy (the source failed): encoded here.
         let (encoded, was_copied) = writer
             .write_parquet_with(Layer::Silver, &target, 0, 2, (2, &|| None))
             .unwrap();
         assert!(!was_copied);
-        assert_eq!(read_back(&encoded), target);
+        assert_eq!(read_back(&placed(&writer, encoded)), target);
 
         // A chunk for a required (non-nullable) column is not used: its pages carry levels.
-        let (_, chunk) = writer
-            .write_parquet_sharing(Layer::Bronze, &source, 0, 4, 1)
-            .unwrap();
+        drop(
+            writer
+                .write_parquet_sharing(Layer::Bronze, &source, 0, 4, (1, &|c| chunk.set(c)))
+                .unwrap(),
+        );
         let required = Arc::new(Schema::new(vec![
             Field::new("a", DataType::Int64, false),
             Field::new("b", DataType::Int64, false),
@@ -444,24 +486,24 @@ mod tests {
         ]));
         let strict =
             RecordBatch::try_new(required, vec![numbers(2), numbers(3), text.clone()]).unwrap();
-        let chunk = std::cell::Cell::new(chunk);
-        let (path, was_copied) = writer
+        let (file, was_copied) = writer
             .write_parquet_with(Layer::Silver, &strict, 0, 4, (2, &|| chunk.take()))
             .unwrap();
         assert!(!was_copied);
-        assert_eq!(read_back(&path), strict);
+        assert_eq!(read_back(&placed(&writer, file)), strict);
 
         // A chunk of other rows is not used.
         let short = source.slice(0, 100);
-        let (_, other) = writer
-            .write_parquet_sharing(Layer::Bronze, &short, 0, 3, 1)
-            .unwrap();
-        let other = std::cell::Cell::new(other);
+        drop(
+            writer
+                .write_parquet_sharing(Layer::Bronze, &short, 0, 3, (1, &|c| chunk.set(c)))
+                .unwrap(),
+        );
         let (checked, was_copied) = writer
-            .write_parquet_with(Layer::Silver, &target, 0, 3, (2, &|| other.take()))
+            .write_parquet_with(Layer::Silver, &target, 0, 3, (2, &|| chunk.take()))
             .unwrap();
         assert!(!was_copied);
-        assert_eq!(read_back(&checked), target);
+        assert_eq!(read_back(&placed(&writer, checked)), target);
         fs::remove_dir_all(&dir).unwrap();
     }
 
