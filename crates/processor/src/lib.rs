@@ -741,6 +741,9 @@ impl Engine {
     }
 }
 
+/// Rows written per layer.
+type LayerRows = Vec<(Layer, u64)>;
+
 /// Runs `f`, logging (debug) how long it took and how much CPU its thread spent.
 fn timed<T>(batch: u64, layer: Layer, f: impl FnOnce() -> Result<T>) -> Result<T> {
     let t = Instant::now();
@@ -764,7 +767,7 @@ fn write_layers(
     gold_rows: &[gold::GoldRow],
     topic: &str,
     plan: &BatchPlan,
-) -> Result<(Vec<writer::StagedFile>, Vec<(Layer, u64)>)> {
+) -> Result<(Vec<writer::StagedFile>, LayerRows)> {
     let (at, id) = (plan.planned_at, plan.batch);
     // The payloads, copied once: bronze's `value`, and silver's `json_str` too when every
     // message of the batch is valid.

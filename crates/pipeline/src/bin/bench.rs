@@ -48,6 +48,21 @@ enum What {
         /// 100,000 keeps peak RSS under 512 MiB (the next batch is read while one is written)
         #[arg(long, default_value_t = 100_000)]
         max_offsets_per_trigger: u64,
+        /// Producer batch size of the fill, bytes (16 KiB: the Kafka producer's default batch.size)
+        #[arg(long, default_value_t = 16_384)]
+        fill_batch_bytes: u32,
+    },
+    /// Fill the broker, then only read it in batches (the processor's reader, nothing else)
+    Read {
+        #[arg(long, default_value_t = 1_000_000)]
+        messages: u64,
+        #[arg(long, default_value_t = 100)]
+        partitions: i32,
+        #[arg(long, default_value_t = 100_000)]
+        max_offsets_per_trigger: u64,
+        /// Producer batch size of the fill, bytes
+        #[arg(long, default_value_t = 16_384)]
+        fill_batch_bytes: u32,
     },
     /// The stages after the read (decode → layers → write → commit), fed from memory
     Stages {
@@ -75,7 +90,24 @@ fn main() -> anyhow::Result<()> {
             messages,
             partitions,
             max_offsets_per_trigger,
-        } => bench_processor(messages, partitions, max_offsets_per_trigger),
+            fill_batch_bytes,
+        } => bench_processor(
+            messages,
+            partitions,
+            max_offsets_per_trigger,
+            fill_batch_bytes,
+        ),
+        What::Read {
+            messages,
+            partitions,
+            max_offsets_per_trigger,
+            fill_batch_bytes,
+        } => bench_read(
+            messages,
+            partitions,
+            max_offsets_per_trigger,
+            fill_batch_bytes,
+        ),
         What::Stages { messages, batch } => bench_stages(messages, batch),
         What::Decode { messages } => bench_decode(messages),
     }
@@ -126,18 +158,17 @@ fn bench_producer(count: u64, rate: f64, seconds: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Fills `partitions` round-robin (so no partition passes the mock's 5 MiB) with seed-shaped messages.
-fn fill(bootstrap: &str, messages: u64, partitions: i32) -> anyhow::Result<u64> {
+/// Fills `partitions` round-robin (so no partition passes the mock's 5 MiB) with seed-shaped
+/// messages, in producer batches of up to `batch_bytes` (linger 100 ms lets them fill).
+///
+/// The batch size matters to the mock only: it finds a fetch's batch by walking the partition's
+/// batches from the first, so its cost grows with the square of their number, where a Kafka
+/// broker looks the offset up in an index.
+fn fill(bootstrap: &str, messages: u64, partitions: i32, batch_bytes: u32) -> anyhow::Result<u64> {
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
-        .set(
-            "linger.ms",
-            std::env::var("FILL_LINGER").unwrap_or("5".into()),
-        )
-        .set(
-            "batch.size",
-            std::env::var("FILL_BATCH").unwrap_or("1000000".into()),
-        )
+        .set("linger.ms", "100")
+        .set("batch.size", batch_bytes.to_string())
         .set("queue.buffering.max.messages", "500000")
         .create()?;
     let mut g = Generator::new(7, 0.0, 0.0);
@@ -164,16 +195,26 @@ fn fill(bootstrap: &str, messages: u64, partitions: i32) -> anyhow::Result<u64> 
     Ok(bytes)
 }
 
-fn bench_processor(messages: u64, partitions: i32, max_offsets: u64) -> anyhow::Result<()> {
+fn bench_processor(
+    messages: u64,
+    partitions: i32,
+    max_offsets: u64,
+    fill_batch_bytes: u32,
+) -> anyhow::Result<()> {
     let per_partition = messages as f64 / f64::from(partitions) * 360.0 / 1048576.0;
     if per_partition > 4.8 {
         bail!("{per_partition:.1} MiB per partition: the mock keeps 5 MiB; use more --partitions");
     }
     let broker = EmbeddedBroker::start("transactions", partitions)?;
     let t = Instant::now();
-    let bytes = fill(broker.bootstrap_servers(), messages, partitions)?;
+    let bytes = fill(
+        broker.bootstrap_servers(),
+        messages,
+        partitions,
+        fill_batch_bytes,
+    )?;
     println!(
-        "filled {messages} messages ({:.0} MB) over {partitions} partitions in {:.1} s",
+        "filled {messages} messages ({:.0} MB) over {partitions} partitions in {:.1} s, producer batches of up to {fill_batch_bytes} bytes",
         bytes as f64 / 1e6,
         t.elapsed().as_secs_f64()
     );
@@ -223,6 +264,55 @@ fn bench_processor(messages: u64, partitions: i32, max_offsets: u64) -> anyhow::
         summary.split("[processor] ").nth(1).unwrap_or(&summary)
     );
     let _ = std::fs::remove_dir_all(&out);
+    Ok(())
+}
+
+fn bench_read(
+    messages: u64,
+    partitions: i32,
+    max_offsets: u64,
+    fill_batch_bytes: u32,
+) -> anyhow::Result<()> {
+    let broker = EmbeddedBroker::start("transactions", partitions)?;
+    let bytes = fill(
+        broker.bootstrap_servers(),
+        messages,
+        partitions,
+        fill_batch_bytes,
+    )?;
+    let source = processor::source::KafkaSource::new(
+        broker.bootstrap_servers(),
+        "transactions",
+        "bench-read",
+    )?;
+    let watermarks = source.wait_ready(Duration::from_secs(30))?;
+    let mut next: std::collections::BTreeMap<i32, i64> =
+        watermarks.iter().map(|(&p, &(low, _))| (p, low)).collect();
+    let target = watermarks
+        .iter()
+        .map(|(&p, &(_, high))| (p, high))
+        .collect();
+    let t = Instant::now();
+    let (mut rows, mut batches) = (0usize, 0);
+    loop {
+        let (ranges, _) = processor::source::plan(&next, &watermarks, &target, max_offsets, true)?;
+        if ranges.iter().all(OffsetRange::is_empty) {
+            break;
+        }
+        let (raw, _) = source
+            .read(&ranges, &|_| false)?
+            .context("the read gave up")?;
+        rows += raw.messages.len();
+        batches += 1;
+        next = ranges.iter().map(|r| (r.partition, r.end)).collect();
+    }
+    let secs = t.elapsed().as_secs_f64();
+    println!(
+        "read alone: {rows} rows in {batches} batches, {secs:.2} s = {:.0} rows/s, {:.1} MB/s (peak RSS {} MiB, broker included)",
+        rows as f64 / secs,
+        bytes as f64 / 1e6 / secs,
+        processor::peak_rss_kib().unwrap_or(0) / 1024
+    );
     Ok(())
 }
 
