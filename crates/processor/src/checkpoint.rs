@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! _chk/metadata            {"topic": ...}                      which topic this checkpoint follows
-//! _chk/offsets/<batch>     {"batch", "planned_at", "ranges"}   written before any data file
+//! _chk/offsets/<batch>     {"batch", "planned_at", "ranges"}   written before any data file leaves staging
 //! _chk/commits/<batch>     {"batch", "rows", "late_rows", ...} written after every data file
 //! _chk/state/<batch>       gold window state and watermark as of that commit
 //! ```
@@ -158,7 +158,7 @@ impl Checkpoint {
         }
     }
 
-    /// Writes the plan of a batch; must happen before any of its files.
+    /// Writes the plan of a batch; must happen before any of its files leaves staging.
     pub fn write_plan(&self, plan: &BatchPlan) -> Result<()> {
         write_atomic(&self.entry("offsets", plan.batch), &to_json(plan))
     }

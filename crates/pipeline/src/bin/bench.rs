@@ -48,9 +48,8 @@ enum What {
         /// 100,000 keeps peak RSS under 512 MiB (the next batch is read while one is written)
         #[arg(long, default_value_t = 100_000)]
         max_offsets_per_trigger: u64,
-        /// Producer batch size of the fill, bytes (16 KiB: the Kafka producer's default batch.size)
-        #[arg(long, default_value_t = 16_384)]
-        fill_batch_bytes: u32,
+        #[command(flatten)]
+        fill: Fill,
     },
     /// Fill the broker, then only read it in batches (the processor's reader, nothing else)
     Read {
@@ -60,9 +59,8 @@ enum What {
         partitions: i32,
         #[arg(long, default_value_t = 100_000)]
         max_offsets_per_trigger: u64,
-        /// Producer batch size of the fill, bytes
-        #[arg(long, default_value_t = 16_384)]
-        fill_batch_bytes: u32,
+        #[command(flatten)]
+        fill: Fill,
     },
     /// The stages after the read (decode → layers → write → commit), fed from memory
     Stages {
@@ -78,6 +76,17 @@ enum What {
     },
 }
 
+/// How the benchmark's producer batches the fill.
+#[derive(clap::Args)]
+struct Fill {
+    /// Producer batch size of the fill, bytes (16 KiB: the Kafka producer's default batch.size)
+    #[arg(long = "fill-batch-bytes", default_value_t = 16_384)]
+    bytes: u32,
+    /// Producer linger of the fill, ms (long enough for the batches to fill)
+    #[arg(long = "fill-linger-ms", default_value_t = 100)]
+    linger_ms: u32,
+}
+
 fn main() -> anyhow::Result<()> {
     txn_core::settings::init_logging();
     match Cli::parse().what {
@@ -90,24 +99,14 @@ fn main() -> anyhow::Result<()> {
             messages,
             partitions,
             max_offsets_per_trigger,
-            fill_batch_bytes,
-        } => bench_processor(
-            messages,
-            partitions,
-            max_offsets_per_trigger,
-            fill_batch_bytes,
-        ),
+            fill,
+        } => bench_processor(messages, partitions, max_offsets_per_trigger, &fill),
         What::Read {
             messages,
             partitions,
             max_offsets_per_trigger,
-            fill_batch_bytes,
-        } => bench_read(
-            messages,
-            partitions,
-            max_offsets_per_trigger,
-            fill_batch_bytes,
-        ),
+            fill,
+        } => bench_read(messages, partitions, max_offsets_per_trigger, &fill),
         What::Stages { messages, batch } => bench_stages(messages, batch),
         What::Decode { messages } => bench_decode(messages),
     }
@@ -159,16 +158,17 @@ fn bench_producer(count: u64, rate: f64, seconds: u64) -> anyhow::Result<()> {
 }
 
 /// Fills `partitions` round-robin (so no partition passes the mock's 5 MiB) with seed-shaped
-/// messages, in producer batches of up to `batch_bytes` (linger 100 ms lets them fill).
+/// messages, in producer batches of up to `fill.bytes`, each sent after at most `fill.linger_ms`
+/// (100 ms lets 16 KiB batches fill).
 ///
 /// The batch size matters to the mock only: it finds a fetch's batch by walking the partition's
 /// batches from the first, so its cost grows with the square of their number, where a Kafka
 /// broker looks the offset up in an index.
-fn fill(bootstrap: &str, messages: u64, partitions: i32, batch_bytes: u32) -> anyhow::Result<u64> {
+fn fill(bootstrap: &str, messages: u64, partitions: i32, fill: &Fill) -> anyhow::Result<u64> {
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
-        .set("linger.ms", "100")
-        .set("batch.size", batch_bytes.to_string())
+        .set("linger.ms", fill.linger_ms.to_string())
+        .set("batch.size", fill.bytes.to_string())
         .set("queue.buffering.max.messages", "500000")
         .create()?;
     let mut g = Generator::new(7, 0.0, 0.0);
@@ -199,7 +199,7 @@ fn bench_processor(
     messages: u64,
     partitions: i32,
     max_offsets: u64,
-    fill_batch_bytes: u32,
+    fill_with: &Fill,
 ) -> anyhow::Result<()> {
     let per_partition = messages as f64 / f64::from(partitions) * 360.0 / 1048576.0;
     if per_partition > 4.8 {
@@ -207,16 +207,13 @@ fn bench_processor(
     }
     let broker = EmbeddedBroker::start("transactions", partitions)?;
     let t = Instant::now();
-    let bytes = fill(
-        broker.bootstrap_servers(),
-        messages,
-        partitions,
-        fill_batch_bytes,
-    )?;
+    let bytes = fill(broker.bootstrap_servers(), messages, partitions, fill_with)?;
     println!(
-        "filled {messages} messages ({:.0} MB) over {partitions} partitions in {:.1} s, producer batches of up to {fill_batch_bytes} bytes",
+        "filled {messages} messages ({:.0} MB) over {partitions} partitions in {:.1} s, producer batches of up to {} bytes, linger {} ms",
         bytes as f64 / 1e6,
-        t.elapsed().as_secs_f64()
+        t.elapsed().as_secs_f64(),
+        fill_with.bytes,
+        fill_with.linger_ms
     );
 
     let out = scratch("bench-processor")?;
@@ -271,15 +268,10 @@ fn bench_read(
     messages: u64,
     partitions: i32,
     max_offsets: u64,
-    fill_batch_bytes: u32,
+    fill_with: &Fill,
 ) -> anyhow::Result<()> {
     let broker = EmbeddedBroker::start("transactions", partitions)?;
-    let bytes = fill(
-        broker.bootstrap_servers(),
-        messages,
-        partitions,
-        fill_batch_bytes,
-    )?;
+    let bytes = fill(broker.bootstrap_servers(), messages, partitions, fill_with)?;
     let source = processor::source::KafkaSource::new(
         broker.bootstrap_servers(),
         "transactions",
