@@ -895,3 +895,70 @@ pub fn main_with_args(args: impl IntoIterator<Item = String>) -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn files_in(dir: &std::path::Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .filter(|e| e.path().is_file())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_staged_batch_is_invisible_and_unplanned_until_its_commit() {
+        let root = std::env::temp_dir().join(format!("staged-batch-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let mut config = ProcessorConfig::try_parse_from(["processor"]).unwrap();
+        config.output_path = root.clone();
+        config.checkpoint_dir = Some(root.join("_chk"));
+        let (mut sink, _) = BatchSink::open(&config).unwrap();
+
+        let good = br#"{"txn_id": "t1", "event_ts": "2025-11-07T07:30:38.730729+00:00", "card_id": "c1", "amount": 12.5}"#;
+        let mut raw = RawBatch::default();
+        raw.push(0, 0, Some(0), Some(b"c1"), Some(good));
+        raw.push(0, 1, Some(0), Some(b"c1"), Some(b"not json"));
+        let plan = BatchPlan {
+            batch: 0,
+            planned_at: 1_762_500_638_730_729,
+            ranges: vec![OffsetRange {
+                partition: 0,
+                start: 0,
+                end: 2,
+            }],
+        };
+        let staged = sink.stage(plan, true, raw, 0).unwrap();
+        // Written, but only in staging; no plan and no commit yet.
+        for layer in ["bronze", "silver", "quarantine", "raw_csv"] {
+            assert!(files_in(&root.join(layer)).is_empty(), "{layer} is empty");
+            assert_eq!(
+                files_in(&root.join(layer).join("_staging")).len(),
+                1,
+                "{layer} staged"
+            );
+        }
+        assert!(files_in(&root.join("_chk/offsets")).is_empty());
+        assert!(sink.checkpoint().recover().unwrap().pending.is_none());
+
+        let outcome = sink.committer().commit(staged).unwrap();
+        assert_eq!(outcome.commit.rows, 2);
+        for layer in ["bronze", "silver", "quarantine", "raw_csv"] {
+            assert_eq!(files_in(&root.join(layer)).len(), 1, "{layer} in place");
+            assert!(files_in(&root.join(layer).join("_staging")).is_empty());
+        }
+        assert_eq!(files_in(&root.join("_chk/offsets")), vec!["0".to_string()]);
+        assert_eq!(files_in(&root.join("_chk/commits")), vec!["0".to_string()]);
+        let recovery = sink.checkpoint().recover().unwrap();
+        assert!(recovery.pending.is_none());
+        assert_eq!(recovery.next_batch, 1);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+}
