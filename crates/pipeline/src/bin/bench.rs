@@ -40,27 +40,13 @@ enum What {
     },
     /// Fill the broker, then the processor (its own process) with available-now
     Processor {
-        #[arg(long, default_value_t = 1_000_000)]
-        messages: u64,
-        /// Enough partitions to stay under the mock broker's 5 MiB per partition
-        #[arg(long, default_value_t = 100)]
-        partitions: i32,
-        /// 100,000 keeps peak RSS under 512 MiB (the next batch is read while one is written)
-        #[arg(long, default_value_t = 100_000)]
-        max_offsets_per_trigger: u64,
         #[command(flatten)]
-        fill: Fill,
+        filled: Filled,
     },
     /// Fill the broker, then only read it in batches (the processor's reader, nothing else)
     Read {
-        #[arg(long, default_value_t = 1_000_000)]
-        messages: u64,
-        #[arg(long, default_value_t = 100)]
-        partitions: i32,
-        #[arg(long, default_value_t = 100_000)]
-        max_offsets_per_trigger: u64,
         #[command(flatten)]
-        fill: Fill,
+        filled: Filled,
     },
     /// The stages after the read (decode → layers → write → commit), fed from memory
     Stages {
@@ -74,6 +60,45 @@ enum What {
         #[arg(long, default_value_t = 200_000)]
         messages: u64,
     },
+}
+
+/// A filled broker and the batches to take from it (`processor` and `read`).
+#[derive(clap::Args)]
+struct Filled {
+    #[arg(long, default_value_t = 1_000_000)]
+    messages: u64,
+    /// Enough partitions to stay under the mock broker's 5 MiB per partition
+    #[arg(long, default_value_t = 100)]
+    partitions: i32,
+    /// 100,000 keeps peak RSS under 512 MiB (the next batch is read while one is written)
+    #[arg(long, default_value_t = 100_000)]
+    max_offsets_per_trigger: u64,
+    #[command(flatten)]
+    fill: Fill,
+}
+
+impl Filled {
+    /// Starts the embedded broker and fills it; returns it and the payload bytes sent.
+    fn start(&self) -> anyhow::Result<(EmbeddedBroker, u64)> {
+        let (messages, partitions) = (self.messages, self.partitions);
+        let per_partition = messages as f64 / f64::from(partitions) * 360.0 / 1048576.0;
+        if per_partition > 4.8 {
+            bail!(
+                "{per_partition:.1} MiB per partition: the mock keeps 5 MiB; use more --partitions"
+            );
+        }
+        let broker = EmbeddedBroker::start("transactions", partitions)?;
+        let t = Instant::now();
+        let bytes = fill(broker.bootstrap_servers(), messages, partitions, &self.fill)?;
+        println!(
+            "filled {messages} messages ({:.0} MB) over {partitions} partitions in {:.1} s, producer batches of up to {} bytes, linger {} ms",
+            bytes as f64 / 1e6,
+            t.elapsed().as_secs_f64(),
+            self.fill.bytes,
+            self.fill.linger_ms
+        );
+        Ok((broker, bytes))
+    }
 }
 
 /// How the benchmark's producer batches the fill.
@@ -95,18 +120,8 @@ fn main() -> anyhow::Result<()> {
             rate,
             seconds,
         } => bench_producer(count, rate, seconds),
-        What::Processor {
-            messages,
-            partitions,
-            max_offsets_per_trigger,
-            fill,
-        } => bench_processor(messages, partitions, max_offsets_per_trigger, &fill),
-        What::Read {
-            messages,
-            partitions,
-            max_offsets_per_trigger,
-            fill,
-        } => bench_read(messages, partitions, max_offsets_per_trigger, &fill),
+        What::Processor { filled } => bench_processor(&filled),
+        What::Read { filled } => bench_read(&filled),
         What::Stages { messages, batch } => bench_stages(messages, batch),
         What::Decode { messages } => bench_decode(messages),
     }
@@ -195,27 +210,8 @@ fn fill(bootstrap: &str, messages: u64, partitions: i32, fill: &Fill) -> anyhow:
     Ok(bytes)
 }
 
-fn bench_processor(
-    messages: u64,
-    partitions: i32,
-    max_offsets: u64,
-    fill_with: &Fill,
-) -> anyhow::Result<()> {
-    let per_partition = messages as f64 / f64::from(partitions) * 360.0 / 1048576.0;
-    if per_partition > 4.8 {
-        bail!("{per_partition:.1} MiB per partition: the mock keeps 5 MiB; use more --partitions");
-    }
-    let broker = EmbeddedBroker::start("transactions", partitions)?;
-    let t = Instant::now();
-    let bytes = fill(broker.bootstrap_servers(), messages, partitions, fill_with)?;
-    println!(
-        "filled {messages} messages ({:.0} MB) over {partitions} partitions in {:.1} s, producer batches of up to {} bytes, linger {} ms",
-        bytes as f64 / 1e6,
-        t.elapsed().as_secs_f64(),
-        fill_with.bytes,
-        fill_with.linger_ms
-    );
-
+fn bench_processor(filled: &Filled) -> anyhow::Result<()> {
+    let (broker, _) = filled.start()?;
     let out = scratch("bench-processor")?;
     let exe = std::env::current_exe()?.with_file_name("pipeline");
     let t = Instant::now();
@@ -232,7 +228,7 @@ fn bench_processor(
         .arg("--output-path")
         .arg(&out)
         .arg("--max-offsets-per-trigger")
-        .arg(max_offsets.to_string())
+        .arg(filled.max_offsets_per_trigger.to_string())
         .current_dir(&out)
         .stderr(Stdio::piped())
         .spawn()
@@ -264,14 +260,8 @@ fn bench_processor(
     Ok(())
 }
 
-fn bench_read(
-    messages: u64,
-    partitions: i32,
-    max_offsets: u64,
-    fill_with: &Fill,
-) -> anyhow::Result<()> {
-    let broker = EmbeddedBroker::start("transactions", partitions)?;
-    let bytes = fill(broker.bootstrap_servers(), messages, partitions, fill_with)?;
+fn bench_read(filled: &Filled) -> anyhow::Result<()> {
+    let (broker, bytes) = filled.start()?;
     let source = processor::source::KafkaSource::new(
         broker.bootstrap_servers(),
         "transactions",
@@ -287,7 +277,13 @@ fn bench_read(
     let t = Instant::now();
     let (mut rows, mut batches) = (0usize, 0);
     loop {
-        let (ranges, _) = processor::source::plan(&next, &watermarks, &target, max_offsets, true)?;
+        let (ranges, _) = processor::source::plan(
+            &next,
+            &watermarks,
+            &target,
+            filled.max_offsets_per_trigger,
+            true,
+        )?;
         if ranges.iter().all(OffsetRange::is_empty) {
             break;
         }
