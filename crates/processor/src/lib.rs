@@ -370,7 +370,8 @@ pub fn run_with_drain(
     };
 
     std::thread::scope(|s| -> Result<()> {
-        let read = |ranges: Vec<OffsetRange>| s.spawn(move || source.read(&ranges, &give_up));
+        let read =
+            |ranges: Vec<OffsetRange>| spawn(s, "read", move || source.read(&ranges, &give_up));
         let mut committing: Option<Committing<'_>> = None;
         let result = (|| -> Result<()> {
             // A batch planned but not committed by the last run goes first, with its own plan.
@@ -496,7 +497,7 @@ pub fn run_with_drain(
                 }
                 let committer = engine.sink.committer();
                 let this = Committing {
-                    handle: s.spawn(move || committer.commit(staged)),
+                    handle: spawn(s, "commit", move || committer.commit(staged)),
                     report,
                 };
                 if back_to_back {
@@ -585,12 +586,21 @@ pub fn tune_allocator() {
 
 /// CPU time of the calling thread (for debug timings).
 pub fn thread_cpu() -> Duration {
+    cpu_clock(libc::CLOCK_THREAD_CPUTIME_ID)
+}
+
+/// CPU time of the whole process, every thread, user and system (for benchmarks).
+pub fn process_cpu() -> Duration {
+    cpu_clock(libc::CLOCK_PROCESS_CPUTIME_ID)
+}
+
+fn cpu_clock(clock: libc::clockid_t) -> Duration {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
     // SAFETY: `ts` is a valid timespec to write into.
-    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } != 0 {
+    if unsafe { libc::clock_gettime(clock, &mut ts) } != 0 {
         return Duration::ZERO;
     }
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
@@ -741,6 +751,19 @@ impl Engine {
     }
 }
 
+/// A scoped thread with a name (seen in `top -H`, perf and panic messages). Like
+/// `Scope::spawn`, panics only when the system cannot create a thread.
+pub(crate) fn spawn<'s, 'e, T: Send + 's>(
+    s: &'s std::thread::Scope<'s, 'e>,
+    name: &str,
+    f: impl FnOnce() -> T + Send + 's,
+) -> std::thread::ScopedJoinHandle<'s, T> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn_scoped(s, f)
+        .expect("failed to spawn thread")
+}
+
 /// Rows written per layer.
 type LayerRows = Vec<(Layer, u64)>;
 
@@ -780,7 +803,7 @@ fn write_layers(
     let sharing = shared_json.is_some();
     let values = &values;
     let files = std::thread::scope(|s| {
-        let bronze = s.spawn(move || {
+        let bronze = spawn(s, "bronze", move || {
             timed(id, Layer::Bronze, || {
                 let rows = layers::bronze::build(raw, topic, values.clone())?;
                 if sharing {
@@ -801,7 +824,7 @@ fn write_layers(
                 }
             })
         });
-        let silver = s.spawn(move || {
+        let silver = spawn(s, "silver", move || {
             timed(id, Layer::Silver, || {
                 if decoded.valid.is_empty() {
                     return Ok(None);

@@ -345,6 +345,10 @@ fn bench_decode(messages: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |p| p.get())
+}
+
 fn bench_stages(messages: u64, batch: u64) -> anyhow::Result<()> {
     let out = scratch("bench-stages")?;
     let mut config = processor::ProcessorConfig::try_parse_from(["processor"])?;
@@ -394,7 +398,7 @@ fn bench_stages(messages: u64, batch: u64) -> anyhow::Result<()> {
         Duration::ZERO,
         Duration::ZERO,
     );
-    let t = Instant::now();
+    let (t, cpu) = (Instant::now(), processor::process_cpu());
     std::thread::scope(|s| -> anyhow::Result<()> {
         let mut committing: Option<std::thread::ScopedJoinHandle<'_, _>> = None;
         let mut settle = |h: std::thread::ScopedJoinHandle<
@@ -422,10 +426,14 @@ fn bench_stages(messages: u64, batch: u64) -> anyhow::Result<()> {
         committing.map_or(Ok(()), settle)
     })?;
     let secs = t.elapsed().as_secs_f64();
+    let cpu = (processor::process_cpu() - cpu).as_secs_f64();
     println!(
-        "stages after the read, from memory: {messages} records in {secs:.2} s = {:.0} records/s, {:.1} MB/s | decode {:.0} ms, layers+write {:.0} ms (gold window update {:.0} ms), commit {:.0} ms beside the next batch | peak RSS {} MiB, of which {input_mib} MiB is the generated input",
+        "stages after the read, from memory: {messages} records in {secs:.2} s = {:.0} records/s, {:.1} MB/s, CPU {cpu:.2} s ({:.2} µs a record, {:.0} % of {} cores) | decode {:.0} ms, layers+write {:.0} ms (gold window update {:.0} ms), commit {:.0} ms beside the next batch | peak RSS {} MiB, of which {input_mib} MiB is the generated input",
         messages as f64 / secs,
         bytes as f64 / 1e6 / secs,
+        cpu * 1e6 / messages as f64,
+        cpu / secs / cores() as f64 * 100.0,
+        cores(),
         decode.as_secs_f64() * 1e3,
         write.as_secs_f64() * 1e3,
         gold.as_secs_f64() * 1e3,

@@ -38,7 +38,11 @@ impl<'a> DecodedBatch<'a> {
         let per = n.div_ceil(threads);
         let parts: Vec<DecodedBatch<'a>> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..threads)
-                .map(|t| s.spawn(move || Self::decode_range(raw, t * per, ((t + 1) * per).min(n))))
+                .map(|t| {
+                    crate::spawn(s, "decode", move || {
+                        Self::decode_range(raw, t * per, ((t + 1) * per).min(n))
+                    })
+                })
                 .collect();
             // A decode thread cannot panic on any input (decode returns a reject instead); should
             // one die anyway, decode its part here rather than lose it.
