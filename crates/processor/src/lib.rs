@@ -228,17 +228,17 @@ impl BatchSink {
         let decode = t.elapsed();
 
         let t = Instant::now();
-        let gold_out = self.gold.apply_batch(&decoded);
-        let gold = t.elapsed();
-        let (files, layers) = write_layers(
+        let staged = write_layers(
             &self.writer,
             &raw,
             &decoded,
-            &gold_out.rows,
+            &mut self.gold,
             &self.topic,
             &plan,
         )?;
         let write = t.elapsed();
+        let (files, layers, gold_out, gold) =
+            (staged.files, staged.layers, staged.gold, staged.gold_time);
         if self.show_previews {
             println!("{}", progress::silver_preview(&decoded));
         }
@@ -781,31 +781,38 @@ fn timed<T>(batch: u64, layer: Layer, f: impl FnOnce() -> Result<T>) -> Result<T
     Ok(out)
 }
 
-/// Builds every non-empty layer of the batch and writes it into staging, the big ones in
-/// parallel. Returns the staged files and the rows per layer.
+/// What [`write_layers`] did: the staged files, the rows per layer, and gold's update.
+struct StagedLayers {
+    files: Vec<writer::StagedFile>,
+    layers: LayerRows,
+    gold: gold::GoldBatch,
+    gold_time: Duration,
+}
+
+/// Applies the batch to gold's windows, builds every non-empty layer and writes it into
+/// staging. Bronze and silver have a thread each; this thread updates gold (serial: it is the
+/// windows' state), then writes raw CSV, quarantine and gold.
 fn write_layers(
     writer: &CompactWriter,
     raw: &RawBatch,
     decoded: &DecodedBatch<'_>,
-    gold_rows: &[gold::GoldRow],
+    gold_state: &mut GoldState,
     topic: &str,
     plan: &BatchPlan,
-) -> Result<(Vec<writer::StagedFile>, LayerRows)> {
+) -> Result<StagedLayers> {
     let (at, id) = (plan.planned_at, plan.batch);
-    // The payloads, copied once: bronze's `value`, and silver's `json_str` too when every
-    // message of the batch is valid.
-    let values = layers::payload_column(raw, raw.messages.iter(), |m| m.value);
-    let shared_json = decoded.rejects.is_empty().then(|| values.clone());
     // Without rejects, silver's `json_str` is bronze's `value`: bronze's encoded chunk is copied
     // into the silver file instead of compressing the same bytes twice.
     // (The sender moves into bronze's thread: if bronze fails, silver's wait ends.)
     let (chunk_tx, chunk_rx) = std::sync::mpsc::sync_channel::<Option<writer::SharedChunk>>(1);
-    let sharing = shared_json.is_some();
-    let values = &values;
+    let sharing = decoded.rejects.is_empty();
+    let mut gold_out = gold::GoldBatch::default();
+    let mut gold_time = Duration::ZERO;
     let files = std::thread::scope(|s| {
         let bronze = spawn(s, "bronze", move || {
             timed(id, Layer::Bronze, || {
-                let rows = layers::bronze::build(raw, topic, values.clone())?;
+                let values = layers::payload_column(raw, raw.messages.iter(), |m| m.value);
+                let rows = layers::bronze::build(raw, topic, values)?;
                 if sharing {
                     // Silver gets the chunk as soon as it is encoded, before bronze's file is
                     // written.
@@ -829,25 +836,37 @@ fn write_layers(
                 if decoded.valid.is_empty() {
                     return Ok(None);
                 }
-                let rows = layers::silver::build(decoded, shared_json)?;
                 let file = if sharing {
+                    // `json_str` comes encoded from bronze; built here only if it does not.
+                    let rows =
+                        layers::silver::build(decoded, Some(layers::silver::placeholder(decoded)))?;
                     let wait = || chunk_rx.recv().ok().flatten();
+                    let json = || layers::silver::json_column(decoded);
                     writer
                         .write_parquet_with(
                             Layer::Silver,
                             &rows,
                             at,
                             id,
-                            (layers::silver::JSON_STR, &wait),
+                            writer::Shared {
+                                column: layers::silver::JSON_STR,
+                                wait: &wait,
+                                values: &json,
+                            },
                         )?
                         .0
                 } else {
+                    let rows = layers::silver::build(decoded, None)?;
                     writer.write_parquet(Layer::Silver, &rows, at, id)?
                 };
                 Ok(Some(file))
             })
         });
         let mut rest = Vec::new();
+        let t = Instant::now();
+        gold_out = gold_state.apply_batch(decoded);
+        gold_time = t.elapsed();
+        let gold_rows = &gold_out.rows;
         let staged = timed(id, Layer::RawCsv, || {
             if decoded.valid.is_empty() {
                 return Ok(None);
@@ -888,14 +907,19 @@ fn write_layers(
         Ok::<_, Error>(files)
     })?;
     let valid = decoded.valid.len() as u64;
-    let rows = vec![
+    let layers = vec![
         (Layer::Bronze, raw.messages.len() as u64),
         (Layer::Silver, valid),
         (Layer::Quarantine, decoded.rejects.len() as u64),
         (Layer::RawCsv, valid),
-        (Layer::Gold, gold_rows.len() as u64),
+        (Layer::Gold, gold_out.rows.len() as u64),
     ];
-    Ok((files, rows))
+    Ok(StagedLayers {
+        files,
+        layers,
+        gold: gold_out,
+        gold_time,
+    })
 }
 
 /// Entry point of the `processor` binary (and of `pipeline processor`): bad settings exit 2 with

@@ -9,7 +9,7 @@ use std::fs::{self, File};
 use std::io::{BufWriter, Write as _};
 use std::path::{Path, PathBuf};
 
-use arrow_array::RecordBatch;
+use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Schema};
 use bytes::Bytes;
 use parquet::arrow::arrow_writer::compute_leaves;
@@ -109,6 +109,17 @@ impl SharedChunk {
         };
         Ok(Some((self.file.clone(), close)))
     }
+}
+
+/// A column of a file taken already encoded from another file of the batch
+/// ([`CompactWriter::write_parquet_with`]).
+pub struct Shared<'f> {
+    /// Its index in the file's schema.
+    pub column: usize,
+    /// The encoded chunk, waited for once the other columns are encoded.
+    pub wait: &'f dyn Fn() -> Option<SharedChunk>,
+    /// Its values, encoded here when there is no chunk or it does not fit.
+    pub values: &'f dyn Fn() -> ArrayRef,
 }
 
 #[derive(Clone)]
@@ -213,20 +224,21 @@ impl CompactWriter {
         write_staged(&bytes, staged, fin)
     }
 
-    /// Writes one Parquet file (into staging) whose column `shared.0` is copied, already encoded, from another
-    /// file of the batch (same values, same type and nullability), the other columns encoded
-    /// here. `shared` is waited for after the other columns are encoded; when it gives `None`
-    /// (or a chunk of another row count or type), the column is encoded here too. Returns the
-    /// file and whether the column was copied.
+    /// Writes one Parquet file (into staging) whose column `shared.column` is copied, already
+    /// encoded, from another file of the batch (same values, same type and nullability), the
+    /// other columns encoded here. The chunk is waited for after the other columns are encoded;
+    /// when there is none (or one of another row count or type), `shared.values` are encoded
+    /// here instead (`rows` may hold a stand-in for that column). Returns the file and whether
+    /// the column was copied.
     pub fn write_parquet_with(
         &self,
         layer: Layer,
         rows: &RecordBatch,
         planned_at: i64,
         batch: u64,
-        shared: (usize, &dyn Fn() -> Option<SharedChunk>),
+        shared: Shared<'_>,
     ) -> Result<(StagedFile, bool)> {
-        let (column, wait) = shared;
+        let column = shared.column;
         let (staged, fin, writer) = self.staged_writer(layer, rows, planned_at, batch)?;
         let (mut file_writer, factory) = writer.into_serialized_writer()?;
         let mut writers = factory.create_column_writers(0)?;
@@ -239,7 +251,7 @@ impl CompactWriter {
             }
         }
         let descr = file_writer.schema_descr().column(column);
-        let mut copied = match wait() {
+        let mut copied = match (shared.wait)() {
             Some(shared) => shared.close_as(&descr, rows.num_rows())?,
             None => None,
         };
@@ -251,7 +263,16 @@ impl CompactWriter {
                     group.append_column(&file, close)?;
                     continue;
                 }
-                for leaf in compute_leaves(schema.field(i), rows.column(i))? {
+                let values = (shared.values)();
+                if values.len() != rows.num_rows() {
+                    return Err(Error::Config(format!(
+                        "{}: column {column} has {} values for {} rows",
+                        layer.folder(),
+                        values.len(),
+                        rows.num_rows()
+                    )));
+                }
+                for leaf in compute_leaves(schema.field(i), &values)? {
                     w.write(&leaf)?;
                 }
             }
@@ -468,15 +489,47 @@ mod tests {
             vec![numbers(2), numbers(3), text.clone()],
         )
         .unwrap();
+        // What the writer is given: a stand-in for the shared column; its values come from
+        // `Shared::values` when they are encoded here.
+        let stand_in = RecordBatch::try_new(
+            target_schema.clone(),
+            vec![
+                numbers(2),
+                numbers(3),
+                arrow_array::new_null_array(&DataType::Utf8, 5000),
+            ],
+        )
+        .unwrap();
+        let values = || text.clone();
         let (copied, was_copied) = writer
-            .write_parquet_with(Layer::Silver, &target, 0, 1, (2, &|| chunk.take()))
+            .write_parquet_with(
+                Layer::Silver,
+                &stand_in,
+                0,
+                1,
+                Shared {
+                    column: 2,
+                    wait: &|| chunk.take(),
+                    values: &values,
+                },
+            )
             .unwrap();
         assert!(was_copied);
         assert_eq!(read_back(&placed(&writer, copied)), target);
 
         // Nothing to copy (the source failed): encoded here.
         let (encoded, was_copied) = writer
-            .write_parquet_with(Layer::Silver, &target, 0, 2, (2, &|| None))
+            .write_parquet_with(
+                Layer::Silver,
+                &stand_in,
+                0,
+                2,
+                Shared {
+                    column: 2,
+                    wait: &|| None,
+                    values: &values,
+                },
+            )
             .unwrap();
         assert!(!was_copied);
         assert_eq!(read_back(&placed(&writer, encoded)), target);
@@ -495,7 +548,17 @@ mod tests {
         let strict =
             RecordBatch::try_new(required, vec![numbers(2), numbers(3), text.clone()]).unwrap();
         let (file, was_copied) = writer
-            .write_parquet_with(Layer::Silver, &strict, 0, 4, (2, &|| chunk.take()))
+            .write_parquet_with(
+                Layer::Silver,
+                &strict,
+                0,
+                4,
+                Shared {
+                    column: 2,
+                    wait: &|| chunk.take(),
+                    values: &values,
+                },
+            )
             .unwrap();
         assert!(!was_copied);
         assert_eq!(read_back(&placed(&writer, file)), strict);
@@ -508,7 +571,17 @@ mod tests {
                 .unwrap(),
         );
         let (checked, was_copied) = writer
-            .write_parquet_with(Layer::Silver, &target, 0, 3, (2, &|| chunk.take()))
+            .write_parquet_with(
+                Layer::Silver,
+                &stand_in,
+                0,
+                3,
+                Shared {
+                    column: 2,
+                    wait: &|| chunk.take(),
+                    values: &values,
+                },
+            )
             .unwrap();
         assert!(!was_copied);
         assert_eq!(read_back(&placed(&writer, checked)), target);

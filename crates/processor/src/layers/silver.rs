@@ -35,8 +35,23 @@ pub fn schema() -> SchemaRef {
     ]))
 }
 
-/// One pass over the rows, appending to every column. `json` is the payload column of the batch
-/// when every message is valid (then it is exactly silver's `json_str`), else built here.
+/// The `json_str` column: each valid row's payload.
+pub fn json_column(batch: &DecodedBatch<'_>) -> ArrayRef {
+    payload_column(
+        batch.raw,
+        batch.valid.iter().map(|(i, _)| batch.message(*i)),
+        |m| m.value,
+    )
+}
+
+/// A stand-in `json_str` column (all null) for a file whose `json_str` chunk is copied already
+/// encoded from bronze's `value` ([`crate::writer::Shared`]); never written itself.
+pub fn placeholder(batch: &DecodedBatch<'_>) -> ArrayRef {
+    arrow_array::new_null_array(&DataType::Utf8, batch.valid.len())
+}
+
+/// One pass over the rows, appending to every column. `json`: the `json_str` column when the
+/// caller has it (or a [`placeholder`]), else built here.
 pub fn build(batch: &DecodedBatch<'_>, json: Option<ArrayRef>) -> Result<RecordBatch> {
     let rows = &batch.valid;
     let n = rows.len();
@@ -69,13 +84,7 @@ pub fn build(batch: &DecodedBatch<'_>, json: Option<ArrayRef>) -> Result<RecordB
         kafka_ts.append_option(kafka_ts_of(batch.message(*i)));
         event_time.append_value(t.event_time);
     }
-    let json = json.unwrap_or_else(|| {
-        payload_column(
-            batch.raw,
-            rows.iter().map(|(i, _)| batch.message(*i)),
-            |m| m.value,
-        )
-    });
+    let json = json.unwrap_or_else(|| json_column(batch));
     let utc = |b: &mut TimestampMicrosecondBuilder| -> ArrayRef {
         Arc::new(b.finish().with_timezone("UTC"))
     };
