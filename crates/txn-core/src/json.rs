@@ -151,35 +151,38 @@ const POW10: [f64; 16] = [
 /// decimal of at most 6 fraction digits (amounts, coordinates). Returns false, writing nothing,
 /// otherwise.
 ///
-/// For the smallest such `k`, `round(|v| * 10^k)` is the integer `m` of the nearest k-digit
-/// decimal (a decimal that round-trips lies within half an ulp of `v`, so the product is far
-/// from a .5 tie); `m < 2^53` and `10^k` are exact, so `m / 10^k` is correctly rounded, and when
-/// it equals `|v|` the text round-trips. No shorter one does (a smaller `k` was tried), and at
-/// most one k-digit decimal lies within half an ulp (`10^-6` > ulp below 2^30): Python's repr.
+/// `m = round(|v| * 10^6)` is the integer of the nearest 6-digit decimal (a decimal that
+/// round-trips lies within half an ulp of `v`, so the product is far from a .5 tie, and adding
+/// 0.5 then truncating rounds it); `m < 2^53` and `10^6` are exact, so `m / 10^6` is correctly
+/// rounded, and when it equals `|v|` the text round-trips. At most one 6-digit decimal lies
+/// within half an ulp (`10^-6` > ulp below 2^30), and a shorter decimal that round-trips is that
+/// one with trailing zeros: so `m` without its trailing zeros (one fraction digit at least) is the
+/// shortest, Python's repr.
 fn write_short_decimal(out: &mut Vec<u8>, v: f64) -> bool {
-    const POW10_INT: [u64; 7] = [1, 10, 100, 1_000, 10_000, 100_000, 1_000_000];
+    const SCALE: u64 = 1_000_000;
     let abs = v.abs();
     if !(1e-4..1e9).contains(&abs) {
         return false;
     }
-    for k in 1..POW10_INT.len() {
-        let m = (abs * POW10[k]).round();
-        if m / POW10[k] != abs {
-            continue;
-        }
-        let m = m as u64;
-        if v < 0.0 {
-            out.push(b'-');
-        }
-        let mut digits = itoa_u64(m / POW10_INT[k]);
-        out.extend_from_slice(digits.as_bytes());
-        out.push(b'.');
-        digits = itoa_u64(m % POW10_INT[k]);
-        out.extend(std::iter::repeat_n(b'0', k - digits.len()));
-        out.extend_from_slice(digits.as_bytes());
-        return true;
+    let m = (abs * SCALE as f64 + 0.5) as u64;
+    if m as f64 / SCALE as f64 != abs {
+        return false;
     }
-    false
+    if v < 0.0 {
+        out.push(b'-');
+    }
+    out.extend_from_slice(itoa_u64(m / SCALE).as_bytes());
+    out.push(b'.');
+    let mut fraction = m % SCALE;
+    let mut digits = 6;
+    while digits > 1 && fraction % 10 == 0 {
+        fraction /= 10;
+        digits -= 1;
+    }
+    let text = itoa_u64(fraction);
+    out.extend(std::iter::repeat_n(b'0', digits - text.len()));
+    out.extend_from_slice(text.as_bytes());
+    true
 }
 
 /// Decimal digits of `n` (no allocation: a small inline buffer).
