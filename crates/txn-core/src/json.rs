@@ -175,7 +175,7 @@ fn write_short_decimal(out: &mut Vec<u8>, v: f64) -> bool {
     out.push(b'.');
     let mut fraction = m % SCALE;
     let mut digits = 6;
-    while digits > 1 && fraction % 10 == 0 {
+    while digits > 1 && fraction.is_multiple_of(10) {
         fraction /= 10;
         digits -= 1;
     }
