@@ -226,6 +226,10 @@ impl BatchSink {
         let t = Instant::now();
         let decoded = DecodedBatch::decode(&raw);
         let decode = t.elapsed();
+        tracing::debug!(
+            "[processor] batch {}: sorted and decoded in {decode:?}",
+            plan.batch
+        );
 
         let t = Instant::now();
         let staged = write_layers(
@@ -804,7 +808,7 @@ fn write_layers(
     // Without rejects, silver's `json_str` is bronze's `value`: bronze's encoded chunk is copied
     // into the silver file instead of compressing the same bytes twice.
     // (The sender moves into bronze's thread: if bronze fails, silver's wait ends.)
-    let (chunk_tx, chunk_rx) = std::sync::mpsc::sync_channel::<Option<writer::SharedChunk>>(1);
+    let (chunk_tx, chunk_rx) = std::sync::mpsc::sync_channel::<Option<Vec<writer::SharedChunk>>>(1);
     let sharing = decoded.rejects.is_empty();
     let mut gold_out = gold::GoldBatch::default();
     let mut gold_time = Duration::ZERO;

@@ -13,11 +13,13 @@ use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Schema};
 use bytes::Bytes;
 use parquet::arrow::arrow_writer::compute_leaves;
+use parquet::arrow::arrow_writer::{ArrowColumnWriter, ArrowRowGroupWriterFactory};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::column::writer::ColumnCloseResult;
 use parquet::file::metadata::ColumnChunkMetaData;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::file::writer::{SerializedFileWriter, SerializedRowGroupWriter};
 use parquet::schema::types::ColumnDescPtr;
 use parquet::schema::types::ColumnPath;
 use txn_core::time::compact_utc;
@@ -116,8 +118,8 @@ impl SharedChunk {
 pub struct Shared<'f> {
     /// Its index in the file's schema.
     pub column: usize,
-    /// The encoded chunk, waited for once the other columns are encoded.
-    pub wait: &'f dyn Fn() -> Option<SharedChunk>,
+    /// The encoded chunks (one per row group), waited for once the other columns are encoded.
+    pub wait: &'f dyn Fn() -> Option<Vec<SharedChunk>>,
     /// Its values, encoded here when there is no chunk or it does not fit.
     pub values: &'f dyn Fn() -> ArrayRef,
 }
@@ -190,46 +192,55 @@ impl CompactWriter {
         planned_at: i64,
         batch: u64,
     ) -> Result<StagedFile> {
-        let (staged, fin, mut writer) = self.staged_writer(layer, rows, planned_at, batch)?;
-        writer.write(rows)?;
-        staged_file(writer.into_inner()?, staged, fin)
+        let (staged, fin, writer) = self.staged_writer(layer, rows, planned_at, batch)?;
+        let (mut file_writer, factory) = writer.into_serialized_writer()?;
+        let groups = row_groups(rows.num_rows());
+        let encoded = encode_groups(&factory, rows, &groups, None)?;
+        append_groups(&mut file_writer, encoded, None, |_, _| Ok(()))?;
+        staged_file(file_writer.into_inner()?, staged, fin)
     }
 
-    /// [`Self::write_parquet`], handing the encoded chunk of column `share.0` to `share.1` for
-    /// another file of the batch ([`Self::write_parquet_with`]) as soon as it is encoded, before
-    /// this file is written; `None` when the file has more than one row group.
+    /// [`Self::write_parquet`], handing the encoded chunks (one per row group) of column
+    /// `share.0` to `share.1` for another file of the batch ([`Self::write_parquet_with`]) as
+    /// soon as they are encoded, before this file is written.
     pub fn write_parquet_sharing(
         &self,
         layer: Layer,
         rows: &RecordBatch,
         planned_at: i64,
         batch: u64,
-        share: (usize, &dyn Fn(Option<SharedChunk>)),
+        share: (usize, &dyn Fn(Option<Vec<SharedChunk>>)),
     ) -> Result<StagedFile> {
         let (column, give) = share;
         let (staged, fin) = self.paths(layer, planned_at, batch);
-        let mut writer =
+        let writer =
             ArrowWriter::try_new(Vec::new(), rows.schema(), Some(properties(&rows.schema())))?;
-        writer.write(rows)?;
-        let metadata = writer.finish()?;
-        let bytes = Bytes::from(std::mem::take(writer.inner_mut()));
-        give(match metadata.row_groups() {
-            [group] => Some(SharedChunk {
-                chunk: group.column(column).clone(),
-                rows: group.num_rows(),
-                file: bytes.clone(),
-            }),
-            _ => None,
-        });
+        let (mut file_writer, factory) = writer.into_serialized_writer()?;
+        let groups = row_groups(rows.num_rows());
+        let encoded = encode_groups(&factory, rows, &groups, None)?;
+        append_groups(&mut file_writer, encoded, None, |_, _| Ok(()))?;
+        let metadata = file_writer.finish()?;
+        let bytes = Bytes::from(std::mem::take(file_writer.inner_mut()));
+        give(Some(
+            metadata
+                .row_groups()
+                .iter()
+                .map(|group| SharedChunk {
+                    chunk: group.column(column).clone(),
+                    rows: group.num_rows(),
+                    file: bytes.clone(),
+                })
+                .collect(),
+        ));
         write_staged(&bytes, staged, fin)
     }
 
     /// Writes one Parquet file (into staging) whose column `shared.column` is copied, already
-    /// encoded, from another file of the batch (same values, same type and nullability), the
-    /// other columns encoded here. The chunk is waited for after the other columns are encoded;
-    /// when there is none (or one of another row count or type), `shared.values` are encoded
-    /// here instead (`rows` may hold a stand-in for that column). Returns the file and whether
-    /// the column was copied.
+    /// encoded, from another file of the batch (same values, same row groups, same type and
+    /// nullability), the other columns encoded here. The chunks are waited for after the other
+    /// columns are encoded; when there are none (or they do not fit), `shared.values` are
+    /// encoded here instead (`rows` may hold a stand-in for that column). Returns the file and
+    /// whether the column was copied.
     pub fn write_parquet_with(
         &self,
         layer: Layer,
@@ -241,44 +252,50 @@ impl CompactWriter {
         let column = shared.column;
         let (staged, fin, writer) = self.staged_writer(layer, rows, planned_at, batch)?;
         let (mut file_writer, factory) = writer.into_serialized_writer()?;
-        let mut writers = factory.create_column_writers(0)?;
-        let schema = rows.schema();
-        for (i, (w, field)) in writers.iter_mut().zip(schema.fields()).enumerate() {
-            if i != column {
-                for leaf in compute_leaves(field, rows.column(i))? {
-                    w.write(&leaf)?;
-                }
-            }
-        }
+        let groups = row_groups(rows.num_rows());
+        let encoded = encode_groups(&factory, rows, &groups, Some(column))?;
         let descr = file_writer.schema_descr().column(column);
+        // Every group's chunk must fit, or none is used.
         let mut copied = match (shared.wait)() {
-            Some(shared) => shared.close_as(&descr, rows.num_rows())?,
-            None => None,
-        };
-        let was_copied = copied.is_some();
-        let mut group = file_writer.next_row_group()?;
-        for (i, mut w) in writers.into_iter().enumerate() {
-            if i == column {
-                if let Some((file, close)) = copied.take() {
-                    group.append_column(&file, close)?;
-                    continue;
-                }
-                let values = (shared.values)();
-                if values.len() != rows.num_rows() {
-                    return Err(Error::Config(format!(
-                        "{}: column {column} has {} values for {} rows",
-                        layer.folder(),
-                        values.len(),
-                        rows.num_rows()
-                    )));
-                }
-                for leaf in compute_leaves(schema.field(i), &values)? {
-                    w.write(&leaf)?;
-                }
-            }
-            w.close()?.append_to_row_group(&mut group)?;
+            Some(chunks) if chunks.len() == groups.len() => chunks
+                .iter()
+                .zip(&groups)
+                .map(|(chunk, &(_, len))| chunk.close_as(&descr, len))
+                .collect::<Result<Option<Vec<_>>>>()?,
+            _ => None,
         }
-        group.close()?;
+        .map(Vec::into_iter);
+        let was_copied = copied.is_some();
+        let mut values: Option<ArrayRef> = None;
+        append_groups(&mut file_writer, encoded, Some(column), |g, group| {
+            if let Some((file, close)) = copied.as_mut().and_then(Iterator::next) {
+                group.append_column(&file, close)?;
+                return Ok(());
+            }
+            let all = match &values {
+                Some(v) => v.clone(),
+                None => {
+                    let v = (shared.values)();
+                    if v.len() != rows.num_rows() {
+                        return Err(Error::Config(format!(
+                            "{}: column {column} has {} values for {} rows",
+                            layer.folder(),
+                            v.len(),
+                            rows.num_rows()
+                        )));
+                    }
+                    values = Some(v.clone());
+                    v
+                }
+            };
+            let (start, len) = groups[g];
+            let mut w = factory.create_column_writers(g)?.swap_remove(column);
+            for leaf in compute_leaves(rows.schema().field(column), &all.slice(start, len))? {
+                w.write(&leaf)?;
+            }
+            w.close()?.append_to_row_group(group)?;
+            Ok(())
+        })?;
         let file = staged_file(file_writer.into_inner()?, staged, fin)?;
         tracing::debug!("{}: column {column} copied: {was_copied}", layer.folder());
         Ok((file, was_copied))
@@ -382,6 +399,85 @@ impl CompactWriter {
     }
 }
 
+/// Rows a row group gets at least: below this, one group (small batches stay one group).
+const MIN_GROUP_ROWS: usize = 32_768;
+
+/// The row groups (start, length) of a file of `rows` rows: one per core, so that they are
+/// encoded in parallel, each of at least [`MIN_GROUP_ROWS`]; the same for the same row count,
+/// so two files of a batch with the same rows have the same groups.
+fn row_groups(rows: usize) -> Vec<(usize, usize)> {
+    let cores = std::thread::available_parallelism().map_or(1, |p| p.get());
+    let groups = (rows / MIN_GROUP_ROWS).clamp(1, cores);
+    let per = rows.div_ceil(groups);
+    (0..groups)
+        .map(|g| {
+            let start = (g * per).min(rows);
+            (start, per.min(rows - start))
+        })
+        .collect()
+}
+
+/// Encodes each row group's columns (all but `skip`) on a thread of its own; returns each
+/// group's column writers, in order (`skip`'s unused).
+fn encode_groups(
+    factory: &ArrowRowGroupWriterFactory,
+    rows: &RecordBatch,
+    groups: &[(usize, usize)],
+    skip: Option<usize>,
+) -> Result<Vec<Vec<ArrowColumnWriter>>> {
+    let encode = |g: usize| -> Result<Vec<ArrowColumnWriter>> {
+        let (start, len) = groups[g];
+        let part = rows.slice(start, len);
+        let mut writers = factory.create_column_writers(g)?;
+        for (i, (w, field)) in writers.iter_mut().zip(part.schema().fields()).enumerate() {
+            if Some(i) != skip {
+                for leaf in compute_leaves(field, part.column(i))? {
+                    w.write(&leaf)?;
+                }
+            }
+        }
+        Ok(writers)
+    };
+    if groups.len() == 1 {
+        return Ok(vec![encode(0)?]);
+    }
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..groups.len())
+            .map(|g| crate::spawn(s, "encode", move || encode(g)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(Error::Config("a Parquet encoding thread panicked".into()))
+                })
+            })
+            .collect()
+    })
+}
+
+/// Appends the encoded row groups to the file in order; column `skip` of group `g` (not
+/// encoded by [`encode_groups`]) is appended by `fill(g, row group)`.
+fn append_groups<W: std::io::Write + Send>(
+    file_writer: &mut SerializedFileWriter<W>,
+    encoded: Vec<Vec<ArrowColumnWriter>>,
+    skip: Option<usize>,
+    mut fill: impl FnMut(usize, &mut SerializedRowGroupWriter<'_, W>) -> Result<()>,
+) -> Result<()> {
+    for (g, writers) in encoded.into_iter().enumerate() {
+        let mut group = file_writer.next_row_group()?;
+        for (i, w) in writers.into_iter().enumerate() {
+            if Some(i) == skip {
+                fill(g, &mut group)?;
+            } else {
+                w.close()?.append_to_row_group(&mut group)?;
+            }
+        }
+        group.close()?;
+    }
+    Ok(())
+}
+
 /// A layer file written into its staging folder: neither synced nor visible yet
 /// ([`CompactWriter::publish`] does both).
 #[must_use = "a staged file is only visible once published"]
@@ -464,15 +560,32 @@ mod tests {
 
     #[test]
     fn a_column_copied_from_another_file_reads_back_equal_and_a_missing_or_unfit_one_is_encoded() {
-        let dir = std::env::temp_dir().join(format!("writer-share-{}", std::process::id()));
+        check_sharing(5000);
+    }
+
+    #[test]
+    fn large_files_are_row_groups_encoded_in_parallel_and_shared_group_by_group() {
+        let rows = 2 * MIN_GROUP_ROWS + 1000;
+        let cores = std::thread::available_parallelism().map_or(1, |p| p.get());
+        assert_eq!(row_groups(rows).len(), cores.min(2));
+        assert_eq!(row_groups(rows).iter().map(|g| g.1).sum::<usize>(), rows);
+        assert_eq!(row_groups(MIN_GROUP_ROWS - 1).len(), 1);
+        check_sharing(rows);
+    }
+
+    /// Files of `n` rows: a column shared from one into another, or encoded when it cannot be.
+    fn check_sharing(n: usize) {
+        let dir = std::env::temp_dir().join(format!("writer-share-{}-{n}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         let writer = CompactWriter::open(&dir, 0).unwrap();
-        let text: ArrayRef =
-            Arc::new(StringArray::from_iter_values((0..5000).map(|i| {
-                format!("{{\"n\": {i}, \"pad\": \"{}\"}}", "x".repeat(i % 50))
-            })));
+        let text: ArrayRef = Arc::new(StringArray::from_iter_values((0..n as i64).map(|i| {
+            format!(
+                "{{\"n\": {i}, \"pad\": \"{}\"}}",
+                "x".repeat(i as usize % 50)
+            )
+        })));
         let numbers = |k: i64| -> ArrayRef {
-            Arc::new(Int64Array::from_iter_values((0..5000).map(|i| i * k)))
+            Arc::new(Int64Array::from_iter_values((0..n as i64).map(|i| i * k)))
         };
         // The source file: the text column second, as in bronze.
         let source_schema = Arc::new(Schema::new(vec![
@@ -488,8 +601,14 @@ mod tests {
         assert!(!path.exists(), "not visible before it is published");
         assert_eq!(writer.publish(vec![staged]).unwrap(), vec![path.clone()]);
         assert_eq!(read_back(&path), source);
+        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap()).unwrap();
+        assert_eq!(reader.metadata().num_row_groups(), row_groups(n).len());
         let one = chunk.take();
-        assert!(one.is_some(), "one row group: a chunk to share");
+        assert_eq!(
+            one.as_ref().map(Vec::len),
+            Some(row_groups(n).len()),
+            "a chunk per row group"
+        );
         chunk.set(one);
 
         // The target: another name and position for the same values, as silver's json_str.
@@ -510,7 +629,7 @@ mod tests {
             vec![
                 numbers(2),
                 numbers(3),
-                arrow_array::new_null_array(&DataType::Utf8, 5000),
+                arrow_array::new_null_array(&DataType::Utf8, n),
             ],
         )
         .unwrap();
