@@ -15,11 +15,13 @@ trap cleanup EXIT
 
 # One run: its own embedded broker, the producer, the processor, then the pandas/DuckDB check.
 # The mixed run has rejects in every batch; in the clean run no batch has one, so silver copies
-# bronze's encoded `value` chunk as its `json_str` (the other write path).
+# bronze's encoded `value` chunk as its `json_str` (the other write path). The large run is one
+# batch of 70,000 rows: its bronze and silver files are one row group per core, encoded in
+# parallel, silver's `json_str` copied from bronze group by group.
 check_run() {
-    local dir=$1 count=$2 bad_ratio=$3 late_ratio=$4
+    local dir=$1 count=$2 bad_ratio=$3 late_ratio=$4 per_trigger=${5:-1500} partitions=${6:-3}
     mkdir -p "$dir"
-    "$bin" broker --partitions 3 > "$dir/broker.out" 2> "$dir/broker.err" &
+    "$bin" broker --partitions "$partitions" > "$dir/broker.out" 2> "$dir/broker.err" &
     broker_pid=$!
     for _ in $(seq 50); do grep -q '^bootstrap=' "$dir/broker.out" 2>/dev/null && break; sleep 0.1; done
     local bootstrap
@@ -32,7 +34,7 @@ check_run() {
     bad=$(sed -n 's/.*\[producer\] done: .* bad=\([0-9]*\) .*/\1/p' "$dir/producer.log")
     local out=$dir/data/output/parquet
     (cd "$dir" && "$bin" processor --bootstrap-servers "$bootstrap" --output-path "$out" \
-        --trigger available-now --starting-offsets earliest --max-offsets-per-trigger 1500) 2> "$dir/processor.log"
+        --trigger available-now --starting-offsets earliest --max-offsets-per-trigger "$per_trigger") 2> "$dir/processor.log"
     grep -c 'batch [0-9]*:' "$dir/processor.log" | sed 's/^/batches: /'
     python3 tests/python/check_layers.py "$out" "$count" "$bad"
     kill "$broker_pid" 2>/dev/null; wait "$broker_pid" 2>/dev/null || true
@@ -41,6 +43,18 @@ check_run() {
 
 check_run "$work/clean" 4000 0 0
 check_run "$work/mixed" 6000 0.04 0.1
+check_run "$work/large" 70000 0 0 70000 12
+python3 - "$work/large/data/output/parquet" "$(nproc)" <<'PY'
+import pathlib, sys
+import pyarrow.parquet as pq
+out, cores = pathlib.Path(sys.argv[1]), int(sys.argv[2])
+for layer in ("bronze", "silver"):
+    (path,) = sorted((out / layer).glob("*.parquet"))
+    groups = [g.num_rows for g in (pq.ParquetFile(path).metadata.row_group(i)
+              for i in range(pq.ParquetFile(path).metadata.num_row_groups))]
+    assert sum(groups) == 70000 and len(groups) == min(cores, 2), (layer, groups)
+    print(f"{layer}: one file of {len(groups)} row groups {groups}")
+PY
 
 # The README's Python snippets, run from a folder holding data/output/parquet as users have it.
 python3 - "$root/README.md" "$work/mixed" <<'PY'
