@@ -111,14 +111,25 @@ struct Cards {
 }
 
 impl Cards {
-    fn get_mut(&mut self, card: Option<&str>) -> &mut Aggregate {
+    /// Adds a row to its card's aggregate: one hash lookup when the card is known.
+    fn add(&mut self, card: Option<&str>, amount: Option<f64>) {
         match card {
-            None => self.unnamed.get_or_insert_with(Aggregate::default),
+            None => self
+                .unnamed
+                .get_or_insert_with(Aggregate::default)
+                .add(amount),
+            Some(c) => match self.named.get_mut(c) {
+                Some(aggregate) => aggregate.add(amount),
+                None => self.named.entry(c.to_owned()).or_default().add(amount),
+            },
+        }
+    }
+
+    fn set(&mut self, card: Option<String>, aggregate: Aggregate) {
+        match card {
+            None => self.unnamed = Some(aggregate),
             Some(c) => {
-                if !self.named.contains_key(c) {
-                    self.named.insert(c.to_owned(), Aggregate::default());
-                }
-                self.named.get_mut(c).expect("inserted above")
+                self.named.insert(c, aggregate);
             }
         }
     }
@@ -218,11 +229,7 @@ impl GoldState {
                 late += 1;
                 continue;
             }
-            self.windows
-                .entry(start)
-                .or_default()
-                .get_mut(card)
-                .add(amount);
+            self.windows.entry(start).or_default().add(card, amount);
             if self.mode == OutputMode::Update {
                 changed.insert((start, card));
             }
@@ -342,17 +349,16 @@ impl GoldState {
             };
             let float_sum = f64::from_bits(r.u64()?);
             let max = f64::from_bits(r.u64()?);
-            *self
-                .windows
-                .entry(start)
-                .or_default()
-                .get_mut(card.as_deref()) = Aggregate {
-                count,
-                amounts,
-                fixed_sum,
-                float_sum,
-                max,
-            };
+            self.windows.entry(start).or_default().set(
+                card,
+                Aggregate {
+                    count,
+                    amounts,
+                    fixed_sum,
+                    float_sum,
+                    max,
+                },
+            );
         }
         if !r.0.is_empty() {
             return Err("trailing bytes after the snapshot".into());
