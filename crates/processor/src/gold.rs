@@ -141,9 +141,8 @@ impl Cards {
         }
     }
 
-    /// In card order, the missing card first (as Spark sorts nulls first).
-    /// The aggregates in card order (no card first), so output files and snapshots are the same
-    /// on every run.
+    /// In card order, the missing card first (as Spark sorts nulls first): output files and
+    /// snapshots are the same whatever order the rows came in.
     fn iter(&self) -> impl Iterator<Item = (Option<&str>, &Aggregate)> {
         let mut named: Vec<(&String, &Aggregate)> = self.named.iter().collect();
         named.sort_unstable_by_key(|(c, _)| *c);

@@ -815,7 +815,7 @@ fn write_layers(
     let files = std::thread::scope(|s| {
         let bronze = spawn(s, "bronze", move || {
             timed(id, Layer::Bronze, || {
-                let values = layers::payload_column(raw, raw.messages.iter(), |m| m.value);
+                let values = decoded.value_column(0..raw.messages.len() as u32);
                 let rows = layers::bronze::build(raw, topic, values)?;
                 if sharing {
                     // Silver gets the chunk as soon as it is encoded, before bronze's file is

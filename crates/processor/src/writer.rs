@@ -192,11 +192,8 @@ impl CompactWriter {
         planned_at: i64,
         batch: u64,
     ) -> Result<StagedFile> {
-        let (staged, fin, writer) = self.staged_writer(layer, rows, planned_at, batch)?;
-        let (mut file_writer, factory) = writer.into_serialized_writer()?;
-        let groups = row_groups(rows.num_rows());
-        let encoded = encode_groups(&factory, rows, &groups, None)?;
-        append_groups(&mut file_writer, encoded, None, |_, _| Ok(()))?;
+        let (staged, fin, out) = self.create_staged(layer, planned_at, batch)?;
+        let file_writer = encode_file(out, rows)?;
         staged_file(file_writer.into_inner()?, staged, fin)
     }
 
@@ -213,12 +210,7 @@ impl CompactWriter {
     ) -> Result<StagedFile> {
         let (column, give) = share;
         let (staged, fin) = self.paths(layer, planned_at, batch);
-        let writer =
-            ArrowWriter::try_new(Vec::new(), rows.schema(), Some(properties(&rows.schema())))?;
-        let (mut file_writer, factory) = writer.into_serialized_writer()?;
-        let groups = row_groups(rows.num_rows());
-        let encoded = encode_groups(&factory, rows, &groups, None)?;
-        append_groups(&mut file_writer, encoded, None, |_, _| Ok(()))?;
+        let mut file_writer = encode_file(Vec::new(), rows)?;
         let metadata = file_writer.finish()?;
         let bytes = Bytes::from(std::mem::take(file_writer.inner_mut()));
         give(Some(
@@ -238,7 +230,7 @@ impl CompactWriter {
     /// Writes one Parquet file (into staging) whose column `shared.column` is copied, already
     /// encoded, from another file of the batch (same values, same row groups, same type and
     /// nullability), the other columns encoded here. The chunks are waited for after the other
-    /// columns are encoded; when there are none (or they do not fit), `shared.values` are
+    /// columns are encoded; when there are none (or one does not fit), `shared.values` are
     /// encoded here instead (`rows` may hold a stand-in for that column). Returns the file and
     /// whether the column was copied.
     pub fn write_parquet_with(
@@ -250,50 +242,48 @@ impl CompactWriter {
         shared: Shared<'_>,
     ) -> Result<(StagedFile, bool)> {
         let column = shared.column;
-        let (staged, fin, writer) = self.staged_writer(layer, rows, planned_at, batch)?;
-        let (mut file_writer, factory) = writer.into_serialized_writer()?;
+        let (staged, fin, out) = self.create_staged(layer, planned_at, batch)?;
+        let (mut file_writer, factory) = parquet_writer(out, rows)?;
         let groups = row_groups(rows.num_rows());
         let encoded = encode_groups(&factory, rows, &groups, Some(column))?;
         let descr = file_writer.schema_descr().column(column);
         // Every group's chunk must fit, or none is used.
-        let mut copied = match (shared.wait)() {
+        let copied = match (shared.wait)() {
             Some(chunks) if chunks.len() == groups.len() => chunks
                 .iter()
                 .zip(&groups)
                 .map(|(chunk, &(_, len))| chunk.close_as(&descr, len))
                 .collect::<Result<Option<Vec<_>>>>()?,
             _ => None,
-        }
-        .map(Vec::into_iter);
+        };
         let was_copied = copied.is_some();
-        let mut values: Option<ArrayRef> = None;
+        let mut copied = copied.map(Vec::into_iter);
+        let values = if was_copied {
+            None
+        } else {
+            let values = (shared.values)();
+            if values.len() != rows.num_rows() {
+                return Err(Error::Config(format!(
+                    "{}: column {column} has {} values for {} rows",
+                    layer.folder(),
+                    values.len(),
+                    rows.num_rows()
+                )));
+            }
+            Some(values)
+        };
         append_groups(&mut file_writer, encoded, Some(column), |g, group| {
             if let Some((file, close)) = copied.as_mut().and_then(Iterator::next) {
                 group.append_column(&file, close)?;
-                return Ok(());
-            }
-            let all = match &values {
-                Some(v) => v.clone(),
-                None => {
-                    let v = (shared.values)();
-                    if v.len() != rows.num_rows() {
-                        return Err(Error::Config(format!(
-                            "{}: column {column} has {} values for {} rows",
-                            layer.folder(),
-                            v.len(),
-                            rows.num_rows()
-                        )));
-                    }
-                    values = Some(v.clone());
-                    v
+            } else if let Some(values) = &values {
+                let (start, len) = groups[g];
+                let mut w = factory.create_column_writers(g)?.swap_remove(column);
+                for leaf in compute_leaves(rows.schema().field(column), &values.slice(start, len))?
+                {
+                    w.write(&leaf)?;
                 }
-            };
-            let (start, len) = groups[g];
-            let mut w = factory.create_column_writers(g)?.swap_remove(column);
-            for leaf in compute_leaves(rows.schema().field(column), &all.slice(start, len))? {
-                w.write(&leaf)?;
+                w.close()?.append_to_row_group(group)?;
             }
-            w.close()?.append_to_row_group(group)?;
             Ok(())
         })?;
         let file = staged_file(file_writer.into_inner()?, staged, fin)?;
@@ -301,24 +291,17 @@ impl CompactWriter {
         Ok((file, was_copied))
     }
 
-    /// A Parquet writer of the layer's settings into the batch's staging file; the staging and
-    /// final paths.
-    fn staged_writer(
+    /// The batch's staging file of the layer, created and buffered; the staging and final paths.
+    fn create_staged(
         &self,
         layer: Layer,
-        rows: &RecordBatch,
         planned_at: i64,
         batch: u64,
-    ) -> Result<(PathBuf, PathBuf, ArrowWriter<BufWriter<File>>)> {
+    ) -> Result<(PathBuf, PathBuf, BufWriter<File>)> {
         let (staged, fin) = self.paths(layer, planned_at, batch);
         let file =
             File::create(&staged).io_context(|| format!("cannot create {}", staged.display()))?;
-        let writer = ArrowWriter::try_new(
-            BufWriter::with_capacity(1 << 20, file),
-            rows.schema(),
-            Some(properties(&rows.schema())),
-        )?;
-        Ok((staged, fin, writer))
+        Ok((staged, fin, BufWriter::with_capacity(1 << 20, file)))
     }
 
     /// Writes one file of raw bytes (the CSV layer) into staging.
@@ -397,6 +380,30 @@ impl CompactWriter {
         }
         Ok(deleted)
     }
+}
+
+/// A Parquet writer of the layer settings for `rows`' schema into `out`, and the factory of its
+/// column writers.
+fn parquet_writer<W: std::io::Write + Send>(
+    out: W,
+    rows: &RecordBatch,
+) -> Result<(SerializedFileWriter<W>, ArrowRowGroupWriterFactory)> {
+    let schema = rows.schema();
+    let props = properties(&schema);
+    Ok(ArrowWriter::try_new(out, schema, Some(props))?.into_serialized_writer()?)
+}
+
+/// `rows` as a Parquet file into `out`, every column encoded (row groups in parallel); the
+/// footer is written by `finish` or `into_inner`.
+fn encode_file<W: std::io::Write + Send>(
+    out: W,
+    rows: &RecordBatch,
+) -> Result<SerializedFileWriter<W>> {
+    let (mut file_writer, factory) = parquet_writer(out, rows)?;
+    let groups = row_groups(rows.num_rows());
+    let encoded = encode_groups(&factory, rows, &groups, None)?;
+    append_groups(&mut file_writer, encoded, None, |_, _| Ok(()))?;
+    Ok(file_writer)
 }
 
 /// Rows a row group gets at least: below this, one group (small batches stay one group).
@@ -634,38 +641,27 @@ mod tests {
         )
         .unwrap();
         let values = || text.clone();
-        let (copied, was_copied) = writer
-            .write_parquet_with(
-                Layer::Silver,
-                &stand_in,
-                0,
-                1,
-                Shared {
-                    column: 2,
-                    wait: &|| chunk.take(),
-                    values: &values,
-                },
-            )
-            .unwrap();
+        // Silver's side: `rows` written with column 2 copied from `wait`'s chunks, or encoded
+        // from `values`; the published file and whether it was copied.
+        let with = |rows: &RecordBatch, batch: u64, wait: &dyn Fn() -> Option<Vec<SharedChunk>>| {
+            let shared = Shared {
+                column: 2,
+                wait,
+                values: &values,
+            };
+            let (file, copied) = writer
+                .write_parquet_with(Layer::Silver, rows, 0, batch, shared)
+                .unwrap();
+            (placed(&writer, file), copied)
+        };
+        let (copied, was_copied) = with(&stand_in, 1, &|| chunk.take());
         assert!(was_copied);
-        assert_eq!(read_back(&placed(&writer, copied)), target);
+        assert_eq!(read_back(&copied), target);
 
         // Nothing to copy (the source failed): encoded here.
-        let (encoded, was_copied) = writer
-            .write_parquet_with(
-                Layer::Silver,
-                &stand_in,
-                0,
-                2,
-                Shared {
-                    column: 2,
-                    wait: &|| None,
-                    values: &values,
-                },
-            )
-            .unwrap();
+        let (encoded, was_copied) = with(&stand_in, 2, &|| None);
         assert!(!was_copied);
-        assert_eq!(read_back(&placed(&writer, encoded)), target);
+        assert_eq!(read_back(&encoded), target);
 
         // A chunk for a required (non-nullable) column is not used: its pages carry levels.
         drop(
@@ -680,21 +676,9 @@ mod tests {
         ]));
         let strict =
             RecordBatch::try_new(required, vec![numbers(2), numbers(3), text.clone()]).unwrap();
-        let (file, was_copied) = writer
-            .write_parquet_with(
-                Layer::Silver,
-                &strict,
-                0,
-                4,
-                Shared {
-                    column: 2,
-                    wait: &|| chunk.take(),
-                    values: &values,
-                },
-            )
-            .unwrap();
+        let (file, was_copied) = with(&strict, 4, &|| chunk.take());
         assert!(!was_copied);
-        assert_eq!(read_back(&placed(&writer, file)), strict);
+        assert_eq!(read_back(&file), strict);
 
         // A chunk of other rows is not used.
         let short = source.slice(0, 100);
@@ -703,21 +687,9 @@ mod tests {
                 .write_parquet_sharing(Layer::Bronze, &short, 0, 3, (1, &|c| chunk.set(c)))
                 .unwrap(),
         );
-        let (checked, was_copied) = writer
-            .write_parquet_with(
-                Layer::Silver,
-                &stand_in,
-                0,
-                3,
-                Shared {
-                    column: 2,
-                    wait: &|| chunk.take(),
-                    values: &values,
-                },
-            )
-            .unwrap();
+        let (checked, was_copied) = with(&stand_in, 3, &|| chunk.take());
         assert!(!was_copied);
-        assert_eq!(read_back(&placed(&writer, checked)), target);
+        assert_eq!(read_back(&checked), target);
         fs::remove_dir_all(&dir).unwrap();
     }
 

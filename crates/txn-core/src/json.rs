@@ -250,7 +250,11 @@ fn write_python_float_general(out: &mut Vec<u8>, v: f64) {
 /// else (escapes, unknown or repeated fields, exponents, long numbers, wrong types, bad JSON) goes
 /// through serde_json, which also words the reject. Both give the same result on what `scan` takes.
 pub fn decode(bytes: Option<&[u8]>) -> Result<Transaction<'_>, Reject> {
-    let text = payload_text(bytes)?;
+    decode_text(payload_text(bytes)?)
+}
+
+/// [`decode`] of a value already checked by [`payload_text`] (so a caller can keep the text).
+pub fn decode_text(text: &str) -> Result<Transaction<'_>, Reject> {
     let raw = match scan(text) {
         Some(raw) => raw,
         None => parse_general(text)?,
@@ -264,7 +268,9 @@ pub fn decode_general(bytes: Option<&[u8]>) -> Result<Transaction<'_>, Reject> {
     finish(parse_general(payload_text(bytes)?)?)
 }
 
-fn payload_text(bytes: Option<&[u8]>) -> Result<&str, Reject> {
+/// A message value as text: the first check of [`decode`] (an absent value, or bytes that are
+/// not UTF-8, are rejects).
+pub fn payload_text(bytes: Option<&[u8]>) -> Result<&str, Reject> {
     let bytes = bytes.ok_or(Reject::EmptyValue)?;
     std::str::from_utf8(bytes).map_err(|e| Reject::NotUtf8(e.valid_up_to()))
 }

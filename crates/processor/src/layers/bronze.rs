@@ -5,7 +5,7 @@ use std::sync::Arc;
 use arrow_array::{ArrayRef, Int32Array, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Schema, SchemaRef};
 
-use super::{field, kafka_ts, payload_column, timestamp_type, timestamps};
+use super::{field, kafka_ts, key_column, timestamp_type, timestamps};
 use crate::error::Result;
 use crate::source::RawBatch;
 
@@ -23,12 +23,11 @@ pub fn schema() -> SchemaRef {
     ]))
 }
 
-/// `values` is [`payload_column`] of all the batch's messages (shared with silver when every
-/// message is valid).
+/// `values` is [`super::DecodedBatch::value_column`] of all the batch's messages.
 pub fn build(raw: &RawBatch, topic: &str, values: ArrayRef) -> Result<RecordBatch> {
     let n = raw.messages.len();
     let columns: Vec<ArrayRef> = vec![
-        payload_column(raw, raw.messages.iter(), |m| m.key),
+        key_column(raw),
         values,
         timestamps(raw.messages.iter().map(kafka_ts)),
         Arc::new(StringArray::from_iter_values(std::iter::repeat_n(topic, n))),

@@ -12,7 +12,8 @@ use std::sync::Arc;
 use arrow_array::builder::StringBuilder;
 use arrow_array::{ArrayRef, TimestampMicrosecondArray};
 use arrow_schema::{DataType, Field, TimeUnit};
-use txn_core::{decode, Reject, Transaction};
+use txn_core::json::{decode_text, payload_text};
+use txn_core::{Reject, Transaction};
 
 use crate::source::{RawBatch, RawMessage};
 
@@ -21,6 +22,9 @@ pub struct DecodedBatch<'a> {
     pub raw: &'a RawBatch,
     pub valid: Vec<(u32, Transaction<'a>)>,
     pub rejects: Vec<(u32, Reject)>,
+    /// Each message's value as text, by index; `None` when it is absent or not UTF-8. Checked
+    /// once, while decoding, and used again by the payload columns.
+    pub texts: Vec<Option<&'a str>>,
 }
 
 impl<'a> DecodedBatch<'a> {
@@ -60,10 +64,12 @@ impl<'a> DecodedBatch<'a> {
             raw,
             valid: Vec::with_capacity(n),
             rejects: Vec::new(),
+            texts: Vec::with_capacity(n),
         };
         for part in parts {
             out.valid.extend(part.valid);
             out.rejects.extend(part.rejects);
+            out.texts.extend(part.texts);
         }
         out
     }
@@ -71,9 +77,12 @@ impl<'a> DecodedBatch<'a> {
     fn decode_range(raw: &'a RawBatch, from: usize, to: usize) -> Self {
         let mut valid = Vec::with_capacity(to - from);
         let mut rejects = Vec::new();
+        let mut texts = Vec::with_capacity(to - from);
         for (i, m) in raw.messages[from..to].iter().enumerate() {
             let index = (from + i) as u32;
-            match decode(raw.value(m)) {
+            let text = payload_text(raw.value(m));
+            texts.push(text.as_ref().ok().copied());
+            match text.and_then(decode_text) {
                 Ok(txn) => valid.push((index, txn)),
                 Err(reason) => rejects.push((index, reason)),
             }
@@ -82,7 +91,22 @@ impl<'a> DecodedBatch<'a> {
             raw,
             valid,
             rejects,
+            texts,
         }
+    }
+
+    /// The values of the messages at `indices` as a string column, from the texts the decoder
+    /// checked (no second UTF-8 check); an absent value is null, one that is not UTF-8 has its
+    /// invalid sequences replaced (U+FFFD; its reject says where).
+    pub fn value_column(&self, indices: impl ExactSizeIterator<Item = u32>) -> ArrayRef {
+        let mut b = StringBuilder::with_capacity(indices.len(), self.raw.bytes());
+        for i in indices {
+            match self.texts[i as usize] {
+                Some(text) => b.append_value(text),
+                None => b.append_option(lossy(self.raw.value(self.message(i)))),
+            }
+        }
+        Arc::new(b.finish())
     }
 
     pub fn message(&self, index: u32) -> &'a RawMessage {
@@ -124,22 +148,12 @@ pub fn strings<'s>(
     Arc::new(b.finish())
 }
 
-/// A column of message payloads (or keys): one copy of each into one buffer. Invalid UTF-8 is
-/// replaced (U+FFFD) so the column stays a valid string column; the reject says where it was.
-pub fn payload_column<'m>(
-    raw: &RawBatch,
-    messages: impl ExactSizeIterator<Item = &'m RawMessage>,
-    bytes_of: impl Fn(&'m RawMessage) -> Option<(usize, usize)>,
-) -> ArrayRef {
-    let mut b = StringBuilder::with_capacity(messages.len(), raw.bytes());
-    for m in messages {
-        match bytes_of(m).map(|(s, e)| &raw.arena[s..e]) {
-            None => b.append_null(),
-            Some(v) => match std::str::from_utf8(v) {
-                Ok(text) => b.append_value(text),
-                Err(_) => b.append_value(String::from_utf8_lossy(v)),
-            },
-        }
+/// The message keys as a string column: one copy of each into one buffer. Invalid UTF-8 is
+/// replaced (U+FFFD) so the column stays a valid string column.
+pub fn key_column(raw: &RawBatch) -> ArrayRef {
+    let mut b = StringBuilder::with_capacity(raw.messages.len(), raw.messages.len() * 16);
+    for m in &raw.messages {
+        b.append_option(lossy(raw.key(m)));
     }
     Arc::new(b.finish())
 }
@@ -190,5 +204,31 @@ impl Layer {
             Layer::RawCsv => "csv",
             _ => "parquet",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::{Array, StringArray};
+
+    #[test]
+    fn the_value_column_takes_the_decoders_checked_text_and_replaces_what_is_not_utf8() {
+        let mut raw = RawBatch::default();
+        raw.push(0, 0, None, None, Some(b"not json"));
+        raw.push(0, 1, None, None, None);
+        raw.push(0, 2, None, None, Some(b"bad \xff byte"));
+        let decoded = DecodedBatch::decode(&raw);
+        assert_eq!(decoded.texts, vec![Some("not json"), None, None]);
+        assert_eq!(decoded.rejects.len(), 3);
+        let column = decoded.value_column(0..3);
+        let column = column.as_any().downcast_ref::<StringArray>().unwrap();
+        assert_eq!(column.value(0), "not json");
+        assert!(column.is_null(1));
+        assert_eq!(column.value(2), "bad \u{FFFD} byte");
+        let picked = decoded.value_column([2, 0].into_iter());
+        let picked = picked.as_any().downcast_ref::<StringArray>().unwrap();
+        assert_eq!(picked.len(), 2);
+        assert_eq!(picked.value(1), "not json");
     }
 }

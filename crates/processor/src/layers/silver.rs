@@ -6,7 +6,7 @@ use arrow_array::builder::{Float64Builder, StringBuilder, TimestampMicrosecondBu
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Schema, SchemaRef};
 
-use super::{field, kafka_ts as kafka_ts_of, payload_column, timestamp_type, DecodedBatch};
+use super::{field, kafka_ts as kafka_ts_of, timestamp_type, DecodedBatch};
 use crate::error::Result;
 
 /// The index of `json_str` in [`schema`].
@@ -37,11 +37,7 @@ pub fn schema() -> SchemaRef {
 
 /// The `json_str` column: each valid row's payload.
 pub fn json_column(batch: &DecodedBatch<'_>) -> ArrayRef {
-    payload_column(
-        batch.raw,
-        batch.valid.iter().map(|(i, _)| batch.message(*i)),
-        |m| m.value,
-    )
+    batch.value_column(batch.valid.iter().map(|(i, _)| *i))
 }
 
 /// A stand-in `json_str` column (all null) for a file whose `json_str` chunk is copied already
