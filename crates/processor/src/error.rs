@@ -32,6 +32,9 @@ pub enum Error {
     Parquet(#[from] parquet::errors::ParquetError),
     #[error("cannot build a record batch: {0}")]
     Arrow(#[from] arrow_schema::ArrowError),
+    /// A bug, not a setting: a worker thread panicked (exits 1, where a setting exits 2).
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 /// Adds what was being done to an I/O error.

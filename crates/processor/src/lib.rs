@@ -452,7 +452,7 @@ pub fn run_with_drain(
                 });
                 let waited = Instant::now();
                 let read_result = next.handle.join().unwrap_or_else(|_| {
-                    Err(Error::Config("the Kafka reader thread panicked".into()))
+                    Err(Error::Internal("the Kafka reader thread panicked".into()))
                 })?;
                 let read_time = waited.elapsed();
                 let Some((raw, lost_in_read)) = read_result else {
@@ -729,7 +729,7 @@ impl Engine {
         let outcome = committing
             .handle
             .join()
-            .unwrap_or_else(|_| Err(Error::Config("the commit thread panicked".into())))?;
+            .unwrap_or_else(|_| Err(Error::Internal("the commit thread panicked".into())))?;
         let waited = t.elapsed();
         let mut report = committing.report;
         source.commit_group_offsets(&report.ranges);
@@ -901,7 +901,7 @@ fn write_layers(
             })
         })
         .map(|gold| rest.extend(gold));
-        let panicked = || Error::Config("a layer writer thread panicked".into());
+        let panicked = || Error::Internal("a layer writer thread panicked".into());
         let bronze = bronze.join().map_err(|_| panicked())??;
         let silver = silver.join().map_err(|_| panicked())??;
         staged?;

@@ -333,7 +333,7 @@ impl CompactWriter {
                 .collect();
             syncs.into_iter().try_for_each(|h| {
                 h.join()
-                    .unwrap_or_else(|_| Err(Error::Config("a file sync thread panicked".into())))
+                    .unwrap_or_else(|_| Err(Error::Internal("a file sync thread panicked".into())))
             })
         })?;
         let mut folders: Vec<&Path> = Vec::new();
@@ -456,7 +456,7 @@ fn encode_groups(
             .into_iter()
             .map(|h| {
                 h.join().unwrap_or_else(|_| {
-                    Err(Error::Config("a Parquet encoding thread panicked".into()))
+                    Err(Error::Internal("a Parquet encoding thread panicked".into()))
                 })
             })
             .collect()
