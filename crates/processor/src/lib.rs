@@ -7,6 +7,7 @@
 //! file per layer in place, [`checkpoint`] makes it exactly once, [`progress`] reports.
 
 pub mod checkpoint;
+pub mod chunk;
 pub mod config;
 pub mod error;
 pub mod gold;
@@ -805,64 +806,72 @@ fn write_layers(
     plan: &BatchPlan,
 ) -> Result<StagedLayers> {
     let (at, id) = (plan.planned_at, plan.batch);
-    // Without rejects, silver's `json_str` is bronze's `value`: bronze's encoded chunk is copied
-    // into the silver file instead of compressing the same bytes twice.
+    // The payload columns are encoded straight from the messages ([`chunk`]). Without rejects,
+    // silver's `json_str` is bronze's `value`: bronze's encoded chunks go to silver as soon as
+    // they are ready, instead of compressing the same bytes twice.
     // (The sender moves into bronze's thread: if bronze fails, silver's wait ends.)
-    let (chunk_tx, chunk_rx) = std::sync::mpsc::sync_channel::<Option<Vec<writer::SharedChunk>>>(1);
+    let (chunk_tx, chunk_rx) = std::sync::mpsc::sync_channel::<Vec<writer::SharedChunk>>(1);
     let sharing = decoded.rejects.is_empty();
     let mut gold_out = gold::GoldBatch::default();
     let mut gold_time = Duration::ZERO;
     let files = std::thread::scope(|s| {
         let bronze = spawn(s, "bronze", move || {
             timed(id, Layer::Bronze, || {
-                let values = decoded.value_column(0..raw.messages.len() as u32);
-                let rows = layers::bronze::build(raw, topic, values)?;
+                let n = raw.messages.len();
+                let schema = layers::bronze::schema();
+                let descr = writer::column_descr(&schema, layers::bronze::VALUE)?;
+                let chunks =
+                    writer::encode_text_groups(&descr, n, &|row| decoded.text(row as u32))?;
                 if sharing {
-                    // Silver gets the chunk as soon as it is encoded, before bronze's file is
-                    // written.
-                    let give = |chunk| {
-                        let _ = chunk_tx.send(chunk);
-                    };
-                    writer.write_parquet_sharing(
-                        Layer::Bronze,
-                        &rows,
-                        at,
-                        id,
-                        (layers::bronze::VALUE, &give),
-                    )
-                } else {
-                    writer.write_parquet(Layer::Bronze, &rows, at, id)
+                    let _ = chunk_tx.send(chunks.clone());
                 }
+                drop(chunk_tx);
+                let rows = layers::bronze::build(raw, topic, layers::placeholder(n))?;
+                let wait = || Ok(Some(chunks.clone()));
+                let values = || decoded.value_column(0..n as u32);
+                let (file, _) = writer.write_parquet_with(
+                    Layer::Bronze,
+                    &rows,
+                    at,
+                    id,
+                    writer::Shared {
+                        column: layers::bronze::VALUE,
+                        wait: &wait,
+                        values: &values,
+                    },
+                )?;
+                Ok(file)
             })
         });
         let silver = spawn(s, "silver", move || {
             timed(id, Layer::Silver, || {
-                if decoded.valid.is_empty() {
+                let n = decoded.valid.len();
+                if n == 0 {
                     return Ok(None);
                 }
-                let file = if sharing {
-                    // `json_str` comes encoded from bronze; built here only if it does not.
-                    let rows =
-                        layers::silver::build(decoded, Some(layers::silver::placeholder(decoded)))?;
-                    let wait = || chunk_rx.recv().ok().flatten();
-                    let json = || layers::silver::json_column(decoded);
-                    writer
-                        .write_parquet_with(
-                            Layer::Silver,
-                            &rows,
-                            at,
-                            id,
-                            writer::Shared {
-                                column: layers::silver::JSON_STR,
-                                wait: &wait,
-                                values: &json,
-                            },
-                        )?
-                        .0
-                } else {
-                    let rows = layers::silver::build(decoded, None)?;
-                    writer.write_parquet(Layer::Silver, &rows, at, id)?
+                // `json_str` comes encoded from bronze, or is encoded here from the valid rows.
+                let rows = layers::silver::build(decoded, Some(layers::placeholder(n)))?;
+                let wait = || -> Result<Option<Vec<writer::SharedChunk>>> {
+                    if sharing {
+                        return Ok(chunk_rx.recv().ok());
+                    }
+                    let descr = writer::column_descr(&rows.schema(), layers::silver::JSON_STR)?;
+                    let valid = &decoded.valid;
+                    writer::encode_text_groups(&descr, n, &|row| decoded.text(valid[row].0))
+                        .map(Some)
                 };
+                let json = || layers::silver::json_column(decoded);
+                let (file, _) = writer.write_parquet_with(
+                    Layer::Silver,
+                    &rows,
+                    at,
+                    id,
+                    writer::Shared {
+                        column: layers::silver::JSON_STR,
+                        wait: &wait,
+                        values: &json,
+                    },
+                )?;
                 Ok(Some(file))
             })
         });

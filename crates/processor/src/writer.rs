@@ -61,6 +61,7 @@ fn properties(schema: &Schema) -> WriterProperties {
 
 /// One column chunk of a Parquet file held in memory: copied into another file of the batch
 /// that holds the same values, instead of encoding and compressing them twice.
+#[derive(Clone)]
 pub struct SharedChunk {
     file: Bytes,
     chunk: ColumnChunkMetaData,
@@ -68,6 +69,11 @@ pub struct SharedChunk {
 }
 
 impl SharedChunk {
+    /// A chunk of `rows` rows whose pages are in `file` at the offsets `chunk` gives.
+    pub fn new(file: Bytes, chunk: ColumnChunkMetaData, rows: i64) -> Self {
+        SharedChunk { file, chunk, rows }
+    }
+
     /// The chunk as column `descr` of a file of `rows` rows: its bytes and its close result
     /// (offsets still those of the source file; `append_column` maps them). `None` when it does
     /// not fit: other rows, or another physical type or level structure (nullability), which
@@ -119,7 +125,7 @@ pub struct Shared<'f> {
     /// Its index in the file's schema.
     pub column: usize,
     /// The encoded chunks (one per row group), waited for once the other columns are encoded.
-    pub wait: &'f dyn Fn() -> Option<Vec<SharedChunk>>,
+    pub wait: &'f dyn Fn() -> Result<Option<Vec<SharedChunk>>>,
     /// Its values, encoded here when there is no chunk or it does not fit.
     pub values: &'f dyn Fn() -> ArrayRef,
 }
@@ -197,36 +203,6 @@ impl CompactWriter {
         staged_file(file_writer.into_inner()?, staged, fin)
     }
 
-    /// [`Self::write_parquet`], handing the encoded chunks (one per row group) of column
-    /// `share.0` to `share.1` for another file of the batch ([`Self::write_parquet_with`]) as
-    /// soon as they are encoded, before this file is written.
-    pub fn write_parquet_sharing(
-        &self,
-        layer: Layer,
-        rows: &RecordBatch,
-        planned_at: i64,
-        batch: u64,
-        share: (usize, &dyn Fn(Option<Vec<SharedChunk>>)),
-    ) -> Result<StagedFile> {
-        let (column, give) = share;
-        let (staged, fin) = self.paths(layer, planned_at, batch);
-        let mut file_writer = encode_file(Vec::new(), rows)?;
-        let metadata = file_writer.finish()?;
-        let bytes = Bytes::from(std::mem::take(file_writer.inner_mut()));
-        give(Some(
-            metadata
-                .row_groups()
-                .iter()
-                .map(|group| SharedChunk {
-                    chunk: group.column(column).clone(),
-                    rows: group.num_rows(),
-                    file: bytes.clone(),
-                })
-                .collect(),
-        ));
-        write_staged(&bytes, staged, fin)
-    }
-
     /// Writes one Parquet file (into staging) whose column `shared.column` is copied, already
     /// encoded, from another file of the batch (same values, same row groups, same type and
     /// nullability), the other columns encoded here. The chunks are waited for after the other
@@ -248,7 +224,7 @@ impl CompactWriter {
         let encoded = encode_groups(&factory, rows, &groups, Some(column))?;
         let descr = file_writer.schema_descr().column(column);
         // Every group's chunk must fit, or none is used.
-        let copied = match (shared.wait)() {
+        let copied = match (shared.wait)()? {
             Some(chunks) if chunks.len() == groups.len() => chunks
                 .iter()
                 .zip(&groups)
@@ -404,6 +380,46 @@ fn encode_file<W: std::io::Write + Send>(
     let encoded = encode_groups(&factory, rows, &groups, None)?;
     append_groups(&mut file_writer, encoded, None, |_, _| Ok(()))?;
     Ok(file_writer)
+}
+
+/// The Parquet description of column `column` of a layer schema (flat: one leaf per column).
+pub fn column_descr(schema: &Schema, column: usize) -> Result<ColumnDescPtr> {
+    let descr = parquet::arrow::ArrowSchemaConverter::new().convert(schema)?;
+    if column >= descr.num_columns() {
+        return Err(Error::Internal(format!("no column {column} in the schema")));
+    }
+    Ok(descr.column(column))
+}
+
+/// A string column of `rows` rows encoded by [`crate::chunk::encode_text`] as the chunks of the
+/// row groups [`row_groups`] gives (in parallel, one thread per group): ready for
+/// [`Shared::wait`] of any file of the batch with that column and that many rows.
+pub fn encode_text_groups<'v>(
+    descr: &ColumnDescPtr,
+    rows: usize,
+    value: &(dyn Fn(usize) -> Option<std::borrow::Cow<'v, str>> + Sync),
+) -> Result<Vec<SharedChunk>> {
+    let groups = row_groups(rows);
+    let encode = |(start, len): (usize, usize)| {
+        crate::chunk::encode_text(descr, len, |row| value(start + row))
+    };
+    if groups.len() == 1 {
+        return Ok(vec![encode(groups[0])?]);
+    }
+    std::thread::scope(|s| {
+        let handles: Vec<_> = groups
+            .iter()
+            .map(|&group| crate::spawn(s, "encode", move || encode(group)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(Error::Internal("a Parquet encoding thread panicked".into()))
+                })
+            })
+            .collect()
+    })
 }
 
 /// Rows a row group gets at least: below this, one group (small batches stay one group).
@@ -580,43 +596,57 @@ mod tests {
         check_sharing(rows);
     }
 
-    /// Files of `n` rows: a column shared from one into another, or encoded when it cannot be.
+    /// Files of `n` rows: a column encoded apart (as the payload columns are) and copied into
+    /// two files, or encoded by the writer when it cannot be.
     fn check_sharing(n: usize) {
         let dir = std::env::temp_dir().join(format!("writer-share-{}-{n}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         let writer = CompactWriter::open(&dir, 0).unwrap();
-        let text: ArrayRef = Arc::new(StringArray::from_iter_values((0..n as i64).map(|i| {
-            format!(
-                "{{\"n\": {i}, \"pad\": \"{}\"}}",
-                "x".repeat(i as usize % 50)
-            )
-        })));
+        let texts: Vec<String> = (0..n)
+            .map(|i| format!("{{\"n\": {i}, \"pad\": \"{}\"}}", "x".repeat(i % 50)))
+            .collect();
+        let text: ArrayRef = Arc::new(StringArray::from_iter_values(&texts));
         let numbers = |k: i64| -> ArrayRef {
             Arc::new(Int64Array::from_iter_values((0..n as i64).map(|i| i * k)))
         };
+        let values = || text.clone();
+        // A file with column `column` copied from `chunks`, or encoded from `values`; the
+        // published file and whether it was copied.
+        let with =
+            |rows: &RecordBatch, column: usize, batch: u64, chunks: Option<Vec<SharedChunk>>| {
+                let wait = || Ok(chunks.clone());
+                let shared = Shared {
+                    column,
+                    wait: &wait,
+                    values: &values,
+                };
+                let (file, copied) = writer
+                    .write_parquet_with(Layer::Silver, rows, 0, batch, shared)
+                    .unwrap();
+                (placed(&writer, file), copied)
+            };
+        let stand_in = |rows: &RecordBatch, column: usize| {
+            let mut columns = rows.columns().to_vec();
+            columns[column] = arrow_array::new_null_array(&DataType::Utf8, n);
+            RecordBatch::try_new(rows.schema(), columns).unwrap()
+        };
+
         // The source file: the text column second, as in bronze.
         let source_schema = Arc::new(Schema::new(vec![
             Field::new("n", DataType::Int64, false),
             Field::new("value", DataType::Utf8, true),
         ]));
-        let source = RecordBatch::try_new(source_schema, vec![numbers(1), text.clone()]).unwrap();
-        let chunk = std::cell::Cell::new(None);
-        let staged = writer
-            .write_parquet_sharing(Layer::Bronze, &source, 0, 1, (1, &|c| chunk.set(c)))
-            .unwrap();
-        let path = staged.final_path().to_path_buf();
-        assert!(!path.exists(), "not visible before it is published");
-        assert_eq!(writer.publish(vec![staged]).unwrap(), vec![path.clone()]);
+        let source =
+            RecordBatch::try_new(source_schema.clone(), vec![numbers(1), text.clone()]).unwrap();
+        let descr = column_descr(&source_schema, 1).unwrap();
+        let chunks =
+            encode_text_groups(&descr, n, &|row| Some(texts[row].as_str().into())).unwrap();
+        assert_eq!(chunks.len(), row_groups(n).len(), "a chunk per row group");
+        let (path, was_copied) = with(&stand_in(&source, 1), 1, 1, Some(chunks.clone()));
+        assert!(was_copied);
         assert_eq!(read_back(&path), source);
         let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap()).unwrap();
         assert_eq!(reader.metadata().num_row_groups(), row_groups(n).len());
-        let one = chunk.take();
-        assert_eq!(
-            one.as_ref().map(Vec::len),
-            Some(row_groups(n).len()),
-            "a chunk per row group"
-        );
-        chunk.set(one);
 
         // The target: another name and position for the same values, as silver's json_str.
         let target_schema = Arc::new(Schema::new(vec![
@@ -629,46 +659,16 @@ mod tests {
             vec![numbers(2), numbers(3), text.clone()],
         )
         .unwrap();
-        // What the writer is given: a stand-in for the shared column; its values come from
-        // `Shared::values` when they are encoded here.
-        let stand_in = RecordBatch::try_new(
-            target_schema.clone(),
-            vec![
-                numbers(2),
-                numbers(3),
-                arrow_array::new_null_array(&DataType::Utf8, n),
-            ],
-        )
-        .unwrap();
-        let values = || text.clone();
-        // Silver's side: `rows` written with column 2 copied from `wait`'s chunks, or encoded
-        // from `values`; the published file and whether it was copied.
-        let with = |rows: &RecordBatch, batch: u64, wait: &dyn Fn() -> Option<Vec<SharedChunk>>| {
-            let shared = Shared {
-                column: 2,
-                wait,
-                values: &values,
-            };
-            let (file, copied) = writer
-                .write_parquet_with(Layer::Silver, rows, 0, batch, shared)
-                .unwrap();
-            (placed(&writer, file), copied)
-        };
-        let (copied, was_copied) = with(&stand_in, 1, &|| chunk.take());
+        let (copied, was_copied) = with(&stand_in(&target, 2), 2, 2, Some(chunks.clone()));
         assert!(was_copied);
         assert_eq!(read_back(&copied), target);
 
-        // Nothing to copy (the source failed): encoded here.
-        let (encoded, was_copied) = with(&stand_in, 2, &|| None);
+        // Nothing to copy: encoded here.
+        let (encoded, was_copied) = with(&stand_in(&target, 2), 2, 3, None);
         assert!(!was_copied);
         assert_eq!(read_back(&encoded), target);
 
         // A chunk for a required (non-nullable) column is not used: its pages carry levels.
-        drop(
-            writer
-                .write_parquet_sharing(Layer::Bronze, &source, 0, 4, (1, &|c| chunk.set(c)))
-                .unwrap(),
-        );
         let required = Arc::new(Schema::new(vec![
             Field::new("a", DataType::Int64, false),
             Field::new("b", DataType::Int64, false),
@@ -676,18 +676,14 @@ mod tests {
         ]));
         let strict =
             RecordBatch::try_new(required, vec![numbers(2), numbers(3), text.clone()]).unwrap();
-        let (file, was_copied) = with(&strict, 4, &|| chunk.take());
+        let (file, was_copied) = with(&strict, 2, 4, Some(chunks.clone()));
         assert!(!was_copied);
         assert_eq!(read_back(&file), strict);
 
         // A chunk of other rows is not used.
-        let short = source.slice(0, 100);
-        drop(
-            writer
-                .write_parquet_sharing(Layer::Bronze, &short, 0, 3, (1, &|c| chunk.set(c)))
-                .unwrap(),
-        );
-        let (checked, was_copied) = with(&stand_in, 3, &|| chunk.take());
+        let short =
+            encode_text_groups(&descr, 100, &|row| Some(texts[row].as_str().into())).unwrap();
+        let (checked, was_copied) = with(&stand_in(&target, 2), 2, 5, Some(short));
         assert!(!was_copied);
         assert_eq!(read_back(&checked), target);
         fs::remove_dir_all(&dir).unwrap();

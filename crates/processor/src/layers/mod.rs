@@ -101,17 +101,30 @@ impl<'a> DecodedBatch<'a> {
     pub fn value_column(&self, indices: impl ExactSizeIterator<Item = u32>) -> ArrayRef {
         let mut b = StringBuilder::with_capacity(indices.len(), self.raw.bytes());
         for i in indices {
-            match self.texts[i as usize] {
-                Some(text) => b.append_value(text),
-                None => b.append_option(lossy(self.raw.value(self.message(i)))),
-            }
+            b.append_option(self.text(i));
         }
         Arc::new(b.finish())
+    }
+
+    /// The value of message `index` as text: the one the decoder checked, else (not UTF-8) with
+    /// its invalid sequences replaced; `None` when absent.
+    pub fn text(&self, index: u32) -> Option<Cow<'a, str>> {
+        match self.texts[index as usize] {
+            Some(text) => Some(Cow::Borrowed(text)),
+            None => lossy(self.raw.value(self.message(index))),
+        }
     }
 
     pub fn message(&self, index: u32) -> &'a RawMessage {
         &self.raw.messages[index as usize]
     }
+}
+
+/// A stand-in string column (all null) of `rows` rows for a payload column whose chunks are
+/// encoded apart ([`crate::chunk`]) and copied into the file ([`crate::writer::Shared`]); never
+/// written itself.
+pub fn placeholder(rows: usize) -> ArrayRef {
+    arrow_array::new_null_array(&DataType::Utf8, rows)
 }
 
 /// Parquet TIMESTAMP(MICROS, UTC): read as tz-aware values by pandas, DuckDB, polars and Spark.

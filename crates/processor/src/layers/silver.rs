@@ -40,12 +40,6 @@ pub fn json_column(batch: &DecodedBatch<'_>) -> ArrayRef {
     batch.value_column(batch.valid.iter().map(|(i, _)| *i))
 }
 
-/// A stand-in `json_str` column (all null) for a file whose `json_str` chunk is copied already
-/// encoded from bronze's `value` ([`crate::writer::Shared`]); never written itself.
-pub fn placeholder(batch: &DecodedBatch<'_>) -> ArrayRef {
-    arrow_array::new_null_array(&DataType::Utf8, batch.valid.len())
-}
-
 /// One pass over the rows, appending to every column. `json`: the `json_str` column when the
 /// caller has it (or a [`placeholder`]), else built here.
 pub fn build(batch: &DecodedBatch<'_>, json: Option<ArrayRef>) -> Result<RecordBatch> {
