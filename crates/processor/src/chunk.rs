@@ -45,7 +45,7 @@ pub fn encode_text<'v>(
     let mut pages = SerializedPageWriter::new(&mut sink);
     let mut compressor = snap::raw::Encoder::new();
     let (mut compressed, mut uncompressed) = (0u64, 0u64);
-    let mut page = Vec::new();
+    let (mut page, mut out) = (Vec::new(), Vec::new());
     let mut start = 0;
     while start < rows {
         // The page's rows, and its definition levels as runs of (defined, length).
@@ -82,14 +82,14 @@ pub fn encode_text<'v>(
                 page.extend_from_slice(v.as_bytes());
             }
         }
-        let mut out = vec![0; snap::raw::max_compress_len(page.len())];
+        // One output buffer for all pages (a fresh one would be zeroed and faulted in per page).
+        out.resize(snap::raw::max_compress_len(page.len()), 0);
         let n = compressor
             .compress(&page, &mut out)
             .map_err(|e| Error::Internal(format!("column {}: snappy: {e}", descr.path())))?;
-        out.truncate(n);
         let spec = pages.write_page(CompressedPage::new(
             Page::DataPage {
-                buf: Bytes::from(out),
+                buf: Bytes::copy_from_slice(&out[..n]),
                 num_values: (end - start) as u32,
                 encoding: Encoding::PLAIN,
                 def_level_encoding: Encoding::RLE,
