@@ -53,6 +53,14 @@ pub fn encode_text<'v>(
         let (mut end, mut bytes) = (start, 0usize);
         while end < rows && bytes < PAGE_BYTES {
             let defined = match value(end) {
+                // A byte array's length is 4 bytes, read as signed by most readers.
+                Some(v) if v.len() > i32::MAX as usize => {
+                    return Err(Error::Internal(format!(
+                        "column {}: row {end} holds {} bytes, more than a Parquet value can",
+                        descr.path(),
+                        v.len()
+                    )))
+                }
                 Some(v) => {
                     bytes += 4 + v.len();
                     true

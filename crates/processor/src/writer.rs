@@ -239,7 +239,7 @@ impl CompactWriter {
         } else {
             let values = (shared.values)();
             if values.len() != rows.num_rows() {
-                return Err(Error::Config(format!(
+                return Err(Error::Internal(format!(
                     "{}: column {column} has {} values for {} rows",
                     layer.folder(),
                     values.len(),
