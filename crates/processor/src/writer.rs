@@ -400,16 +400,22 @@ pub fn encode_text_groups<'v>(
     value: &(dyn Fn(usize) -> Option<std::borrow::Cow<'v, str>> + Sync),
 ) -> Result<Vec<SharedChunk>> {
     let groups = row_groups(rows);
-    let encode = |(start, len): (usize, usize)| {
+    per_group(groups.len(), |g| {
+        let (start, len) = groups[g];
         crate::chunk::encode_text(descr, len, |row| value(start + row))
-    };
-    if groups.len() == 1 {
-        return Ok(vec![encode(groups[0])?]);
+    })
+}
+
+/// `encode(g)` for each of `groups` row groups, one thread per group when there are several:
+/// the results in group order.
+fn per_group<T: Send>(groups: usize, encode: impl Fn(usize) -> Result<T> + Sync) -> Result<Vec<T>> {
+    if groups == 1 {
+        return Ok(vec![encode(0)?]);
     }
+    let encode = &encode;
     std::thread::scope(|s| {
-        let handles: Vec<_> = groups
-            .iter()
-            .map(|&group| crate::spawn(s, "encode", move || encode(group)))
+        let handles: Vec<_> = (0..groups)
+            .map(|g| crate::spawn(s, "encode", move || encode(g)))
             .collect();
         handles
             .into_iter()
@@ -461,22 +467,7 @@ fn encode_groups(
         }
         Ok(writers)
     };
-    if groups.len() == 1 {
-        return Ok(vec![encode(0)?]);
-    }
-    std::thread::scope(|s| {
-        let handles: Vec<_> = (0..groups.len())
-            .map(|g| crate::spawn(s, "encode", move || encode(g)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join().unwrap_or_else(|_| {
-                    Err(Error::Internal("a Parquet encoding thread panicked".into()))
-                })
-            })
-            .collect()
-    })
+    per_group(groups.len(), encode)
 }
 
 /// Appends the encoded row groups to the file in order; column `skip` of group `g` (not
