@@ -84,6 +84,8 @@ pub fn encode_text<'v>(
         if nullable {
             write_levels(&mut page, &runs);
         }
+        // `value` again: for the decoder's checked text it is an index lookup, cheaper than
+        // keeping the page's values between the two passes.
         for row in start..end {
             if let Some(v) = value(row) {
                 page.extend_from_slice(&(v.len() as u32).to_le_bytes());

@@ -826,7 +826,7 @@ fn write_layers(
                     let _ = chunk_tx.send(chunks.clone());
                 }
                 drop(chunk_tx);
-                let rows = layers::bronze::build(raw, topic, layers::placeholder(n))?;
+                let rows = layers::bronze::build(raw, topic)?;
                 let wait = || Ok(Some(chunks.clone()));
                 let values = || decoded.value_column(0..n as u32);
                 let (file, _) = writer.write_parquet_with(
@@ -850,7 +850,7 @@ fn write_layers(
                     return Ok(None);
                 }
                 // `json_str` comes encoded from bronze, or is encoded here from the valid rows.
-                let rows = layers::silver::build(decoded, Some(layers::placeholder(n)))?;
+                let rows = layers::silver::build(decoded)?;
                 let wait = || -> Result<Option<Vec<writer::SharedChunk>>> {
                     if sharing {
                         return Ok(chunk_rx.recv().ok());

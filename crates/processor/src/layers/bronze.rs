@@ -5,7 +5,7 @@ use std::sync::Arc;
 use arrow_array::{ArrayRef, Int32Array, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Schema, SchemaRef};
 
-use super::{field, kafka_ts, key_column, timestamp_type, timestamps};
+use super::{field, kafka_ts, key_column, placeholder, timestamp_type, timestamps};
 use crate::error::Result;
 use crate::source::RawBatch;
 
@@ -23,12 +23,13 @@ pub fn schema() -> SchemaRef {
     ]))
 }
 
-/// `values` is [`super::DecodedBatch::value_column`] of all the batch's messages.
-pub fn build(raw: &RawBatch, topic: &str, values: ArrayRef) -> Result<RecordBatch> {
+/// Every message's coordinates; `value` is a [`placeholder`]: its chunks are encoded apart
+/// ([`crate::chunk`]), and [`super::DecodedBatch::value_column`] is the writer's fallback.
+pub fn build(raw: &RawBatch, topic: &str) -> Result<RecordBatch> {
     let n = raw.messages.len();
     let columns: Vec<ArrayRef> = vec![
         key_column(raw),
-        values,
+        placeholder(n),
         timestamps(raw.messages.iter().map(kafka_ts)),
         Arc::new(StringArray::from_iter_values(std::iter::repeat_n(topic, n))),
         Arc::new(Int32Array::from_iter_values(

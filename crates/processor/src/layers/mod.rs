@@ -120,9 +120,9 @@ impl<'a> DecodedBatch<'a> {
     }
 }
 
-/// A stand-in string column (all null) of `rows` rows for a payload column whose chunks are
-/// encoded apart ([`crate::chunk`]) and copied into the file ([`crate::writer::Shared`]); never
-/// written itself.
+/// A stand-in string column (all null) of `rows` rows for a payload column (`value`,
+/// `json_str`) whose chunks are encoded apart ([`crate::chunk`]) and copied into the file
+/// ([`crate::writer::Shared`]); never written itself.
 pub fn placeholder(rows: usize) -> ArrayRef {
     arrow_array::new_null_array(&DataType::Utf8, rows)
 }

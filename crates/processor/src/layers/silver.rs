@@ -6,7 +6,7 @@ use arrow_array::builder::{Float64Builder, StringBuilder, TimestampMicrosecondBu
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Schema, SchemaRef};
 
-use super::{field, kafka_ts as kafka_ts_of, timestamp_type, DecodedBatch};
+use super::{field, kafka_ts as kafka_ts_of, placeholder, timestamp_type, DecodedBatch};
 use crate::error::Result;
 
 /// The index of `json_str` in [`schema`].
@@ -40,9 +40,10 @@ pub fn json_column(batch: &DecodedBatch<'_>) -> ArrayRef {
     batch.value_column(batch.valid.iter().map(|(i, _)| *i))
 }
 
-/// One pass over the rows, appending to every column. `json`: the `json_str` column when the
-/// caller has it (or a [`placeholder`]), else built here.
-pub fn build(batch: &DecodedBatch<'_>, json: Option<ArrayRef>) -> Result<RecordBatch> {
+/// One pass over the rows, appending to every column; `json_str` is a [`placeholder`]: its
+/// chunks are encoded apart ([`crate::chunk`]) or copied from bronze, and [`json_column`] is the
+/// writer's fallback.
+pub fn build(batch: &DecodedBatch<'_>) -> Result<RecordBatch> {
     let rows = &batch.valid;
     let n = rows.len();
     let text = |avg: usize| StringBuilder::with_capacity(n, n * avg);
@@ -74,7 +75,6 @@ pub fn build(batch: &DecodedBatch<'_>, json: Option<ArrayRef>) -> Result<RecordB
         kafka_ts.append_option(kafka_ts_of(batch.message(*i)));
         event_time.append_value(t.event_time);
     }
-    let json = json.unwrap_or_else(|| json_column(batch));
     let utc = |b: &mut TimestampMicrosecondBuilder| -> ArrayRef {
         Arc::new(b.finish().with_timezone("UTC"))
     };
@@ -92,7 +92,7 @@ pub fn build(batch: &DecodedBatch<'_>, json: Option<ArrayRef>) -> Result<RecordB
         Arc::new(lat.finish()),
         Arc::new(lon.finish()),
         utc(&mut kafka_ts),
-        json,
+        placeholder(n),
         utc(&mut event_time),
     ];
     Ok(RecordBatch::try_new(schema(), columns)?)
