@@ -56,6 +56,10 @@ pub struct ProducerConfig {
     /// Idempotent delivery (acks=all, no duplicates on retry)
     #[arg(long, env = "PRODUCER_IDEMPOTENCE", default_value = "true", value_parser = parse_bool, action = clap::ArgAction::Set)]
     pub idempotence: bool,
+    /// Produce requests in flight per broker connection (librdkafka's `max.in.flight`); at most 5
+    /// with idempotence, 1 keeps order without idempotence too
+    #[arg(long, env = "PRODUCER_MAX_IN_FLIGHT", default_value_t = 5)]
+    pub max_in_flight: u32,
     /// Event times from a synthetic clock starting here (RFC 3339) and advancing 1/rate per message
     /// (1 ms when unlimited) instead of the wall clock: with --seed, runs are byte-for-byte identical
     #[arg(long, env = "PRODUCER_EVENT_TIME_START")]
@@ -74,6 +78,18 @@ impl ProducerConfig {
         }
         if self.log_every == 0 {
             bail!("--log-every must be at least 1");
+        }
+        let most = if self.idempotence { 5 } else { 1_000_000 };
+        if !(1..=most).contains(&self.max_in_flight) {
+            bail!(
+                "--max-in-flight must be between 1 and {most}{}, got {}",
+                if self.idempotence {
+                    " with idempotence"
+                } else {
+                    ""
+                },
+                self.max_in_flight
+            );
         }
         self.event_time_start
             .as_deref()
@@ -146,7 +162,8 @@ pub fn client_config(config: &ProducerConfig) -> ClientConfig {
         .set("partitioner", "murmur2_random")
         .set("linger.ms", "5")
         .set("batch.num.messages", "10000")
-        .set("queue.buffering.max.messages", "500000");
+        .set("queue.buffering.max.messages", "500000")
+        .set("max.in.flight", config.max_in_flight.to_string());
     c
 }
 

@@ -164,15 +164,24 @@ fn bad_ratio_and_late_ratio_are_counted_and_land_in_the_topic() {
 #[test]
 fn bad_producer_settings_give_one_line_and_a_nonzero_exit() {
     let dir = Scratch::new("producer-bad-settings");
-    let out = command("producer", dir.path())
-        .args(["--bad-ratio", "1.5"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("--bad-ratio must be between 0 and 1"),
-        "{stderr}"
-    );
-    assert!(!stderr.contains("panicked"), "{stderr}");
+    for (args, expected) in [
+        (
+            &["--bad-ratio", "1.5"][..],
+            "--bad-ratio must be between 0 and 1",
+        ),
+        (
+            &["--max-in-flight", "6"][..],
+            "--max-in-flight must be between 1 and 5 with idempotence, got 6",
+        ),
+        (
+            &["--max-in-flight", "0", "--idempotence", "false"][..],
+            "--max-in-flight must be between 1 and 1000000, got 0",
+        ),
+    ] {
+        let out = command("producer", dir.path()).args(args).output().unwrap();
+        assert!(!out.status.success(), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: one line: {stderr}");
+    }
 }
