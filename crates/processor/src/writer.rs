@@ -15,7 +15,7 @@ use bytes::Bytes;
 use parquet::arrow::arrow_writer::compute_leaves;
 use parquet::arrow::arrow_writer::{ArrowColumnWriter, ArrowRowGroupWriterFactory};
 use parquet::arrow::ArrowWriter;
-use parquet::basic::Compression;
+use parquet::basic::{Compression, Encoding};
 use parquet::column::writer::ColumnCloseResult;
 use parquet::file::metadata::ColumnChunkMetaData;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
@@ -33,6 +33,12 @@ const STAGING: &str = "_staging";
 /// Columns holding whole payloads or ids: dictionary encoding only costs time there.
 const NO_DICTIONARY: [&str; 4] = ["value", "json_str", "bad_json", "txn_id"];
 
+/// Columns of (nearly) unique numbers: no dictionary either (it would hold every value, and cost
+/// a hash-table insert a row). Offsets and event times rise through a batch, so they are
+/// delta-encoded (`DELTA_BINARY_PACKED`: a few bits a row); coordinates are random, so plain.
+const DELTA: [&str; 2] = ["offset", "event_time"];
+const PLAIN_NUMBERS: [&str; 2] = ["lat", "lon"];
+
 /// The writer settings of a Parquet layer of this schema.
 ///
 /// String columns carry no min/max statistics. A file holds one batch, so its time columns are
@@ -45,8 +51,11 @@ fn properties(schema: &Schema) -> WriterProperties {
         .set_created_by(
             concat!("transaction-pipeline processor ", env!("CARGO_PKG_VERSION")).into(),
         );
-    for column in NO_DICTIONARY {
+    for column in NO_DICTIONARY.into_iter().chain(PLAIN_NUMBERS).chain(DELTA) {
         props = props.set_column_dictionary_enabled(ColumnPath::from(column), false);
+    }
+    for column in DELTA {
+        props = props.set_column_encoding(ColumnPath::from(column), Encoding::DELTA_BINARY_PACKED);
     }
     for field in schema.fields() {
         if field.data_type() == &DataType::Utf8 {
@@ -552,7 +561,7 @@ mod tests {
     use super::*;
     use std::sync::Arc;
 
-    use arrow_array::{ArrayRef, Int64Array, StringArray};
+    use arrow_array::{ArrayRef, Float64Array, Int64Array, StringArray};
     use arrow_schema::{DataType, Field, Schema};
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
@@ -677,6 +686,59 @@ mod tests {
         let (checked, was_copied) = with(&stand_in(&target, 2), 2, 5, Some(short));
         assert!(!was_copied);
         assert_eq!(read_back(&checked), target);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn unique_numbers_get_no_dictionary_and_rising_ones_are_delta_encoded() {
+        let dir = std::env::temp_dir().join(format!("writer-enc-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let writer = CompactWriter::open(&dir, 0).unwrap();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("card_id", DataType::Utf8, true),
+            Field::new("offset", DataType::Int64, false),
+            Field::new("lat", DataType::Float64, true),
+        ]));
+        let n = 5000;
+        let rows = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(StringArray::from_iter_values(
+                    (0..n).map(|i| format!("card_{}", i % 7)),
+                )),
+                Arc::new(Int64Array::from_iter_values(1_000..1_000 + n)),
+                Arc::new(Float64Array::from_iter_values(
+                    (0..n).map(|i| i as f64 * 0.017 - 40.0),
+                )),
+            ],
+        )
+        .unwrap();
+        let staged = writer.write_parquet(Layer::Bronze, &rows, 0, 1).unwrap();
+        let path = placed(&writer, staged);
+        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap()).unwrap();
+        let group = reader.metadata().row_group(0);
+        let encodings = |c: usize| group.column(c).encodings().collect::<Vec<_>>();
+        assert!(
+            group.column(0).dictionary_page_offset().is_some(),
+            "short strings keep their dictionary: {:?}",
+            encodings(0)
+        );
+        assert!(group.column(1).dictionary_page_offset().is_none());
+        assert!(
+            encodings(1).contains(&Encoding::DELTA_BINARY_PACKED),
+            "{:?}",
+            encodings(1)
+        );
+        assert!(group.column(2).dictionary_page_offset().is_none());
+        assert!(
+            encodings(2).contains(&Encoding::PLAIN),
+            "{:?}",
+            encodings(2)
+        );
+        // The values read back equal.
+        let back = read_back(&path);
+        assert_eq!(back.column(1).as_ref(), rows.column(1).as_ref());
+        assert_eq!(back.column(2).as_ref(), rows.column(2).as_ref());
         fs::remove_dir_all(&dir).unwrap();
     }
 
