@@ -55,6 +55,14 @@ enum What {
         #[arg(long, default_value_t = 200_000)]
         batch: u64,
     },
+    /// What the stages cannot go below: decoding alone, and Snappy of the payloads alone, on
+    /// every core, from memory
+    Floor {
+        #[arg(long, default_value_t = 1_000_000)]
+        messages: u64,
+        #[arg(long, default_value_t = 200_000)]
+        batch: u64,
+    },
     /// Decoding alone, one thread: the fast path and serde_json, per message
     Decode {
         #[arg(long, default_value_t = 200_000)]
@@ -123,6 +131,7 @@ fn main() -> anyhow::Result<()> {
         What::Processor { filled } => bench_processor(&filled),
         What::Read { filled } => bench_read(&filled),
         What::Stages { messages, batch } => bench_stages(messages, batch),
+        What::Floor { messages, batch } => bench_floor(messages, batch),
         What::Decode { messages } => bench_decode(messages),
     }
 }
@@ -358,37 +367,7 @@ fn bench_stages(messages: u64, batch: u64) -> anyhow::Result<()> {
     let (mut sink, _) = processor::BatchSink::open(&config)?;
     // The input is generated before the clock starts: the generator would otherwise run while a
     // batch commits beside the next one and hide the commit's cost.
-    let mut g = Generator::new(7, 0.0, 0.0);
-    let now = txn_core::time::now_micros();
-    let mut input = Vec::new();
-    let mut bytes = 0u64;
-    let mut offset = 0i64;
-    for id in 0..messages.div_ceil(batch) {
-        let n = batch.min(messages - id * batch);
-        let mut raw = RawBatch::default();
-        for i in 0..n {
-            g.next(now + (offset + i as i64) * 1000);
-            raw.push(
-                0,
-                offset + i as i64,
-                Some(now / 1000),
-                Some(g.key().as_bytes()),
-                Some(g.payload()),
-            );
-        }
-        bytes += raw.bytes() as u64;
-        let plan = BatchPlan {
-            batch: id,
-            planned_at: now,
-            ranges: vec![OffsetRange {
-                partition: 0,
-                start: offset,
-                end: offset + n as i64,
-            }],
-        };
-        offset += n as i64;
-        input.push((plan, raw));
-    }
+    let (input, bytes) = generate(messages, batch);
     let input_mib = processor::peak_rss_kib().unwrap_or(0) / 1024;
 
     // As the processor runs back to back: each batch committed beside the next one's stages.
@@ -442,6 +421,122 @@ fn bench_stages(messages: u64, batch: u64) -> anyhow::Result<()> {
     );
     let _ = std::fs::remove_dir_all(&out);
     Ok(())
+}
+
+/// `messages` seed-shaped messages (seed 7, all valid) in batches of `batch`, with their plans,
+/// and their bytes.
+fn generate(messages: u64, batch: u64) -> (Vec<(BatchPlan, RawBatch)>, u64) {
+    let mut g = Generator::new(7, 0.0, 0.0);
+    let now = txn_core::time::now_micros();
+    let mut input = Vec::new();
+    let mut bytes = 0u64;
+    let mut offset = 0i64;
+    for id in 0..messages.div_ceil(batch) {
+        let n = batch.min(messages - id * batch);
+        let mut raw = RawBatch::default();
+        for i in 0..n {
+            g.next(now + (offset + i as i64) * 1000);
+            raw.push(
+                0,
+                offset + i as i64,
+                Some(now / 1000),
+                Some(g.key().as_bytes()),
+                Some(g.payload()),
+            );
+        }
+        bytes += raw.bytes() as u64;
+        let plan = BatchPlan {
+            batch: id,
+            planned_at: now,
+            ranges: vec![OffsetRange {
+                partition: 0,
+                start: offset,
+                end: offset + n as i64,
+            }],
+        };
+        offset += n as i64;
+        input.push((plan, raw));
+    }
+    (input, bytes)
+}
+
+/// Decoding alone (as the processor does it: parallel chunks), then Snappy of the payloads alone
+/// (pages of about 1 MiB, one thread per core, as the payload columns are compressed): two costs
+/// every batch pays before it builds, encodes and writes its layers.
+fn bench_floor(messages: u64, batch: u64) -> anyhow::Result<()> {
+    processor::tune_allocator();
+    let (input, _) = generate(messages, batch);
+    let raws: Vec<&RawBatch> = input.iter().map(|(_, raw)| raw).collect();
+    let (t, cpu) = (Instant::now(), processor::process_cpu());
+    for raw in &raws {
+        let decoded = processor::layers::DecodedBatch::decode(raw);
+        anyhow::ensure!(
+            decoded.rejects.is_empty(),
+            "the generated input is all valid"
+        );
+    }
+    let (decode, decode_cpu) = (t.elapsed(), processor::process_cpu() - cpu);
+
+    let (t, cpu) = (Instant::now(), processor::process_cpu());
+    let (mut page_bytes, mut compressed) = (0usize, 0usize);
+    for raw in &raws {
+        let n = raw.messages.len();
+        let per = n.div_ceil(cores());
+        std::thread::scope(|s| {
+            let parts: Vec<_> = (0..cores())
+                .map(|c| s.spawn(move || compress_payloads(raw, c * per, ((c + 1) * per).min(n))))
+                .collect();
+            for part in parts {
+                let (i, o) = part.join().unwrap_or((0, 0));
+                page_bytes += i;
+                compressed += o;
+            }
+        });
+    }
+    let (snappy, snappy_cpu) = (t.elapsed(), processor::process_cpu() - cpu);
+
+    let rate = |d: Duration| messages as f64 / d.as_secs_f64();
+    let micros = |d: Duration| d.as_secs_f64() * 1e6 / messages as f64;
+    println!(
+        "floor, from memory, {} cores: decode alone {:.0} records/s ({:.0} ms, {:.2} µs of CPU a record); Snappy of the payloads alone {:.0} records/s ({:.0} ms, {:.0} MB/s in, ratio {:.2}, {:.2} µs of CPU a record); the two together {:.0} records/s",
+        cores(),
+        rate(decode),
+        decode.as_secs_f64() * 1e3,
+        micros(decode_cpu),
+        rate(snappy),
+        snappy.as_secs_f64() * 1e3,
+        page_bytes as f64 / 1e6 / snappy.as_secs_f64(),
+        page_bytes as f64 / compressed.max(1) as f64,
+        micros(snappy_cpu),
+        rate(decode + snappy),
+    );
+    Ok(())
+}
+
+/// Snappy-compresses the values of messages `from..to` of `raw` in pages of about 1 MiB, each
+/// value behind its 4-byte length as in a PLAIN page; returns the bytes in and out.
+fn compress_payloads(raw: &RawBatch, from: usize, to: usize) -> (usize, usize) {
+    let mut encoder = snap::raw::Encoder::new();
+    let (mut page, mut out) = (Vec::with_capacity(1 << 20), Vec::new());
+    let (mut total_in, mut total_out) = (0, 0);
+    let mut flush = |page: &mut Vec<u8>| {
+        out.resize(snap::raw::max_compress_len(page.len()), 0);
+        total_out += encoder.compress(page, &mut out).unwrap_or(0);
+        total_in += page.len();
+        page.clear();
+    };
+    for m in &raw.messages[from..to] {
+        let value = raw.value(m).unwrap_or_default();
+        page.extend_from_slice(&(value.len() as u32).to_le_bytes());
+        page.extend_from_slice(value);
+        if page.len() >= 1 << 20 {
+            flush(&mut page);
+        }
+    }
+    if !page.is_empty() {
+        flush(&mut page);
+    }
+    (total_in, total_out)
 }
 
 fn scratch(name: &str) -> anyhow::Result<PathBuf> {
