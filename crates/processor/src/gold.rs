@@ -106,8 +106,9 @@ impl Aggregate {
 #[derive(Debug, Clone, Default, PartialEq)]
 struct Cards {
     unnamed: Option<Aggregate>,
-    /// Hashed: one lookup per row is gold's hot path; [`Cards::iter`] sorts.
-    named: HashMap<String, Aggregate>,
+    /// Hashed (aHash: SipHash, std's default, was the larger part of a lookup on these short
+    /// keys): one lookup per row is gold's hot path; [`Cards::iter`] sorts.
+    named: HashMap<String, Aggregate, ahash::RandomState>,
 }
 
 impl Cards {
