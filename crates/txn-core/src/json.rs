@@ -329,7 +329,7 @@ fn scan(text: &str) -> Option<Raw<'_>> {
             // Keys mostly come in the producer's order: the next one is checked as one literal
             // (`"card_id":`) before any scanning.
             let slot = match KEY_LITERALS.get(expected) {
-                Some(literal) if b[i..].starts_with(literal.as_bytes()) => {
+                Some(literal) if starts_with_key(&b[i..], expected) => {
                     i = skip_ws(b, i + literal.len());
                     expected
                 }
@@ -416,6 +416,37 @@ const KEY_LITERALS: [&str; 13] = [
     "\"lat\":",
     "\"lon\":",
 ];
+
+/// Each of [`KEY_LITERALS`] as the 16 little-endian bytes it fills (zero padded) and the mask of
+/// those bytes: a member's start is compared in one 16-byte load instead of a `memcmp` call.
+const KEY_WORDS: [(u128, u128); 13] = {
+    let mut words = [(0u128, 0u128); 13];
+    let mut k = 0;
+    while k < words.len() {
+        let bytes = KEY_LITERALS[k].as_bytes();
+        assert!(bytes.len() <= 16);
+        let mut i = 0;
+        while i < bytes.len() {
+            words[k].0 |= (bytes[i] as u128) << (8 * i);
+            words[k].1 |= 0xff << (8 * i);
+            i += 1;
+        }
+        k += 1;
+    }
+    words
+};
+
+/// Whether `b` starts with `KEY_LITERALS[slot]`.
+fn starts_with_key(b: &[u8], slot: usize) -> bool {
+    match b.first_chunk::<16>() {
+        Some(chunk) => {
+            let (word, mask) = KEY_WORDS[slot];
+            u128::from_le_bytes(*chunk) & mask == word
+        }
+        // The last few bytes of a value (a member there is malformed or the last one).
+        None => b.starts_with(KEY_LITERALS[slot].as_bytes()),
+    }
+}
 
 /// The slot of a schema key in [`crate::FIELDS`] order (the order `scan` fills [`Raw`] in).
 /// Every key fits in eight bytes: a key is compared as one integer (zero padded; a key holding a
@@ -1139,6 +1170,31 @@ mod tests {
             assert_eq!(*literal, format!("\"{field}\":"));
         }
         assert_eq!(KEY_LITERALS.len(), crate::FIELDS.len());
+    }
+
+    #[test]
+    fn a_key_literal_matches_in_one_load_and_near_the_end_alike() {
+        for (slot, literal) in KEY_LITERALS.iter().enumerate() {
+            let long = format!("{literal} \"some value that is long\"");
+            let short = literal.to_string();
+            for text in [&long, &short] {
+                assert!(starts_with_key(text.as_bytes(), slot), "{text}");
+                // Any byte of the literal changed, or the literal cut short: no match.
+                for at in 0..literal.len() {
+                    let mut edited = text.clone().into_bytes();
+                    edited[at] ^= 0x20;
+                    assert!(!starts_with_key(&edited, slot), "{slot} {at}");
+                    assert!(
+                        !starts_with_key(&text.as_bytes()[..at], slot),
+                        "{slot} {at}"
+                    );
+                }
+            }
+            // The other keys do not match it.
+            for other in (0..KEY_LITERALS.len()).filter(|&o| o != slot) {
+                assert!(!starts_with_key(long.as_bytes(), other), "{slot} {other}");
+            }
+        }
     }
 
     #[test]
