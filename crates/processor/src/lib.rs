@@ -884,8 +884,11 @@ fn write_layers(
             if decoded.valid.is_empty() {
                 return Ok(None);
             }
-            let csv = layers::raw_csv::build(decoded);
-            writer.write_bytes(Layer::RawCsv, &csv, at, id).map(Some)
+            writer
+                .write_pieces(Layer::RawCsv, at, id, |sink| {
+                    layers::raw_csv::write(decoded, sink)
+                })
+                .map(Some)
         })
         .and_then(|csv| {
             rest.extend(csv);

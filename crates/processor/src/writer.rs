@@ -289,16 +289,24 @@ impl CompactWriter {
         Ok((staged, fin, BufWriter::with_capacity(1 << 20, file)))
     }
 
-    /// Writes one file of raw bytes (the CSV layer) into staging.
-    pub fn write_bytes(
+    /// Writes one file of raw bytes (the CSV layer) into staging, piece by piece: `fill` hands
+    /// each piece to the sink it is given as soon as it is made, so a piece is written while it
+    /// is still in the cache (and the whole file is never held in memory).
+    pub fn write_pieces(
         &self,
         layer: Layer,
-        bytes: &[u8],
         planned_at: i64,
         batch: u64,
+        fill: impl FnOnce(&mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()>,
     ) -> Result<StagedFile> {
         let (staged, fin) = self.paths(layer, planned_at, batch);
-        write_staged(bytes, staged, fin)
+        let mut file =
+            File::create(&staged).io_context(|| format!("cannot create {}", staged.display()))?;
+        fill(&mut |piece: &[u8]| {
+            file.write_all(piece)
+                .io_context(|| format!("cannot write {}", staged.display()))
+        })?;
+        Ok(StagedFile::start_writeback(file, staged, fin))
     }
 
     /// Puts a batch's staged files in place: every file synced (in parallel: the disk works on
@@ -536,14 +544,6 @@ fn staged_file(buffered: BufWriter<File>, staged: PathBuf, fin: PathBuf) -> Resu
         context: format!("cannot write {}", staged.display()),
         source: e.into_error(),
     })?;
-    Ok(StagedFile::start_writeback(file, staged, fin))
-}
-
-fn write_staged(bytes: &[u8], staged: PathBuf, fin: PathBuf) -> Result<StagedFile> {
-    let mut file =
-        File::create(&staged).io_context(|| format!("cannot create {}", staged.display()))?;
-    file.write_all(bytes)
-        .io_context(|| format!("cannot write {}", staged.display()))?;
     Ok(StagedFile::start_writeback(file, staged, fin))
 }
 
