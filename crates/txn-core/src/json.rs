@@ -168,52 +168,38 @@ fn write_short_decimal(out: &mut Vec<u8>, v: f64) -> bool {
     if m as f64 / SCALE as f64 != abs {
         return false;
     }
-    if v < 0.0 {
-        out.push(b'-');
-    }
-    out.extend_from_slice(itoa_u64(m / SCALE).as_bytes());
-    out.push(b'.');
+    // Right to left into a small buffer, copied out once: `-`, the integer, `.`, the fraction
+    // without its trailing zeros (one digit at least).
+    let mut buf = [0u8; 24];
+    let mut at = buf.len();
     let mut fraction = m % SCALE;
     let mut digits = 6;
     while digits > 1 && fraction.is_multiple_of(10) {
         fraction /= 10;
         digits -= 1;
     }
-    let text = itoa_u64(fraction);
-    out.extend(std::iter::repeat_n(b'0', digits - text.len()));
-    out.extend_from_slice(text.as_bytes());
-    true
-}
-
-/// Decimal digits of `n` (no allocation: a small inline buffer).
-fn itoa_u64(mut n: u64) -> Digits {
-    let mut d = Digits {
-        buf: [0; 20],
-        start: 20,
-    };
+    for _ in 0..digits {
+        at -= 1;
+        buf[at] = b'0' + (fraction % 10) as u8;
+        fraction /= 10;
+    }
+    at -= 1;
+    buf[at] = b'.';
+    let mut int = m / SCALE;
     loop {
-        d.start -= 1;
-        d.buf[d.start] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return d;
+        at -= 1;
+        buf[at] = b'0' + (int % 10) as u8;
+        int /= 10;
+        if int == 0 {
+            break;
         }
     }
-}
-
-struct Digits {
-    buf: [u8; 20],
-    start: usize,
-}
-
-impl Digits {
-    fn as_bytes(&self) -> &[u8] {
-        &self.buf[self.start..]
+    if v < 0.0 {
+        at -= 1;
+        buf[at] = b'-';
     }
-
-    fn len(&self) -> usize {
-        self.buf.len() - self.start
-    }
+    out.extend_from_slice(&buf[at..]);
+    true
 }
 
 /// [`write_python_float`] for every finite value, through ryu.

@@ -55,7 +55,7 @@ fn row(out: &mut Vec<u8>, t: &Transaction<'_>) {
 /// RFC 4180: quoted when it holds a comma, quote, or line break; quotes doubled.
 fn text(out: &mut Vec<u8>, value: Option<&str>) {
     let Some(v) = value else { return };
-    if v.bytes().any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r')) {
+    if needs_quotes(v.as_bytes()) {
         out.push(b'"');
         for b in v.bytes() {
             if b == b'"' {
@@ -67,6 +67,31 @@ fn text(out: &mut Vec<u8>, value: Option<&str>) {
     } else {
         out.extend_from_slice(v.as_bytes());
     }
+}
+
+/// Whether `v` holds a byte that makes a CSV field quoted (`,` `"` LF CR), eight bytes at a
+/// time: per byte lane, `(x - 0x01) & !x & 0x80` is set in some lane exactly when some byte of
+/// `x` (the word xor the byte sought) is zero.
+fn needs_quotes(v: &[u8]) -> bool {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let holds = |w: u64, c: u8| {
+        let x = w ^ (LO * u64::from(c));
+        x.wrapping_sub(LO) & !x & HI
+    };
+    let mut words = v.chunks_exact(8);
+    for chunk in &mut words {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(chunk);
+        let w = u64::from_le_bytes(bytes);
+        if holds(w, b',') | holds(w, b'"') | holds(w, b'\n') | holds(w, b'\r') != 0 {
+            return true;
+        }
+    }
+    words
+        .remainder()
+        .iter()
+        .any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r'))
 }
 
 fn number(out: &mut Vec<u8>, value: Option<f64>) {
@@ -122,6 +147,25 @@ mod tests {
         .unwrap_err();
         assert_eq!(calls, 1);
         assert!(err.to_string().contains("disk full"), "{err}");
+    }
+
+    #[test]
+    fn a_field_is_quoted_exactly_when_it_holds_a_comma_quote_or_line_break() {
+        let naive = |v: &[u8]| v.iter().any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r'));
+        for len in 0..20 {
+            for at in 0..len {
+                for byte in 0..=255u8 {
+                    let mut v = vec![b'a'; len];
+                    v[at] = byte;
+                    assert_eq!(needs_quotes(&v), naive(&v), "{len} {at} {byte:#x}");
+                }
+            }
+        }
+        let mut out = Vec::new();
+        text(&mut out, Some("Shop, Inc. \"best\""));
+        text(&mut out, Some("São Paulo"));
+        text(&mut out, None);
+        assert_eq!(out, "\"Shop, Inc. \"\"best\"\"\"São Paulo".as_bytes());
     }
 
     /// A message of the producer's shape (a comma in `merchant`, to be quoted).
