@@ -9,8 +9,8 @@ pub mod silver;
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use arrow_array::builder::StringBuilder;
-use arrow_array::{ArrayRef, TimestampMicrosecondArray};
+use arrow_array::builder::{BinaryBuilder, StringBuilder};
+use arrow_array::{ArrayRef, StringArray, TimestampMicrosecondArray};
 use arrow_schema::{DataType, Field, TimeUnit};
 use txn_core::json::{decode_text, payload_text};
 use txn_core::{Reject, Transaction};
@@ -161,14 +161,25 @@ pub fn strings<'s>(
     Arc::new(b.finish())
 }
 
-/// The message keys as a string column: one copy of each into one buffer. Invalid UTF-8 is
-/// replaced (U+FFFD) so the column stays a valid string column.
+/// The message keys as a string column: one copy of each into one buffer, checked as UTF-8 in
+/// one pass over that buffer (a check per key cost more than the copy). Should a key not be
+/// UTF-8, its invalid sequences are replaced (U+FFFD) so the column stays a valid string column.
 pub fn key_column(raw: &RawBatch) -> ArrayRef {
-    let mut b = StringBuilder::with_capacity(raw.messages.len(), raw.messages.len() * 16);
+    let n = raw.messages.len();
+    let mut b = BinaryBuilder::with_capacity(n, n * 16);
     for m in &raw.messages {
-        b.append_option(lossy(raw.key(m)));
+        b.append_option(raw.key(m));
     }
-    Arc::new(b.finish())
+    match StringArray::try_from_binary(b.finish()) {
+        Ok(keys) => Arc::new(keys),
+        Err(_) => {
+            let mut b = StringBuilder::with_capacity(n, n * 16);
+            for m in &raw.messages {
+                b.append_option(lossy(raw.key(m)));
+            }
+            Arc::new(b.finish())
+        }
+    }
 }
 
 /// Kafka's millisecond timestamp as microseconds.
@@ -224,6 +235,26 @@ impl Layer {
 mod tests {
     use super::*;
     use arrow_array::{Array, StringArray};
+
+    #[test]
+    fn the_key_column_is_checked_whole_and_a_bad_key_is_replaced_not_lost() {
+        let mut raw = RawBatch::default();
+        raw.push(0, 0, None, Some(b"card_1"), None);
+        raw.push(0, 1, None, None, None);
+        raw.push(0, 2, None, Some("São".as_bytes()), None);
+        let keys = key_column(&raw);
+        let keys = keys.as_any().downcast_ref::<StringArray>().unwrap();
+        assert_eq!(keys.value(0), "card_1");
+        assert!(keys.is_null(1));
+        assert_eq!(keys.value(2), "São");
+        raw.push(0, 3, None, Some(b"bad \xff key"), None);
+        let keys = key_column(&raw);
+        let keys = keys.as_any().downcast_ref::<StringArray>().unwrap();
+        assert_eq!(keys.len(), 4);
+        assert_eq!(keys.value(0), "card_1");
+        assert!(keys.is_null(1));
+        assert_eq!(keys.value(3), "bad \u{FFFD} key");
+    }
 
     #[test]
     fn the_value_column_takes_the_decoders_checked_text_and_replaces_what_is_not_utf8() {
