@@ -37,14 +37,19 @@ impl<'a> DecodedBatch<'a> {
             .min(n.div_ceil(CHUNK))
             .max(1);
         if threads == 1 {
-            return Self::decode_range(raw, 0, n);
+            return Self::decode_range(raw, 0, n, n);
         }
         let per = n.div_ceil(threads);
-        let parts: Vec<DecodedBatch<'a>> = std::thread::scope(|s| {
+        // The first part is allocated for the whole batch and the others appended to it: the
+        // first part's rows are never copied (a merge into a new vector copied them all).
+        let capacity = |t: usize| if t == 0 { n } else { per };
+        let range = |t: usize| (t * per, ((t + 1) * per).min(n));
+        let mut parts = std::thread::scope(|s| {
             let handles: Vec<_> = (0..threads)
                 .map(|t| {
                     crate::spawn(s, "decode", move || {
-                        Self::decode_range(raw, t * per, ((t + 1) * per).min(n))
+                        let (from, to) = range(t);
+                        Self::decode_range(raw, from, to, capacity(t))
                     })
                 })
                 .collect();
@@ -55,16 +60,15 @@ impl<'a> DecodedBatch<'a> {
                 .enumerate()
                 .map(|(t, h)| {
                     h.join().unwrap_or_else(|_| {
-                        Self::decode_range(raw, t * per, ((t + 1) * per).min(n))
+                        let (from, to) = range(t);
+                        Self::decode_range(raw, from, to, capacity(t))
                     })
                 })
-                .collect()
-        });
-        let mut out = DecodedBatch {
-            raw,
-            valid: Vec::with_capacity(n),
-            rejects: Vec::new(),
-            texts: Vec::with_capacity(n),
+                .collect::<Vec<_>>()
+        })
+        .into_iter();
+        let Some(mut out) = parts.next() else {
+            return Self::decode_range(raw, 0, n, n);
         };
         for part in parts {
             out.valid.extend(part.valid);
@@ -74,10 +78,11 @@ impl<'a> DecodedBatch<'a> {
         out
     }
 
-    fn decode_range(raw: &'a RawBatch, from: usize, to: usize) -> Self {
-        let mut valid = Vec::with_capacity(to - from);
+    /// Messages `from..to` of `raw`, into vectors with room for `capacity` messages.
+    fn decode_range(raw: &'a RawBatch, from: usize, to: usize, capacity: usize) -> Self {
+        let mut valid = Vec::with_capacity(capacity);
         let mut rejects = Vec::new();
-        let mut texts = Vec::with_capacity(to - from);
+        let mut texts = Vec::with_capacity(capacity);
         for (i, m) in raw.messages[from..to].iter().enumerate() {
             let index = (from + i) as u32;
             let text = payload_text(raw.value(m));
@@ -235,6 +240,31 @@ impl Layer {
 mod tests {
     use super::*;
     use arrow_array::{Array, StringArray};
+
+    #[test]
+    fn a_batch_decoded_in_parallel_parts_equals_it_decoded_whole() {
+        let mut raw = RawBatch::default();
+        for i in 0..40_000i64 {
+            let value = if i % 997 == 0 {
+                "not json".to_string()
+            } else {
+                format!(
+                    r#"{{"txn_id": "t-{i}", "event_ts": "2024-05-01T12:00:00Z", "amount": 1.5}}"#
+                )
+            };
+            raw.push(0, i, None, None, Some(value.as_bytes()));
+        }
+        let parallel = DecodedBatch::decode(&raw);
+        let whole = DecodedBatch::decode_range(&raw, 0, 40_000, 40_000);
+        assert_eq!(parallel.valid, whole.valid);
+        assert_eq!(
+            parallel.rejects.iter().map(|r| r.0).collect::<Vec<_>>(),
+            whole.rejects.iter().map(|r| r.0).collect::<Vec<_>>()
+        );
+        assert_eq!(parallel.rejects.len(), 41);
+        assert_eq!(parallel.texts, whole.texts);
+        assert_eq!(parallel.valid[39_000].1.txn_id, "t-39040");
+    }
 
     #[test]
     fn the_key_column_is_checked_whole_and_a_bad_key_is_replaced_not_lost() {
