@@ -460,83 +460,59 @@ fn generate(messages: u64, batch: u64) -> (Vec<(BatchPlan, RawBatch)>, u64) {
     (input, bytes)
 }
 
-/// Decoding alone (as the processor does it: parallel chunks), then Snappy of the payloads alone
-/// (pages of about 1 MiB, one thread per core, as the payload columns are compressed): two costs
-/// every batch pays before it builds, encodes and writes its layers.
+/// Per batch, decoding alone (`DecodedBatch::decode`, parallel chunks) and then the payload
+/// column encoded alone (`writer::encode_text_groups`: PLAIN pages, Snappy, a row group per core),
+/// both as the processor does them: two costs every batch pays before it builds, encodes and
+/// writes anything else.
 fn bench_floor(messages: u64, batch: u64) -> anyhow::Result<()> {
+    use processor::layers::{bronze, DecodedBatch};
+    use processor::writer::{column_descr, encode_text_groups};
     processor::tune_allocator();
     let (input, _) = generate(messages, batch);
-    let raws: Vec<&RawBatch> = input.iter().map(|(_, raw)| raw).collect();
-    let (t, cpu) = (Instant::now(), processor::process_cpu());
-    for raw in &raws {
-        let decoded = processor::layers::DecodedBatch::decode(raw);
+    let descr = column_descr(&bronze::schema(), bronze::VALUE)?;
+    let (mut decode, mut decode_cpu) = (Duration::ZERO, Duration::ZERO);
+    let (mut payload, mut payload_cpu, mut payload_bytes) = (Duration::ZERO, Duration::ZERO, 0);
+    for (_, raw) in &input {
+        let (t, cpu) = (Instant::now(), processor::process_cpu());
+        let decoded = DecodedBatch::decode(raw);
+        (decode, decode_cpu) = (
+            decode + t.elapsed(),
+            decode_cpu + (processor::process_cpu() - cpu),
+        );
         anyhow::ensure!(
             decoded.rejects.is_empty(),
             "the generated input is all valid"
         );
+        let (t, cpu) = (Instant::now(), processor::process_cpu());
+        let chunks =
+            encode_text_groups(&descr, raw.messages.len(), &|row| decoded.text(row as u32))?;
+        (payload, payload_cpu) = (
+            payload + t.elapsed(),
+            payload_cpu + (processor::process_cpu() - cpu),
+        );
+        anyhow::ensure!(!chunks.is_empty(), "a chunk per row group");
+        payload_bytes += decoded
+            .texts
+            .iter()
+            .flatten()
+            .map(|t| t.len())
+            .sum::<usize>();
     }
-    let (decode, decode_cpu) = (t.elapsed(), processor::process_cpu() - cpu);
-
-    let (t, cpu) = (Instant::now(), processor::process_cpu());
-    let (mut page_bytes, mut compressed) = (0usize, 0usize);
-    for raw in &raws {
-        let n = raw.messages.len();
-        let per = n.div_ceil(cores());
-        std::thread::scope(|s| {
-            let parts: Vec<_> = (0..cores())
-                .map(|c| s.spawn(move || compress_payloads(raw, c * per, ((c + 1) * per).min(n))))
-                .collect();
-            for part in parts {
-                let (i, o) = part.join().unwrap_or((0, 0));
-                page_bytes += i;
-                compressed += o;
-            }
-        });
-    }
-    let (snappy, snappy_cpu) = (t.elapsed(), processor::process_cpu() - cpu);
-
     let rate = |d: Duration| messages as f64 / d.as_secs_f64();
     let micros = |d: Duration| d.as_secs_f64() * 1e6 / messages as f64;
     println!(
-        "floor, from memory, {} cores: decode alone {:.0} records/s ({:.0} ms, {:.2} µs of CPU a record); Snappy of the payloads alone {:.0} records/s ({:.0} ms, {:.0} MB/s in, ratio {:.2}, {:.2} µs of CPU a record); the two together {:.0} records/s",
+        "floor, from memory, {} cores: decode alone {:.0} records/s ({:.0} ms, {:.2} µs of CPU a record); the payload column alone {:.0} records/s ({:.0} ms, {:.0} MB/s of payload, {:.2} µs of CPU a record); the two together {:.0} records/s",
         cores(),
         rate(decode),
         decode.as_secs_f64() * 1e3,
         micros(decode_cpu),
-        rate(snappy),
-        snappy.as_secs_f64() * 1e3,
-        page_bytes as f64 / 1e6 / snappy.as_secs_f64(),
-        page_bytes as f64 / compressed.max(1) as f64,
-        micros(snappy_cpu),
-        rate(decode + snappy),
+        rate(payload),
+        payload.as_secs_f64() * 1e3,
+        payload_bytes as f64 / 1e6 / payload.as_secs_f64(),
+        micros(payload_cpu),
+        rate(decode + payload),
     );
     Ok(())
-}
-
-/// Snappy-compresses the values of messages `from..to` of `raw` in pages of about 1 MiB, each
-/// value behind its 4-byte length as in a PLAIN page; returns the bytes in and out.
-fn compress_payloads(raw: &RawBatch, from: usize, to: usize) -> (usize, usize) {
-    let mut encoder = snap::raw::Encoder::new();
-    let (mut page, mut out) = (Vec::with_capacity(1 << 20), Vec::new());
-    let (mut total_in, mut total_out) = (0, 0);
-    let mut flush = |page: &mut Vec<u8>| {
-        out.resize(snap::raw::max_compress_len(page.len()), 0);
-        total_out += encoder.compress(page, &mut out).unwrap_or(0);
-        total_in += page.len();
-        page.clear();
-    };
-    for m in &raw.messages[from..to] {
-        let value = raw.value(m).unwrap_or_default();
-        page.extend_from_slice(&(value.len() as u32).to_le_bytes());
-        page.extend_from_slice(value);
-        if page.len() >= 1 << 20 {
-            flush(&mut page);
-        }
-    }
-    if !page.is_empty() {
-        flush(&mut page);
-    }
-    (total_in, total_out)
 }
 
 fn scratch(name: &str) -> anyhow::Result<PathBuf> {
