@@ -1,21 +1,32 @@
 #!/usr/bin/env bash
 # The test command: every Rust test (unit and integration, through the embedded broker), then the
-# interoperability check with pandas and DuckDB on output the pipeline writes, then the end-to-end,
-# exactly-once and restart tests again against an independent broker, tansu, when it is installed
-# (REQUIRE_TANSU=1 makes its absence an error, as in CI).
+# interoperability check with pandas and DuckDB on output the pipeline writes, then the
+# integration tests again on Apache Kafka, run as local processes by scripts/kafka.sh from jars
+# that Maven fetches once:
+#   - every integration test that uses a broker, and the Apache Kafka-only tests, on a KRaft node (4.x);
+#   - end to end and the SIGKILL exactly-once test on ZooKeeper + Kafka 3.9 and on a 3-node cluster.
+# Without Java or Maven the Kafka part says SKIPPED (REQUIRE_KAFKA=1 makes that an error, as in CI).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo nextest run --workspace --no-fail-fast
 cargo build --bin pipeline
 scripts/check-output.sh
 
-if command -v "${TANSU_BIN:-tansu}" > /dev/null; then
-  echo "--- the same guarantees against tansu ($("${TANSU_BIN:-tansu}" --version))"
-  PIPELINE_TEST_BROKER=tansu cargo nextest run -p pipeline --no-fail-fast --run-ignored all \
-    -E 'test(end_to_end) | test(exactly_once) | test(tansu_)'
-elif [ "${REQUIRE_TANSU:-0}" = 1 ]; then
-  echo "tansu is not installed (REQUIRE_TANSU=1)" >&2
-  exit 1
-else
-  echo "SKIPPED: tansu is not installed, so the second broker target did not run (see README, Running the tests)"
+if ! command -v java > /dev/null || ! command -v mvn > /dev/null; then
+  if [ "${REQUIRE_KAFKA:-0}" = 1 ]; then
+    echo "Java and Maven are needed for the Apache Kafka tests (REQUIRE_KAFKA=1)" >&2
+    exit 1
+  fi
+  echo "SKIPPED: Java or Maven is missing, so the Apache Kafka tests did not run (see README, Running the tests)"
+  exit 0
 fi
+echo "--- Apache Kafka jars: $(scripts/kafka.sh jars 4.1.1) $(scripts/kafka.sh jars 3.9.1)"
+# Tests that use no broker, or only the mock's fault injection, ran above already.
+not_broker='not (test(/^outage_tests::/) | test(/^local_stack_tests::/) | test(/^config_tests::/) | test(/^compose_tests::/))'
+echo "--- every integration test on Apache Kafka 4.x, one KRaft node"
+PIPELINE_TEST_BROKER=kafka cargo nextest run -p pipeline --no-fail-fast --run-ignored all -E "$not_broker"
+for broker in kafka-zk kafka-cluster; do
+  echo "--- end to end and exactly once on $broker"
+  PIPELINE_TEST_BROKER=$broker cargo nextest run -p pipeline --no-fail-fast \
+    -E 'test(end_to_end) | test(exactly_once)'
+done

@@ -60,6 +60,10 @@ pub struct BatchCommit {
 #[derive(Debug, Serialize, Deserialize)]
 struct Metadata {
     topic: String,
+    /// Kafka's id of the topic when the broker told it: a topic deleted and created again under
+    /// the same name has another, and offsets of the old one mean nothing in it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    topic_id: Option<String>,
 }
 
 /// Where the checkpoint stands at start.
@@ -105,13 +109,33 @@ impl Checkpoint {
                 })
             }
             Some(_) => {}
-            None => write_atomic(&meta_path, &serde_json::to_vec(&Metadata { topic: topic.into() }).unwrap_or_default())?,
+            None => write_atomic(
+                &meta_path,
+                &to_json(&Metadata {
+                    topic: topic.into(),
+                    topic_id: None,
+                }),
+            )?,
         }
         Ok(cp)
     }
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// The topic id this checkpoint follows, when one was recorded.
+    pub fn topic_id(&self) -> Result<Option<String>> {
+        Ok(read_json::<Metadata>(&self.root.join("metadata"))?.and_then(|m| m.topic_id))
+    }
+
+    /// Records the id of the topic this checkpoint follows.
+    pub fn record_topic_id(&self, topic: &str, id: &str) -> Result<()> {
+        let meta = Metadata {
+            topic: topic.into(),
+            topic_id: Some(id.into()),
+        };
+        write_atomic(&self.root.join("metadata"), &to_json(&meta))
     }
 
     fn entry(&self, kind: &str, batch: u64) -> PathBuf {

@@ -287,7 +287,6 @@ impl BatchSink {
 /// The sink and the run's counters.
 struct Engine {
     sink: BatchSink,
-    fail_on_data_loss: bool,
     last_batch_start: Option<Instant>,
     summary: RunSummary,
 }
@@ -308,7 +307,7 @@ pub fn run_with_drain(
     config.validate()?;
     tune_allocator();
     let starting = StartingOffsets::parse(&config.starting_offsets, &config.kafka.topic)?;
-    let (sink, recovery) = BatchSink::open(config)?;
+    let (sink, mut recovery) = BatchSink::open(config)?;
 
     info!(
         "[processor] Connecting to {}, topic={}, output={}, checkpoint={}, trigger={:?}",
@@ -324,6 +323,13 @@ pub fn run_with_drain(
         &config.group_id,
     )?;
     let watermarks = source.wait_ready(config.connect_timeout)?;
+    check_topic_identity(
+        config,
+        &source,
+        sink.checkpoint(),
+        &mut recovery,
+        &watermarks,
+    )?;
     let mut next_offsets = match recovery.next_offsets {
         Some(n) => {
             info!(
@@ -344,7 +350,6 @@ pub fn run_with_drain(
     let mut next_batch = recovery.next_batch;
     let mut engine = Engine {
         sink,
-        fail_on_data_loss: config.fail_on_data_loss,
         last_batch_start: None,
         summary: RunSummary::default(),
     };
@@ -422,11 +427,10 @@ pub fn run_with_drain(
                             planner.available_now = true;
                         }
                         let (ranges, lost) = planner.plan(&next_offsets, &watermarks)?;
-                        if ranges.iter().all(OffsetRange::is_empty) {
-                            if lost > 0 {
-                                next_offsets =
-                                    ranges.iter().map(|r| (r.partition, r.end)).collect();
-                            }
+                        // Nothing to read and nothing lost: no batch. Offsets lost with nothing
+                        // after them still make a batch, with no files, so that the checkpoint
+                        // records the loss and the new position.
+                        if ranges.iter().all(OffsetRange::is_empty) && lost == 0 {
                             if planner.available_now {
                                 info!("[processor] available-now: everything present at start is processed");
                                 break;
@@ -446,7 +450,7 @@ pub fn run_with_drain(
                     }
                 };
                 let rerun = next.existing.is_some();
-                let plan = next.existing.unwrap_or_else(|| BatchPlan {
+                let mut plan = next.existing.unwrap_or_else(|| BatchPlan {
                     batch: next_batch,
                     planned_at: txn_core::time::now_micros(),
                     ranges: next.ranges,
@@ -456,13 +460,22 @@ pub fn run_with_drain(
                     Err(Error::Internal("the Kafka reader thread panicked".into()))
                 })?;
                 let read_time = waited.elapsed();
-                let Some((raw, lost_in_read)) = read_result else {
+                let Some((raw, read_ranges)) = read_result else {
                     warn!(
                         "[processor] stop requested while Kafka was unreachable: batch {} is left for the next start",
                         plan.batch
                     );
                     break;
                 };
+                if !rerun {
+                    // A partition's range may end early, at the last stable offset.
+                    plan.ranges = read_ranges;
+                } else if read_ranges != plan.ranges {
+                    warn!(
+                        "[processor] batch {} is re-run with its planned offsets {:?}, though Kafka now ends some of them earlier ({read_ranges:?})",
+                        plan.batch, plan.ranges
+                    );
+                }
                 next_offsets = plan.ends();
                 next_batch = plan.batch + 1;
                 // When the next batch follows at once, its read overlaps this batch's processing.
@@ -489,7 +502,6 @@ pub fn run_with_drain(
                     plan,
                     raw,
                     BatchContext {
-                        lost_in_read,
                         read: read_time,
                         lag: next.lag,
                         lost_in_plan: next.lost,
@@ -525,10 +537,46 @@ pub fn run_with_drain(
     Ok(engine.summary)
 }
 
+/// A topic deleted and created again under the checkpoint's feet has another topic id: its
+/// offsets are not the old topic's, so resuming at the checkpoint's offsets would skip or mix
+/// records. With FAIL_ON_DATA_LOSS, stop and say so; without, read the new topic from its
+/// beginning. The id is recorded the first time the broker tells it.
+fn check_topic_identity(
+    config: &ProcessorConfig,
+    source: &KafkaSource,
+    checkpoint: &checkpoint::Checkpoint,
+    recovery: &mut checkpoint::Recovery,
+    watermarks: &Watermarks,
+) -> Result<()> {
+    let Some(now) = source.topic_id() else {
+        return Ok(());
+    };
+    let topic = &config.kafka.topic;
+    match checkpoint.topic_id()? {
+        Some(recorded) if recorded == now => return Ok(()),
+        Some(recorded) if recovery.next_offsets.is_some() => {
+            let what = format!(
+                "topic {topic} was deleted and created again: the checkpoint {} follows topic id {recorded}, the topic now has id {now}, and its offsets are not the old topic's",
+                checkpoint.root().display()
+            );
+            if config.fail_on_data_loss || recovery.pending.is_some() {
+                return Err(Error::DataLoss(format!(
+                    "{what}; to start over, remove the checkpoint folder"
+                )));
+            }
+            warn!("[processor] {what}: reading the new topic from its earliest offsets (FAIL_ON_DATA_LOSS=false)");
+            recovery.next_offsets =
+                Some(watermarks.iter().map(|(&p, &(low, _))| (p, low)).collect());
+        }
+        _ => {}
+    }
+    checkpoint.record_topic_id(topic, &now)
+}
+
 /// A batch whose read is under way: a new one (planned, plan not yet written) or the re-run of
 /// a batch the last run planned but did not commit.
 struct InFlight<'scope> {
-    handle: std::thread::ScopedJoinHandle<'scope, Result<Option<(RawBatch, u64)>>>,
+    handle: std::thread::ScopedJoinHandle<'scope, source::ReadResult>,
     ranges: Vec<OffsetRange>,
     existing: Option<BatchPlan>,
     lost: u64,
@@ -670,7 +718,6 @@ fn sleep_unless(stop: &dyn Fn() -> bool, total: Duration) {
 
 /// What the loop knows of a batch besides its messages.
 struct BatchContext {
-    lost_in_read: u64,
     lost_in_plan: u64,
     /// Time spent waiting for the read.
     read: Duration,
@@ -695,18 +742,6 @@ impl Engine {
         let batch_start = Instant::now();
         let since_previous = self.last_batch_start.map(|t| batch_start.duration_since(t));
         self.last_batch_start = Some(batch_start);
-        if ctx.lost_in_read > 0 {
-            if self.fail_on_data_loss {
-                return Err(Error::DataLoss(format!(
-                    "{} offsets of batch {} were not delivered by the broker",
-                    ctx.lost_in_read, plan.batch
-                )));
-            }
-            warn!(
-                "[processor] data loss: {} offsets of batch {} are gone (FAIL_ON_DATA_LOSS=false)",
-                ctx.lost_in_read, plan.batch
-            );
-        }
         let report = BatchReport {
             batch: plan.batch,
             bytes: raw.bytes() as u64,
@@ -718,9 +753,7 @@ impl Engine {
             ..BatchReport::default()
         };
         let new = !ctx.rerun;
-        let staged = self
-            .sink
-            .stage(plan, new, raw, ctx.lost_in_plan + ctx.lost_in_read)?;
+        let staged = self.sink.stage(plan, new, raw, ctx.lost_in_plan)?;
         Ok((staged, report))
     }
 
@@ -818,6 +851,10 @@ fn write_layers(
         let bronze = spawn(s, "bronze", move || {
             timed(id, Layer::Bronze, || {
                 let n = raw.messages.len();
+                if n == 0 {
+                    // A batch that only records lost offsets: no file.
+                    return Ok(None);
+                }
                 let schema = layers::bronze::schema();
                 let descr = writer::column_descr(&schema, layers::bronze::VALUE)?;
                 let chunks =
@@ -840,7 +877,7 @@ fn write_layers(
                         values: &values,
                     },
                 )?;
-                Ok(file)
+                Ok(Some(file))
             })
         });
         let silver = spawn(s, "silver", move || {
@@ -917,7 +954,7 @@ fn write_layers(
         let bronze = bronze.join().map_err(|_| panicked())??;
         let silver = silver.join().map_err(|_| panicked())??;
         staged?;
-        let mut files = vec![bronze];
+        let mut files: Vec<_> = bronze.into_iter().collect();
         files.extend(silver);
         files.extend(rest);
         Ok::<_, Error>(files)

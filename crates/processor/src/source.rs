@@ -252,6 +252,9 @@ impl RawBatch {
     }
 }
 
+/// What a read gives: the batch and its ranges as read, or `None` when the read was abandoned.
+pub type ReadResult = Result<Option<(RawBatch, Vec<OffsetRange>)>>;
+
 /// The processor's Kafka consumer: assign + seek per batch, no auto commit, no offset store.
 pub struct KafkaSource {
     consumer: BaseConsumer,
@@ -275,6 +278,9 @@ impl KafkaSource {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("enable.partition.eof", "true")
+            // Records of aborted or open transactions never reach a layer; the end of what can
+            // be read (the watermarks' high) is then the last stable offset.
+            .set("isolation.level", "read_committed")
             .set("auto.offset.reset", "error")
             .set("fetch.max.bytes", "52428800")
             .set("max.partition.fetch.bytes", "8388608")
@@ -347,21 +353,22 @@ impl KafkaSource {
         Ok(out)
     }
 
-    /// Reads exactly the messages of `ranges` into a batch. Offsets missing inside a range (deleted
-    /// by retention while we read, or transaction markers) are skipped; the count of
-    /// deleted ones is returned so the caller can apply FAIL_ON_DATA_LOSS. A broker outage stalls
+    /// Reads the messages of `ranges` into a batch, and returns the ranges as read. Offsets inside a
+    /// range that are never delivered are not data: transaction markers, records of aborted
+    /// transactions (the consumer reads committed records only), and records removed by
+    /// compaction. A partition whose end arrives before its range's end (the last stable offset
+    /// did not move past an open transaction, or the log was truncated) has its range cut there,
+    /// so the rest comes in a later batch instead of being waited for or skipped. Offsets deleted
+    /// by retention while the batch is read stop it with a data-loss error. A broker outage stalls
     /// the read with a warning every few seconds. `give_up`, asked with the time since the last
     /// message, abandons the read (`None`): a stop request during an outage, or a read ahead
     /// that is no longer wanted. An abandoned batch is re-run with the same ranges on next start.
-    pub fn read(
-        &self,
-        ranges: &[OffsetRange],
-        give_up: &dyn Fn(Duration) -> bool,
-    ) -> Result<Option<(RawBatch, u64)>> {
+    pub fn read(&self, ranges: &[OffsetRange], give_up: &dyn Fn(Duration) -> bool) -> ReadResult {
         let pending: Vec<&OffsetRange> = ranges.iter().filter(|r| !r.is_empty()).collect();
         let mut batch = RawBatch::default();
+        let mut read_ranges = ranges.to_vec();
         if pending.is_empty() {
-            return Ok(Some((batch, 0)));
+            return Ok(Some((batch, read_ranges)));
         }
         let expected: u64 = pending.iter().map(|r| r.len()).sum();
         batch.messages.reserve(expected as usize);
@@ -376,7 +383,6 @@ impl KafkaSource {
         let mut open: BTreeMap<i32, OffsetRange> =
             pending.iter().map(|r| (r.partition, **r)).collect();
         let mut last_progress = Instant::now();
-        let mut lost = 0u64;
         let (mut errors, mut last_error) = (0u64, None::<String>);
         let mut received: BTreeMap<i32, u64> = BTreeMap::new();
         // The clock is read on every empty poll or error and every 1024 messages, not per
@@ -391,7 +397,7 @@ impl KafkaSource {
                     batch.messages.len(),
                     started.elapsed()
                 );
-                break Ok(Some((batch, lost)));
+                break Ok(Some((batch, read_ranges)));
             }
             polls = polls.wrapping_add(1);
             let mut check_clock = polls % 1024 == 0;
@@ -416,11 +422,25 @@ impl KafkaSource {
                     }
                 }
                 Some(Err(KafkaError::PartitionEOF(p))) => {
-                    // The partition's end was reached: whatever of the range was not delivered is gone.
-                    if let Some(r) = open.get(&p) {
-                        lost += r
+                    // The partition's end (its last stable offset) was reached. What the range
+                    // held below it and was not delivered are markers, aborted or compacted
+                    // records; what lies past it is not readable yet.
+                    if let Some(r) = open.get(&p).copied() {
+                        let end = self.readable_end(p)?;
+                        if end < r.end {
+                            let cut = end.max(r.start);
+                            info!(
+                                "[processor] partition {p}: readable up to offset {cut} (an open transaction, or a truncated log); offsets {cut}..{} follow in a later batch",
+                                r.end
+                            );
+                            if let Some(rr) = read_ranges.iter_mut().find(|rr| rr.partition == p) {
+                                rr.end = cut;
+                            }
+                        }
+                        let skipped = r
                             .len()
                             .saturating_sub(received.get(&p).copied().unwrap_or(0));
+                        debug!("[processor] partition {p}: {skipped} offsets of {}..{} held no record to read (markers, aborted or compacted)", r.start, r.end);
                         self.close(&mut open, p)?;
                     }
                 }
@@ -507,6 +527,80 @@ impl KafkaSource {
             .kafka_context(|| "cannot assign the batch's partitions".into())?;
         assigned.extend(pending.iter().map(|r| r.partition));
         resume()
+    }
+
+    /// The end a read_committed consumer can read to in a partition: its last stable offset.
+    /// The broker has just answered a fetch, so a failure here is retried briefly, not waited out.
+    fn readable_end(&self, partition: i32) -> Result<i64> {
+        let mut attempt = 0;
+        loop {
+            match self
+                .consumer
+                .fetch_watermarks(&self.topic, partition, REQUEST_TIMEOUT)
+            {
+                Ok((_, high)) => return Ok(high),
+                Err(e) if attempt < 5 => {
+                    debug!("[processor] offsets of partition {partition}: {e}; retrying");
+                    attempt += 1;
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+                Err(e) => {
+                    return Err(e)
+                        .kafka_context(|| format!("cannot read offsets of partition {partition}"))
+                }
+            }
+        }
+    }
+
+    /// Kafka's id of the topic (base64, as `kafka-topics --describe` prints it): a topic deleted
+    /// and created again under the same name gets a new one. `None` when the broker does not
+    /// say (librdkafka's mock, brokers before Kafka 2.8) or cannot be asked now.
+    pub fn topic_id(&self) -> Option<String> {
+        use rdkafka::bindings as rd;
+        use std::ffi::{CStr, CString};
+        let name = CString::new(self.topic.as_str()).ok()?;
+        let mut names = [name.as_ptr()];
+        // SAFETY: every pointer passed comes from librdkafka (the client handle, which outlives
+        // this call, and the queue, collection and event created here) or is `names`, alive
+        // until the end of the function; the result's strings are copied before the event that
+        // owns them is destroyed, and each object created here is destroyed once.
+        unsafe {
+            let rk = self.consumer.client().native_ptr();
+            let queue = rd::rd_kafka_queue_new(rk);
+            let topics = rd::rd_kafka_TopicCollection_of_topic_names(names.as_mut_ptr(), 1);
+            rd::rd_kafka_DescribeTopics(rk, topics, std::ptr::null(), queue);
+            let event = rd::rd_kafka_queue_poll(queue, REQUEST_TIMEOUT.as_millis() as i32);
+            let mut id = None;
+            if !event.is_null() {
+                let result = rd::rd_kafka_event_DescribeTopics_result(event);
+                if !result.is_null() && rd::rd_kafka_event_error(event) as i32 == 0 {
+                    let mut n = 0usize;
+                    let descriptions = rd::rd_kafka_DescribeTopics_result_topics(result, &mut n);
+                    for i in 0..n {
+                        let d = *descriptions.add(i);
+                        let error = rd::rd_kafka_TopicDescription_error(d);
+                        if !error.is_null() && rd::rd_kafka_error_code(error) as i32 != 0 {
+                            continue;
+                        }
+                        let uuid = rd::rd_kafka_TopicDescription_topic_id(d);
+                        if uuid.is_null()
+                            || (rd::rd_kafka_Uuid_most_significant_bits(uuid) == 0
+                                && rd::rd_kafka_Uuid_least_significant_bits(uuid) == 0)
+                        {
+                            continue;
+                        }
+                        let text = rd::rd_kafka_Uuid_base64str(uuid);
+                        if !text.is_null() {
+                            id = Some(CStr::from_ptr(text).to_string_lossy().into_owned());
+                        }
+                    }
+                }
+                rd::rd_kafka_event_destroy(event);
+            }
+            rd::rd_kafka_TopicCollection_destroy(topics);
+            rd::rd_kafka_queue_destroy(queue);
+            id
+        }
     }
 
     fn close(&self, open: &mut BTreeMap<i32, OffsetRange>, partition: i32) -> Result<()> {

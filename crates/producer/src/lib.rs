@@ -126,6 +126,8 @@ struct Deliveries {
     sent: AtomicU64,
     failed: AtomicU64,
     log_every: u64,
+    /// When the broker last answered a message (acknowledged or failed), UTC microseconds.
+    last_answer: AtomicU64,
 }
 
 impl ClientContext for Deliveries {}
@@ -134,6 +136,8 @@ impl ProducerContext for Deliveries {
     type DeliveryOpaque = ();
 
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        self.last_answer
+            .store(now_micros() as u64, Ordering::Relaxed);
         match result {
             Ok(_) => {
                 let sent = self.sent.fetch_add(1, Ordering::Relaxed) + 1;
@@ -174,6 +178,7 @@ pub fn run(config: &ProducerConfig, stop: &AtomicBool) -> anyhow::Result<Summary
         sent: AtomicU64::new(0),
         failed: AtomicU64::new(0),
         log_every: config.log_every,
+        last_answer: AtomicU64::new(now_micros() as u64),
     };
     let producer: BaseProducer<Deliveries> = client_config(config)
         .create_with_context(context)
@@ -195,11 +200,13 @@ pub fn run(config: &ProducerConfig, stop: &AtomicBool) -> anyhow::Result<Summary
     let mut pacer = Pacer::new(config.msgs_per_sec);
     let started = Instant::now();
     let (mut issued, mut bad, mut late, mut bytes) = (0u64, 0u64, 0u64, 0u64);
+    let mut stall = StallWatch::default();
 
     while !stop.load(Ordering::Relaxed) && (config.count == 0 || issued < config.count) {
         let wait = pacer.wait();
         if !wait.is_zero() {
             producer.poll(wait.min(Duration::from_millis(100)));
+            stall.check(&producer);
             continue;
         }
         let now = match synthetic_start {
@@ -217,6 +224,7 @@ pub fn run(config: &ProducerConfig, stop: &AtomicBool) -> anyhow::Result<Summary
         issued += 1;
         if issued.is_multiple_of(1024) {
             producer.poll(Duration::ZERO);
+            stall.check(&producer);
         }
     }
 
@@ -240,6 +248,49 @@ pub fn run(config: &ProducerConfig, stop: &AtomicBool) -> anyhow::Result<Summary
         bytes,
         elapsed: started.elapsed(),
     })
+}
+
+/// Warns when messages wait and the broker has answered none of them for a while (brokers
+/// down, or too few replicas in sync for acks=all): once, then every 30 s while it lasts, and
+/// says when answers come back. librdkafka retries meanwhile, until `message.timeout.ms`.
+#[derive(Default)]
+struct StallWatch {
+    warned_at: Option<Instant>,
+    checked_at: Option<Instant>,
+}
+
+/// How long without any answer while messages wait before it is worth a warning.
+const STALL_WARNING: Duration = Duration::from_secs(10);
+
+impl StallWatch {
+    fn check(&mut self, producer: &BaseProducer<Deliveries>) {
+        let now = Instant::now();
+        if self
+            .checked_at
+            .is_some_and(|t| now.duration_since(t) < Duration::from_millis(500))
+        {
+            return;
+        }
+        self.checked_at = Some(now);
+        let silent_us = (now_micros() as u64)
+            .saturating_sub(producer.context().last_answer.load(Ordering::Relaxed));
+        let silent = Duration::from_micros(silent_us);
+        let waiting = producer.in_flight_count();
+        if waiting > 0 && silent >= STALL_WARNING {
+            if self
+                .warned_at
+                .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(30))
+            {
+                warn!(
+                    "[producer] no acknowledgement from Kafka for {} s, {waiting} messages waiting: are the brokers up, with enough replicas in sync for acks=all? Retrying",
+                    silent.as_secs()
+                );
+                self.warned_at = Some(now);
+            }
+        } else if silent < STALL_WARNING && self.warned_at.take().is_some() {
+            info!("[producer] Kafka acknowledges messages again");
+        }
+    }
 }
 
 /// Enqueues the generator's current message, waiting while librdkafka's queue is full.

@@ -57,15 +57,19 @@ pub fn rand_u64() -> u64 {
     h.finish()
 }
 
-/// The broker of a test: `pipeline broker` (the embedded mock cluster) by default, or, with
-/// `PIPELINE_TEST_BROKER=tansu`, an independent Kafka-compatible broker (tansu, from `TANSU_BIN`
-/// or the PATH) with SQLite storage in a scratch folder. Killed on drop.
+/// The broker of a test, chosen by `PIPELINE_TEST_BROKER`:
+/// - `mock` (default): `pipeline broker`, the embedded mock cluster;
+/// - `kafka`: Apache Kafka 4.x, one combined KRaft node (`scripts/kafka.sh start kraft`);
+/// - `kafka-zk`: Apache Kafka 3.9 in ZooKeeper mode, with ZooKeeper (the seed's topology);
+/// - `kafka-cluster`: three KRaft nodes, replication factor 3, `min.insync.replicas=2`.
+///
+/// The Kafka ones run in a scratch folder and are killed on drop.
 pub struct Broker {
-    child: Child,
+    /// The mock's process (the Kafka nodes are `scripts/kafka.sh`'s).
+    child: Option<Child>,
     pub bootstrap: String,
-    _storage: Option<Scratch>,
-    /// How to start this broker again on the same port and storage (tansu only).
-    restart: Option<Command>,
+    /// The folder of a Kafka cluster (configuration, data, logs, pids).
+    kafka: Option<Scratch>,
 }
 
 /// Which broker `Broker::start` runs.
@@ -73,12 +77,85 @@ pub fn broker_kind() -> String {
     std::env::var("PIPELINE_TEST_BROKER").unwrap_or_else(|_| "mock".into())
 }
 
+/// Whether the broker of this run is Apache Kafka (kept on disk, so it can be restarted).
+pub fn is_kafka() -> bool {
+    broker_kind().starts_with("kafka")
+}
+
+/// `scripts/kafka.sh`: starts, kills and restarts Apache Kafka nodes, and runs its CLI tools.
+pub fn kafka_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/kafka.sh")
+}
+
+/// Runs `scripts/kafka.sh` with `args`; panics with its output when it fails.
+pub fn kafka_sh(args: &[&str]) -> String {
+    let out = Command::new(kafka_script())
+        .args(args)
+        .output()
+        .expect("run scripts/kafka.sh");
+    assert!(
+        out.status.success(),
+        "scripts/kafka.sh {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 impl Broker {
+    /// A broker with topic `transactions` of `partitions` partitions.
     pub fn start(partitions: i32) -> Self {
-        match broker_kind().as_str() {
-            "tansu" => Self::start_tansu(partitions),
-            "mock" => Self::start_mock(partitions),
-            other => panic!("PIPELINE_TEST_BROKER={other}: use mock or tansu"),
+        Self::start_as(&broker_kind(), partitions)
+    }
+
+    /// A broker of `kind` (a `PIPELINE_TEST_BROKER` value) with topic `transactions`.
+    pub fn start_as(kind: &str, partitions: i32) -> Self {
+        let broker = Self::start_empty(kind, partitions);
+        if broker.kafka.is_some() {
+            broker.create_topic(TOPIC, partitions, &[]);
+        }
+        broker
+    }
+
+    /// A broker of `kind` with no topic (the mock always has `transactions`: it has no
+    /// CreateTopics).
+    pub fn start_empty(kind: &str, partitions: i32) -> Self {
+        let mode = match kind {
+            "mock" => return Self::start_mock(partitions),
+            "kafka" => "kraft",
+            "kafka-zk" => "zk",
+            "kafka-cluster" => "cluster",
+            other => {
+                panic!("PIPELINE_TEST_BROKER={other}: use mock, kafka, kafka-zk or kafka-cluster")
+            }
+        };
+        let dir = Scratch::new(kind);
+        let dir_arg = dir.path().join("kafka");
+        // Retention and the log cleaner look every second, not every 5 minutes and 15 s, so
+        // the retention and compaction tests see them act.
+        let started = Command::new(kafka_script())
+            .args(["start", mode, dir_arg.to_str().unwrap()])
+            .env(
+                "KAFKA_EXTRA_CONFIG",
+                "log.retention.check.interval.ms=1000 log.cleaner.backoff.ms=1000",
+            )
+            .output()
+            .expect("run scripts/kafka.sh");
+        let printed = String::from_utf8_lossy(&started.stdout).into_owned();
+        assert!(
+            started.status.success(),
+            "scripts/kafka.sh start {mode} failed: {printed}{}",
+            String::from_utf8_lossy(&started.stderr)
+        );
+        let bootstrap = printed
+            .lines()
+            .find_map(|l| l.strip_prefix("bootstrap="))
+            .expect("bootstrap= line")
+            .to_string();
+        Broker {
+            child: None,
+            bootstrap,
+            kafka: Some(dir),
         }
     }
 
@@ -99,106 +176,176 @@ impl Broker {
             .expect("bootstrap= line")
             .to_string();
         Broker {
-            child,
+            child: Some(child),
             bootstrap,
-            _storage: None,
-            restart: None,
+            kafka: None,
         }
     }
 
-    fn start_tansu(partitions: i32) -> Self {
-        let bin = std::env::var("TANSU_BIN").unwrap_or_else(|_| "tansu".into());
-        let storage = Scratch::new("tansu");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let url = format!("tcp://127.0.0.1:{port}");
-        let command = || {
-            // tansu resolves the SQLite path against its working directory.
-            let log = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(storage.path().join("tansu.log"))
-                .unwrap();
-            let mut c = Command::new(&bin);
-            c.current_dir(storage.path())
-                .args([
-                    "broker",
-                    "--listener-url",
-                    &url,
-                    "--advertised-listener-url",
-                    &url,
-                ])
-                .args(["--storage-engine", "sqlite://tansu.db"])
-                .stdout(log.try_clone().unwrap())
-                .stderr(log);
-            c
-        };
-        let child = command()
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "tansu did not listen on {port}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let created = Command::new(&bin)
-            .args([
-                "topic",
-                "create",
-                TOPIC,
-                "--broker",
-                &url,
-                "--partitions",
-                &partitions.to_string(),
-            ])
-            .output()
-            .expect("tansu topic create");
-        assert!(
-            created.status.success(),
-            "tansu topic create: {}",
-            String::from_utf8_lossy(&created.stderr)
+    fn kafka_dir(&self) -> String {
+        let dir = self.kafka.as_ref().expect(
+            "an Apache Kafka broker (PIPELINE_TEST_BROKER=kafka, kafka-zk or kafka-cluster)",
         );
-        let restart = Some(command());
-        Broker {
-            child,
-            bootstrap: format!("127.0.0.1:{port}"),
-            _storage: Some(storage),
-            restart,
+        dir.path().join("kafka").to_str().unwrap().to_string()
+    }
+
+    /// Creates a topic (replication factor: the broker's default) with topic-level `config`.
+    pub fn create_topic(&self, name: &str, partitions: i32, config: &[(&str, &str)]) {
+        use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+        use rdkafka::client::DefaultClientContext;
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .create()
+            .unwrap();
+        let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(-1));
+        for (k, v) in config {
+            topic = topic.set(k, v);
+        }
+        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+        let results = block_on(admin.create_topics([&topic], &options)).expect("create topics");
+        for r in results {
+            r.unwrap_or_else(|(t, e)| panic!("create topic {t}: {e}"));
+        }
+        // Every partition has a leader before the test goes on.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let md = admin
+                .inner()
+                .fetch_metadata(Some(name), Duration::from_secs(5));
+            if let Ok(md) = md {
+                let t = &md.topics()[0];
+                if t.error().is_none()
+                    && t.partitions().len() == partitions as usize
+                    && t.partitions()
+                        .iter()
+                        .all(|p| p.leader() >= 0 && p.error().is_none())
+                {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "topic {name} has no leaders");
+            std::thread::sleep(Duration::from_millis(100));
         }
     }
-}
 
-impl Broker {
-    /// Kills the broker process, keeps it down for `down`, and starts it again on the same port
-    /// and storage (tansu only: the mock keeps nothing once its process is gone).
+    /// Sets topic-level configuration of an existing topic (AlterConfigs: the keys given are set,
+    /// the others return to their defaults).
+    pub fn alter_topic(&self, name: &str, config: &[(&str, &str)]) {
+        use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, ResourceSpecifier};
+        use rdkafka::client::DefaultClientContext;
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .create()
+            .unwrap();
+        let mut alter = AlterConfig::new(ResourceSpecifier::Topic(name));
+        for (k, v) in config {
+            alter = alter.set(k, v);
+        }
+        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+        for r in block_on(admin.alter_configs([&alter], &options)).expect("alter configs") {
+            r.unwrap_or_else(|(t, e)| panic!("alter topic {t:?}: {e}"));
+        }
+    }
+
+    /// Deletes a topic.
+    pub fn delete_topic(&self, name: &str) {
+        use rdkafka::admin::{AdminClient, AdminOptions};
+        use rdkafka::client::DefaultClientContext;
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .create()
+            .unwrap();
+        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+        for r in block_on(admin.delete_topics(&[name], &options)).expect("delete topics") {
+            r.unwrap_or_else(|(t, e)| panic!("delete topic {t}: {e}"));
+        }
+    }
+
+    /// Kills (SIGKILL) node `node` (`1`, `2`, `3`, or `zk`) of a Kafka cluster.
+    pub fn kill_node(&self, node: &str) {
+        kafka_sh(&["kill", &self.kafka_dir(), node]);
+    }
+
+    /// Starts a killed node again on its data and port, and waits until it serves.
+    pub fn restart_node(&self, node: &str) {
+        kafka_sh(&["restart", &self.kafka_dir(), node]);
+    }
+
+    /// The node id leading a partition, as the cluster reports it.
+    pub fn leader(&self, topic: &str, partition: i32) -> String {
+        kafka_sh(&["leader", &self.kafka_dir(), topic, &partition.to_string()])
+            .trim()
+            .to_string()
+    }
+
+    /// The folder of a Kafka cluster (for `scripts/kafka.sh` commands).
+    pub fn dir(&self) -> String {
+        self.kafka_dir()
+    }
+
+    /// Kills the broker (every node, and ZooKeeper in ZooKeeper mode), keeps it down for
+    /// `down`, and starts it again on the same data and ports. Apache Kafka only: the mock keeps
+    /// nothing once its process is gone.
     pub fn restart_after(&mut self, down: Duration) {
-        let command = self
-            .restart
-            .as_mut()
-            .expect("a broker that can restart (tansu)");
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
+        let dir = self.kafka_dir();
+        kafka_sh(&["kill", &dir, "all"]);
         std::thread::sleep(down);
-        self.child = command.spawn().expect("restart the broker");
-        let port: u16 = self.bootstrap.rsplit(':').next().unwrap().parse().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "the broker did not come back on {port}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
+        let cluster = std::fs::read_to_string(Path::new(&dir).join("cluster.env")).unwrap();
+        if cluster.contains("MODE=zk") {
+            kafka_sh(&["restart", &dir, "zk"]);
+        }
+        let nodes: Vec<&str> = if cluster.contains("MODE=cluster") {
+            vec!["1", "2", "3"]
+        } else {
+            vec!["1"]
+        };
+        // KRaft nodes of a cluster wait for each other's quorum: start them together.
+        let handles: Vec<_> = nodes
+            .into_iter()
+            .map(|n| {
+                let dir = dir.clone();
+                std::thread::spawn(move || kafka_sh(&["restart", &dir, n]))
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
         }
     }
 }
 
 impl Drop for Broker {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if let Some(dir) = &self.kafka {
+            let _ = Command::new(kafka_script())
+                .args(["kill", dir.path().join("kafka").to_str().unwrap(), "all"])
+                .output();
+        }
+    }
+}
+
+/// Runs a future to completion on this thread (the admin client's calls are futures; the tests
+/// have no async runtime).
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    use std::sync::Arc;
+    use std::task::{Context, Poll, Wake, Waker};
+    struct Thread(std::thread::Thread);
+    impl Wake for Thread {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Thread(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        match future.as_mut().poll(&mut cx) {
+            Poll::Ready(v) => return v,
+            Poll::Pending => std::thread::park(),
+        }
     }
 }
 
@@ -350,6 +497,16 @@ impl Processor {
     }
 }
 
+impl Drop for Processor {
+    /// A test that failed half-way leaves no processor behind.
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// A consumed message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Consumed {
@@ -361,6 +518,11 @@ pub struct Consumed {
 
 /// Every message of the topic, in (partition, offset) order.
 pub fn consume_all(bootstrap: &str) -> Vec<Consumed> {
+    consume_topic(bootstrap, TOPIC)
+}
+
+/// Every committed message of `topic` (read_committed), in (partition, offset) order.
+pub fn consume_topic(bootstrap: &str, topic_name: &str) -> Vec<Consumed> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", "it-reader")
@@ -369,7 +531,7 @@ pub fn consume_all(bootstrap: &str) -> Vec<Consumed> {
         .create()
         .unwrap();
     let metadata = consumer
-        .fetch_metadata(Some(TOPIC), Duration::from_secs(10))
+        .fetch_metadata(Some(topic_name), Duration::from_secs(10))
         .unwrap();
     let partitions: Vec<i32> = metadata.topics()[0]
         .partitions()
@@ -380,10 +542,10 @@ pub fn consume_all(bootstrap: &str) -> Vec<Consumed> {
     let mut ends = BTreeMap::new();
     for &p in &partitions {
         let (low, high) = consumer
-            .fetch_watermarks(TOPIC, p, Duration::from_secs(10))
+            .fetch_watermarks(topic_name, p, Duration::from_secs(10))
             .unwrap();
         if high > low {
-            tpl.add_partition_offset(TOPIC, p, Offset::Offset(low))
+            tpl.add_partition_offset(topic_name, p, Offset::Offset(low))
                 .unwrap();
             ends.insert(p, high);
         }

@@ -2,9 +2,11 @@
 //! `pipeline processor`) against the embedded broker, and the files they leave behind.
 //! One test binary for all of them keeps link times low.
 
+mod compose_tests;
 mod config_tests;
 mod exactly_once_tests;
 mod harness;
+mod kafka_tests;
 mod local_stack_tests;
 mod outage_tests;
 mod processor_tests;
