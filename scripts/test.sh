@@ -21,6 +21,8 @@ if ! command -v java > /dev/null || ! command -v mvn > /dev/null; then
   exit 0
 fi
 echo "--- Apache Kafka jars: $(scripts/kafka.sh jars 4.1.1) $(scripts/kafka.sh jars 3.9.1)"
+# Each test kills its brokers when it ends; a test killed on a timeout cannot, so strays go here.
+trap "pkill -9 -f -- '-Dpipeline.kafka.dir=$(dirname "$(mktemp -u)")/pipeline-it-' || true" EXIT
 # Tests that use no broker, or only the mock's fault injection, ran above already.
 not_broker='not (test(/^outage_tests::/) | test(/^local_stack_tests::/) | test(/^config_tests::/) | test(/^compose_tests::/))'
 echo "--- every integration test on Apache Kafka 4.x, one KRaft node"

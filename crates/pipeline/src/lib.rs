@@ -1,3 +1,4 @@
 //! The local stack's pieces shared by the `pipeline` and `bench` binaries and the tests.
 
+pub mod admin;
 pub mod broker;

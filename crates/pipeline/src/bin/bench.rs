@@ -1,5 +1,6 @@
-//! `bench`: throughput figures against the embedded broker. A command that prints numbers, not a
-//! test. Run it with `cargo run --release --bin bench -- <producer|processor|stages|all>`.
+//! `bench`: throughput figures against the embedded broker, or any Kafka broker given with
+//! `--bootstrap-servers` (Apache Kafka from `scripts/kafka.sh`). A command that prints numbers,
+//! not a test. Run it with `cargo run --release --bin bench -- <producer|processor|read|stages|...>`.
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -20,7 +21,7 @@ use producer::generator::Generator;
 #[derive(Parser)]
 #[command(
     name = "bench",
-    about = "Throughput figures against the embedded broker (not a test)"
+    about = "Throughput figures against the embedded broker or a Kafka broker (not a test)"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -37,6 +38,8 @@ enum What {
         rate: f64,
         #[arg(long, default_value_t = 30)]
         seconds: u64,
+        #[command(flatten)]
+        broker: BrokerChoice,
     },
     /// Fill the broker, then the processor (its own process) with available-now
     Processor {
@@ -70,14 +73,48 @@ enum What {
     },
 }
 
+/// The embedded broker (default), or a Kafka broker where the bench creates its topic.
+#[derive(clap::Args)]
+struct BrokerChoice {
+    /// A Kafka broker to use instead of the embedded one (e.g. `scripts/kafka.sh start kraft
+    /// DIR`); the bench creates its topic there, which must not exist yet
+    #[arg(long)]
+    bootstrap_servers: Option<String>,
+    /// Partitions of the topic (default: 12 for `producer`; 100 for `processor` and `read`,
+    /// which keeps the embedded broker under its 5 MiB per partition)
+    #[arg(long)]
+    partitions: Option<i32>,
+}
+
+impl BrokerChoice {
+    /// The embedded broker, started with `topic`, or the given broker with `topic` created, of
+    /// `partitions` partitions.
+    fn start(
+        &self,
+        topic: &str,
+        partitions: i32,
+    ) -> anyhow::Result<(Option<EmbeddedBroker>, String)> {
+        match &self.bootstrap_servers {
+            Some(bootstrap) => {
+                pipeline::admin::create_topic(bootstrap, topic, partitions, &[])?;
+                Ok((None, bootstrap.clone()))
+            }
+            None => {
+                let broker = EmbeddedBroker::start(topic, partitions)?;
+                let bootstrap = broker.bootstrap_servers().to_string();
+                Ok((Some(broker), bootstrap))
+            }
+        }
+    }
+}
+
 /// A filled broker and the batches to take from it (`processor` and `read`).
 #[derive(clap::Args)]
 struct Filled {
     #[arg(long, default_value_t = 1_000_000)]
     messages: u64,
-    /// Enough partitions to stay under the mock broker's 5 MiB per partition
-    #[arg(long, default_value_t = 100)]
-    partitions: i32,
+    #[command(flatten)]
+    broker: BrokerChoice,
     /// 100,000 keeps peak RSS under 512 MiB (the next batch is read while one is written)
     #[arg(long, default_value_t = 100_000)]
     max_offsets_per_trigger: u64,
@@ -86,26 +123,29 @@ struct Filled {
 }
 
 impl Filled {
-    /// Starts the embedded broker and fills it; returns it and the payload bytes sent.
-    fn start(&self) -> anyhow::Result<(EmbeddedBroker, u64)> {
-        let (messages, partitions) = (self.messages, self.partitions);
+    /// Starts or names the broker and fills it; returns the embedded broker (kept alive by the
+    /// caller), the bootstrap address and the payload bytes sent.
+    fn start(&self) -> anyhow::Result<(Option<EmbeddedBroker>, String, u64)> {
+        let (messages, partitions) = (self.messages, self.broker.partitions.unwrap_or(100));
         let per_partition = messages as f64 / f64::from(partitions) * 360.0 / 1048576.0;
-        if per_partition > 4.8 {
+        if self.broker.bootstrap_servers.is_none() && per_partition > 4.8 {
             bail!(
                 "{per_partition:.1} MiB per partition: the mock keeps 5 MiB; use more --partitions"
             );
         }
-        let broker = EmbeddedBroker::start("transactions", partitions)?;
+        let (broker, bootstrap) = self.broker.start("transactions", partitions)?;
         let t = Instant::now();
-        let bytes = fill(broker.bootstrap_servers(), messages, partitions, &self.fill)?;
+        let bytes = fill(&bootstrap, messages, partitions, &self.fill)?;
         println!(
-            "filled {messages} messages ({:.0} MB) over {partitions} partitions in {:.1} s, producer batches of up to {} bytes, linger {} ms",
+            "filled {messages} messages ({:.0} MB) over {partitions} partitions in {:.1} s ({:.0} msg/s), producer batches of up to {} bytes, linger {} ms, broker {}",
             bytes as f64 / 1e6,
             t.elapsed().as_secs_f64(),
+            messages as f64 / t.elapsed().as_secs_f64(),
             self.fill.bytes,
-            self.fill.linger_ms
+            self.fill.linger_ms,
+            if broker.is_some() { "embedded" } else { bootstrap.as_str() }
         );
-        Ok((broker, bytes))
+        Ok((broker, bootstrap, bytes))
     }
 }
 
@@ -127,7 +167,8 @@ fn main() -> anyhow::Result<()> {
             count,
             rate,
             seconds,
-        } => bench_producer(count, rate, seconds),
+            broker,
+        } => bench_producer(count, rate, seconds, &broker),
         What::Processor { filled } => bench_processor(&filled),
         What::Read { filled } => bench_read(&filled),
         What::Stages { messages, batch } => bench_stages(messages, batch),
@@ -138,11 +179,13 @@ fn main() -> anyhow::Result<()> {
 
 fn producer_config(
     bootstrap: &str,
+    topic: &str,
     rate: f64,
     count: u64,
 ) -> anyhow::Result<producer::ProducerConfig> {
     let mut c = producer::ProducerConfig::try_parse_from(["producer"])?;
     c.kafka.bootstrap_servers = bootstrap.into();
+    c.kafka.topic = topic.into();
     c.msgs_per_sec = rate;
     c.count = count;
     c.seed = Some(1);
@@ -150,28 +193,35 @@ fn producer_config(
     Ok(c)
 }
 
-fn bench_producer(count: u64, rate: f64, seconds: u64) -> anyhow::Result<()> {
+fn bench_producer(
+    count: u64,
+    rate: f64,
+    seconds: u64,
+    choice: &BrokerChoice,
+) -> anyhow::Result<()> {
     // Keyed by card_id like the real producer; the mock evicts old data past 5 MiB a partition,
-    // which does not slow the producer.
-    let broker = EmbeddedBroker::start("transactions", 12)?;
+    // which does not slow the producer. On a Kafka broker the topic is the bench's own.
+    let topic = "bench-producer";
+    let (_embedded, bootstrap) = choice.start(topic, choice.partitions.unwrap_or(12))?;
     let stop = AtomicBool::new(false);
-    let s = producer::run(
-        &producer_config(broker.bootstrap_servers(), 0.0, count)?,
-        &stop,
-    )?;
+    let cpu = children_and_self_cpu();
+    let s = producer::run(&producer_config(&bootstrap, topic, 0.0, count)?, &stop)?;
+    let cpu = children_and_self_cpu() - cpu;
     println!(
-        "producer unlimited: {} msgs in {:.2} s = {:.0} msg/s, {:.1} MB/s, failed {}",
+        "producer unlimited: {} msgs in {:.2} s = {:.0} msg/s, {:.1} MB/s, failed {}, CPU {:.2} s ({:.2} s per million; the embedded broker's included when there is one)",
         s.sent,
         s.elapsed.as_secs_f64(),
         s.rate(),
         s.bytes as f64 / 1e6 / s.elapsed.as_secs_f64(),
-        s.failed
+        s.failed,
+        cpu.as_secs_f64(),
+        cpu.as_secs_f64() * 1e6 / s.sent.max(1) as f64
     );
     let target = (rate * seconds as f64) as u64;
-    let s = producer::run(
-        &producer_config(broker.bootstrap_servers(), rate, target)?,
-        &stop,
-    )?;
+    if target == 0 {
+        return Ok(());
+    }
+    let s = producer::run(&producer_config(&bootstrap, topic, rate, target)?, &stop)?;
     let achieved = s.sent as f64 / s.elapsed.as_secs_f64();
     println!(
         "producer at {rate} msg/s for {target} msgs: {:.2} s, achieved {achieved:.1} msg/s ({:+.2} % from target)",
@@ -220,7 +270,7 @@ fn fill(bootstrap: &str, messages: u64, partitions: i32, fill: &Fill) -> anyhow:
 }
 
 fn bench_processor(filled: &Filled) -> anyhow::Result<()> {
-    let (broker, _) = filled.start()?;
+    let (_embedded, bootstrap, _) = filled.start()?;
     let out = scratch("bench-processor")?;
     let exe = std::env::current_exe()?.with_file_name("pipeline");
     let t = Instant::now();
@@ -233,7 +283,7 @@ fn bench_processor(filled: &Filled) -> anyhow::Result<()> {
             "earliest",
         ])
         .arg("--bootstrap-servers")
-        .arg(broker.bootstrap_servers())
+        .arg(&bootstrap)
         .arg("--output-path")
         .arg(&out)
         .arg("--max-offsets-per-trigger")
@@ -252,14 +302,19 @@ fn bench_processor(filled: &Filled) -> anyhow::Result<()> {
             summary = line;
         }
     }
+    let cpu = children_cpu();
     let status = child.wait()?;
     let wall = t.elapsed();
+    let cpu = children_cpu() - cpu;
     if !status.success() {
         bail!("the processor failed: {status}");
     }
     println!(
-        "processor end to end (its own process, available-now): wall {:.2} s including start",
-        wall.as_secs_f64()
+        "processor end to end (its own process, available-now): wall {:.2} s including start = {:.0} records/s; its CPU {:.2} s = {:.2} s per million records",
+        wall.as_secs_f64(),
+        filled.messages as f64 / wall.as_secs_f64(),
+        cpu.as_secs_f64(),
+        cpu.as_secs_f64() * 1e6 / filled.messages.max(1) as f64
     );
     println!(
         "{}",
@@ -270,12 +325,8 @@ fn bench_processor(filled: &Filled) -> anyhow::Result<()> {
 }
 
 fn bench_read(filled: &Filled) -> anyhow::Result<()> {
-    let (broker, bytes) = filled.start()?;
-    let source = processor::source::KafkaSource::new(
-        broker.bootstrap_servers(),
-        "transactions",
-        "bench-read",
-    )?;
+    let (_embedded, bootstrap, bytes) = filled.start()?;
+    let source = processor::source::KafkaSource::new(&bootstrap, "transactions", "bench-read")?;
     let watermarks = source.wait_ready(Duration::from_secs(30))?;
     let mut next: std::collections::BTreeMap<i32, i64> =
         watermarks.iter().map(|(&p, &(low, _))| (p, low)).collect();
@@ -311,6 +362,27 @@ fn bench_read(filled: &Filled) -> anyhow::Result<()> {
         processor::peak_rss_kib().unwrap_or(0) / 1024
     );
     Ok(())
+}
+
+/// User + system CPU of the children waited for so far.
+fn children_cpu() -> Duration {
+    rusage(libc::RUSAGE_CHILDREN)
+}
+
+/// User + system CPU of this process and of the children waited for.
+fn children_and_self_cpu() -> Duration {
+    rusage(libc::RUSAGE_SELF) + rusage(libc::RUSAGE_CHILDREN)
+}
+
+fn rusage(who: libc::c_int) -> Duration {
+    // SAFETY: getrusage writes into the zeroed struct it is given, nothing else.
+    let usage = unsafe {
+        let mut u: libc::rusage = std::mem::zeroed();
+        libc::getrusage(who, &mut u);
+        u
+    };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 
 fn bench_decode(messages: u64) -> anyhow::Result<()> {

@@ -191,74 +191,19 @@ impl Broker {
 
     /// Creates a topic (replication factor: the broker's default) with topic-level `config`.
     pub fn create_topic(&self, name: &str, partitions: i32, config: &[(&str, &str)]) {
-        use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-        use rdkafka::client::DefaultClientContext;
-        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-            .set("bootstrap.servers", &self.bootstrap)
-            .create()
-            .unwrap();
-        let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(-1));
-        for (k, v) in config {
-            topic = topic.set(k, v);
-        }
-        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-        let results = block_on(admin.create_topics([&topic], &options)).expect("create topics");
-        for r in results {
-            r.unwrap_or_else(|(t, e)| panic!("create topic {t}: {e}"));
-        }
-        // Every partition has a leader before the test goes on.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let md = admin
-                .inner()
-                .fetch_metadata(Some(name), Duration::from_secs(5));
-            if let Ok(md) = md {
-                let t = &md.topics()[0];
-                if t.error().is_none()
-                    && t.partitions().len() == partitions as usize
-                    && t.partitions()
-                        .iter()
-                        .all(|p| p.leader() >= 0 && p.error().is_none())
-                {
-                    return;
-                }
-            }
-            assert!(Instant::now() < deadline, "topic {name} has no leaders");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        pipeline::admin::create_topic(&self.bootstrap, name, partitions, config)
+            .unwrap_or_else(|e| panic!("{e:#}"));
     }
 
-    /// Sets topic-level configuration of an existing topic (AlterConfigs: the keys given are set,
-    /// the others return to their defaults).
+    /// Sets topic-level configuration of an existing topic.
     pub fn alter_topic(&self, name: &str, config: &[(&str, &str)]) {
-        use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, ResourceSpecifier};
-        use rdkafka::client::DefaultClientContext;
-        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-            .set("bootstrap.servers", &self.bootstrap)
-            .create()
-            .unwrap();
-        let mut alter = AlterConfig::new(ResourceSpecifier::Topic(name));
-        for (k, v) in config {
-            alter = alter.set(k, v);
-        }
-        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-        for r in block_on(admin.alter_configs([&alter], &options)).expect("alter configs") {
-            r.unwrap_or_else(|(t, e)| panic!("alter topic {t:?}: {e}"));
-        }
+        pipeline::admin::alter_topic(&self.bootstrap, name, config)
+            .unwrap_or_else(|e| panic!("{e:#}"));
     }
 
     /// Deletes a topic.
     pub fn delete_topic(&self, name: &str) {
-        use rdkafka::admin::{AdminClient, AdminOptions};
-        use rdkafka::client::DefaultClientContext;
-        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-            .set("bootstrap.servers", &self.bootstrap)
-            .create()
-            .unwrap();
-        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-        for r in block_on(admin.delete_topics(&[name], &options)).expect("delete topics") {
-            r.unwrap_or_else(|(t, e)| panic!("delete topic {t}: {e}"));
-        }
+        pipeline::admin::delete_topic(&self.bootstrap, name).unwrap_or_else(|e| panic!("{e:#}"));
     }
 
     /// Kills (SIGKILL) node `node` (`1`, `2`, `3`, or `zk`) of a Kafka cluster.
@@ -323,28 +268,6 @@ impl Drop for Broker {
             let _ = Command::new(kafka_script())
                 .args(["kill", dir.path().join("kafka").to_str().unwrap(), "all"])
                 .output();
-        }
-    }
-}
-
-/// Runs a future to completion on this thread (the admin client's calls are futures; the tests
-/// have no async runtime).
-pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    use std::sync::Arc;
-    use std::task::{Context, Poll, Wake, Waker};
-    struct Thread(std::thread::Thread);
-    impl Wake for Thread {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = Waker::from(Arc::new(Thread(std::thread::current())));
-    let mut cx = Context::from_waker(&waker);
-    let mut future = std::pin::pin!(future);
-    loop {
-        match future.as_mut().poll(&mut cx) {
-            Poll::Ready(v) => return v,
-            Poll::Pending => std::thread::park(),
         }
     }
 }
