@@ -554,21 +554,42 @@ impl KafkaSource {
 
     /// Kafka's id of the topic (base64, as `kafka-topics --describe` prints it): a topic deleted
     /// and created again under the same name gets a new one. `None` when the broker does not
-    /// say (librdkafka's mock, brokers before Kafka 2.8) or cannot be asked now.
+    /// say (brokers before Kafka 2.8) or cannot be asked now.
     pub fn topic_id(&self) -> Option<String> {
         use rdkafka::bindings as rd;
         use std::ffi::{CStr, CString};
         let name = CString::new(self.topic.as_str()).ok()?;
         let mut names = [name.as_ptr()];
+        // Admin requests go to the controller by default; any broker answers this one (a
+        // Metadata request), and librdkafka's mock names no controller, so ask a broker.
+        let broker = self
+            .consumer
+            .fetch_metadata(Some(&self.topic), REQUEST_TIMEOUT)
+            .ok()?
+            .brokers()
+            .first()?
+            .id();
         // SAFETY: every pointer passed comes from librdkafka (the client handle, which outlives
-        // this call, and the queue, collection and event created here) or is `names`, alive
-        // until the end of the function; the result's strings are copied before the event that
-        // owns them is destroyed, and each object created here is destroyed once.
+        // this call, and the options, queue, collection and event created here) or is `names`
+        // or `errstr`, alive until the end of the function; the result's strings are copied
+        // before the event that owns them is destroyed, and each object created here is
+        // destroyed once.
         unsafe {
             let rk = self.consumer.client().native_ptr();
+            let options = rd::rd_kafka_AdminOptions_new(
+                rk,
+                rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_DESCRIBETOPICS,
+            );
+            let mut errstr = [0 as std::ffi::c_char; 256];
+            rd::rd_kafka_AdminOptions_set_broker(
+                options,
+                broker,
+                errstr.as_mut_ptr(),
+                errstr.len(),
+            );
             let queue = rd::rd_kafka_queue_new(rk);
             let topics = rd::rd_kafka_TopicCollection_of_topic_names(names.as_mut_ptr(), 1);
-            rd::rd_kafka_DescribeTopics(rk, topics, std::ptr::null(), queue);
+            rd::rd_kafka_DescribeTopics(rk, topics, options, queue);
             let event = rd::rd_kafka_queue_poll(queue, REQUEST_TIMEOUT.as_millis() as i32);
             let mut id = None;
             if !event.is_null() {
@@ -599,6 +620,7 @@ impl KafkaSource {
             }
             rd::rd_kafka_TopicCollection_destroy(topics);
             rd::rd_kafka_queue_destroy(queue);
+            rd::rd_kafka_AdminOptions_destroy(options);
             id
         }
     }
