@@ -72,6 +72,9 @@ pub struct ProcessorConfig {
     /// Consumer group whose offsets are committed after each batch, for lag tools (progress only)
     #[arg(long, env = "KAFKA_GROUP_ID", default_value = "transactions-processor")]
     pub group_id: String,
+    /// Serve Prometheus metrics at http://METRICS_ADDR/metrics (e.g. 0.0.0.0:9464; unset = off)
+    #[arg(long, env = "METRICS_ADDR")]
+    pub metrics_addr: Option<String>,
     /// How long to wait for the broker at start before giving up
     #[arg(long, env = "KAFKA_CONNECT_TIMEOUT", default_value = "60 seconds", value_parser = parse_spark_duration)]
     pub connect_timeout: Duration,

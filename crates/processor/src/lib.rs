@@ -12,6 +12,7 @@ pub mod config;
 pub mod error;
 pub mod gold;
 pub mod layers;
+pub mod metrics;
 pub mod progress;
 pub mod source;
 pub mod writer;
@@ -96,7 +97,11 @@ pub struct BatchSink {
 /// What one batch's stages after the read produced.
 pub struct BatchOutcome {
     pub commit: BatchCommit,
+    /// When the batch was planned (UTC microseconds): its commit latency starts there.
+    pub planned_at: i64,
     pub layers: Vec<(Layer, u64)>,
+    /// Quarantined rows by reason code.
+    pub rejects: Vec<(&'static str, u64)>,
     pub decode: Duration,
     /// Layers and files, gold's window update included.
     pub write: Duration,
@@ -116,6 +121,7 @@ pub struct StagedBatch {
     commit: BatchCommit,
     gold_state: Vec<u8>,
     layers: Vec<(Layer, u64)>,
+    rejects: Vec<(&'static str, u64)>,
     decode: Duration,
     write: Duration,
     gold: Duration,
@@ -157,7 +163,9 @@ impl Committer {
         }
         Ok(BatchOutcome {
             commit: staged.commit,
+            planned_at: plan.planned_at,
             layers: staged.layers,
+            rejects: staged.rejects,
             decode: staged.decode,
             write: staged.write,
             gold: staged.gold,
@@ -247,6 +255,10 @@ impl BatchSink {
         if self.show_previews {
             println!("{}", progress::silver_preview(&decoded));
         }
+        let mut rejects: BTreeMap<&'static str, u64> = BTreeMap::new();
+        for (_, reason) in &decoded.rejects {
+            *rejects.entry(reason.code()).or_default() += 1;
+        }
         let commit = BatchCommit {
             batch: plan.batch,
             rows: raw.messages.len() as u64,
@@ -265,6 +277,7 @@ impl BatchSink {
             commit,
             gold_state: self.gold.to_bytes(),
             layers,
+            rejects: rejects.into_iter().collect(),
             decode,
             write,
             gold,
@@ -363,6 +376,7 @@ pub fn run_with_drain(
         Trigger::Interval(d) => d,
         Trigger::AvailableNow => Duration::ZERO,
     };
+    metrics::record_start(interval);
 
     let cancel = AtomicBool::new(false);
     // Stop or drain requested: end a wait early.
@@ -580,7 +594,7 @@ struct InFlight<'scope> {
     ranges: Vec<OffsetRange>,
     existing: Option<BatchPlan>,
     lost: u64,
-    lag: u64,
+    lag: Vec<(i32, u64)>,
 }
 
 /// Plans batches: ranges from the next offsets towards the target, and offsets lost on the way.
@@ -679,15 +693,17 @@ fn highs(watermarks: &Watermarks) -> BTreeMap<i32, i64> {
 }
 
 /// Offsets left in the topic after this batch.
-fn lag(watermarks: &Watermarks, ranges: &[OffsetRange]) -> u64 {
+/// What is left in each partition after `ranges` (the input lag, in offsets).
+fn lag(watermarks: &Watermarks, ranges: &[OffsetRange]) -> Vec<(i32, u64)> {
     ranges
         .iter()
         .map(|r| {
-            watermarks
+            let left = watermarks
                 .get(&r.partition)
-                .map_or(0, |&(_, high)| (high - r.end).max(0) as u64)
+                .map_or(0, |&(_, high)| (high - r.end).max(0) as u64);
+            (r.partition, left)
         })
-        .sum()
+        .collect()
 }
 
 /// Sleeps until the next multiple of `interval` since `started` (Spark's processing-time trigger:
@@ -721,7 +737,7 @@ struct BatchContext {
     lost_in_plan: u64,
     /// Time spent waiting for the read.
     read: Duration,
-    lag: u64,
+    lag: Vec<(i32, u64)>,
     rerun: bool,
 }
 
@@ -748,7 +764,8 @@ impl Engine {
             read: ctx.read,
             since_previous,
             ranges: plan.ranges.clone(),
-            lag: ctx.lag,
+            lag: ctx.lag.iter().map(|(_, n)| n).sum(),
+            lags: ctx.lag,
             rerun: ctx.rerun,
             ..BatchReport::default()
         };
@@ -770,13 +787,15 @@ impl Engine {
         let commit = &outcome.commit;
         report.rows = commit.rows;
         report.layers = outcome.layers;
+        report.rejects = outcome.rejects;
         report.late = commit.late_rows;
         report.lost = commit.lost_offsets;
         report.decode = outcome.decode;
         report.write = outcome.write;
         report.commit = outcome.commit_time;
         report.watermark = commit.watermark;
-        info!("[processor] {report}");
+        metrics::record_batch(&report, outcome.planned_at);
+        progress::log_batch(&report);
         self.summary.batches += 1;
         self.summary.rows += commit.rows;
         self.summary.late += commit.late_rows;
@@ -978,11 +997,23 @@ fn write_layers(
 /// Entry point of the `processor` binary (and of `pipeline processor`): bad settings exit 2 with
 /// one line, a failure exits 1 with one line, a stop (SIGINT/SIGTERM) finishes the batch in
 /// flight and exits 0.
+/// The dataset this processor serves (the `dataset` label of its metrics).
+pub const DATASET: &str = "transactions";
+
 pub fn main_with_args(args: impl IntoIterator<Item = String>) -> ExitCode {
     let Some(stop) = txn_core::settings::startup("processor") else {
         return ExitCode::from(2);
     };
     let config = ProcessorConfig::try_parse_from(args).unwrap_or_else(|e| e.exit());
+    if let Some(addr) = &config.metrics_addr {
+        match txn_core::telemetry::serve_metrics(addr, DATASET, &config.kafka.topic) {
+            Ok(served) => info!("[processor] metrics at http://{served}/metrics"),
+            Err(e) => {
+                error!("[processor] invalid setting: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
     match run(&config, &stop) {
         Ok(_) => ExitCode::SUCCESS,
         Err(e @ Error::Config(_)) => {

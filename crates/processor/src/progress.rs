@@ -24,7 +24,12 @@ pub struct BatchReport {
     /// Time since the previous batch started (Spark's input rate denominator).
     pub since_previous: Option<Duration>,
     pub ranges: Vec<OffsetRange>,
+    /// Offsets left in the topic after the batch, in all partitions.
     pub lag: u64,
+    /// The same per partition.
+    pub lags: Vec<(i32, u64)>,
+    /// Quarantined rows by reason code.
+    pub rejects: Vec<(&'static str, u64)>,
     pub watermark: Option<i64>,
     pub rerun: bool,
 }
@@ -87,6 +92,58 @@ impl fmt::Display for BatchReport {
         }
         Ok(())
     }
+}
+
+/// Logs the batch's line: as text (`batch 7: rows=…`), or, with `LOG_FORMAT=json`, the same
+/// text as the message and the report's figures as fields of the JSON object.
+pub fn log_batch(report: &BatchReport) {
+    if !txn_core::telemetry::json_logs() {
+        tracing::info!("[processor] {report}");
+        return;
+    }
+    let rows_of = |layer: Layer| {
+        report
+            .layers
+            .iter()
+            .find(|(l, _)| *l == layer)
+            .map_or(0, |(_, n)| *n)
+    };
+    let mut offsets = String::new();
+    for r in report.ranges.iter().filter(|r| !r.is_empty()) {
+        let _ = write!(offsets, "{}:[{},{}) ", r.partition, r.start, r.end);
+    }
+    let mut quarantine_reasons = String::new();
+    for (reason, n) in &report.rejects {
+        let _ = write!(quarantine_reasons, "{reason}={n} ");
+    }
+    let watermark = report.watermark.map(|wm| {
+        let mut s = String::new();
+        write_python_isoformat(&mut s, wm);
+        s
+    });
+    tracing::info!(
+        batch = report.batch,
+        rerun = report.rerun,
+        rows = report.rows,
+        bytes = report.bytes,
+        bronze = rows_of(Layer::Bronze),
+        silver = rows_of(Layer::Silver),
+        quarantine = rows_of(Layer::Quarantine),
+        raw_csv = rows_of(Layer::RawCsv),
+        gold = rows_of(Layer::Gold),
+        late = report.late,
+        lost = report.lost,
+        read_ms = ms(report.read),
+        decode_ms = ms(report.decode),
+        write_ms = ms(report.write),
+        commit_ms = ms(report.commit),
+        processed_rows_per_s = report.processed_rate().round(),
+        lag = report.lag,
+        offsets = offsets.trim_end(),
+        quarantine_reasons = quarantine_reasons.trim_end(),
+        watermark = watermark.as_deref(),
+        "[processor] {report}"
+    );
 }
 
 /// A 10-row table of silver: event_time, card_id, amount, merchant, status.

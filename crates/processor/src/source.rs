@@ -383,6 +383,8 @@ impl KafkaSource {
         let mut open: BTreeMap<i32, OffsetRange> =
             pending.iter().map(|r| (r.partition, **r)).collect();
         let mut last_progress = Instant::now();
+        // Partitions whose end was reached, waiting to be settled.
+        let mut at_end: BTreeSet<i32> = BTreeSet::new();
         let (mut errors, mut last_error) = (0u64, None::<String>);
         let mut received: BTreeMap<i32, u64> = BTreeMap::new();
         // The clock is read on every empty poll or error and every 1024 messages, not per
@@ -408,6 +410,7 @@ impl KafkaSource {
                         first = Some(started.elapsed());
                     }
                     let p = m.partition();
+                    at_end.remove(&p);
                     // Messages of partitions already closed (fetched before the pause) are dropped.
                     if let Some(r) = open.get(&p) {
                         let offset = m.offset();
@@ -422,26 +425,11 @@ impl KafkaSource {
                     }
                 }
                 Some(Err(KafkaError::PartitionEOF(p))) => {
-                    // The partition's end (its last stable offset) was reached. What the range
-                    // held below it and was not delivered are markers, aborted or compacted
-                    // records; what lies past it is not readable yet.
-                    if let Some(r) = open.get(&p).copied() {
-                        let end = self.readable_end(p)?;
-                        if end < r.end {
-                            let cut = end.max(r.start);
-                            info!(
-                                "[processor] partition {p}: readable up to offset {cut} (an open transaction, or a truncated log); offsets {cut}..{} follow in a later batch",
-                                r.end
-                            );
-                            if let Some(rr) = read_ranges.iter_mut().find(|rr| rr.partition == p) {
-                                rr.end = cut;
-                            }
-                        }
-                        let skipped = r
-                            .len()
-                            .saturating_sub(received.get(&p).copied().unwrap_or(0));
-                        debug!("[processor] partition {p}: {skipped} offsets of {}..{} held no record to read (markers, aborted or compacted)", r.start, r.end);
-                        self.close(&mut open, p)?;
+                    // The partition's end (its last stable offset) was reached: settled below,
+                    // once the broker says where that end is.
+                    if open.contains_key(&p) {
+                        at_end.insert(p);
+                        check_clock = true;
                     }
                 }
                 Some(Err(KafkaError::MessageConsumption(RDKafkaErrorCode::OffsetOutOfRange))) => {
@@ -462,6 +450,43 @@ impl KafkaSource {
             }
             if !check_clock {
                 continue;
+            }
+            // Partitions at their end: what the range held below the end and was not delivered
+            // are markers, aborted or compacted records; a range past the end (an open
+            // transaction, a truncated log) is cut there, and the rest comes in a later batch.
+            // A broker that cannot say now is asked again at the next check.
+            for p in std::mem::take(&mut at_end) {
+                let Some(r) = open.get(&p).copied() else {
+                    continue;
+                };
+                let end = match self
+                    .consumer
+                    .fetch_watermarks(&self.topic, p, REQUEST_TIMEOUT)
+                {
+                    Ok((_, high)) => high,
+                    Err(e) => {
+                        debug!("[processor] partition {p}: where does it end? {e}; asking again");
+                        errors += 1;
+                        last_error = Some(e.to_string());
+                        at_end.insert(p);
+                        continue;
+                    }
+                };
+                if end < r.end {
+                    let cut = end.max(r.start);
+                    info!(
+                        "[processor] partition {p}: readable up to offset {cut} (an open transaction, or a truncated log); offsets {cut}..{} follow in a later batch",
+                        r.end
+                    );
+                    if let Some(rr) = read_ranges.iter_mut().find(|rr| rr.partition == p) {
+                        rr.end = cut;
+                    }
+                }
+                let skipped = r
+                    .len()
+                    .saturating_sub(received.get(&p).copied().unwrap_or(0));
+                debug!("[processor] partition {p}: {skipped} offsets of {}..{} held no record to read (markers, aborted or compacted)", r.start, r.end);
+                self.close(&mut open, p)?;
             }
             if std::mem::take(&mut progressed) {
                 last_progress = Instant::now();
@@ -527,29 +552,6 @@ impl KafkaSource {
             .kafka_context(|| "cannot assign the batch's partitions".into())?;
         assigned.extend(pending.iter().map(|r| r.partition));
         resume()
-    }
-
-    /// The end a read_committed consumer can read to in a partition: its last stable offset.
-    /// The broker has just answered a fetch, so a failure here is retried briefly, not waited out.
-    fn readable_end(&self, partition: i32) -> Result<i64> {
-        let mut attempt = 0;
-        loop {
-            match self
-                .consumer
-                .fetch_watermarks(&self.topic, partition, REQUEST_TIMEOUT)
-            {
-                Ok((_, high)) => return Ok(high),
-                Err(e) if attempt < 5 => {
-                    debug!("[processor] offsets of partition {partition}: {e}; retrying");
-                    attempt += 1;
-                    std::thread::sleep(Duration::from_millis(500));
-                }
-                Err(e) => {
-                    return Err(e)
-                        .kafka_context(|| format!("cannot read offsets of partition {partition}"))
-                }
-            }
-        }
     }
 
     /// Kafka's id of the topic (base64, as `kafka-topics --describe` prints it): a topic deleted

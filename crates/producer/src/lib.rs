@@ -10,6 +10,7 @@ use anyhow::{bail, Context as _};
 use clap::Parser;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message as _;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::ClientContext;
 use tracing::{error, info, warn};
@@ -64,6 +65,9 @@ pub struct ProducerConfig {
     /// (1 ms when unlimited) instead of the wall clock: with --seed, runs are byte-for-byte identical
     #[arg(long, env = "PRODUCER_EVENT_TIME_START")]
     pub event_time_start: Option<String>,
+    /// Serve Prometheus metrics at http://METRICS_ADDR/metrics (e.g. 0.0.0.0:9464; unset = off)
+    #[arg(long, env = "METRICS_ADDR")]
+    pub metrics_addr: Option<String>,
 }
 
 impl ProducerConfig {
@@ -128,7 +132,37 @@ struct Deliveries {
     log_every: u64,
     /// When the broker last answered a message (acknowledged or failed), UTC microseconds.
     last_answer: AtomicU64,
+    metrics: ProducerMetrics,
 }
+
+/// The producer's Prometheus series (no-ops without `METRICS_ADDR`), registered once: a
+/// delivery costs an atomic add and a histogram sample, no lookup.
+struct ProducerMetrics {
+    sent: metrics::Counter,
+    failed: metrics::Counter,
+    /// From the send call (the message's CreateTime) to the broker's acknowledgement.
+    latency: metrics::Histogram,
+    in_flight: metrics::Gauge,
+}
+
+impl ProducerMetrics {
+    fn new() -> Self {
+        ProducerMetrics {
+            sent: metrics::counter!("pipeline_producer_messages_sent_total"),
+            failed: metrics::counter!("pipeline_producer_messages_failed_total"),
+            latency: metrics::histogram!("pipeline_producer_send_latency_seconds"),
+            in_flight: metrics::gauge!("pipeline_producer_messages_in_flight"),
+        }
+    }
+}
+
+/// Every metric name the producer exports, for checks of dashboards and alert rules.
+pub const METRIC_NAMES: [&str; 4] = [
+    "pipeline_producer_messages_sent_total",
+    "pipeline_producer_messages_failed_total",
+    "pipeline_producer_send_latency_seconds",
+    "pipeline_producer_messages_in_flight",
+];
 
 impl ClientContext for Deliveries {}
 
@@ -136,16 +170,25 @@ impl ProducerContext for Deliveries {
     type DeliveryOpaque = ();
 
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        self.last_answer
-            .store(now_micros() as u64, Ordering::Relaxed);
+        let now = now_micros();
+        self.last_answer.store(now as u64, Ordering::Relaxed);
         match result {
-            Ok(_) => {
+            Ok(message) => {
+                self.metrics.sent.increment(1);
+                // The message's CreateTime, set when it was sent. A topic with LogAppendTime
+                // (and librdkafka's mock, which answers 1234) gives the broker's time instead.
+                if let rdkafka::Timestamp::CreateTime(created_ms) = message.timestamp() {
+                    self.metrics
+                        .latency
+                        .record((now / 1000 - created_ms).max(0) as f64 / 1e3);
+                }
                 let sent = self.sent.fetch_add(1, Ordering::Relaxed) + 1;
                 if sent.is_multiple_of(self.log_every) {
                     info!("[producer] sent {sent} messages");
                 }
             }
             Err((e, _)) => {
+                self.metrics.failed.increment(1);
                 let failed = self.failed.fetch_add(1, Ordering::Relaxed) + 1;
                 // The first failures each, then one line per thousand: enough to see, not a flood.
                 if failed <= 10 || failed.is_multiple_of(1000) {
@@ -179,6 +222,7 @@ pub fn run(config: &ProducerConfig, stop: &AtomicBool) -> anyhow::Result<Summary
         failed: AtomicU64::new(0),
         log_every: config.log_every,
         last_answer: AtomicU64::new(now_micros() as u64),
+        metrics: ProducerMetrics::new(),
     };
     let producer: BaseProducer<Deliveries> = client_config(config)
         .create_with_context(context)
@@ -272,6 +316,11 @@ impl StallWatch {
             return;
         }
         self.checked_at = Some(now);
+        producer
+            .context()
+            .metrics
+            .in_flight
+            .set(producer.in_flight_count() as f64);
         let silent_us = (now_micros() as u64)
             .saturating_sub(producer.context().last_answer.load(Ordering::Relaxed));
         let silent = Duration::from_micros(silent_us);
@@ -328,6 +377,15 @@ pub fn main_with_args(args: impl IntoIterator<Item = String>) -> std::process::E
         return std::process::ExitCode::from(2);
     };
     let config = ProducerConfig::try_parse_from(args).unwrap_or_else(|e| e.exit());
+    if let Some(addr) = &config.metrics_addr {
+        match txn_core::telemetry::serve_metrics(addr, "transactions", &config.kafka.topic) {
+            Ok(served) => info!("[producer] metrics at http://{served}/metrics"),
+            Err(e) => {
+                error!("[producer] invalid setting: {e}");
+                return std::process::ExitCode::from(2);
+            }
+        }
+    }
     match run(&config, &stop) {
         Ok(summary) => {
             info!(

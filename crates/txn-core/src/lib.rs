@@ -4,12 +4,14 @@
 //! - [`json`]: encoding to exactly the seed's JSON, and decoding bytes into a record or a [`json::Reject`];
 //! - [`time`]: RFC 3339 timestamps to and from UTC microseconds;
 //! - [`duration`]: Spark-style durations (`"30 seconds"`, `"500 ms"`);
-//! - [`settings`]: `.env` loading, logging, and value parsers shared by the binaries.
+//! - [`settings`]: `.env` loading, logging, and value parsers shared by the binaries;
+//! - [`telemetry`]: the Prometheus endpoint (`METRICS_ADDR`) and `LOG_FORMAT`.
 
 pub mod duration;
 pub mod json;
 pub mod record;
 pub mod settings;
+pub mod telemetry;
 pub mod time;
 
 pub use json::{decode, encode, Reject};

@@ -82,8 +82,11 @@ pub struct KafkaArgs {
 /// What every binary does first: logging, `.env`, and a flag that SIGINT and SIGTERM set.
 /// `None` when that failed: one line was logged, and the caller exits with code 2.
 pub fn startup(name: &str) -> Option<std::sync::Arc<std::sync::atomic::AtomicBool>> {
+    // `.env` first: it may set RUST_LOG and LOG_FORMAT.
+    let dotenv = load_dotenv();
+    let format = crate::telemetry::log_format_from_env();
     init_logging();
-    if let Err(e) = load_dotenv() {
+    if let Err(e) = dotenv.map(|_| ()).and(format.map(|_| ())) {
         tracing::error!("[{name}] {e}");
         return None;
     }
@@ -99,16 +102,23 @@ pub fn startup(name: &str) -> Option<std::sync::Arc<std::sync::atomic::AtomicBoo
 
 /// Logs to stderr, one line per event, level from `RUST_LOG` (default `info`). No colours when
 /// stderr is not a terminal, so `docker logs` stays readable.
+/// With `LOG_FORMAT=json`, one JSON object per line instead (`timestamp`, `level`, `fields` with
+/// `message` and the event's own fields), for Filebeat and ELK.
 pub fn init_logging() {
     use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
-        .try_init();
+        .with_target(false);
+    let _ = if crate::telemetry::json_logs() {
+        builder.json().try_init()
+    } else {
+        builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init()
+    };
 }
 
 /// A boolean the way the seed's `.env` writes them: true/false, 1/0, yes/no, on/off.

@@ -947,7 +947,18 @@ fn dotenv_names_the_compose_project_as_the_seed_did() {
 fn the_external_port_is_on_loopback_unless_kafka_external_bind_says_otherwise() {
     for compose in Compose::all() {
         for (name, service) in compose.services() {
-            if name != "kafka" {
+            if name == "prometheus" || name == "grafana" {
+                for port in service.get("ports").expect("its web port").items() {
+                    let Yaml::Scalar(port) = port else {
+                        panic!("{}: {name}: {port:?}", compose.file)
+                    };
+                    assert!(
+                        port.starts_with("127.0.0.1:"),
+                        "{}: {name} is published on this machine only: {port}",
+                        compose.file
+                    );
+                }
+            } else if name != "kafka" {
                 assert!(
                     service.get("ports").is_none(),
                     "{}: {name} publishes ports",

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 
 use clap::CommandFactory;
 
-/// Variables read outside clap: the checkpoint alias and the log level.
-const READ_DIRECTLY: [&str; 2] = ["CHECKPOINT_DIR", "RUST_LOG"];
+/// Variables read outside clap: the checkpoint alias, the log level and the log format.
+const READ_DIRECTLY: [&str; 3] = ["CHECKPOINT_DIR", "RUST_LOG", "LOG_FORMAT"];
 
 /// Variables of `.env` and of the README's table that docker compose reads and the binaries do
 /// not (the project name, the containers' user, where the broker's external port is published);

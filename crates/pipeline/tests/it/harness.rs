@@ -289,6 +289,8 @@ pub fn command(sub: &str, cwd: &Path) -> Command {
         "MAX_OFFSETS_PER_TRIGGER",
         "SPARK_CHECKPOINT_DIR",
         "CHECKPOINT_DIR",
+        "METRICS_ADDR",
+        "LOG_FORMAT",
     ] {
         c.env_remove(var);
     }

@@ -8,6 +8,7 @@ mod exactly_once_tests;
 mod harness;
 mod kafka_tests;
 mod local_stack_tests;
+mod monitoring_tests;
 mod outage_tests;
 mod processor_tests;
 mod producer_tests;

@@ -1,0 +1,85 @@
+//! The processor's Prometheus metrics, recorded once per committed batch (a few dozen counter and
+//! gauge updates a batch: nothing on the per-record path). Without `METRICS_ADDR` no recorder is
+//! installed and each call does nothing. `dataset` and `topic` are labels of every series (set
+//! when the exporter is installed, [`txn_core::telemetry`]).
+//!
+//! | metric | type | labels | meaning |
+//! |---|---|---|---|
+//! | `pipeline_batches_total` | counter | | committed batches |
+//! | `pipeline_input_rows_total` | counter | | Kafka records read and committed |
+//! | `pipeline_input_bytes_total` | counter | | their key and value bytes |
+//! | `pipeline_output_rows_total` | counter | `output` | rows written per output (bronze, silver, gold, quarantine, raw_csv) |
+//! | `pipeline_quarantined_rows_total` | counter | `reason` | quarantined rows by reason code |
+//! | `pipeline_late_rows_total` | counter | | rows dropped from gold as late |
+//! | `pipeline_lost_offsets_total` | counter | | offsets deleted before they were read (FAIL_ON_DATA_LOSS=false) |
+//! | `pipeline_batch_stage_seconds` | histogram | `stage` | time per stage: read, decode, write, commit |
+//! | `pipeline_batch_duration_seconds` | histogram | | the four stages together |
+//! | `pipeline_commit_latency_seconds` | histogram | | from the batch's plan to its commit |
+//! | `pipeline_last_commit_timestamp_seconds` | gauge | | when the last batch was committed (Unix time) |
+//! | `pipeline_last_committed_batch` | gauge | | its id |
+//! | `pipeline_watermark_timestamp_seconds` | gauge | | gold's event-time watermark (Unix time) |
+//! | `pipeline_input_lag_offsets` | gauge | `partition` | offsets left in the partition after the last batch |
+//! | `pipeline_trigger_interval_seconds` | gauge | | TRIGGER_INTERVAL (0: back to back or available-now) |
+
+use metrics::{counter, gauge, histogram};
+
+use crate::progress::BatchReport;
+
+/// Every metric name the processor exports, for checks of dashboards and alert rules.
+pub const NAMES: [&str; 15] = [
+    "pipeline_batches_total",
+    "pipeline_input_rows_total",
+    "pipeline_input_bytes_total",
+    "pipeline_output_rows_total",
+    "pipeline_quarantined_rows_total",
+    "pipeline_late_rows_total",
+    "pipeline_lost_offsets_total",
+    "pipeline_batch_stage_seconds",
+    "pipeline_batch_duration_seconds",
+    "pipeline_commit_latency_seconds",
+    "pipeline_last_commit_timestamp_seconds",
+    "pipeline_last_committed_batch",
+    "pipeline_watermark_timestamp_seconds",
+    "pipeline_input_lag_offsets",
+    "pipeline_trigger_interval_seconds",
+];
+
+/// Records the settings that alert rules compare with (set once, at start).
+pub fn record_start(trigger_interval: std::time::Duration) {
+    gauge!("pipeline_trigger_interval_seconds").set(trigger_interval.as_secs_f64());
+}
+
+/// Records a committed batch. `planned_at`: the batch's planned time, UTC microseconds.
+pub fn record_batch(report: &BatchReport, planned_at: i64) {
+    counter!("pipeline_batches_total").increment(1);
+    counter!("pipeline_input_rows_total").increment(report.rows);
+    counter!("pipeline_input_bytes_total").increment(report.bytes);
+    for (layer, rows) in &report.layers {
+        counter!("pipeline_output_rows_total", "output" => layer.folder()).increment(*rows);
+    }
+    for (reason, rows) in &report.rejects {
+        counter!("pipeline_quarantined_rows_total", "reason" => *reason).increment(*rows);
+    }
+    counter!("pipeline_late_rows_total").increment(report.late);
+    counter!("pipeline_lost_offsets_total").increment(report.lost);
+    for (stage, time) in [
+        ("read", report.read),
+        ("decode", report.decode),
+        ("write", report.write),
+        ("commit", report.commit),
+    ] {
+        histogram!("pipeline_batch_stage_seconds", "stage" => stage).record(time.as_secs_f64());
+    }
+    histogram!("pipeline_batch_duration_seconds").record(report.total().as_secs_f64());
+    let now = txn_core::time::now_micros();
+    histogram!("pipeline_commit_latency_seconds").record((now - planned_at).max(0) as f64 / 1e6);
+    gauge!("pipeline_last_commit_timestamp_seconds").set(now as f64 / 1e6);
+    gauge!("pipeline_last_committed_batch").set(report.batch as f64);
+    if let Some(watermark) = report.watermark {
+        gauge!("pipeline_watermark_timestamp_seconds").set(watermark as f64 / 1e6);
+    }
+    for (partition, left) in &report.lags {
+        gauge!("pipeline_input_lag_offsets", "partition" => partition.to_string())
+            .set(*left as f64);
+    }
+}
