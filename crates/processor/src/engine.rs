@@ -1,0 +1,475 @@
+//! The run loop: plan → read → stages → commit, batch after batch, with the checkpoint protocol
+//! (a batch's plan written by its commit, a planned batch re-run with its own ranges), the
+//! trigger, reads ahead and commits beside the next batch's stages, and the per-batch report and
+//! metrics. What a batch's stages do is [`BatchSink`]'s business.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use tracing::{info, warn};
+
+use crate::checkpoint::{self, BatchPlan};
+use crate::config::{ProcessorConfig, Trigger};
+use crate::error::{Error, Result};
+use crate::progress::{self, BatchReport};
+use crate::source::{self, KafkaSource, OffsetRange, RawBatch, StartingOffsets, Watermarks};
+use crate::{metrics, os::tune_allocator, spawn, BatchOutcome, BatchSink, RunSummary, StagedBatch};
+
+/// The sink and the run's counters.
+struct Engine {
+    sink: BatchSink,
+    last_batch_start: Option<Instant>,
+    summary: RunSummary,
+}
+
+/// Runs until `stop` is set (finishing the batch in flight), or until everything present at start
+/// is processed with the available-now trigger.
+pub fn run(config: &ProcessorConfig, stop: &AtomicBool) -> Result<RunSummary> {
+    run_with_drain(config, stop, None)
+}
+
+/// [`run`], and when `drain` is set: process everything in the topic at that moment, then return
+/// (the local stack uses it on Ctrl-C, once its producer has flushed, so nothing sent is left out).
+pub fn run_with_drain(
+    config: &ProcessorConfig,
+    stop: &AtomicBool,
+    drain: Option<&AtomicBool>,
+) -> Result<RunSummary> {
+    config.validate()?;
+    tune_allocator();
+    let starting = StartingOffsets::parse(&config.starting_offsets, &config.kafka.topic)?;
+    let (sink, mut recovery) = BatchSink::open(config)?;
+
+    info!(
+        "[processor] Connecting to {}, topic={}, output={}, checkpoint={}, trigger={:?}",
+        config.kafka.bootstrap_servers,
+        config.kafka.topic,
+        config.output_path.display(),
+        sink.checkpoint().root().display(),
+        config.trigger
+    );
+    let source = KafkaSource::new(
+        &config.kafka.bootstrap_servers,
+        &config.kafka.topic,
+        &config.group_id,
+    )?;
+    let watermarks = source.wait_ready(config.connect_timeout)?;
+    check_topic_identity(
+        config,
+        &source,
+        sink.checkpoint(),
+        &mut recovery,
+        &watermarks,
+    )?;
+    let mut next_offsets = match recovery.next_offsets {
+        Some(n) => {
+            info!(
+                "[processor] resuming from the checkpoint: next batch {}, offsets {n:?}",
+                recovery.next_batch
+            );
+            n
+        }
+        None => {
+            let n = starting.resolve(&watermarks)?;
+            info!(
+                "[processor] no checkpoint: starting at {n:?} (STARTING_OFFSETS={})",
+                config.starting_offsets
+            );
+            n
+        }
+    };
+    let mut next_batch = recovery.next_batch;
+    let mut engine = Engine {
+        sink,
+        last_batch_start: None,
+        summary: RunSummary::default(),
+    };
+
+    // The available-now target: what is in the topic now.
+    let target: BTreeMap<i32, i64> = match config.trigger {
+        Trigger::AvailableNow => highs(&watermarks),
+        Trigger::Interval(_) => BTreeMap::new(),
+    };
+    let interval = match config.trigger {
+        Trigger::Interval(d) => d,
+        Trigger::AvailableNow => Duration::ZERO,
+    };
+    metrics::record_start(interval);
+
+    let cancel = AtomicBool::new(false);
+    // Stop or drain requested: end a wait early.
+    let interrupted =
+        || stop.load(Ordering::Relaxed) || drain.is_some_and(|d| d.load(Ordering::Relaxed));
+    let give_up = |stalled: Duration| {
+        cancel.load(Ordering::Relaxed)
+            || (stop.load(Ordering::Relaxed) && stalled >= source::STALL_WARNING)
+    };
+    let source = &source;
+    let mut planner = Planner {
+        config,
+        target,
+        available_now: config.trigger == Trigger::AvailableNow,
+    };
+
+    std::thread::scope(|s| -> Result<()> {
+        let read =
+            |ranges: Vec<OffsetRange>| spawn(s, "read", move || source.read(&ranges, &give_up));
+        let mut committing: Option<Committing<'_>> = None;
+        let result = (|| -> Result<()> {
+            // A batch planned but not committed by the last run goes first, with its own plan.
+            let mut in_flight: Option<InFlight<'_>> = recovery.pending.map(|plan| {
+                info!(
+                    "[processor] batch {} was planned but not committed: re-running it with the same offsets",
+                    plan.batch
+                );
+                let lag = lag(&watermarks, &plan.ranges);
+                InFlight { handle: read(plan.ranges.clone()), lost: 0, lag, existing: Some(plan), ranges: Vec::new() }
+            });
+            let started = Instant::now();
+            let mut ticks: u32 = 0;
+            let mut broker_trouble: Option<Instant> = None;
+            while !stop.load(Ordering::Relaxed) {
+                let next = match in_flight.take() {
+                    Some(next) => next,
+                    None => {
+                        let watermarks = match source.watermarks() {
+                            Ok(w) => {
+                                if broker_trouble.take().is_some() {
+                                    info!("[processor] Kafka answers again");
+                                }
+                                w
+                            }
+                            Err(e) => {
+                                // Warn once per minute of trouble, not on every retry.
+                                if broker_trouble
+                                    .is_none_or(|t| t.elapsed() >= Duration::from_secs(60))
+                                {
+                                    warn!("[processor] cannot read the topic's offsets, retrying: {e}");
+                                    broker_trouble = Some(Instant::now());
+                                }
+                                sleep_unless(&interrupted, Duration::from_secs(1));
+                                continue;
+                            }
+                        };
+                        if drain.is_some_and(|d| d.load(Ordering::Relaxed))
+                            && !planner.available_now
+                        {
+                            info!("[processor] draining: processing what is in the topic now, then stopping");
+                            planner.target = highs(&watermarks);
+                            planner.available_now = true;
+                        }
+                        let (ranges, lost) = planner.plan(&next_offsets, &watermarks)?;
+                        // Nothing to read and nothing lost: no batch. Offsets lost with nothing
+                        // after them still make a batch, with no files, so that the checkpoint
+                        // records the loss and the new position.
+                        if ranges.iter().all(OffsetRange::is_empty) && lost == 0 {
+                            if planner.available_now {
+                                info!("[processor] available-now: everything present at start is processed");
+                                break;
+                            }
+                            // Nothing new: no batch, no files. Wait for the next tick.
+                            ticks = wait_for_tick(&interrupted, started, interval, ticks);
+                            continue;
+                        }
+                        let lag = lag(&watermarks, &ranges);
+                        InFlight {
+                            handle: read(ranges.clone()),
+                            lost,
+                            lag,
+                            existing: None,
+                            ranges,
+                        }
+                    }
+                };
+                let rerun = next.existing.is_some();
+                let mut plan = next.existing.unwrap_or_else(|| BatchPlan {
+                    batch: next_batch,
+                    planned_at: txn_core::time::now_micros(),
+                    ranges: next.ranges,
+                });
+                let waited = Instant::now();
+                let read_result = next.handle.join().unwrap_or_else(|_| {
+                    Err(Error::Internal("the Kafka reader thread panicked".into()))
+                })?;
+                let read_time = waited.elapsed();
+                let Some((raw, read_ranges)) = read_result else {
+                    warn!(
+                        "[processor] stop requested while Kafka was unreachable: batch {} is left for the next start",
+                        plan.batch
+                    );
+                    break;
+                };
+                if !rerun {
+                    // A partition's range may end early, at the last stable offset.
+                    plan.ranges = read_ranges;
+                } else if read_ranges != plan.ranges {
+                    warn!(
+                        "[processor] batch {} is re-run with its planned offsets {:?}, though Kafka now ends some of them earlier ({read_ranges:?})",
+                        plan.batch, plan.ranges
+                    );
+                }
+                next_offsets = plan.ends();
+                next_batch = plan.batch + 1;
+                // When the next batch follows at once, its read overlaps this batch's processing.
+                let back_to_back = interval.is_zero() || planner.available_now;
+                if back_to_back {
+                    // Read the next batch while this one is decoded and written. Its plan is
+                    // written only after this batch commits; reading has no side effects.
+                    if let Ok(watermarks) = source.watermarks() {
+                        if let Ok((ranges, lost)) = planner.plan(&next_offsets, &watermarks) {
+                            if !ranges.iter().all(OffsetRange::is_empty) {
+                                let lag = lag(&watermarks, &ranges);
+                                in_flight = Some(InFlight {
+                                    handle: read(ranges.clone()),
+                                    lost,
+                                    lag,
+                                    existing: None,
+                                    ranges,
+                                });
+                            }
+                        }
+                    }
+                }
+                let (staged, report) = engine.stage(
+                    plan,
+                    raw,
+                    BatchContext {
+                        read: read_time,
+                        lag: next.lag,
+                        lost_in_plan: next.lost,
+                        rerun,
+                    },
+                )?;
+                // One commit at a time, in order: the previous batch's before this one's.
+                if let Some(previous) = committing.take() {
+                    engine.settle(source, previous)?;
+                }
+                let committer = engine.sink.committer();
+                let this = Committing {
+                    handle: spawn(s, "commit", move || committer.commit(staged)),
+                    report,
+                };
+                if back_to_back {
+                    // Committed beside the next batch's stages.
+                    committing = Some(this);
+                } else {
+                    engine.settle(source, this)?;
+                    ticks = wait_for_tick(&interrupted, started, interval, ticks);
+                }
+            }
+            Ok(())
+        })();
+        // Release a read still in flight (a prefetch, or one abandoned by an error).
+        cancel.store(true, Ordering::Relaxed);
+        // The last batch's commit (also after an error in the next batch: it is complete).
+        let settled = committing.map_or(Ok(()), |c| engine.settle(source, c));
+        result.and(settled)
+    })?;
+    info!("[processor] stopped: {}", engine.summary);
+    Ok(engine.summary)
+}
+
+/// A topic deleted and created again under the checkpoint's feet has another topic id: its
+/// offsets are not the old topic's, so resuming at the checkpoint's offsets would skip or mix
+/// records. With FAIL_ON_DATA_LOSS, stop and say so; without, read the new topic from its
+/// beginning. The id is recorded the first time the broker tells it.
+fn check_topic_identity(
+    config: &ProcessorConfig,
+    source: &KafkaSource,
+    checkpoint: &checkpoint::Checkpoint,
+    recovery: &mut checkpoint::Recovery,
+    watermarks: &Watermarks,
+) -> Result<()> {
+    let Some(now) = source.topic_id() else {
+        return Ok(());
+    };
+    let topic = &config.kafka.topic;
+    match checkpoint.topic_id()? {
+        Some(recorded) if recorded == now => return Ok(()),
+        Some(recorded) if recovery.next_offsets.is_some() => {
+            let what = format!(
+                "topic {topic} was deleted and created again: the checkpoint {} follows topic id {recorded}, the topic now has id {now}, and its offsets are not the old topic's",
+                checkpoint.root().display()
+            );
+            if config.fail_on_data_loss || recovery.pending.is_some() {
+                return Err(Error::DataLoss(format!(
+                    "{what}; to start over, remove the checkpoint folder"
+                )));
+            }
+            warn!("[processor] {what}: reading the new topic from its earliest offsets (FAIL_ON_DATA_LOSS=false)");
+            recovery.next_offsets =
+                Some(watermarks.iter().map(|(&p, &(low, _))| (p, low)).collect());
+        }
+        _ => {}
+    }
+    checkpoint.record_topic_id(topic, &now)
+}
+
+/// A batch whose read is under way: a new one (planned, plan not yet written) or the re-run of
+/// a batch the last run planned but did not commit.
+struct InFlight<'scope> {
+    handle: std::thread::ScopedJoinHandle<'scope, source::ReadResult>,
+    ranges: Vec<OffsetRange>,
+    existing: Option<BatchPlan>,
+    lost: u64,
+    lag: Vec<(i32, u64)>,
+}
+
+/// Plans batches: ranges from the next offsets towards the target, and offsets lost on the way.
+struct Planner<'a> {
+    config: &'a ProcessorConfig,
+    /// Where to stop (available-now, or draining); empty: follow the topic.
+    target: BTreeMap<i32, i64>,
+    available_now: bool,
+}
+
+impl Planner<'_> {
+    fn plan(
+        &self,
+        next: &BTreeMap<i32, i64>,
+        watermarks: &Watermarks,
+    ) -> Result<(Vec<OffsetRange>, u64)> {
+        let (ranges, notes) = source::plan(
+            next,
+            watermarks,
+            &self.target,
+            self.config.max_offsets_per_trigger,
+            self.config.fail_on_data_loss,
+        )?;
+        for (p, from, to) in &notes.lost {
+            warn!("[processor] data loss: partition {p} offsets {from}..{to} are gone (FAIL_ON_DATA_LOSS=false)");
+        }
+        Ok((
+            ranges,
+            notes
+                .lost
+                .iter()
+                .map(|(_, from, to)| (to - from).max(0) as u64)
+                .sum(),
+        ))
+    }
+}
+
+/// The latest offset of each partition.
+fn highs(watermarks: &Watermarks) -> BTreeMap<i32, i64> {
+    watermarks
+        .iter()
+        .map(|(&p, &(_, high))| (p, high))
+        .collect()
+}
+
+/// What is left in each partition after `ranges` (the input lag, in offsets).
+fn lag(watermarks: &Watermarks, ranges: &[OffsetRange]) -> Vec<(i32, u64)> {
+    ranges
+        .iter()
+        .map(|r| {
+            let left = watermarks
+                .get(&r.partition)
+                .map_or(0, |&(_, high)| (high - r.end).max(0) as u64);
+            (r.partition, left)
+        })
+        .collect()
+}
+
+/// Sleeps until the next multiple of `interval` since `started` (Spark's processing-time trigger:
+/// a batch that overran its slot is followed at once). Returns the tick count reached.
+fn wait_for_tick(stop: &dyn Fn() -> bool, started: Instant, interval: Duration, ticks: u32) -> u32 {
+    if interval.is_zero() {
+        // Back to back; when idle, look again shortly.
+        sleep_unless(stop, Duration::from_millis(100));
+        return ticks;
+    }
+    let elapsed = started.elapsed();
+    let next = (elapsed.as_nanos() / interval.as_nanos()) as u32 + 1;
+    let due = started + interval * next.max(ticks + 1);
+    sleep_unless(stop, due.saturating_duration_since(Instant::now()));
+    next
+}
+
+fn sleep_unless(stop: &dyn Fn() -> bool, total: Duration) {
+    let until = Instant::now() + total;
+    while !stop() {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        std::thread::sleep(left.min(Duration::from_millis(50)));
+    }
+}
+
+/// What the loop knows of a batch besides its messages.
+struct BatchContext {
+    lost_in_plan: u64,
+    /// Time spent waiting for the read.
+    read: Duration,
+    lag: Vec<(i32, u64)>,
+    rerun: bool,
+}
+
+/// A batch being committed (beside the next batch's stages), and its report so far.
+struct Committing<'scope> {
+    handle: std::thread::ScopedJoinHandle<'scope, Result<BatchOutcome>>,
+    report: BatchReport,
+}
+
+impl Engine {
+    /// Stages a read batch: every layer file written into staging, nothing visible yet.
+    fn stage(
+        &mut self,
+        plan: BatchPlan,
+        raw: RawBatch,
+        ctx: BatchContext,
+    ) -> Result<(StagedBatch, BatchReport)> {
+        let batch_start = Instant::now();
+        let since_previous = self.last_batch_start.map(|t| batch_start.duration_since(t));
+        self.last_batch_start = Some(batch_start);
+        let report = BatchReport {
+            batch: plan.batch,
+            bytes: raw.bytes() as u64,
+            read: ctx.read,
+            since_previous,
+            ranges: plan.ranges.clone(),
+            lag: ctx.lag.iter().map(|(_, n)| n).sum(),
+            lags: ctx.lag,
+            rerun: ctx.rerun,
+            ..BatchReport::default()
+        };
+        let new = !ctx.rerun;
+        let staged = self.sink.stage(plan, new, raw, ctx.lost_in_plan)?;
+        Ok((staged, report))
+    }
+
+    /// Waits for a batch's commit, then commits its offsets to the consumer group and reports it.
+    fn settle(&mut self, source: &KafkaSource, committing: Committing<'_>) -> Result<()> {
+        let t = Instant::now();
+        let outcome = committing
+            .handle
+            .join()
+            .unwrap_or_else(|_| Err(Error::Internal("the commit thread panicked".into())))?;
+        let waited = t.elapsed();
+        let mut report = committing.report;
+        source.commit_group_offsets(&report.ranges);
+        let commit = &outcome.commit;
+        report.rows = commit.rows;
+        report.layers = outcome.layers;
+        report.rejects = outcome.rejects;
+        report.late = commit.late_rows;
+        report.lost = commit.lost_offsets;
+        report.decode = outcome.decode;
+        report.write = outcome.write;
+        report.commit = outcome.commit_time;
+        report.watermark = commit.watermark;
+        metrics::record_batch(&report, outcome.planned_at);
+        progress::log_batch(&report);
+        self.summary.batches += 1;
+        self.summary.rows += commit.rows;
+        self.summary.late += commit.late_rows;
+        self.summary.bytes += report.bytes;
+        self.summary.read += report.read;
+        self.summary.decode += report.decode;
+        self.summary.write += report.write;
+        self.summary.commit += waited;
+        Ok(())
+    }
+}
