@@ -10,7 +10,6 @@
 //! batch's stages and its commit) and the binary's entry point.
 
 pub mod checkpoint;
-pub mod chunk;
 pub mod config;
 pub mod engine;
 pub mod error;

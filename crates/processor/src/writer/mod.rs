@@ -5,6 +5,8 @@
 //! `<prefix>_<YYYYmmdd_HHMMSS>_<batch>.<ext>`. The time is the batch's planned time from the
 //! checkpoint, so a re-run of the batch writes the same name and replaces the file.
 
+pub mod chunk;
+
 use std::fs::{self, File};
 use std::io::{BufWriter, Write as _};
 use std::path::{Path, PathBuf};
@@ -408,7 +410,7 @@ pub fn column_descr(schema: &Schema, column: usize) -> Result<ColumnDescPtr> {
     Ok(descr.column(column))
 }
 
-/// A string column of `rows` rows encoded by [`crate::chunk::encode_text`] as the chunks of the
+/// A string column of `rows` rows encoded by [`chunk::encode_text`] as the chunks of the
 /// row groups [`row_groups`] gives (in parallel, one thread per group): ready for
 /// [`Shared::wait`] of any file of the batch with that column and that many rows.
 pub fn encode_text_groups<'v>(
@@ -419,7 +421,7 @@ pub fn encode_text_groups<'v>(
     let groups = row_groups(rows);
     per_group(groups.len(), |g| {
         let (start, len) = groups[g];
-        crate::chunk::encode_text(descr, len, |row| value(start + row))
+        chunk::encode_text(descr, len, |row| value(start + row))
     })
 }
 

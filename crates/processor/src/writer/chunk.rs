@@ -15,8 +15,8 @@ use parquet::file::metadata::ColumnChunkMetaData;
 use parquet::file::writer::{SerializedPageWriter, TrackedWrite};
 use parquet::schema::types::ColumnDescPtr;
 
+use super::SharedChunk;
 use crate::error::{Error, Result};
-use crate::writer::SharedChunk;
 
 /// Uncompressed bytes of values after which a page is cut (the parquet writer's default limit).
 const PAGE_BYTES: usize = 1 << 20;
