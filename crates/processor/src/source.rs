@@ -472,6 +472,14 @@ impl KafkaSource {
                         continue;
                     }
                 };
+                // Where this consumer stands: its end, unless the last stable offset moved on
+                // (a transaction committed) between the end and this question. Markers move the
+                // position too (librdkafka stores their offsets), so at the end it is the end.
+                // (A position below the range is an older read's: a seek does not move it.)
+                let end = match self.position_of(p) {
+                    Some(position) if position >= r.start => end.min(position),
+                    _ => end,
+                };
                 if end < r.end {
                     let cut = end.max(r.start);
                     info!(
@@ -552,6 +560,16 @@ impl KafkaSource {
             .kafka_context(|| "cannot assign the batch's partitions".into())?;
         assigned.extend(pending.iter().map(|r| r.partition));
         resume()
+    }
+
+    /// The consumer's position in a partition (the offset after the last record or marker it
+    /// went past), when it has one.
+    fn position_of(&self, partition: i32) -> Option<i64> {
+        let positions = self.consumer.position().ok()?;
+        match positions.find_partition(&self.topic, partition)?.offset() {
+            Offset::Offset(o) if o >= 0 => Some(o),
+            _ => None,
+        }
     }
 
     /// Kafka's id of the topic (base64, as `kafka-topics --describe` prints it): a topic deleted
