@@ -277,13 +277,20 @@ EOF
     local voters="" rf=1 min_isr=1 cluster_id libs
     for n in $NODES; do voters="${voters:+$voters,}$n@127.0.0.1:$(eval echo "\$CPORT_$n")"; done
     [ "$mode" = cluster ] && rf=3 min_isr=2
-    cluster_id="$(python3 -c 'import base64, uuid; print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')"
+    # Kafka's Uuid in base64; one starting with "-" would read as an option (Kafka's own
+    # random-uuid avoids those too).
+    cluster_id="$(python3 -c 'import base64, uuid
+while True:
+    u = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    if not u.startswith("-"):
+        print(u)
+        break')"
     libs="$(jars "$VERSION")"
     for n in $NODES; do
       write_kraft_config "$dir" "$n" "$voters" "$rf" "$min_isr"
       node_log_config "$dir" "$n" > /dev/null
       java -Xmx256m -cp "$libs/*" "-Dlog4j2.configurationFile=$(tool_log_config "$libs")" \
-        kafka.tools.StorageTool format -t "$cluster_id" -c "$dir/$n/server.properties" > "$dir/$n/format.log" 2>&1 \
+        kafka.tools.StorageTool format --cluster-id="$cluster_id" --config="$dir/$n/server.properties" > "$dir/$n/format.log" 2>&1 \
         || { cat "$dir/$n/format.log" >&2; die "formatting node $n failed"; }
     done
     for n in $NODES; do launch "$dir" "$n"; done
