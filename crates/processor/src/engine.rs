@@ -430,7 +430,6 @@ impl Engine {
             read: ctx.read,
             since_previous,
             ranges: plan.ranges.clone(),
-            lag: ctx.lag.iter().map(|(_, n)| n).sum(),
             lags: ctx.lag,
             rerun: ctx.rerun,
             ..BatchReport::default()

@@ -24,9 +24,7 @@ pub struct BatchReport {
     /// Time since the previous batch started (Spark's input rate denominator).
     pub since_previous: Option<Duration>,
     pub ranges: Vec<OffsetRange>,
-    /// Offsets left in the topic after the batch, in all partitions.
-    pub lag: u64,
-    /// The same per partition.
+    /// Offsets left in each partition after the batch.
     pub lags: Vec<(i32, u64)>,
     /// Quarantined rows by reason code.
     pub rejects: Vec<(&'static str, u64)>,
@@ -37,6 +35,11 @@ pub struct BatchReport {
 impl BatchReport {
     pub fn total(&self) -> Duration {
         self.read + self.decode + self.write + self.commit
+    }
+
+    /// Offsets left in the topic after the batch, over all partitions.
+    pub fn lag(&self) -> u64 {
+        self.lags.iter().map(|(_, n)| n).sum()
     }
 
     pub fn processed_rate(&self) -> f64 {
@@ -84,7 +87,7 @@ impl fmt::Display for BatchReport {
         for r in self.ranges.iter().filter(|r| !r.is_empty()) {
             write!(f, " {}:[{},{})", r.partition, r.start, r.end)?;
         }
-        write!(f, " | lag {}", self.lag)?;
+        write!(f, " | lag {}", self.lag())?;
         if let Some(wm) = self.watermark {
             let mut s = String::new();
             write_python_isoformat(&mut s, wm);
@@ -138,7 +141,7 @@ pub fn log_batch(report: &BatchReport) {
         write_ms = ms(report.write),
         commit_ms = ms(report.commit),
         processed_rows_per_s = report.processed_rate().round(),
-        lag = report.lag,
+        lag = report.lag(),
         offsets = offsets.trim_end(),
         quarantine_reasons = quarantine_reasons.trim_end(),
         watermark = watermark.as_deref(),

@@ -559,6 +559,18 @@ pub fn layer_files(out: &Path, layer: &str) -> Vec<PathBuf> {
     files
 }
 
+/// Waits until bronze holds `n` rows (or the time is up), and returns how many it holds.
+pub fn wait_for_bronze(out: &Path, n: usize, timeout: Duration) -> usize {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let have = rows(&read_layer(out, "bronze"));
+        if have >= n || Instant::now() >= deadline {
+            return have;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
 /// Every row of a Parquet layer, as record batches.
 pub fn read_layer(out: &Path, layer: &str) -> Vec<RecordBatch> {
     layer_files(out, layer)

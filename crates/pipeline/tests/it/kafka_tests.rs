@@ -35,18 +35,6 @@ fn kafka_without_topic() -> Broker {
     Broker::start_empty(&kind, 0)
 }
 
-/// Waits until bronze holds `n` rows (or the time is up), and returns how many it holds.
-fn wait_for_bronze(out: &Path, n: usize, timeout: Duration) -> usize {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let have = rows(&read_layer(out, "bronze"));
-        if have >= n || Instant::now() >= deadline {
-            return have;
-        }
-        std::thread::sleep(Duration::from_millis(300));
-    }
-}
-
 fn no_errors(log: &[String]) {
     assert!(
         !log.iter()

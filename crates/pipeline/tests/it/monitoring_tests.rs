@@ -332,10 +332,7 @@ fn prometheus_scrapes_the_producer_and_the_processor_and_their_series_match_the_
     };
     let produced = producer.wait_with_output().unwrap();
     assert!(produced.status.success());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while rows(&read_layer(out.path(), "bronze")) < 3000 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    wait_for_bronze(out.path(), 3000, Duration::from_secs(60));
     let p = prometheus.port;
     let input = wait_for_value(
         p,

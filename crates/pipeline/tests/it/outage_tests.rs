@@ -1,7 +1,7 @@
 //! Broker outages and request errors (librdkafka's mock fault API) stall the pipeline, never
 //! lose or duplicate data, and it resumes by itself.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::harness::*;
 
@@ -66,10 +66,7 @@ fn an_outage_and_request_errors_stall_the_pipeline_but_lose_and_duplicate_nothin
     assert_eq!(summary_field(&produced.stderr, "sent"), 12000);
 
     // The processor catches up by itself.
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while rows(&read_layer(out.path(), "bronze")) < 12000 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    wait_for_bronze(out.path(), 12000, Duration::from_secs(90));
     processor.signal(libc::SIGTERM);
     let log: Vec<String> = processor.lines.try_iter().collect();
     assert!(processor.wait().success(), "exit 0");
