@@ -16,11 +16,16 @@ use crate::progress::{self, BatchReport};
 use crate::source::{self, KafkaSource, OffsetRange, RawBatch, StartingOffsets, Watermarks};
 use crate::{metrics, os::tune_allocator, spawn, BatchOutcome, BatchSink, RunSummary, StagedBatch};
 
+/// How long a stopping run waits for the broker to confirm its last group offsets.
+const GROUP_CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The sink and the run's counters.
 struct Engine {
     sink: BatchSink,
     last_batch_start: Option<Instant>,
     summary: RunSummary,
+    /// The ranges of the last batch settled (its group offsets are confirmed at the end).
+    last_settled: Vec<OffsetRange>,
 }
 
 /// Runs until `stop` is set (finishing the batch in flight), or until everything present at start
@@ -84,6 +89,7 @@ pub fn run_with_drain(
         sink,
         last_batch_start: None,
         summary: RunSummary::default(),
+        last_settled: Vec::new(),
     };
 
     // The available-now target: what is in the topic now.
@@ -266,6 +272,7 @@ pub fn run_with_drain(
         let settled = committing.map_or(Ok(()), |c| engine.settle(source, c));
         result.and(settled)
     })?;
+    source.confirm_group_offsets(&engine.last_settled, GROUP_CONFIRM_TIMEOUT);
     info!("[processor] stopped: {}", engine.summary);
     Ok(engine.summary)
 }
@@ -449,6 +456,7 @@ impl Engine {
         let waited = t.elapsed();
         let mut report = committing.report;
         source.commit_group_offsets(&report.ranges);
+        self.last_settled.clone_from(&report.ranges);
         let commit = &outcome.commit;
         report.rows = commit.rows;
         report.layers = outcome.layers;

@@ -671,6 +671,40 @@ impl KafkaSource {
             warn!("[processor] cannot commit offsets to group (progress is safe in the checkpoint): {e}");
         }
     }
+
+    /// Waits up to `timeout` until the group's committed offsets reach the ends of `ranges`.
+    /// Per batch the group commit is asynchronous; a process that exits right after its last
+    /// batch would otherwise leave that commit unsent, and lag tools would show stale offsets.
+    pub fn confirm_group_offsets(&self, ranges: &[OffsetRange], timeout: Duration) {
+        let mut tpl = TopicPartitionList::new();
+        for r in ranges.iter().filter(|r| !r.is_empty()) {
+            tpl.add_partition(&self.topic, r.partition);
+        }
+        if tpl.count() == 0 {
+            return;
+        }
+        let until = Instant::now() + timeout;
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            let reached = self
+                .consumer
+                .committed_offsets(tpl.clone(), left.max(Duration::from_millis(100)))
+                .map(|got| {
+                    ranges.iter().filter(|r| !r.is_empty()).all(|r| {
+                        matches!(got.find_partition(&self.topic, r.partition).map(|e| e.offset()),
+                            Some(Offset::Offset(o)) if o >= r.end)
+                    })
+                });
+            match reached {
+                Ok(true) => return,
+                _ if Instant::now() >= until => {
+                    warn!("[processor] the consumer group's offsets were not confirmed within {timeout:?} (progress is safe in the checkpoint; lag tools may show older offsets)");
+                    return;
+                }
+                _ => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    }
 }
 
 #[cfg(test)]
