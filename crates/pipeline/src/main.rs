@@ -178,7 +178,7 @@ fn local_stack(
     let processor = std::thread::Builder::new()
         .name("processor".into())
         .spawn(move || {
-            processor::run_with_drain(
+            processor::datasets::run(
                 &processor_config,
                 &AtomicBool::new(false),
                 Some(&processor_drain),

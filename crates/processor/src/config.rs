@@ -8,7 +8,7 @@ use txn_core::duration::parse_duration;
 use txn_core::settings::parse_bool;
 
 use crate::error::{Error, Result};
-use crate::gold::OutputMode;
+use crate::operators::windows::OutputMode;
 
 /// How batches are triggered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,6 +87,10 @@ pub struct ProcessorConfig {
     /// Gold: append (a window once, when the watermark passes its end) or update (changed windows each batch)
     #[arg(long, env = "GOLD_OUTPUT_MODE", default_value = "append")]
     pub gold_output_mode: OutputMode,
+    /// A Kafka topic that also receives gold's rows, one JSON message each, exactly once for
+    /// a `read_committed` consumer (empty: none)
+    #[arg(long, env = "GOLD_TOPIC")]
+    pub gold_topic: Option<String>,
     /// Test-only: pause this long after a batch's files are in place and before its commit
     #[arg(long, env = "PROCESSOR_TEST_PAUSE_BEFORE_COMMIT", value_parser = parse_spark_duration, hide = true)]
     pub test_pause_before_commit: Option<Duration>,
@@ -112,7 +116,7 @@ impl ProcessorConfig {
         if self.gold_window.is_zero() {
             return Err(Error::Config("GOLD_WINDOW must be longer than 0".into()));
         }
-        crate::source::StartingOffsets::parse(&self.starting_offsets, &self.kafka.topic)?;
+        crate::engine::source::StartingOffsets::parse(&self.starting_offsets, &self.kafka.topic)?;
         Ok(())
     }
 }

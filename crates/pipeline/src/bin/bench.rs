@@ -436,7 +436,8 @@ fn bench_stages(messages: u64, batch: u64) -> anyhow::Result<()> {
     config.output_path = out.clone();
     config.checkpoint_dir = None;
     processor::tune_allocator();
-    let (mut sink, _) = processor::BatchSink::open(&config)?;
+    let dataset = processor::datasets::transactions::Transactions::new(&config);
+    let (mut sink, _) = processor::Stages::open(dataset, &config)?;
     // The input is generated before the clock starts: the generator would otherwise run while a
     // batch commits beside the next one and hide the commit's cost.
     let (input, bytes) = generate(messages, batch);
@@ -463,7 +464,7 @@ fn bench_stages(messages: u64, batch: u64) -> anyhow::Result<()> {
             decode += o.decode;
             write += o.write;
             commit += o.commit_time;
-            gold += o.gold;
+            gold += o.operators;
             Ok(())
         };
         for (plan, raw) in input {
@@ -479,7 +480,7 @@ fn bench_stages(messages: u64, batch: u64) -> anyhow::Result<()> {
     let secs = t.elapsed().as_secs_f64();
     let cpu = (processor::process_cpu() - cpu).as_secs_f64();
     println!(
-        "stages after the read, from memory: {messages} records in {secs:.2} s = {:.0} records/s, {:.1} MB/s, CPU {cpu:.2} s ({:.2} µs a record, {:.0} % of {} cores) | decode {:.0} ms, layers+write {:.0} ms (gold window update {:.0} ms), commit {:.0} ms beside the next batch | peak RSS {} MiB, of which {input_mib} MiB is the generated input",
+        "stages after the read, from memory: {messages} records in {secs:.2} s = {:.0} records/s, {:.1} MB/s, CPU {cpu:.2} s ({:.2} µs a record, {:.0} % of {} cores) | decode {:.0} ms, operators+outputs {:.0} ms (operators {:.0} ms), commit {:.0} ms beside the next batch | peak RSS {} MiB, of which {input_mib} MiB is the generated input",
         messages as f64 / secs,
         bytes as f64 / 1e6 / secs,
         cpu * 1e6 / messages as f64,
@@ -532,21 +533,20 @@ fn generate(messages: u64, batch: u64) -> (Vec<(BatchPlan, RawBatch)>, u64) {
     (input, bytes)
 }
 
-/// Per batch, decoding alone (`DecodedBatch::decode`, parallel chunks) and then the payload
-/// column encoded alone (`writer::encode_text_groups`: PLAIN pages, Snappy, a row group per core),
+/// Per batch, decoding alone (`Batch::decode`, parallel chunks) and then the payload
+/// column encoded alone (`outputs::files::encode_payloads`: PLAIN pages, Snappy, a row group per core),
 /// both as the processor does them: two costs every batch pays before it builds, encodes and
 /// writes anything else.
 fn bench_floor(messages: u64, batch: u64) -> anyhow::Result<()> {
-    use processor::layers::{bronze, DecodedBatch};
-    use processor::writer::{column_descr, encode_text_groups};
+    use processor::datasets::transactions::TxnBatch;
+    use processor::outputs::files::encode_payloads;
     processor::tune_allocator();
     let (input, _) = generate(messages, batch);
-    let descr = column_descr(&bronze::schema(), bronze::VALUE)?;
     let (mut decode, mut decode_cpu) = (Duration::ZERO, Duration::ZERO);
     let (mut payload, mut payload_cpu, mut payload_bytes) = (Duration::ZERO, Duration::ZERO, 0);
     for (_, raw) in &input {
         let (t, cpu) = (Instant::now(), processor::process_cpu());
-        let decoded = DecodedBatch::decode(raw);
+        let decoded = TxnBatch::decode(raw);
         (decode, decode_cpu) = (
             decode + t.elapsed(),
             decode_cpu + (processor::process_cpu() - cpu),
@@ -556,8 +556,7 @@ fn bench_floor(messages: u64, batch: u64) -> anyhow::Result<()> {
             "the generated input is all valid"
         );
         let (t, cpu) = (Instant::now(), processor::process_cpu());
-        let chunks =
-            encode_text_groups(&descr, raw.messages.len(), &|row| decoded.text(row as u32))?;
+        let chunks = encode_payloads(raw.messages.len(), &|row| decoded.text(row as u32))?;
         (payload, payload_cpu) = (
             payload + t.elapsed(),
             payload_cpu + (processor::process_cpu() - cpu),

@@ -1,5 +1,6 @@
-//! Gold: per-card tumbling windows on `event_time` with a watermark, as Spark's
-//! `withWatermark(delay).groupBy(window(event_time, size), card_id)`.
+//! Tumbling event-time windows per key with a watermark, as Spark's
+//! `withWatermark(delay).groupBy(window(event_time, size), key)`: count, sum, average, min and
+//! max of one value.
 //!
 //! - Windows are aligned to the epoch, `[start, start + size)`.
 //! - The watermark is the largest event time seen minus the delay, advanced at the end of a batch,
@@ -14,13 +15,10 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::str::FromStr;
-use std::sync::Arc;
 
-use arrow_array::{ArrayRef, Float64Array, Int64Array, RecordBatch};
-use arrow_schema::{DataType, Schema, SchemaRef};
+use serde::{Deserialize, Serialize};
 
-use crate::error::Result;
-use crate::layers::{field, strings, timestamp_type, timestamps, DecodedBatch};
+use crate::engine::operator::Operator;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutputMode {
@@ -47,8 +45,8 @@ const FIXED_SCALE: f64 = 1e6;
 /// Amounts beyond this magnitude make a window's sum fall back to floating point.
 const FIXED_LIMIT: f64 = 1e15;
 
-/// The running aggregate of one window and card.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// The running aggregate of one window and key.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Aggregate {
     /// Rows in the window.
     pub count: u64,
@@ -58,6 +56,7 @@ pub struct Aggregate {
     pub fixed_sum: Option<i128>,
     pub float_sum: f64,
     pub max: f64,
+    pub min: f64,
 }
 
 impl Default for Aggregate {
@@ -68,6 +67,7 @@ impl Default for Aggregate {
             fixed_sum: Some(0),
             float_sum: 0.0,
             max: f64::NEG_INFINITY,
+            min: f64::INFINITY,
         }
     }
 }
@@ -79,6 +79,7 @@ impl Aggregate {
         self.amounts += 1;
         self.float_sum += a;
         self.max = self.max.max(a);
+        self.min = self.min.min(a);
         self.fixed_sum = match self.fixed_sum {
             Some(s) if a.abs() < FIXED_LIMIT => Some(s + (a * FIXED_SCALE).round() as i128),
             _ => None,
@@ -98,6 +99,10 @@ impl Aggregate {
 
     pub fn max(&self) -> Option<f64> {
         (self.amounts > 0).then_some(self.max)
+    }
+
+    pub fn min(&self) -> Option<f64> {
+        (self.amounts > 0).then_some(self.min)
     }
 }
 
@@ -158,19 +163,19 @@ impl Cards {
     }
 }
 
-/// One output row of gold.
+/// One window's aggregate for one key.
 #[derive(Debug, Clone, PartialEq)]
-pub struct GoldRow {
+pub struct WindowRow {
     pub window_start: i64,
     pub window_end: i64,
-    pub card_id: Option<String>,
+    pub key: Option<String>,
     pub agg: Aggregate,
 }
 
-/// What one batch did to gold.
+/// What one batch did to the windows.
 #[derive(Debug, Default, Clone, PartialEq)]
-pub struct GoldBatch {
-    pub rows: Vec<GoldRow>,
+pub struct WindowBatch {
+    pub rows: Vec<WindowRow>,
     /// Valid rows dropped because their window had closed.
     pub late: u64,
     pub watermark: Option<i64>,
@@ -178,7 +183,8 @@ pub struct GoldBatch {
 
 /// Window state and watermark; saved with every batch commit.
 #[derive(Debug, Clone, PartialEq)]
-pub struct GoldState {
+pub struct TumblingWindows {
+    name: &'static str,
     window: i64,
     delay: i64,
     mode: OutputMode,
@@ -190,9 +196,17 @@ pub struct GoldState {
     pub late_total: u64,
 }
 
-impl GoldState {
-    pub fn new(window_micros: i64, delay_micros: i64, mode: OutputMode) -> Self {
-        GoldState {
+impl TumblingWindows {
+    /// Windows of `window_micros`, watermark `delay_micros` behind the largest event time;
+    /// `name` is the operator's name in the checkpoint.
+    pub fn new(
+        name: &'static str,
+        window_micros: i64,
+        delay_micros: i64,
+        mode: OutputMode,
+    ) -> Self {
+        TumblingWindows {
+            name,
             window: window_micros.max(1),
             delay: delay_micros.max(0),
             mode,
@@ -217,7 +231,7 @@ impl GoldState {
     pub fn apply<'a>(
         &mut self,
         rows: impl IntoIterator<Item = (i64, Option<&'a str>, Option<f64>)>,
-    ) -> GoldBatch {
+    ) -> WindowBatch {
         let in_force = self.watermark;
         let mut late = 0;
         let mut changed: BTreeSet<(i64, Option<&'a str>)> = BTreeSet::new();
@@ -240,10 +254,10 @@ impl GoldState {
         }
         self.late_total += late;
 
-        let row = |start: i64, card: Option<&str>, agg: &Aggregate| GoldRow {
+        let row = |start: i64, card: Option<&str>, agg: &Aggregate| WindowRow {
             window_start: start,
             window_end: start + self.window,
-            card_id: card.map(str::to_owned),
+            key: card.map(str::to_owned),
             agg: *agg,
         };
         let mut out = Vec::new();
@@ -264,179 +278,76 @@ impl GoldState {
                 }
             }
         }
-        GoldBatch {
+        WindowBatch {
             rows: out,
             late,
             watermark: self.watermark,
         }
     }
 
-    /// Applies a decoded batch.
-    pub fn apply_batch(&mut self, batch: &DecodedBatch<'_>) -> GoldBatch {
-        self.apply(
-            batch
-                .valid
-                .iter()
-                .map(|(_, t)| (t.event_time, t.card_id.as_deref(), t.amount)),
-        )
-    }
-
-    /// A compact binary snapshot (little-endian, length-prefixed strings).
+    /// The state as a snapshot (postcard): windows in start then key order, so the bytes do not
+    /// depend on the order rows came in.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(64 + self.windows.len() * 64);
-        out.extend_from_slice(MAGIC);
-        put_opt(&mut out, self.max_event_time);
-        put_opt(&mut out, self.watermark);
-        out.extend_from_slice(&self.late_total.to_le_bytes());
-        out.extend_from_slice(&(self.open_windows() as u64).to_le_bytes());
-        let entries = self
-            .windows
-            .iter()
-            .flat_map(|(start, cards)| cards.iter().map(move |(c, a)| (start, c, a)));
-        for (start, card, agg) in entries {
-            out.extend_from_slice(&start.to_le_bytes());
-            match card {
-                Some(c) => {
-                    out.extend_from_slice(&(c.len() as u32).to_le_bytes());
-                    out.extend_from_slice(c.as_bytes());
-                }
-                None => out.extend_from_slice(&u32::MAX.to_le_bytes()),
-            }
-            out.extend_from_slice(&agg.count.to_le_bytes());
-            out.extend_from_slice(&agg.amounts.to_le_bytes());
-            match agg.fixed_sum {
-                Some(s) => {
-                    out.push(1);
-                    out.extend_from_slice(&s.to_le_bytes());
-                }
-                None => out.push(0),
-            }
-            out.extend_from_slice(&agg.float_sum.to_le_bytes());
-            out.extend_from_slice(&agg.max.to_le_bytes());
-        }
-        out
+        let snapshot = Snapshot {
+            max_event_time: self.max_event_time,
+            watermark: self.watermark,
+            late_total: self.late_total,
+            entries: self
+                .windows
+                .iter()
+                .flat_map(|(start, cards)| cards.iter().map(move |(c, a)| (*start, c, *a)))
+                .collect(),
+        };
+        // Numbers, strings and options: encoding them cannot fail.
+        postcard::to_allocvec(&snapshot).unwrap_or_default()
     }
 
-    /// Restores a snapshot written by [`GoldState::to_bytes`] into a state of these settings.
+    /// Restores a snapshot written by [`TumblingWindows::to_bytes`] into windows of these settings.
     pub fn restore(&mut self, bytes: &[u8]) -> Result<(), String> {
-        let mut r = Reader(bytes);
-        if r.take(MAGIC.len())? != MAGIC {
-            return Err("not a gold state snapshot".into());
-        }
-        self.max_event_time = r.opt()?;
-        self.watermark = r.opt()?;
-        self.late_total = r.u64()?;
-        let n = r.u64()?;
-        self.windows.clear();
-        for _ in 0..n {
-            let start = r.i64()?;
-            let len = r.u32()?;
-            let card = if len == u32::MAX {
-                None
-            } else {
-                Some(
-                    String::from_utf8(r.take(len as usize)?.to_vec())
-                        .map_err(|_| "card_id is not UTF-8")?,
-                )
-            };
-            let count = r.u64()?;
-            let amounts = r.u64()?;
-            let fixed_sum = match r.take(1)?[0] {
-                1 => Some(i128::from_le_bytes(
-                    r.take(16)?.try_into().map_err(|_| "short")?,
-                )),
-                _ => None,
-            };
-            let float_sum = f64::from_bits(r.u64()?);
-            let max = f64::from_bits(r.u64()?);
-            self.windows.entry(start).or_default().set(
-                card,
-                Aggregate {
-                    count,
-                    amounts,
-                    fixed_sum,
-                    float_sum,
-                    max,
-                },
-            );
-        }
-        if !r.0.is_empty() {
+        let (snapshot, rest): (Snapshot<'_>, _) =
+            postcard::take_from_bytes(bytes).map_err(|e| format!("not a window snapshot: {e}"))?;
+        if !rest.is_empty() {
             return Err("trailing bytes after the snapshot".into());
+        }
+        self.max_event_time = snapshot.max_event_time;
+        self.watermark = snapshot.watermark;
+        self.late_total = snapshot.late_total;
+        self.windows.clear();
+        for (start, key, agg) in snapshot.entries {
+            self.windows
+                .entry(start)
+                .or_default()
+                .set(key.map(str::to_owned), agg);
         }
         Ok(())
     }
 }
 
-const MAGIC: &[u8] = b"GOLDSTATE1";
+impl Operator for TumblingWindows {
+    fn name(&self) -> &'static str {
+        self.name
+    }
 
-fn put_opt(out: &mut Vec<u8>, v: Option<i64>) {
-    match v {
-        Some(v) => {
-            out.push(1);
-            out.extend_from_slice(&v.to_le_bytes());
-        }
-        None => out.push(0),
+    fn watermark(&self) -> Option<i64> {
+        self.watermark
+    }
+
+    fn snapshot(&self) -> Vec<u8> {
+        self.to_bytes()
+    }
+
+    fn restore(&mut self, bytes: &[u8]) -> Result<(), String> {
+        TumblingWindows::restore(self, bytes)
     }
 }
 
-struct Reader<'a>(&'a [u8]);
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
-        if self.0.len() < n {
-            return Err("snapshot is truncated".into());
-        }
-        let (head, tail) = self.0.split_at(n);
-        self.0 = tail;
-        Ok(head)
-    }
-    fn u64(&mut self) -> Result<u64, String> {
-        Ok(u64::from_le_bytes(
-            self.take(8)?.try_into().map_err(|_| "short")?,
-        ))
-    }
-    fn i64(&mut self) -> Result<i64, String> {
-        Ok(self.u64()? as i64)
-    }
-    fn u32(&mut self) -> Result<u32, String> {
-        Ok(u32::from_le_bytes(
-            self.take(4)?.try_into().map_err(|_| "short")?,
-        ))
-    }
-    fn opt(&mut self) -> Result<Option<i64>, String> {
-        match self.take(1)?[0] {
-            1 => Ok(Some(self.i64()?)),
-            _ => Ok(None),
-        }
-    }
-}
-
-pub fn schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        field("card_id", DataType::Utf8, true),
-        field("window_start", timestamp_type(), false),
-        field("window_end", timestamp_type(), false),
-        field("txn_count", DataType::Int64, false),
-        field("sum_amount", DataType::Float64, true),
-        field("avg_amount", DataType::Float64, true),
-        field("max_amount", DataType::Float64, true),
-    ]))
-}
-
-pub fn build(rows: &[GoldRow]) -> Result<RecordBatch> {
-    let n = rows.len();
-    let columns: Vec<ArrayRef> = vec![
-        strings(n, n * 8, rows.iter().map(|r| r.card_id.as_deref())),
-        timestamps(rows.iter().map(|r| Some(r.window_start))),
-        timestamps(rows.iter().map(|r| Some(r.window_end))),
-        Arc::new(Int64Array::from_iter_values(
-            rows.iter().map(|r| r.agg.count as i64),
-        )),
-        Arc::new(Float64Array::from_iter(rows.iter().map(|r| r.agg.sum()))),
-        Arc::new(Float64Array::from_iter(rows.iter().map(|r| r.agg.avg()))),
-        Arc::new(Float64Array::from_iter(rows.iter().map(|r| r.agg.max()))),
-    ];
-    Ok(RecordBatch::try_new(schema(), columns)?)
+#[derive(Serialize, Deserialize)]
+struct Snapshot<'a> {
+    max_event_time: Option<i64>,
+    watermark: Option<i64>,
+    late_total: u64,
+    #[serde(borrow)]
+    entries: Vec<(i64, Option<&'a str>, Aggregate)>,
 }
 
 #[cfg(test)]
@@ -446,19 +357,19 @@ mod tests {
     const MIN: i64 = 60_000_000;
     const T: i64 = 1_762_500_600_000_000; // 2025-11-07T07:30:00Z, a minute boundary
 
-    fn state(mode: OutputMode) -> GoldState {
-        GoldState::new(MIN, 5 * MIN, mode)
+    fn state(mode: OutputMode) -> TumblingWindows {
+        TumblingWindows::new("gold", MIN, 5 * MIN, mode)
     }
 
     /// (window index from T, card, count, sum, max)
     type Summary<'a> = (i64, &'a str, u64, Option<f64>, Option<f64>);
 
-    fn summary(rows: &[GoldRow]) -> Vec<Summary<'_>> {
+    fn summary(rows: &[WindowRow]) -> Vec<Summary<'_>> {
         rows.iter()
             .map(|r| {
                 (
                     (r.window_start - T) / MIN,
-                    r.card_id.as_deref().unwrap_or("-"),
+                    r.key.as_deref().unwrap_or("-"),
                     r.agg.count,
                     r.agg.sum(),
                     r.agg.max(),
@@ -630,11 +541,7 @@ mod tests {
         backward.apply(cards.iter().rev().map(|c| (T, Some(c.as_str()), Some(1.0))));
         assert_eq!(forward.to_bytes(), backward.to_bytes());
         let out = backward.apply([(T + 7 * MIN, None, None)]);
-        let order: Vec<&str> = out
-            .rows
-            .iter()
-            .filter_map(|r| r.card_id.as_deref())
-            .collect();
+        let order: Vec<&str> = out.rows.iter().filter_map(|r| r.key.as_deref()).collect();
         let mut sorted = order.clone();
         sorted.sort_unstable();
         assert_eq!(order.len(), 200);

@@ -1,7 +1,22 @@
-//! The run loop: plan → read → stages → commit, batch after batch, with the checkpoint protocol
-//! (a batch's plan written by its commit, a planned batch re-run with its own ranges), the
-//! trigger, reads ahead and commits beside the next batch's stages, and the per-batch report and
-//! metrics. What a batch's stages do is [`BatchSink`]'s business.
+//! The engine, for any [`Dataset`]: plan → read → decode → operators → outputs → commit, batch
+//! after batch, with the checkpoint protocol (a batch's plan written by its commit, a planned
+//! batch re-run with its own ranges), the trigger, reads ahead and commits beside the next
+//! batch's stages, and the per-batch report and metrics.
+//!
+//! - [`source`]: plans offset ranges and reads them from Kafka;
+//! - [`batch`]: a batch's stages (decode, operators, outputs staged) and its commit;
+//! - [`checkpoint`]: the plan / state / commit entries that make every output exactly once;
+//! - [`dataset`], [`operator`], [`output`]: what a dataset declares and the engine runs;
+//! - [`progress`], [`metrics`]: the batch's log line and its Prometheus series.
+
+pub mod batch;
+pub mod checkpoint;
+pub mod dataset;
+pub mod metrics;
+pub mod operator;
+pub mod output;
+pub mod progress;
+pub mod source;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,19 +24,22 @@ use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
 
-use crate::checkpoint::{self, BatchPlan};
 use crate::config::{ProcessorConfig, Trigger};
 use crate::error::{Error, Result};
-use crate::progress::{self, BatchReport};
-use crate::source::{self, KafkaSource, OffsetRange, RawBatch, StartingOffsets, Watermarks};
-use crate::{metrics, os::tune_allocator, spawn, BatchOutcome, BatchSink, RunSummary, StagedBatch};
+use crate::outputs::kafka::KafkaTransactions;
+use crate::{os::tune_allocator, spawn, RunSummary};
+use batch::{BatchOutcome, StagedBatch, Stages};
+use checkpoint::BatchPlan;
+pub use dataset::Dataset;
+use progress::BatchReport;
+use source::{KafkaSource, OffsetRange, RawBatch, StartingOffsets, Watermarks};
 
 /// How long a stopping run waits for the broker to confirm its last group offsets.
 const GROUP_CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The sink and the run's counters.
-struct Engine {
-    sink: BatchSink,
+/// The dataset's stages and the run's counters.
+struct Engine<D: Dataset> {
+    stages: Stages<D>,
     last_batch_start: Option<Instant>,
     summary: RunSummary,
     /// The ranges of the last batch settled (its group offsets are confirmed at the end).
@@ -30,13 +48,18 @@ struct Engine {
 
 /// Runs until `stop` is set (finishing the batch in flight), or until everything present at start
 /// is processed with the available-now trigger.
-pub fn run(config: &ProcessorConfig, stop: &AtomicBool) -> Result<RunSummary> {
-    run_with_drain(config, stop, None)
+pub fn run<D: Dataset>(
+    dataset: D,
+    config: &ProcessorConfig,
+    stop: &AtomicBool,
+) -> Result<RunSummary> {
+    run_with_drain(dataset, config, stop, None)
 }
 
 /// [`run`], and when `drain` is set: process everything in the topic at that moment, then return
 /// (the local stack uses it on Ctrl-C, once its producer has flushed, so nothing sent is left out).
-pub fn run_with_drain(
+pub fn run_with_drain<D: Dataset>(
+    dataset: D,
     config: &ProcessorConfig,
     stop: &AtomicBool,
     drain: Option<&AtomicBool>,
@@ -44,14 +67,14 @@ pub fn run_with_drain(
     config.validate()?;
     tune_allocator();
     let starting = StartingOffsets::parse(&config.starting_offsets, &config.kafka.topic)?;
-    let (sink, mut recovery) = BatchSink::open(config)?;
+    let (mut stages, mut recovery) = Stages::open(dataset, config)?;
 
     info!(
         "[processor] Connecting to {}, topic={}, output={}, checkpoint={}, trigger={:?}",
         config.kafka.bootstrap_servers,
         config.kafka.topic,
         config.output_path.display(),
-        sink.checkpoint().root().display(),
+        stages.checkpoint().root().display(),
         config.trigger
     );
     let source = KafkaSource::new(
@@ -63,10 +86,32 @@ pub fn run_with_drain(
     check_topic_identity(
         config,
         &source,
-        sink.checkpoint(),
+        stages.checkpoint(),
         &mut recovery,
         &watermarks,
     )?;
+    let topics = stages.output_topics();
+    if !topics.is_empty() {
+        let group = source.group_metadata().ok_or_else(|| {
+            Error::Config("KAFKA_GROUP_ID is needed for Kafka topic outputs".into())
+        })?;
+        // Fences the last run's producer first: its open transaction is aborted, and one it was
+        // committing is finished, before the group's offsets are read.
+        let kafka = KafkaTransactions::open(
+            &config.kafka.bootstrap_servers,
+            &format!("{}-outputs", config.group_id),
+            &config.kafka.topic,
+            group,
+        )?;
+        let done = match &recovery.pending {
+            Some(plan) if source.group_offsets_reach(&plan.ranges, config.connect_timeout)? => {
+                Some(plan.batch)
+            }
+            _ => None,
+        };
+        info!("[processor] Kafka outputs: {}", topics.join(", "));
+        stages.use_kafka(kafka, done);
+    }
     let mut next_offsets = match recovery.next_offsets {
         Some(n) => {
             info!(
@@ -86,7 +131,7 @@ pub fn run_with_drain(
     };
     let mut next_batch = recovery.next_batch;
     let mut engine = Engine {
-        sink,
+        stages,
         last_batch_start: None,
         summary: RunSummary::default(),
         last_settled: Vec::new(),
@@ -251,7 +296,7 @@ pub fn run_with_drain(
                 if let Some(previous) = committing.take() {
                     engine.settle(source, previous)?;
                 }
-                let committer = engine.sink.committer();
+                let committer = engine.stages.committer();
                 let this = Committing {
                     handle: spawn(s, "commit", move || committer.commit(staged)),
                     report,
@@ -272,7 +317,9 @@ pub fn run_with_drain(
         let settled = committing.map_or(Ok(()), |c| engine.settle(source, c));
         result.and(settled)
     })?;
-    source.confirm_group_offsets(&engine.last_settled, GROUP_CONFIRM_TIMEOUT);
+    if !engine.stages.committer().has_topic_outputs() {
+        source.confirm_group_offsets(&engine.last_settled, GROUP_CONFIRM_TIMEOUT);
+    }
     info!("[processor] stopped: {}", engine.summary);
     Ok(engine.summary)
 }
@@ -420,7 +467,7 @@ struct Committing<'scope> {
     report: BatchReport,
 }
 
-impl Engine {
+impl<D: Dataset> Engine<D> {
     /// Stages a read batch: every layer file written into staging, nothing visible yet.
     fn stage(
         &mut self,
@@ -442,7 +489,7 @@ impl Engine {
             ..BatchReport::default()
         };
         let new = !ctx.rerun;
-        let staged = self.sink.stage(plan, new, raw, ctx.lost_in_plan)?;
+        let staged = self.stages.stage(plan, new, raw, ctx.lost_in_plan)?;
         Ok((staged, report))
     }
 
@@ -455,11 +502,14 @@ impl Engine {
             .unwrap_or_else(|_| Err(Error::Internal("the commit thread panicked".into())))?;
         let waited = t.elapsed();
         let mut report = committing.report;
-        source.commit_group_offsets(&report.ranges);
+        if !self.stages.committer().has_topic_outputs() {
+            // With topic outputs, the batch's transaction committed its offsets to the group.
+            source.commit_group_offsets(&report.ranges);
+        }
         self.last_settled.clone_from(&report.ranges);
         let commit = &outcome.commit;
         report.rows = commit.rows;
-        report.layers = outcome.layers;
+        report.outputs = outcome.outputs;
         report.rejects = outcome.rejects;
         report.late = commit.late_rows;
         report.lost = commit.lost_offsets;

@@ -676,26 +676,10 @@ impl KafkaSource {
     /// Per batch the group commit is asynchronous; a process that exits right after its last
     /// batch would otherwise leave that commit unsent, and lag tools would show stale offsets.
     pub fn confirm_group_offsets(&self, ranges: &[OffsetRange], timeout: Duration) {
-        let mut tpl = TopicPartitionList::new();
-        for r in ranges.iter().filter(|r| !r.is_empty()) {
-            tpl.add_partition(&self.topic, r.partition);
-        }
-        if tpl.count() == 0 {
-            return;
-        }
         let until = Instant::now() + timeout;
         loop {
             let left = until.saturating_duration_since(Instant::now());
-            let reached = self
-                .consumer
-                .committed_offsets(tpl.clone(), left.max(Duration::from_millis(100)))
-                .map(|got| {
-                    ranges.iter().filter(|r| !r.is_empty()).all(|r| {
-                        matches!(got.find_partition(&self.topic, r.partition).map(|e| e.offset()),
-                            Some(Offset::Offset(o)) if o >= r.end)
-                    })
-                });
-            match reached {
+            match self.group_offsets_reach(ranges, left.max(Duration::from_millis(100))) {
                 Ok(true) => return,
                 _ if Instant::now() >= until => {
                     warn!("[processor] the consumer group's offsets were not confirmed within {timeout:?} (progress is safe in the checkpoint; lag tools may show older offsets)");
@@ -704,6 +688,31 @@ impl KafkaSource {
                 _ => std::thread::sleep(Duration::from_millis(50)),
             }
         }
+    }
+
+    /// Whether the group's committed offsets (stable ones: a pending transaction's are waited
+    /// for) reach the end of every non-empty range.
+    pub fn group_offsets_reach(&self, ranges: &[OffsetRange], timeout: Duration) -> Result<bool> {
+        let mut tpl = TopicPartitionList::new();
+        for r in ranges.iter().filter(|r| !r.is_empty()) {
+            tpl.add_partition(&self.topic, r.partition);
+        }
+        if tpl.count() == 0 {
+            return Ok(true);
+        }
+        let got = self
+            .consumer
+            .committed_offsets(tpl, timeout)
+            .kafka_context(|| "cannot read the consumer group's offsets".into())?;
+        Ok(ranges.iter().filter(|r| !r.is_empty()).all(|r| {
+            matches!(got.find_partition(&self.topic, r.partition).map(|e| (e.offset(), e.error())),
+                Some((Offset::Offset(o), Ok(()))) if o >= r.end)
+        }))
+    }
+
+    /// The consumer group's identity, for a transaction that commits input offsets.
+    pub fn group_metadata(&self) -> Option<rdkafka::consumer::ConsumerGroupMetadata> {
+        self.consumer.group_metadata()
     }
 }
 

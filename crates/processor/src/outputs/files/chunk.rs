@@ -155,8 +155,8 @@ mod tests {
     use arrow_schema::{DataType, Field, Schema};
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-    use crate::layers::Layer;
-    use crate::writer::{column_descr, CompactWriter, Shared};
+    use crate::outputs::files::tests::{BRONZE, TEST_LAYERS};
+    use crate::outputs::files::{column_descr, CompactWriter, Shared};
 
     /// Writes `values` as the only column of a file through an encoded chunk, and reads it back
     /// with the parquet crate's reader; also returns the chunk's page count.
@@ -167,7 +167,7 @@ mod tests {
             values.len()
         ));
         let _ = std::fs::remove_dir_all(&dir);
-        let writer = CompactWriter::open(&dir, 0).unwrap();
+        let writer = CompactWriter::open(&dir, 0, &TEST_LAYERS).unwrap();
         let schema = Arc::new(Schema::new(vec![Field::new(
             "value",
             DataType::Utf8,
@@ -184,7 +184,7 @@ mod tests {
         let fallback = || -> ArrayRef { unreachable!("the chunk fits") };
         let (file, copied) = writer
             .write_parquet_with(
-                Layer::Bronze,
+                BRONZE,
                 &rows,
                 0,
                 1,

@@ -4,8 +4,39 @@
 use txn_core::json::write_python_float;
 use txn_core::Transaction;
 
-use super::DecodedBatch;
+use super::{Transactions, TxnBatch};
+use crate::engine::output::{Output, StageInput, Staged, Target};
 use crate::error::Result;
+use crate::outputs::files::FileLayer;
+
+pub const LAYER: FileLayer = FileLayer {
+    folder: "raw_csv",
+    prefix: "raw",
+    extension: "csv",
+};
+
+/// The raw CSV output: one CSV file of the valid transactions per batch.
+pub struct RawCsv;
+
+impl Output<Transactions> for RawCsv {
+    fn target(&self) -> Target {
+        Target::Files(LAYER)
+    }
+
+    fn stage(&self, input: &StageInput<'_, '_, Transactions>) -> Result<Staged> {
+        let batch = input.batch;
+        if batch.valid.is_empty() {
+            return Ok(Staged::nothing());
+        }
+        let file =
+            input
+                .files
+                .write_pieces(LAYER, input.plan.planned_at, input.plan.batch, |sink| {
+                    write(batch, sink)
+                })?;
+        Ok(Staged::file(batch.valid.len() as u64, file))
+    }
+}
 
 pub const HEADER: &str = "txn_id,event_ts,user_id,card_id,merchant,category,amount,currency,status,city,country,lat,lon\n";
 
@@ -15,7 +46,7 @@ const PIECE: usize = 128 << 10;
 
 /// The CSV of the batch's valid rows, header first, handed to `sink` in pieces of about
 /// [`PIECE`] bytes, each ending with a whole row.
-pub fn write(batch: &DecodedBatch<'_>, sink: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()> {
+pub fn write(batch: &TxnBatch<'_>, sink: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()> {
     let mut out = Vec::with_capacity(PIECE + 4096);
     out.extend_from_slice(HEADER.as_bytes());
     for (_, t) in &batch.valid {
@@ -103,7 +134,7 @@ fn number(out: &mut Vec<u8>, value: Option<f64>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::source::RawBatch;
+    use crate::engine::source::RawBatch;
 
     #[test]
     fn the_csv_comes_in_pieces_of_whole_rows_that_join_into_the_file() {
@@ -112,7 +143,7 @@ mod tests {
             raw.push(0, offset, None, None, Some(line(offset).as_bytes()));
         }
         raw.push(0, 3000, None, None, Some(b"not json"));
-        let decoded = DecodedBatch::decode(&raw);
+        let decoded = TxnBatch::decode(&raw);
         assert_eq!(decoded.valid.len(), 3000);
         let mut pieces: Vec<Vec<u8>> = Vec::new();
         write(&decoded, &mut |piece| {

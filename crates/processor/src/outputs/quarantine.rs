@@ -1,12 +1,45 @@
-//! Quarantine: every message that is not a valid transaction, with the reason and where it came from.
+//! Quarantine: every message that is not a valid record, with the reason and where it came from.
+//! The same for any dataset.
 
 use std::sync::Arc;
 
 use arrow_array::{ArrayRef, Int32Array, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Schema, SchemaRef};
 
-use super::{field, lossy, strings, timestamp_type, timestamps, DecodedBatch};
+use super::columns::{field, lossy, strings, timestamp_type, timestamps};
+use super::files::FileLayer;
+use crate::engine::dataset::{Batch, Dataset};
+use crate::engine::output::{Output, StageInput, Staged, Target};
 use crate::error::Result;
+
+/// The quarantine output: one Parquet file of the batch's rejects.
+pub struct Quarantine(pub FileLayer);
+
+impl Default for Quarantine {
+    /// In the folder `quarantine/`.
+    fn default() -> Self {
+        Quarantine(FileLayer::parquet("quarantine"))
+    }
+}
+
+impl<D: Dataset> Output<D> for Quarantine {
+    fn target(&self) -> Target {
+        Target::Files(self.0)
+    }
+
+    fn stage(&self, input: &StageInput<'_, '_, D>) -> Result<Staged> {
+        let n = input.batch.rejects.len();
+        if n == 0 {
+            return Ok(Staged::nothing());
+        }
+        let at = input.plan.planned_at;
+        let rows = build(input.batch, input.topic, at)?;
+        let file = input
+            .files
+            .write_parquet(self.0, &rows, at, input.plan.batch)?;
+        Ok(Staged::file(n as u64, file))
+    }
+}
 
 pub fn schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
@@ -21,7 +54,7 @@ pub fn schema() -> SchemaRef {
 }
 
 /// `ingest_ts` is the batch's planned time, so a re-run writes identical rows.
-pub fn build(batch: &DecodedBatch<'_>, topic: &str, ingest_ts: i64) -> Result<RecordBatch> {
+pub fn build<D: Dataset>(batch: &Batch<'_, D>, topic: &str, ingest_ts: i64) -> Result<RecordBatch> {
     let rows = &batch.rejects;
     let n = rows.len();
     let msg = |i: &u32| batch.message(*i);

@@ -1,34 +1,68 @@
-//! The layers: pure functions from a decoded batch to Arrow record batches (or CSV bytes).
-//! They know nothing of files or Kafka, which is what makes them easy to test.
-
-pub mod bronze;
-pub mod quarantine;
-pub mod raw_csv;
-pub mod silver;
+//! What a dataset declares to the engine: how a message becomes a record (or a reject with a
+//! reason), the operators a batch goes through, and the outputs it is written to. The engine
+//! knows nothing else of it.
 
 use std::borrow::Cow;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use arrow_array::builder::StringBuilder;
-use arrow_array::{ArrayRef, TimestampMicrosecondArray};
-use arrow_schema::{DataType, Field, TimeUnit};
-use txn_core::json::{decode_text, payload_text};
-use txn_core::{Reject, Transaction};
+use arrow_array::ArrayRef;
 
-use crate::source::{RawBatch, RawMessage};
+use txn_core::json::payload_text;
+use txn_core::Reject;
+
+use super::operator::Operator;
+use super::output::Output;
+use super::source::{RawBatch, RawMessage};
+use crate::outputs::columns::lossy;
+use crate::outputs::files::{self, SharedChunk};
+
+/// A dataset: one message schema, its operators and its outputs. Registered in
+/// [`crate::datasets`].
+pub trait Dataset: Send + Sized + 'static {
+    /// A decoded record, borrowing the message it came from.
+    type Record<'a>: Send + Sync;
+    /// What the operators derive from a batch (window rows, alerts), for the outputs after them.
+    type Derived: Derived + Send + Sync;
+
+    /// Decodes a message's value (valid UTF-8) into a record, or rejects it with a reason.
+    fn decode(text: &str) -> Result<Self::Record<'_>, Reject>;
+
+    /// Runs the batch's valid records (in (partition, offset) order) through the operators.
+    fn operate(&mut self, batch: &Batch<'_, Self>) -> Self::Derived;
+
+    /// The stateful operators: snapshotted with every commit, restored at start.
+    fn operators(&mut self) -> Vec<&mut dyn Operator>;
+
+    /// The outputs, in the order their rows are reported (asked once, at start).
+    fn outputs(&self) -> Vec<Box<dyn Output<Self>>>;
+
+    /// A few rows of the batch as a table (`SHOW_PREVIEWS=1`).
+    fn preview(&self, batch: &Batch<'_, Self>) -> String;
+}
+
+/// What the engine reads of a batch's operator results.
+pub trait Derived {
+    /// Valid rows an operator dropped as late (older than its watermark).
+    fn late(&self) -> u64;
+    /// The event-time watermark after the batch (UTC microseconds).
+    fn watermark(&self) -> Option<i64>;
+}
 
 /// A batch after decoding: every message is either a record or a reject, by index into `raw`.
-pub struct DecodedBatch<'a> {
+pub struct Batch<'a, D: Dataset> {
     pub raw: &'a RawBatch,
-    pub valid: Vec<(u32, Transaction<'a>)>,
+    pub valid: Vec<(u32, D::Record<'a>)>,
     pub rejects: Vec<(u32, Reject)>,
     /// Each message's value as text, by index; `None` when it is absent or not UTF-8. Checked
     /// once, while decoding, and used again by the payload columns.
     pub texts: Vec<Option<&'a str>>,
+    /// Every message's value encoded once as Parquet column chunks ([`Batch::value_chunks`]).
+    value_chunks: OnceLock<Result<Vec<SharedChunk>, String>>,
 }
 
-impl<'a> DecodedBatch<'a> {
-    /// Decodes every message of `raw` once, in parallel chunks on large batches.
+impl<'a, D: Dataset> Batch<'a, D> {
+    /// Decodes every message of `raw` once, in parallel parts on large batches.
     pub fn decode(raw: &'a RawBatch) -> Self {
         const CHUNK: usize = 16_384;
         let n = raw.messages.len();
@@ -79,7 +113,7 @@ impl<'a> DecodedBatch<'a> {
     }
 
     /// Messages `from..to` of `raw`, into vectors with room for `capacity` messages.
-    fn decode_range(raw: &'a RawBatch, from: usize, to: usize, capacity: usize) -> Self {
+    pub fn decode_range(raw: &'a RawBatch, from: usize, to: usize, capacity: usize) -> Self {
         let mut valid = Vec::with_capacity(capacity);
         let mut rejects = Vec::new();
         let mut texts = Vec::with_capacity(capacity);
@@ -87,16 +121,26 @@ impl<'a> DecodedBatch<'a> {
             let index = (from + i) as u32;
             let text = payload_text(raw.value(m));
             texts.push(text.as_ref().ok().copied());
-            match text.and_then(decode_text) {
-                Ok(txn) => valid.push((index, txn)),
+            match text.and_then(D::decode) {
+                Ok(record) => valid.push((index, record)),
                 Err(reason) => rejects.push((index, reason)),
             }
         }
-        DecodedBatch {
+        Batch {
             raw,
             valid,
             rejects,
             texts,
+            value_chunks: OnceLock::new(),
+        }
+    }
+
+    /// The value of message `index` as text: the one the decoder checked, else (not UTF-8) with
+    /// its invalid sequences replaced; `None` when absent.
+    pub fn text(&self, index: u32) -> Option<Cow<'a, str>> {
+        match self.texts[index as usize] {
+            Some(text) => Some(Cow::Borrowed(text)),
+            None => lossy(self.raw.value(self.message(index))),
         }
     }
 
@@ -111,123 +155,37 @@ impl<'a> DecodedBatch<'a> {
         Arc::new(b.finish())
     }
 
-    /// The value of message `index` as text: the one the decoder checked, else (not UTF-8) with
-    /// its invalid sequences replaced; `None` when absent.
-    pub fn text(&self, index: u32) -> Option<Cow<'a, str>> {
-        match self.texts[index as usize] {
-            Some(text) => Some(Cow::Borrowed(text)),
-            None => lossy(self.raw.value(self.message(index))),
-        }
-    }
-
     pub fn message(&self, index: u32) -> &'a RawMessage {
         &self.raw.messages[index as usize]
     }
-}
 
-/// A stand-in string column (all null) of `rows` rows for a payload column (`value`,
-/// `json_str`) whose chunks are encoded apart ([`crate::chunk`]) and copied into the file
-/// ([`crate::writer::Shared`]); never written itself.
-pub fn placeholder(rows: usize) -> ArrayRef {
-    arrow_array::new_null_array(&DataType::Utf8, rows)
-}
-
-/// Parquet TIMESTAMP(MICROS, UTC): read as tz-aware values by pandas, DuckDB, polars and Spark.
-pub fn timestamp_type() -> DataType {
-    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
-}
-
-pub fn field(name: &str, data_type: DataType, nullable: bool) -> Field {
-    Field::new(name, data_type, nullable)
-}
-
-pub fn timestamps(values: impl Iterator<Item = Option<i64>>) -> ArrayRef {
-    Arc::new(TimestampMicrosecondArray::from_iter(values).with_timezone("UTC"))
-}
-
-/// Bytes as a string column value; invalid UTF-8 is replaced (U+FFFD), the reject says where.
-/// (The strict check first: it is several times faster than the lossy one on valid input.)
-pub fn lossy(bytes: Option<&[u8]>) -> Option<Cow<'_, str>> {
-    bytes.map(|b| match std::str::from_utf8(b) {
-        Ok(s) => Cow::Borrowed(s),
-        Err(_) => String::from_utf8_lossy(b),
-    })
-}
-
-pub fn strings<'s>(
-    len: usize,
-    bytes: usize,
-    values: impl Iterator<Item = Option<&'s str>>,
-) -> ArrayRef {
-    let mut b = StringBuilder::with_capacity(len, bytes);
-    for v in values {
-        b.append_option(v);
+    /// Every message's value as the encoded chunks (one per row group) of a nullable string
+    /// column: encoded by the first file output that asks, while any other waits. Bronze's
+    /// `value` and, in a batch without rejects, silver's `json_str` hold the same bytes.
+    pub fn value_chunks(&self) -> crate::Result<Vec<SharedChunk>> {
+        self.value_chunks
+            .get_or_init(|| {
+                let n = self.raw.messages.len();
+                files::encode_payloads(n, &|row| self.text(row as u32)).map_err(|e| e.to_string())
+            })
+            .clone()
+            .map_err(crate::Error::Internal)
     }
-    Arc::new(b.finish())
-}
 
-/// The message keys as a string column: one copy of each into one buffer. Invalid UTF-8 is
-/// replaced (U+FFFD) so the column stays a valid string column.
-pub fn key_column(raw: &RawBatch) -> ArrayRef {
-    let mut b = StringBuilder::with_capacity(raw.messages.len(), raw.messages.len() * 16);
-    for m in &raw.messages {
-        b.append_option(lossy(raw.key(m)));
-    }
-    Arc::new(b.finish())
-}
-
-/// Kafka's millisecond timestamp as microseconds.
-pub fn kafka_ts(m: &RawMessage) -> Option<i64> {
-    m.timestamp_ms.map(|ms| ms * 1000)
-}
-
-/// The output layers: folder, file prefix and extension of each, in one place.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Layer {
-    Bronze,
-    Silver,
-    Gold,
-    Quarantine,
-    RawCsv,
-}
-
-impl Layer {
-    pub const ALL: [Layer; 5] = [
-        Layer::Bronze,
-        Layer::Silver,
-        Layer::Gold,
-        Layer::Quarantine,
-        Layer::RawCsv,
-    ];
-
-    pub fn folder(self) -> &'static str {
-        match self {
-            Layer::Bronze => "bronze",
-            Layer::Silver => "silver",
-            Layer::Gold => "gold",
-            Layer::Quarantine => "quarantine",
-            Layer::RawCsv => "raw_csv",
+    /// Rejected messages by reason code.
+    pub fn reject_counts(&self) -> Vec<(&'static str, u64)> {
+        let mut counts: std::collections::BTreeMap<&'static str, u64> = Default::default();
+        for (_, reason) in &self.rejects {
+            *counts.entry(reason.code()).or_default() += 1;
         }
-    }
-
-    pub fn prefix(self) -> &'static str {
-        match self {
-            Layer::RawCsv => "raw",
-            other => other.folder(),
-        }
-    }
-
-    pub fn extension(self) -> &'static str {
-        match self {
-            Layer::RawCsv => "csv",
-            _ => "parquet",
-        }
+        counts.into_iter().collect()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::datasets::transactions::TxnBatch;
     use arrow_array::{Array, StringArray};
 
     #[test]
@@ -243,8 +201,8 @@ mod tests {
             };
             raw.push(0, i, None, None, Some(value.as_bytes()));
         }
-        let parallel = DecodedBatch::decode(&raw);
-        let whole = DecodedBatch::decode_range(&raw, 0, 40_000, 40_000);
+        let parallel = TxnBatch::decode(&raw);
+        let whole = TxnBatch::decode_range(&raw, 0, 40_000, 40_000);
         assert_eq!(parallel.valid, whole.valid);
         assert_eq!(
             parallel.rejects.iter().map(|r| r.0).collect::<Vec<_>>(),
@@ -256,32 +214,12 @@ mod tests {
     }
 
     #[test]
-    fn the_key_column_keeps_every_key_and_replaces_what_is_not_utf8() {
-        let mut raw = RawBatch::default();
-        raw.push(0, 0, None, Some(b"card_1"), None);
-        raw.push(0, 1, None, None, None);
-        raw.push(0, 2, None, Some("São".as_bytes()), None);
-        let keys = key_column(&raw);
-        let keys = keys.as_any().downcast_ref::<StringArray>().unwrap();
-        assert_eq!(keys.value(0), "card_1");
-        assert!(keys.is_null(1));
-        assert_eq!(keys.value(2), "São");
-        raw.push(0, 3, None, Some(b"bad \xff key"), None);
-        let keys = key_column(&raw);
-        let keys = keys.as_any().downcast_ref::<StringArray>().unwrap();
-        assert_eq!(keys.len(), 4);
-        assert_eq!(keys.value(0), "card_1");
-        assert!(keys.is_null(1));
-        assert_eq!(keys.value(3), "bad \u{FFFD} key");
-    }
-
-    #[test]
     fn the_value_column_takes_the_decoders_checked_text_and_replaces_what_is_not_utf8() {
         let mut raw = RawBatch::default();
         raw.push(0, 0, None, None, Some(b"not json"));
         raw.push(0, 1, None, None, None);
         raw.push(0, 2, None, None, Some(b"bad \xff byte"));
-        let decoded = DecodedBatch::decode(&raw);
+        let decoded = TxnBatch::decode(&raw);
         assert_eq!(decoded.texts, vec![Some("not json"), None, None]);
         assert_eq!(decoded.rejects.len(), 3);
         let column = decoded.value_column(0..3);

@@ -8,7 +8,7 @@
 //! | `pipeline_batches_total` | counter | | committed batches |
 //! | `pipeline_input_rows_total` | counter | | Kafka records read and committed |
 //! | `pipeline_input_bytes_total` | counter | | their key and value bytes |
-//! | `pipeline_output_rows_total` | counter | `output` | rows written per output (bronze, silver, gold, quarantine, raw_csv) |
+//! | `pipeline_output_rows_total` | counter | `output` | rows written per output (its folder, or `topic:<name>`) |
 //! | `pipeline_quarantined_rows_total` | counter | `reason` | quarantined rows by reason code |
 //! | `pipeline_late_rows_total` | counter | | rows dropped from gold as late |
 //! | `pipeline_lost_offsets_total` | counter | | offsets deleted before they were read (FAIL_ON_DATA_LOSS=false) |
@@ -23,7 +23,7 @@
 
 use metrics::{counter, gauge, histogram};
 
-use crate::progress::BatchReport;
+use super::progress::BatchReport;
 
 /// Every metric name the processor exports, for checks of dashboards and alert rules.
 pub const NAMES: [&str; 15] = [
@@ -54,8 +54,8 @@ pub fn record_batch(report: &BatchReport, planned_at: i64) {
     counter!("pipeline_batches_total").increment(1);
     counter!("pipeline_input_rows_total").increment(report.rows);
     counter!("pipeline_input_bytes_total").increment(report.bytes);
-    for (layer, rows) in &report.layers {
-        counter!("pipeline_output_rows_total", "output" => layer.folder()).increment(*rows);
+    for (output, rows) in &report.outputs {
+        counter!("pipeline_output_rows_total", "output" => output.clone()).increment(*rows);
     }
     for (reason, rows) in &report.rejects {
         counter!("pipeline_quarantined_rows_total", "reason" => *reason).increment(*rows);

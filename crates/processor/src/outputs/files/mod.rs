@@ -26,11 +26,41 @@ use parquet::schema::types::ColumnDescPtr;
 use parquet::schema::types::ColumnPath;
 use txn_core::time::compact_utc;
 
-use crate::checkpoint::sync_dir;
+use crate::engine::checkpoint::sync_dir;
 use crate::error::{Error, IoContext, Result};
-use crate::layers::Layer;
 
 const STAGING: &str = "_staging";
+
+/// A folder of files, one per batch: `<folder>/<prefix>_<YYYYmmdd_HHMMSS>_<batch>.<extension>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FileLayer {
+    pub folder: &'static str,
+    pub prefix: &'static str,
+    pub extension: &'static str,
+}
+
+impl FileLayer {
+    /// A Parquet layer whose files are named after its folder.
+    pub const fn parquet(folder: &'static str) -> Self {
+        FileLayer {
+            folder,
+            prefix: folder,
+            extension: "parquet",
+        }
+    }
+
+    pub fn folder(self) -> &'static str {
+        self.folder
+    }
+
+    pub fn prefix(self) -> &'static str {
+        self.prefix
+    }
+
+    pub fn extension(self) -> &'static str {
+        self.extension
+    }
+}
 
 /// Columns holding whole payloads or ids: dictionary encoding only costs time there.
 const NO_DICTIONARY: [&str; 4] = ["value", "json_str", "bad_json", "txn_id"];
@@ -150,8 +180,8 @@ pub struct CompactWriter {
 impl CompactWriter {
     /// Creates the layer folders, removes staging leftovers of a crash, and checks that `root` is
     /// writable, so a bad OUTPUT_PATH fails at start with one line.
-    pub fn open(root: &Path, max_files: usize) -> Result<Self> {
-        for layer in Layer::ALL {
+    pub fn open(root: &Path, max_files: usize, layers: &[FileLayer]) -> Result<Self> {
+        for layer in layers {
             let staging = root.join(layer.folder()).join(STAGING);
             fs::create_dir_all(&staging).io_context(|| {
                 format!(
@@ -185,7 +215,7 @@ impl CompactWriter {
         })
     }
 
-    pub fn file_name(layer: Layer, planned_at: i64, batch: u64) -> String {
+    pub fn file_name(layer: FileLayer, planned_at: i64, batch: u64) -> String {
         format!(
             "{}_{}_{}.{}",
             layer.prefix(),
@@ -195,7 +225,7 @@ impl CompactWriter {
         )
     }
 
-    fn paths(&self, layer: Layer, planned_at: i64, batch: u64) -> (PathBuf, PathBuf) {
+    fn paths(&self, layer: FileLayer, planned_at: i64, batch: u64) -> (PathBuf, PathBuf) {
         let name = Self::file_name(layer, planned_at, batch);
         let dir = self.root.join(layer.folder());
         (dir.join(STAGING).join(&name), dir.join(name))
@@ -204,7 +234,7 @@ impl CompactWriter {
     /// Writes one Parquet file for the layer's rows of this batch into staging.
     pub fn write_parquet(
         &self,
-        layer: Layer,
+        layer: FileLayer,
         rows: &RecordBatch,
         planned_at: i64,
         batch: u64,
@@ -222,7 +252,7 @@ impl CompactWriter {
     /// whether the column was copied.
     pub fn write_parquet_with(
         &self,
-        layer: Layer,
+        layer: FileLayer,
         rows: &RecordBatch,
         planned_at: i64,
         batch: u64,
@@ -281,7 +311,7 @@ impl CompactWriter {
     /// The batch's staging file of the layer, created and buffered; the staging and final paths.
     fn create_staged(
         &self,
-        layer: Layer,
+        layer: FileLayer,
         planned_at: i64,
         batch: u64,
     ) -> Result<(PathBuf, PathBuf, BufWriter<File>)> {
@@ -296,7 +326,7 @@ impl CompactWriter {
     /// is still in the cache (and the whole file is never held in memory).
     pub fn write_pieces(
         &self,
-        layer: Layer,
+        layer: FileLayer,
         planned_at: i64,
         batch: u64,
         fill: impl FnOnce(&mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()>,
@@ -346,7 +376,7 @@ impl CompactWriter {
 
     /// Keeps the newest `max_files` files of the layer, deleting older ones; only files of batches
     /// up to `last_committed` are ever candidates. Returns how many were deleted.
-    pub fn apply_retention(&self, layer: Layer, last_committed: u64) -> Result<usize> {
+    pub fn apply_retention(&self, layer: FileLayer, last_committed: u64) -> Result<usize> {
         if self.max_files == 0 {
             return Ok(0);
         }
@@ -412,6 +442,20 @@ pub fn column_descr(schema: &Schema, column: usize) -> Result<ColumnDescPtr> {
 
 /// A string column of `rows` rows encoded by [`chunk::encode_text`] as the chunks of the
 /// row groups [`row_groups`] gives (in parallel, one thread per group): ready for
+/// Payloads (whole messages) as the chunks of a nullable string column, one per row group of a
+/// file of `rows` rows: encoded once and copied into every file of the batch that holds them.
+pub fn encode_payloads<'v>(
+    rows: usize,
+    value: &(dyn Fn(usize) -> Option<std::borrow::Cow<'v, str>> + Sync),
+) -> Result<Vec<SharedChunk>> {
+    let schema = Schema::new(vec![arrow_schema::Field::new(
+        "value",
+        DataType::Utf8,
+        true,
+    )]);
+    encode_text_groups(&column_descr(&schema, 0)?, rows, value)
+}
+
 /// [`Shared::wait`] of any file of the batch with that column and that many rows.
 pub fn encode_text_groups<'v>(
     descr: &ColumnDescPtr,
@@ -550,7 +594,7 @@ fn staged_file(buffered: BufWriter<File>, staged: PathBuf, fin: PathBuf) -> Resu
 }
 
 /// The batch id in a final file name of `layer`, if the name is one of ours.
-fn batch_of(layer: Layer, name: &str) -> Option<u64> {
+fn batch_of(layer: FileLayer, name: &str) -> Option<u64> {
     let rest = name.strip_prefix(layer.prefix())?.strip_prefix('_')?;
     let rest = rest.strip_suffix(layer.extension())?.strip_suffix('.')?;
     let (time, batch) = rest.rsplit_once('_')?;
@@ -561,6 +605,15 @@ fn batch_of(layer: Layer, name: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    pub(crate) const BRONZE: FileLayer = FileLayer::parquet("bronze");
+    const SILVER: FileLayer = FileLayer::parquet("silver");
+    const RAW_CSV: FileLayer = FileLayer {
+        folder: "raw_csv",
+        prefix: "raw",
+        extension: "csv",
+    };
+    pub(crate) const TEST_LAYERS: [FileLayer; 3] = [BRONZE, SILVER, RAW_CSV];
     use std::sync::Arc;
 
     use arrow_array::{ArrayRef, Float64Array, Int64Array, StringArray};
@@ -603,7 +656,7 @@ mod tests {
     fn check_sharing(n: usize) {
         let dir = std::env::temp_dir().join(format!("writer-share-{}-{n}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
-        let writer = CompactWriter::open(&dir, 0).unwrap();
+        let writer = CompactWriter::open(&dir, 0, &TEST_LAYERS).unwrap();
         let texts: Vec<String> = (0..n)
             .map(|i| format!("{{\"n\": {i}, \"pad\": \"{}\"}}", "x".repeat(i % 50)))
             .collect();
@@ -623,7 +676,7 @@ mod tests {
                     values: &values,
                 };
                 let (file, copied) = writer
-                    .write_parquet_with(Layer::Silver, rows, 0, batch, shared)
+                    .write_parquet_with(SILVER, rows, 0, batch, shared)
                     .unwrap();
                 (placed(&writer, file), copied)
             };
@@ -695,7 +748,7 @@ mod tests {
     fn unique_numbers_get_no_dictionary_and_rising_ones_are_delta_encoded() {
         let dir = std::env::temp_dir().join(format!("writer-enc-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
-        let writer = CompactWriter::open(&dir, 0).unwrap();
+        let writer = CompactWriter::open(&dir, 0, &TEST_LAYERS).unwrap();
         let schema = Arc::new(Schema::new(vec![
             Field::new("card_id", DataType::Utf8, true),
             Field::new("offset", DataType::Int64, false),
@@ -715,7 +768,7 @@ mod tests {
             ],
         )
         .unwrap();
-        let staged = writer.write_parquet(Layer::Bronze, &rows, 0, 1).unwrap();
+        let staged = writer.write_parquet(BRONZE, &rows, 0, 1).unwrap();
         let path = placed(&writer, staged);
         let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap()).unwrap();
         let group = reader.metadata().row_group(0);
@@ -748,7 +801,7 @@ mod tests {
     fn numbers_and_times_carry_min_max_statistics_and_strings_none() {
         let dir = std::env::temp_dir().join(format!("writer-stats-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
-        let writer = CompactWriter::open(&dir, 0).unwrap();
+        let writer = CompactWriter::open(&dir, 0, &TEST_LAYERS).unwrap();
         let schema = Arc::new(Schema::new(vec![
             Field::new("card_id", DataType::Utf8, true),
             Field::new("offset", DataType::Int64, false),
@@ -761,7 +814,7 @@ mod tests {
             ],
         )
         .unwrap();
-        let staged = writer.write_parquet(Layer::Bronze, &rows, 0, 1).unwrap();
+        let staged = writer.write_parquet(BRONZE, &rows, 0, 1).unwrap();
         let path = placed(&writer, staged);
         let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap()).unwrap();
         let group = reader.metadata().row_group(0);
@@ -777,17 +830,14 @@ mod tests {
 
     #[test]
     fn names_are_deterministic_per_batch_and_recognised_for_retention() {
-        let name = CompactWriter::file_name(Layer::RawCsv, 1_762_500_638_730_729, 12);
+        let name = CompactWriter::file_name(RAW_CSV, 1_762_500_638_730_729, 12);
         assert_eq!(name, "raw_20251107_073038_12.csv");
-        assert_eq!(batch_of(Layer::RawCsv, &name), Some(12));
+        assert_eq!(batch_of(RAW_CSV, &name), Some(12));
         assert_eq!(
-            batch_of(Layer::Silver, "silver_20251107_073038_7.parquet"),
+            batch_of(SILVER, "silver_20251107_073038_7.parquet"),
             Some(7)
         );
-        assert_eq!(
-            batch_of(Layer::Silver, "bronze_20251107_073038_7.parquet"),
-            None
-        );
-        assert_eq!(batch_of(Layer::Silver, "silver_notes.parquet"), None);
+        assert_eq!(batch_of(SILVER, "bronze_20251107_073038_7.parquet"), None);
+        assert_eq!(batch_of(SILVER, "silver_notes.parquet"), None);
     }
 }

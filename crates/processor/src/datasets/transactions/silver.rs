@@ -6,8 +6,58 @@ use arrow_array::builder::{Float64Builder, StringBuilder, TimestampMicrosecondBu
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Schema, SchemaRef};
 
-use super::{field, kafka_ts as kafka_ts_of, placeholder, timestamp_type, DecodedBatch};
+use super::{Transactions, TxnBatch};
+use crate::engine::output::{Output, StageInput, Staged, Target};
 use crate::error::Result;
+use crate::outputs::columns::{field, kafka_ts as kafka_ts_of, placeholder, timestamp_type};
+use crate::outputs::files::{column_descr, encode_text_groups, FileLayer, Shared};
+
+pub const LAYER: FileLayer = FileLayer::parquet("silver");
+
+/// The silver output: one Parquet file of the valid transactions per batch.
+pub struct Silver;
+
+impl Output<Transactions> for Silver {
+    fn target(&self) -> Target {
+        Target::Files(LAYER)
+    }
+
+    fn own_thread(&self) -> bool {
+        true
+    }
+
+    fn stage(&self, input: &StageInput<'_, '_, Transactions>) -> Result<Staged> {
+        let batch = input.batch;
+        let n = batch.valid.len();
+        if n == 0 {
+            return Ok(Staged::nothing());
+        }
+        let rows = build(batch)?;
+        // Without rejects, `json_str` is bronze's `value`: the same encoded chunks. Otherwise the
+        // valid rows' payloads are encoded here.
+        let wait = || -> Result<Option<Vec<_>>> {
+            if batch.rejects.is_empty() {
+                return batch.value_chunks().map(Some);
+            }
+            let descr = column_descr(&rows.schema(), JSON_STR)?;
+            let valid = &batch.valid;
+            encode_text_groups(&descr, n, &|row| batch.text(valid[row].0)).map(Some)
+        };
+        let json = || json_column(batch);
+        let (file, _) = input.files.write_parquet_with(
+            LAYER,
+            &rows,
+            input.plan.planned_at,
+            input.plan.batch,
+            Shared {
+                column: JSON_STR,
+                wait: &wait,
+                values: &json,
+            },
+        )?;
+        Ok(Staged::file(n as u64, file))
+    }
+}
 
 /// The index of `json_str` in [`schema`].
 pub const JSON_STR: usize = 13;
@@ -36,14 +86,14 @@ pub fn schema() -> SchemaRef {
 }
 
 /// The `json_str` column: each valid row's payload.
-pub fn json_column(batch: &DecodedBatch<'_>) -> ArrayRef {
+pub fn json_column(batch: &TxnBatch<'_>) -> ArrayRef {
     batch.value_column(batch.valid.iter().map(|(i, _)| *i))
 }
 
 /// One pass over the rows, appending to every column; `json_str` is a [`placeholder`]: its
-/// chunks are encoded apart ([`crate::chunk`]) or copied from bronze, and [`json_column`] is the
+/// chunks are encoded apart ([`crate::outputs::files::chunk`]) or copied from bronze, and [`json_column`] is the
 /// writer's fallback.
-pub fn build(batch: &DecodedBatch<'_>) -> Result<RecordBatch> {
+pub fn build(batch: &TxnBatch<'_>) -> Result<RecordBatch> {
     let rows = &batch.valid;
     let n = rows.len();
     let text = |avg: usize| StringBuilder::with_capacity(n, n * avg);

@@ -5,8 +5,7 @@ use std::time::Duration;
 
 use txn_core::time::write_python_isoformat;
 
-use crate::layers::{DecodedBatch, Layer};
-use crate::source::OffsetRange;
+use super::source::OffsetRange;
 
 /// Everything the progress line says about one batch.
 #[derive(Debug, Default, Clone)]
@@ -14,7 +13,8 @@ pub struct BatchReport {
     pub batch: u64,
     pub rows: u64,
     pub bytes: u64,
-    pub layers: Vec<(Layer, u64)>,
+    /// Rows per output, in the dataset's order.
+    pub outputs: Vec<(String, u64)>,
     pub late: u64,
     pub lost: u64,
     pub read: Duration,
@@ -60,8 +60,8 @@ impl fmt::Display for BatchReport {
             if self.rerun { " (re-run)" } else { "" },
             self.rows
         )?;
-        for (layer, n) in &self.layers {
-            write!(f, " {}={n}", layer.folder())?;
+        for (output, n) in &self.outputs {
+            write!(f, " {output}={n}")?;
         }
         write!(f, " late={}", self.late)?;
         if self.lost > 0 {
@@ -97,20 +97,17 @@ impl fmt::Display for BatchReport {
     }
 }
 
-/// Logs the batch's line: as text (`batch 7: rows=…`), or, with `LOG_FORMAT=json`, the same
-/// text as the message and the report's figures as fields of the JSON object.
+/// Logs the batch's line: as text (`batch 7: rows=…`), or, with `LOG_FORMAT=json`, one JSON
+/// object with the same text as its message and the report's figures as fields, each output's
+/// rows under the output's name (the layout of the tracing JSON lines around it).
 pub fn log_batch(report: &BatchReport) {
     if !txn_core::telemetry::json_logs() {
         tracing::info!("[processor] {report}");
         return;
     }
-    let rows_of = |layer: Layer| {
-        report
-            .layers
-            .iter()
-            .find(|(l, _)| *l == layer)
-            .map_or(0, |(_, n)| *n)
-    };
+    if !tracing::enabled!(tracing::Level::INFO) {
+        return;
+    }
     let mut offsets = String::new();
     for r in report.ranges.iter().filter(|r| !r.is_empty()) {
         let _ = write!(offsets, "{}:[{},{}) ", r.partition, r.start, r.end);
@@ -124,55 +121,39 @@ pub fn log_batch(report: &BatchReport) {
         write_python_isoformat(&mut s, wm);
         s
     });
-    tracing::info!(
-        batch = report.batch,
-        rerun = report.rerun,
-        rows = report.rows,
-        bytes = report.bytes,
-        bronze = rows_of(Layer::Bronze),
-        silver = rows_of(Layer::Silver),
-        quarantine = rows_of(Layer::Quarantine),
-        raw_csv = rows_of(Layer::RawCsv),
-        gold = rows_of(Layer::Gold),
-        late = report.late,
-        lost = report.lost,
-        read_ms = ms(report.read),
-        decode_ms = ms(report.decode),
-        write_ms = ms(report.write),
-        commit_ms = ms(report.commit),
-        processed_rows_per_s = report.processed_rate().round(),
-        lag = report.lag(),
-        offsets = offsets.trim_end(),
-        quarantine_reasons = quarantine_reasons.trim_end(),
-        watermark = watermark.as_deref(),
-        "[processor] {report}"
-    );
-}
-
-/// A 10-row table of silver: event_time, card_id, amount, merchant, status.
-pub fn silver_preview(batch: &DecodedBatch<'_>) -> String {
-    let mut out = String::from(
-        "event_time                       | card_id  |     amount | merchant      | status\n",
-    );
-    for (_, t) in batch.valid.iter().take(10) {
-        let mut ts = String::new();
-        write_python_isoformat(&mut ts, t.event_time);
-        let amount = t
-            .amount
-            .map_or_else(|| "null".to_string(), |a| format!("{a:.2}"));
-        let _ = writeln!(
-            out,
-            "{ts:<32} | {:<8} | {amount:>10} | {:<13} | {}",
-            t.card_id.as_deref().unwrap_or("null"),
-            t.merchant.as_deref().unwrap_or("null"),
-            t.status.as_deref().unwrap_or("null"),
-        );
+    let mut fields = serde_json::Map::new();
+    fields.insert("message".into(), format!("[processor] {report}").into());
+    fields.insert("batch".into(), report.batch.into());
+    fields.insert("rerun".into(), report.rerun.into());
+    fields.insert("rows".into(), report.rows.into());
+    fields.insert("bytes".into(), report.bytes.into());
+    for (output, n) in &report.outputs {
+        fields.insert(output.clone(), (*n).into());
     }
-    let _ = write!(
-        out,
-        "({} of {} rows)",
-        batch.valid.len().min(10),
-        batch.valid.len()
+    fields.insert("late".into(), report.late.into());
+    fields.insert("lost".into(), report.lost.into());
+    fields.insert("read_ms".into(), ms(report.read).into());
+    fields.insert("decode_ms".into(), ms(report.decode).into());
+    fields.insert("write_ms".into(), ms(report.write).into());
+    fields.insert("commit_ms".into(), ms(report.commit).into());
+    fields.insert(
+        "processed_rows_per_s".into(),
+        report.processed_rate().round().into(),
     );
-    out
+    fields.insert("lag".into(), report.lag().into());
+    fields.insert("offsets".into(), offsets.trim_end().into());
+    fields.insert(
+        "quarantine_reasons".into(),
+        quarantine_reasons.trim_end().into(),
+    );
+    fields.insert("watermark".into(), watermark.into());
+    let line = serde_json::json!({
+        "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        "level": "INFO",
+        "fields": fields,
+    });
+    let mut text = line.to_string();
+    text.push('\n');
+    // One write of the whole line: it is not interleaved with other log lines.
+    let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), text.as_bytes());
 }

@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::source::OffsetRange;
 use crate::error::{Error, IoContext, Result};
-use crate::source::OffsetRange;
 
 /// How many batches of history to keep (as Spark's `minBatchesToRetain`).
 const RETAIN_BATCHES: u64 = 100;

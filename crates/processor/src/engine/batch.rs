@@ -1,0 +1,449 @@
+//! A batch's stages after the read, for any dataset: decode → operators → outputs staged → commit.
+//!
+//! A batch is first staged ([`Stages::stage`]: decoded, run through the operators, every output
+//! staged; nothing visible), then committed ([`Committer::commit`]: plan, files in place, the Kafka
+//! transaction, operator state, commit entry, retention). The commit touches only files, the
+//! checkpoint and the output topics, so it runs beside the next batch's stages; the checkpoint
+//! still sees one batch at a time, because a batch's plan is written by its own commit, after the
+//! previous commit.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tracing::info;
+
+use super::checkpoint::{BatchCommit, BatchPlan, Checkpoint, Recovery};
+use super::dataset::{Batch, Dataset, Derived};
+use super::operator;
+use super::output::{Output, Piece, StageInput, Staged, Target};
+use super::source::RawBatch;
+use crate::config::ProcessorConfig;
+use crate::error::{Error, Result};
+use crate::outputs::files::{CompactWriter, FileLayer, StagedFile};
+use crate::outputs::kafka::{KafkaTransactions, TopicRecord};
+use crate::{spawn, thread_cpu};
+
+/// Each output's staged piece, by output name.
+type NamedPieces = Vec<(String, Staged)>;
+
+/// A dataset with its file writer and committer: stages batches and hands them to the commit.
+pub struct Stages<D: Dataset> {
+    dataset: D,
+    /// The dataset's outputs (declared once, at start).
+    outputs: Vec<Box<dyn Output<D>>>,
+    topic: String,
+    writer: CompactWriter,
+    committer: Committer,
+    show_previews: bool,
+}
+
+/// What one batch's stages after the read produced.
+pub struct BatchOutcome {
+    pub commit: BatchCommit,
+    /// When the batch was planned (UTC microseconds): its commit latency starts there.
+    pub planned_at: i64,
+    /// Rows per output, in the dataset's order.
+    pub outputs: Vec<(String, u64)>,
+    /// Quarantined rows by reason code.
+    pub rejects: Vec<(&'static str, u64)>,
+    pub decode: Duration,
+    /// Operators and outputs staged.
+    pub write: Duration,
+    /// The operators alone (part of `write`).
+    pub operators: Duration,
+    /// The commit: plan, files in place, Kafka transaction, operator state, commit entry.
+    pub commit_time: Duration,
+}
+
+/// A batch whose outputs are staged: what its commit needs.
+#[must_use = "a staged batch is only visible once committed"]
+pub struct StagedBatch {
+    plan: BatchPlan,
+    /// A new batch's plan is written by its commit; a re-run's plan is on disk already.
+    write_plan: bool,
+    files: Vec<StagedFile>,
+    records: Vec<TopicRecord>,
+    commit: BatchCommit,
+    state: Vec<u8>,
+    outputs: Vec<(String, u64)>,
+    rejects: Vec<(&'static str, u64)>,
+    decode: Duration,
+    write: Duration,
+    operators: Duration,
+}
+
+/// Commits staged batches, one at a time and in order. Cheap to clone into the thread that
+/// commits beside the next batch's stages.
+#[derive(Clone)]
+pub struct Committer {
+    writer: CompactWriter,
+    checkpoint: Checkpoint,
+    file_layers: Vec<FileLayer>,
+    /// The topic outputs' transactions, when the dataset has any.
+    kafka: Option<Arc<KafkaTransactions>>,
+    /// A re-run batch whose Kafka transaction committed before the last run stopped.
+    kafka_done: Option<u64>,
+    test_pause_before_commit: Option<Duration>,
+}
+
+impl Committer {
+    /// Makes a staged batch durable and visible: its plan (when new) before any of its outputs
+    /// is visible, the files synced and renamed, the Kafka transaction (records and input
+    /// offsets), then the operators' state and the commit entry, then retention. The caller
+    /// commits batches in order, each after the previous one's commit.
+    pub fn commit(&self, staged: StagedBatch) -> Result<BatchOutcome> {
+        let t = Instant::now();
+        let plan = &staged.plan;
+        if staged.write_plan {
+            // The write-ahead entry: before any output of the batch is visible.
+            self.checkpoint.write_plan(plan)?;
+        }
+        self.writer.publish(staged.files)?;
+        if let Some(kafka) = &self.kafka {
+            if self.kafka_done == Some(plan.batch) {
+                info!(
+                    "[processor] batch {}: its Kafka transaction committed before the last stop: not produced again",
+                    plan.batch
+                );
+            } else {
+                kafka.commit(plan, &staged.records)?;
+            }
+        }
+        if let Some(pause) = self.test_pause_before_commit {
+            info!(
+                "[processor] test pause before the commit of batch {} ({pause:?})",
+                plan.batch
+            );
+            std::thread::sleep(pause);
+        }
+        self.checkpoint.write_state(plan.batch, &staged.state)?;
+        self.checkpoint.write_commit(&staged.commit)?;
+        for &layer in &self.file_layers {
+            self.writer.apply_retention(layer, plan.batch)?;
+        }
+        Ok(BatchOutcome {
+            commit: staged.commit,
+            planned_at: plan.planned_at,
+            outputs: staged.outputs,
+            rejects: staged.rejects,
+            decode: staged.decode,
+            write: staged.write,
+            operators: staged.operators,
+            commit_time: t.elapsed(),
+        })
+    }
+
+    /// Whether the batch's records go to Kafka topics (then its input offsets go to the
+    /// consumer group in the same transaction).
+    pub fn has_topic_outputs(&self) -> bool {
+        self.kafka.is_some()
+    }
+}
+
+impl<D: Dataset> Stages<D> {
+    /// Opens the output folders and the checkpoint, and restores the operators' state of the
+    /// last commit.
+    pub fn open(mut dataset: D, config: &ProcessorConfig) -> Result<(Self, Recovery)> {
+        let outputs = dataset.outputs();
+        let file_layers: Vec<FileLayer> = outputs
+            .iter()
+            .filter_map(|o| match o.target() {
+                Target::Files(layer) => Some(layer),
+                Target::Topic(_) => None,
+            })
+            .collect();
+        let writer =
+            CompactWriter::open(&config.output_path, config.max_files_per_sink, &file_layers)?;
+        let checkpoint = Checkpoint::open(&config.checkpoint_path(), &config.kafka.topic)?;
+        let recovery = checkpoint.recover()?;
+        if let Some(commit) = &recovery.last_commit {
+            if let Some(bytes) = checkpoint.read_state(commit.batch)? {
+                operator::restore_all(&mut dataset.operators(), &bytes).map_err(|detail| {
+                    Error::Checkpoint {
+                        path: checkpoint
+                            .root()
+                            .join("state")
+                            .join(commit.batch.to_string()),
+                        detail,
+                    }
+                })?;
+            }
+        }
+        let stages = Stages {
+            dataset,
+            outputs,
+            topic: config.kafka.topic.clone(),
+            committer: Committer {
+                writer: writer.clone(),
+                checkpoint,
+                file_layers,
+                kafka: None,
+                kafka_done: None,
+                test_pause_before_commit: config.test_pause_before_commit,
+            },
+            writer,
+            show_previews: config.show_previews,
+        };
+        Ok((stages, recovery))
+    }
+
+    /// The Kafka topics the dataset's outputs write to.
+    pub fn output_topics(&self) -> Vec<String> {
+        self.outputs
+            .iter()
+            .filter_map(|o| match o.target() {
+                Target::Topic(t) => Some(t),
+                Target::Files(_) => None,
+            })
+            .collect()
+    }
+
+    /// Commits the topic outputs through `kafka`; `done`: a re-run batch whose transaction
+    /// already committed.
+    pub fn use_kafka(&mut self, kafka: KafkaTransactions, done: Option<u64>) {
+        self.committer.kafka = Some(Arc::new(kafka));
+        self.committer.kafka_done = done;
+    }
+
+    pub fn checkpoint(&self) -> &Checkpoint {
+        &self.committer.checkpoint
+    }
+
+    /// What commits this dataset's batches.
+    pub fn committer(&self) -> Committer {
+        self.committer.clone()
+    }
+
+    /// Decodes a planned batch, runs it through the operators and stages every output. `new`:
+    /// the plan is not on disk yet (its commit writes it).
+    pub fn stage(
+        &mut self,
+        plan: BatchPlan,
+        new: bool,
+        mut raw: RawBatch,
+        lost: u64,
+    ) -> Result<StagedBatch> {
+        // Arrival order across partitions varies; (partition, offset) order makes every output of
+        // a re-run identical to the first attempt.
+        raw.messages
+            .sort_unstable_by_key(|m| (m.partition, m.offset));
+        let t = Instant::now();
+        let batch = Batch::<D>::decode(&raw);
+        let decode = t.elapsed();
+        tracing::debug!(
+            "[processor] batch {}: sorted and decoded in {decode:?}",
+            plan.batch
+        );
+
+        let t = Instant::now();
+        let (derived, staged, operators) = self.stage_outputs(&raw, &batch, &plan)?;
+        let write = t.elapsed();
+        if self.show_previews {
+            println!("{}", self.dataset.preview(&batch));
+        }
+        let mut files = Vec::new();
+        let mut records = Vec::new();
+        let mut outputs = Vec::with_capacity(staged.len());
+        for (name, s) in staged {
+            outputs.push((name, s.rows));
+            match s.piece {
+                Piece::Nothing => {}
+                Piece::File(f) => files.push(f),
+                Piece::Records(r) => records.extend(r),
+            }
+        }
+        let commit = BatchCommit {
+            batch: plan.batch,
+            rows: raw.messages.len() as u64,
+            layers: outputs.iter().cloned().collect(),
+            late_rows: derived.late(),
+            lost_offsets: lost,
+            watermark: derived.watermark(),
+        };
+        Ok(StagedBatch {
+            plan,
+            write_plan: new,
+            files,
+            records,
+            commit,
+            state: operator::snapshot_all(&self.dataset.operators()),
+            outputs,
+            rejects: batch.reject_counts(),
+            decode,
+            write,
+            operators,
+        })
+    }
+
+    /// Stages the outputs: those on their own thread beside the operators, then the others one
+    /// after the other with the operators' results. Returns the results, each output's piece (in
+    /// the dataset's order) and the operators' time.
+    fn stage_outputs<'a>(
+        &mut self,
+        raw: &'a RawBatch,
+        batch: &Batch<'a, D>,
+        plan: &BatchPlan,
+    ) -> Result<(D::Derived, NamedPieces, Duration)> {
+        let Stages {
+            dataset,
+            outputs,
+            topic,
+            writer,
+            ..
+        } = self;
+        let (topic, files): (&str, &CompactWriter) = (topic, writer);
+        let outputs: Vec<&dyn Output<D>> = outputs.iter().map(|o| &**o).collect();
+        std::thread::scope(|s| {
+            let threads: Vec<_> = outputs
+                .iter()
+                .enumerate()
+                .filter(|(_, o)| o.own_thread())
+                .map(|(i, o)| {
+                    let input = StageInput {
+                        raw,
+                        batch,
+                        derived: None,
+                        plan,
+                        topic,
+                        files,
+                    };
+                    let name = o.target().name();
+                    (
+                        i,
+                        spawn(s, &name.clone(), move || {
+                            timed(plan.batch, &name, || o.stage(&input))
+                        }),
+                    )
+                })
+                .collect();
+            let t = Instant::now();
+            let derived = dataset.operate(batch);
+            let operators = t.elapsed();
+            let mut staged: Vec<Option<Result<Staged>>> = outputs.iter().map(|_| None).collect();
+            for (i, o) in outputs.iter().enumerate().filter(|(_, o)| !o.own_thread()) {
+                let input = StageInput {
+                    raw,
+                    batch,
+                    derived: Some(&derived),
+                    plan,
+                    topic,
+                    files,
+                };
+                let result = timed(plan.batch, &o.target().name(), || o.stage(&input));
+                let failed = result.is_err();
+                staged[i] = Some(result);
+                if failed {
+                    break;
+                }
+            }
+            for (i, handle) in threads {
+                staged[i] =
+                    Some(handle.join().unwrap_or_else(|_| {
+                        Err(Error::Internal("an output thread panicked".into()))
+                    }));
+            }
+            let staged = outputs
+                .iter()
+                .zip(staged)
+                .filter_map(|(o, s)| s.map(|s| s.map(|s| (o.target().name(), s))))
+                .collect::<Result<Vec<_>>>()?;
+            Ok((derived, staged, operators))
+        })
+    }
+
+    /// [`Self::stage`] and [`Committer::commit`] one after the other.
+    pub fn process(
+        &mut self,
+        plan: BatchPlan,
+        new: bool,
+        raw: RawBatch,
+        lost: u64,
+    ) -> Result<BatchOutcome> {
+        let staged = self.stage(plan, new, raw, lost)?;
+        self.committer.commit(staged)
+    }
+}
+
+/// Runs `f`, logging (debug) how long it took and how much CPU its thread spent.
+fn timed<T>(batch: u64, output: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    let t = Instant::now();
+    let cpu = thread_cpu();
+    let out = f()?;
+    tracing::debug!(
+        "[processor] batch {batch}: {output} staged in {:?} ({:?} of CPU)",
+        t.elapsed(),
+        thread_cpu().saturating_sub(cpu)
+    );
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::datasets::transactions::Transactions;
+    use crate::engine::source::OffsetRange;
+    use crate::ProcessorConfig;
+    use clap::Parser;
+
+    fn files_in(dir: &std::path::Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .filter(|e| e.path().is_file())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_staged_batch_is_invisible_and_unplanned_until_its_commit() {
+        let root = std::env::temp_dir().join(format!("staged-batch-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let mut config = ProcessorConfig::try_parse_from(["processor"]).unwrap();
+        config.output_path = root.clone();
+        config.checkpoint_dir = Some(root.join("_chk"));
+        let (mut sink, _) = Stages::open(Transactions::new(&config), &config).unwrap();
+
+        let good = br#"{"txn_id": "t1", "event_ts": "2025-11-07T07:30:38.730729+00:00", "card_id": "c1", "amount": 12.5}"#;
+        let mut raw = RawBatch::default();
+        raw.push(0, 0, Some(0), Some(b"c1"), Some(good));
+        raw.push(0, 1, Some(0), Some(b"c1"), Some(b"not json"));
+        let plan = BatchPlan {
+            batch: 0,
+            planned_at: 1_762_500_638_730_729,
+            ranges: vec![OffsetRange {
+                partition: 0,
+                start: 0,
+                end: 2,
+            }],
+        };
+        let staged = sink.stage(plan, true, raw, 0).unwrap();
+        // Written, but only in staging; no plan and no commit yet.
+        for layer in ["bronze", "silver", "quarantine", "raw_csv"] {
+            assert!(files_in(&root.join(layer)).is_empty(), "{layer} is empty");
+            assert_eq!(
+                files_in(&root.join(layer).join("_staging")).len(),
+                1,
+                "{layer} staged"
+            );
+        }
+        assert!(files_in(&root.join("_chk/offsets")).is_empty());
+        assert!(sink.checkpoint().recover().unwrap().pending.is_none());
+
+        let outcome = sink.committer().commit(staged).unwrap();
+        assert_eq!(outcome.commit.rows, 2);
+        for layer in ["bronze", "silver", "quarantine", "raw_csv"] {
+            assert_eq!(files_in(&root.join(layer)).len(), 1, "{layer} in place");
+            assert!(files_in(&root.join(layer).join("_staging")).is_empty());
+        }
+        assert_eq!(files_in(&root.join("_chk/offsets")), vec!["0".to_string()]);
+        assert_eq!(files_in(&root.join("_chk/commits")), vec!["0".to_string()]);
+        let recovery = sink.checkpoint().recover().unwrap();
+        assert!(recovery.pending.is_none());
+        assert_eq!(recovery.next_batch, 1);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+}

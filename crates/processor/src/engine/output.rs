@@ -1,0 +1,108 @@
+//! An output is two-phase: staging a batch makes nothing visible, the commit makes it visible,
+//! and committing a re-run batch again changes nothing.
+//!
+//! An output only builds what a batch gives it ([`Output::stage`]): a file in staging, or the
+//! records of a Kafka topic. Where the staged pieces go and how they become visible belongs to
+//! the output's [`Target`]: files are synced and renamed ([`crate::outputs::files`]); records are
+//! produced in one Kafka transaction per batch ([`crate::outputs::kafka`]).
+
+use super::checkpoint::BatchPlan;
+use super::dataset::{Batch, Dataset};
+use super::source::RawBatch;
+use crate::error::Result;
+use crate::outputs::files::{CompactWriter, FileLayer, StagedFile};
+use crate::outputs::kafka::TopicRecord;
+
+/// One output of a dataset.
+pub trait Output<D: Dataset>: Send + Sync {
+    /// Where it writes: a folder of files, or a Kafka topic.
+    fn target(&self) -> Target;
+
+    /// Whether it is staged on a thread of its own, beside the operators and the other outputs
+    /// (the heavy ones); the others are staged one after the other once the operators are done.
+    fn own_thread(&self) -> bool {
+        false
+    }
+
+    /// Builds the batch's piece: nothing is visible until the engine commits it.
+    fn stage(&self, input: &StageInput<'_, '_, D>) -> Result<Staged>;
+}
+
+/// What an output writes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// One file per batch in a folder of `OUTPUT_PATH`.
+    Files(FileLayer),
+    /// Records of a Kafka topic.
+    Topic(String),
+}
+
+impl Target {
+    /// The output's name in logs, metrics and the checkpoint: its folder, or `topic:<name>`.
+    pub fn name(&self) -> String {
+        match self {
+            Target::Files(layer) => layer.folder.to_string(),
+            Target::Topic(topic) => format!("topic:{topic}"),
+        }
+    }
+}
+
+/// What an output is given to stage a batch.
+pub struct StageInput<'s, 'a, D: Dataset> {
+    pub raw: &'a RawBatch,
+    pub batch: &'s Batch<'a, D>,
+    /// The operators' results; `None` for outputs on their own thread (staged beside them).
+    pub derived: Option<&'s D::Derived>,
+    pub plan: &'s BatchPlan,
+    /// The input topic.
+    pub topic: &'s str,
+    pub files: &'s CompactWriter,
+}
+
+impl<D: Dataset> StageInput<'_, '_, D> {
+    /// The operators' results, for an output staged after them.
+    pub fn derived(&self) -> Result<&D::Derived> {
+        self.derived.ok_or_else(|| {
+            crate::Error::Internal(
+                "an output on its own thread cannot read the operators' results".into(),
+            )
+        })
+    }
+}
+
+/// A staged piece of one output, and the rows it holds.
+#[must_use = "a staged piece is only visible once committed"]
+pub struct Staged {
+    pub rows: u64,
+    pub piece: Piece,
+}
+
+pub enum Piece {
+    /// Nothing this batch (no file is written for no rows).
+    Nothing,
+    File(StagedFile),
+    Records(Vec<TopicRecord>),
+}
+
+impl Staged {
+    pub fn nothing() -> Self {
+        Staged {
+            rows: 0,
+            piece: Piece::Nothing,
+        }
+    }
+
+    pub fn file(rows: u64, file: StagedFile) -> Self {
+        Staged {
+            rows,
+            piece: Piece::File(file),
+        }
+    }
+
+    pub fn records(records: Vec<TopicRecord>) -> Self {
+        Staged {
+            rows: records.len() as u64,
+            piece: Piece::Records(records),
+        }
+    }
+}

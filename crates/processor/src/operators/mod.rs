@@ -1,0 +1,4 @@
+//! Stateful operators a dataset runs its records through. Each owns its state and implements
+//! [`crate::engine::operator::Operator`], so the engine snapshots it with every commit.
+
+pub mod windows;

@@ -1,0 +1,93 @@
+//! Arrow column helpers shared by the outputs of every dataset: typed timestamps, string
+//! columns from message bytes, and the stand-in for a payload column encoded apart.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use arrow_array::builder::StringBuilder;
+use arrow_array::{ArrayRef, TimestampMicrosecondArray};
+use arrow_schema::{DataType, Field, TimeUnit};
+
+use crate::engine::source::{RawBatch, RawMessage};
+
+/// A stand-in string column (all null) of `rows` rows for a payload column (`value`,
+/// `json_str`) whose chunks are encoded apart ([`crate::outputs::files::chunk`]) and copied into the file
+/// ([`crate::outputs::files::Shared`]); never written itself.
+pub fn placeholder(rows: usize) -> ArrayRef {
+    arrow_array::new_null_array(&DataType::Utf8, rows)
+}
+
+/// Parquet TIMESTAMP(MICROS, UTC): read as tz-aware values by pandas, DuckDB, polars and Spark.
+pub fn timestamp_type() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+}
+
+pub fn field(name: &str, data_type: DataType, nullable: bool) -> Field {
+    Field::new(name, data_type, nullable)
+}
+
+pub fn timestamps(values: impl Iterator<Item = Option<i64>>) -> ArrayRef {
+    Arc::new(TimestampMicrosecondArray::from_iter(values).with_timezone("UTC"))
+}
+
+/// Bytes as a string column value; invalid UTF-8 is replaced (U+FFFD), the reject says where.
+/// (The strict check first: it is several times faster than the lossy one on valid input.)
+pub fn lossy(bytes: Option<&[u8]>) -> Option<Cow<'_, str>> {
+    bytes.map(|b| match std::str::from_utf8(b) {
+        Ok(s) => Cow::Borrowed(s),
+        Err(_) => String::from_utf8_lossy(b),
+    })
+}
+
+pub fn strings<'s>(
+    len: usize,
+    bytes: usize,
+    values: impl Iterator<Item = Option<&'s str>>,
+) -> ArrayRef {
+    let mut b = StringBuilder::with_capacity(len, bytes);
+    for v in values {
+        b.append_option(v);
+    }
+    Arc::new(b.finish())
+}
+
+/// The message keys as a string column: one copy of each into one buffer. Invalid UTF-8 is
+/// replaced (U+FFFD) so the column stays a valid string column.
+pub fn key_column(raw: &RawBatch) -> ArrayRef {
+    let mut b = StringBuilder::with_capacity(raw.messages.len(), raw.messages.len() * 16);
+    for m in &raw.messages {
+        b.append_option(lossy(raw.key(m)));
+    }
+    Arc::new(b.finish())
+}
+
+/// Kafka's millisecond timestamp as microseconds.
+pub fn kafka_ts(m: &RawMessage) -> Option<i64> {
+    m.timestamp_ms.map(|ms| ms * 1000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::{Array, StringArray};
+
+    #[test]
+    fn the_key_column_keeps_every_key_and_replaces_what_is_not_utf8() {
+        let mut raw = RawBatch::default();
+        raw.push(0, 0, None, Some(b"card_1"), None);
+        raw.push(0, 1, None, None, None);
+        raw.push(0, 2, None, Some("São".as_bytes()), None);
+        let keys = key_column(&raw);
+        let keys = keys.as_any().downcast_ref::<StringArray>().unwrap();
+        assert_eq!(keys.value(0), "card_1");
+        assert!(keys.is_null(1));
+        assert_eq!(keys.value(2), "São");
+        raw.push(0, 3, None, Some(b"bad \xff key"), None);
+        let keys = key_column(&raw);
+        let keys = keys.as_any().downcast_ref::<StringArray>().unwrap();
+        assert_eq!(keys.len(), 4);
+        assert_eq!(keys.value(0), "card_1");
+        assert!(keys.is_null(1));
+        assert_eq!(keys.value(3), "bad \u{FFFD} key");
+    }
+}
