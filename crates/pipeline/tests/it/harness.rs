@@ -780,3 +780,32 @@ pub fn assert_each_offset_once(bootstrap: &str, out: &Path, expected: usize) -> 
     );
     topic
 }
+
+/// (card_id, window_start, window_end, txn_count, and the bits of sum, avg, max)
+pub type GoldRow = (String, i64, i64, i64, Option<u64>, Option<u64>, Option<u64>);
+
+pub fn gold_rows(out: &Path) -> Vec<GoldRow> {
+    let gold = read_layer(out, "gold");
+    let mut rows: Vec<_> = strings(&gold, "card_id")
+        .into_iter()
+        .zip(i64s(&gold, "window_start"))
+        .zip(i64s(&gold, "window_end"))
+        .zip(i64s(&gold, "txn_count"))
+        .zip(f64s(&gold, "sum_amount"))
+        .zip(f64s(&gold, "avg_amount"))
+        .zip(f64s(&gold, "max_amount"))
+        .map(|((((((c, s), e), n), sum), avg), max)| {
+            (
+                c.unwrap_or_default(),
+                s,
+                e,
+                n,
+                sum.map(f64::to_bits),
+                avg.map(f64::to_bits),
+                max.map(f64::to_bits),
+            )
+        })
+        .collect();
+    rows.sort();
+    rows
+}

@@ -623,3 +623,127 @@ fn kafka_readme_cli_commands_show_lag_zero_and_the_messages() {
         assert!(txn_core::decode(Some(l.as_bytes())).is_ok(), "{l}");
     }
 }
+
+#[test]
+#[ignore = "needs Apache Kafka (scripts/kafka.sh; scripts/test.sh runs it)"]
+fn kafka_a_topic_output_is_exactly_once_for_read_committed_across_sigkills_at_random_moments() {
+    const GOLD_TOPIC: &str = "gold-updates";
+    let broker = kafka(3);
+    broker.create_topic(GOLD_TOPIC, 3, &[]);
+    let out = Scratch::new("gold-topic");
+    let mut producer = spawn_producer(
+        &broker.bootstrap,
+        out.path(),
+        &[
+            "--msgs-per-sec",
+            "1000",
+            "--count",
+            "15000",
+            "--seed",
+            "23",
+            "--bad-ratio",
+            "0.02",
+            "--event-time-start",
+            "2025-11-07T07:30:00Z",
+        ],
+    );
+    // Update mode: every batch sends the windows it changed, so nearly every batch has records.
+    let args = [
+        "--trigger",
+        "0",
+        "--max-offsets-per-trigger",
+        "500",
+        "--gold-window",
+        "1 second",
+        "--gold-watermark-delay",
+        "2 seconds",
+        "--gold-output-mode",
+        "update",
+        "--gold-topic",
+        GOLD_TOPIC,
+    ];
+    let (mut kills, mut kills_after_kafka_commit) = (0, 0);
+    for i in 0..12 {
+        // Every third run is killed after its Kafka transaction committed and before its
+        // checkpoint commit: the next run must not send that batch again.
+        let after_kafka_commit = i % 3 == 1;
+        let envs: &[(&str, &str)] = if after_kafka_commit {
+            &[("PROCESSOR_TEST_PAUSE_BEFORE_COMMIT", "400 ms")]
+        } else {
+            &[]
+        };
+        let p = Processor::spawn(&broker.bootstrap, out.path(), &args, envs);
+        if after_kafka_commit {
+            if p.wait_for("test pause before the commit", Duration::from_secs(30))
+                .is_some()
+            {
+                kills_after_kafka_commit += 1;
+            }
+        } else {
+            p.wait_for("Connecting to", Duration::from_secs(20));
+            std::thread::sleep(Duration::from_millis(300 + rand_u64() % 1500));
+        }
+        p.signal(libc::SIGKILL);
+        p.wait();
+        kills += 1;
+    }
+    assert!(producer.wait().unwrap().success());
+    assert!(
+        kills_after_kafka_commit >= 3,
+        "kills between the Kafka commit and the checkpoint commit: {kills_after_kafka_commit}"
+    );
+    // The last run, undisturbed, with the same settings (available-now: process_all's trigger).
+    let last = process_all(&broker.bootstrap, out.path(), &args[2..]);
+    assert!(last.status.success());
+    assert_each_offset_once(&broker.bootstrap, out.path(), 15000);
+
+    // The topic holds exactly the rows of the gold files (themselves exactly once): each once.
+    let files = gold_rows(out.path());
+    assert!(files.len() > 500, "gold rows: {}", files.len());
+    let micros =
+        |v: &serde_json::Value| txn_core::time::parse_rfc3339_micros(v.as_str().unwrap()).unwrap();
+    let bits = |v: &serde_json::Value| v.as_f64().map(f64::to_bits);
+    let mut topic: Vec<GoldRow> = consume_topic(&broker.bootstrap, GOLD_TOPIC)
+        .iter()
+        .map(|m| {
+            let v: serde_json::Value = serde_json::from_slice(m.value.as_deref().unwrap()).unwrap();
+            let card = v["card_id"].as_str().unwrap_or_default().to_string();
+            assert_eq!(m.key.as_deref(), Some(card.as_bytes()), "keyed by card");
+            (
+                card,
+                micros(&v["window_start"]),
+                micros(&v["window_end"]),
+                v["txn_count"].as_i64().unwrap(),
+                bits(&v["sum_amount"]),
+                bits(&v["avg_amount"]),
+                bits(&v["max_amount"]),
+            )
+        })
+        .collect();
+    topic.sort();
+    assert_eq!(
+        topic.len(),
+        files.len(),
+        "as many messages as gold rows after {kills} SIGKILLs"
+    );
+    // serde_json reads a float back to within an ulp of what was written (exact round trips
+    // need its float_roundtrip feature), so the figures are compared to 1e-12.
+    let close = |a: Option<u64>, b: Option<u64>| match (a, b) {
+        (Some(a), Some(b)) => {
+            let (a, b) = (f64::from_bits(a), f64::from_bits(b));
+            (a - b).abs() <= 1e-12 * a.abs().max(b.abs()).max(1.0)
+        }
+        (a, b) => a == b,
+    };
+    for (t, f) in topic.iter().zip(&files) {
+        assert_eq!(
+            (&t.0, t.1, t.2, t.3),
+            (&f.0, f.1, f.2, f.3),
+            "the same windows"
+        );
+        assert!(
+            close(t.4, f.4) && close(t.5, f.5) && close(t.6, f.6),
+            "the same figures: {t:?} / {f:?}"
+        );
+    }
+}
