@@ -1,9 +1,13 @@
 //! RFC 3339 timestamps to and from UTC microseconds since the Unix epoch.
 //!
-//! Hand-written rather than taken from a date library: the parser sits on the processor's hot path
-//! (one call per record) and must accept exactly what the seed's producers write.
+//! The calendar (valid dates, day counts) and the formatting are chrono's. The parser's byte
+//! scanning stays hand-written: it sits on the processor's hot path (one call per record), is
+//! faster than `DateTime::parse_from_rfc3339` (BENCHMARKS.md, session 8) and accepts exactly what
+//! the seeds' producers write (chrono also takes leap seconds and more than 9 fraction digits).
 
 use std::fmt::Write as _;
+
+use chrono::{DateTime, NaiveDate, SecondsFormat};
 
 pub const MICROS_PER_SECOND: i64 = 1_000_000;
 
@@ -22,42 +26,10 @@ pub enum TimestampError {
     Offset,
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
-pub fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let m = i64::from(month);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// The date of a day count since 1970-01-01: (year, month, day).
-pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
-fn is_leap(year: i64) -> bool {
-    (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
-}
-
-fn days_in_month(year: i64, month: u32) -> u32 {
-    match month {
-        2 if is_leap(year) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
+/// Days since 1970-01-01 of a date, or `None` when there is no such date (month 13, 30 February).
+fn days_since_epoch(year: i64, month: u32, day: u32) -> Option<i64> {
+    let date = NaiveDate::from_ymd_opt(i32::try_from(year).ok()?, month, day)?;
+    Some(i64::from(date.to_epoch_days()))
 }
 
 fn digits(b: &[u8], at: usize, n: usize) -> Result<u32, TimestampError> {
@@ -93,10 +65,7 @@ pub fn parse_rfc3339_micros(s: &str) -> Result<i64, TimestampError> {
     let minute = digits(b, 14, 2)?;
     expect(b, 16, b":")?;
     let second = digits(b, 17, 2)?;
-    let year = i64::from(year);
-    if !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
-        return Err(TimestampError::Date);
-    }
+    let days = days_since_epoch(i64::from(year), month, day).ok_or(TimestampError::Date)?;
     if hour > 23 || minute > 59 || second > 59 {
         return Err(TimestampError::Time);
     }
@@ -143,7 +112,6 @@ pub fn parse_rfc3339_micros(s: &str) -> Result<i64, TimestampError> {
         _ => return Err(TimestampError::Shape),
     };
 
-    let days = days_from_civil(year, month, day);
     let seconds = days * 86_400 + i64::from(hour * 3600 + minute * 60 + second) - offset_seconds;
     Ok(seconds * MICROS_PER_SECOND + micros)
 }
@@ -151,42 +119,26 @@ pub fn parse_rfc3339_micros(s: &str) -> Result<i64, TimestampError> {
 /// Writes UTC microseconds the way Python's `datetime.isoformat()` does for an aware UTC value:
 /// `2025-11-07T07:30:38.730729+00:00`, and without the fraction when the microseconds are 0.
 pub fn write_python_isoformat(out: &mut String, micros: i64) {
-    let (date, secs, frac) = split(micros);
-    let (y, mo, d) = civil_from_days(date);
-    let _ = write!(
-        out,
-        "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    );
-    if frac != 0 {
-        let _ = write!(out, ".{frac:06}");
+    let format = if micros.rem_euclid(MICROS_PER_SECOND) == 0 {
+        SecondsFormat::Secs
+    } else {
+        SecondsFormat::Micros
+    };
+    match DateTime::from_timestamp_micros(micros) {
+        Some(t) => out.push_str(&t.to_rfc3339_opts(format, false)),
+        // Beyond chrono's ±262,000 years: no timestamp this pipeline parses or makes.
+        None => {
+            let _ = write!(out, "{micros} µs since the epoch");
+        }
     }
-    out.push_str("+00:00");
 }
 
 /// `YYYYmmdd_HHMMSS` in UTC, the time part of the seed's output file names.
 pub fn compact_utc(micros: i64) -> String {
-    let (date, secs, _) = split(micros);
-    let (y, mo, d) = civil_from_days(date);
-    format!(
-        "{y:04}{mo:02}{d:02}_{:02}{:02}{:02}",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
-}
-
-/// (days since epoch, seconds of the day, microseconds of the second)
-fn split(micros: i64) -> (i64, i64, i64) {
-    let secs_total = micros.div_euclid(MICROS_PER_SECOND);
-    let frac = micros.rem_euclid(MICROS_PER_SECOND);
-    (
-        secs_total.div_euclid(86_400),
-        secs_total.rem_euclid(86_400),
-        frac,
-    )
+    match DateTime::from_timestamp_micros(micros) {
+        Some(t) => t.format("%Y%m%d_%H%M%S").to_string(),
+        None => micros.to_string(),
+    }
 }
 
 /// The current wall-clock time in UTC microseconds.
@@ -276,14 +228,6 @@ mod tests {
         assert_eq!(iso(T0), "2025-11-07T07:30:38.730729+00:00");
         assert_eq!(iso(T0 - 730_729), "2025-11-07T07:30:38+00:00");
         assert_eq!(iso(T0 - 730_000), "2025-11-07T07:30:38.000729+00:00");
-    }
-
-    #[test]
-    fn civil_dates_round_trip_over_centuries() {
-        for days in (-800_000..800_000).step_by(97) {
-            let (y, m, d) = civil_from_days(days);
-            assert_eq!(days_from_civil(y, m, d), days);
-        }
     }
 
     #[test]
