@@ -110,7 +110,30 @@ pub enum Kind {
     Bad(&'static str),
 }
 
-/// Generates messages into reused buffers: `key()` and `payload()` hold the last one.
+/// A dataset's message generator: `next` makes a message into reused buffers, `key()` and
+/// `payload()` hold the last one.
+pub trait MessageGenerator: Send {
+    /// Generates the next message with event time `now_micros` (or before it, if late).
+    fn next(&mut self, now_micros: i64) -> Kind;
+    fn key(&self) -> &str;
+    fn payload(&self) -> &[u8];
+}
+
+impl MessageGenerator for Generator {
+    fn next(&mut self, now_micros: i64) -> Kind {
+        Generator::next(self, now_micros)
+    }
+
+    fn key(&self) -> &str {
+        Generator::key(self)
+    }
+
+    fn payload(&self) -> &[u8] {
+        Generator::payload(self)
+    }
+}
+
+/// Generates seed-000 transactions into reused buffers: `key()` and `payload()` hold the last one.
 pub struct Generator {
     rng: Rng,
     bad_ratio: f64,

@@ -1,5 +1,7 @@
-//! The producer of SPEC §1: seed-shaped card transactions into Kafka, keyed by `card_id`.
+//! The producer of SPEC §1: seed-shaped card transactions into Kafka, keyed by `card_id`; with
+//! `DATASET=events`, seed 001's events keyed by `id` ([`events`]).
 
+pub mod events;
 pub mod generator;
 pub mod pacer;
 
@@ -15,7 +17,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, Prod
 use rdkafka::ClientContext;
 use tracing::{error, info, warn};
 
-use generator::{Generator, Kind};
+use generator::{Generator, Kind, MessageGenerator};
 use pacer::Pacer;
 use txn_core::settings::parse_bool;
 use txn_core::time::{now_micros, parse_rfc3339_micros};
@@ -26,11 +28,15 @@ use txn_core::time::{now_micros, parse_rfc3339_micros};
 #[command(
     name = "producer",
     version,
-    about = "Generates seed-shaped card transactions into Kafka"
+    about = "Generates seed-shaped card transactions (or seed 001's events) into Kafka"
 )]
 pub struct ProducerConfig {
     #[command(flatten)]
     pub kafka: txn_core::settings::KafkaArgs,
+    /// What to generate: `transactions` (seed 000's card payments) or `events` (seed 001's
+    /// sensor events; then KAFKA_TOPIC defaults to `events` and MSGS_PER_SEC to 5)
+    #[arg(long, env = "DATASET", default_value = "transactions", value_parser = txn_core::settings::DATASETS)]
+    pub dataset: String,
     /// Target rate in messages per second; 0 or less sends as fast as possible
     #[arg(
         long,
@@ -235,7 +241,14 @@ pub fn run(config: &ProducerConfig, stop: &AtomicBool) -> anyhow::Result<Summary
     let seed = config
         .seed
         .unwrap_or_else(|| now_micros() as u64 ^ u64::from(std::process::id()) << 32);
-    let mut generator = Generator::new(seed, config.bad_ratio, config.late_ratio);
+    let mut generator: Box<dyn MessageGenerator> = match config.dataset.as_str() {
+        "events" => Box::new(events::EventGenerator::new(
+            seed,
+            config.bad_ratio,
+            config.late_ratio,
+        )),
+        _ => Box::new(Generator::new(seed, config.bad_ratio, config.late_ratio)),
+    };
     let step_micros = if config.msgs_per_sec > 0.0 {
         1e6 / config.msgs_per_sec
     } else {
@@ -262,7 +275,7 @@ pub fn run(config: &ProducerConfig, stop: &AtomicBool) -> anyhow::Result<Summary
             Kind::Late => late += 1,
             Kind::Valid => {}
         }
-        send(&producer, &config.kafka.topic, &generator, stop)?;
+        send(&producer, &config.kafka.topic, &*generator, stop)?;
         bytes += (generator.key().len() + generator.payload().len()) as u64;
         pacer.issue();
         issued += 1;
@@ -346,7 +359,7 @@ impl StallWatch {
 fn send(
     producer: &BaseProducer<Deliveries>,
     topic: &str,
-    g: &Generator,
+    g: &dyn MessageGenerator,
     stop: &AtomicBool,
 ) -> anyhow::Result<()> {
     let mut full_since: Option<Instant> = None;

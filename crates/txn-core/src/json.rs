@@ -38,6 +38,14 @@ pub enum Reject {
     },
     #[error("duplicate_field: {0} appears more than once")]
     DuplicateField(&'static str),
+    #[error("missing_field: {0} is missing or null")]
+    MissingField(&'static str),
+    #[error("bad_timestamp: {field}: {value:?} is not an RFC 3339 timestamp: {why}")]
+    BadTimestamp {
+        field: &'static str,
+        value: String,
+        why: TimestampError,
+    },
 }
 
 impl Reject {
@@ -54,6 +62,8 @@ impl Reject {
             Reject::WrongType { .. } => "wrong_type",
             Reject::OutOfRange { .. } => "out_of_range",
             Reject::DuplicateField(_) => "duplicate_field",
+            Reject::MissingField(_) => "missing_field",
+            Reject::BadTimestamp { .. } => "bad_timestamp",
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The one definition of the transaction record, shared by the producer, the processor and the tests.
 //!
 //! - [`record`]: the record and the seed's field order;
+//! - [`event`]: seed 001's event (the events dataset), encoded and decoded;
 //! - [`json`]: encoding to exactly the seed's JSON, and decoding bytes into a record or a [`json::Reject`];
 //! - [`time`]: RFC 3339 timestamps to and from UTC microseconds;
 //! - [`duration`]: Spark-style durations (`"30 seconds"`, `"500 ms"`);
@@ -8,6 +9,7 @@
 //! - [`telemetry`]: the Prometheus endpoint (`METRICS_ADDR`) and `LOG_FORMAT`.
 
 pub mod duration;
+pub mod event;
 pub mod json;
 pub mod record;
 pub mod settings;

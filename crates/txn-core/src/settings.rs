@@ -10,14 +10,25 @@ pub fn load_dotenv() -> Result<Option<std::path::PathBuf>, String> {
     let path = Path::new(".env");
     let loaded = match std::fs::read_to_string(path) {
         Ok(text) => {
-            for (name, value) in parse_dotenv(&text)? {
+            let pairs = parse_dotenv(&text)?;
+            let dataset = std::env::var("DATASET").ok().or_else(|| {
+                pairs
+                    .iter()
+                    .find(|(n, v)| n == "DATASET" && !v.is_empty())
+                    .map(|(_, v)| v.clone())
+            });
+            apply_dataset_defaults(dataset.as_deref());
+            for (name, value) in pairs {
                 if std::env::var_os(&name).is_none() && !value.is_empty() {
                     std::env::set_var(name, value);
                 }
             }
             Some(path.to_path_buf())
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            apply_dataset_defaults(std::env::var("DATASET").ok().as_deref());
+            None
+        }
         Err(e) => return Err(format!("cannot read .env: {e}")),
     };
     let empty: Vec<_> = std::env::vars_os()
@@ -28,6 +39,32 @@ pub fn load_dotenv() -> Result<Option<std::path::PathBuf>, String> {
         std::env::remove_var(name);
     }
     Ok(loaded)
+}
+
+/// The datasets both binaries serve (`DATASET`).
+pub const DATASETS: [&str; 2] = ["transactions", "events"];
+
+/// The settings whose defaults depend on the dataset: for a dataset other than `transactions`,
+/// these replace `.env`'s values (which are the transactions'), unless the environment sets them.
+pub fn dataset_defaults(dataset: &str) -> &'static [(&'static str, &'static str)] {
+    match dataset.trim().to_ascii_lowercase().as_str() {
+        // Seed 001: topic `events`, 5 messages a second, read from the beginning.
+        "events" => &[
+            ("KAFKA_TOPIC", "events"),
+            ("MSGS_PER_SEC", "5"),
+            ("STARTING_OFFSETS", "earliest"),
+            ("KAFKA_GROUP_ID", "events-processor"),
+        ],
+        _ => &[],
+    }
+}
+
+fn apply_dataset_defaults(dataset: Option<&str>) {
+    for (name, value) in dataset_defaults(dataset.unwrap_or("transactions")) {
+        if std::env::var_os(name).is_none() {
+            std::env::set_var(name, value);
+        }
+    }
 }
 
 /// Parses an env file the way docker compose reads `.env` and `env_file`: `NAME=value` lines,
