@@ -56,6 +56,33 @@ for layer in ("bronze", "silver"):
     print(f"{layer}: one file of {len(groups)} row groups {groups}")
 PY
 
+# The events dataset (seed 001) into the mixed run's output folder (its folders and checkpoint are
+# its own): 60,000 events over 60 s of event time, rejects but no late rows, checked with DuckDB.
+events_run() {
+    local dir=$1 count=60000
+    "$bin" broker --topic events --partitions 3 > "$dir/events-broker.out" 2> "$dir/events-broker.err" &
+    broker_pid=$!
+    for _ in $(seq 50); do grep -q '^bootstrap=' "$dir/events-broker.out" 2>/dev/null && break; sleep 0.1; done
+    local bootstrap
+    bootstrap=$(sed -n 's/^bootstrap=//p' "$dir/events-broker.out")
+    echo "--- events run: embedded broker at $bootstrap"
+    (cd "$dir" && DATASET=events "$bin" producer --bootstrap-servers "$bootstrap" --count "$count" \
+        --msgs-per-sec 0 --seed 23 --bad-ratio 0.02 --event-time-start 2025-11-06T07:00:00Z \
+        --log-every 20000) 2> "$dir/events-producer.log"
+    tail -n 1 "$dir/events-producer.log"
+    local bad
+    bad=$(sed -n 's/.*\[producer\] done: .* bad=\([0-9]*\) .*/\1/p' "$dir/events-producer.log")
+    (cd "$dir" && DATASET=events "$bin" processor --bootstrap-servers "$bootstrap" \
+        --output-path "$dir/data/output/parquet" --trigger available-now \
+        --max-offsets-per-trigger 15000) > "$dir/events-processor.out" 2> "$dir/events-processor.log"
+    grep -c 'batch [0-9]*:' "$dir/events-processor.log" | sed 's/^/events batches: /'
+    grep -q '^Batch: 0$' "$dir/events-processor.out" || { echo "no console table"; exit 1; }
+    python3 tests/python/check_events.py "$dir/data/output/parquet" "$((count - bad))"
+    kill "$broker_pid" 2>/dev/null; wait "$broker_pid" 2>/dev/null || true
+    broker_pid=
+}
+events_run "$work/mixed"
+
 # The README's Python snippets, run from a folder holding data/output/parquet as users have it.
 python3 - "$root/README.md" "$work/mixed" <<'PY'
 import os, re, subprocess, sys

@@ -44,6 +44,10 @@ fn parse_spark_duration(text: &str) -> Result<Duration, String> {
 pub struct ProcessorConfig {
     #[command(flatten)]
     pub kafka: txn_core::settings::KafkaArgs,
+    /// What to process: `transactions` (seed 000) or `events` (seed 001; then KAFKA_TOPIC
+    /// defaults to `events`, STARTING_OFFSETS to `earliest`, KAFKA_GROUP_ID to `events-processor`)
+    #[arg(long, env = "DATASET", default_value = "transactions", value_parser = txn_core::settings::DATASETS)]
+    pub dataset: String,
     /// Root folder of the layers (bronze/, silver/, gold/, quarantine/, raw_csv/, _chk/)
     #[arg(long, env = "OUTPUT_PATH", default_value = "./data/output/parquet")]
     pub output_path: PathBuf,
@@ -97,7 +101,8 @@ pub struct ProcessorConfig {
 }
 
 impl ProcessorConfig {
-    /// The checkpoint folder: SPARK_CHECKPOINT_DIR, else CHECKPOINT_DIR, else OUTPUT_PATH/_chk.
+    /// The checkpoint folder: SPARK_CHECKPOINT_DIR, else CHECKPOINT_DIR, else OUTPUT_PATH/_chk
+    /// (`_chk_events` for the events dataset, so both can share an OUTPUT_PATH).
     pub fn checkpoint_path(&self) -> PathBuf {
         self.checkpoint_dir
             .clone()
@@ -106,7 +111,10 @@ impl ProcessorConfig {
                     .filter(|v| !v.is_empty())
                     .map(PathBuf::from)
             })
-            .unwrap_or_else(|| self.output_path.join("_chk"))
+            .unwrap_or_else(|| match self.dataset.as_str() {
+                "transactions" => self.output_path.join("_chk"),
+                other => self.output_path.join(format!("_chk_{other}")),
+            })
     }
 
     pub fn validate(&self) -> Result<()> {

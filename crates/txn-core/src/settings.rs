@@ -1,6 +1,8 @@
 //! What every binary does before it reads its settings: `.env`, logging, and shared value parsers.
 
+use std::collections::BTreeSet;
 use std::path::Path;
+use std::sync::{Mutex, PoisonError};
 
 /// Loads `.env` from the working directory when present (variables already set in the process
 /// environment win, as with docker compose), then treats every empty variable as unset: compose
@@ -10,25 +12,16 @@ pub fn load_dotenv() -> Result<Option<std::path::PathBuf>, String> {
     let path = Path::new(".env");
     let loaded = match std::fs::read_to_string(path) {
         Ok(text) => {
-            let pairs = parse_dotenv(&text)?;
-            let dataset = std::env::var("DATASET").ok().or_else(|| {
-                pairs
-                    .iter()
-                    .find(|(n, v)| n == "DATASET" && !v.is_empty())
-                    .map(|(_, v)| v.clone())
-            });
-            apply_dataset_defaults(dataset.as_deref());
-            for (name, value) in pairs {
+            let mut from_file = FROM_DOTENV.lock().unwrap_or_else(PoisonError::into_inner);
+            for (name, value) in parse_dotenv(&text)? {
                 if std::env::var_os(&name).is_none() && !value.is_empty() {
-                    std::env::set_var(name, value);
+                    std::env::set_var(&name, value);
+                    from_file.insert(name);
                 }
             }
             Some(path.to_path_buf())
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            apply_dataset_defaults(std::env::var("DATASET").ok().as_deref());
-            None
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(format!("cannot read .env: {e}")),
     };
     let empty: Vec<_> = std::env::vars_os()
@@ -38,14 +31,19 @@ pub fn load_dotenv() -> Result<Option<std::path::PathBuf>, String> {
     for name in empty {
         std::env::remove_var(name);
     }
+    apply_dataset_defaults(std::env::var("DATASET").ok().as_deref());
     Ok(loaded)
 }
+
+/// The variables `.env` set (a dataset's defaults replace them; the environment's stay).
+static FROM_DOTENV: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
 
 /// The datasets both binaries serve (`DATASET`).
 pub const DATASETS: [&str; 2] = ["transactions", "events"];
 
 /// The settings whose defaults depend on the dataset: for a dataset other than `transactions`,
-/// these replace `.env`'s values (which are the transactions'), unless the environment sets them.
+/// these replace `.env`'s values (which are the transactions'), unless the environment or a flag
+/// sets them.
 pub fn dataset_defaults(dataset: &str) -> &'static [(&'static str, &'static str)] {
     match dataset.trim().to_ascii_lowercase().as_str() {
         // Seed 001: topic `events`, 5 messages a second, read from the beginning.
@@ -59,12 +57,27 @@ pub fn dataset_defaults(dataset: &str) -> &'static [(&'static str, &'static str)
     }
 }
 
-fn apply_dataset_defaults(dataset: Option<&str>) {
+/// Sets the dataset's defaults where neither the environment nor a flag sets them (a value `.env`
+/// gave is replaced). Call at start, before any thread is spawned.
+pub fn apply_dataset_defaults(dataset: Option<&str>) {
+    let from_file = FROM_DOTENV.lock().unwrap_or_else(PoisonError::into_inner);
     for (name, value) in dataset_defaults(dataset.unwrap_or("transactions")) {
-        if std::env::var_os(name).is_none() {
+        if std::env::var_os(name).is_none() || from_file.contains(*name) {
             std::env::set_var(name, value);
         }
     }
+}
+
+/// The value of `--dataset` among command-line arguments (`--dataset events` or
+/// `--dataset=events`), which selects the dataset's defaults as `DATASET` does.
+pub fn dataset_flag(args: &[String]) -> Option<&str> {
+    args.iter().enumerate().find_map(|(i, a)| {
+        a.strip_prefix("--dataset=").or_else(|| {
+            (a == "--dataset")
+                .then(|| args.get(i + 1).map(String::as_str))
+                .flatten()
+        })
+    })
 }
 
 /// Parses an env file the way docker compose reads `.env` and `env_file`: `NAME=value` lines,

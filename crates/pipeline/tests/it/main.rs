@@ -4,6 +4,7 @@
 
 mod compose_tests;
 mod config_tests;
+mod events_tests;
 mod exactly_once_tests;
 mod harness;
 mod kafka_tests;

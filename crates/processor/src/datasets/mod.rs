@@ -1,6 +1,7 @@
 //! The datasets, one folder each. A dataset implements [`crate::engine::Dataset`]: its record
 //! decoder, its operators and its outputs; registering it is one arm in [`run`].
 
+pub mod events;
 pub mod transactions;
 
 use std::sync::atomic::AtomicBool;
@@ -10,9 +11,6 @@ use crate::engine;
 use crate::error::Result;
 use crate::RunSummary;
 
-/// The dataset this processor serves (the `dataset` label of its metrics).
-pub const NAME: &str = "transactions";
-
 /// Runs the configured dataset until `stop` (or, with `drain`, until what is in the topic when it
 /// is set is processed).
 pub fn run(
@@ -20,5 +18,8 @@ pub fn run(
     stop: &AtomicBool,
     drain: Option<&AtomicBool>,
 ) -> Result<RunSummary> {
-    engine::run_with_drain(transactions::Transactions::new(config), config, stop, drain)
+    match config.dataset.as_str() {
+        "events" => engine::run_with_drain(events::Events::new(config), config, stop, drain),
+        _ => engine::run_with_drain(transactions::Transactions::new(config), config, stop, drain),
+    }
 }

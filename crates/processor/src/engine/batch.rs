@@ -249,6 +249,7 @@ impl<D: Dataset> Stages<D> {
             match s.piece {
                 Piece::Nothing => {}
                 Piece::File(f) => files.push(f),
+                Piece::Files(f) => files.extend(f),
                 Piece::Records(r) => records.extend(r),
             }
         }

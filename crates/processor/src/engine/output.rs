@@ -81,6 +81,8 @@ pub enum Piece {
     /// Nothing this batch (no file is written for no rows).
     Nothing,
     File(StagedFile),
+    /// Several files (Hive partitions).
+    Files(Vec<StagedFile>),
     Records(Vec<TopicRecord>),
 }
 

@@ -18,6 +18,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::engine::dataset::Derived;
 use crate::engine::operator::Operator;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -320,6 +321,16 @@ impl TumblingWindows {
                 .set(key.map(str::to_owned), agg);
         }
         Ok(())
+    }
+}
+
+impl Derived for WindowBatch {
+    fn late(&self) -> u64 {
+        self.late
+    }
+
+    fn watermark(&self) -> Option<i64> {
+        self.watermark
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod bronze;
 pub mod columns;
+pub mod console;
 pub mod files;
 pub mod kafka;
 pub mod quarantine;

@@ -13,7 +13,7 @@ use txn_core::time::write_python_isoformat;
 use txn_core::{Reject, Transaction};
 
 use crate::config::ProcessorConfig;
-use crate::engine::dataset::{Batch, Dataset, Derived};
+use crate::engine::dataset::{Batch, Dataset};
 use crate::engine::operator::Operator;
 use crate::engine::output::Output;
 use crate::operators::windows::{TumblingWindows, WindowBatch};
@@ -80,16 +80,6 @@ impl Dataset for Transactions {
 
     fn preview(&self, batch: &TxnBatch<'_>) -> String {
         silver_preview(batch)
-    }
-}
-
-impl Derived for WindowBatch {
-    fn late(&self) -> u64 {
-        self.late
-    }
-
-    fn watermark(&self) -> Option<i64> {
-        self.watermark
     }
 }
 

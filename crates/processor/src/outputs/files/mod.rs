@@ -231,6 +231,28 @@ impl CompactWriter {
         (dir.join(STAGING).join(&name), dir.join(name))
     }
 
+    /// Writes one Parquet file of a Hive partition (`<folder>/<partition>/<name>`, e.g.
+    /// `events/id=3/…`) into the layer's staging folder; publishing creates the partition folder.
+    pub fn write_parquet_partition(
+        &self,
+        layer: FileLayer,
+        partition: &str,
+        rows: &RecordBatch,
+        planned_at: i64,
+        batch: u64,
+    ) -> Result<StagedFile> {
+        let name = Self::file_name(layer, planned_at, batch);
+        let dir = self.root.join(layer.folder());
+        // `=` cannot start a final name of ours, so staged partition files never collide.
+        let staged = dir.join(STAGING).join(format!("{partition}={name}"));
+        let fin = dir.join(partition).join(name);
+        let file =
+            File::create(&staged).io_context(|| format!("cannot create {}", staged.display()))?;
+        let out = BufWriter::with_capacity(1 << 20, file);
+        let file_writer = encode_file(out, rows)?;
+        staged_file(file_writer.into_inner()?, staged, fin)
+    }
+
     /// Writes one Parquet file for the layer's rows of this batch into staging.
     pub fn write_parquet(
         &self,
@@ -363,9 +385,17 @@ impl CompactWriter {
         })?;
         let mut folders: Vec<&Path> = Vec::new();
         for f in &files {
+            let folder = f.fin.parent().unwrap_or(Path::new("."));
+            if !folder.exists() {
+                // A new Hive partition: its folder, then the entry in its parent, made durable.
+                fs::create_dir_all(folder)
+                    .io_context(|| format!("cannot create {}", folder.display()))?;
+                if let Some(parent) = folder.parent() {
+                    sync_dir(parent)?;
+                }
+            }
             fs::rename(&f.staged, &f.fin)
                 .io_context(|| format!("cannot move {} into place", f.staged.display()))?;
-            let folder = f.fin.parent().unwrap_or(Path::new("."));
             if !folders.contains(&folder) {
                 folders.push(folder);
             }
@@ -381,8 +411,27 @@ impl CompactWriter {
             return Ok(0);
         }
         let dir = self.root.join(layer.folder());
-        let mut files: Vec<(u64, PathBuf)> = Vec::new();
+        let mut deleted = self.retain_in(&dir, layer, last_committed)?;
+        // Hive partitions (`id=3/`): the newest files of each are kept.
         for entry in fs::read_dir(&dir).io_context(|| format!("cannot list {}", dir.display()))? {
+            let path = entry
+                .io_context(|| format!("cannot list {}", dir.display()))?
+                .path();
+            let partition = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.contains('=') && !n.starts_with('_'));
+            if partition && path.is_dir() {
+                deleted += self.retain_in(&path, layer, last_committed)?;
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// Retention in one folder.
+    fn retain_in(&self, dir: &Path, layer: FileLayer, last_committed: u64) -> Result<usize> {
+        let mut files: Vec<(u64, PathBuf)> = Vec::new();
+        for entry in fs::read_dir(dir).io_context(|| format!("cannot list {}", dir.display()))? {
             let path = entry
                 .io_context(|| format!("cannot list {}", dir.display()))?
                 .path();
