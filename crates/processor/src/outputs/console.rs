@@ -1,10 +1,13 @@
 //! Rows printed as Spark's console sink prints them (`df.writeStream.format("console")`): a
-//! `Batch: N` header, then a `show()` table of at most 20 rows.
+//! `Batch: N` header, then a `show()` table of at most 20 rows, cells left-aligned (the console
+//! sink's `truncate=false`, as in the seed's output).
 
 use std::fmt::Write as _;
 
 /// Spark's `show()` limit.
 const MAX_ROWS: usize = 20;
+/// Spark's narrowest column.
+const MIN_WIDTH: usize = 3;
 
 /// The console sink's text for one batch: header, table, and how many rows were left out.
 pub fn spark_table(batch: u64, headers: &[&str], rows: &[Vec<String>]) -> String {
@@ -16,9 +19,9 @@ pub fn spark_table(batch: u64, headers: &[&str], rows: &[Vec<String>]) -> String
             shown
                 .iter()
                 .map(|r| r.get(c).map_or(0, |v| v.chars().count()))
-                .chain([h.chars().count()])
+                .chain([h.chars().count(), MIN_WIDTH])
                 .max()
-                .unwrap_or(0)
+                .unwrap_or(MIN_WIDTH)
         })
         .collect();
     let rule: String = widths.iter().fold(String::from("+"), |mut s, w| {
