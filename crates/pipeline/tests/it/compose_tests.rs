@@ -719,25 +719,28 @@ fn the_image_is_built_by_the_producer_service_only_and_reused_by_the_processor()
             .map(|(n, _)| n.as_str())
             .collect();
         assert_eq!(
-            users,
-            ["processor"],
+            users.first(),
+            Some(&"processor"),
             "{}: other services on {image}",
             compose.file
         );
-        // Compose v2 builds before it creates any container; `never` keeps it from pulling an
-        // image that exists nowhere but here. Compose v1 builds in file order: builder first.
-        assert_eq!(
-            compose.field("processor", "pull_policy"),
-            "never",
-            "{}",
-            compose.file
-        );
         let position = |name: &str| compose.services().iter().position(|(n, _)| n == name);
-        assert!(
-            position("producer") < position("processor"),
-            "{}: the producer (which builds) must come before the processor",
-            compose.file
-        );
+        for user in &users {
+            // Compose v2 builds before it creates any container; `never` keeps it from pulling
+            // an image that exists nowhere but here. Compose v1 builds in file order: builder
+            // first.
+            assert_eq!(
+                compose.field(user, "pull_policy"),
+                "never",
+                "{}: {user}",
+                compose.file
+            );
+            assert!(
+                position("producer") < position(user),
+                "{}: the producer (which builds) must come before {user}",
+                compose.file
+            );
+        }
         let build = compose.service("producer").get("build").unwrap();
         let (context, dockerfile) = match build {
             Yaml::Scalar(context) => (context.as_str(), "Dockerfile"),
@@ -836,6 +839,13 @@ fn every_long_running_service_restarts_unless_stopped() {
         for name in ["kafka", "producer", "processor"] {
             assert!(long_running.contains(&name), "{}: no {name}", compose.file);
         }
+        for name in ["events-producer", "events-processor"] {
+            assert!(
+                !compose.has_service(name) || long_running.contains(&name),
+                "{}: {name} does not restart",
+                compose.file
+            );
+        }
     }
     assert!(Compose::load(DEFAULT_FILE).has_service("zookeeper"));
 }
@@ -882,6 +892,14 @@ fn producer_and_processor_are_given_longer_to_stop_than_their_flush_and_commit()
             compose.file,
             grace("processor")
         );
+        for (service, bound) in [
+            ("events-producer", producer_bound),
+            ("events-processor", processor_bound),
+        ] {
+            if compose.has_service(service) {
+                assert!(grace(service) >= bound, "{}: {service}", compose.file);
+            }
+        }
     }
 }
 
@@ -1391,4 +1409,49 @@ fn the_yaml_reader_reads_the_forms_the_compose_files_use() {
         "*\n!crates/\n**/target/"
     ));
     assert!(!in_build_context(".env", "*\n!crates/"));
+}
+
+#[test]
+fn the_events_profile_runs_seed_001_on_its_own_topic_group_and_folders() {
+    let compose = Compose::load(DEFAULT_FILE);
+    for service in ["events-producer", "events-processor"] {
+        let s = compose.service(service);
+        let profiles: Vec<&str> = s
+            .get("profiles")
+            .map(Yaml::items)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|p| p.str())
+            .collect();
+        assert_eq!(
+            profiles,
+            ["events"],
+            "{service}: only in the events profile"
+        );
+        let env = s.get("environment").unwrap();
+        let var = |name: &str| env.get(name).and_then(Yaml::str).unwrap_or_default();
+        assert_eq!(var("DATASET"), "events", "{service}");
+        // .env's KAFKA_TOPIC is the transactions': the service must set its own.
+        assert_eq!(var("KAFKA_TOPIC"), "events", "{service}");
+    }
+    let processor = compose
+        .service("events-processor")
+        .get("environment")
+        .unwrap();
+    assert_eq!(
+        processor.get("KAFKA_GROUP_ID").and_then(Yaml::str),
+        Some("events-processor"),
+        "a group of its own"
+    );
+    assert_eq!(
+        processor.get("STARTING_OFFSETS").and_then(Yaml::str),
+        Some("earliest"),
+        "as the seed"
+    );
+    let init = compose.service("kafka-init").get("command").unwrap();
+    let script: String = init.items().iter().filter_map(|c| c.str()).collect();
+    assert!(
+        script.contains("events") && script.contains("--create"),
+        "kafka-init creates the events topic: {script}"
+    );
 }
