@@ -16,7 +16,8 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use pipeline::broker::EmbeddedBroker;
 use processor::checkpoint::BatchPlan;
 use processor::source::{OffsetRange, RawBatch};
-use producer::generator::Generator;
+use producer::events::EventGenerator;
+use producer::generator::{Generator, MessageGenerator};
 
 #[derive(Parser)]
 #[command(
@@ -118,6 +119,9 @@ struct Filled {
     /// 100,000 keeps peak RSS under 512 MiB (the next batch is read while one is written)
     #[arg(long, default_value_t = 100_000)]
     max_offsets_per_trigger: u64,
+    /// The messages and the processor's dataset: `transactions` or `events` (seed 001's)
+    #[arg(long, default_value = "transactions", value_parser = txn_core::settings::DATASETS)]
+    dataset: String,
     #[command(flatten)]
     fill: Fill,
 }
@@ -135,7 +139,7 @@ impl Filled {
         }
         let (broker, bootstrap) = self.broker.start("transactions", partitions)?;
         let t = Instant::now();
-        let bytes = fill(&bootstrap, messages, partitions, &self.fill)?;
+        let bytes = fill(&bootstrap, messages, partitions, &self.fill, &self.dataset)?;
         println!(
             "filled {messages} messages ({:.0} MB) over {partitions} partitions in {:.1} s ({:.0} msg/s), producer batches of up to {} bytes, linger {} ms, broker {}",
             bytes as f64 / 1e6,
@@ -238,14 +242,23 @@ fn bench_producer(
 /// The batch size matters to the mock only: it finds a fetch's batch by walking the partition's
 /// batches from the first, so its cost grows with the square of their number, where a Kafka
 /// broker looks the offset up in an index.
-fn fill(bootstrap: &str, messages: u64, partitions: i32, fill: &Fill) -> anyhow::Result<u64> {
+fn fill(
+    bootstrap: &str,
+    messages: u64,
+    partitions: i32,
+    fill: &Fill,
+    dataset: &str,
+) -> anyhow::Result<u64> {
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("linger.ms", fill.linger_ms.to_string())
         .set("batch.size", fill.bytes.to_string())
         .set("queue.buffering.max.messages", "500000")
         .create()?;
-    let mut g = Generator::new(7, 0.0, 0.0);
+    let mut g: Box<dyn MessageGenerator> = match dataset {
+        "events" => Box::new(EventGenerator::new(7, 0.0, 0.0)),
+        _ => Box::new(Generator::new(7, 0.0, 0.0)),
+    };
     let mut bytes = 0u64;
     let now = txn_core::time::now_micros();
     for i in 0..messages {
@@ -288,6 +301,7 @@ fn bench_processor(filled: &Filled) -> anyhow::Result<()> {
         .arg(&out)
         .arg("--max-offsets-per-trigger")
         .arg(filled.max_offsets_per_trigger.to_string())
+        .args(["--dataset", &filled.dataset, "--topic", "transactions"])
         .current_dir(&out)
         .stderr(Stdio::piped())
         .spawn()
