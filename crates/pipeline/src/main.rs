@@ -69,6 +69,8 @@ fn main() -> ExitCode {
     let Some(stop) = txn_core::settings::startup("pipeline") else {
         return ExitCode::from(2);
     };
+    // DATASET=events runs seed 001's pipeline (the local stack has no --dataset flag).
+    txn_core::settings::apply_dataset_defaults(&[]);
     let cli = Cli::parse_from(args);
     let result = match cli.command {
         Some(Command::Broker { topic }) => serve_broker(&topic, &stop),

@@ -96,9 +96,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = String>) -> ExitCode {
         return ExitCode::from(2);
     };
     let args: Vec<String> = args.into_iter().collect();
-    if let Some(dataset) = txn_core::settings::dataset_flag(&args) {
-        txn_core::settings::apply_dataset_defaults(Some(dataset));
-    }
+    txn_core::settings::apply_dataset_defaults(&args);
     let config = ProcessorConfig::try_parse_from(args).unwrap_or_else(|e| e.exit());
     if let Some(addr) = &config.metrics_addr {
         match txn_core::telemetry::serve_metrics(addr, &config.dataset, &config.kafka.topic) {

@@ -36,11 +36,21 @@ struct Wire<'a> {
 /// Decodes one message's text into an event. `id` must be an integer, `ts` an RFC 3339 string,
 /// `value` a number; `source` may be missing or null. Other fields are ignored.
 pub fn decode_event(text: &str) -> Result<Event<'_>, Reject> {
+    // serde fills a struct from a JSON array too: only an object is an event.
+    if !text.trim_start().starts_with('{') {
+        return Err(match serde_json::from_str::<serde::de::IgnoredAny>(text) {
+            Ok(_) => Reject::NotAnObject,
+            Err(e) => Reject::MalformedJson(e.to_string()),
+        });
+    }
     let wire: Wire<'_> = serde_json::from_str(text).map_err(|e| {
-        if e.is_data() && !text.trim_start().starts_with('{') {
-            Reject::NotAnObject
-        } else {
-            Reject::MalformedJson(e.to_string())
+        let message = e.to_string();
+        match ["id", "ts", "value", "source"]
+            .into_iter()
+            .find(|f| message.starts_with(&format!("duplicate field `{f}`")))
+        {
+            Some(field) => Reject::DuplicateField(field),
+            None => Reject::MalformedJson(message),
         }
     })?;
     fn present<'r>(field: &'static str, raw: Option<&'r RawValue>) -> Result<&'r str, Reject> {

@@ -31,7 +31,6 @@ pub fn load_dotenv() -> Result<Option<std::path::PathBuf>, String> {
     for name in empty {
         std::env::remove_var(name);
     }
-    apply_dataset_defaults(std::env::var("DATASET").ok().as_deref());
     Ok(loaded)
 }
 
@@ -57,11 +56,16 @@ pub fn dataset_defaults(dataset: &str) -> &'static [(&'static str, &'static str)
     }
 }
 
-/// Sets the dataset's defaults where neither the environment nor a flag sets them (a value `.env`
-/// gave is replaced). Call at start, before any thread is spawned.
-pub fn apply_dataset_defaults(dataset: Option<&str>) {
+/// Sets the defaults of the dataset that `--dataset` among `args`, else `DATASET`, selects,
+/// where the environment does not set them (a value `.env` gave is replaced; flags win anyway).
+/// Call after `.env` is loaded, before the settings are parsed.
+pub fn apply_dataset_defaults(args: &[String]) {
+    let from_env = std::env::var("DATASET").ok();
+    let dataset = dataset_flag(args)
+        .or(from_env.as_deref())
+        .unwrap_or("transactions");
     let from_file = FROM_DOTENV.lock().unwrap_or_else(PoisonError::into_inner);
-    for (name, value) in dataset_defaults(dataset.unwrap_or("transactions")) {
+    for (name, value) in dataset_defaults(dataset) {
         if std::env::var_os(name).is_none() || from_file.contains(*name) {
             std::env::set_var(name, value);
         }
@@ -183,6 +187,24 @@ pub fn parse_bool(text: &str) -> Result<bool, String> {
 #[cfg(test)]
 mod tests {
     use super::{parse_bool, parse_dotenv};
+
+    #[test]
+    fn the_dataset_flag_is_found_in_both_spellings_and_events_has_its_own_defaults() {
+        let args = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        use super::{dataset_defaults, dataset_flag};
+        assert_eq!(
+            dataset_flag(&args(&["processor", "--dataset", "events"])),
+            Some("events")
+        );
+        assert_eq!(
+            dataset_flag(&args(&["processor", "--dataset=events", "-x"])),
+            Some("events")
+        );
+        assert_eq!(dataset_flag(&args(&["processor", "--dataset"])), None);
+        assert_eq!(dataset_flag(&args(&["processor", "--topic", "x"])), None);
+        assert!(dataset_defaults("transactions").is_empty());
+        assert!(dataset_defaults("EVENTS").contains(&("KAFKA_TOPIC", "events")));
+    }
 
     #[test]
     fn dotenv_lines_as_docker_compose_reads_them() {

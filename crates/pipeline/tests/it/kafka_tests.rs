@@ -584,7 +584,8 @@ fn kafka_readme_cli_commands_show_lag_zero_and_the_messages() {
         out.path(),
         &["--msgs-per-sec", "0", "--count", "500", "--seed", "81"],
     );
-    process_all(&broker.bootstrap, out.path(), &[]);
+    let run = process_all(&broker.bootstrap, out.path(), &[]);
+    let log = String::from_utf8_lossy(&run.stderr).into_owned();
 
     // The README's commands, as written there, with this broker's address.
     let groups = kafka_sh(&[
@@ -599,7 +600,11 @@ fn kafka_readme_cli_commands_show_lag_zero_and_the_messages() {
         .lines()
         .filter(|l| l.split_whitespace().nth(1) == Some(TOPIC))
         .collect();
-    assert_eq!(rows_of_topic.len(), 3, "one row per partition: {groups}");
+    assert_eq!(
+        rows_of_topic.len(),
+        3,
+        "one row per partition: {groups}\nthe processor's log:\n{log}"
+    );
     for row in rows_of_topic {
         // GROUP TOPIC PARTITION CURRENT-OFFSET LOG-END-OFFSET LAG ...
         let cols: Vec<&str> = row.split_whitespace().collect();

@@ -64,6 +64,11 @@ struct Metadata {
     /// the same name has another, and offsets of the old one mean nothing in it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     topic_id: Option<String>,
+    /// This checkpoint's own id (random, made with it): Kafka transactions of topic outputs
+    /// name it beside the batch, so that offsets someone else committed to the group are
+    /// never taken for this checkpoint's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    id: Option<String>,
 }
 
 /// Where the checkpoint stands at start.
@@ -108,16 +113,36 @@ impl Checkpoint {
                     ),
                 })
             }
-            Some(_) => {}
+            Some(m) if m.id.is_some() => {}
+            // Made before checkpoints had an id: it gets one now.
+            Some(m) => write_atomic(
+                &meta_path,
+                &to_json(&Metadata {
+                    id: Some(new_id()),
+                    ..m
+                }),
+            )?,
             None => write_atomic(
                 &meta_path,
                 &to_json(&Metadata {
                     topic: topic.into(),
                     topic_id: None,
+                    id: Some(new_id()),
                 }),
             )?,
         }
         Ok(cp)
+    }
+
+    /// This checkpoint's id.
+    pub fn id(&self) -> Result<String> {
+        let path = self.root.join("metadata");
+        read_json::<Metadata>(&path)?
+            .and_then(|m| m.id)
+            .ok_or_else(|| Error::Checkpoint {
+                path,
+                detail: "has no id".into(),
+            })
     }
 
     pub fn root(&self) -> &Path {
@@ -134,6 +159,7 @@ impl Checkpoint {
         let meta = Metadata {
             topic: topic.into(),
             topic_id: Some(id.into()),
+            id: Some(self.id()?),
         };
         write_atomic(&self.root.join("metadata"), &to_json(&meta))
     }
@@ -222,6 +248,17 @@ impl Checkpoint {
             }),
         }
     }
+}
+
+/// A random id: 128 bits from the standard library's OS-seeded hasher keys.
+fn new_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let half = || {
+        std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish()
+    };
+    format!("{:016x}{:016x}", half(), half())
 }
 
 fn to_json<T: Serialize>(value: &T) -> Vec<u8> {

@@ -26,7 +26,7 @@ use tracing::{info, warn};
 
 use crate::config::{ProcessorConfig, Trigger};
 use crate::error::{Error, Result};
-use crate::outputs::kafka::KafkaTransactions;
+use crate::outputs::kafka::{offsets_metadata, KafkaTransactions};
 use crate::{os::tune_allocator, spawn, RunSummary};
 use batch::{BatchOutcome, StagedBatch, Stages};
 use checkpoint::BatchPlan;
@@ -35,7 +35,7 @@ use progress::BatchReport;
 use source::{KafkaSource, OffsetRange, RawBatch, StartingOffsets, Watermarks};
 
 /// How long a stopping run waits for the broker to confirm its last group offsets.
-const GROUP_CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
+const GROUP_CONFIRM_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// The dataset's stages and the run's counters.
 struct Engine<D: Dataset> {
@@ -97,14 +97,22 @@ pub fn run_with_drain<D: Dataset>(
         })?;
         // Fences the last run's producer first: its open transaction is aborted, and one it was
         // committing is finished, before the group's offsets are read.
+        let checkpoint_id = stages.checkpoint().id()?;
         let kafka = KafkaTransactions::open(
             &config.kafka.bootstrap_servers,
             &format!("{}-outputs", config.group_id),
             &config.kafka.topic,
             group,
+            checkpoint_id.clone(),
         )?;
         let done = match &recovery.pending {
-            Some(plan) if source.group_offsets_reach(&plan.ranges, config.connect_timeout)? => {
+            Some(plan)
+                if source.group_offsets_are(
+                    &plan.ranges,
+                    &offsets_metadata(&checkpoint_id, plan.batch),
+                    config.connect_timeout,
+                )? =>
+            {
                 Some(plan.batch)
             }
             _ => None,

@@ -672,9 +672,11 @@ impl KafkaSource {
         }
     }
 
-    /// Waits up to `timeout` until the group's committed offsets reach the ends of `ranges`.
-    /// Per batch the group commit is asynchronous; a process that exits right after its last
-    /// batch would otherwise leave that commit unsent, and lag tools would show stale offsets.
+    /// Waits up to `timeout` until the group's committed offsets reach the ends of `ranges`,
+    /// committing them again while they do not. Per batch the group commit is asynchronous and
+    /// only a warning when it fails: on a fresh broker the first ones fail while Kafka creates its
+    /// offsets topic, and a process that exits right after its last batch would leave lag tools
+    /// without the group (CI saw `kafka-consumer-groups` report it not found).
     pub fn confirm_group_offsets(&self, ranges: &[OffsetRange], timeout: Duration) {
         let until = Instant::now() + timeout;
         loop {
@@ -685,7 +687,10 @@ impl KafkaSource {
                     warn!("[processor] the consumer group's offsets were not confirmed within {timeout:?} (progress is safe in the checkpoint; lag tools may show older offsets)");
                     return;
                 }
-                _ => std::thread::sleep(Duration::from_millis(50)),
+                _ => {
+                    self.commit_group_offsets(ranges);
+                    std::thread::sleep(Duration::from_millis(200));
+                }
             }
         }
     }
@@ -693,6 +698,36 @@ impl KafkaSource {
     /// Whether the group's committed offsets (stable ones: a pending transaction's are waited
     /// for) reach the end of every non-empty range.
     pub fn group_offsets_reach(&self, ranges: &[OffsetRange], timeout: Duration) -> Result<bool> {
+        self.group_offsets_match(
+            ranges,
+            timeout,
+            |r, offset, _| matches!(offset, Offset::Offset(o) if o >= r.end),
+        )
+    }
+
+    /// Whether the group's committed offsets (stable ones) are exactly the ends of every
+    /// non-empty range, each with `metadata`: what a batch's Kafka transaction commits.
+    pub fn group_offsets_are(
+        &self,
+        ranges: &[OffsetRange],
+        metadata: &str,
+        timeout: Duration,
+    ) -> Result<bool> {
+        let any = ranges.iter().any(|r| !r.is_empty());
+        Ok(any
+            && self.group_offsets_match(ranges, timeout, |r, offset, meta| {
+                offset == Offset::Offset(r.end) && meta == metadata
+            })?)
+    }
+
+    /// Whether `matches(range, offset, metadata)` holds for the group's committed offset of every
+    /// non-empty range (true when there is none).
+    fn group_offsets_match(
+        &self,
+        ranges: &[OffsetRange],
+        timeout: Duration,
+        matches: impl Fn(&OffsetRange, Offset, &str) -> bool,
+    ) -> Result<bool> {
         let mut tpl = TopicPartitionList::new();
         for r in ranges.iter().filter(|r| !r.is_empty()) {
             tpl.add_partition(&self.topic, r.partition);
@@ -705,8 +740,8 @@ impl KafkaSource {
             .committed_offsets(tpl, timeout)
             .kafka_context(|| "cannot read the consumer group's offsets".into())?;
         Ok(ranges.iter().filter(|r| !r.is_empty()).all(|r| {
-            matches!(got.find_partition(&self.topic, r.partition).map(|e| (e.offset(), e.error())),
-                Some((Offset::Offset(o), Ok(()))) if o >= r.end)
+            got.find_partition(&self.topic, r.partition)
+                .is_some_and(|e| e.error().is_ok() && matches(r, e.offset(), e.metadata()))
         }))
     }
 

@@ -290,6 +290,8 @@ impl TumblingWindows {
     /// depend on the order rows came in.
     pub fn to_bytes(&self) -> Vec<u8> {
         let snapshot = Snapshot {
+            window: self.window,
+            delay: self.delay,
             max_event_time: self.max_event_time,
             watermark: self.watermark,
             late_total: self.late_total,
@@ -309,6 +311,15 @@ impl TumblingWindows {
             postcard::take_from_bytes(bytes).map_err(|e| format!("not a window snapshot: {e}"))?;
         if !rest.is_empty() {
             return Err("trailing bytes after the snapshot".into());
+        }
+        if (snapshot.window, snapshot.delay) != (self.window, self.delay) {
+            return Err(format!(
+                "its windows are {} s with a watermark delay of {} s, the settings now say {} s and {} s: windows of two sizes would mix; use the old settings or a new checkpoint folder",
+                snapshot.window as f64 / 1e6,
+                snapshot.delay as f64 / 1e6,
+                self.window as f64 / 1e6,
+                self.delay as f64 / 1e6
+            ));
         }
         self.max_event_time = snapshot.max_event_time;
         self.watermark = snapshot.watermark;
@@ -354,6 +365,9 @@ impl Operator for TumblingWindows {
 
 #[derive(Serialize, Deserialize)]
 struct Snapshot<'a> {
+    /// The settings the state was built with (microseconds).
+    window: i64,
+    delay: i64,
     max_event_time: Option<i64>,
     watermark: Option<i64>,
     late_total: u64,
@@ -573,5 +587,8 @@ mod tests {
         assert_eq!(back, g);
         assert!(back.restore(&bytes[..bytes.len() - 1]).is_err());
         assert!(back.restore(b"nonsense").is_err());
+        let mut other = TumblingWindows::new("gold", 2 * MIN, 5 * MIN, OutputMode::Append);
+        let err = other.restore(&bytes).unwrap_err();
+        assert!(err.contains("windows are 60 s"), "{err}");
     }
 }

@@ -63,7 +63,8 @@ pub fn key_column(raw: &RawBatch) -> ArrayRef {
 
 /// Kafka's millisecond timestamp as microseconds.
 pub fn kafka_ts(m: &RawMessage) -> Option<i64> {
-    m.timestamp_ms.map(|ms| ms * 1000)
+    // A producer may set any CreateTime: one beyond the microsecond range is left out (null).
+    m.timestamp_ms.and_then(|ms| ms.checked_mul(1000))
 }
 
 #[cfg(test)]

@@ -10,8 +10,12 @@
 //!    producer and aborts its open transaction (a batch killed before its Kafka commit leaves
 //!    nothing visible);
 //! 2. a batch planned but not committed in the checkpoint is re-run; if the group's committed
-//!    offsets (read with RequireStable) already reach its ends, its transaction committed before
-//!    the kill: the re-run produces nothing. Otherwise it is produced again, in a new transaction.
+//!    offsets (read with RequireStable) are its ends and carry its checkpoint id and batch number
+//!    as metadata, its transaction committed before the kill: the re-run produces nothing.
+//!    Otherwise it is produced again, in a new transaction. (Offsets that anything else
+//!    committed to the group never match. Kafka expires a group's offsets after
+//!    `offsets.retention.minutes`, 7 days by default: a processor killed at that moment and
+//!    down longer would send that one batch again.)
 //!
 //! The group's offsets are then only ever committed by these transactions.
 
@@ -44,6 +48,13 @@ pub struct KafkaTransactions {
     producer: BaseProducer,
     group: ConsumerGroupMetadata,
     input_topic: String,
+    /// The checkpoint's id: with the batch, the metadata of the offsets a transaction commits.
+    checkpoint_id: String,
+}
+
+/// The metadata of the group offsets that batch `batch` of checkpoint `checkpoint_id` commits.
+pub fn offsets_metadata(checkpoint_id: &str, batch: u64) -> String {
+    format!("checkpoint {checkpoint_id} batch {batch}")
 }
 
 impl KafkaTransactions {
@@ -54,6 +65,7 @@ impl KafkaTransactions {
         transactional_id: &str,
         input_topic: &str,
         group: ConsumerGroupMetadata,
+        checkpoint_id: String,
     ) -> Result<Self> {
         let producer: BaseProducer = ClientConfig::new()
             .set("bootstrap.servers", bootstrap)
@@ -74,6 +86,7 @@ impl KafkaTransactions {
             producer,
             group,
             input_topic: input_topic.into(),
+            checkpoint_id,
         })
     }
 
@@ -85,15 +98,11 @@ impl KafkaTransactions {
             .begin_transaction()
             .kafka_context(|| context("begin"))?;
         let result = self.produce_and_commit(plan, records);
-        if let Err(Error::Kafka {
-            source: KafkaError::Transaction(e),
-            ..
-        }) = &result
-        {
-            if e.txn_requires_abort() {
-                // Leaves nothing visible; the batch is re-run at the next start.
-                let _ = self.producer.abort_transaction(STEP_TIMEOUT);
-            }
+        if result.is_err() {
+            // Leaves nothing visible and no transaction open for read_committed readers to wait
+            // on; the batch is re-run at the next start. (After a fatal error the abort fails
+            // too, and the next start's fencing ends the transaction.)
+            let _ = self.producer.abort_transaction(STEP_TIMEOUT);
         }
         result
     }
@@ -126,14 +135,13 @@ impl KafkaTransactions {
             }
         }
         let mut offsets = TopicPartitionList::new();
+        let metadata = offsets_metadata(&self.checkpoint_id, plan.batch);
         for range in &plan.ranges {
-            offsets
-                .add_partition_offset(
-                    &self.input_topic,
-                    range.partition,
-                    Offset::Offset(range.end),
-                )
+            let mut entry = offsets.add_partition(&self.input_topic, range.partition);
+            entry
+                .set_offset(Offset::Offset(range.end))
                 .kafka_context(|| format!("batch {}: bad offset", plan.batch))?;
+            entry.set_metadata(metadata.as_str());
         }
         self.producer
             .send_offsets_to_transaction(&offsets, &self.group, STEP_TIMEOUT)

@@ -31,6 +31,9 @@ use crate::error::{Error, IoContext, Result};
 
 const STAGING: &str = "_staging";
 
+/// Files synced at once by a commit (a batch of a partitioned layer may have many).
+const SYNC_THREADS: usize = 16;
+
 /// A folder of files, one per batch: `<folder>/<prefix>_<YYYYmmdd_HHMMSS>_<batch>.<extension>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct FileLayer {
@@ -250,7 +253,7 @@ impl CompactWriter {
             File::create(&staged).io_context(|| format!("cannot create {}", staged.display()))?;
         let out = BufWriter::with_capacity(1 << 20, file);
         let file_writer = encode_file(out, rows)?;
-        staged_file(file_writer.into_inner()?, staged, fin)
+        staged_file(file_writer.into_inner()?, staged, fin)?.synced()
     }
 
     /// Writes one Parquet file for the layer's rows of this batch into staging.
@@ -367,22 +370,20 @@ impl CompactWriter {
     /// all of them at once), then each renamed to its final name, then each folder synced.
     /// Returns the final paths.
     pub fn publish(&self, files: Vec<StagedFile>) -> Result<Vec<PathBuf>> {
-        std::thread::scope(|s| {
-            let syncs: Vec<_> = files
-                .iter()
-                .map(|f| {
-                    crate::spawn(s, "sync", move || {
-                        f.file
-                            .sync_all()
-                            .io_context(|| format!("cannot sync {}", f.staged.display()))
+        let open: Vec<&StagedFile> = files.iter().filter(|f| f.file.is_some()).collect();
+        for group in open.chunks(SYNC_THREADS) {
+            std::thread::scope(|s| {
+                let syncs: Vec<_> = group
+                    .iter()
+                    .map(|f| crate::spawn(s, "sync", move || f.sync()))
+                    .collect();
+                syncs.into_iter().try_for_each(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(Error::Internal("a file sync thread panicked".into()))
                     })
                 })
-                .collect();
-            syncs.into_iter().try_for_each(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(Error::Internal("a file sync thread panicked".into())))
-            })
-        })?;
+            })?;
+        }
         let mut folders: Vec<&Path> = Vec::new();
         for f in &files {
             let folder = f.fin.parent().unwrap_or(Path::new("."));
@@ -448,9 +449,17 @@ impl CompactWriter {
         files.sort_unstable_by_key(|f| std::cmp::Reverse(f.0));
         let mut deleted = 0;
         for (_, path) in &files[self.max_files..] {
-            fs::remove_file(path)
-                .io_context(|| format!("cannot delete old file {}", path.display()))?;
-            deleted += 1;
+            match fs::remove_file(path) {
+                Ok(()) => deleted += 1,
+                // Removed by someone else meanwhile: what retention wanted.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(Error::Io {
+                        context: format!("cannot delete old file {}", path.display()),
+                        source: e,
+                    })
+                }
+            }
         }
         Ok(deleted)
     }
@@ -608,7 +617,9 @@ fn append_groups<W: std::io::Write + Send>(
 /// ([`CompactWriter::publish`] does both).
 #[must_use = "a staged file is only visible once published"]
 pub struct StagedFile {
-    file: File,
+    /// Open until the commit syncs it; `None` once synced (a batch's many partition files are
+    /// synced as they are written, so that no batch holds an open file per partition).
+    file: Option<File>,
     staged: PathBuf,
     fin: PathBuf,
 }
@@ -625,7 +636,27 @@ impl StagedFile {
                 libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
             }
         }
-        StagedFile { file, staged, fin }
+        StagedFile {
+            file: Some(file),
+            staged,
+            fin,
+        }
+    }
+
+    fn sync(&self) -> Result<()> {
+        match &self.file {
+            Some(file) => file
+                .sync_all()
+                .io_context(|| format!("cannot sync {}", self.staged.display())),
+            None => Ok(()),
+        }
+    }
+
+    /// Syncs the file now and closes it (the commit then only renames it).
+    fn synced(mut self) -> Result<Self> {
+        self.sync()?;
+        self.file = None;
+        Ok(self)
     }
 
     /// Where the file will be once published.
