@@ -30,5 +30,5 @@ PIPELINE_TEST_BROKER=kafka cargo nextest run -p pipeline --no-fail-fast --run-ig
 for broker in kafka-zk kafka-cluster; do
   echo "--- end to end and exactly once on $broker"
   PIPELINE_TEST_BROKER=$broker cargo nextest run -p pipeline --no-fail-fast \
-    -E 'test(end_to_end) | test(exactly_once)'
+    --run-ignored all -E 'test(end_to_end) | test(exactly_once)'
 done

@@ -95,6 +95,17 @@ pub struct ProcessorConfig {
     /// a `read_committed` consumer (empty: none)
     #[arg(long, env = "GOLD_TOPIC")]
     pub gold_topic: Option<String>,
+    /// Seed 002's fraud rules and windowed aggregates over the transactions: alerts to
+    /// FRAUD_ALERTS_TOPIC and fraud_alerts/, aggregates to user_aggregates/
+    #[arg(long, env = "FRAUD_DETECTION", default_value = "false", value_parser = parse_bool, action = clap::ArgAction::Set)]
+    pub fraud_detection: bool,
+    /// The Kafka topic of the fraud alerts
+    #[arg(long, env = "FRAUD_ALERTS_TOPIC", default_value = "fraud-alerts")]
+    pub fraud_alerts_topic: String,
+    /// How far the fraud rules' watermark trails the largest event time: a transaction older
+    /// than it is late (counted, not evaluated); alerts wait for it
+    #[arg(long, env = "FRAUD_WATERMARK_DELAY", default_value = "5 minutes", value_parser = parse_spark_duration)]
+    pub fraud_watermark_delay: Duration,
     /// Test-only: pause this long after a batch's files are in place and before its commit
     #[arg(long, env = "PROCESSOR_TEST_PAUSE_BEFORE_COMMIT", value_parser = parse_spark_duration, hide = true)]
     pub test_pause_before_commit: Option<Duration>,

@@ -6,7 +6,7 @@ use txn_core::json::encode;
 use txn_core::time::write_python_isoformat;
 use txn_core::Transaction;
 
-const MERCHANTS: [&str; 10] = [
+pub(crate) const MERCHANTS: [&str; 10] = [
     "Amazon",
     "Flipkart",
     "Swiggy",
@@ -18,7 +18,7 @@ const MERCHANTS: [&str; 10] = [
     "Shell",
     "RelianceFresh",
 ];
-const CATEGORIES: [&str; 6] = [
+pub(crate) const CATEGORIES: [&str; 6] = [
     "grocery",
     "fuel",
     "food_delivery",
@@ -117,6 +117,10 @@ pub trait MessageGenerator: Send {
     fn next(&mut self, now_micros: i64) -> Kind;
     fn key(&self) -> &str;
     fn payload(&self) -> &[u8];
+    /// What the summary line adds for this generator (e.g. the frauds it injected).
+    fn summary(&self) -> String {
+        String::new()
+    }
 }
 
 impl MessageGenerator for Generator {
@@ -250,7 +254,7 @@ impl Generator {
 }
 
 /// Turns a valid encoded line into a malformed message of the given kind.
-fn break_payload(kind: &str, line: &mut Vec<u8>, detail: u64) {
+pub(crate) fn break_payload(kind: &str, line: &mut Vec<u8>, detail: u64) {
     let find = |line: &[u8], needle: &[u8]| line.windows(needle.len()).position(|w| w == needle);
     match kind {
         "not_json" => {

@@ -4,6 +4,7 @@
 pub mod events;
 pub mod generator;
 pub mod pacer;
+pub mod realistic;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -71,6 +72,18 @@ pub struct ProducerConfig {
     /// (1 ms when unlimited) instead of the wall clock: with --seed, runs are byte-for-byte identical
     #[arg(long, env = "PRODUCER_EVENT_TIME_START")]
     pub event_time_start: Option<String>,
+    /// Transactions: `seed` (seed 000's random records) or `realistic` (users buying near home at
+    /// plausible intervals, for the fraud rules; see PRODUCER_FRAUD_RATIO)
+    #[arg(long, env = "PRODUCER_PROFILE", default_value = "seed", value_parser = ["seed", "realistic"])]
+    pub profile: String,
+    /// With the realistic profile: the share of purchases replaced by a fraud pattern (impossible
+    /// travel, large amount, rapid location change, burst, repeated large amounts, in turn)
+    #[arg(long, env = "PRODUCER_FRAUD_RATIO", default_value_t = 0.0)]
+    pub fraud_ratio: f64,
+    /// With the realistic profile: how many users (0: enough for MSGS_PER_SEC at one purchase
+    /// per user every 160 s of event time on average, so event time keeps pace with the clock)
+    #[arg(long, env = "PRODUCER_USERS", default_value_t = 0)]
+    pub users: usize,
     /// Serve Prometheus metrics at http://METRICS_ADDR/metrics (e.g. 0.0.0.0:9464; unset = off)
     #[arg(long, env = "METRICS_ADDR")]
     pub metrics_addr: Option<String>,
@@ -81,6 +94,7 @@ impl ProducerConfig {
         for (name, v) in [
             ("--bad-ratio", self.bad_ratio),
             ("--late-ratio", self.late_ratio),
+            ("--fraud-ratio", self.fraud_ratio),
         ] {
             if !(0.0..=1.0).contains(&v) {
                 bail!("{name} must be between 0 and 1, got {v}");
@@ -123,6 +137,8 @@ pub struct Summary {
     /// Key and payload bytes enqueued.
     pub bytes: u64,
     pub elapsed: Duration,
+    /// What the generator adds (e.g. `injected: burst=3 …` with the realistic profile).
+    pub extra: String,
 }
 
 impl Summary {
@@ -241,14 +257,25 @@ pub fn run(config: &ProducerConfig, stop: &AtomicBool) -> anyhow::Result<Summary
     let seed = config
         .seed
         .unwrap_or_else(|| now_micros() as u64 ^ u64::from(std::process::id()) << 32);
-    let mut generator: Box<dyn MessageGenerator> = match config.dataset.as_str() {
-        "events" => Box::new(events::EventGenerator::new(
-            seed,
-            config.bad_ratio,
-            config.late_ratio,
-        )),
-        _ => Box::new(Generator::new(seed, config.bad_ratio, config.late_ratio)),
-    };
+    let mut generator: Box<dyn MessageGenerator> =
+        match (config.dataset.as_str(), config.profile.as_str()) {
+            ("events", _) => Box::new(events::EventGenerator::new(
+                seed,
+                config.bad_ratio,
+                config.late_ratio,
+            )),
+            (_, "realistic") => Box::new(realistic::RealisticGenerator::new(
+                seed,
+                config.bad_ratio,
+                config.late_ratio,
+                config.fraud_ratio,
+                match config.users {
+                    0 => realistic::RealisticGenerator::users_for_rate(config.msgs_per_sec),
+                    n => n,
+                },
+            )),
+            _ => Box::new(Generator::new(seed, config.bad_ratio, config.late_ratio)),
+        };
     let step_micros = if config.msgs_per_sec > 0.0 {
         1e6 / config.msgs_per_sec
     } else {
@@ -304,6 +331,7 @@ pub fn run(config: &ProducerConfig, stop: &AtomicBool) -> anyhow::Result<Summary
         late,
         bytes,
         elapsed: started.elapsed(),
+        extra: generator.summary(),
     })
 }
 
@@ -404,13 +432,18 @@ pub fn main_with_args(args: impl IntoIterator<Item = String>) -> std::process::E
     match run(&config, &stop) {
         Ok(summary) => {
             info!(
-                "[producer] done: sent={} failed={} bad={} late={} elapsed={:.1}s rate={:.0} msg/s",
+                "[producer] done: sent={} failed={} bad={} late={} elapsed={:.1}s rate={:.0} msg/s{}",
                 summary.sent,
                 summary.failed,
                 summary.bad,
                 summary.late,
                 summary.elapsed.as_secs_f64(),
-                summary.rate()
+                summary.rate(),
+                if summary.extra.is_empty() {
+                    String::new()
+                } else {
+                    format!(" {}", summary.extra)
+                }
             );
             info!("[producer] Goodbye");
             if summary.failed > 0 {

@@ -839,7 +839,12 @@ fn every_long_running_service_restarts_unless_stopped() {
         for name in ["kafka", "producer", "processor"] {
             assert!(long_running.contains(&name), "{}: no {name}", compose.file);
         }
-        for name in ["events-producer", "events-processor"] {
+        for name in [
+            "events-producer",
+            "events-processor",
+            "fraud-producer",
+            "fraud-processor",
+        ] {
             assert!(
                 !compose.has_service(name) || long_running.contains(&name),
                 "{}: {name} does not restart",
@@ -895,6 +900,8 @@ fn producer_and_processor_are_given_longer_to_stop_than_their_flush_and_commit()
         for (service, bound) in [
             ("events-producer", producer_bound),
             ("events-processor", processor_bound),
+            ("fraud-producer", producer_bound),
+            ("fraud-processor", processor_bound),
         ] {
             if compose.has_service(service) {
                 assert!(grace(service) >= bound, "{}: {service}", compose.file);
@@ -1454,4 +1461,50 @@ fn the_events_profile_runs_seed_001_on_its_own_topic_group_and_folders() {
         script.contains("events") && script.contains("--create"),
         "kafka-init creates the events topic: {script}"
     );
+}
+
+#[test]
+fn the_fraud_profile_runs_a_realistic_producer_and_a_processor_with_the_rules_on_their_own_topic() {
+    let compose = Compose::load(DEFAULT_FILE);
+    let env = |service: &str, name: &str| -> String {
+        compose
+            .service(service)
+            .get("environment")
+            .and_then(|e| e.get(name))
+            .and_then(Yaml::str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(env("fraud-producer", "PRODUCER_PROFILE"), "realistic");
+    assert!(
+        env("fraud-producer", "PRODUCER_FRAUD_RATIO")
+            .parse::<f64>()
+            .unwrap()
+            > 0.0
+    );
+    assert_eq!(env("fraud-processor", "FRAUD_DETECTION"), "true");
+    let topic = env("fraud-producer", "KAFKA_TOPIC");
+    assert_eq!(
+        env("fraud-processor", "KAFKA_TOPIC"),
+        topic,
+        "the processor reads the producer's topic"
+    );
+    assert_ne!(topic, "transactions", "apart from the default producer's");
+    assert_ne!(
+        env("fraud-processor", "KAFKA_GROUP_ID"),
+        "transactions-processor"
+    );
+    assert_ne!(
+        env("fraud-processor", "OUTPUT_PATH"),
+        "/data/output/parquet"
+    );
+    let init = compose.service("kafka-init").get("command").unwrap();
+    let script: String = init.items().iter().filter_map(|c| c.str()).collect();
+    let alerts = env("fraud-processor", "FRAUD_ALERTS_TOPIC");
+    for t in [topic.as_str(), alerts.as_str()] {
+        assert!(
+            script.contains(t),
+            "kafka-init creates {t} (the broker does not auto-create): {script}"
+        );
+    }
 }

@@ -83,6 +83,8 @@ pub struct Committer {
     kafka: Option<Arc<KafkaTransactions>>,
     /// A re-run batch whose Kafka transaction committed before the last run stopped.
     kafka_done: Option<u64>,
+    /// Topic records are dropped at the commit (benchmarks of the stages only).
+    discard_topic_records: bool,
     test_pause_before_commit: Option<Duration>,
 }
 
@@ -99,6 +101,13 @@ impl Committer {
             self.checkpoint.write_plan(plan)?;
         }
         self.writer.publish(staged.files)?;
+        if self.kafka.is_none() && !staged.records.is_empty() && !self.discard_topic_records {
+            return Err(Error::Internal(format!(
+                "batch {}: {} records for Kafka topics and no Kafka transactions to send them in",
+                plan.batch,
+                staged.records.len()
+            )));
+        }
         if let Some(kafka) = &self.kafka {
             if self.kafka_done == Some(plan.batch) {
                 info!(
@@ -179,6 +188,7 @@ impl<D: Dataset> Stages<D> {
                 file_layers,
                 kafka: None,
                 kafka_done: None,
+                discard_topic_records: false,
                 test_pause_before_commit: config.test_pause_before_commit,
             },
             writer,
@@ -207,6 +217,12 @@ impl<D: Dataset> Stages<D> {
 
     pub fn checkpoint(&self) -> &Checkpoint {
         &self.committer.checkpoint
+    }
+
+    /// Drops the topic outputs' records at the commit instead of sending them (for benchmarks of
+    /// the stages, which have no broker).
+    pub fn discard_topic_records(&mut self) {
+        self.committer.discard_topic_records = true;
     }
 
     /// What commits this dataset's batches.

@@ -1,4 +1,6 @@
 //! Stateful operators a dataset runs its records through. Each owns its state and implements
 //! [`crate::engine::operator::Operator`], so the engine snapshots it with every commit.
 
+pub mod fraud;
+pub mod user_windows;
 pub mod windows;

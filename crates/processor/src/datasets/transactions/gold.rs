@@ -23,7 +23,7 @@ impl Output<Transactions> for Gold {
     }
 
     fn stage(&self, input: &StageInput<'_, '_, Transactions>) -> Result<Staged> {
-        let rows = &input.derived()?.rows;
+        let rows = &input.derived()?.gold.rows;
         if rows.is_empty() {
             return Ok(Staged::nothing());
         }

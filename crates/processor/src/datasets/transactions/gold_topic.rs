@@ -37,7 +37,7 @@ impl Output<Transactions> for GoldTopic {
     }
 
     fn stage(&self, input: &StageInput<'_, '_, Transactions>) -> Result<Staged> {
-        let rows = &input.derived()?.rows;
+        let rows = &input.derived()?.gold.rows;
         let records = rows
             .iter()
             .map(|r| {

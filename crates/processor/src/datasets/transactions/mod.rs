@@ -1,10 +1,15 @@
 //! Seed 000's transactions: card payments as JSON, to bronze, silver, quarantine, raw CSV and
-//! gold (per-card tumbling windows), and optionally gold's rows to a Kafka topic.
+//! gold (per-card tumbling windows), and optionally gold's rows to a Kafka topic. With
+//! `FRAUD_DETECTION=true`, seed 002's fraud rules and windowed aggregates too: alerts to the
+//! topic `fraud-alerts` and to `fraud_alerts/`, aggregates to `user_aggregates/`.
 
+pub mod fraud_alerts;
+pub mod fraud_topic;
 pub mod gold;
 pub mod gold_topic;
 pub mod raw_csv;
 pub mod silver;
+pub mod user_aggregates;
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -13,9 +18,11 @@ use txn_core::time::write_python_isoformat;
 use txn_core::{Reject, Transaction};
 
 use crate::config::ProcessorConfig;
-use crate::engine::dataset::{Batch, Dataset};
+use crate::engine::dataset::{Batch, Dataset, Derived};
 use crate::engine::operator::Operator;
 use crate::engine::output::Output;
+use crate::operators::fraud::{Alert, FraudRules, Txn};
+use crate::operators::user_windows::{UserTxn, UserWindowRow, UserWindows};
 use crate::operators::windows::{TumblingWindows, WindowBatch};
 use crate::outputs::bronze::Bronze;
 use crate::outputs::quarantine::Quarantine;
@@ -23,10 +30,41 @@ use crate::outputs::quarantine::Quarantine;
 /// A decoded batch of transactions.
 pub type TxnBatch<'a> = Batch<'a, Transactions>;
 
-/// The transactions dataset: gold's windows are its operator.
+/// Seed 002's user windows: 5 minutes.
+pub const USER_WINDOW_MICROS: i64 = 300_000_000;
+
+/// The transactions dataset: gold's windows are its operator; with fraud detection, the fraud
+/// rules and the user windows too.
 pub struct Transactions {
     gold: TumblingWindows,
     gold_topic: Option<String>,
+    fraud: Option<Fraud>,
+}
+
+/// The operators and the alerts topic of fraud detection.
+struct Fraud {
+    rules: FraudRules,
+    user_windows: UserWindows,
+    topic: String,
+}
+
+/// What the operators derived from a batch.
+pub struct TxnDerived {
+    pub gold: WindowBatch,
+    pub alerts: Vec<Alert>,
+    pub user_windows: Vec<UserWindowRow>,
+    /// Transactions the fraud rules found late (not evaluated).
+    pub fraud_late: u64,
+}
+
+impl Derived for TxnDerived {
+    fn late(&self) -> u64 {
+        self.gold.late
+    }
+
+    fn watermark(&self) -> Option<i64> {
+        self.gold.watermark
+    }
 }
 
 impl Transactions {
@@ -39,29 +77,91 @@ impl Transactions {
                 config.gold_output_mode,
             ),
             gold_topic: config.gold_topic.clone().filter(|t| !t.is_empty()),
+            fraud: config.fraud_detection.then(|| {
+                let delay = micros(config.fraud_watermark_delay);
+                Fraud {
+                    rules: FraudRules::new(delay),
+                    user_windows: UserWindows::new(USER_WINDOW_MICROS, delay),
+                    topic: config.fraud_alerts_topic.clone(),
+                }
+            }),
         }
     }
 }
 
 impl Dataset for Transactions {
     type Record<'a> = Transaction<'a>;
-    type Derived = WindowBatch;
+    type Derived = TxnDerived;
 
     fn decode(text: &str) -> Result<Transaction<'_>, Reject> {
         txn_core::json::decode_text(text)
     }
 
-    fn operate(&mut self, batch: &TxnBatch<'_>) -> WindowBatch {
-        self.gold.apply(
+    fn operate(&mut self, batch: &TxnBatch<'_>) -> TxnDerived {
+        let gold = self.gold.apply(
             batch
                 .valid
                 .iter()
                 .map(|(_, t)| (t.event_time, t.card_id.as_deref(), t.amount)),
-        )
+        );
+        let Some(fraud) = &mut self.fraud else {
+            return TxnDerived {
+                gold,
+                alerts: Vec::new(),
+                user_windows: Vec::new(),
+                fraud_late: 0,
+            };
+        };
+        // A transaction without a user cannot be followed: the rules skip it (the windows keep
+        // it, under a null user_id).
+        let txns = batch.valid.iter().filter_map(|(i, t)| {
+            let m = batch.message(*i);
+            Some(Txn {
+                event_time: t.event_time,
+                partition: m.partition,
+                offset: m.offset,
+                user_id: t.user_id.as_deref()?.to_string(),
+                txn_id: t.txn_id.to_string(),
+                amount: t.amount,
+                currency: t.currency.as_deref().map(str::to_string),
+                merchant: t.merchant.as_deref().map(str::to_string),
+                category: t.category.as_deref().map(str::to_string),
+                lat: t.lat,
+                lon: t.lon,
+            })
+        });
+        let rules = fraud.rules.apply(txns);
+        let (user_windows, _) =
+            fraud
+                .user_windows
+                .apply(batch.valid.iter().map(|(_, t)| UserTxn {
+                    event_time: t.event_time,
+                    user_id: t.user_id.as_deref(),
+                    category: t.category.as_deref(),
+                    merchant: t.merchant.as_deref(),
+                    amount: t.amount,
+                }));
+        if rules.late > 0 {
+            tracing::info!(
+                "[processor] fraud rules: {} late transactions not evaluated (older than the watermark)",
+                rules.late
+            );
+        }
+        TxnDerived {
+            gold,
+            alerts: rules.alerts,
+            user_windows,
+            fraud_late: rules.late,
+        }
     }
 
     fn operators(&mut self) -> Vec<&mut dyn Operator> {
-        vec![&mut self.gold]
+        let mut operators: Vec<&mut dyn Operator> = vec![&mut self.gold];
+        if let Some(fraud) = &mut self.fraud {
+            operators.push(&mut fraud.rules);
+            operators.push(&mut fraud.user_windows);
+        }
+        operators
     }
 
     fn outputs(&self) -> Vec<Box<dyn Output<Self>>> {
@@ -74,6 +174,11 @@ impl Dataset for Transactions {
         ];
         if let Some(topic) = &self.gold_topic {
             outputs.push(Box::new(gold_topic::GoldTopic(topic.clone())));
+        }
+        if let Some(fraud) = &self.fraud {
+            outputs.push(Box::new(fraud_alerts::FraudAlerts));
+            outputs.push(Box::new(fraud_topic::FraudTopic(fraud.topic.clone())));
+            outputs.push(Box::new(user_aggregates::UserAggregates));
         }
         outputs
     }
