@@ -18,6 +18,7 @@ use processor::checkpoint::BatchPlan;
 use processor::source::{OffsetRange, RawBatch};
 use producer::events::EventGenerator;
 use producer::generator::{Generator, MessageGenerator};
+use producer::realistic::RealisticGenerator;
 
 #[derive(Parser)]
 #[command(
@@ -61,6 +62,10 @@ enum What {
         /// With seed 002's fraud rules and user windows
         #[arg(long)]
         fraud_detection: bool,
+        /// The producer's profile of the generated transactions: `seed` or `realistic` (2,000
+        /// users buying near home, 2 % fraud patterns)
+        #[arg(long, default_value = "seed", value_parser = ["seed", "realistic"])]
+        profile: String,
     },
     /// What the stages cannot go below: decoding alone, and Snappy of the payloads alone, on
     /// every core, from memory
@@ -182,7 +187,8 @@ fn main() -> anyhow::Result<()> {
             messages,
             batch,
             fraud_detection,
-        } => bench_stages(messages, batch, fraud_detection),
+            profile,
+        } => bench_stages(messages, batch, fraud_detection, &profile),
         What::Floor { messages, batch } => bench_floor(messages, batch),
         What::Decode { messages } => bench_decode(messages),
     }
@@ -451,7 +457,12 @@ fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |p| p.get())
 }
 
-fn bench_stages(messages: u64, batch: u64, fraud_detection: bool) -> anyhow::Result<()> {
+fn bench_stages(
+    messages: u64,
+    batch: u64,
+    fraud_detection: bool,
+    profile: &str,
+) -> anyhow::Result<()> {
     let out = scratch("bench-stages")?;
     let mut config = processor::ProcessorConfig::try_parse_from(["processor"])?;
     config.output_path = out.clone();
@@ -464,7 +475,14 @@ fn bench_stages(messages: u64, batch: u64, fraud_detection: bool) -> anyhow::Res
     sink.discard_topic_records();
     // The input is generated before the clock starts: the generator would otherwise run while a
     // batch commits beside the next one and hide the commit's cost.
-    let (input, bytes) = generate(messages, batch);
+    let (input, bytes) = match profile {
+        "realistic" => generate_with(
+            messages,
+            batch,
+            Box::new(RealisticGenerator::new(7, 0.0, 0.0, 0.02, 2_000)),
+        ),
+        _ => generate(messages, batch),
+    };
     let input_mib = processor::peak_rss_kib().unwrap_or(0) / 1024;
 
     // As the processor runs back to back: each batch committed beside the next one's stages.
@@ -523,7 +541,15 @@ fn bench_stages(messages: u64, batch: u64, fraud_detection: bool) -> anyhow::Res
 /// `messages` seed-shaped messages (seed 7, all valid) in batches of `batch`, with their plans,
 /// and their bytes.
 fn generate(messages: u64, batch: u64) -> (Vec<(BatchPlan, RawBatch)>, u64) {
-    let mut g = Generator::new(7, 0.0, 0.0);
+    generate_with(messages, batch, Box::new(Generator::new(7, 0.0, 0.0)))
+}
+
+/// [`generate`] with another generator.
+fn generate_with(
+    messages: u64,
+    batch: u64,
+    mut g: Box<dyn MessageGenerator>,
+) -> (Vec<(BatchPlan, RawBatch)>, u64) {
     let now = txn_core::time::now_micros();
     let mut input = Vec::new();
     let mut bytes = 0u64;
