@@ -310,3 +310,26 @@ fn bad_settings_give_one_readable_line_and_a_nonzero_exit() {
         assert_eq!(errors.len(), 1, "{args:?}: one error line: {stderr}");
     }
 }
+
+#[test]
+fn a_missing_output_topic_is_named_at_start() {
+    let broker = Broker::start(3);
+    let out = Scratch::new("missing-output-topic");
+    let p = Processor::spawn(
+        &broker.bootstrap,
+        out.path(),
+        &[
+            "--gold-topic",
+            "no-such-topic",
+            "--trigger",
+            "available-now",
+        ],
+        &[],
+    );
+    let line = p.wait_for(
+        "output topic no-such-topic does not exist",
+        Duration::from_secs(30),
+    );
+    assert!(line.is_some_and(|l| l.contains("WARN")));
+    assert!(p.wait().success());
+}

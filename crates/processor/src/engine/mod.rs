@@ -118,6 +118,11 @@ pub fn run_with_drain<D: Dataset>(
             _ => None,
         };
         info!("[processor] Kafka outputs: {}", topics.join(", "));
+        for topic in &topics {
+            if source.topic_exists(topic) == Some(false) {
+                warn!("[processor] output topic {topic} does not exist: the first batch with records for it fails unless the broker creates topics on first use (create it with kafka-topics; compose's kafka-init does)");
+            }
+        }
         stages.use_kafka(kafka, done);
     }
     let mut next_offsets = match recovery.next_offsets {

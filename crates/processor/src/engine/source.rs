@@ -324,6 +324,17 @@ impl KafkaSource {
         }
     }
 
+    /// Whether `topic` exists, as far as the broker says within the request timeout (`None`: it
+    /// did not answer). Asks without creating it.
+    pub fn topic_exists(&self, topic: &str) -> Option<bool> {
+        let metadata = self
+            .consumer
+            .fetch_metadata(Some(topic), REQUEST_TIMEOUT)
+            .ok()?;
+        let t = metadata.topics().iter().find(|t| t.name() == topic)?;
+        Some(t.error().is_none() && !t.partitions().is_empty())
+    }
+
     /// The partitions of the topic now, with their earliest and latest offsets.
     pub fn watermarks(&self) -> Result<Watermarks> {
         let metadata = self
