@@ -113,7 +113,8 @@ pub struct FraudRules {
     max_event_time: Option<i64>,
     /// Transactions waiting for the watermark, by (event time, partition, offset).
     pending: BTreeMap<(i64, i32, i64), Txn>,
-    users: HashMap<String, UserState>,
+    /// aHash: SipHash was a visible share of a profile of the rules.
+    users: HashMap<String, UserState, ahash::RandomState>,
     /// Late transactions over the life of the checkpoint.
     pub late_total: u64,
 }
@@ -208,17 +209,23 @@ impl FraudRules {
             }
         }
         let place = t.lat.zip(t.lon);
-        let previous = self.users.get(&user).cloned();
-        let state = self.users.entry(user.clone()).or_default();
+        // Only the previous transaction's time and place are needed (not a copy of the state).
+        let previous = self.users.get(&user).map(|s| (s.last_time, s.last_place));
+        if !self.users.contains_key(&user) {
+            self.users.insert(user.clone(), UserState::default());
+        }
+        let Some(state) = self.users.get_mut(&user) else {
+            return;
+        };
         let alert = |kind: &'static str, message: String| {
             let mut a = Alert::new(kind, &user, t.event_time, message);
             a.txn = Some(t.clone());
             a
         };
 
-        if let Some(prev) = &previous {
-            let dt = (t.event_time - prev.last_time) as f64 / 1e6;
-            if let (Some(here), Some(there)) = (place, prev.last_place) {
+        if let Some((prev_time, prev_place)) = previous {
+            let dt = (t.event_time - prev_time) as f64 / 1e6;
+            if let (Some(here), Some(there)) = (place, prev_place) {
                 let d = haversine_km(there, here);
                 let v = if dt > 0.0 { d / dt * 3600.0 } else { 0.0 };
                 let figures = |mut a: Alert| {

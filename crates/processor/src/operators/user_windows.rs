@@ -3,7 +3,7 @@
 //! mode: every batch emits the windows it changed. The aggregates are [`TumblingWindows`]'; this
 //! operator adds the merchants of each open window.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
@@ -36,10 +36,12 @@ pub struct UserTxn<'a> {
 pub struct UserWindows {
     windows: TumblingWindows,
     window: i64,
-    /// The merchants of each open window, in processing order, by (start, key).
-    merchants: BTreeMap<(i64, String), Vec<Option<String>>>,
+    /// The merchants of each open window, in processing order, by start then key (looked up by
+    /// `&str`: no key is copied for a window already open).
+    merchants: BTreeMap<i64, HashMap<String, Vec<Option<String>>, ahash::RandomState>>,
 }
 
+/// The snapshot: keys sorted, so that the bytes do not depend on hash order.
 #[derive(Serialize, Deserialize)]
 struct Snapshot {
     windows: Vec<u8>,
@@ -87,10 +89,14 @@ impl UserWindows {
             if in_force.is_some_and(|wm| start + self.window <= wm) {
                 continue;
             }
-            self.merchants
-                .entry((start, k.clone()))
-                .or_default()
-                .push(t.merchant.map(str::to_string));
+            let open = self.merchants.entry(start).or_default();
+            let merchant = t.merchant.map(str::to_string);
+            match open.get_mut(k.as_str()) {
+                Some(list) => list.push(merchant),
+                None => {
+                    open.insert(k.clone(), vec![merchant]);
+                }
+            }
         }
         let batch = self.windows.apply(
             txns.iter()
@@ -111,7 +117,8 @@ impl UserWindows {
                     agg: r.agg,
                     merchants: self
                         .merchants
-                        .get(&(r.window_start, k))
+                        .get(&r.window_start)
+                        .and_then(|open| open.get(&k))
                         .cloned()
                         .unwrap_or_default(),
                 }
@@ -119,8 +126,9 @@ impl UserWindows {
             .collect();
         // Windows the watermark closed: their merchants go with their aggregates.
         if let Some(wm) = self.windows.watermark() {
-            let window = self.window;
-            self.merchants.retain(|(start, _), _| start + window > wm);
+            // Windows are ordered by start: the closed ones (end <= watermark) are a prefix.
+            let open = self.merchants.split_off(&(wm - self.window + 1));
+            self.merchants = open;
         }
         (rows, batch.late)
     }
@@ -136,9 +144,17 @@ impl Operator for UserWindows {
     }
 
     fn snapshot(&self) -> Vec<u8> {
+        let merchants = self
+            .merchants
+            .iter()
+            .flat_map(|(start, open)| {
+                open.iter()
+                    .map(move |(k, v)| ((*start, k.clone()), v.clone()))
+            })
+            .collect();
         let snapshot = Snapshot {
             windows: self.windows.to_bytes(),
-            merchants: self.merchants.clone(),
+            merchants,
         };
         postcard::to_allocvec(&snapshot).unwrap_or_default()
     }
@@ -147,7 +163,10 @@ impl Operator for UserWindows {
         let snapshot: Snapshot =
             postcard::from_bytes(bytes).map_err(|e| format!("not a user windows snapshot: {e}"))?;
         self.windows.restore(&snapshot.windows)?;
-        self.merchants = snapshot.merchants;
+        self.merchants = BTreeMap::new();
+        for ((start, k), list) in snapshot.merchants {
+            self.merchants.entry(start).or_default().insert(k, list);
+        }
         Ok(())
     }
 }
