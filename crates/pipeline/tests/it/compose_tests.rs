@@ -1508,3 +1508,16 @@ fn the_fraud_profile_runs_a_realistic_producer_and_a_processor_with_the_rules_on
         );
     }
 }
+
+#[test]
+fn the_monitoring_profile_is_the_same_in_both_compose_files() {
+    let (zk, kraft) = (Compose::load(DEFAULT_FILE), Compose::load(KRAFT_FILE));
+    for service in ["prometheus", "grafana"] {
+        assert!(kraft.has_service(service), "{KRAFT_FILE} has {service}");
+        assert_eq!(
+            kraft.service(service),
+            zk.service(service),
+            "{service} differs between the compose files"
+        );
+    }
+}
