@@ -44,10 +44,7 @@ impl EventGenerator {
 impl MessageGenerator for EventGenerator {
     fn next(&mut self, now_micros: i64) -> Kind {
         let rng = &mut self.rng;
-        let bad = rng
-            .chance(self.bad_ratio)
-            .then(|| BAD_KINDS[rng.below(BAD_KINDS.len())]);
-        let late = bad.is_none() && rng.chance(self.late_ratio);
+        let (bad, late) = rng.bad_or_late(self.bad_ratio, self.late_ratio, &BAD_KINDS);
         let ts = if late {
             now_micros - (rng.uniform(LATE_SECONDS.0, LATE_SECONDS.1) * 1e6) as i64
         } else {
@@ -64,11 +61,7 @@ impl MessageGenerator for EventGenerator {
         if let Some(kind) = bad {
             self.break_payload(kind, detail);
         }
-        match (bad, late) {
-            (Some(kind), _) => Kind::Bad(kind),
-            (None, true) => Kind::Late,
-            (None, false) => Kind::Valid,
-        }
+        Kind::of(bad, late)
     }
 
     fn key(&self) -> &str {

@@ -92,6 +92,32 @@ impl Rng {
         items[self.below(items.len())]
     }
 
+    /// Whether the next message is broken (and which of `kinds`) or else late: the draws every
+    /// generator makes first, in this order.
+    pub fn bad_or_late(
+        &mut self,
+        bad_ratio: f64,
+        late_ratio: f64,
+        kinds: &[&'static str],
+    ) -> (Option<&'static str>, bool) {
+        let bad = self
+            .chance(bad_ratio)
+            .then(|| kinds[self.below(kinds.len())]);
+        let late = bad.is_none() && self.chance(late_ratio);
+        (bad, late)
+    }
+
+    /// A random UUID (v4 layout) as lowercase hyphenated text, written into `buf`.
+    pub fn uuid<'b>(&mut self, buf: &'b mut [u8; uuid::fmt::Hyphenated::LENGTH]) -> &'b str {
+        let mut bytes = [0u8; 16];
+        bytes[..8].copy_from_slice(&self.next_u64().to_le_bytes());
+        bytes[8..].copy_from_slice(&self.next_u64().to_le_bytes());
+        uuid::Builder::from_random_bytes(bytes)
+            .into_uuid()
+            .hyphenated()
+            .encode_lower(buf)
+    }
+
     pub fn chance(&mut self, p: f64) -> bool {
         p > 0.0 && self.unit() < p
     }
@@ -108,6 +134,17 @@ pub enum Kind {
     Valid,
     Late,
     Bad(&'static str),
+}
+
+impl Kind {
+    /// The kind of a message broken as `bad` (if so), else late or not.
+    pub fn of(bad: Option<&'static str>, late: bool) -> Kind {
+        match (bad, late) {
+            (Some(kind), _) => Kind::Bad(kind),
+            (None, true) => Kind::Late,
+            (None, false) => Kind::Valid,
+        }
+    }
 }
 
 /// A dataset's message generator: `next` makes a message into reused buffers, `key()` and
@@ -174,24 +211,15 @@ impl Generator {
     /// Generates the next message with event time `now_micros` (or minutes before it, if late).
     pub fn next(&mut self, now_micros: i64) -> Kind {
         let rng = &mut self.rng;
-        let bad = rng
-            .chance(self.bad_ratio)
-            .then(|| BAD_KINDS[rng.below(BAD_KINDS.len())]);
-        let late = bad.is_none() && rng.chance(self.late_ratio);
+        let (bad, late) = rng.bad_or_late(self.bad_ratio, self.late_ratio, &BAD_KINDS);
         let event_time = if late {
             now_micros - (rng.uniform(LATE_MINUTES.0, LATE_MINUTES.1) * 60e6) as i64
         } else {
             now_micros
         };
 
-        let mut uuid_bytes = [0u8; 16];
-        uuid_bytes[..8].copy_from_slice(&rng.next_u64().to_le_bytes());
-        uuid_bytes[8..].copy_from_slice(&rng.next_u64().to_le_bytes());
         let mut uuid_text = [0u8; uuid::fmt::Hyphenated::LENGTH];
-        let txn_id = uuid::Builder::from_random_bytes(uuid_bytes)
-            .into_uuid()
-            .hyphenated()
-            .encode_lower(&mut uuid_text);
+        let txn_id = rng.uuid(&mut uuid_text);
 
         let user_id = format!("user_{}", 1000 + rng.below(9000));
         self.key.clear();
@@ -245,11 +273,7 @@ impl Generator {
         if let Some(kind) = bad {
             break_payload(kind, &mut self.payload, bad_detail);
         }
-        match (bad, late) {
-            (Some(kind), _) => Kind::Bad(kind),
-            (None, true) => Kind::Late,
-            (None, false) => Kind::Valid,
-        }
+        Kind::of(bad, late)
     }
 }
 

@@ -258,23 +258,14 @@ impl MessageGenerator for RealisticGenerator {
     fn next(&mut self, now_micros: i64) -> Kind {
         let p = self.next_purchase(now_micros);
         let rng = &mut self.rng;
-        let bad = rng
-            .chance(self.bad_ratio)
-            .then(|| BAD_KINDS[rng.below(BAD_KINDS.len())]);
-        let late = bad.is_none() && rng.chance(self.late_ratio);
+        let (bad, late) = rng.bad_or_late(self.bad_ratio, self.late_ratio, &BAD_KINDS);
         let event_time = if late {
             p.at - (rng.uniform(LATE_MINUTES.0, LATE_MINUTES.1) * 60e6) as i64
         } else {
             p.at
         };
-        let mut uuid_bytes = [0u8; 16];
-        uuid_bytes[..8].copy_from_slice(&rng.next_u64().to_le_bytes());
-        uuid_bytes[8..].copy_from_slice(&rng.next_u64().to_le_bytes());
         let mut uuid_text = [0u8; uuid::fmt::Hyphenated::LENGTH];
-        let txn_id = uuid::Builder::from_random_bytes(uuid_bytes)
-            .into_uuid()
-            .hyphenated()
-            .encode_lower(&mut uuid_text);
+        let txn_id = rng.uuid(&mut uuid_text);
         let merchant = rng.pick(&MERCHANTS);
         let category = rng.pick(&CATEGORIES);
         let detail = rng.next_u64();
@@ -309,11 +300,7 @@ impl MessageGenerator for RealisticGenerator {
         if let Some(kind) = bad {
             break_payload(kind, &mut self.payload, detail);
         }
-        match (bad, late) {
-            (Some(kind), _) => Kind::Bad(kind),
-            (None, true) => Kind::Late,
-            (None, false) => Kind::Valid,
-        }
+        Kind::of(bad, late)
     }
 
     fn key(&self) -> &str {

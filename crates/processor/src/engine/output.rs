@@ -60,6 +60,17 @@ pub struct StageInput<'s, 'a, D: Dataset> {
 }
 
 impl<D: Dataset> StageInput<'_, '_, D> {
+    /// One Parquet file of `rows` in `layer`, named after this batch (nothing for no rows).
+    pub fn parquet(&self, layer: FileLayer, rows: &arrow_array::RecordBatch) -> Result<Staged> {
+        if rows.num_rows() == 0 {
+            return Ok(Staged::nothing());
+        }
+        let file = self
+            .files
+            .write_parquet(layer, rows, self.plan.planned_at, self.plan.batch)?;
+        Ok(Staged::file(rows.num_rows() as u64, file))
+    }
+
     /// The operators' results, for an output staged after them.
     pub fn derived(&self) -> Result<&D::Derived> {
         self.derived.ok_or_else(|| {

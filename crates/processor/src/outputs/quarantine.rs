@@ -32,12 +32,8 @@ impl<D: Dataset> Output<D> for Quarantine {
         if n == 0 {
             return Ok(Staged::nothing());
         }
-        let at = input.plan.planned_at;
-        let rows = build(input.batch, input.topic, at)?;
-        let file = input
-            .files
-            .write_parquet(self.0, &rows, at, input.plan.batch)?;
-        Ok(Staged::file(n as u64, file))
+        let rows = build(input.batch, input.topic, input.plan.planned_at)?;
+        input.parquet(self.0, &rows)
     }
 }
 

@@ -52,11 +52,7 @@ impl Output<Events> for Aggregates {
             )
         );
         let records = build(&sorted)?;
-        let file =
-            input
-                .files
-                .write_parquet(LAYER, &records, input.plan.planned_at, input.plan.batch)?;
-        Ok(Staged::file(rows.len() as u64, file))
+        input.parquet(LAYER, &records)
     }
 }
 

@@ -28,11 +28,7 @@ impl Output<Transactions> for FraudAlerts {
             return Ok(Staged::nothing());
         }
         let rows = build(alerts)?;
-        let file =
-            input
-                .files
-                .write_parquet(LAYER, &rows, input.plan.planned_at, input.plan.batch)?;
-        Ok(Staged::file(alerts.len() as u64, file))
+        input.parquet(LAYER, &rows)
     }
 }
 

@@ -28,11 +28,7 @@ impl Output<Transactions> for Gold {
             return Ok(Staged::nothing());
         }
         let batch = build(rows)?;
-        let file =
-            input
-                .files
-                .write_parquet(LAYER, &batch, input.plan.planned_at, input.plan.batch)?;
-        Ok(Staged::file(rows.len() as u64, file))
+        input.parquet(LAYER, &batch)
     }
 }
 
