@@ -12,6 +12,19 @@
 //! event times: out of order, but always within the 5-minute watermark, so none is late. Event
 //! times follow the users' schedule from the first clock reading on; with a seed, the stream and
 //! its frauds are the same every run.
+//!
+//! So that each injection is found, and is the only thing found: a pattern is injected only into
+//! a live session (the user's previous purchase less than 10 minutes earlier, when the rules still
+//! know where they were); a pattern's purchases are never malformed or late; and after a purchase
+//! far from home the user pauses 30 to 60 minutes, so their next purchase at home opens a new
+//! session instead of looking like travel back.
+//! [`RealisticGenerator::injection`] tells which injection the last message belongs to.
+//!
+//! A late message (`late_ratio`) is a purchase sent 7 to 20 minutes of stream time after it was
+//! made, with the time and place it was made (a terminal that was offline): late for the
+//! watermark, yet part of a history that holds together. (Moving a purchase's time back instead
+//! would put the user 1 km away from themselves a few seconds apart now and then: impossible
+//! travel on clean traffic.)
 
 use std::borrow::Cow;
 use std::cmp::Reverse;
@@ -51,6 +64,8 @@ pub const PATTERNS: [&str; 5] = [
 ];
 
 const SECOND: i64 = 1_000_000;
+/// The rules' session: a purchase less than this after the user's previous one continues it.
+const SESSION_MICROS: i64 = 600 * SECOND;
 
 struct User {
     id: String,
@@ -61,12 +76,15 @@ struct User {
 }
 
 /// A purchase to send: whose, when, where, how much.
+#[derive(Debug)]
 struct Purchase {
     user: usize,
     at: i64,
     place: (f64, f64),
     city: usize,
     amount: f64,
+    /// The injected pattern it belongs to: (pattern, injection number).
+    injection: Option<(usize, u64)>,
 }
 
 pub struct RealisticGenerator {
@@ -79,12 +97,44 @@ pub struct RealisticGenerator {
     schedule: BinaryHeap<Reverse<(i64, usize)>>,
     /// Purchases of an injected pattern still to send.
     queued: VecDeque<Purchase>,
+    /// Late purchases held back until the stream's time passes their release time.
+    held: BinaryHeap<Reverse<Held>>,
+    held_count: u64,
+    /// The stream's time: the latest scheduled purchase taken.
+    clock: i64,
     started: bool,
     next_pattern: usize,
     /// Patterns injected so far, by name.
     pub injected: [u64; 5],
+    /// The injection the last message belongs to.
+    current: Option<(usize, u64)>,
     key: String,
     payload: Vec<u8>,
+}
+
+/// A late purchase and when to send it (ordered by that, then by when it was held).
+#[derive(Debug)]
+struct Held {
+    release: i64,
+    seq: u64,
+    purchase: Purchase,
+}
+
+impl PartialEq for Held {
+    fn eq(&self, other: &Self) -> bool {
+        (self.release, self.seq) == (other.release, other.seq)
+    }
+}
+impl Eq for Held {}
+impl PartialOrd for Held {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Held {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.release, self.seq).cmp(&(other.release, other.seq))
+    }
 }
 
 /// A point about `km` from `from`, towards `bearing` degrees (flat-earth offset: enough here).
@@ -121,9 +171,13 @@ impl RealisticGenerator {
             users,
             schedule: BinaryHeap::new(),
             queued: VecDeque::new(),
+            held: BinaryHeap::new(),
+            held_count: 0,
+            clock: i64::MIN,
             started: false,
             next_pattern: 0,
             injected: [0; 5],
+            current: None,
             key: String::new(),
             payload: Vec::with_capacity(512),
         }
@@ -161,6 +215,7 @@ impl RealisticGenerator {
         let Some(Reverse((at, user))) = self.schedule.pop() else {
             unreachable!("every user is always scheduled");
         };
+        self.clock = self.clock.max(at);
         // Mostly every 20 to 300 s; one time in 20 a break of 15 to 60 minutes (a session ends).
         let gap = if self.rng.chance(0.05) {
             (self.rng.uniform(900.0, 3600.0) * 1e6) as i64
@@ -175,18 +230,26 @@ impl RealisticGenerator {
             place: home,
             city,
             amount: (self.rng.uniform(1.0, 500.0) * 100.0).round() / 100.0,
+            injection: None,
         };
-        let inject = self.users[user].last_time != i64::MIN && self.rng.chance(self.fraud_ratio);
+        let last = self.users[user].last_time;
+        let in_session = last != i64::MIN && at - last < SESSION_MICROS;
+        let inject = in_session && self.rng.chance(self.fraud_ratio);
         let mut next = at + gap;
         if inject {
             let pattern = self.next_pattern;
             self.next_pattern = (self.next_pattern + 1) % PATTERNS.len();
             self.injected[pattern] += 1;
+            let injection = Some((pattern, self.injected.iter().sum::<u64>()));
+            p.injection = injection;
+            // After a purchase far from home, a pause that ends the session.
+            let pause = (self.rng.uniform(1800.0, 3600.0) * 1e6) as i64;
             match PATTERNS[pattern] {
                 "impossible_travel" => {
                     let far = (city + 1 + self.rng.below(CITIES.len() - 1)) % CITIES.len();
                     p.city = far;
                     p.place = (CITIES[far].3, CITIES[far].4);
+                    next = at + pause;
                 }
                 "large_amount" => {
                     p.amount = (self.rng.uniform(10_001.0, 50_000.0) * 100.0).round() / 100.0
@@ -206,8 +269,9 @@ impl RealisticGenerator {
                         place,
                         city,
                         amount: (self.rng.uniform(1.0, 500.0) * 100.0).round() / 100.0,
+                        injection,
                     });
-                    next = at + after + gap;
+                    next = at + after + pause;
                 }
                 "burst" => {
                     // Six within 25 s: inside one of the sliding minutes, whatever the alignment.
@@ -219,6 +283,7 @@ impl RealisticGenerator {
                             place,
                             city,
                             amount: (self.rng.uniform(1.0, 500.0) * 100.0).round() / 100.0,
+                            injection,
                         });
                     }
                     next = at + 25 * SECOND + gap;
@@ -233,6 +298,7 @@ impl RealisticGenerator {
                             place,
                             city,
                             amount: (self.rng.uniform(5_001.0, 9_999.0) * 100.0).round() / 100.0,
+                            injection,
                         });
                     }
                     next = at + 120 * SECOND + gap;
@@ -241,6 +307,12 @@ impl RealisticGenerator {
         }
         self.schedule.push(Reverse((next, user)));
         p
+    }
+
+    /// The injected pattern the last message belongs to, and which injection of the stream it
+    /// is (numbered from 1; all the purchases of one injection share it): a test's truth.
+    pub fn injection(&self) -> Option<(&'static str, u64)> {
+        self.current.map(|(pattern, n)| (PATTERNS[pattern], n))
     }
 
     /// The injected patterns so far, for the producer's summary.
@@ -256,14 +328,37 @@ impl RealisticGenerator {
 
 impl MessageGenerator for RealisticGenerator {
     fn next(&mut self, now_micros: i64) -> Kind {
-        let p = self.next_purchase(now_micros);
-        let rng = &mut self.rng;
-        let (bad, late) = rng.bad_or_late(self.bad_ratio, self.late_ratio, &BAD_KINDS);
-        let event_time = if late {
-            p.at - (rng.uniform(LATE_MINUTES.0, LATE_MINUTES.1) * 60e6) as i64
-        } else {
-            p.at
+        let (p, bad, late) = loop {
+            if self
+                .held
+                .peek()
+                .is_some_and(|Reverse(h)| h.release <= self.clock)
+            {
+                if let Some(Reverse(h)) = self.held.pop() {
+                    break (h.purchase, None, true);
+                }
+            }
+            let p = self.next_purchase(now_micros);
+            if p.injection.is_some() {
+                break (p, None, false);
+            }
+            let (bad, late) = self
+                .rng
+                .bad_or_late(self.bad_ratio, self.late_ratio, &BAD_KINDS);
+            if !late {
+                break (p, bad, false);
+            }
+            let release = p.at + (self.rng.uniform(LATE_MINUTES.0, LATE_MINUTES.1) * 60e6) as i64;
+            self.held_count += 1;
+            self.held.push(Reverse(Held {
+                release,
+                seq: self.held_count,
+                purchase: p,
+            }));
         };
+        self.current = p.injection;
+        let event_time = p.at;
+        let rng = &mut self.rng;
         let mut uuid_text = [0u8; uuid::fmt::Hyphenated::LENGTH];
         let txn_id = rng.uuid(&mut uuid_text);
         let merchant = rng.pick(&MERCHANTS);
@@ -348,5 +443,67 @@ mod tests {
         assert!(g.injected.iter().all(|&n| n > 20), "{:?}", g.injected);
         let spread = g.injected.iter().max().unwrap() - g.injected.iter().min().unwrap();
         assert!(spread <= 1, "{:?}", g.injected);
+    }
+
+    #[test]
+    fn injections_are_valid_in_a_live_session_and_a_far_purchase_is_followed_by_a_pause() {
+        let mut g = RealisticGenerator::new(11, 0.2, 0.2, 0.3, 40);
+        // Per user: the last valid purchase (time, injected far away?).
+        let mut last: std::collections::HashMap<String, (i64, bool)> = Default::default();
+        let mut numbers = std::collections::BTreeSet::new();
+        let (mut far_checked, mut first_checked, mut late) = (0, 0, 0);
+        let mut newest = i64::MIN;
+        for _ in 0..20_000 {
+            let kind = g.next(1_762_500_600_000_000);
+            let injection = g.injection();
+            if kind == Kind::Late {
+                // Sent 7 to 20 minutes of stream time after it was made (the newest purchase
+                // sent may be an injected one up to 2 minutes ahead).
+                let t = decode(Some(g.payload())).unwrap();
+                let minutes = (newest - t.event_time) as f64 / 60e6;
+                assert!((5.0..=22.5).contains(&minutes), "{minutes}");
+                late += 1;
+            } else if kind == Kind::Valid {
+                newest = newest.max(decode(Some(g.payload())).unwrap().event_time);
+            }
+            if kind != Kind::Valid {
+                assert_eq!(injection, None, "an injected purchase is never bad or late");
+                continue;
+            }
+            let t = decode(Some(g.payload())).unwrap();
+            let user = t.user_id.unwrap().to_string();
+            let previous = last.get(&user).copied();
+            let first = injection.is_some_and(|(_, n)| numbers.insert(n));
+            if let Some((pattern, _)) = injection {
+                if first {
+                    // The first purchase of an injection: the user's session is live.
+                    let (at, _) = previous.expect("a session to inject into");
+                    assert!(t.event_time - at < SESSION_MICROS, "{pattern}");
+                    first_checked += 1;
+                }
+            } else if let Some((at, true)) = previous {
+                assert!(
+                    t.event_time - at >= 30 * 60 * SECOND,
+                    "a pause after a far purchase"
+                );
+                far_checked += 1;
+            }
+            // Far from home: a travel purchase, or the second purchase of a rapid change.
+            let far = match injection {
+                Some(("impossible_travel", _)) => true,
+                Some(("rapid_location_change", _)) => !first,
+                _ => false,
+            };
+            let entry = last.entry(user).or_insert((i64::MIN, false));
+            if t.event_time >= entry.0 {
+                *entry = (t.event_time, far);
+            }
+        }
+        assert!(
+            first_checked > 100 && far_checked > 20,
+            "{first_checked} {far_checked}"
+        );
+        assert!((1000..5000).contains(&late), "{late}");
+        assert_eq!(numbers.len() as u64, g.injected.iter().sum::<u64>());
     }
 }

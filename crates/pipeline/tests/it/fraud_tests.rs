@@ -1,9 +1,10 @@
 //! Seed 002's fraud detection on real Kafka: the alerts of a seeded realistic stream with
 //! injected frauds, after SIGKILLs at random moments, are exactly those of the same rules run
 //! once over the whole topic, each once in `fraud-alerts` (read_committed) and in
-//! `fraud_alerts/`; clean traffic raises none.
+//! `fraud_alerts/`; every injection is found and every alert is one an injection explains
+//! (the truth: the same seeded stream generated again here); clean traffic raises none.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use processor::operators::fraud::{FraudRules, Txn};
@@ -20,12 +21,21 @@ const DELAY_MICROS: i64 = 3_600_000_000;
 /// (alert_type, user_id, alert_time µs, txn_id)
 type AlertKey = (String, String, i64, String);
 
+/// The producer's stream settings, which [`injections`] repeats.
+const USERS: usize = 150;
+const BAD_RATIO: f64 = 0.02;
+const LATE_RATIO: f64 = 0.02;
+
 fn producer_args(count: &str, fraud_ratio: &str, seed: &str, rate: &str) -> Vec<String> {
     [
         "--profile",
         "realistic",
         "--users",
-        "150",
+        &USERS.to_string(),
+        "--bad-ratio",
+        &BAD_RATIO.to_string(),
+        "--late-ratio",
+        &LATE_RATIO.to_string(),
         "--fraud-ratio",
         fraud_ratio,
         "--msgs-per-sec",
@@ -40,6 +50,142 @@ fn producer_args(count: &str, fraud_ratio: &str, seed: &str, rate: &str) -> Vec<
     .iter()
     .map(|s| s.to_string())
     .collect()
+}
+
+/// One injected pattern: its user and purchases (txn_id, event time), in the order sent.
+#[derive(Debug)]
+struct Injection {
+    pattern: &'static str,
+    user: String,
+    txns: Vec<(String, i64)>,
+}
+
+/// The truth: the injections of the producer's seeded stream, generated again (the realistic
+/// profile reads the clock once, at its first message: the test's `--event-time-start`).
+fn injections(count: usize, fraud_ratio: f64, seed: u64) -> Vec<Injection> {
+    use producer::generator::MessageGenerator;
+    let start = txn_core::time::parse_rfc3339_micros("2025-11-07T07:30:00Z").unwrap();
+    let mut g = producer::realistic::RealisticGenerator::new(
+        seed,
+        BAD_RATIO,
+        LATE_RATIO,
+        fraud_ratio,
+        USERS,
+    );
+    let mut found: BTreeMap<u64, Injection> = BTreeMap::new();
+    for _ in 0..count {
+        g.next(start);
+        if let Some((pattern, n)) = g.injection() {
+            let t = txn_core::decode(Some(g.payload())).expect("an injected purchase is valid");
+            let i = found.entry(n).or_insert_with(|| Injection {
+                pattern,
+                user: t.user_id.as_deref().unwrap_or_default().to_string(),
+                txns: Vec::new(),
+            });
+            i.txns.push((t.txn_id.to_string(), t.event_time));
+        }
+    }
+    found.into_values().collect()
+}
+
+/// Every injection evaluated before the final watermark raised its alert, and every alert is
+/// explained by an injection. `times`: each user's valid event times, sorted.
+fn assert_alerts_match_the_injections(
+    alerts: &[AlertKey],
+    injected: &[Injection],
+    times: &HashMap<String, Vec<i64>>,
+    wm: i64,
+) {
+    const TEN_MINUTES: i64 = 600_000_000;
+    // Where the session holding `at` ends: 10 minutes after its last transaction.
+    let session_end = |user: &str, at: i64| {
+        let times = &times[user];
+        let mut last = at;
+        for &t in times.iter().filter(|&&t| t > at) {
+            if t - last >= TEN_MINUTES {
+                break;
+            }
+            last = t;
+        }
+        last + TEN_MINUTES
+    };
+    let on = |kind: &str, txn: &str| alerts.iter().any(|a| a.0 == kind && a.3 == txn);
+    let mut checked: BTreeMap<&str, usize> = BTreeMap::new();
+    for i in injected {
+        let last = i.txns.iter().map(|t| t.1).max().unwrap();
+        if last > wm {
+            continue; // not evaluated yet when the stream ended
+        }
+        *checked.entry(i.pattern).or_default() += 1;
+        let txn = |k: usize| i.txns[k].0.as_str();
+        let found = match i.pattern {
+            "impossible_travel" => on("IMPOSSIBLE_TRAVEL", txn(0)),
+            "large_amount" => on("LARGE_AMOUNT", txn(0)),
+            "rapid_location_change" => on("RAPID_LOCATION_CHANGE", txn(1)),
+            "burst" => alerts
+                .iter()
+                .any(|a| a.0 == "BURST" && a.1 == i.user && (i.txns[0].1..=last).contains(&a.2)),
+            "repeated_large" => on("FRAUD_RISK", txn(2)),
+            other => panic!("unknown pattern {other}"),
+        };
+        assert!(found, "injection not found: {i:?}");
+        let risky = matches!(i.pattern, "large_amount" | "repeated_large");
+        let end = session_end(&i.user, last);
+        if risky && end <= wm {
+            assert!(
+                alerts
+                    .iter()
+                    .any(|a| a.0 == "SESSION_TIMEOUT" && a.1 == i.user && a.2 == end),
+                "the session with {i:?} ends with SESSION_TIMEOUT at {end}"
+            );
+        }
+    }
+    for pattern in producer::realistic::PATTERNS {
+        assert!(
+            checked.get(pattern).is_some_and(|&n| n >= 10),
+            "each pattern injected and evaluated at least 10 times: {checked:?}"
+        );
+    }
+    let of = |patterns: &[&str], k: Option<usize>| -> Vec<&str> {
+        injected
+            .iter()
+            .filter(|i| patterns.contains(&i.pattern))
+            .flat_map(|i| match k {
+                Some(k) => vec![i.txns[k].0.as_str()],
+                None => i.txns.iter().map(|t| t.0.as_str()).collect(),
+            })
+            .collect()
+    };
+    let far = [
+        of(&["impossible_travel"], Some(0)),
+        of(&["rapid_location_change"], Some(1)),
+    ]
+    .concat();
+    let large = of(&["large_amount"], None);
+    let risky = of(&["large_amount", "repeated_large"], None);
+    for a in alerts {
+        let (kind, user, at, txn) = (a.0.as_str(), &a.1, a.2, a.3.as_str());
+        let explained = match kind {
+            "IMPOSSIBLE_TRAVEL" | "RAPID_LOCATION_CHANGE" => far.contains(&txn),
+            "LARGE_AMOUNT" => large.contains(&txn),
+            "FRAUD_RISK" => risky.contains(&txn),
+            // Outside a burst a user's purchases are 20 s or more apart (a rapid change's pair
+            // apart): a window cannot reach six without some of the burst, so it fires from the
+            // burst's first purchase to less than a minute after its last.
+            "BURST" => injected.iter().any(|i| {
+                i.pattern == "burst"
+                    && &i.user == user
+                    && (i.txns[0].1..i.txns[5].1 + 60_000_000).contains(&at)
+            }),
+            "SESSION_TIMEOUT" => injected.iter().any(|i| {
+                matches!(i.pattern, "large_amount" | "repeated_large")
+                    && &i.user == user
+                    && session_end(user, i.txns[0].1) == at
+            }),
+            other => panic!("unknown alert type {other}"),
+        };
+        assert!(explained, "an alert no injection explains: {a:?}");
+    }
 }
 
 /// The alerts of the rules run once over every transaction of the topic.
@@ -157,6 +303,7 @@ fn kafka_fraud_alerts_equal_the_rules_run_once_each_once_after_ten_sigkills() {
     }
     let produced = producer.wait_with_output().unwrap();
     assert!(produced.status.success());
+    let truth = injections(12_000, 0.05, 42);
     let summary = String::from_utf8_lossy(&produced.stderr);
     let injected = summary
         .lines()
@@ -167,6 +314,26 @@ fn kafka_fraud_alerts_equal_the_rules_run_once_each_once_after_ten_sigkills() {
     process_all(&broker.bootstrap, out.path(), &FRAUD_PROCESSOR);
 
     let expected = oracle(&broker.bootstrap);
+    let mut in_topic = std::collections::HashSet::new();
+    let mut times: HashMap<String, Vec<i64>> = HashMap::new();
+    for m in consume_all(&broker.bootstrap) {
+        if let Ok(t) = txn_core::decode(m.value.as_deref()) {
+            in_topic.insert(t.txn_id.to_string());
+            let user = t.user_id.as_deref().unwrap_or_default().to_string();
+            times.entry(user).or_default().push(t.event_time);
+        }
+    }
+    times.values_mut().for_each(|t| t.sort());
+    assert!(
+        truth
+            .iter()
+            .flat_map(|i| &i.txns)
+            .all(|t| in_topic.contains(&t.0)),
+        "the truth is the producer's stream"
+    );
+    // The final watermark: the largest event time in the topic less the delay.
+    let max_event_time = times.values().filter_map(|t| t.last()).max().unwrap();
+    assert_alerts_match_the_injections(&expected, &truth, &times, max_event_time - DELAY_MICROS);
     let mut by_type: BTreeMap<&str, usize> = BTreeMap::new();
     for (kind, ..) in &expected {
         *by_type.entry(kind.as_str()).or_default() += 1;
