@@ -296,6 +296,16 @@ impl Compose {
         COMPOSE_FILES.into_iter().map(Compose::load).collect()
     }
 
+    /// The services that run the project's image (the producer builds it), profiles included.
+    fn app_services(&self) -> Vec<&str> {
+        let image = self.field("producer", "image");
+        self.services()
+            .iter()
+            .filter(|(_, s)| s.get("image").and_then(Yaml::str) == Some(image))
+            .map(|(n, _)| n.as_str())
+            .collect()
+    }
+
     fn services(&self) -> &[(String, Yaml)] {
         self.root
             .get("services")
@@ -764,7 +774,9 @@ fn the_image_is_built_by_the_producer_service_only_and_reused_by_the_processor()
 #[test]
 fn producer_and_processor_run_as_the_user_app_uid_and_app_gid_name() {
     for compose in Compose::all() {
-        for service in ["producer", "processor"] {
+        let services = compose.app_services();
+        assert!(services.len() >= 2, "{}: {services:?}", compose.file);
+        for service in services {
             let user = compose.field(service, "user");
             assert_eq!(
                 interpolate(
@@ -1125,7 +1137,7 @@ fn dotenv_holds_values_for_a_local_run_and_compose_sets_the_containers_own() {
     }
 
     for compose in Compose::all() {
-        for service in ["producer", "processor"] {
+        for service in compose.app_services() {
             assert_eq!(
                 compose.env(service, "KAFKA_BOOTSTRAP_SERVERS"),
                 "kafka:9092",
@@ -1133,32 +1145,41 @@ fn dotenv_holds_values_for_a_local_run_and_compose_sets_the_containers_own() {
                 compose.file
             );
         }
-        let env = compose.environment("processor");
-        let output = compose.env("processor", "OUTPUT_PATH");
-        let checkpoint = env
-            .get("SPARK_CHECKPOINT_DIR")
-            .cloned()
-            .unwrap_or_else(|| format!("{output}/_chk"));
-        let mounts = compose.mounts("processor");
-        let (source, target) = mounts
-            .iter()
-            .find(|(_, target)| output.starts_with(&format!("{target}/")))
-            .unwrap_or_else(|| {
-                panic!(
-                    "{}: OUTPUT_PATH {output} is in no mount: {mounts:?}",
-                    compose.file
-                )
-            });
-        assert!(
-            source.starts_with("./"),
-            "{}: the output goes to {source}, not to a folder of the host",
-            compose.file
-        );
-        assert!(
-            checkpoint.starts_with(&format!("{target}/")),
-            "{}: the checkpoint {checkpoint} is outside the output mount",
-            compose.file
-        );
+        let processors: Vec<&str> = compose
+            .app_services()
+            .into_iter()
+            .filter(|s| s.ends_with("processor"))
+            .collect();
+        assert!(processors.contains(&"processor"), "{processors:?}");
+        for service in processors {
+            let env = compose.environment(service);
+            let output = compose.env(service, "OUTPUT_PATH");
+            // `_chk`, or `_chk_<dataset>` for another dataset: under OUTPUT_PATH either way.
+            let checkpoint = env
+                .get("SPARK_CHECKPOINT_DIR")
+                .cloned()
+                .unwrap_or_else(|| format!("{output}/_chk"));
+            let mounts = compose.mounts(service);
+            let (source, target) = mounts
+                .iter()
+                .find(|(_, target)| output.starts_with(&format!("{target}/")))
+                .unwrap_or_else(|| {
+                    panic!(
+                        "{}: {service}'s OUTPUT_PATH {output} is in no mount: {mounts:?}",
+                        compose.file
+                    )
+                });
+            assert!(
+                source.starts_with("./"),
+                "{}: {service}'s output goes to {source}, not to a folder of the host",
+                compose.file
+            );
+            assert!(
+                checkpoint.starts_with(&format!("{target}/")),
+                "{}: {service}'s checkpoint {checkpoint} is outside the output mount",
+                compose.file
+            );
+        }
     }
 }
 
