@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The test command: every Rust test (unit and integration, through the embedded broker), then the
-# interoperability check with pandas and DuckDB on output the pipeline writes, then the
+# The test command (it installs cargo-nextest when missing): every Rust test (unit and
+# integration, through the embedded broker), then the interoperability check with pandas and DuckDB on output the pipeline writes, then the
 # integration tests again on Apache Kafka, run as local processes by scripts/kafka.sh from jars
 # that Maven fetches once:
 #   - every integration test that uses a broker, and the Apache Kafka-only tests, on a KRaft node (4.x);
@@ -8,6 +8,7 @@
 # Without Java or Maven the Kafka part says SKIPPED (REQUIRE_KAFKA=1 makes that an error, as in CI).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+command -v cargo-nextest > /dev/null || cargo install --locked cargo-nextest
 cargo nextest run --workspace --no-fail-fast
 cargo build --bin pipeline
 scripts/check-output.sh

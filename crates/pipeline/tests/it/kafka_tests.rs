@@ -140,17 +140,26 @@ fn kafka_cluster_leader_loss_and_lost_quorum_stall_but_lose_and_duplicate_nothin
         .collect();
     broker.kill_node(&others[0]);
     broker.kill_node(&leader);
-    std::thread::sleep(Duration::from_secs(20));
-    let restarts: Vec<_> = [others[0].clone(), leader.clone()]
-        .into_iter()
-        .map(|n| {
-            let dir = broker.dir();
-            std::thread::spawn(move || kafka_sh(&["restart", &dir, &n]))
-        })
-        .collect();
-    for r in restarts {
-        r.join().unwrap();
+    // What was acknowledged before is read; after that nothing moves.
+    std::thread::sleep(Duration::from_secs(10));
+    let stalled = rows(&read_layer(out.path(), "bronze"));
+    std::thread::sleep(Duration::from_secs(10));
+    assert_eq!(
+        rows(&read_layer(out.path(), "bronze")),
+        stalled,
+        "nothing is written while two of three nodes are down"
+    );
+    // One node back: a quorum and an in-sync pair again, so both resume before the third returns.
+    broker.restart_node(&others[0]);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while rows(&read_layer(out.path(), "bronze")) == stalled {
+        assert!(
+            Instant::now() < deadline,
+            "the pipeline resumes when one of the two nodes returns"
+        );
+        std::thread::sleep(Duration::from_millis(500));
     }
+    broker.restart_node(&leader);
 
     let produced = producer.wait_with_output().unwrap();
     let producer_log = String::from_utf8_lossy(&produced.stderr).into_owned();
@@ -186,7 +195,11 @@ fn kafka_cluster_leader_loss_and_lost_quorum_stall_but_lose_and_duplicate_nothin
         "no flood: {producer_warnings:#?}"
     );
     let warnings: Vec<&String> = log.iter().filter(|l| l.contains("WARN")).collect();
-    assert!(!warnings.is_empty(), "the processor warned: {log:#?}");
+    assert!(
+        warnings.iter().any(|l| l.contains("no data from Kafka")
+            || l.contains("cannot read the topic's offsets")),
+        "the processor warned of the stall: {log:#?}"
+    );
     assert!(warnings.len() <= 12, "no flood: {warnings:#?}");
     no_errors(&log);
 }
