@@ -458,3 +458,20 @@ pub fn main_with_args(args: impl IntoIterator<Item = String>) -> std::process::E
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn metric_names_lists_exactly_the_metrics_recorded() {
+        let source = include_str!("lib.rs");
+        let source = source.split("#[cfg(test)]").next().unwrap();
+        let recorded: std::collections::BTreeSet<&str> =
+            ["counter!(\"", "gauge!(\"", "histogram!(\""]
+                .iter()
+                .flat_map(|call| source.split(call).skip(1))
+                .filter_map(|rest| rest.split('"').next())
+                .collect();
+        let listed: std::collections::BTreeSet<&str> = super::METRIC_NAMES.into_iter().collect();
+        assert_eq!(recorded, listed);
+    }
+}

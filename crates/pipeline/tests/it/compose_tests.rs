@@ -1542,3 +1542,43 @@ fn the_monitoring_profile_is_the_same_in_both_compose_files() {
         );
     }
 }
+
+#[test]
+fn prometheus_scrapes_every_service_that_serves_metrics() {
+    let config = read("monitoring/prometheus.yml");
+    let config = Yaml::parse(&config);
+    let jobs = config.get("scrape_configs").map(Yaml::items).unwrap_or(&[]);
+    assert!(!jobs.is_empty());
+    // Every target Prometheus may scrape: static `host:port`, and DNS names with the job's port.
+    let mut targets = BTreeSet::new();
+    for job in jobs {
+        for group in job.get("static_configs").map(Yaml::items).unwrap_or(&[]) {
+            for target in group.get("targets").map(Yaml::items).unwrap_or(&[]) {
+                targets.insert(target.str().unwrap().to_string());
+            }
+        }
+        for group in job.get("dns_sd_configs").map(Yaml::items).unwrap_or(&[]) {
+            let port = group.get("port").and_then(Yaml::str).unwrap();
+            for name in group.get("names").map(Yaml::items).unwrap_or(&[]) {
+                targets.insert(format!("{}:{port}", name.str().unwrap()));
+            }
+        }
+    }
+    let mut serving = 0;
+    for compose in Compose::all() {
+        for (name, _) in compose.services() {
+            let addr = compose.environment(name).get("METRICS_ADDR").cloned();
+            let Some(addr) = addr.filter(|a| !a.is_empty()) else {
+                continue;
+            };
+            let port = addr.rsplit(':').next().unwrap();
+            assert!(
+                targets.contains(&format!("{name}:{port}")),
+                "{}: {name} serves metrics on {addr}, which monitoring/prometheus.yml does not scrape ({targets:?})",
+                compose.file
+            );
+            serving += 1;
+        }
+    }
+    assert!(serving >= 6, "{serving} services serve metrics");
+}

@@ -196,8 +196,10 @@ fn kafka_cluster_leader_loss_and_lost_quorum_stall_but_lose_and_duplicate_nothin
     );
     let warnings: Vec<&String> = log.iter().filter(|l| l.contains("WARN")).collect();
     assert!(
-        warnings.iter().any(|l| l.contains("no data from Kafka")
-            || l.contains("cannot read the topic's offsets")),
+        warnings
+            .iter()
+            .any(|l| l.contains("no data from Kafka")
+                || l.contains("cannot read the topic's offsets")),
         "the processor warned of the stall: {log:#?}"
     );
     assert!(warnings.len() <= 12, "no flood: {warnings:#?}");

@@ -399,6 +399,63 @@ fn prometheus_scrapes_the_producer_and_the_processor_and_their_series_match_the_
 }
 
 #[test]
+fn log_format_json_makes_the_events_console_tables_json_too() {
+    let broker = Broker::start(3);
+    let out = Scratch::new("json-events");
+    let events = ["--dataset", "events", "--topic", TOPIC];
+    run_producer(
+        &broker.bootstrap,
+        out.path(),
+        &[
+            &events[..],
+            &["--msgs-per-sec", "0", "--count", "300", "--seed", "5"],
+        ]
+        .concat(),
+    );
+    let run = command("processor", out.path())
+        .env("LOG_FORMAT", "json")
+        .args(events)
+        .args(["--bootstrap-servers", &broker.bootstrap])
+        .args([
+            "--trigger",
+            "available-now",
+            "--max-offsets-per-trigger",
+            "100",
+        ])
+        .arg("--output-path")
+        .arg(out.path())
+        .output()
+        .unwrap();
+    assert!(run.status.success());
+    // stdout and stderr, as `docker logs` shows them: every line a JSON object.
+    let mut objects = Vec::new();
+    for stream in [&run.stdout, &run.stderr] {
+        for line in String::from_utf8_lossy(stream).lines() {
+            let o: serde_json::Value =
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+            objects.push(o);
+        }
+    }
+    let tables: Vec<&str> = objects
+        .iter()
+        .filter_map(|o| o["fields"]["text"].as_str())
+        .collect();
+    assert!(
+        tables.len() >= 3 && tables.iter().all(|t| t.contains("window_start")),
+        "{tables:#?}"
+    );
+    let batch = objects
+        .iter()
+        .find(|o| o["fields"]["batch"] == 1 && o["fields"]["rows"].is_u64())
+        .unwrap();
+    assert_eq!(batch["fields"]["dataset"], "events");
+    assert!(
+        batch["fields"]["operators"]["events_agg"]["watermark"].is_string(),
+        "{batch}"
+    );
+}
+
+#[test]
 fn log_format_json_gives_one_object_per_line_with_the_batch_figures_as_fields() {
     let broker = Broker::start(3);
     let out = Scratch::new("json-logs");
@@ -464,10 +521,33 @@ fn log_format_json_gives_one_object_per_line_with_the_batch_figures_as_fields() 
         .as_str()
         .unwrap()
         .contains("batch 0:"));
-    assert!(first["fields"]["quarantine_reasons"]
-        .as_str()
-        .unwrap()
-        .contains('='));
+    let f = &first["fields"];
+    assert_eq!(f["dataset"], "transactions");
+    assert_eq!(f["topic"], TOPIC);
+    let by_reason: u64 = batches
+        .iter()
+        .flat_map(|o| {
+            o["fields"]["quarantine_reasons"]
+                .as_object()
+                .unwrap()
+                .values()
+        })
+        .map(|n| n.as_u64().unwrap())
+        .sum();
+    assert_eq!(by_reason, sum("quarantine"), "quarantine_reasons add up");
+    let lags = f["lag_by_partition"].as_object().unwrap();
+    assert_eq!(lags.len(), 3, "{f}");
+    assert_eq!(
+        lags.values().map(|n| n.as_u64().unwrap()).sum::<u64>(),
+        f["lag"].as_u64().unwrap()
+    );
+    assert!(f["processed_mb_per_s"].as_f64().unwrap() > 0.0, "{f}");
+    assert!(
+        f["input_rows_per_s"].is_null(),
+        "the run's first batch has no input rate"
+    );
+    assert_eq!(f["operators"]["gold"]["late"], 0, "{f}");
+    assert!(f["operators"]["gold"]["watermark"].is_string(), "{f}");
 
     // A bad value is one line and exit 2.
     let bad = command("processor", out.path())

@@ -16,6 +16,7 @@ use super::checkpoint::{BatchCommit, BatchPlan, Checkpoint, Recovery};
 use super::dataset::{Batch, Dataset, Derived};
 use super::operator;
 use super::output::{Output, Piece, StageInput, Staged, Target};
+use super::progress::{self, OperatorFigures};
 use super::source::RawBatch;
 use crate::config::ProcessorConfig;
 use crate::error::{Error, Result};
@@ -53,6 +54,8 @@ pub struct BatchOutcome {
     pub operators: Duration,
     /// The commit: plan, files in place, Kafka transaction, operator state, commit entry.
     pub commit_time: Duration,
+    /// Each operator's late rows and watermark.
+    pub operator_figures: Vec<OperatorFigures>,
 }
 
 /// A batch whose outputs are staged: what its commit needs.
@@ -70,6 +73,7 @@ pub struct StagedBatch {
     decode: Duration,
     write: Duration,
     operators: Duration,
+    operator_figures: Vec<OperatorFigures>,
 }
 
 /// Commits staged batches, one at a time and in order. Cheap to clone into the thread that
@@ -139,6 +143,7 @@ impl Committer {
             write: staged.write,
             operators: staged.operators,
             commit_time: t.elapsed(),
+            operator_figures: staged.operator_figures,
         })
     }
 
@@ -255,7 +260,7 @@ impl<D: Dataset> Stages<D> {
         let (derived, staged, operators) = self.stage_outputs(&raw, &batch, &plan)?;
         let write = t.elapsed();
         if self.show_previews {
-            println!("{}", self.dataset.preview(&batch));
+            progress::print_block("preview", plan.batch, &self.dataset.preview(&batch));
         }
         let mut files = Vec::new();
         let mut records = Vec::new();
@@ -269,6 +274,20 @@ impl<D: Dataset> Stages<D> {
                 Piece::Records(r) => records.extend(r),
             }
         }
+        let late = derived.late_by_operator();
+        let operator_figures = self
+            .dataset
+            .operators()
+            .iter()
+            .map(|op| OperatorFigures {
+                name: op.name(),
+                late: late
+                    .iter()
+                    .find(|(name, _)| *name == op.name())
+                    .map_or(0, |(_, n)| *n),
+                watermark: op.watermark(),
+            })
+            .collect();
         let commit = BatchCommit {
             batch: plan.batch,
             rows: raw.messages.len() as u64,
@@ -289,6 +308,7 @@ impl<D: Dataset> Stages<D> {
             decode,
             write,
             operators,
+            operator_figures,
         })
     }
 

@@ -43,8 +43,12 @@ pub trait Dataset: Send + Sized + 'static {
 
 /// What the engine reads of a batch's operator results.
 pub trait Derived {
-    /// Valid rows an operator dropped as late (older than its watermark).
+    /// Valid rows an operator dropped as late (older than its watermark): the progress line's
+    /// `late` (gold's, for transactions).
     fn late(&self) -> u64;
+    /// Late rows of each operator (by [`super::operator::Operator::name`]), for the metrics and
+    /// the JSON log.
+    fn late_by_operator(&self) -> Vec<(&'static str, u64)>;
     /// The event-time watermark after the batch (UTC microseconds).
     fn watermark(&self) -> Option<i64>;
 }

@@ -18,6 +18,8 @@
 //! | `pipeline_last_commit_timestamp_seconds` | gauge | | when the last batch was committed (Unix time) |
 //! | `pipeline_last_committed_batch` | gauge | | its id |
 //! | `pipeline_watermark_timestamp_seconds` | gauge | | gold's event-time watermark (Unix time) |
+//! | `pipeline_operator_late_rows_total` | counter | `operator` | rows each operator found late (gold, fraud_rules, user_aggregates, events_agg) |
+//! | `pipeline_operator_watermark_timestamp_seconds` | gauge | `operator` | each operator's event-time watermark (Unix time) |
 //! | `pipeline_input_lag_offsets` | gauge | `partition` | offsets left in the partition after the last batch |
 //! | `pipeline_trigger_interval_seconds` | gauge | | TRIGGER_INTERVAL (0: back to back or available-now) |
 
@@ -26,7 +28,7 @@ use metrics::{counter, gauge, histogram};
 use super::progress::BatchReport;
 
 /// Every metric name the processor exports, for checks of dashboards and alert rules.
-pub const NAMES: [&str; 15] = [
+pub const NAMES: [&str; 17] = [
     "pipeline_batches_total",
     "pipeline_input_rows_total",
     "pipeline_input_bytes_total",
@@ -40,6 +42,8 @@ pub const NAMES: [&str; 15] = [
     "pipeline_last_commit_timestamp_seconds",
     "pipeline_last_committed_batch",
     "pipeline_watermark_timestamp_seconds",
+    "pipeline_operator_late_rows_total",
+    "pipeline_operator_watermark_timestamp_seconds",
     "pipeline_input_lag_offsets",
     "pipeline_trigger_interval_seconds",
 ];
@@ -78,8 +82,40 @@ pub fn record_batch(report: &BatchReport, planned_at: i64) {
     if let Some(watermark) = report.watermark {
         gauge!("pipeline_watermark_timestamp_seconds").set(watermark as f64 / 1e6);
     }
+    for op in &report.operators {
+        counter!("pipeline_operator_late_rows_total", "operator" => op.name).increment(op.late);
+        if let Some(watermark) = op.watermark {
+            gauge!("pipeline_operator_watermark_timestamp_seconds", "operator" => op.name)
+                .set(watermark as f64 / 1e6);
+        }
+    }
     for (partition, left) in &report.lags {
         gauge!("pipeline_input_lag_offsets", "partition" => partition.to_string())
             .set(*left as f64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::NAMES;
+
+    /// The names in `counter!("…")`, `gauge!("…")` and `histogram!("…")` calls of `source`.
+    fn recorded_names(source: &str) -> std::collections::BTreeSet<&str> {
+        ["counter!(\"", "gauge!(\"", "histogram!(\""]
+            .iter()
+            .flat_map(|call| source.split(call).skip(1))
+            .filter_map(|rest| rest.split('"').next())
+            .collect()
+    }
+
+    #[test]
+    fn names_lists_exactly_the_metrics_recorded_and_the_table_documents_each() {
+        let source = include_str!("metrics.rs");
+        let recorded = recorded_names(source.split("#[cfg(test)]").next().unwrap());
+        let listed: std::collections::BTreeSet<&str> = NAMES.into_iter().collect();
+        assert_eq!(recorded, listed);
+        for name in NAMES {
+            assert!(source.contains(&format!("//! | `{name}` |")), "{name}");
+        }
     }
 }

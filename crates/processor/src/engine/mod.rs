@@ -44,6 +44,9 @@ struct Engine<D: Dataset> {
     summary: RunSummary,
     /// The ranges of the last batch settled (its group offsets are confirmed at the end).
     last_settled: Vec<OffsetRange>,
+    /// The dataset's name and the input topic, for the batch reports.
+    dataset: String,
+    topic: String,
 }
 
 /// Runs until `stop` is set (finishing the batch in flight), or until everything present at start
@@ -148,6 +151,8 @@ pub fn run_with_drain<D: Dataset>(
         last_batch_start: None,
         summary: RunSummary::default(),
         last_settled: Vec::new(),
+        dataset: config.dataset.clone(),
+        topic: config.kafka.topic.clone(),
     };
 
     // The available-now target: what is in the topic now.
@@ -492,6 +497,8 @@ impl<D: Dataset> Engine<D> {
         let since_previous = self.last_batch_start.map(|t| batch_start.duration_since(t));
         self.last_batch_start = Some(batch_start);
         let report = BatchReport {
+            dataset: self.dataset.clone(),
+            topic: self.topic.clone(),
             batch: plan.batch,
             bytes: raw.bytes() as u64,
             read: ctx.read,
@@ -530,6 +537,7 @@ impl<D: Dataset> Engine<D> {
         report.write = outcome.write;
         report.commit = outcome.commit_time;
         report.watermark = commit.watermark;
+        report.operators = outcome.operator_figures;
         metrics::record_batch(&report, outcome.planned_at);
         progress::log_batch(&report);
         self.summary.batches += 1;

@@ -7,9 +7,19 @@ use txn_core::time::write_python_isoformat;
 
 use super::source::OffsetRange;
 
+/// An operator after a batch: the rows it found late in the batch, and its watermark.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OperatorFigures {
+    pub name: &'static str,
+    pub late: u64,
+    pub watermark: Option<i64>,
+}
+
 /// Everything the progress line says about one batch.
 #[derive(Debug, Default, Clone)]
 pub struct BatchReport {
+    pub dataset: String,
+    pub topic: String,
     pub batch: u64,
     pub rows: u64,
     pub bytes: u64,
@@ -29,6 +39,8 @@ pub struct BatchReport {
     /// Quarantined rows by reason code.
     pub rejects: Vec<(&'static str, u64)>,
     pub watermark: Option<i64>,
+    /// Every operator's late rows and watermark.
+    pub operators: Vec<OperatorFigures>,
     pub rerun: bool,
 }
 
@@ -45,6 +57,22 @@ impl BatchReport {
     pub fn processed_rate(&self) -> f64 {
         self.rows as f64 / self.total().as_secs_f64().max(1e-9)
     }
+
+    /// Rows arrived per second since the previous batch started (Spark's input rate).
+    pub fn input_rate(&self) -> Option<f64> {
+        self.since_previous
+            .map(|d| self.rows as f64 / d.as_secs_f64().max(1e-9))
+    }
+
+    pub fn processed_mb_per_s(&self) -> f64 {
+        self.bytes as f64 / 1e6 / self.total().as_secs_f64().max(1e-9)
+    }
+}
+
+fn isoformat(micros: i64) -> String {
+    let mut s = String::new();
+    write_python_isoformat(&mut s, micros);
+    s
 }
 
 fn ms(d: Duration) -> f64 {
@@ -67,10 +95,7 @@ impl fmt::Display for BatchReport {
         if self.lost > 0 {
             write!(f, " lost={}", self.lost)?;
         }
-        let input = self
-            .since_previous
-            .map(|d| self.rows as f64 / d.as_secs_f64().max(1e-9));
-        match input {
+        match self.input_rate() {
             Some(rate) => write!(f, " | input {rate:.0} rows/s")?,
             None => write!(f, " | input -")?,
         }
@@ -78,7 +103,7 @@ impl fmt::Display for BatchReport {
             f,
             ", processed {:.0} rows/s, {:.1} MB/s | read {:.0} ms, decode {:.0} ms, write {:.0} ms, commit {:.0} ms | offsets",
             self.processed_rate(),
-            self.bytes as f64 / 1e6 / self.total().as_secs_f64().max(1e-9),
+            self.processed_mb_per_s(),
             ms(self.read),
             ms(self.decode),
             ms(self.write),
@@ -89,9 +114,7 @@ impl fmt::Display for BatchReport {
         }
         write!(f, " | lag {}", self.lag())?;
         if let Some(wm) = self.watermark {
-            let mut s = String::new();
-            write_python_isoformat(&mut s, wm);
-            write!(f, " | watermark {s}")?;
+            write!(f, " | watermark {}", isoformat(wm))?;
         }
         Ok(())
     }
@@ -100,6 +123,13 @@ impl fmt::Display for BatchReport {
 /// Logs the batch's line: as text (`batch 7: rows=…`), or, with `LOG_FORMAT=json`, one JSON
 /// object with the same text as its message and the report's figures as fields, each output's
 /// rows under the output's name (the layout of the tracing JSON lines around it).
+///
+/// JSON fields: `message`, `dataset`, `topic`, `batch`, `rerun`, `rows`, `bytes`, one per output
+/// (its rows), `late`, `lost`, `read_ms`, `decode_ms`, `write_ms`, `commit_ms`,
+/// `input_rows_per_s` (null for a run's first batch), `processed_rows_per_s`,
+/// `processed_mb_per_s`, `lag`, `lag_by_partition` (`{"0": 12, …}`), `offsets`,
+/// `quarantine_reasons` (`{"BAD_JSON": 3, …}`), `watermark`, `operators`
+/// (`{"gold": {"late": 0, "watermark": "…"}, …}`).
 pub fn log_batch(report: &BatchReport) {
     if !txn_core::telemetry::json_logs() {
         tracing::info!("[processor] {report}");
@@ -112,17 +142,31 @@ pub fn log_batch(report: &BatchReport) {
     for r in report.ranges.iter().filter(|r| !r.is_empty()) {
         let _ = write!(offsets, "{}:[{},{}) ", r.partition, r.start, r.end);
     }
-    let mut quarantine_reasons = String::new();
-    for (reason, n) in &report.rejects {
-        let _ = write!(quarantine_reasons, "{reason}={n} ");
-    }
-    let watermark = report.watermark.map(|wm| {
-        let mut s = String::new();
-        write_python_isoformat(&mut s, wm);
-        s
-    });
+    let quarantine_reasons: serde_json::Map<String, serde_json::Value> = report
+        .rejects
+        .iter()
+        .map(|(reason, n)| (reason.to_string(), (*n).into()))
+        .collect();
+    let lag_by_partition: serde_json::Map<String, serde_json::Value> = report
+        .lags
+        .iter()
+        .map(|(p, n)| (p.to_string(), (*n).into()))
+        .collect();
+    let operators: serde_json::Map<String, serde_json::Value> = report
+        .operators
+        .iter()
+        .map(|o| {
+            let figures = serde_json::json!({
+                "late": o.late,
+                "watermark": o.watermark.map(isoformat),
+            });
+            (o.name.to_string(), figures)
+        })
+        .collect();
     let mut fields = serde_json::Map::new();
     fields.insert("message".into(), format!("[processor] {report}").into());
+    fields.insert("dataset".into(), report.dataset.clone().into());
+    fields.insert("topic".into(), report.topic.clone().into());
     fields.insert("batch".into(), report.batch.into());
     fields.insert("rerun".into(), report.rerun.into());
     fields.insert("rows".into(), report.rows.into());
@@ -137,16 +181,23 @@ pub fn log_batch(report: &BatchReport) {
     fields.insert("write_ms".into(), ms(report.write).into());
     fields.insert("commit_ms".into(), ms(report.commit).into());
     fields.insert(
+        "input_rows_per_s".into(),
+        report.input_rate().map(f64::round).into(),
+    );
+    fields.insert(
         "processed_rows_per_s".into(),
         report.processed_rate().round().into(),
     );
-    fields.insert("lag".into(), report.lag().into());
-    fields.insert("offsets".into(), offsets.trim_end().into());
     fields.insert(
-        "quarantine_reasons".into(),
-        quarantine_reasons.trim_end().into(),
+        "processed_mb_per_s".into(),
+        ((report.processed_mb_per_s() * 100.0).round() / 100.0).into(),
     );
-    fields.insert("watermark".into(), watermark.into());
+    fields.insert("lag".into(), report.lag().into());
+    fields.insert("lag_by_partition".into(), lag_by_partition.into());
+    fields.insert("offsets".into(), offsets.trim_end().into());
+    fields.insert("quarantine_reasons".into(), quarantine_reasons.into());
+    fields.insert("watermark".into(), report.watermark.map(isoformat).into());
+    fields.insert("operators".into(), operators.into());
     let line = serde_json::json!({
         "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
         "level": "INFO",
@@ -156,4 +207,26 @@ pub fn log_batch(report: &BatchReport) {
     text.push('\n');
     // One write of the whole line: it is not interleaved with other log lines.
     let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), text.as_bytes());
+}
+
+/// Prints a block of text meant for people (a console table, a preview) on stdout; with
+/// `LOG_FORMAT=json`, as one JSON object (`fields.message` names it, `fields.text` holds it), so
+/// that every line a log shipper reads is JSON.
+pub fn print_block(what: &str, batch: u64, text: &str) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    if !txn_core::telemetry::json_logs() {
+        let _ = writeln!(out, "{text}");
+        return;
+    }
+    let line = serde_json::json!({
+        "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        "level": "INFO",
+        "fields": {
+            "message": format!("[processor] {what} of batch {batch}"),
+            "batch": batch,
+            "text": text,
+        },
+    });
+    let _ = writeln!(out, "{line}");
 }

@@ -176,6 +176,8 @@ pub struct WindowRow {
 /// What one batch did to the windows.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct WindowBatch {
+    /// The operator's name.
+    pub name: &'static str,
     pub rows: Vec<WindowRow>,
     /// Valid rows dropped because their window had closed.
     pub late: u64,
@@ -280,6 +282,7 @@ impl TumblingWindows {
             }
         }
         WindowBatch {
+            name: self.name,
             rows: out,
             late,
             watermark: self.watermark,
@@ -338,6 +341,10 @@ impl TumblingWindows {
 impl Derived for WindowBatch {
     fn late(&self) -> u64 {
         self.late
+    }
+
+    fn late_by_operator(&self) -> Vec<(&'static str, u64)> {
+        vec![(self.name, self.late)]
     }
 
     fn watermark(&self) -> Option<i64> {

@@ -42,14 +42,17 @@ impl Output<Events> for Aggregates {
                 ]
             })
             .collect();
-        // The seed's console sink, on stdout as Spark prints it.
-        print!(
-            "{}",
-            spark_table(
-                input.plan.batch,
-                &["window_start", "window_end", "id", "avg_value"],
-                &table
-            )
+        // The seed's console sink, on stdout as Spark prints it (one JSON object with
+        // LOG_FORMAT=json).
+        let text = spark_table(
+            input.plan.batch,
+            &["window_start", "window_end", "id", "avg_value"],
+            &table,
+        );
+        crate::engine::progress::print_block(
+            "console table events_agg",
+            input.plan.batch,
+            text.trim_end_matches('\n'),
         );
         let records = build(&sorted)?;
         input.parquet(LAYER, &records)

@@ -55,11 +55,23 @@ pub struct TxnDerived {
     pub user_windows: Vec<UserWindowRow>,
     /// Transactions the fraud rules found late (not evaluated).
     pub fraud_late: u64,
+    /// Rows the user windows found late.
+    pub user_windows_late: u64,
+    pub fraud: bool,
 }
 
 impl Derived for TxnDerived {
     fn late(&self) -> u64 {
         self.gold.late
+    }
+
+    fn late_by_operator(&self) -> Vec<(&'static str, u64)> {
+        let mut late = self.gold.late_by_operator();
+        if self.fraud {
+            late.push(("fraud_rules", self.fraud_late));
+            late.push(("user_aggregates", self.user_windows_late));
+        }
+        late
     }
 
     fn watermark(&self) -> Option<i64> {
@@ -110,6 +122,8 @@ impl Dataset for Transactions {
                 alerts: Vec::new(),
                 user_windows: Vec::new(),
                 fraud_late: 0,
+                user_windows_late: 0,
+                fraud: false,
             };
         };
         // A transaction without a user cannot be followed: the rules skip it (the windows keep
@@ -131,7 +145,7 @@ impl Dataset for Transactions {
             })
         });
         let rules = fraud.rules.apply(txns);
-        let (user_windows, _) =
+        let (user_windows, user_windows_late) =
             fraud
                 .user_windows
                 .apply(batch.valid.iter().map(|(_, t)| UserTxn {
@@ -152,6 +166,8 @@ impl Dataset for Transactions {
             alerts: rules.alerts,
             user_windows,
             fraud_late: rules.late,
+            user_windows_late,
+            fraud: true,
         }
     }
 
