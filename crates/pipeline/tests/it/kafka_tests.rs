@@ -361,6 +361,23 @@ fn kafka_aborted_and_open_transactions_never_reach_a_layer_and_never_hang_the_pr
         .collect();
     assert_eq!(silver_ids(out.path()), expected);
     assert!(silver_ids(out.path()).is_disjoint(&ids(aborted)));
+    // Bronze (every message as it came) and the raw CSV (first column txn_id) hold the same.
+    let bronze: BTreeSet<String> = strings(&read_layer(out.path(), "bronze"), "value")
+        .into_iter()
+        .filter_map(|v| txn_id(v.as_deref().map(str::as_bytes)))
+        .collect();
+    assert_eq!(bronze, expected, "bronze: only committed records");
+    let csv: BTreeSet<String> = layer_files(out.path(), "raw_csv")
+        .iter()
+        .flat_map(|p| {
+            let text = std::fs::read_to_string(p).unwrap();
+            text.lines()
+                .skip(1)
+                .map(|l| l.split(',').next().unwrap().to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(csv, expected, "raw_csv: only committed records");
     let lost = lost_offsets(out.path());
     assert_eq!(lost, 0, "markers and aborted records are not data loss");
 }
