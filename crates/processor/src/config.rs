@@ -106,6 +106,24 @@ pub struct ProcessorConfig {
     /// than it is late (counted, not evaluated); alerts wait for it
     #[arg(long, env = "FRAUD_WATERMARK_DELAY", default_value = "5 minutes", value_parser = parse_spark_duration)]
     pub fraud_watermark_delay: Duration,
+    /// Financial dataset: a user with more than this many transactions in a minute of
+    /// transactionTime is an anomaly (HIGH_FREQUENCY)
+    #[arg(long, env = "ANOMALY_TXN_PER_MINUTE", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub anomaly_txn_per_minute: u32,
+    /// Financial dataset: an amount more than this many standard deviations from the user's
+    /// usual amounts is an anomaly (UNUSUAL_AMOUNT)
+    #[arg(long, env = "ANOMALY_AMOUNT_ZSCORE", default_value_t = 4.0, value_parser = parse_positive)]
+    pub anomaly_amount_zscore: f64,
+    /// Financial dataset: the Kafka topic of the per-merchant totals
+    #[arg(
+        long,
+        env = "AGGREGATES_TOPIC",
+        default_value = "transaction_aggregates"
+    )]
+    pub aggregates_topic: String,
+    /// Financial dataset: the Kafka topic of the anomalies
+    #[arg(long, env = "ANOMALIES_TOPIC", default_value = "transaction_anomalies")]
+    pub anomalies_topic: String,
     /// Test-only: pause this long after a batch's files are in place and before its commit
     #[arg(long, env = "PROCESSOR_TEST_PAUSE_BEFORE_COMMIT", value_parser = parse_spark_duration, hide = true)]
     pub test_pause_before_commit: Option<Duration>,
@@ -137,6 +155,14 @@ impl ProcessorConfig {
         }
         crate::engine::source::StartingOffsets::parse(&self.starting_offsets, &self.kafka.topic)?;
         Ok(())
+    }
+}
+
+/// A finite number above zero.
+fn parse_positive(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!("{text:?} is not a number above zero")),
     }
 }
 

@@ -2,6 +2,7 @@
 //! `DATASET=events`, seed 001's events keyed by `id` ([`events`]).
 
 pub mod events;
+pub mod financial;
 pub mod generator;
 pub mod pacer;
 pub mod realistic;
@@ -77,7 +78,9 @@ pub struct ProducerConfig {
     #[arg(long, env = "PRODUCER_PROFILE", default_value = "seed", value_parser = ["seed", "realistic"])]
     pub profile: String,
     /// With the realistic profile: the share of purchases replaced by a fraud pattern (impossible
-    /// travel, large amount, rapid location change, burst, repeated large amounts, in turn)
+    /// travel, large amount, rapid location change, burst, repeated large amounts, in turn); with
+    /// the financial dataset: the share of transactions with an unusual amount (10 to 60 times a
+    /// usual one)
     #[arg(long, env = "PRODUCER_FRAUD_RATIO", default_value_t = 0.0)]
     pub fraud_ratio: f64,
     /// With the realistic profile: how many users (0: enough for MSGS_PER_SEC at one purchase
@@ -263,6 +266,12 @@ pub fn run(config: &ProducerConfig, stop: &AtomicBool) -> anyhow::Result<Summary
                 seed,
                 config.bad_ratio,
                 config.late_ratio,
+            )),
+            ("financial", _) => Box::new(financial::FinancialGenerator::new(
+                seed,
+                config.bad_ratio,
+                config.late_ratio,
+                config.fraud_ratio,
             )),
             (_, "realistic") => Box::new(realistic::RealisticGenerator::new(
                 seed,

@@ -2,6 +2,7 @@
 //!
 //! - [`record`]: the record and the seed's field order;
 //! - [`event`]: seed 001's event (the events dataset), encoded and decoded;
+//! - [`financial`]: seeds 003/004's financial transaction (the financial dataset), encoded and decoded;
 //! - [`json`]: encoding to exactly the seed's JSON, and decoding bytes into a record or a [`json::Reject`];
 //! - [`time`]: RFC 3339 timestamps to and from UTC microseconds;
 //! - [`duration`]: Spark-style durations (`"30 seconds"`, `"500 ms"`);
@@ -10,6 +11,7 @@
 
 pub mod duration;
 pub mod event;
+pub mod financial;
 pub mod json;
 pub mod record;
 pub mod settings;

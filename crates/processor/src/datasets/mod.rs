@@ -2,6 +2,7 @@
 //! decoder, its operators and its outputs; registering it is one arm in [`run`].
 
 pub mod events;
+pub mod financial;
 pub mod transactions;
 
 use std::sync::atomic::AtomicBool;
@@ -20,6 +21,9 @@ pub fn run(
 ) -> Result<RunSummary> {
     match config.dataset.as_str() {
         "events" => engine::run_with_drain(events::Events::new(config), config, stop, drain),
+        "financial" => {
+            engine::run_with_drain(financial::Financial::new(config), config, stop, drain)
+        }
         _ => engine::run_with_drain(transactions::Transactions::new(config), config, stop, drain),
     }
 }

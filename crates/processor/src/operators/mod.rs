@@ -1,6 +1,8 @@
 //! Stateful operators a dataset runs its records through. Each owns its state and implements
 //! [`crate::engine::operator::Operator`], so the engine snapshots it with every commit.
 
+pub mod anomalies;
 pub mod fraud;
+pub mod merchant_totals;
 pub mod user_windows;
 pub mod windows;

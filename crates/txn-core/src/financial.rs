@@ -1,0 +1,388 @@
+//! The one definition of seeds 003/004's financial transaction: `{"transactionId": uuid,
+//! "userId": "user_12", "amount": 73512.25, "transactionTime": 1762500000, "merchantId":
+//! "merchant_2", "transactionType": "purchase", "location": "location_7", "paymentMethod":
+//! "credit_card", "isInternational": false, "currency": "USD"}`, keyed by `userId` on the topic
+//! `financial_transactions`. Encoded by the producer, decoded by the processor (a valid record,
+//! or a reject with the reason).
+//!
+//! The decoder also takes what the seeds' other producers wrote: `transactionTime` in
+//! milliseconds (told apart by magnitude: 100,000,000,000 and above is milliseconds, i.e. after
+//! 1973 in ms, before the year 5138 in seconds) or as a string of digits, `isInternational` as
+//! the strings `"True"`/`"False"` (Python's `str(bool)`, any case), and `paymentMethod`
+//! `"credit-card"` (read as `credit_card`).
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::json::Reject;
+
+/// Epoch values at or above this are milliseconds, below it seconds.
+pub const MILLIS_FROM: f64 = 1e11;
+
+/// A decoded financial transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FinancialTxn<'a> {
+    pub transaction_id: Cow<'a, str>,
+    pub user_id: Cow<'a, str>,
+    pub amount: f64,
+    /// `transactionTime` as UTC microseconds.
+    pub transaction_time: i64,
+    pub merchant_id: Cow<'a, str>,
+    pub transaction_type: Option<Cow<'a, str>>,
+    pub location: Option<Cow<'a, str>>,
+    /// `credit-card` is read as `credit_card`.
+    pub payment_method: Option<Cow<'a, str>>,
+    pub is_international: Option<bool>,
+    pub currency: Option<Cow<'a, str>>,
+}
+
+/// The fields as they came, each decoded on its own so that a reject names the field.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Wire<'a> {
+    #[serde(borrow)]
+    transaction_id: Option<&'a RawValue>,
+    #[serde(borrow)]
+    user_id: Option<&'a RawValue>,
+    #[serde(borrow)]
+    amount: Option<&'a RawValue>,
+    #[serde(borrow)]
+    transaction_time: Option<&'a RawValue>,
+    #[serde(borrow)]
+    merchant_id: Option<&'a RawValue>,
+    #[serde(borrow)]
+    transaction_type: Option<&'a RawValue>,
+    #[serde(borrow)]
+    location: Option<&'a RawValue>,
+    #[serde(borrow)]
+    payment_method: Option<&'a RawValue>,
+    #[serde(borrow)]
+    is_international: Option<&'a RawValue>,
+    #[serde(borrow)]
+    currency: Option<&'a RawValue>,
+}
+
+const FIELD_NAMES: [&str; 10] = [
+    "transactionId",
+    "userId",
+    "amount",
+    "transactionTime",
+    "merchantId",
+    "transactionType",
+    "location",
+    "paymentMethod",
+    "isInternational",
+    "currency",
+];
+
+fn wrong(field: &'static str) -> impl Fn(serde_json::Error) -> Reject {
+    move |e| Reject::WrongType {
+        field,
+        detail: e.to_string(),
+    }
+}
+
+/// A JSON string, borrowed when it has no escapes.
+fn text<'a>(field: &'static str, raw: &'a RawValue) -> Result<Cow<'a, str>, Reject> {
+    match serde_json::from_str::<&str>(raw.get()) {
+        Ok(s) => Ok(Cow::Borrowed(s)),
+        Err(_) => serde_json::from_str::<String>(raw.get())
+            .map(Cow::Owned)
+            .map_err(wrong(field)),
+    }
+}
+
+/// A field that must be there and not null.
+fn present<'r>(field: &'static str, raw: Option<&'r RawValue>) -> Result<&'r RawValue, Reject> {
+    raw.filter(|r| r.get() != "null")
+        .ok_or(Reject::MissingField(field))
+}
+
+/// An optional string field: absent or null is `None`.
+fn optional<'a>(
+    field: &'static str,
+    raw: Option<&'a RawValue>,
+) -> Result<Option<Cow<'a, str>>, Reject> {
+    match raw.filter(|r| r.get() != "null") {
+        None => Ok(None),
+        Some(r) => text(field, r).map(Some),
+    }
+}
+
+/// A required string field, not empty.
+fn required<'a>(field: &'static str, raw: Option<&'a RawValue>) -> Result<Cow<'a, str>, Reject> {
+    let s = text(field, present(field, raw)?)?;
+    if s.is_empty() {
+        return Err(Reject::MissingField(field));
+    }
+    Ok(s)
+}
+
+/// `transactionTime`: epoch seconds or milliseconds (by magnitude), a number or a string of
+/// digits, to UTC microseconds.
+fn epoch_micros(raw: &RawValue) -> Result<i64, Reject> {
+    let field = "transactionTime";
+    let value: f64 = match serde_json::from_str::<f64>(raw.get()) {
+        Ok(v) => v,
+        Err(e) => {
+            let s = serde_json::from_str::<&str>(raw.get()).map_err(|_| Reject::WrongType {
+                field,
+                detail: e.to_string(),
+            })?;
+            s.trim().parse::<f64>().map_err(|_| Reject::WrongType {
+                field,
+                detail: format!("{s:?} is not a number of seconds or milliseconds"),
+            })?
+        }
+    };
+    // Years 1970 to 9999 in seconds or milliseconds.
+    const MAX_SECONDS: f64 = 253_402_300_799.0;
+    let seconds = if value.abs() >= MILLIS_FROM {
+        value / 1e3
+    } else {
+        value
+    };
+    if !(0.0..=MAX_SECONDS).contains(&seconds) {
+        return Err(Reject::OutOfRange {
+            field,
+            value,
+            min: 0.0,
+            max: MAX_SECONDS * 1e3,
+        });
+    }
+    Ok((seconds * 1e6).round() as i64)
+}
+
+/// `isInternational`: a JSON boolean, or the strings `True`/`False` (any case).
+fn boolean(raw: &RawValue) -> Result<bool, Reject> {
+    let field = "isInternational";
+    match serde_json::from_str::<bool>(raw.get()) {
+        Ok(b) => Ok(b),
+        Err(e) => match serde_json::from_str::<&str>(raw.get()).map(str::to_ascii_lowercase) {
+            Ok(s) if s == "true" => Ok(true),
+            Ok(s) if s == "false" => Ok(false),
+            _ => Err(Reject::WrongType {
+                field,
+                detail: e.to_string(),
+            }),
+        },
+    }
+}
+
+/// Decodes one message's text into a financial transaction. `transactionId`, `userId`,
+/// `merchantId` (non-empty strings), `amount` (a number) and `transactionTime` are required; the
+/// other fields may be missing or null. Other fields are ignored.
+pub fn decode_financial(text_in: &str) -> Result<FinancialTxn<'_>, Reject> {
+    // serde fills a struct from a JSON array too: only an object is a transaction.
+    if !text_in.trim_start().starts_with('{') {
+        return Err(
+            match serde_json::from_str::<serde::de::IgnoredAny>(text_in) {
+                Ok(_) => Reject::NotAnObject,
+                Err(e) => Reject::MalformedJson(e.to_string()),
+            },
+        );
+    }
+    let wire: Wire<'_> = serde_json::from_str(text_in).map_err(|e| {
+        let message = e.to_string();
+        match FIELD_NAMES
+            .into_iter()
+            .find(|f| message.starts_with(&format!("duplicate field `{f}`")))
+        {
+            Some(field) => Reject::DuplicateField(field),
+            None => Reject::MalformedJson(message),
+        }
+    })?;
+    let transaction_id = required("transactionId", wire.transaction_id)?;
+    let user_id = required("userId", wire.user_id)?;
+    let amount = serde_json::from_str::<f64>(present("amount", wire.amount)?.get())
+        .map_err(wrong("amount"))?;
+    let transaction_time = epoch_micros(present("transactionTime", wire.transaction_time)?)?;
+    let merchant_id = required("merchantId", wire.merchant_id)?;
+    let payment_method = optional("paymentMethod", wire.payment_method)?.map(|m| {
+        if m == "credit-card" {
+            Cow::Borrowed("credit_card")
+        } else {
+            m
+        }
+    });
+    let is_international = match wire.is_international.filter(|r| r.get() != "null") {
+        None => None,
+        Some(r) => Some(boolean(r)?),
+    };
+    Ok(FinancialTxn {
+        transaction_id,
+        user_id,
+        amount,
+        transaction_time,
+        merchant_id,
+        transaction_type: optional("transactionType", wire.transaction_type)?,
+        location: optional("location", wire.location)?,
+        payment_method,
+        is_international,
+        currency: optional("currency", wire.currency)?,
+    })
+}
+
+/// Appends a transaction as the seeds' Python producer writes it (`json.dumps`: `", "` and `": "`
+/// separators; `transactionTime` in whole epoch seconds, `isInternational` a JSON boolean).
+/// `transaction_time` is in UTC microseconds. The strings are the producer's own (no escaping
+/// needed: ids, names and codes of ASCII letters, digits, `_` and `-`).
+#[allow(clippy::too_many_arguments)]
+pub fn encode_financial(
+    transaction_id: &str,
+    user_id: &str,
+    amount: f64,
+    transaction_time: i64,
+    merchant_id: &str,
+    transaction_type: &str,
+    location: &str,
+    payment_method: &str,
+    is_international: bool,
+    currency: &str,
+    out: &mut Vec<u8>,
+) {
+    use std::io::Write as _;
+    let _ = write!(
+        out,
+        r#"{{"transactionId": "{transaction_id}", "userId": "{user_id}", "amount": "#
+    );
+    crate::json::write_python_float(out, amount);
+    let _ = write!(
+        out,
+        r#", "transactionTime": {}, "merchantId": "{merchant_id}", "transactionType": "{transaction_type}", "location": "{location}", "paymentMethod": "{payment_method}", "isInternational": {is_international}, "currency": "{currency}"}}"#,
+        transaction_time.div_euclid(1_000_000)
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: i64 = 1_762_500_000;
+
+    /// The encoded transaction with `from` replaced by `to`, decoded (the text lives on).
+    fn with(from: &str, to: &str) -> FinancialTxn<'static> {
+        let text: &'static str = Box::leak(encoded().replace(from, to).into_boxed_str());
+        decode_financial(text).unwrap()
+    }
+
+    fn encoded() -> String {
+        let mut out = Vec::new();
+        encode_financial(
+            "0b6b2a63-3c1e-4b8e-9d65-2f7b1a7c9e10",
+            "user_12",
+            73512.25,
+            T * 1_000_000 + 999_999,
+            "merchant_2",
+            "purchase",
+            "location_7",
+            "paypal",
+            false,
+            "USD",
+            &mut out,
+        );
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn an_encoded_transaction_decodes_to_the_same_fields() {
+        let text = encoded();
+        assert_eq!(
+            text,
+            r#"{"transactionId": "0b6b2a63-3c1e-4b8e-9d65-2f7b1a7c9e10", "userId": "user_12", "amount": 73512.25, "transactionTime": 1762500000, "merchantId": "merchant_2", "transactionType": "purchase", "location": "location_7", "paymentMethod": "paypal", "isInternational": false, "currency": "USD"}"#
+        );
+        let t = decode_financial(&text).unwrap();
+        assert_eq!(
+            t,
+            FinancialTxn {
+                transaction_id: Cow::Borrowed("0b6b2a63-3c1e-4b8e-9d65-2f7b1a7c9e10"),
+                user_id: Cow::Borrowed("user_12"),
+                amount: 73512.25,
+                transaction_time: T * 1_000_000,
+                merchant_id: Cow::Borrowed("merchant_2"),
+                transaction_type: Some(Cow::Borrowed("purchase")),
+                location: Some(Cow::Borrowed("location_7")),
+                payment_method: Some(Cow::Borrowed("paypal")),
+                is_international: Some(false),
+                currency: Some(Cow::Borrowed("USD")),
+            }
+        );
+    }
+
+    #[test]
+    fn the_other_producers_forms_are_read_milliseconds_string_booleans_and_credit_card() {
+        let text = encoded()
+            .replace("1762500000", "1762500000123")
+            .replace("false", "\"True\"")
+            .replace("paypal", "credit-card");
+        let t = decode_financial(&text).unwrap();
+        assert_eq!(t.transaction_time, T * 1_000_000 + 123_000);
+        assert_eq!(t.is_international, Some(true));
+        assert_eq!(t.payment_method.as_deref(), Some("credit_card"));
+        let t = with("false", "\"false\"");
+        assert_eq!(t.is_international, Some(false));
+        // Fractional seconds (Python's time.time()) and a string of digits.
+        let t = with("1762500000", "1762500000.25");
+        assert_eq!(t.transaction_time, T * 1_000_000 + 250_000);
+        let t = with("1762500000", "\"1762500000\"");
+        assert_eq!(t.transaction_time, T * 1_000_000);
+        // The boundary: just below is seconds (the year 5138), at it milliseconds (1973).
+        let t = with("1762500000", "99999999999");
+        assert_eq!(t.transaction_time, 99_999_999_999 * 1_000_000);
+        let t = with("1762500000", "100000000000");
+        assert_eq!(t.transaction_time, 100_000_000 * 1_000_000);
+    }
+
+    #[test]
+    fn every_bad_transaction_is_rejected_with_the_field_and_the_reason() {
+        let reason = |text: &str| decode_financial(text).unwrap_err().to_string();
+        let good = encoded();
+        assert!(reason("nope").starts_with("malformed_json: "));
+        assert!(reason(&good[..40]).starts_with("malformed_json: "));
+        assert_eq!(
+            reason(&format!("[{good}]")),
+            "not_an_object: the message is JSON but not an object"
+        );
+        assert_eq!(
+            reason(&good.replace(
+                r#""transactionId": "0b6b2a63-3c1e-4b8e-9d65-2f7b1a7c9e10", "#,
+                ""
+            )),
+            "missing_field: transactionId is missing or null"
+        );
+        assert_eq!(
+            reason(&good.replace(r#""user_12""#, r#""""#)),
+            "missing_field: userId is missing or null"
+        );
+        assert_eq!(
+            reason(&good.replace(r#""merchant_2""#, "null")),
+            "missing_field: merchantId is missing or null"
+        );
+        assert!(
+            reason(&good.replace("73512.25", r#""73512.25""#)).starts_with("wrong_type: amount: ")
+        );
+        assert!(reason(&good.replace("1762500000", r#""yesterday""#))
+            .starts_with("wrong_type: transactionTime: "));
+        assert!(
+            reason(&good.replace("1762500000", "-5")).starts_with("out_of_range: transactionTime")
+        );
+        assert!(reason(&good.replace("false", r#""maybe""#))
+            .starts_with("wrong_type: isInternational: "));
+        assert!(reason(&good.replace(r#""USD""#, "3")).starts_with("wrong_type: currency: "));
+        assert_eq!(
+            reason(&good.replace(r#""currency": "USD""#, r#""currency": "USD", "amount": 1"#)),
+            "duplicate_field: amount appears more than once"
+        );
+        // Optional fields may be missing or null; extra fields are ignored.
+        let t = decode_financial(
+            r#"{"transactionId": "a", "userId": "u", "amount": 1, "transactionTime": 1762500000, "merchantId": "m", "location": null, "extra": [1]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (t.location, t.currency, t.is_international),
+            (None, None, None)
+        );
+    }
+}
