@@ -102,17 +102,25 @@ pub struct EmbeddedBroker {
 impl EmbeddedBroker {
     /// Starts a one-broker mock cluster with `topic` created with `partitions` partitions.
     pub fn start(topic: &str, partitions: i32) -> anyhow::Result<Self> {
+        Self::start_with(&[(topic.to_owned(), partitions)])
+    }
+
+    /// Starts a one-broker mock cluster with `topics` (name, partitions) created: the mock has
+    /// no CreateTopics, so every topic a run uses is made here.
+    pub fn start_with(topics: &[(String, i32)]) -> anyhow::Result<Self> {
         let (ready_tx, ready_rx) = mpsc::channel::<anyhow::Result<String>>();
         let (stop_tx, stop_rx) = mpsc::channel::<Control>();
-        let topic = topic.to_owned();
+        let topics = topics.to_vec();
         let thread = std::thread::Builder::new()
             .name("embedded-broker".into())
             .spawn(move || {
                 let cluster = match MockCluster::new(1)
                     .context("cannot start the mock cluster")
                     .and_then(|c| {
-                        c.create_topic(&topic, partitions, 1)
-                            .with_context(|| format!("cannot create topic {topic}"))?;
+                        for (topic, partitions) in &topics {
+                            c.create_topic(topic, *partitions, 1)
+                                .with_context(|| format!("cannot create topic {topic}"))?;
+                        }
                         Ok(c)
                     }) {
                     Ok(c) => c,

@@ -42,6 +42,30 @@ struct TopicArgs {
     /// Partitions of the topic (the mock broker keeps about 5 MiB per partition)
     #[arg(long, default_value_t = 3)]
     partitions: i32,
+    /// Another topic to create, NAME:PARTITIONS (repeatable; the local stack also creates the
+    /// topics its processor writes to)
+    #[arg(long = "extra-topic", value_parser = parse_topic)]
+    extra_topics: Vec<(String, i32)>,
+}
+
+fn parse_topic(text: &str) -> Result<(String, i32), String> {
+    let (name, partitions) = text
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{text:?}: use NAME:PARTITIONS"))?;
+    match partitions.parse::<i32>() {
+        Ok(n) if n > 0 && !name.is_empty() => Ok((name.to_string(), n)),
+        _ => Err(format!(
+            "{text:?}: use NAME:PARTITIONS, PARTITIONS a number above 0"
+        )),
+    }
+}
+
+impl TopicArgs {
+    fn all(&self) -> Vec<(String, i32)> {
+        let mut topics = vec![(self.topic.clone(), self.partitions)];
+        topics.extend(self.extra_topics.iter().cloned());
+        topics
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -86,7 +110,7 @@ fn main() -> ExitCode {
 }
 
 fn serve_broker(topic: &TopicArgs, stop: &AtomicBool) -> anyhow::Result<ExitCode> {
-    let broker = EmbeddedBroker::start(&topic.topic, topic.partitions)?;
+    let broker = EmbeddedBroker::start_with(&topic.all())?;
     // On stdout, on its own line, for scripts and tests to read.
     println!("bootstrap={}", broker.bootstrap_servers());
     info!(
@@ -142,23 +166,35 @@ fn local_stack(
     stop: &Arc<AtomicBool>,
 ) -> anyhow::Result<ExitCode> {
     use clap::Parser as _;
-    let broker = EmbeddedBroker::start(&topic.topic, topic.partitions)?;
+    let mut producer_config =
+        producer::ProducerConfig::try_parse_from(["producer"]).context("producer settings")?;
+    let mut processor_config =
+        processor::ProcessorConfig::try_parse_from(["processor"]).context("processor settings")?;
+    // The topics the processor writes to (the alerts, the aggregates, ...): the mock creates
+    // none on first use.
+    let mut topics = topic.all();
+    for output in processor::datasets::output_topics(&processor_config) {
+        if !topics.iter().any(|(name, _)| *name == output) {
+            topics.push((output, 3));
+        }
+    }
+    let broker = EmbeddedBroker::start_with(&topics)?;
     let bootstrap = broker.bootstrap_servers().to_owned();
     println!("bootstrap={bootstrap}");
     info!(
-        "[pipeline] embedded broker at {bootstrap}, topic {} with {} partitions",
-        topic.topic, topic.partitions
+        "[pipeline] embedded broker at {bootstrap}, topics {}",
+        topics
+            .iter()
+            .map(|(name, n)| format!("{name} ({n} partitions)"))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
 
-    let mut producer_config =
-        producer::ProducerConfig::try_parse_from(["producer"]).context("producer settings")?;
     producer_config
         .kafka
         .bootstrap_servers
         .clone_from(&bootstrap);
     producer_config.kafka.topic.clone_from(&topic.topic);
-    let mut processor_config =
-        processor::ProcessorConfig::try_parse_from(["processor"]).context("processor settings")?;
     processor_config
         .kafka
         .bootstrap_servers

@@ -108,6 +108,20 @@ impl Broker {
         Self::start_as(&broker_kind(), partitions)
     }
 
+    /// [`Broker::start`], with `extra` topics (name, partitions) too: created at the mock's
+    /// start (it has no CreateTopics), by the admin API on Kafka.
+    pub fn start_with_topics(partitions: i32, extra: &[(&str, i32)]) -> Self {
+        let kind = broker_kind();
+        if kind == "mock" {
+            return Self::start_mock(partitions, extra);
+        }
+        let broker = Self::start_as(&kind, partitions);
+        for (name, n) in extra {
+            broker.create_topic(name, *n, &[]);
+        }
+        broker
+    }
+
     /// A broker of `kind` (a `PIPELINE_TEST_BROKER` value) with topic `transactions`.
     pub fn start_as(kind: &str, partitions: i32) -> Self {
         let broker = Self::start_empty(kind, partitions);
@@ -121,7 +135,7 @@ impl Broker {
     /// CreateTopics).
     pub fn start_empty(kind: &str, partitions: i32) -> Self {
         let mode = match kind {
-            "mock" => return Self::start_mock(partitions),
+            "mock" => return Self::start_mock(partitions, &[]),
             "kafka" => "kraft",
             "kafka-zk" => "zk",
             "kafka-cluster" => "cluster",
@@ -159,9 +173,14 @@ impl Broker {
         }
     }
 
-    fn start_mock(partitions: i32) -> Self {
+    fn start_mock(partitions: i32, extra: &[(&str, i32)]) -> Self {
         let mut child = Command::new(exe())
             .args(["broker", "--partitions", &partitions.to_string()])
+            .args(
+                extra
+                    .iter()
+                    .flat_map(|(name, n)| ["--extra-topic".to_string(), format!("{name}:{n}")]),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

@@ -6,6 +6,7 @@ mod compose_tests;
 mod config_tests;
 mod events_tests;
 mod exactly_once_tests;
+mod financial_tests;
 mod fraud_tests;
 mod harness;
 mod kafka_tests;

@@ -9,8 +9,29 @@ use std::sync::atomic::AtomicBool;
 
 use crate::config::ProcessorConfig;
 use crate::engine;
+use crate::engine::dataset::Dataset;
+use crate::engine::output::Target;
 use crate::error::Result;
 use crate::RunSummary;
+
+/// The Kafka topics the configured dataset writes to (its topic outputs).
+pub fn output_topics(config: &ProcessorConfig) -> Vec<String> {
+    fn topics<D: Dataset>(dataset: D) -> Vec<String> {
+        dataset
+            .outputs()
+            .iter()
+            .filter_map(|o| match o.target() {
+                Target::Topic(topic) => Some(topic),
+                Target::Files(_) => None,
+            })
+            .collect()
+    }
+    match config.dataset.as_str() {
+        "events" => topics(events::Events::new(config)),
+        "financial" => topics(financial::Financial::new(config)),
+        _ => topics(transactions::Transactions::new(config)),
+    }
+}
 
 /// Runs the configured dataset until `stop` (or, with `drain`, until what is in the topic when it
 /// is set is processed).
