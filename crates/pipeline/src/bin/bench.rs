@@ -17,6 +17,7 @@ use pipeline::broker::EmbeddedBroker;
 use processor::checkpoint::BatchPlan;
 use processor::source::{OffsetRange, RawBatch};
 use producer::events::EventGenerator;
+use producer::financial::FinancialGenerator;
 use producer::generator::{Generator, MessageGenerator};
 use producer::realistic::RealisticGenerator;
 
@@ -42,6 +43,9 @@ enum What {
         seconds: u64,
         #[command(flatten)]
         broker: BrokerChoice,
+        /// The messages: `transactions`, `events` or `financial`
+        #[arg(long, default_value = "transactions", value_parser = txn_core::settings::DATASETS)]
+        dataset: String,
     },
     /// Fill the broker, then the processor (its own process) with available-now
     Processor {
@@ -97,19 +101,24 @@ struct BrokerChoice {
 
 impl BrokerChoice {
     /// The embedded broker, started with `topic`, or the given broker with `topic` created, of
-    /// `partitions` partitions.
+    /// `partitions` partitions; `extra` topics (name, partitions) too.
     fn start(
         &self,
         topic: &str,
         partitions: i32,
+        extra: &[(String, i32)],
     ) -> anyhow::Result<(Option<EmbeddedBroker>, String)> {
+        let mut topics = vec![(topic.to_string(), partitions)];
+        topics.extend(extra.iter().cloned());
         match &self.bootstrap_servers {
             Some(bootstrap) => {
-                pipeline::admin::create_topic(bootstrap, topic, partitions, &[])?;
+                for (name, n) in &topics {
+                    pipeline::admin::create_topic(bootstrap, name, *n, &[])?;
+                }
                 Ok((None, bootstrap.clone()))
             }
             None => {
-                let broker = EmbeddedBroker::start(topic, partitions)?;
+                let broker = EmbeddedBroker::start_with(&topics)?;
                 let bootstrap = broker.bootstrap_servers().to_string();
                 Ok((Some(broker), bootstrap))
             }
@@ -127,7 +136,8 @@ struct Filled {
     /// 100,000 keeps peak RSS under 512 MiB (the next batch is read while one is written)
     #[arg(long, default_value_t = 100_000)]
     max_offsets_per_trigger: u64,
-    /// The messages and the processor's dataset: `transactions` or `events` (seed 001's)
+    /// The messages and the processor's dataset: `transactions`, `events` (seed 001's) or
+    /// `financial` (seeds 003/004's)
     #[arg(long, default_value = "transactions", value_parser = txn_core::settings::DATASETS)]
     dataset: String,
     #[command(flatten)]
@@ -145,7 +155,14 @@ impl Filled {
                 "{per_partition:.1} MiB per partition: the mock keeps 5 MiB; use more --partitions"
             );
         }
-        let (broker, bootstrap) = self.broker.start("transactions", partitions)?;
+        // The topics the dataset's processor writes to, beside its input.
+        let mut config = processor::ProcessorConfig::try_parse_from(["processor"])?;
+        config.dataset.clone_from(&self.dataset);
+        let outputs: Vec<(String, i32)> = processor::datasets::output_topics(&config)
+            .into_iter()
+            .map(|t| (t, 3))
+            .collect();
+        let (broker, bootstrap) = self.broker.start("transactions", partitions, &outputs)?;
         let t = Instant::now();
         let bytes = fill(&bootstrap, messages, partitions, &self.fill, &self.dataset)?;
         println!(
@@ -180,7 +197,8 @@ fn main() -> anyhow::Result<()> {
             rate,
             seconds,
             broker,
-        } => bench_producer(count, rate, seconds, &broker),
+            dataset,
+        } => bench_producer(count, rate, seconds, &broker, &dataset),
         What::Processor { filled } => bench_processor(&filled),
         What::Read { filled } => bench_read(&filled),
         What::Stages {
@@ -199,8 +217,10 @@ fn producer_config(
     topic: &str,
     rate: f64,
     count: u64,
+    dataset: &str,
 ) -> anyhow::Result<producer::ProducerConfig> {
     let mut c = producer::ProducerConfig::try_parse_from(["producer"])?;
+    c.dataset = dataset.into();
     c.kafka.bootstrap_servers = bootstrap.into();
     c.kafka.topic = topic.into();
     c.msgs_per_sec = rate;
@@ -215,14 +235,18 @@ fn bench_producer(
     rate: f64,
     seconds: u64,
     choice: &BrokerChoice,
+    dataset: &str,
 ) -> anyhow::Result<()> {
     // Keyed by card_id like the real producer; the mock evicts old data past 5 MiB a partition,
     // which does not slow the producer. On a Kafka broker the topic is the bench's own.
     let topic = "bench-producer";
-    let (_embedded, bootstrap) = choice.start(topic, choice.partitions.unwrap_or(12))?;
+    let (_embedded, bootstrap) = choice.start(topic, choice.partitions.unwrap_or(12), &[])?;
     let stop = AtomicBool::new(false);
     let cpu = children_and_self_cpu();
-    let s = producer::run(&producer_config(&bootstrap, topic, 0.0, count)?, &stop)?;
+    let s = producer::run(
+        &producer_config(&bootstrap, topic, 0.0, count, dataset)?,
+        &stop,
+    )?;
     let cpu = children_and_self_cpu() - cpu;
     println!(
         "producer unlimited: {} msgs in {:.2} s = {:.0} msg/s, {:.1} MB/s, failed {}, CPU {:.2} s ({:.2} s per million; the embedded broker's included when there is one)",
@@ -238,7 +262,10 @@ fn bench_producer(
     if target == 0 {
         return Ok(());
     }
-    let s = producer::run(&producer_config(&bootstrap, topic, rate, target)?, &stop)?;
+    let s = producer::run(
+        &producer_config(&bootstrap, topic, rate, target, dataset)?,
+        &stop,
+    )?;
     let achieved = s.sent as f64 / s.elapsed.as_secs_f64();
     println!(
         "producer at {rate} msg/s for {target} msgs: {:.2} s, achieved {achieved:.1} msg/s ({:+.2} % from target)",
@@ -270,6 +297,7 @@ fn fill(
         .create()?;
     let mut g: Box<dyn MessageGenerator> = match dataset {
         "events" => Box::new(EventGenerator::new(7, 0.0, 0.0)),
+        "financial" => Box::new(FinancialGenerator::new(7, 0.0, 0.0, 0.0)),
         _ => Box::new(Generator::new(7, 0.0, 0.0)),
     };
     let mut bytes = 0u64;

@@ -14,7 +14,8 @@ use clap::{CommandFactory, Parser};
 
 const DEFAULT_FILE: &str = "docker-compose.yml";
 const KRAFT_FILE: &str = "docker-compose.kraft.yml";
-const COMPOSE_FILES: [&str; 2] = [DEFAULT_FILE, KRAFT_FILE];
+const CLUSTER_FILE: &str = "docker-compose.cluster.yml";
+const COMPOSE_FILES: [&str; 3] = [DEFAULT_FILE, KRAFT_FILE, CLUSTER_FILE];
 const DOCKERFILE: &str = "docker/Dockerfile";
 
 fn repo() -> PathBuf {
@@ -294,6 +295,37 @@ impl Compose {
 
     fn all() -> Vec<Compose> {
         COMPOSE_FILES.into_iter().map(Compose::load).collect()
+    }
+
+    /// The Kafka nodes (brokers and controllers; not the one-shot kafka-init).
+    fn kafka_nodes(&self) -> Vec<&str> {
+        self.services()
+            .iter()
+            .filter(|(n, s)| {
+                let image = s.get("image").and_then(Yaml::str).unwrap_or("");
+                n != "kafka-init"
+                    && (image.starts_with("apache/kafka")
+                        || image.starts_with("confluentinc/cp-kafka"))
+            })
+            .map(|(n, _)| n.as_str())
+            .collect()
+    }
+
+    /// The brokers clients reach from the host (the Kafka nodes that publish a port).
+    fn external_brokers(&self) -> Vec<&str> {
+        self.kafka_nodes()
+            .into_iter()
+            .filter(|n| self.service(n).get("ports").is_some())
+            .collect()
+    }
+
+    /// What the app services set as KAFKA_BOOTSTRAP_SERVERS: the brokers' internal listeners.
+    fn internal_bootstrap(&self) -> &'static str {
+        if self.file == CLUSTER_FILE {
+            "kafka-broker-1:19092,kafka-broker-2:19092,kafka-broker-3:19092"
+        } else {
+            "kafka:9092"
+        }
     }
 
     /// The services that run the project's image (the producer builds it), profiles included.
@@ -680,23 +712,28 @@ fn zookeeper_keeps_its_data_and_log_in_named_volumes() {
 fn each_broker_keeps_its_log_in_a_named_volume_of_its_own() {
     let mut volumes = BTreeMap::new();
     for compose in Compose::all() {
-        let image = compose.field("kafka", "image");
-        let log_dir = match compose.environment("kafka").get("KAFKA_LOG_DIRS") {
-            Some(dir) => dir.clone(),
-            // cp-kafka's default; apache/kafka's (/tmp/kraft-combined-logs) is no place for data.
-            None if image.starts_with("confluentinc/cp-kafka") => "/var/lib/kafka/data".into(),
-            None => panic!("{}: {image} needs KAFKA_LOG_DIRS", compose.file),
-        };
-        let named = compose.named_volume_mounts("kafka");
-        let volume = named.get(&log_dir).unwrap_or_else(|| {
-            panic!(
-                "{}: the broker's log dir {log_dir} is not in a named volume: {named:?}",
-                compose.file
-            )
-        });
-        volumes.insert(compose.file, volume.clone());
+        let nodes = compose.kafka_nodes();
+        assert!(!nodes.is_empty(), "{}", compose.file);
+        for node in nodes {
+            let image = compose.field(node, "image");
+            let log_dir = match compose.environment(node).get("KAFKA_LOG_DIRS") {
+                Some(dir) => dir.clone(),
+                // cp-kafka's default; apache/kafka's (/tmp/kraft-combined-logs) is no place for data.
+                None if image.starts_with("confluentinc/cp-kafka") => "/var/lib/kafka/data".into(),
+                None => panic!("{}: {node}: {image} needs KAFKA_LOG_DIRS", compose.file),
+            };
+            let named = compose.named_volume_mounts(node);
+            let volume = named.get(&log_dir).unwrap_or_else(|| {
+                panic!(
+                    "{}: {node}'s log dir {log_dir} is not in a named volume: {named:?}",
+                    compose.file
+                )
+            });
+            volumes.insert((compose.file, node.to_string()), volume.clone());
+        }
     }
-    // One project name for both files: a ZooKeeper-mode log dir must not be handed to KRaft.
+    // One project name for every file: a ZooKeeper-mode log dir must not be handed to KRaft, nor
+    // one node's to another.
     assert_eq!(
         volumes.values().collect::<BTreeSet<_>>().len(),
         volumes.len(),
@@ -848,7 +885,10 @@ fn every_long_running_service_restarts_unless_stopped() {
             );
             long_running.push(name.as_str());
         }
-        for name in ["kafka", "producer", "processor"] {
+        for name in ["producer", "processor"]
+            .into_iter()
+            .chain(compose.kafka_nodes())
+        {
             assert!(long_running.contains(&name), "{}: no {name}", compose.file);
         }
         for name in [
@@ -939,32 +979,35 @@ fn zookeeper_and_kafka_run_confluent_7_9_3_as_in_the_seed() {
 #[test]
 fn the_broker_keeps_four_hours_or_256_mib_per_partition_and_rolls_segments_for_it() {
     for compose in Compose::all() {
-        let env = compose.environment("kafka");
-        let get = |name: &str| -> u64 {
-            env.get(name)
-                .unwrap_or_else(|| panic!("{}: kafka does not set {name}", compose.file))
-                .parse()
-                .unwrap()
-        };
-        assert_eq!(get("KAFKA_LOG_RETENTION_HOURS"), 4, "{}", compose.file);
-        assert_eq!(
-            get("KAFKA_LOG_RETENTION_BYTES"),
-            256 << 20,
-            "{}",
-            compose.file
-        );
-        // Only closed segments are deleted: with Kafka's 1 GiB / 7-day segments a steady stream
-        // would keep everything for a week whatever the retention says.
-        assert!(
-            get("KAFKA_LOG_SEGMENT_BYTES") < get("KAFKA_LOG_RETENTION_BYTES"),
-            "{}: segments as large as the retention are never deleted by size",
-            compose.file
-        );
-        assert!(
-            get("KAFKA_LOG_ROLL_HOURS") < get("KAFKA_LOG_RETENTION_HOURS"),
-            "{}: segments must roll before they are due for deletion",
-            compose.file
-        );
+        for broker in compose.external_brokers() {
+            let env = compose.environment(broker);
+            let get = |name: &str| -> u64 {
+                env.get(name)
+                    .unwrap_or_else(|| panic!("{}: {broker} does not set {name}", compose.file))
+                    .parse()
+                    .unwrap()
+            };
+            // Seed 000's broker: 4 hours or 256 MiB; seeds 003/004's topics: 7 days (1 GiB).
+            let (hours, bytes) = if compose.file == CLUSTER_FILE {
+                (168, 1 << 30)
+            } else {
+                (4, 256 << 20)
+            };
+            assert_eq!(get("KAFKA_LOG_RETENTION_HOURS"), hours, "{}", compose.file);
+            assert_eq!(get("KAFKA_LOG_RETENTION_BYTES"), bytes, "{}", compose.file);
+            // Only closed segments are deleted: with Kafka's 1 GiB / 7-day segments a steady stream
+            // would keep everything for a week whatever the retention says.
+            assert!(
+                get("KAFKA_LOG_SEGMENT_BYTES") < get("KAFKA_LOG_RETENTION_BYTES"),
+                "{}: segments as large as the retention are never deleted by size",
+                compose.file
+            );
+            assert!(
+                get("KAFKA_LOG_ROLL_HOURS") < get("KAFKA_LOG_RETENTION_HOURS"),
+                "{}: segments must roll before they are due for deletion",
+                compose.file
+            );
+        }
     }
 }
 
@@ -995,7 +1038,7 @@ fn the_external_port_is_on_loopback_unless_kafka_external_bind_says_otherwise() 
                         compose.file
                     );
                 }
-            } else if name != "kafka" {
+            } else if !compose.external_brokers().contains(&name.as_str()) {
                 assert!(
                     service.get("ports").is_none(),
                     "{}: {name} publishes ports",
@@ -1003,34 +1046,54 @@ fn the_external_port_is_on_loopback_unless_kafka_external_bind_says_otherwise() 
                 );
             }
         }
-        let ports = compose.service("kafka").get("ports").expect("kafka's port");
-        let [Yaml::Scalar(port)] = ports.items() else {
-            panic!("{}: kafka should publish one port: {ports:?}", compose.file);
+        // One broker on 9094 (seed 000's), or the seeds 003/004 cluster's three.
+        let expected: &[&str] = if compose.file == CLUSTER_FILE {
+            &["29092", "39092", "49092"]
+        } else {
+            &["9094"]
         };
+        let brokers = compose.external_brokers();
         assert_eq!(
-            interpolate(port, &compose_vars(&[])),
-            "127.0.0.1:9094:9094",
-            "{}: by default only this machine reaches the broker",
+            brokers.len(),
+            expected.len(),
+            "{}: {brokers:?}",
             compose.file
         );
-        assert_eq!(
-            interpolate(port, &compose_vars(&[("KAFKA_EXTERNAL_BIND", "0.0.0.0")])),
-            "0.0.0.0:9094:9094",
-            "{}: KAFKA_EXTERNAL_BIND chooses the interface",
-            compose.file
-        );
-        let advertised = compose.env("kafka", "KAFKA_ADVERTISED_LISTENERS");
-        assert!(
-            interpolate(&advertised, &compose_vars(&[])).contains("EXTERNAL://localhost:9094"),
-            "{}: {advertised}",
-            compose.file
-        );
-        let elsewhere = compose_vars(&[("KAFKA_EXTERNAL_HOST", "broker.example")]);
-        assert!(
-            interpolate(&advertised, &elsewhere).contains("EXTERNAL://broker.example:9094"),
-            "{}: KAFKA_EXTERNAL_HOST names the host clients reach: {advertised}",
-            compose.file
-        );
+        for (broker, p) in brokers.into_iter().zip(expected) {
+            let ports = compose.service(broker).get("ports").unwrap();
+            let [Yaml::Scalar(port)] = ports.items() else {
+                panic!(
+                    "{}: {broker} should publish one port: {ports:?}",
+                    compose.file
+                );
+            };
+            assert_eq!(
+                interpolate(port, &compose_vars(&[])),
+                format!("127.0.0.1:{p}:{p}"),
+                "{}: by default only this machine reaches {broker}",
+                compose.file
+            );
+            assert_eq!(
+                interpolate(port, &compose_vars(&[("KAFKA_EXTERNAL_BIND", "0.0.0.0")])),
+                format!("0.0.0.0:{p}:{p}"),
+                "{}: KAFKA_EXTERNAL_BIND chooses the interface",
+                compose.file
+            );
+            let advertised = compose.env(broker, "KAFKA_ADVERTISED_LISTENERS");
+            assert!(
+                interpolate(&advertised, &compose_vars(&[]))
+                    .contains(&format!("EXTERNAL://localhost:{p}")),
+                "{}: {advertised}",
+                compose.file
+            );
+            let elsewhere = compose_vars(&[("KAFKA_EXTERNAL_HOST", "broker.example")]);
+            assert!(
+                interpolate(&advertised, &elsewhere)
+                    .contains(&format!("EXTERNAL://broker.example:{p}")),
+                "{}: KAFKA_EXTERNAL_HOST names the host clients reach: {advertised}",
+                compose.file
+            );
+        }
     }
 }
 
@@ -1140,7 +1203,7 @@ fn dotenv_holds_values_for_a_local_run_and_compose_sets_the_containers_own() {
         for service in compose.app_services() {
             assert_eq!(
                 compose.env(service, "KAFKA_BOOTSTRAP_SERVERS"),
-                "kafka:9092",
+                compose.internal_bootstrap(),
                 "{}: {service}",
                 compose.file
             );
@@ -1531,16 +1594,107 @@ fn the_fraud_profile_runs_a_realistic_producer_and_a_processor_with_the_rules_on
 }
 
 #[test]
-fn the_monitoring_profile_is_the_same_in_both_compose_files() {
-    let (zk, kraft) = (Compose::load(DEFAULT_FILE), Compose::load(KRAFT_FILE));
-    for service in ["prometheus", "grafana"] {
-        assert!(kraft.has_service(service), "{KRAFT_FILE} has {service}");
+fn the_monitoring_profile_is_the_same_in_every_compose_file() {
+    let zk = Compose::load(DEFAULT_FILE);
+    for other in [KRAFT_FILE, CLUSTER_FILE].map(Compose::load) {
+        for service in ["prometheus", "grafana"] {
+            assert!(other.has_service(service), "{} has {service}", other.file);
+            assert_eq!(
+                other.service(service),
+                zk.service(service),
+                "{service} differs between {DEFAULT_FILE} and {}",
+                other.file
+            );
+        }
+    }
+}
+
+#[test]
+fn the_cluster_file_runs_three_controllers_three_brokers_and_the_financial_pipeline() {
+    let compose = Compose::load(CLUSTER_FILE);
+    let nodes = compose.kafka_nodes();
+    let role = |n: &str| compose.env(n, "KAFKA_PROCESS_ROLES");
+    let controllers: Vec<&str> = nodes
+        .iter()
+        .copied()
+        .filter(|n| role(n) == "controller")
+        .collect();
+    let brokers: Vec<&str> = nodes
+        .iter()
+        .copied()
+        .filter(|n| role(n) == "broker")
+        .collect();
+    assert_eq!(controllers.len(), 3, "{nodes:?}");
+    assert_eq!(brokers.len(), 3, "{nodes:?}");
+    assert_eq!(brokers, compose.external_brokers());
+    let ids: BTreeSet<String> = nodes
+        .iter()
+        .map(|n| compose.env(n, "KAFKA_NODE_ID"))
+        .collect();
+    assert_eq!(ids.len(), 6, "node ids are unique: {ids:?}");
+    let voters = compose.env(controllers[0], "KAFKA_CONTROLLER_QUORUM_VOTERS");
+    for n in &nodes {
         assert_eq!(
-            kraft.service(service),
-            zk.service(service),
-            "{service} differs between the compose files"
+            compose.env(n, "KAFKA_CONTROLLER_QUORUM_VOTERS"),
+            voters,
+            "{n}"
+        );
+        assert_eq!(
+            compose.env(n, "CLUSTER_ID"),
+            compose.env(controllers[0], "CLUSTER_ID")
+        );
+        assert!(
+            compose.field(n, "image").starts_with("apache/kafka:4."),
+            "{n}"
         );
     }
+    for c in &controllers {
+        assert!(voters.contains(&format!("@{c}:9093")), "{voters} names {c}");
+    }
+    for b in &brokers {
+        let env = compose.environment(b);
+        for (name, value) in [
+            ("KAFKA_DEFAULT_REPLICATION_FACTOR", "3"),
+            ("KAFKA_MIN_INSYNC_REPLICAS", "2"),
+            ("KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR", "3"),
+            ("KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR", "3"),
+            ("KAFKA_TRANSACTION_STATE_LOG_MIN_ISR", "2"),
+            ("KAFKA_AUTO_CREATE_TOPICS_ENABLE", "false"),
+        ] {
+            assert_eq!(
+                env.get(name).map(String::as_str),
+                Some(value),
+                "{b}: {name}"
+            );
+        }
+        assert!(
+            compose.internal_bootstrap().contains(&format!("{b}:19092")),
+            "the apps reach {b}"
+        );
+    }
+    // kafka-init: the seeds' three topics, 3 replicas, 2 in sync.
+    let init = compose
+        .service("kafka-init")
+        .get("command")
+        .unwrap()
+        .items()[0]
+        .str()
+        .unwrap()
+        .to_string();
+    for topic in [
+        "financial_transactions:5",
+        "transaction_aggregates:3",
+        "transaction_anomalies:3",
+    ] {
+        assert!(init.contains(topic), "kafka-init creates {topic}: {init}");
+    }
+    assert!(init.contains("--replication-factor 3") && init.contains("min.insync.replicas=2"));
+    // The producer and processor run the financial dataset, whose topics kafka-init creates.
+    for app in ["producer", "processor"] {
+        assert_eq!(compose.env(app, "DATASET"), "financial", "{app}");
+    }
+    let defaults = txn_core::settings::dataset_defaults("financial");
+    assert!(defaults.contains(&("KAFKA_TOPIC", "financial_transactions")));
 }
 
 #[test]
