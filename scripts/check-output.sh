@@ -83,7 +83,46 @@ events_run() {
 }
 events_run "$work/mixed"
 
-# The README's Python snippets, run from a folder holding data/output/parquet as users have it.
+# The financial dataset (seeds 003/004) into the same folder: 20,000 transactions with rejects
+# and unusual amounts; the embedded broker also holds the two output topics.
+financial_run() {
+    local dir=$1 count=20000
+    "$bin" broker --topic financial_transactions --partitions 5 \
+        --extra-topic transaction_aggregates:3 --extra-topic transaction_anomalies:3 \
+        > "$dir/financial-broker.out" 2> "$dir/financial-broker.err" &
+    broker_pid=$!
+    for _ in $(seq 50); do grep -q '^bootstrap=' "$dir/financial-broker.out" 2>/dev/null && break; sleep 0.1; done
+    local bootstrap
+    bootstrap=$(sed -n 's/^bootstrap=//p' "$dir/financial-broker.out")
+    echo "--- financial run: embedded broker at $bootstrap"
+    (cd "$dir" && DATASET=financial "$bin" producer --bootstrap-servers "$bootstrap" --count "$count" \
+        --msgs-per-sec 0 --seed 29 --bad-ratio 0.02 --fraud-ratio 0.01 \
+        --event-time-start 2025-11-07T08:00:00Z --log-every 10000) 2> "$dir/financial-producer.log"
+    tail -n 1 "$dir/financial-producer.log"
+    local bad
+    bad=$(sed -n 's/.*\[producer\] done: .* bad=\([0-9]*\) .*/\1/p' "$dir/financial-producer.log")
+    (cd "$dir" && DATASET=financial "$bin" processor --bootstrap-servers "$bootstrap" \
+        --output-path "$dir/data/output/parquet" --trigger available-now \
+        --max-offsets-per-trigger 5000) 2> "$dir/financial-processor.log"
+    grep -c 'batch [0-9]*:' "$dir/financial-processor.log" | sed 's/^/financial batches: /'
+    python3 - "$dir/data/output/parquet" "$count" "$bad" <<'PY'
+import sys
+import duckdb
+out, count, bad = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+n = lambda layer: duckdb.sql(f"SELECT count(*) FROM '{out}/{layer}/*.parquet'").fetchall()[0][0]
+assert n("financial_bronze") == count, n("financial_bronze")
+assert n("financial_silver") == count - bad and n("financial_quarantine") == bad
+kinds = dict(duckdb.sql(f"SELECT anomalyType, count(*) FROM '{out}/financial_anomalies/*.parquet' GROUP BY ALL").fetchall())
+assert set(kinds) == {"HIGH_FREQUENCY", "UNUSUAL_AMOUNT"}, kinds
+print(f"financial: bronze {count}, silver {count - bad}, quarantine {bad}, anomalies {kinds}")
+PY
+    kill "$broker_pid" 2>/dev/null; wait "$broker_pid" 2>/dev/null || true
+    broker_pid=
+}
+financial_run "$work/mixed"
+
+# The README's Python snippets, run from a folder holding data/output/parquet as users have it
+# (the transactions, events and financial layers).
 python3 - "$root/README.md" "$work/mixed" <<'PY'
 import os, re, subprocess, sys
 readme, work = sys.argv[1], sys.argv[2]
