@@ -3,7 +3,7 @@
 
 use txn_core::event::encode_event;
 
-use crate::generator::{Kind, MessageGenerator, Rng};
+use crate::generator::{break_common, Kind, MessageGenerator, Rng};
 
 /// Late events lie this far in the past: beyond the events dataset's 30-second watermark delay
 /// plus its 10-second window, so the processor counts them as late.
@@ -76,27 +76,18 @@ impl MessageGenerator for EventGenerator {
 impl EventGenerator {
     /// Turns the encoded event into a malformed message of the given kind.
     fn break_payload(&mut self, kind: &str, detail: u64) {
+        if break_common(kind, &mut self.payload, detail, "value", "sensor offline") {
+            return;
+        }
         let text = String::from_utf8_lossy(&self.payload).into_owned();
         let broken = match kind {
-            "not_json" => format!("sensor offline #{detail}"),
-            "truncated" => text[..1 + detail as usize % (text.len() - 2)].to_string(),
             "missing_field" => text.replacen(r#""ts": "#, r#""time": "#, 1),
-            "bad_timestamp" => {
+            _ => {
+                // bad_timestamp
                 let start = text.find(r#""ts": ""#).map_or(0, |at| at + 7);
                 let end = start + text[start..].find('"').unwrap_or(0);
                 format!("{}yesterday{}", &text[..start], &text[end..])
             }
-            "wrong_type" => {
-                let start = text.find(r#""value": "#).map_or(0, |at| at + 9);
-                let end = start + text[start..].find(',').unwrap_or(0);
-                format!(
-                    "{}\"{}\"{}",
-                    &text[..start],
-                    &text[start..end],
-                    &text[end..]
-                )
-            }
-            _ => format!("[{text}]"),
         };
         self.payload = broken.into_bytes();
     }

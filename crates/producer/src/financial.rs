@@ -6,14 +6,14 @@
 //! the seeds' producers draw them.
 //!
 //! With `fraud_ratio`, that share of transactions gets an unusual amount (1,000,000 to 3,000,000:
-//! ten to sixty times a usual one), which the processor's amount rule flags; late messages
+//! 6.7 to 60 times a usual one), which the processor's amount rule flags; late messages
 //! (`late_ratio`) carry a `transactionTime` 2 to 10 minutes in the past.
 
 use std::fmt::Write as _;
 
 use txn_core::financial::encode_financial;
 
-use crate::generator::{Kind, MessageGenerator, Rng};
+use crate::generator::{break_common, Kind, MessageGenerator, Rng};
 
 /// Late transactions lie this far in the past (seconds): beyond the processor's 1-minute windows
 /// and their 1-minute watermark delay.
@@ -126,30 +126,22 @@ impl MessageGenerator for FinancialGenerator {
 impl FinancialGenerator {
     /// Turns the encoded transaction into a malformed message of the given kind.
     fn break_payload(&mut self, kind: &str, detail: u64) {
+        if break_common(kind, &mut self.payload, detail, "amount", "gateway timeout") {
+            return;
+        }
         let text = String::from_utf8_lossy(&self.payload).into_owned();
         let broken = match kind {
-            "not_json" => format!("gateway timeout #{detail}"),
-            "truncated" => text[..1 + detail as usize % (text.len() - 2)].to_string(),
             "missing_field" => {
+                // {"transactionId": "…", "userId": …  →  {"userId": …
                 let end = text.find(r#""userId""#).unwrap_or(1);
                 format!("{{{}", &text[end..])
             }
-            "bad_time" => {
+            _ => {
+                // bad_time: "transactionTime": 1762500000  →  "transactionTime": "yesterday"
                 let start = text.find(r#""transactionTime": "#).map_or(0, |at| at + 19);
                 let end = start + text[start..].find(',').unwrap_or(0);
                 format!("{}\"yesterday\"{}", &text[..start], &text[end..])
             }
-            "wrong_type" => {
-                let start = text.find(r#""amount": "#).map_or(0, |at| at + 10);
-                let end = start + text[start..].find(',').unwrap_or(0);
-                format!(
-                    "{}\"{}\"{}",
-                    &text[..start],
-                    &text[start..end],
-                    &text[end..]
-                )
-            }
-            _ => format!("[{text}]"),
         };
         self.payload = broken.into_bytes();
     }

@@ -279,41 +279,64 @@ impl Generator {
 
 /// Turns a valid encoded line into a malformed message of the given kind.
 pub(crate) fn break_payload(kind: &str, line: &mut Vec<u8>, detail: u64) {
-    let find = |line: &[u8], needle: &[u8]| line.windows(needle.len()).position(|w| w == needle);
     match kind {
-        "not_json" => {
-            line.clear();
-            line.extend_from_slice(format!("this is not json #{detail}").as_bytes());
-        }
-        "truncated" => {
-            let keep = 1 + (detail as usize % (line.len() - 2));
-            line.truncate(keep);
-        }
         "missing_txn_id" => {
             // {"txn_id": "<36 chars>", "event_ts": ...  →  {"event_ts": ...
             let field = br#""txn_id": ""#.len() + 36 + br#"", "#.len();
             line.drain(1..1 + field);
         }
+        "not_utf8" => {
+            let at = line.len() / 2;
+            line.insert(at, 0xFF);
+        }
+        // bad_event_ts and out_of_range were set on the record before encoding
+        _ => {
+            break_common(kind, line, detail, "amount", "this is not json");
+        }
+    }
+}
+
+/// The malformations every dataset's generator makes the same way, on an encoded JSON object:
+/// `not_json` (`noise` and a number), `truncated`, `wrong_type` (the number of `number_field` in
+/// quotes: `"amount": 12.5` → `"amount": "12.5"`) and `not_an_object` (an array holding the
+/// object). Returns whether `kind` was one of them.
+pub(crate) fn break_common(
+    kind: &str,
+    line: &mut Vec<u8>,
+    detail: u64,
+    number_field: &str,
+    noise: &str,
+) -> bool {
+    match kind {
+        "not_json" => {
+            line.clear();
+            line.extend_from_slice(format!("{noise} #{detail}").as_bytes());
+        }
+        "truncated" => {
+            let keep = 1 + (detail as usize % (line.len() - 2));
+            line.truncate(keep);
+        }
         "wrong_type" => {
-            // "amount": 12.5  →  "amount": "12.5"
-            if let Some(at) = find(line, br#""amount": "#) {
-                let start = at + br#""amount": "#.len();
-                let end = start + line[start..].iter().position(|&c| c == b',').unwrap_or(0);
+            let key = format!("\"{number_field}\": ");
+            let found = line.windows(key.len()).position(|w| w == key.as_bytes());
+            if let Some(at) = found {
+                let start = at + key.len();
+                let end = start
+                    + line[start..]
+                        .iter()
+                        .position(|&c| c == b',' || c == b'}')
+                        .unwrap_or(0);
                 line.insert(end, b'"');
                 line.insert(start, b'"');
             }
         }
         "not_an_object" => {
-            // Valid JSON, but an array holding the record rather than the record.
             line.insert(0, b'[');
             line.push(b']');
         }
-        "not_utf8" => {
-            let at = line.len() / 2;
-            line.insert(at, 0xFF);
-        }
-        _ => {} // bad_event_ts and out_of_range were set on the record before encoding
+        _ => return false,
     }
+    true
 }
 
 fn fake_city(rng: &mut Rng) -> String {

@@ -79,8 +79,8 @@ pub struct ProducerConfig {
     pub profile: String,
     /// With the realistic profile: the share of purchases replaced by a fraud pattern (impossible
     /// travel, large amount, rapid location change, burst, repeated large amounts, in turn); with
-    /// the financial dataset: the share of transactions with an unusual amount (10 to 60 times a
-    /// usual one)
+    /// the financial dataset: the share of transactions with an unusual amount (1,000,000 to
+    /// 3,000,000, 6.7 to 60 times a usual one)
     #[arg(long, env = "PRODUCER_FRAUD_RATIO", default_value_t = 0.0)]
     pub fraud_ratio: f64,
     /// With the realistic profile: how many users (0: enough for MSGS_PER_SEC at one purchase

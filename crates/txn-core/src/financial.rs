@@ -9,7 +9,8 @@
 //! milliseconds (told apart by magnitude: 100,000,000,000 and above is milliseconds, i.e. after
 //! 1973 in ms, before the year 5138 in seconds) or as a string of digits, `isInternational` as
 //! the strings `"True"`/`"False"` (Python's `str(bool)`, any case), and `paymentMethod`
-//! `"credit-card"` (read as `credit_card`).
+//! `"credit-card"` (read as `credit_card`). A `transactionTime` before 1970 or from 2100 on, or
+//! an `amount` beyond ±10¹², is out of range.
 
 use std::borrow::Cow;
 
@@ -20,6 +21,12 @@ use crate::json::Reject;
 
 /// Epoch values at or above this are milliseconds, below it seconds.
 pub const MILLIS_FROM: f64 = 1e11;
+/// The latest `transactionTime` taken (2100-01-01T00:00:00Z, in seconds): one absurd time would
+/// otherwise carry the anomaly rules' watermark past every later transaction.
+pub const MAX_SECONDS: f64 = 4_102_444_800.0;
+/// The largest `amount` taken, either sign: beyond it running totals lose their cents, and a
+/// sum can overflow.
+pub const MAX_AMOUNT: f64 = 1e12;
 
 /// A decoded financial transaction.
 #[derive(Debug, Clone, PartialEq)]
@@ -137,19 +144,18 @@ fn epoch_micros(raw: &RawValue) -> Result<i64, Reject> {
             })?
         }
     };
-    // Years 1970 to 9999 in seconds or milliseconds.
-    const MAX_SECONDS: f64 = 253_402_300_799.0;
     let seconds = if value.abs() >= MILLIS_FROM {
         value / 1e3
     } else {
         value
     };
     if !(0.0..=MAX_SECONDS).contains(&seconds) {
+        // In seconds, whichever unit it came in.
         return Err(Reject::OutOfRange {
             field,
-            value,
+            value: seconds,
             min: 0.0,
-            max: MAX_SECONDS * 1e3,
+            max: MAX_SECONDS,
         });
     }
     Ok((seconds * 1e6).round() as i64)
@@ -198,6 +204,14 @@ pub fn decode_financial(text_in: &str) -> Result<FinancialTxn<'_>, Reject> {
     let user_id = required("userId", wire.user_id)?;
     let amount = serde_json::from_str::<f64>(present("amount", wire.amount)?.get())
         .map_err(wrong("amount"))?;
+    if !(-MAX_AMOUNT..=MAX_AMOUNT).contains(&amount) {
+        return Err(Reject::OutOfRange {
+            field: "amount",
+            value: amount,
+            min: -MAX_AMOUNT,
+            max: MAX_AMOUNT,
+        });
+    }
     let transaction_time = epoch_micros(present("transactionTime", wire.transaction_time)?)?;
     let merchant_id = required("merchantId", wire.merchant_id)?;
     let payment_method = optional("paymentMethod", wire.payment_method)?.map(|m| {
@@ -328,11 +342,11 @@ mod tests {
         assert_eq!(t.transaction_time, T * 1_000_000 + 250_000);
         let t = with("1762500000", "\"1762500000\"");
         assert_eq!(t.transaction_time, T * 1_000_000);
-        // The boundary: just below is seconds (the year 5138), at it milliseconds (1973).
-        let t = with("1762500000", "99999999999");
-        assert_eq!(t.transaction_time, 99_999_999_999 * 1_000_000);
+        // The boundary: at it milliseconds (1973); below it seconds, up to 2100.
         let t = with("1762500000", "100000000000");
         assert_eq!(t.transaction_time, 100_000_000 * 1_000_000);
+        let t = with("1762500000", "4102444800");
+        assert_eq!(t.transaction_time, 4_102_444_800 * 1_000_000);
     }
 
     #[test]
@@ -368,6 +382,13 @@ mod tests {
         assert!(
             reason(&good.replace("1762500000", "-5")).starts_with("out_of_range: transactionTime")
         );
+        // After 2100 (in seconds, as 99999999999 would be the year 5138), and an absurd amount.
+        assert!(reason(&good.replace("1762500000", "4102444801"))
+            .starts_with("out_of_range: transactionTime"));
+        assert!(reason(&good.replace("1762500000", "99999999999"))
+            .starts_with("out_of_range: transactionTime"));
+        assert!(reason(&good.replace("73512.25", "1e308")).starts_with("out_of_range: amount"));
+        assert!(reason(&good.replace("73512.25", "-2e12")).starts_with("out_of_range: amount"));
         assert!(reason(&good.replace("false", r#""maybe""#))
             .starts_with("wrong_type: isInternational: "));
         assert!(reason(&good.replace(r#""USD""#, "3")).starts_with("wrong_type: currency: "));

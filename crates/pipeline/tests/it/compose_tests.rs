@@ -1736,3 +1736,36 @@ fn prometheus_scrapes_every_service_that_serves_metrics() {
     }
     assert!(serving >= 6, "{serving} services serve metrics");
 }
+
+#[test]
+fn a_service_of_another_dataset_sets_the_dataset_defaults_that_env_file_would_override() {
+    // In a container, env_file's values (.env's: the transactions') are environment variables,
+    // which win over a dataset's defaults: each service sets those its binary reads.
+    let mut checked = 0;
+    for compose in Compose::all() {
+        for service in compose.app_services() {
+            let env = compose.environment(service);
+            let Some(dataset) = env.get("DATASET").filter(|d| *d != "transactions") else {
+                continue;
+            };
+            let reads: &[&str] = if service.ends_with("producer") {
+                &["KAFKA_TOPIC", "MSGS_PER_SEC"]
+            } else {
+                &["KAFKA_TOPIC", "STARTING_OFFSETS", "KAFKA_GROUP_ID"]
+            };
+            for (name, value) in txn_core::settings::dataset_defaults(dataset) {
+                if reads.contains(name) {
+                    assert_eq!(
+                        env.get(*name).map(String::as_str),
+                        Some(*value),
+                        "{}: {service} ({dataset}) must set {name}",
+                        compose.file
+                    );
+                    checked += 1;
+                }
+            }
+        }
+    }
+    // events-producer, events-processor, and the cluster file's producer and processor.
+    assert!(checked >= 10, "{checked}");
+}

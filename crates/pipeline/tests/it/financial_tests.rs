@@ -202,6 +202,52 @@ fn oracle(bootstrap: &str) -> Vec<AnomalyKey> {
     keys
 }
 
+/// The truth, apart from the rules' code: the producer's unusual amounts (1,000,000 and more;
+/// usual ones are below 150,000). Each that comes after 20 usual amounts of its user (the
+/// baseline the rule needs, with no unusual amount in it) is flagged, and only injected amounts
+/// are flagged.
+fn assert_unusual_amounts_are_the_injected_ones(bootstrap: &str, found: &[AnomalyKey]) {
+    let flagged: BTreeSet<&str> = found
+        .iter()
+        .filter(|a| a.0 == "UNUSUAL_AMOUNT")
+        .map(|a| a.2.as_str())
+        .collect();
+    let floor = producer::financial::UNUSUAL_AMOUNT.0;
+    // Per user: amounts in the baseline, and whether an unusual one got in (then stop judging).
+    let mut users: BTreeMap<String, (u32, bool)> = BTreeMap::new();
+    let (mut injected, mut judged) = (BTreeSet::new(), 0);
+    for m in consume_all(bootstrap) {
+        let Some(t) = std::str::from_utf8(m.value.as_deref().unwrap_or_default())
+            .ok()
+            .and_then(|text| decode_financial(text).ok())
+        else {
+            continue;
+        };
+        let unusual = t.amount >= floor;
+        if unusual {
+            injected.insert(t.transaction_id.to_string());
+        }
+        let (baseline, tainted) = users.entry(t.user_id.to_string()).or_default();
+        if *baseline < 20 {
+            *baseline += 1;
+            *tainted |= unusual;
+        } else if !unusual {
+            *baseline += 1;
+        } else if !*tainted {
+            assert!(
+                flagged.contains(t.transaction_id.as_ref()),
+                "an injected amount after 20 usual ones is not flagged: {t:?}"
+            );
+            judged += 1;
+        }
+    }
+    assert!(judged >= 20, "{judged} injected amounts judged");
+    assert!(
+        flagged.iter().all(|id| injected.contains(*id)),
+        "only injected amounts are flagged"
+    );
+}
+
 #[test]
 fn financial_end_to_end_totals_equal_duckdb_over_silver_and_every_anomaly_once() {
     let broker = Broker::start_with_topics(5, &OUTPUT_TOPICS);
@@ -361,6 +407,7 @@ fn financial_exactly_once_after_sigkills_and_a_broker_node_killed_mid_run() {
         expected,
         "the anomalies topic holds exactly the rules' anomalies, each once"
     );
+    assert_unusual_amounts_are_the_injected_ones(&broker.bootstrap, &expected);
     let files = read_layer(out.path(), "financial_anomalies");
     assert_eq!(
         rows(&files),

@@ -112,6 +112,17 @@ fn assert_alerts_match_the_injections(
     let on = |kind: &str, txn: &str| alerts.iter().any(|a| a.0 == kind && a.3 == txn);
     let mut checked: BTreeMap<&str, usize> = BTreeMap::new();
     for i in injected {
+        // An injection the stream's end cut short is not checked (its alerts are explained
+        // below all the same).
+        let size = match i.pattern {
+            "rapid_location_change" => 2,
+            "burst" => 6,
+            "repeated_large" => 3,
+            _ => 1,
+        };
+        if i.txns.len() < size {
+            continue;
+        }
         let last = i.txns.iter().map(|t| t.1).max().unwrap();
         if last > wm {
             continue; // not evaluated yet when the stream ended
@@ -151,7 +162,12 @@ fn assert_alerts_match_the_injections(
             .iter()
             .filter(|i| patterns.contains(&i.pattern))
             .flat_map(|i| match k {
-                Some(k) => vec![i.txns[k].0.as_str()],
+                Some(k) => i
+                    .txns
+                    .get(k)
+                    .map(|t| t.0.as_str())
+                    .into_iter()
+                    .collect::<Vec<_>>(),
                 None => i.txns.iter().map(|t| t.0.as_str()).collect(),
             })
             .collect()
@@ -175,7 +191,7 @@ fn assert_alerts_match_the_injections(
             "BURST" => injected.iter().any(|i| {
                 i.pattern == "burst"
                     && &i.user == user
-                    && (i.txns[0].1..i.txns[5].1 + 60_000_000).contains(&at)
+                    && (i.txns[0].1..i.txns[i.txns.len() - 1].1 + 60_000_000).contains(&at)
             }),
             "SESSION_TIMEOUT" => injected.iter().any(|i| {
                 matches!(i.pattern, "large_amount" | "repeated_large")

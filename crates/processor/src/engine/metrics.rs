@@ -18,7 +18,7 @@
 //! | `pipeline_last_commit_timestamp_seconds` | gauge | | when the last batch was committed (Unix time) |
 //! | `pipeline_last_committed_batch` | gauge | | its id |
 //! | `pipeline_watermark_timestamp_seconds` | gauge | | gold's event-time watermark (Unix time) |
-//! | `pipeline_operator_late_rows_total` | counter | `operator` | rows each operator found late (gold, fraud_rules, user_aggregates, events_agg) |
+//! | `pipeline_operator_late_rows_total` | counter | `operator` | rows each operator found late (gold, fraud_rules, user_aggregates, events_agg, anomalies, merchant_totals) |
 //! | `pipeline_operator_watermark_timestamp_seconds` | gauge | `operator` | each operator's event-time watermark (Unix time) |
 //! | `pipeline_input_lag_offsets` | gauge | `partition` | offsets left in the partition after the last batch |
 //! | `pipeline_trigger_interval_seconds` | gauge | | TRIGGER_INTERVAL (0: back to back or available-now) |

@@ -4,7 +4,8 @@
 //! - `UNUSUAL_AMOUNT`: an amount more than `zscore` standard deviations from the mean of the
 //!   user's earlier usual amounts, once the user has [`MIN_HISTORY`] of them (a running mean and
 //!   variance, Welford's; an unusual amount does not join them, so a fraudster's amounts do not
-//!   shift the baseline).
+//!   shift the baseline). The standard deviation is taken as at least 1 % of the mean's size, so
+//!   a user whose amounts never vary is not flagged for a cent more, yet is for ten times more.
 //!
 //! Transactions are taken in the batch's order (by partition, then offset; a user's transactions
 //! are in one partition, keyed by `userId`, so in the order they were sent), and a re-run batch
@@ -67,13 +68,18 @@ struct UserState {
     windows: BTreeMap<i64, u32>,
 }
 
+/// The standard deviation's floor, as a share of the mean's size.
+pub const MIN_STDDEV_SHARE: f64 = 0.01;
+
 impl UserState {
+    /// The sample standard deviation, at least [`MIN_STDDEV_SHARE`] of the mean's size.
     fn stddev(&self) -> f64 {
-        if self.n < 2 {
+        let sample = if self.n < 2 {
             0.0
         } else {
             (self.m2 / (self.n - 1) as f64).sqrt()
-        }
+        };
+        sample.max(self.mean.abs() * MIN_STDDEV_SHARE)
     }
 
     fn add(&mut self, amount: f64) {
@@ -314,6 +320,15 @@ mod tests {
         // "high" and "low" did not join the baseline; "edge" did.
         let state = &a.users["user_1"];
         assert_eq!(state.n, 21);
+
+        // Amounts that never vary: a cent more is usual, ten times more is not.
+        let mut same = Anomalies::new(1000, 4.0);
+        same.apply((0..20).map(|i| txn("user_3", "s", 100.0, T0 + i)));
+        let out = same.apply([
+            txn("user_3", "cent", 100.01, T0 + 30),
+            txn("user_3", "tenfold", 1000.0, T0 + 31),
+        ]);
+        assert_eq!(kinds(&out), [("UNUSUAL_AMOUNT", "tenfold")]);
     }
 
     #[test]

@@ -29,7 +29,7 @@ struct Aggregate<'a> {
 }
 
 pub fn aggregate_message(t: &MerchantTotal) -> Vec<u8> {
-    // Strings, an integer and a finite float: encoding cannot fail.
+    // Strings, an integer and a float (finite: amounts are within ±10¹², the decoder's range).
     serde_json::to_vec(&Aggregate {
         merchant_id: &t.merchant_id,
         total_amount: t.total_amount,
