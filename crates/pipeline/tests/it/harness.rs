@@ -89,17 +89,23 @@ pub fn kafka_script() -> PathBuf {
 
 /// Runs `scripts/kafka.sh` with `args`; panics with its output when it fails.
 pub fn kafka_sh(args: &[&str]) -> String {
+    try_kafka_sh(args).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Runs `scripts/kafka.sh` with `args`: its stdout, or what it printed when it failed.
+pub fn try_kafka_sh(args: &[&str]) -> Result<String, String> {
     let out = Command::new(kafka_script())
         .args(args)
         .output()
         .expect("run scripts/kafka.sh");
-    assert!(
-        out.status.success(),
-        "scripts/kafka.sh {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    if !out.status.success() {
+        return Err(format!(
+            "scripts/kafka.sh {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 impl Broker {
@@ -257,6 +263,19 @@ impl Broker {
         let cluster = std::fs::read_to_string(Path::new(&dir).join("cluster.env")).unwrap();
         if cluster.contains("MODE=zk") {
             kafka_sh(&["restart", &dir, "zk"]);
+            // ZooKeeper keeps the dead broker's registration until its session expires (18 s,
+            // Kafka's zookeeper.session.timeout.ms): until then the broker refuses to start
+            // (NodeExists). Try again until it is gone.
+            let until = Instant::now() + Duration::from_secs(60);
+            loop {
+                match try_kafka_sh(&["restart", &dir, "1"]) {
+                    Ok(_) => return,
+                    Err(e) if e.contains("NodeExists") && Instant::now() < until => {
+                        std::thread::sleep(Duration::from_secs(3));
+                    }
+                    Err(e) => panic!("{e}"),
+                }
+            }
         }
         let nodes: Vec<&str> = if cluster.contains("MODE=cluster") {
             vec!["1", "2", "3"]
