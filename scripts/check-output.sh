@@ -13,6 +13,16 @@ broker_pid=
 cleanup() { [ -n "$broker_pid" ] && kill "$broker_pid" 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
 
+# Starts an embedded broker (`pipeline broker` with the given arguments), its output in
+# $1-broker.out; sets broker_pid and bootstrap.
+start_broker() {
+    local out=$1; shift
+    "$bin" broker "$@" > "$out-broker.out" 2> "$out-broker.err" &
+    broker_pid=$!
+    for _ in $(seq 50); do grep -q '^bootstrap=' "$out-broker.out" 2>/dev/null && break; sleep 0.1; done
+    bootstrap=$(sed -n 's/^bootstrap=//p' "$out-broker.out")
+}
+
 # One run: its own embedded broker, the producer, the processor, then the pandas/DuckDB check.
 # The mixed run has rejects in every batch; in the clean run no batch has one, so silver copies
 # bronze's encoded `value` chunk as its `json_str` (the other write path). The large run is one
@@ -21,11 +31,7 @@ trap cleanup EXIT
 check_run() {
     local dir=$1 count=$2 bad_ratio=$3 late_ratio=$4 per_trigger=${5:-1500} partitions=${6:-3}
     mkdir -p "$dir"
-    "$bin" broker --partitions "$partitions" > "$dir/broker.out" 2> "$dir/broker.err" &
-    broker_pid=$!
-    for _ in $(seq 50); do grep -q '^bootstrap=' "$dir/broker.out" 2>/dev/null && break; sleep 0.1; done
-    local bootstrap
-    bootstrap=$(sed -n 's/^bootstrap=//p' "$dir/broker.out")
+    start_broker "$dir/run" --partitions "$partitions"
     echo "--- $(basename "$dir") run: embedded broker at $bootstrap"
     (cd "$dir" && "$bin" producer --bootstrap-servers "$bootstrap" --count "$count" --msgs-per-sec 0 \
         --seed 17 --bad-ratio "$bad_ratio" --late-ratio "$late_ratio" --log-every 2000) 2> "$dir/producer.log"
@@ -60,11 +66,7 @@ PY
 # its own): 60,000 events over 60 s of event time, rejects but no late rows, checked with DuckDB.
 events_run() {
     local dir=$1 count=60000
-    "$bin" broker --topic events --partitions 3 > "$dir/events-broker.out" 2> "$dir/events-broker.err" &
-    broker_pid=$!
-    for _ in $(seq 50); do grep -q '^bootstrap=' "$dir/events-broker.out" 2>/dev/null && break; sleep 0.1; done
-    local bootstrap
-    bootstrap=$(sed -n 's/^bootstrap=//p' "$dir/events-broker.out")
+    start_broker "$dir/events" --topic events --partitions 3
     echo "--- events run: embedded broker at $bootstrap"
     (cd "$dir" && DATASET=events "$bin" producer --bootstrap-servers "$bootstrap" --count "$count" \
         --msgs-per-sec 0 --seed 23 --bad-ratio 0.02 --event-time-start 2025-11-06T07:00:00Z \
@@ -87,13 +89,8 @@ events_run "$work/mixed"
 # and unusual amounts; the embedded broker also holds the two output topics.
 financial_run() {
     local dir=$1 count=20000
-    "$bin" broker --topic financial_transactions --partitions 5 \
-        --extra-topic transaction_aggregates:3 --extra-topic transaction_anomalies:3 \
-        > "$dir/financial-broker.out" 2> "$dir/financial-broker.err" &
-    broker_pid=$!
-    for _ in $(seq 50); do grep -q '^bootstrap=' "$dir/financial-broker.out" 2>/dev/null && break; sleep 0.1; done
-    local bootstrap
-    bootstrap=$(sed -n 's/^bootstrap=//p' "$dir/financial-broker.out")
+    start_broker "$dir/financial" --topic financial_transactions --partitions 5 \
+        --extra-topic transaction_aggregates:3 --extra-topic transaction_anomalies:3
     echo "--- financial run: embedded broker at $bootstrap"
     (cd "$dir" && DATASET=financial "$bin" producer --bootstrap-servers "$bootstrap" --count "$count" \
         --msgs-per-sec 0 --seed 29 --bad-ratio 0.02 --fraud-ratio 0.01 \

@@ -7,6 +7,7 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use crate::fields::{object, optional, present, wrong};
 use crate::json::Reject;
 use crate::time::parse_rfc3339_micros;
 
@@ -36,55 +37,17 @@ struct Wire<'a> {
 /// Decodes one message's text into an event. `id` must be an integer, `ts` an RFC 3339 string,
 /// `value` a number; `source` may be missing or null. Other fields are ignored.
 pub fn decode_event(text: &str) -> Result<Event<'_>, Reject> {
-    // serde fills a struct from a JSON array too: only an object is an event.
-    if !text.trim_start().starts_with('{') {
-        return Err(match serde_json::from_str::<serde::de::IgnoredAny>(text) {
-            Ok(_) => Reject::NotAnObject,
-            Err(e) => Reject::MalformedJson(e.to_string()),
-        });
-    }
-    let wire: Wire<'_> = serde_json::from_str(text).map_err(|e| {
-        let message = e.to_string();
-        match ["id", "ts", "value", "source"]
-            .into_iter()
-            .find(|f| message.starts_with(&format!("duplicate field `{f}`")))
-        {
-            Some(field) => Reject::DuplicateField(field),
-            None => Reject::MalformedJson(message),
-        }
-    })?;
-    fn present<'r>(field: &'static str, raw: Option<&'r RawValue>) -> Result<&'r str, Reject> {
-        raw.map(RawValue::get)
-            .filter(|r| *r != "null")
-            .ok_or(Reject::MissingField(field))
-    }
-    let wrong = |field: &'static str| {
-        move |e: serde_json::Error| Reject::WrongType {
-            field,
-            detail: e.to_string(),
-        }
-    };
-    let id = serde_json::from_str::<i64>(present("id", wire.id)?).map_err(wrong("id"))?;
-    let ts_raw = present("ts", wire.ts)?;
-    let ts_text: Cow<'_, str> = match serde_json::from_str::<&str>(ts_raw) {
-        Ok(s) => Cow::Borrowed(s),
-        // A string with escapes cannot be borrowed.
-        Err(_) => Cow::Owned(serde_json::from_str::<String>(ts_raw).map_err(wrong("ts"))?),
-    };
+    let wire: Wire<'_> = object(text, &["id", "ts", "value", "source"])?;
+    let id = serde_json::from_str::<i64>(present("id", wire.id)?.get()).map_err(wrong("id"))?;
+    let ts_text = crate::fields::text("ts", present("ts", wire.ts)?)?;
     let ts = parse_rfc3339_micros(&ts_text).map_err(|why| Reject::BadTimestamp {
         field: "ts",
         value: ts_text.to_string(),
         why,
     })?;
     let value =
-        serde_json::from_str::<f64>(present("value", wire.value)?).map_err(wrong("value"))?;
-    let source = match wire.source.map(RawValue::get) {
-        None | Some("null") => None,
-        Some(raw) => Some(match serde_json::from_str::<&str>(raw) {
-            Ok(s) => Cow::Borrowed(s),
-            Err(_) => Cow::Owned(serde_json::from_str::<String>(raw).map_err(wrong("source"))?),
-        }),
-    };
+        serde_json::from_str::<f64>(present("value", wire.value)?.get()).map_err(wrong("value"))?;
+    let source = optional("source", wire.source)?;
     Ok(Event {
         id,
         ts,

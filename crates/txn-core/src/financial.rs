@@ -17,6 +17,7 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use crate::fields::{object, optional, present, text, wrong};
 use crate::json::Reject;
 
 /// Epoch values at or above this are milliseconds, below it seconds.
@@ -84,40 +85,6 @@ const FIELD_NAMES: [&str; 10] = [
     "currency",
 ];
 
-fn wrong(field: &'static str) -> impl Fn(serde_json::Error) -> Reject {
-    move |e| Reject::WrongType {
-        field,
-        detail: e.to_string(),
-    }
-}
-
-/// A JSON string, borrowed when it has no escapes.
-fn text<'a>(field: &'static str, raw: &'a RawValue) -> Result<Cow<'a, str>, Reject> {
-    match serde_json::from_str::<&str>(raw.get()) {
-        Ok(s) => Ok(Cow::Borrowed(s)),
-        Err(_) => serde_json::from_str::<String>(raw.get())
-            .map(Cow::Owned)
-            .map_err(wrong(field)),
-    }
-}
-
-/// A field that must be there and not null.
-fn present<'r>(field: &'static str, raw: Option<&'r RawValue>) -> Result<&'r RawValue, Reject> {
-    raw.filter(|r| r.get() != "null")
-        .ok_or(Reject::MissingField(field))
-}
-
-/// An optional string field: absent or null is `None`.
-fn optional<'a>(
-    field: &'static str,
-    raw: Option<&'a RawValue>,
-) -> Result<Option<Cow<'a, str>>, Reject> {
-    match raw.filter(|r| r.get() != "null") {
-        None => Ok(None),
-        Some(r) => text(field, r).map(Some),
-    }
-}
-
 /// A required string field, not empty.
 fn required<'a>(field: &'static str, raw: Option<&'a RawValue>) -> Result<Cow<'a, str>, Reject> {
     let s = text(field, present(field, raw)?)?;
@@ -181,25 +148,7 @@ fn boolean(raw: &RawValue) -> Result<bool, Reject> {
 /// `merchantId` (non-empty strings), `amount` (a number) and `transactionTime` are required; the
 /// other fields may be missing or null. Other fields are ignored.
 pub fn decode_financial(text_in: &str) -> Result<FinancialTxn<'_>, Reject> {
-    // serde fills a struct from a JSON array too: only an object is a transaction.
-    if !text_in.trim_start().starts_with('{') {
-        return Err(
-            match serde_json::from_str::<serde::de::IgnoredAny>(text_in) {
-                Ok(_) => Reject::NotAnObject,
-                Err(e) => Reject::MalformedJson(e.to_string()),
-            },
-        );
-    }
-    let wire: Wire<'_> = serde_json::from_str(text_in).map_err(|e| {
-        let message = e.to_string();
-        match FIELD_NAMES
-            .into_iter()
-            .find(|f| message.starts_with(&format!("duplicate field `{f}`")))
-        {
-            Some(field) => Reject::DuplicateField(field),
-            None => Reject::MalformedJson(message),
-        }
-    })?;
+    let wire: Wire<'_> = object(text_in, &FIELD_NAMES)?;
     let transaction_id = required("transactionId", wire.transaction_id)?;
     let user_id = required("userId", wire.user_id)?;
     let amount = serde_json::from_str::<f64>(present("amount", wire.amount)?.get())

@@ -11,6 +11,7 @@
 
 pub mod duration;
 pub mod event;
+pub mod fields;
 pub mod financial;
 pub mod json;
 pub mod record;

@@ -7,7 +7,7 @@
 //! one to the count like a purchase. No watermark: a running total has no window to close, so
 //! late transactions count too.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -35,7 +35,7 @@ impl MerchantTotals {
         &mut self,
         txns: impl IntoIterator<Item = (&'a str, f64)>,
     ) -> Vec<MerchantTotal> {
-        let mut changed: BTreeMap<&str, ()> = BTreeMap::new();
+        let mut changed: BTreeSet<&str> = BTreeSet::new();
         for (merchant, amount) in txns {
             match self.totals.get_mut(merchant) {
                 Some((sum, count)) => {
@@ -46,28 +46,16 @@ impl MerchantTotals {
                     self.totals.insert(merchant.to_string(), (amount, 1));
                 }
             }
-            changed.insert(merchant, ());
+            changed.insert(merchant);
         }
         changed
-            .into_keys()
+            .into_iter()
             .filter_map(|m| {
                 self.totals.get(m).map(|&(sum, count)| MerchantTotal {
                     merchant_id: m.to_string(),
                     total_amount: sum,
                     transaction_count: count,
                 })
-            })
-            .collect()
-    }
-
-    /// Every merchant's totals now.
-    pub fn all(&self) -> Vec<MerchantTotal> {
-        self.totals
-            .iter()
-            .map(|(m, &(sum, count))| MerchantTotal {
-                merchant_id: m.clone(),
-                total_amount: sum,
-                transaction_count: count,
             })
             .collect()
     }
