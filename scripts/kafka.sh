@@ -3,26 +3,35 @@
 # tarball, no Docker. The jars are resolved once into a cache folder; each cluster keeps its
 # configuration, data, logs and process ids in the folder it is given.
 #
-#   scripts/kafka.sh start kraft|zk|cluster DIR   start, wait until every node serves, print bootstrap=HOST:PORT
+#   scripts/kafka.sh start kraft|zk|cluster|secure DIR   start, wait until every node serves, print bootstrap=HOST:PORT
+#                                                 (secure: then secure_bootstrap=HOST:PORT)
 #   scripts/kafka.sh stop DIR                     stop every node (SIGTERM, then SIGKILL after KAFKA_STOP_TIMEOUT s)
 #   scripts/kafka.sh kill DIR NODE|all            kill -9 one node (1, 2, 3, or zk) or all of them
 #   scripts/kafka.sh restart DIR NODE             start a killed node again on the same data and port
 #   scripts/kafka.sh bootstrap DIR                print the bootstrap address of a running cluster
+#   scripts/kafka.sh secure-bootstrap DIR         print the SASL_SSL address of a secure node
 #   scripts/kafka.sh leader DIR TOPIC PARTITION   print the node id that leads a partition
 #   scripts/kafka.sh kafka-topics ARGS...         Kafka's own CLI tools, from the same jars
 #   scripts/kafka.sh kafka-console-consumer ARGS...
 #   scripts/kafka.sh kafka-console-producer ARGS...
 #   scripts/kafka.sh kafka-consumer-groups ARGS...
+#   scripts/kafka.sh kafka-acls ARGS...
 #   scripts/kafka.sh jars [4|3.9]                 resolve the jars (nothing is downloaded a second time), print the folder
 #
 # Modes: kraft = one combined broker+controller node, Kafka 4.x; zk = ZooKeeper + one broker,
 # Kafka 3.9 in ZooKeeper mode (the seed's topology); cluster = three combined KRaft nodes,
-# Kafka 4.x, replication factor 3 and min.insync.replicas=2 by default.
+# Kafka 4.x, replication factor 3 and min.insync.replicas=2 by default; secure = kraft plus a
+# SASL_SSL listener (SCRAM-SHA-256, SCRAM-SHA-512, PLAIN) and ACLs enforced by StandardAuthorizer.
+# The PLAINTEXT listener stays open for the test harness, which is super user User:ANONYMOUS there.
+# Secure mode writes DIR/tls/ca.pem (the CA that signed the broker's certificate, SAN IP:127.0.0.1
+# and DNS:localhost), DIR/tls/other-ca.pem (an unrelated CA, for negative tests) and DIR/users.env
+# (NAME=password lines for the users admin = super user, app and nobody = no ACLs of their own).
 #
 # Environment: KAFKA_CACHE (jar cache, default ~/.cache/pipeline-kafka), KAFKA_VERSION (4.1.1),
 # KAFKA_ZK_VERSION (3.9.1), KAFKA_HEAP_OPTS (-Xmx512m -Xms256m), KAFKA_JVM_OPTS (extra JVM
 # flags), KAFKA_EXTRA_CONFIG (server.properties lines, separated by spaces or newlines, added to
-# every node), KAFKA_START_TIMEOUT (seconds, 90), KAFKA_STOP_TIMEOUT (seconds, 30).
+# every node), KAFKA_START_TIMEOUT (seconds, 90), KAFKA_STOP_TIMEOUT (seconds, 30),
+# KAFKA_SECURE_PASSWORD_ADMIN / _APP / _NOBODY (secure mode's passwords; random by default).
 set -euo pipefail
 
 KAFKA_VERSION="${KAFKA_VERSION:-4.1.1}"
@@ -104,6 +113,7 @@ tool() {
     kafka-console-consumer) class=org.apache.kafka.tools.consumer.ConsoleConsumer ;;
     kafka-console-producer) class=org.apache.kafka.tools.ConsoleProducer ;;
     kafka-consumer-groups) class=org.apache.kafka.tools.consumer.group.ConsumerGroupCommand ;;
+    kafka-acls) class=org.apache.kafka.tools.AclCommand ;;
     *) die "unknown tool $1" ;;
   esac
   shift
@@ -122,7 +132,8 @@ print(" ".join(str(s.getsockname()[1]) for s in socks))
 EOF
 }
 
-# The state of a cluster folder: MODE, VERSION, NODES, PORT_<n>, CPORT_<n>, ZK_PORT.
+# The state of a cluster folder: MODE, VERSION, NODES, PORT_<n>, CPORT_<n>, ZK_PORT, and SECURE_PORT
+# in secure mode.
 load() {
   [ -f "$1/cluster.env" ] || die "$1 holds no cluster (no cluster.env); start one with: kafka.sh start MODE $1"
   # shellcheck disable=SC1091
@@ -200,21 +211,32 @@ bootstrap_of() {
   echo "$out"
 }
 
+secure_bootstrap_of() {
+  [ -n "${SECURE_PORT:-}" ] || die "$1 is not a secure cluster (start one with: kafka.sh start secure DIR)"
+  echo "127.0.0.1:$SECURE_PORT"
+}
+
 extra_config() { local kv; for kv in ${KAFKA_EXTRA_CONFIG:-}; do echo "$kv"; done; }
 
 write_kraft_config() {
-  local dir="$1" node="$2" voters="$3" rf="$4" min_isr="$5" port cport
+  local dir="$1" node="$2" voters="$3" rf="$4" min_isr="$5" port cport listeners advertised protocols
   port="$(eval echo "\$PORT_$node")" cport="$(eval echo "\$CPORT_$node")"
+  listeners="PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport"
+  advertised="PLAINTEXT://127.0.0.1:$port" protocols="PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
+  if [ -n "${SECURE_PORT:-}" ]; then
+    listeners="$listeners,SASL_SSL://127.0.0.1:$SECURE_PORT"
+    advertised="$advertised,SASL_SSL://127.0.0.1:$SECURE_PORT" protocols="$protocols,SASL_SSL:SASL_SSL"
+  fi
   mkdir -p "$dir/$node/data"
   cat > "$dir/$node/server.properties" <<EOF
 process.roles=broker,controller
 node.id=$node
 controller.quorum.voters=$voters
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
-advertised.listeners=PLAINTEXT://127.0.0.1:$port
+listeners=$listeners
+advertised.listeners=$advertised
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=$protocols
 log.dirs=$dir/$node/data
 num.partitions=1
 default.replication.factor=$rf
@@ -226,8 +248,81 @@ share.coordinator.state.topic.replication.factor=$rf
 share.coordinator.state.topic.min.isr=$min_isr
 group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=false
+$([ -z "${SECURE_PORT:-}" ] || secure_config "$dir")
 $(extra_config)
 EOF
+}
+
+# --- secure mode ----------------------------------------------------------------------------------
+
+SECURE_USERS="admin app nobody"
+
+# Writes DIR/users.env, one NAME=password line per user. A password goes unquoted into
+# --add-scram's [name=...,password=...] (where "," and "]" would end it) and into a JAAS line
+# (where '"', "\" and ";" would), and tests read users.env line by line: hence the narrow alphabet.
+secure_users() {
+  local dir="$1" user var pw
+  for user in $SECURE_USERS; do
+    var="KAFKA_SECURE_PASSWORD_${user^^}"
+    pw="${!var:-$(openssl rand -hex 12)}"
+    [[ "$pw" =~ ^[A-Za-z0-9._~@%+/:-]+$ ]] || die "$var may hold only letters, digits and ._~@%+/:-"
+    echo "$user=$pw"
+  done > "$dir/users.env"
+}
+
+# A CA, a broker certificate it signs (SAN IP:127.0.0.1 and DNS:localhost, which librdkafka checks
+# by default: ssl.endpoint.identification.algorithm=https) and a second, unrelated CA that clients
+# can trust to see verification fail. Kafka reads the broker's key and certificate straight from
+# PEM (ssl.keystore.type=PEM), so no keytool or JKS is needed; the key must be unencrypted PKCS#8
+# ("BEGIN PRIVATE KEY", what OpenSSL 3 writes with -nodes), as no ssl.key.password is set.
+make_tls() {
+  local tls="$1/tls" ca
+  mkdir -p "$tls"
+  ossl() { openssl "$@" 2>> "$tls/openssl.log" || { cat "$tls/openssl.log" >&2; die "openssl $1 failed"; }; }
+  for ca in ca other-ca; do
+    ossl req -x509 -newkey rsa:2048 -nodes -sha256 -days 3650 -subj "/CN=pipeline test $ca" \
+      -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign \
+      -keyout "$tls/$ca.key" -out "$tls/$ca.pem"
+  done
+  ossl req -newkey rsa:2048 -nodes -sha256 -subj /CN=localhost -keyout "$tls/broker.key" -out "$tls/broker.csr"
+  printf '%s\n' 'subjectAltName=IP:127.0.0.1,DNS:localhost' 'basicConstraints=critical,CA:FALSE' \
+    'keyUsage=critical,digitalSignature,keyEncipherment' 'extendedKeyUsage=serverAuth' > "$tls/broker.ext"
+  ossl x509 -req -sha256 -days 3650 -in "$tls/broker.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" \
+    -set_serial "0x$(openssl rand -hex 8)" -extfile "$tls/broker.ext" -out "$tls/broker.pem"
+  cat "$tls/broker.key" "$tls/broker.pem" > "$tls/broker-keystore.pem"
+}
+
+# The secure node's server.properties lines. Each SASL mechanism of a listener needs its own JAAS
+# entry (listener.name.LISTENER.MECHANISM.sasl.jaas.config, names in lower case): SCRAM's login
+# module takes no users (their credentials live in the metadata log, put there by StorageTool
+# --add-scram), PLAIN's takes them as user_NAME="password". Kafka 4 checks the SCRAM nonce
+# strictly (RFC 5802): librdkafka before 2.6.1 (Debian 12's kcat has 2.0.2) fails SCRAM here with
+# "invalid credentials" whatever the password, while PLAIN and the Java client work.
+secure_config() {
+  local dir="$1" user pw plain=""
+  while IFS== read -r user pw; do plain="$plain user_$user=\"$pw\""; done < "$dir/users.env"
+  cat <<EOF
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+allow.everyone.if.no.acl.found=false
+super.users=User:ANONYMOUS;User:admin
+listener.name.sasl_ssl.sasl.enabled.mechanisms=SCRAM-SHA-256,SCRAM-SHA-512,PLAIN
+listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required$plain;
+listener.name.sasl_ssl.ssl.keystore.type=PEM
+listener.name.sasl_ssl.ssl.keystore.location=$dir/tls/broker-keystore.pem
+EOF
+}
+
+# StorageTool arguments that put every user's SCRAM-SHA-256 and SCRAM-SHA-512 credentials into
+# the metadata log it bootstraps (one NUL-terminated argument each, for mapfile -d '').
+scram_format_args() {
+  local user pw mechanism
+  while IFS== read -r user pw; do
+    for mechanism in SCRAM-SHA-256 SCRAM-SHA-512; do
+      printf '%s\0' --add-scram "$mechanism=[name=$user,password=$pw]"
+    done
+  done < "$1/users.env"
 }
 
 start() {
@@ -236,18 +331,21 @@ start() {
   mkdir -p "$dir"
   dir="$(cd "$dir" && pwd)"
   case "$mode" in
-    kraft)   VERSION="$KAFKA_VERSION" NODES="1" ;;
+    kraft|secure) VERSION="$KAFKA_VERSION" NODES="1" ;;
     cluster) VERSION="$KAFKA_VERSION" NODES="1 2 3" ;;
     zk)      VERSION="$KAFKA_ZK_VERSION" NODES="1" ;;
-    *) die "unknown mode $mode: use kraft, zk or cluster" ;;
+    *) die "unknown mode $mode: use kraft, zk, cluster or secure" ;;
   esac
+  # Passwords first: a bad one stops the start before the folder holds a cluster.
+  [ "$mode" != secure ] || secure_users "$dir"
   jars "$VERSION" > /dev/null
   # shellcheck disable=SC2207
-  ports=($(free_ports 7))
+  ports=($(free_ports 8))
   {
     echo "MODE=$mode"; echo "VERSION=$VERSION"; echo "NODES=\"$NODES\""
     for n in $NODES; do echo "PORT_$n=${ports[$((n - 1))]}"; echo "CPORT_$n=${ports[$((n + 2))]}"; done
     echo "ZK_PORT=${ports[6]}"
+    [ "$mode" != secure ] || echo "SECURE_PORT=${ports[7]}"
   } > "$dir/cluster.env"
   load "$dir"
   if [ "$mode" = zk ]; then
@@ -274,7 +372,7 @@ EOF
     launch "$dir" 1
     wait_ready "$dir" 1
   else
-    local voters="" rf=1 min_isr=1 cluster_id libs
+    local voters="" rf=1 min_isr=1 cluster_id libs scram=()
     for n in $NODES; do voters="${voters:+$voters,}$n@127.0.0.1:$(eval echo "\$CPORT_$n")"; done
     [ "$mode" = cluster ] && rf=3 min_isr=2
     # Kafka's Uuid in base64; one starting with "-" would read as an option (Kafka's own
@@ -286,17 +384,23 @@ while True:
         print(u)
         break')"
     libs="$(jars "$VERSION")"
+    if [ "$mode" = secure ]; then
+      make_tls "$dir"
+      mapfile -d '' scram < <(scram_format_args "$dir")
+    fi
     for n in $NODES; do
       write_kraft_config "$dir" "$n" "$voters" "$rf" "$min_isr"
       node_log_config "$dir" "$n" > /dev/null
       java -Xmx256m -cp "$libs/*" "-Dlog4j2.configurationFile=$(tool_log_config "$libs")" \
-        kafka.tools.StorageTool format --cluster-id="$cluster_id" --config="$dir/$n/server.properties" > "$dir/$n/format.log" 2>&1 \
+        kafka.tools.StorageTool format --cluster-id="$cluster_id" --config="$dir/$n/server.properties" "${scram[@]}" \
+        > "$dir/$n/format.log" 2>&1 \
         || { cat "$dir/$n/format.log" >&2; die "formatting node $n failed"; }
     done
     for n in $NODES; do launch "$dir" "$n"; done
     for n in $NODES; do wait_ready "$dir" "$n"; done
   fi
   echo "bootstrap=$(bootstrap_of)"
+  [ "$mode" != secure ] || echo "secure_bootstrap=$(secure_bootstrap_of "$dir")"
 }
 
 signal_nodes() {
@@ -371,17 +475,18 @@ leader() {
 }
 
 cmd="${1:-}"
-[ -n "$cmd" ] || { sed -n '2,24p' "$0"; exit 2; }
+[ -n "$cmd" ] || { sed -n '2,34p' "$0"; exit 2; }
 shift
 case "$cmd" in
-  start)     [ $# -eq 2 ] || die "usage: kafka.sh start kraft|zk|cluster DIR"; start "$1" "$2" ;;
+  start)     [ $# -eq 2 ] || die "usage: kafka.sh start kraft|zk|cluster|secure DIR"; start "$1" "$2" ;;
   stop)      [ $# -eq 1 ] || die "usage: kafka.sh stop DIR"; stop "$1" ;;
   kill)      [ $# -eq 2 ] || die "usage: kafka.sh kill DIR NODE|all"; kill_node "$1" "$2" ;;
   restart)   [ $# -eq 2 ] || die "usage: kafka.sh restart DIR NODE"; restart_node "$1" "$2" ;;
   bootstrap) [ $# -eq 1 ] || die "usage: kafka.sh bootstrap DIR"; load "$1"; bootstrap_of ;;
+  secure-bootstrap) [ $# -eq 1 ] || die "usage: kafka.sh secure-bootstrap DIR"; load "$1"; secure_bootstrap_of "$1" ;;
   leader)    [ $# -eq 3 ] || die "usage: kafka.sh leader DIR TOPIC PARTITION"; leader "$@" ;;
   jars)      jars "${1:-$KAFKA_VERSION}" ;;
-  kafka-topics|kafka-console-consumer|kafka-console-producer|kafka-consumer-groups) tool "$cmd" "$@" ;;
-  -h|--help|help) sed -n '2,24p' "$0" ;;
+  kafka-topics|kafka-console-consumer|kafka-console-producer|kafka-consumer-groups|kafka-acls) tool "$cmd" "$@" ;;
+  -h|--help|help) sed -n '2,34p' "$0" ;;
   *) die "unknown command $cmd (kafka.sh --help)" ;;
 esac

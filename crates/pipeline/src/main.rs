@@ -190,15 +190,12 @@ fn local_stack(
             .join(", ")
     );
 
-    producer_config
-        .kafka
-        .bootstrap_servers
-        .clone_from(&bootstrap);
+    let had_properties = producer_config.kafka.plaintext_at(&bootstrap)
+        | processor_config.kafka.plaintext_at(&bootstrap);
+    if had_properties {
+        warn!("[pipeline] the embedded broker is plaintext: KAFKA_CONFIG_FILE, --kafka-config and the KAFKA_SECURITY/SASL/SSL settings are ignored");
+    }
     producer_config.kafka.topic.clone_from(&topic.topic);
-    processor_config
-        .kafka
-        .bootstrap_servers
-        .clone_from(&bootstrap);
     processor_config.kafka.topic.clone_from(&topic.topic);
     processor_config.output_path = output_path.into();
     processor_config.checkpoint_dir = None;

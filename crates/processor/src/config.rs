@@ -150,11 +150,24 @@ impl ProcessorConfig {
         if self.kafka.topic.trim().is_empty() {
             return Err(Error::Config("KAFKA_TOPIC is empty".into()));
         }
+        self.kafka_client()?;
         if self.gold_window.is_zero() {
             return Err(Error::Config("GOLD_WINDOW must be longer than 0".into()));
         }
         crate::engine::source::StartingOffsets::parse(&self.starting_offsets, &self.kafka.topic)?;
         Ok(())
+    }
+}
+
+impl ProcessorConfig {
+    /// The Kafka connection settings (file, env, flags), checked: a property the processor owns
+    /// is refused, naming the setting that controls it.
+    pub fn kafka_client(&self) -> Result<txn_core::kafka::ClientSettings> {
+        let settings = self.kafka.resolve().map_err(Error::Config)?;
+        settings
+            .refuse_owned(&txn_core::kafka::OWNED_BY_THE_PIPELINE)
+            .map_err(Error::Config)?;
+        Ok(settings)
     }
 }
 

@@ -24,6 +24,9 @@ pub enum Error {
         waited_s: u64,
         last_error: String,
     },
+    /// Credentials, certificates or ACLs that no retry will fix (exits 2, as a bad setting).
+    #[error("{0}")]
+    Access(String),
     #[error("data loss: {0} (set FAIL_ON_DATA_LOSS=false to log it and continue)")]
     DataLoss(String),
     #[error("checkpoint {path}: {detail}")]

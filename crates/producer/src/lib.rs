@@ -8,6 +8,7 @@ pub mod pacer;
 pub mod realistic;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
@@ -17,10 +18,11 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message as _;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::ClientContext;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use generator::{Generator, Kind, MessageGenerator};
 use pacer::Pacer;
+use txn_core::kafka::{denied, explain, ClientSettings, Fatal, Names};
 use txn_core::settings::parse_bool;
 use txn_core::time::{now_micros, parse_rfc3339_micros};
 
@@ -90,9 +92,39 @@ pub struct ProducerConfig {
     /// Serve Prometheus metrics at http://METRICS_ADDR/metrics (e.g. 0.0.0.0:9464; unset = off)
     #[arg(long, env = "METRICS_ADDR")]
     pub metrics_addr: Option<String>,
+    /// Compression of the produced batches: none, gzip, snappy, lz4 or zstd [default: lz4, or
+    /// the config file's compression.type]
+    #[arg(long, env = "PRODUCER_COMPRESSION", value_parser = ["none", "gzip", "snappy", "lz4", "zstd"])]
+    pub compression: Option<String>,
+    /// How long a message may wait for the broker's acknowledgement, retries included
+    /// (librdkafka's message.timeout.ms, Java's delivery.timeout.ms); the producer waits that
+    /// long for what is in flight when it stops
+    #[arg(long, env = "PRODUCER_DELIVERY_TIMEOUT", default_value = "5 minutes", value_parser = parse_delivery_timeout)]
+    pub delivery_timeout: Duration,
 }
 
+fn parse_delivery_timeout(text: &str) -> Result<Duration, String> {
+    match txn_core::duration::parse_duration(text) {
+        Ok(d) if d >= Duration::from_secs(1) => Ok(d),
+        Ok(_) => Err(format!("{text:?}: at least 1 second")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// The producer's compression when neither PRODUCER_COMPRESSION nor the client properties set
+/// one (BENCHMARKS.md: the producer's codecs).
+pub const DEFAULT_COMPRESSION: &str = "lz4";
+
 impl ProducerConfig {
+    /// The Kafka connection settings, checked (a property the producer owns is refused).
+    pub fn kafka_client(&self) -> anyhow::Result<ClientSettings> {
+        let settings = self.kafka.resolve().map_err(|e| anyhow::anyhow!(e))?;
+        settings
+            .refuse_owned(&txn_core::kafka::OWNED_BY_THE_PIPELINE)
+            .map_err(|e| anyhow::anyhow!(e))?;
+        Ok(settings)
+    }
+
     fn validate(&self) -> anyhow::Result<Option<i64>> {
         for (name, v) in [
             ("--bad-ratio", self.bad_ratio),
@@ -133,8 +165,13 @@ impl ProducerConfig {
 pub struct Summary {
     /// Messages the broker acknowledged.
     pub sent: u64,
-    /// Messages that finally failed (delivery error, or still unacknowledged at shutdown).
+    /// Messages that were certainly not written (refused, or never sent).
     pub failed: u64,
+    /// Messages that may or may not be in the topic: sent, then timed out or cut off at
+    /// shutdown without an answer. Sending them again may duplicate them.
+    pub unknown: u64,
+    /// Messages sent again after the broker did not know their partition (a broker restart).
+    pub retried: u64,
     pub bad: u64,
     pub late: u64,
     /// Key and payload bytes enqueued.
@@ -154,10 +191,22 @@ impl Summary {
 struct Deliveries {
     sent: AtomicU64,
     failed: AtomicU64,
+    unknown: AtomicU64,
+    retried: AtomicU64,
+    /// Messages never sent because their partition or topic was unknown for a moment (a
+    /// broker restarting, ZooKeeper-mode metadata catching up): the run sends them again.
+    resend: Mutex<Vec<(Vec<u8>, Vec<u8>)>>,
+    /// Whether a message may still be sent again (until nothing was acknowledged for the
+    /// delivery timeout).
+    may_resend: AtomicBool,
     log_every: u64,
     /// When the broker last answered a message (acknowledged or failed), UTC microseconds.
     last_answer: AtomicU64,
     metrics: ProducerMetrics,
+    /// The first error no retry fixes (credentials, certificates, ACLs): the run stops with it.
+    fatal: Fatal,
+    who: String,
+    topic: String,
 }
 
 /// The producer's Prometheus series (no-ops without `METRICS_ADDR`), registered once: a
@@ -189,7 +238,17 @@ pub const METRIC_NAMES: [&str; 4] = [
     "pipeline_producer_messages_in_flight",
 ];
 
-impl ClientContext for Deliveries {}
+impl ClientContext for Deliveries {
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.fatal.record(&error, reason, &self.who);
+        debug!("[producer] Kafka: {error}: {reason}");
+    }
+
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, line: &str) {
+        self.fatal.record_log(level, line, &self.who);
+        debug!("[kafka] {fac}: {line}");
+    }
+}
 
 impl ProducerContext for Deliveries {
     type DeliveryOpaque = ();
@@ -212,50 +271,115 @@ impl ProducerContext for Deliveries {
                     info!("[producer] sent {sent} messages");
                 }
             }
-            Err((e, _)) => {
+            Err((e, message)) => {
+                let code = e.rdkafka_error_code();
+                if code == Some(RDKafkaErrorCode::TopicAuthorizationFailed) {
+                    self.fatal.record(
+                        e,
+                        &denied(
+                            &self.who,
+                            "WRITE and DESCRIBE",
+                            &format!("topic {}", self.topic),
+                        ),
+                        &self.who,
+                    );
+                }
+                // SAFETY: `message` is the delivery report's message, alive for this call.
+                let status = unsafe { rdkafka::bindings::rd_kafka_message_status(message.ptr()) };
+                let never_sent = status
+                    == rdkafka::bindings::rd_kafka_msg_status_t::RD_KAFKA_MSG_STATUS_NOT_PERSISTED;
+                let unknown_partition = matches!(
+                    code,
+                    Some(
+                        RDKafkaErrorCode::UnknownPartition
+                            | RDKafkaErrorCode::UnknownTopic
+                            | RDKafkaErrorCode::UnknownTopicOrPartition
+                    )
+                );
+                if never_sent && unknown_partition && self.may_resend.load(Ordering::Relaxed) {
+                    let retried = self.retried.fetch_add(1, Ordering::Relaxed) + 1;
+                    if retried == 1 || retried.is_multiple_of(10_000) {
+                        warn!("[producer] {retried} messages refused for an unknown partition or topic ({e}): sending them again");
+                    }
+                    let key = message.key().unwrap_or_default().to_vec();
+                    let payload = message.payload().unwrap_or_default().to_vec();
+                    self.resend
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push((key, payload));
+                    return;
+                }
                 self.metrics.failed.increment(1);
-                let failed = self.failed.fetch_add(1, Ordering::Relaxed) + 1;
+                let counter = if never_sent {
+                    &self.failed
+                } else {
+                    &self.unknown
+                };
+                let n = counter.fetch_add(1, Ordering::Relaxed) + 1;
+                let what = if never_sent {
+                    "delivery failed, not written"
+                } else {
+                    "delivery unknown (sent, no answer: it may be in the topic)"
+                };
                 // The first failures each, then one line per thousand: enough to see, not a flood.
-                if failed <= 10 || failed.is_multiple_of(1000) {
-                    error!("[producer] delivery failed ({failed} so far): {e}");
+                if n <= 10 || n.is_multiple_of(1000) {
+                    error!("[producer] {what} ({n} so far): {e}");
                 }
             }
         }
     }
 }
 
-/// Kafka settings of the producer. Idempotence implies acks=all and ordered retries.
-pub fn client_config(config: &ProducerConfig) -> ClientConfig {
+/// Kafka settings of the producer: its defaults, the user's client properties, then what it
+/// owns. Idempotence implies acks=all and ordered retries.
+pub fn client_config(config: &ProducerConfig, client: &ClientSettings) -> ClientConfig {
     let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", &config.kafka.bootstrap_servers)
-        .set("client.id", "producer")
-        .set("acks", "all")
-        .set("enable.idempotence", config.idempotence.to_string())
+    c.set("client.id", "producer")
         .set("partitioner", "murmur2_random")
         .set("linger.ms", "5")
         .set("batch.num.messages", "10000")
         .set("queue.buffering.max.messages", "500000")
+        .set("compression.type", DEFAULT_COMPRESSION)
         .set("max.in.flight", config.max_in_flight.to_string());
+    client.apply(&mut c);
+    if let Some(codec) = &config.compression {
+        c.set("compression.type", codec);
+    }
+    c.set("acks", "all")
+        .set("enable.idempotence", config.idempotence.to_string())
+        .set(
+            "message.timeout.ms",
+            config.delivery_timeout.as_millis().to_string(),
+        );
     c
 }
 
 /// Sends until `count` messages went out or `stop` is set, then flushes everything in flight.
 pub fn run(config: &ProducerConfig, stop: &AtomicBool) -> anyhow::Result<Summary> {
     let synthetic_start = config.validate()?;
+    let client = config.kafka_client()?;
     let context = Deliveries {
         sent: AtomicU64::new(0),
         failed: AtomicU64::new(0),
+        unknown: AtomicU64::new(0),
+        retried: AtomicU64::new(0),
+        resend: Mutex::new(Vec::new()),
+        may_resend: AtomicBool::new(true),
         log_every: config.log_every,
         last_answer: AtomicU64::new(now_micros() as u64),
         metrics: ProducerMetrics::new(),
+        fatal: Fatal::default(),
+        who: client.principal(),
+        topic: config.kafka.topic.clone(),
     };
-    let producer: BaseProducer<Deliveries> = client_config(config)
+    let producer: BaseProducer<Deliveries> = client_config(config, &client)
         .create_with_context(context)
         .context("cannot create the Kafka producer")?;
     info!(
         "[producer] Connecting to {}, topic={}",
-        config.kafka.bootstrap_servers, config.kafka.topic
+        client.bootstrap, config.kafka.topic
     );
+    info!("[producer] Kafka client: {}", client.describe());
 
     let seed = config
         .seed
@@ -300,6 +424,7 @@ pub fn run(config: &ProducerConfig, stop: &AtomicBool) -> anyhow::Result<Summary
         if !wait.is_zero() {
             producer.poll(wait.min(Duration::from_millis(100)));
             stall.check(&producer);
+            refused(&producer)?;
             continue;
         }
         let now = match synthetic_start {
@@ -318,30 +443,96 @@ pub fn run(config: &ProducerConfig, stop: &AtomicBool) -> anyhow::Result<Summary
         if issued.is_multiple_of(1024) {
             producer.poll(Duration::ZERO);
             stall.check(&producer);
+            refused(&producer)?;
+            resend(&producer, &config.kafka.topic, stop)?;
         }
     }
 
     info!(
-        "[producer] stopping: flushing {} messages in flight",
-        producer.in_flight_count()
+        "[producer] stopping: waiting for {} messages in flight (up to PRODUCER_DELIVERY_TIMEOUT, {:?})",
+        producer.in_flight_count(),
+        config.delivery_timeout
     );
-    if let Err(e) = producer.flush(Duration::from_secs(30)) {
-        warn!("[producer] flush did not complete: {e}");
+    // Everything in flight is answered within the delivery timeout (librdkafka fails what is
+    // still unanswered then); messages sent again restart theirs. A little margin on top.
+    let deadline = Instant::now() + config.delivery_timeout + Duration::from_secs(5);
+    loop {
+        resend(&producer, &config.kafka.topic, stop)?;
+        let _ = producer.flush(Duration::from_millis(200));
+        stall.check(&producer);
+        refused(&producer)?;
+        let resends = producer
+            .context()
+            .resend
+            .lock()
+            .map(|r| r.len())
+            .unwrap_or(0);
+        if producer.in_flight_count() == 0 && resends == 0 {
+            break;
+        }
+        if Instant::now() >= deadline {
+            warn!(
+                "[producer] {} messages still unanswered after the delivery timeout: counted as unknown",
+                producer.in_flight_count()
+            );
+            break;
+        }
     }
     let ctx = producer.context();
-    let unacknowledged = u64::try_from(producer.in_flight_count()).unwrap_or(0);
-    if unacknowledged > 0 {
-        error!("[producer] {unacknowledged} messages were not acknowledged before shutdown");
-    }
+    ctx.may_resend.store(false, Ordering::Relaxed);
+    // Whatever is left is cut off: its delivery reports say whether it was ever sent.
+    producer.purge(rdkafka::producer::PurgeConfig::default().queue().inflight());
+    producer.poll(Duration::ZERO);
+    let never_answered = u64::try_from(producer.in_flight_count()).unwrap_or(0);
+    let unresent = ctx.resend.lock().map(|r| r.len() as u64).unwrap_or(0);
     Ok(Summary {
         sent: ctx.sent.load(Ordering::Relaxed),
-        failed: ctx.failed.load(Ordering::Relaxed) + unacknowledged,
+        failed: ctx.failed.load(Ordering::Relaxed) + unresent,
+        unknown: ctx.unknown.load(Ordering::Relaxed) + never_answered,
+        retried: ctx.retried.load(Ordering::Relaxed),
         bad,
         late,
         bytes,
         elapsed: started.elapsed(),
         extra: generator.summary(),
     })
+}
+
+/// Sends again the messages the broker refused for an unknown partition or topic.
+fn resend(
+    producer: &BaseProducer<Deliveries>,
+    topic: &str,
+    stop: &AtomicBool,
+) -> anyhow::Result<()> {
+    let pending = std::mem::take(
+        &mut *producer
+            .context()
+            .resend
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()),
+    );
+    for (key, payload) in pending {
+        enqueue(producer, topic, &key, &payload, stop)?;
+    }
+    Ok(())
+}
+
+/// Stops the run on an error no retry fixes: wrong credentials, an untrusted certificate, a
+/// missing ACL (librdkafka would retry them until the delivery timeout). Messages queued are
+/// purged, so nothing more is written.
+fn refused(producer: &BaseProducer<Deliveries>) -> anyhow::Result<()> {
+    let context = producer.context();
+    let message = context.fatal.get().or_else(|| {
+        let (code, reason) = producer.client().fatal_error()?;
+        Some(explain(Some(code), &reason, &context.who, &Names::default()).unwrap_or(reason))
+    });
+    match message {
+        Some(m) => {
+            producer.purge(rdkafka::producer::PurgeConfig::default().queue().inflight());
+            bail!("{m}")
+        }
+        None => Ok(()),
+    }
 }
 
 /// Warns when messages wait and the broker has answered none of them for a while (brokers
@@ -381,14 +572,37 @@ impl StallWatch {
                 .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(30))
             {
                 warn!(
-                    "[producer] no acknowledgement from Kafka for {} s, {waiting} messages waiting: are the brokers up, with enough replicas in sync for acks=all? Retrying",
-                    silent.as_secs()
+                    "[producer] no acknowledgement from Kafka for {} s, {waiting} messages waiting: {}; retrying until PRODUCER_DELIVERY_TIMEOUT",
+                    silent.as_secs(),
+                    diagnose(producer)
                 );
                 self.warned_at = Some(now);
             }
         } else if silent < STALL_WARNING && self.warned_at.take().is_some() {
             info!("[producer] Kafka acknowledges messages again");
         }
+    }
+}
+
+/// Why nothing is acknowledged, as far as one metadata request tells: the broker unreachable,
+/// the topic missing, or (when both look fine) too few replicas in sync for acks=all.
+fn diagnose(producer: &BaseProducer<Deliveries>) -> String {
+    let topic = &producer.context().topic;
+    match producer
+        .client()
+        .fetch_metadata(Some(topic), Duration::from_secs(2))
+    {
+        Err(e) => format!(
+            "Kafka does not answer ({e}): is the broker up and KAFKA_BOOTSTRAP_SERVERS right?"
+        ),
+        Ok(m) => match m.topics().iter().find(|t| t.name() == topic) {
+            Some(t) if t.error().is_none() && !t.partitions().is_empty() => {
+                format!("topic {topic} exists: are enough replicas in sync for acks=all?")
+            }
+            _ => {
+                format!("topic {topic} does not exist (create it, e.g. with kafka-topics --create)")
+            }
+        },
     }
 }
 
@@ -399,9 +613,20 @@ fn send(
     g: &dyn MessageGenerator,
     stop: &AtomicBool,
 ) -> anyhow::Result<()> {
+    enqueue(producer, topic, g.key().as_bytes(), g.payload(), stop)
+}
+
+/// Enqueues one message, waiting while librdkafka's queue is full.
+fn enqueue(
+    producer: &BaseProducer<Deliveries>,
+    topic: &str,
+    key: &[u8],
+    payload: &[u8],
+    stop: &AtomicBool,
+) -> anyhow::Result<()> {
     let mut full_since: Option<Instant> = None;
     loop {
-        let record = BaseRecord::to(topic).key(g.key()).payload(g.payload());
+        let record = BaseRecord::to(topic).key(key).payload(payload);
         match producer.send(record) {
             Ok(()) => return Ok(()),
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
@@ -411,6 +636,7 @@ fn send(
                     full_since = Some(Instant::now());
                 }
                 producer.poll(Duration::from_millis(5));
+                refused(producer)?;
                 if stop.load(Ordering::Relaxed) && since.elapsed() > Duration::from_secs(30) {
                     bail!("the local queue stayed full for 30 s after a stop was requested");
                 }
@@ -441,9 +667,11 @@ pub fn main_with_args(args: impl IntoIterator<Item = String>) -> std::process::E
     match run(&config, &stop) {
         Ok(summary) => {
             info!(
-                "[producer] done: sent={} failed={} bad={} late={} elapsed={:.1}s rate={:.0} msg/s{}",
+                "[producer] done: sent={} failed={} unknown={} retried={} bad={} late={} elapsed={:.1}s rate={:.0} msg/s{}",
                 summary.sent,
                 summary.failed,
+                summary.unknown,
+                summary.retried,
                 summary.bad,
                 summary.late,
                 summary.elapsed.as_secs_f64(),
@@ -455,7 +683,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = String>) -> std::process::E
                 }
             );
             info!("[producer] Goodbye");
-            if summary.failed > 0 {
+            if summary.failed > 0 || summary.unknown > 0 {
                 std::process::ExitCode::FAILURE
             } else {
                 std::process::ExitCode::SUCCESS

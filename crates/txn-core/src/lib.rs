@@ -6,6 +6,7 @@
 //! - [`json`]: encoding to exactly the seed's JSON, and decoding bytes into a record or a [`json::Reject`];
 //! - [`time`]: RFC 3339 timestamps to and from UTC microseconds;
 //! - [`duration`]: Spark-style durations (`"30 seconds"`, `"500 ms"`);
+//! - [`kafka`]: every Kafka client's connection settings (client.properties, security, secrets);
 //! - [`settings`]: `.env` loading, logging, and value parsers shared by the binaries;
 //! - [`telemetry`]: the Prometheus endpoint (`METRICS_ADDR`) and `LOG_FORMAT`.
 
@@ -14,6 +15,7 @@ pub mod event;
 pub mod fields;
 pub mod financial;
 pub mod json;
+pub mod kafka;
 pub mod record;
 pub mod settings;
 pub mod telemetry;

@@ -129,20 +129,7 @@ pub fn parse_dotenv(text: &str) -> Result<Vec<(String, String)>, String> {
     Ok(out)
 }
 
-/// Where Kafka is: the settings the producer and the processor share.
-#[derive(clap::Args, Debug, Clone, PartialEq, Eq)]
-pub struct KafkaArgs {
-    /// Kafka bootstrap servers (host:port, comma separated)
-    #[arg(
-        long,
-        env = "KAFKA_BOOTSTRAP_SERVERS",
-        default_value = "localhost:9094"
-    )]
-    pub bootstrap_servers: String,
-    /// Topic of the transactions
-    #[arg(long, env = "KAFKA_TOPIC", default_value = "transactions")]
-    pub topic: String,
-}
+pub use crate::kafka::KafkaArgs;
 
 /// What every binary does first: logging, `.env`, and a flag that SIGINT and SIGTERM set.
 /// `None` when that failed: one line was logged, and the caller exits with code 2.

@@ -221,7 +221,7 @@ fn producer_config(
 ) -> anyhow::Result<producer::ProducerConfig> {
     let mut c = producer::ProducerConfig::try_parse_from(["producer"])?;
     c.dataset = dataset.into();
-    c.kafka.bootstrap_servers = bootstrap.into();
+    c.kafka.plaintext_at(bootstrap);
     c.kafka.topic = topic.into();
     c.msgs_per_sec = rate;
     c.count = count;
@@ -381,7 +381,11 @@ fn bench_processor(filled: &Filled) -> anyhow::Result<()> {
 
 fn bench_read(filled: &Filled) -> anyhow::Result<()> {
     let (_embedded, bootstrap, bytes) = filled.start()?;
-    let source = processor::source::KafkaSource::new(&bootstrap, "transactions", "bench-read")?;
+    let source = processor::source::KafkaSource::new(
+        &txn_core::kafka::ClientSettings::plain(&bootstrap),
+        "transactions",
+        "bench-read",
+    )?;
     let watermarks = source.wait_ready(Duration::from_secs(30))?;
     let mut next: std::collections::BTreeMap<i32, i64> =
         watermarks.iter().map(|(&p, &(low, _))| (p, low)).collect();

@@ -921,7 +921,24 @@ fn producer_stop_bound() -> Duration {
         let (_, after) = line.split_once("Duration::from_secs(").unwrap();
         after[..after.find(')').unwrap()].parse().unwrap()
     };
-    let flush = seconds_on("flush timeout", &[".flush(Duration::from_secs("]);
+    // The wait for answers: the delivery timeout's default, plus a margin.
+    let timeout_line = source
+        .lines()
+        .find(|l| l.contains("env = \"PRODUCER_DELIVERY_TIMEOUT\""))
+        .expect("the producer's PRODUCER_DELIVERY_TIMEOUT setting");
+    let default = timeout_line
+        .split("default_value = \"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a default delivery timeout");
+    let delivery = txn_core::duration::parse_duration(default)
+        .unwrap()
+        .as_secs();
+    let flush = delivery
+        + seconds_on(
+            "margin after the delivery timeout",
+            &["config.delivery_timeout + Duration::from_secs("],
+        );
     let full_queue = seconds_on(
         "full-queue wait after a stop",
         &["stop.load", "elapsed() > Duration::from_secs("],
@@ -1279,7 +1296,7 @@ fn a_processor_run_from_the_repository_root_keeps_its_checkpoint_under_its_own_o
     let config = processor_config_from_the_repository_root(&[]);
     assert!(config.output_path.is_relative(), "{:?}", config.output_path);
     assert_eq!(config.checkpoint_path(), config.output_path.join("_chk"));
-    assert_eq!(config.kafka.bootstrap_servers, "localhost:9094");
+    assert_eq!(config.kafka.resolve().unwrap().bootstrap, "localhost:9094");
 }
 
 // 9. The KRaft alternative; ZooKeeper stays the default.

@@ -179,6 +179,39 @@ impl Broker {
         }
     }
 
+    /// A single KRaft node with a SASL_SSL listener, SCRAM and PLAIN users and ACLs enforced
+    /// (`scripts/kafka.sh start secure`); `bootstrap` is its PLAINTEXT listener, where the test
+    /// is super user. No topic.
+    pub fn start_secure() -> Secured {
+        let dir = Scratch::new("secure");
+        let dir_arg = dir.path().join("kafka");
+        let printed = kafka_sh(&["start", "secure", dir_arg.to_str().unwrap()]);
+        let line = |key: &str| {
+            printed
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .unwrap_or_else(|| panic!("{key} line in {printed}"))
+                .to_string()
+        };
+        let users = std::fs::read_to_string(dir_arg.join("users.env")).unwrap();
+        let passwords = users
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(u, p)| (u.to_string(), p.to_string()))
+            .collect();
+        Secured {
+            secure_bootstrap: line("secure_bootstrap="),
+            ca: dir_arg.join("tls/ca.pem"),
+            other_ca: dir_arg.join("tls/other-ca.pem"),
+            passwords,
+            broker: Broker {
+                child: None,
+                bootstrap: line("bootstrap="),
+                kafka: Some(dir),
+            },
+        }
+    }
+
     fn start_mock(partitions: i32, extra: &[(&str, i32)]) -> Self {
         let mut child = Command::new(exe())
             .args(["broker", "--partitions", &partitions.to_string()])
@@ -296,6 +329,31 @@ impl Broker {
     }
 }
 
+/// A secured Kafka node ([`Broker::start_secure`]).
+pub struct Secured {
+    /// The PLAINTEXT listener (super user) is `broker.bootstrap`.
+    pub broker: Broker,
+    pub secure_bootstrap: String,
+    /// The CA that signed the broker's certificate, and one that did not.
+    pub ca: PathBuf,
+    pub other_ca: PathBuf,
+    /// Password of each user (admin, app, nobody).
+    pub passwords: BTreeMap<String, String>,
+}
+
+impl Secured {
+    /// Runs Kafka's ACL tool (`kafka-acls`) on the PLAINTEXT listener with `args`.
+    pub fn acls(&self, args: &[&str]) {
+        let mut all = vec!["kafka-acls", "--bootstrap-server", &self.broker.bootstrap];
+        all.extend_from_slice(args);
+        kafka_sh(&all);
+    }
+
+    pub fn password(&self, user: &str) -> &str {
+        &self.passwords[user]
+    }
+}
+
 impl Drop for Broker {
     fn drop(&mut self) {
         if let Some(child) = self.child.as_mut() {
@@ -329,6 +387,13 @@ pub fn command(sub: &str, cwd: &Path) -> Command {
         "CHECKPOINT_DIR",
         "METRICS_ADDR",
         "LOG_FORMAT",
+        "KAFKA_CONFIG_FILE",
+        "KAFKA_SECURITY_PROTOCOL",
+        "KAFKA_SASL_MECHANISM",
+        "KAFKA_SASL_USERNAME",
+        "KAFKA_SASL_PASSWORD",
+        "KAFKA_SSL_CA_LOCATION",
+        "PRODUCER_COMPRESSION",
     ] {
         c.env_remove(var);
     }

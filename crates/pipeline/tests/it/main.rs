@@ -15,3 +15,4 @@ mod monitoring_tests;
 mod outage_tests;
 mod processor_tests;
 mod producer_tests;
+mod secure_kafka_tests;

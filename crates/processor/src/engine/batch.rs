@@ -104,7 +104,6 @@ impl Committer {
             // The write-ahead entry: before any output of the batch is visible.
             self.checkpoint.write_plan(plan)?;
         }
-        self.writer.publish(staged.files)?;
         if self.kafka.is_none() && !staged.records.is_empty() && !self.discard_topic_records {
             return Err(Error::Internal(format!(
                 "batch {}: {} records for Kafka topics and no Kafka transactions to send them in",
@@ -112,15 +111,30 @@ impl Committer {
                 staged.records.len()
             )));
         }
-        if let Some(kafka) = &self.kafka {
-            if self.kafka_done == Some(plan.batch) {
+        // The records go out first, in a transaction left open: a refused one fails the batch
+        // before any file is visible. The transaction commits after the files are in place.
+        let transaction = match &self.kafka {
+            Some(_) if self.kafka_done == Some(plan.batch) => {
                 info!(
                     "[processor] batch {}: its Kafka transaction committed before the last stop: not produced again",
                     plan.batch
                 );
-            } else {
-                kafka.commit(plan, &staged.records)?;
+                None
             }
+            Some(kafka) => {
+                kafka.prepare(plan, &staged.records)?;
+                Some(kafka)
+            }
+            None => None,
+        };
+        if let Err(e) = self.writer.publish(staged.files) {
+            if let Some(kafka) = transaction {
+                kafka.abort();
+            }
+            return Err(e);
+        }
+        if let Some(kafka) = transaction {
+            kafka.commit(plan)?;
         }
         if let Some(pause) = self.test_pause_before_commit {
             info!(

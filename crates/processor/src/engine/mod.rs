@@ -72,20 +72,20 @@ pub fn run_with_drain<D: Dataset>(
     let starting = StartingOffsets::parse(&config.starting_offsets, &config.kafka.topic)?;
     let (mut stages, mut recovery) = Stages::open(dataset, config)?;
 
+    let client = config.kafka_client()?;
     info!(
         "[processor] Connecting to {}, topic={}, output={}, checkpoint={}, trigger={:?}",
-        config.kafka.bootstrap_servers,
+        client.bootstrap,
         config.kafka.topic,
         config.output_path.display(),
         stages.checkpoint().root().display(),
         config.trigger
     );
-    let source = KafkaSource::new(
-        &config.kafka.bootstrap_servers,
-        &config.kafka.topic,
-        &config.group_id,
-    )?;
+    info!("[processor] Kafka client: {}", client.describe());
+    let source = KafkaSource::new(&client, &config.kafka.topic, &config.group_id)?;
     let watermarks = source.wait_ready(config.connect_timeout)?;
+    // A missing group ACL is found now, before anything is written.
+    source.check_group_access(config.connect_timeout)?;
     check_topic_identity(
         config,
         &source,
@@ -102,10 +102,10 @@ pub fn run_with_drain<D: Dataset>(
         // committing is finished, before the group's offsets are read.
         let checkpoint_id = stages.checkpoint().id()?;
         let kafka = KafkaTransactions::open(
-            &config.kafka.bootstrap_servers,
+            &client,
             &format!("{}-outputs", config.group_id),
             &config.kafka.topic,
-            group,
+            (group, &config.group_id),
             checkpoint_id.clone(),
         )?;
         let done = match &recovery.pending {
@@ -122,7 +122,7 @@ pub fn run_with_drain<D: Dataset>(
         };
         info!("[processor] Kafka outputs: {}", topics.join(", "));
         for topic in &topics {
-            if source.topic_exists(topic) == Some(false) {
+            if source.topic_exists(topic)? == Some(false) {
                 warn!("[processor] output topic {topic} does not exist: the first batch with records for it fails unless the broker creates topics on first use (create it with kafka-topics; compose's kafka-init does)");
             }
         }

@@ -6,12 +6,14 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
+use rdkafka::ClientContext;
 use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn};
+use txn_core::kafka::{denied, ClientSettings, Fatal, Names};
 
 use crate::error::{Error, KafkaContext, Result};
 
@@ -255,12 +257,35 @@ impl RawBatch {
 /// What a read gives: the batch and its ranges as read, or `None` when the read was abandoned.
 pub type ReadResult = Result<Option<(RawBatch, Vec<OffsetRange>)>>;
 
+/// The consumer's librdkafka context: keeps the first error that no retry fixes (credentials,
+/// certificates, ACLs), so that waits end with it within seconds.
+pub struct SourceContext {
+    fatal: Fatal,
+    /// Who connects (user and mechanism), for the messages.
+    who: String,
+}
+
+impl ClientContext for SourceContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.fatal.record(&error, reason, &self.who);
+        debug!("[processor] Kafka consumer: {error}: {reason}");
+    }
+
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, line: &str) {
+        self.fatal.record_log(level, line, &self.who);
+        debug!("[kafka] {fac}: {line}");
+    }
+}
+
+impl ConsumerContext for SourceContext {}
+
 /// The processor's Kafka consumer: assign + seek per batch, no auto commit, no offset store.
 pub struct KafkaSource {
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<SourceContext>,
     /// The partitions assigned to `consumer`; between reads all of them are paused.
     assigned: Mutex<BTreeSet<i32>>,
     topic: String,
+    group_id: String,
     bootstrap: String,
 }
 
@@ -270,11 +295,18 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 pub const STALL_WARNING: Duration = Duration::from_secs(10);
 
 impl KafkaSource {
-    pub fn new(bootstrap: &str, topic: &str, group_id: &str) -> Result<Self> {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", bootstrap)
-            .set("group.id", group_id)
+    pub fn new(client: &ClientSettings, topic: &str, group_id: &str) -> Result<Self> {
+        let mut config = ClientConfig::new();
+        config
             .set("client.id", "processor")
+            .set("fetch.max.bytes", "52428800")
+            .set("max.partition.fetch.bytes", "8388608")
+            .set("queued.min.messages", "200000")
+            .set("session.timeout.ms", "6000");
+        // The user's properties, then the ones exactly-once depends on.
+        let consumer: BaseConsumer<SourceContext> = client
+            .apply(&mut config)
+            .set("group.id", group_id)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("enable.partition.eof", "true")
@@ -282,18 +314,105 @@ impl KafkaSource {
             // be read (the watermarks' high) is then the last stable offset.
             .set("isolation.level", "read_committed")
             .set("auto.offset.reset", "error")
-            .set("fetch.max.bytes", "52428800")
-            .set("max.partition.fetch.bytes", "8388608")
-            .set("queued.min.messages", "200000")
-            .set("session.timeout.ms", "6000")
-            .create()
+            .create_with_context(SourceContext {
+                fatal: Fatal::new(Names {
+                    group: Some(group_id.into()),
+                    transactional_id: None,
+                }),
+                who: client.principal(),
+            })
             .kafka_context(|| "cannot create the Kafka consumer".into())?;
         Ok(KafkaSource {
             consumer,
             assigned: Mutex::new(BTreeSet::new()),
             topic: topic.into(),
-            bootstrap: bootstrap.into(),
+            group_id: group_id.into(),
+            bootstrap: client.bootstrap.clone(),
         })
+    }
+
+    /// The first error that no retry fixes, as an error to stop with. Serves the consumer's
+    /// queue first (its error events arrive there), when no partition is assigned (between
+    /// reads nothing is, so no message can be taken from a batch).
+    fn fatal(&self) -> Result<()> {
+        if self
+            .assigned
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_empty()
+        {
+            if let Some(Ok(m)) = self.consumer.poll(Duration::ZERO) {
+                debug!(
+                    "[processor] unexpected message at offset {} outside a read",
+                    m.offset()
+                );
+            }
+        }
+        match self.consumer.context().fatal.get() {
+            Some(message) => Err(Error::Access(message)),
+            None => Ok(()),
+        }
+    }
+
+    /// An authorization error on the input topic, as an error to stop with.
+    fn topic_denied(&self, operation: &str) -> Error {
+        Error::Access(denied(
+            &self.consumer.context().who,
+            operation,
+            &format!("topic {}", self.topic),
+        ))
+    }
+
+    /// Reads the group's committed offsets once: a user without access to the consumer group
+    /// (ACL READ on group KAFKA_GROUP_ID) is refused now, before any batch is written.
+    pub fn check_group_access(&self, timeout: Duration) -> Result<()> {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&self.topic, 0);
+        let group_denied = || {
+            Error::Access(denied(
+                &self.consumer.context().who,
+                "READ",
+                &format!("consumer group {}", self.group_id),
+            ))
+        };
+        match self.consumer.committed_offsets(tpl, timeout) {
+            Err(e)
+                if e.rdkafka_error_code() == Some(RDKafkaErrorCode::GroupAuthorizationFailed) =>
+            {
+                Err(group_denied())
+            }
+            Err(e)
+                if e.rdkafka_error_code() == Some(RDKafkaErrorCode::TopicAuthorizationFailed) =>
+            {
+                Err(self.topic_denied("DESCRIBE"))
+            }
+            Ok(got) => {
+                for e in got.elements() {
+                    match e.error() {
+                        Err(e)
+                            if e.rdkafka_error_code()
+                                == Some(RDKafkaErrorCode::GroupAuthorizationFailed) =>
+                        {
+                            return Err(group_denied())
+                        }
+                        Err(e)
+                            if e.rdkafka_error_code()
+                                == Some(RDKafkaErrorCode::TopicAuthorizationFailed) =>
+                        {
+                            return Err(self.topic_denied("DESCRIBE"))
+                        }
+                        _ => {}
+                    }
+                }
+                self.fatal()
+            }
+            // Anything else (a broker still loading its offsets topic) is met again later.
+            Err(e) => {
+                self.fatal()?;
+                debug!("[processor] reading the group's offsets at start: {e}");
+                Ok(())
+            }
+        }
     }
 
     /// Waits up to `timeout` for the broker to answer and the topic to exist (a bounded wait at start).
@@ -301,8 +420,11 @@ impl KafkaSource {
         let started = Instant::now();
         let mut warned = false;
         loop {
-            let last_error = match self.watermarks() {
+            let watermarks = self.watermarks();
+            self.fatal()?;
+            let last_error = match watermarks {
                 Ok(w) if !w.is_empty() => return Ok(w),
+                Err(e @ Error::Access(_)) => return Err(e),
                 Ok(_) => format!("topic {} does not exist or has no partitions", self.topic),
                 Err(e) => e.to_string(),
             };
@@ -326,13 +448,23 @@ impl KafkaSource {
 
     /// Whether `topic` exists, as far as the broker says within the request timeout (`None`: it
     /// did not answer). Asks without creating it.
-    pub fn topic_exists(&self, topic: &str) -> Option<bool> {
-        let metadata = self
-            .consumer
-            .fetch_metadata(Some(topic), REQUEST_TIMEOUT)
-            .ok()?;
-        let t = metadata.topics().iter().find(|t| t.name() == topic)?;
-        Some(t.error().is_none() && !t.partitions().is_empty())
+    /// An output topic the user may not see is refused (ACL DESCRIBE and WRITE on it).
+    pub fn topic_exists(&self, topic: &str) -> Result<Option<bool>> {
+        let Ok(metadata) = self.consumer.fetch_metadata(Some(topic), REQUEST_TIMEOUT) else {
+            return Ok(None);
+        };
+        let Some(t) = metadata.topics().iter().find(|t| t.name() == topic) else {
+            return Ok(None);
+        };
+        if t.error().map(RDKafkaErrorCode::from) == Some(RDKafkaErrorCode::TopicAuthorizationFailed)
+        {
+            return Err(Error::Access(denied(
+                &self.consumer.context().who,
+                "DESCRIBE and WRITE",
+                &format!("output topic {topic}"),
+            )));
+        }
+        Ok(Some(t.error().is_none() && !t.partitions().is_empty()))
     }
 
     /// The partitions of the topic now, with their earliest and latest offsets.
@@ -347,6 +479,9 @@ impl KafkaSource {
                 let code = RDKafkaErrorCode::from(e);
                 if code == RDKafkaErrorCode::UnknownTopicOrPartition {
                     return Ok(out);
+                }
+                if code == RDKafkaErrorCode::TopicAuthorizationFailed {
+                    return Err(self.topic_denied("DESCRIBE and READ"));
                 }
                 return Err(Error::Kafka {
                     context: format!("metadata of topic {}", self.topic),
@@ -449,6 +584,12 @@ impl KafkaSource {
                         open.values().collect::<Vec<_>>()
                     )));
                 }
+                Some(Err(e))
+                    if e.rdkafka_error_code()
+                        == Some(RDKafkaErrorCode::TopicAuthorizationFailed) =>
+                {
+                    break Err(self.topic_denied("READ"));
+                }
                 Some(Err(e)) => {
                     // Transport errors come in bursts while a broker is away: one debug line each,
                     // and a summary in the stall warning below.
@@ -515,6 +656,9 @@ impl KafkaSource {
                 break Ok(None);
             }
             if stalled >= STALL_WARNING {
+                if let Err(e) = self.fatal() {
+                    break Err(e);
+                }
                 warn!(
                     "[processor] no data from Kafka at {} for {} s, waiting (partitions still open: {:?}; {} errors, last: {})",
                     self.bootstrap,

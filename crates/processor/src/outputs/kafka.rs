@@ -21,13 +21,16 @@
 
 use std::time::Duration;
 
+use std::sync::Mutex;
+
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::{Offset, TopicPartitionList};
-use tracing::info;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use tracing::{debug, info};
+use txn_core::kafka::{denied, explain, ClientSettings, Fatal, Names};
 
 use crate::engine::checkpoint::BatchPlan;
 use crate::error::{Error, KafkaContext, Result};
@@ -43,10 +46,50 @@ pub struct TopicRecord {
 /// How long a transaction step may take before the batch fails (and is re-run at the next start).
 const STEP_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The output producer's librdkafka context: the first error no retry fixes, and the first
+/// record the broker refused in the open transaction.
+pub struct OutputsContext {
+    fatal: Fatal,
+    refused: Mutex<Option<String>>,
+    who: String,
+}
+
+impl ClientContext for OutputsContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.fatal.record(&error, reason, &self.who);
+        debug!("[processor] Kafka output producer: {error}: {reason}");
+    }
+
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, line: &str) {
+        self.fatal.record_log(level, line, &self.who);
+        debug!("[kafka] {fac}: {line}");
+    }
+}
+
+impl ProducerContext for OutputsContext {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((e, m)) = result {
+            use rdkafka::message::Message as _;
+            let topic = m.topic();
+            let message = match e.rdkafka_error_code() {
+                Some(RDKafkaErrorCode::TopicAuthorizationFailed) => {
+                    denied(&self.who, "WRITE", &format!("output topic {topic}"))
+                }
+                _ => format!("a record for topic {topic} was refused: {e}"),
+            };
+            let mut refused = self.refused.lock().unwrap_or_else(|e| e.into_inner());
+            refused.get_or_insert(message);
+        }
+    }
+}
+
 /// The transactional producer of a processor's topic outputs.
 pub struct KafkaTransactions {
-    producer: BaseProducer,
+    producer: BaseProducer<OutputsContext>,
     group: ConsumerGroupMetadata,
+    group_id: String,
     input_topic: String,
     /// The checkpoint's id: with the batch, the metadata of the offsets a transaction commits.
     checkpoint_id: String,
@@ -61,53 +104,114 @@ impl KafkaTransactions {
     /// Creates the producer and fences any earlier producer of `transactional_id` (its open
     /// transaction is aborted).
     pub fn open(
-        bootstrap: &str,
+        client: &ClientSettings,
         transactional_id: &str,
         input_topic: &str,
-        group: ConsumerGroupMetadata,
+        (group, group_id): (ConsumerGroupMetadata, &str),
         checkpoint_id: String,
     ) -> Result<Self> {
-        let producer: BaseProducer = ClientConfig::new()
-            .set("bootstrap.servers", bootstrap)
+        let mut config = ClientConfig::new();
+        config
             .set("client.id", "processor-outputs")
-            .set("transactional.id", transactional_id)
-            .set("transaction.timeout.ms", "120000")
             // Keyed records land where Java clients (and the seeds) would put them.
             .set("partitioner", "murmur2_random")
             .set("linger.ms", "5")
-            .set("compression.type", "lz4")
-            .create()
+            .set("compression.type", "lz4");
+        let who = client.principal();
+        let producer: BaseProducer<OutputsContext> = client
+            .apply(&mut config)
+            .set("transactional.id", transactional_id)
+            .set("transaction.timeout.ms", "120000")
+            .create_with_context(OutputsContext {
+                fatal: Fatal::new(Names {
+                    group: Some(group_id.into()),
+                    transactional_id: Some(transactional_id.into()),
+                }),
+                refused: Mutex::new(None),
+                who: who.clone(),
+            })
             .kafka_context(|| "cannot create the Kafka output producer".into())?;
-        producer.init_transactions(STEP_TIMEOUT).kafka_context(|| {
-            format!("cannot start Kafka transactions (transactional.id {transactional_id})")
-        })?;
+        if let Err(e) = producer.init_transactions(STEP_TIMEOUT) {
+            if let Some(message) = producer.context().fatal.get() {
+                return Err(Error::Access(message));
+            }
+            let code = e.rdkafka_error_code();
+            if code == Some(RDKafkaErrorCode::TransactionalIdAuthorizationFailed) {
+                return Err(Error::Access(denied(
+                    &who,
+                    "WRITE",
+                    &format!("transactional id {transactional_id}"),
+                )));
+            }
+            if let Some(message) = explain(code, &e.to_string(), &who, &Names::default()) {
+                return Err(Error::Access(message));
+            }
+            return Err(Error::Kafka {
+                context: format!(
+                    "cannot start Kafka transactions (transactional.id {transactional_id})"
+                ),
+                source: e,
+            });
+        }
         info!("[processor] Kafka outputs are transactional (transactional.id {transactional_id})");
         Ok(KafkaTransactions {
             producer,
+            group_id: group_id.to_string(),
             group,
             input_topic: input_topic.into(),
             checkpoint_id,
         })
     }
 
-    /// Produces a batch's records and commits its input offsets, in one transaction.
-    pub fn commit(&self, plan: &BatchPlan, records: &[TopicRecord]) -> Result<()> {
-        let context =
-            |what: &str| format!("batch {}: cannot {what} its Kafka transaction", plan.batch);
-        self.producer
-            .begin_transaction()
-            .kafka_context(|| context("begin"))?;
-        let result = self.produce_and_commit(plan, records);
+    /// Opens the batch's transaction, produces its records and adds its input offsets, and waits
+    /// until the broker has every record: a refused record (a missing WRITE ACL, say) fails the
+    /// batch here, before any of its files is in place. [`Self::commit`] ends it.
+    pub fn prepare(&self, plan: &BatchPlan, records: &[TopicRecord]) -> Result<()> {
+        self.producer.begin_transaction().kafka_context(|| {
+            format!("batch {}: cannot begin its Kafka transaction", plan.batch)
+        })?;
+        let result = self.produce(plan, records);
         if result.is_err() {
-            // Leaves nothing visible and no transaction open for read_committed readers to wait
-            // on; the batch is re-run at the next start. (After a fatal error the abort fails
-            // too, and the next start's fencing ends the transaction.)
-            let _ = self.producer.abort_transaction(STEP_TIMEOUT);
+            self.abort();
         }
         result
     }
 
-    fn produce_and_commit(&self, plan: &BatchPlan, records: &[TopicRecord]) -> Result<()> {
+    /// Commits the transaction that [`Self::prepare`] opened.
+    pub fn commit(&self, plan: &BatchPlan) -> Result<()> {
+        // Flushes every record first; fails if any could not be delivered.
+        let result = self
+            .producer
+            .commit_transaction(STEP_TIMEOUT)
+            .kafka_context(|| format!("batch {}: cannot commit its Kafka transaction", plan.batch));
+        if result.is_err() {
+            self.abort();
+        }
+        result
+    }
+
+    /// Leaves nothing visible and no transaction open for read_committed readers to wait on; the
+    /// batch is re-run at the next start. (After a fatal error the abort fails too, and the next
+    /// start's fencing ends the transaction.)
+    pub fn abort(&self) {
+        let _ = self.producer.abort_transaction(STEP_TIMEOUT);
+    }
+
+    /// The first refusal or unfixable error of this producer, as an error to stop with.
+    fn refused(&self) -> Result<()> {
+        let context = self.producer.context();
+        let refused = context
+            .refused
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        match context.fatal.get().or(refused) {
+            Some(message) => Err(Error::Access(message)),
+            None => Ok(()),
+        }
+    }
+
+    fn produce(&self, plan: &BatchPlan, records: &[TopicRecord]) -> Result<()> {
         for r in records {
             let mut record = BaseRecord::to(&r.topic).payload(&r.value);
             if let Some(key) = &r.key {
@@ -143,17 +247,31 @@ impl KafkaTransactions {
                 .kafka_context(|| format!("batch {}: bad offset", plan.batch))?;
             entry.set_metadata(metadata.as_str());
         }
-        self.producer
-            .send_offsets_to_transaction(&offsets, &self.group, STEP_TIMEOUT)
-            .kafka_context(|| {
-                format!(
+        let flushed = self.producer.flush(STEP_TIMEOUT);
+        self.refused()?;
+        flushed.kafka_context(|| {
+            format!("batch {}: cannot deliver its records to Kafka", plan.batch)
+        })?;
+        if let Err(e) =
+            self.producer
+                .send_offsets_to_transaction(&offsets, &self.group, STEP_TIMEOUT)
+        {
+            self.refused()?;
+            if e.rdkafka_error_code() == Some(RDKafkaErrorCode::GroupAuthorizationFailed) {
+                return Err(Error::Access(denied(
+                    &self.producer.context().who,
+                    "READ",
+                    &format!("consumer group {}", self.group_id),
+                )));
+            }
+            return Err(Error::Kafka {
+                context: format!(
                     "batch {}: cannot add its input offsets to its Kafka transaction",
                     plan.batch
-                )
-            })?;
-        // Flushes every record first; fails if any could not be delivered.
-        self.producer
-            .commit_transaction(STEP_TIMEOUT)
-            .kafka_context(|| format!("batch {}: cannot commit its Kafka transaction", plan.batch))
+                ),
+                source: e,
+            });
+        }
+        Ok(())
     }
 }
