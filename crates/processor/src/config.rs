@@ -124,6 +124,11 @@ pub struct ProcessorConfig {
     /// Financial dataset: the Kafka topic of the anomalies
     #[arg(long, env = "ANOMALIES_TOPIC", default_value = "transaction_anomalies")]
     pub anomalies_topic: String,
+    /// After a damaged checkpoint: make committed batch N the last one and replay from it. The
+    /// later batches' checkpoint entries and output files are moved aside (`_set_aside_*`), and
+    /// their Kafka topic records may be sent again. The error that stops the run names N.
+    #[arg(long, value_name = "N")]
+    pub recover_from_batch: Option<u64>,
     /// Test-only: pause this long after a batch's files are in place and before its commit
     #[arg(long, env = "PROCESSOR_TEST_PAUSE_BEFORE_COMMIT", value_parser = parse_spark_duration, hide = true)]
     pub test_pause_before_commit: Option<Duration>,

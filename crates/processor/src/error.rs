@@ -27,6 +27,9 @@ pub enum Error {
     /// Credentials, certificates or ACLs that no retry will fix (exits 2, as a bad setting).
     #[error("{0}")]
     Access(String),
+    /// Another processor holds the checkpoint (exits 2: nothing was touched).
+    #[error("{0}")]
+    Locked(String),
     #[error("data loss: {0} (set FAIL_ON_DATA_LOSS=false to log it and continue)")]
     DataLoss(String),
     #[error("checkpoint {path}: {detail}")]

@@ -109,7 +109,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = String>) -> ExitCode {
     }
     match datasets::run(&config, &stop, None) {
         Ok(_) => ExitCode::SUCCESS,
-        Err(e @ (Error::Config(_) | Error::Access(_))) => {
+        Err(e @ (Error::Config(_) | Error::Access(_) | Error::Locked(_))) => {
             error!("[processor] {e}");
             ExitCode::from(2)
         }

@@ -33,12 +33,25 @@ const SECONDS_BUCKETS: [f64; 14] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 30.0, 120.0,
 ];
 
+/// `METRICS_ADDR` as a socket: `host:port`, or a bare port (`9464`, `:9464`) on loopback only,
+/// so that the endpoint is exposed beyond this machine only when an address says so.
+pub fn metrics_socket(addr: &str) -> Result<SocketAddr, String> {
+    let text = addr.trim();
+    let port = text.strip_prefix(':').unwrap_or(text);
+    if let Ok(port) = port.parse::<u16>() {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    text.parse().map_err(|e| {
+        format!(
+            "METRICS_ADDR={addr:?}: not a port or host:port address such as 127.0.0.1:9464 ({e})"
+        )
+    })
+}
+
 /// Serves the metrics recorded by this process on `addr` (`host:port`) at `/metrics`, every
 /// series labelled with `dataset` and `topic`. Returns the address served, or a one-line error.
 pub fn serve_metrics(addr: &str, dataset: &str, topic: &str) -> Result<SocketAddr, String> {
-    let socket: SocketAddr = addr.trim().parse().map_err(|e| {
-        format!("METRICS_ADDR={addr:?}: not a host:port address such as 0.0.0.0:9464 ({e})")
-    })?;
+    let socket = metrics_socket(addr)?;
     PrometheusBuilder::new()
         .with_http_listener(socket)
         .add_global_label("dataset", dataset)
@@ -47,4 +60,27 @@ pub fn serve_metrics(addr: &str, dataset: &str, topic: &str) -> Result<SocketAdd
         .and_then(|b| b.install())
         .map_err(|e| format!("METRICS_ADDR={addr}: cannot serve metrics there: {e}"))?;
     Ok(socket)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_bare_metrics_port_binds_loopback_only() {
+        use super::metrics_socket;
+        assert_eq!(
+            metrics_socket("9464").unwrap().to_string(),
+            "127.0.0.1:9464"
+        );
+        assert_eq!(
+            metrics_socket(":9464").unwrap().to_string(),
+            "127.0.0.1:9464"
+        );
+        assert_eq!(
+            metrics_socket("0.0.0.0:9").unwrap().to_string(),
+            "0.0.0.0:9"
+        );
+        assert!(metrics_socket("everywhere")
+            .unwrap_err()
+            .contains("METRICS_ADDR"));
+    }
 }

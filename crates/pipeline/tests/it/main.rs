@@ -15,4 +15,5 @@ mod monitoring_tests;
 mod outage_tests;
 mod processor_tests;
 mod producer_tests;
+mod reliability_tests;
 mod secure_kafka_tests;

@@ -10,9 +10,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tracing::info;
+use tracing::{info, warn};
 
-use super::checkpoint::{BatchCommit, BatchPlan, Checkpoint, Recovery};
+use super::checkpoint::{BatchCommit, BatchPlan, Checkpoint, CheckpointLock, Recovery};
 use super::dataset::{Batch, Dataset, Derived};
 use super::operator;
 use super::output::{Output, Piece, StageInput, Staged, Target};
@@ -36,6 +36,8 @@ pub struct Stages<D: Dataset> {
     writer: CompactWriter,
     committer: Committer,
     show_previews: bool,
+    /// Held for as long as the stages live (the run).
+    _lock: Arc<CheckpointLock>,
 }
 
 /// What one batch's stages after the read produced.
@@ -180,22 +182,34 @@ impl<D: Dataset> Stages<D> {
                 Target::Topic(_) => None,
             })
             .collect();
+        // Before anything touches the outputs: one writer per checkpoint.
+        let lock = Arc::new(CheckpointLock::acquire(&config.checkpoint_path())?);
         let writer =
             CompactWriter::open(&config.output_path, config.max_files_per_sink, &file_layers)?;
         let checkpoint = Checkpoint::open(&config.checkpoint_path(), &config.kafka.topic)?;
+        if let Some(n) = config.recover_from_batch {
+            let replayed = checkpoint.recover_from(n)?;
+            let name = txn_core::time::compact_utc(txn_core::time::now_micros());
+            let mut files = 0;
+            for &layer in &file_layers {
+                files += writer.set_aside_after(layer, n, &name)?;
+            }
+            warn!(
+                "[processor] recovering from batch {n}: batches {replayed:?} are replayed; their checkpoint entries and {files} output files were moved aside (_set_aside_{name}); their Kafka topic records, if any, may be sent again"
+            );
+        }
         let recovery = checkpoint.recover()?;
         if let Some(commit) = &recovery.last_commit {
-            if let Some(bytes) = checkpoint.read_state(commit.batch)? {
-                operator::restore_all(&mut dataset.operators(), &bytes).map_err(|detail| {
-                    Error::Checkpoint {
-                        path: checkpoint
-                            .root()
-                            .join("state")
-                            .join(commit.batch.to_string()),
-                        detail,
-                    }
-                })?;
-            }
+            let bytes = checkpoint.read_state(commit.batch)?;
+            operator::restore_all(&mut dataset.operators(), &bytes).map_err(|detail| {
+                Error::Checkpoint {
+                    path: checkpoint
+                        .root()
+                        .join("state")
+                        .join(commit.batch.to_string()),
+                    detail,
+                }
+            })?;
         }
         let stages = Stages {
             dataset,
@@ -212,6 +226,7 @@ impl<D: Dataset> Stages<D> {
             },
             writer,
             show_previews: config.show_previews,
+            _lock: lock,
         };
         Ok((stages, recovery))
     }

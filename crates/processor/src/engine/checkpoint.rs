@@ -5,9 +5,15 @@
 //! _chk/offsets/<batch>     {"batch", "planned_at", "ranges"}   written before any data file leaves staging
 //! _chk/commits/<batch>     {"batch", "rows", "late_rows", ...} written after every data file
 //! _chk/state/<batch>       gold window state and watermark as of that commit
+//! _chk/lock                who holds the checkpoint (pid, host, since): one writer at a time
 //! ```
 //! A batch with a plan and no commit is re-run with the same ranges and the same planned time, so
 //! it writes the same file names: files are overwritten, never duplicated.
+//!
+//! Every file carries a CRC-32 of its content (`PCK1`, the checksum, then the content), checked on
+//! read: a damaged or missing file of the last commit stops the processor with the path and the
+//! way out (`--recover-from-batch N`, the newest intact commit), never a wrong result. Checkpoints
+//! made before checksums (no `checksums` in their metadata) are read as they are.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -69,6 +75,9 @@ struct Metadata {
     /// never taken for this checkpoint's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     id: Option<String>,
+    /// Every file of this checkpoint carries a checksum (made since checksums exist).
+    #[serde(default)]
+    checksums: bool,
 }
 
 /// Where the checkpoint stands at start.
@@ -83,9 +92,64 @@ pub struct Recovery {
     pub next_batch: u64,
 }
 
+/// The checkpoint's writer lock: an exclusive `flock` on `_chk/lock`, taken before anything of
+/// the run touches the outputs, held until the process ends. The kernel releases it when the
+/// process dies, SIGKILL included, so a restart never waits for a lease to expire; a second
+/// processor on the same checkpoint is refused with the holder's pid, host and start time.
+pub struct CheckpointLock {
+    _file: File,
+}
+
+impl CheckpointLock {
+    pub fn acquire(root: &Path) -> Result<Self> {
+        use std::os::fd::AsRawFd as _;
+        fs::create_dir_all(root)
+            .io_context(|| format!("cannot create checkpoint folder {}", root.display()))?;
+        let path = root.join("lock");
+        let mut file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .io_context(|| format!("cannot open {}", path.display()))?;
+        // SAFETY: flock on a descriptor this function owns (the file outlives the call).
+        let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if locked != 0 {
+            let err = std::io::Error::last_os_error();
+            if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+                let holder = fs::read_to_string(&path).unwrap_or_default();
+                return Err(Error::Locked(format!(
+                    "checkpoint {} is in use by another processor ({}): one processor per checkpoint; stop that one, or give this one another OUTPUT_PATH or SPARK_CHECKPOINT_DIR",
+                    root.display(),
+                    holder.trim()
+                )));
+            }
+            return Err(Error::Io {
+                context: format!("cannot lock {}", path.display()),
+                source: err,
+            });
+        }
+        let host = fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "unknown host".into());
+        let mut since = String::new();
+        txn_core::time::write_python_isoformat(&mut since, txn_core::time::now_micros());
+        let holder = format!("pid {} on {host} since {since} UTC", std::process::id());
+        let written = file
+            .set_len(0)
+            .and_then(|()| file.write_all(holder.as_bytes()))
+            .and_then(|()| file.sync_all());
+        written.io_context(|| format!("cannot write {}", path.display()))?;
+        Ok(CheckpointLock { _file: file })
+    }
+}
+
 #[derive(Clone)]
 pub struct Checkpoint {
     root: PathBuf,
+    /// Files without a checksum are refused (every checkpoint made since checksums exist).
+    strict: bool,
 }
 
 impl Checkpoint {
@@ -99,11 +163,8 @@ impl Checkpoint {
                 )
             })?;
         }
-        let cp = Checkpoint {
-            root: root.to_path_buf(),
-        };
         let meta_path = root.join("metadata");
-        match read_json::<Metadata>(&meta_path)? {
+        let strict = match read_json::<Metadata>(&meta_path, false)? {
             Some(m) if m.topic != topic => {
                 return Err(Error::Checkpoint {
                     path: meta_path,
@@ -113,31 +174,42 @@ impl Checkpoint {
                     ),
                 })
             }
-            Some(m) if m.id.is_some() => {}
+            Some(m) if m.id.is_some() => m.checksums,
             // Made before checkpoints had an id: it gets one now.
-            Some(m) => write_atomic(
-                &meta_path,
-                &to_json(&Metadata {
-                    id: Some(new_id()),
-                    ..m
-                }),
-            )?,
-            None => write_atomic(
-                &meta_path,
-                &to_json(&Metadata {
-                    topic: topic.into(),
-                    topic_id: None,
-                    id: Some(new_id()),
-                }),
-            )?,
-        }
-        Ok(cp)
+            Some(m) => {
+                let checksums = m.checksums;
+                write_sealed(
+                    &meta_path,
+                    &to_json(&Metadata {
+                        id: Some(new_id()),
+                        ..m
+                    }),
+                )?;
+                checksums
+            }
+            None => {
+                write_sealed(
+                    &meta_path,
+                    &to_json(&Metadata {
+                        topic: topic.into(),
+                        topic_id: None,
+                        id: Some(new_id()),
+                        checksums: true,
+                    }),
+                )?;
+                true
+            }
+        };
+        Ok(Checkpoint {
+            root: root.to_path_buf(),
+            strict,
+        })
     }
 
     /// This checkpoint's id.
     pub fn id(&self) -> Result<String> {
         let path = self.root.join("metadata");
-        read_json::<Metadata>(&path)?
+        read_json::<Metadata>(&path, self.strict)?
             .and_then(|m| m.id)
             .ok_or_else(|| Error::Checkpoint {
                 path,
@@ -151,7 +223,10 @@ impl Checkpoint {
 
     /// The topic id this checkpoint follows, when one was recorded.
     pub fn topic_id(&self) -> Result<Option<String>> {
-        Ok(read_json::<Metadata>(&self.root.join("metadata"))?.and_then(|m| m.topic_id))
+        Ok(
+            read_json::<Metadata>(&self.root.join("metadata"), self.strict)?
+                .and_then(|m| m.topic_id),
+        )
     }
 
     /// Records the id of the topic this checkpoint follows.
@@ -160,8 +235,9 @@ impl Checkpoint {
             topic: topic.into(),
             topic_id: Some(id.into()),
             id: Some(self.id()?),
+            checksums: self.strict,
         };
-        write_atomic(&self.root.join("metadata"), &to_json(&meta))
+        write_sealed(&self.root.join("metadata"), &to_json(&meta))
     }
 
     fn entry(&self, kind: &str, batch: u64) -> PathBuf {
@@ -174,7 +250,7 @@ impl Checkpoint {
         let last_commit_id = last_id(&self.root.join("commits"))?;
         let mut rec = Recovery::default();
         if let Some(id) = last_commit_id {
-            rec.last_commit = read_json(&self.entry("commits", id))?;
+            rec.last_commit = self.read_entry("commits", id)?;
         }
         let Some(plan_id) = last_plan else {
             if let Some(id) = last_commit_id {
@@ -182,7 +258,8 @@ impl Checkpoint {
             }
             return Ok(rec);
         };
-        let plan: BatchPlan = read_json(&self.entry("offsets", plan_id))?
+        let plan: BatchPlan = self
+            .read_entry("offsets", plan_id)?
             .ok_or_else(|| self.corrupt("offsets", plan_id, "vanished while reading"))?;
         rec.next_offsets = Some(plan.ends());
         rec.next_batch = plan_id + 1;
@@ -201,6 +278,97 @@ impl Checkpoint {
         Ok(rec)
     }
 
+    /// A JSON entry of the checkpoint, its checksum checked; a damaged one names the way out.
+    fn read_entry<T: for<'de> Deserialize<'de>>(
+        &self,
+        kind: &str,
+        batch: u64,
+    ) -> Result<Option<T>> {
+        read_json(&self.entry(kind, batch), self.strict).map_err(|e| self.with_way_out(e, batch))
+    }
+
+    /// Adds to a damaged-file error the newest commit before `batch` that is intact, to recover
+    /// from.
+    fn with_way_out(&self, e: Error, batch: u64) -> Error {
+        let Error::Checkpoint { path, detail } = e else {
+            return e;
+        };
+        let way_out = match self.newest_intact_before(batch) {
+            Some(n) => format!(
+                "; the newest intact commit is batch {n}: `processor --recover-from-batch {n}` replays from it (README, Exactly once: a damaged checkpoint)"
+            ),
+            None => "; no intact commit is left: remove the checkpoint folder and the outputs to start again".into(),
+        };
+        Error::Checkpoint {
+            path,
+            detail: format!("{detail}{way_out}"),
+        }
+    }
+
+    /// Makes committed batch `batch` the last one: every plan, commit and state of a later
+    /// batch is moved to `_chk/set_aside_<time>/`, so the run replays from `batch`'s end. The
+    /// caller sets aside those batches' output files too. Refused unless `batch` is intact.
+    pub fn recover_from(&self, batch: u64) -> Result<Vec<u64>> {
+        if !self.intact(batch) {
+            return Err(Error::Checkpoint {
+                path: self.entry("commits", batch),
+                detail: format!(
+                    "batch {batch} is not an intact commit (plan, commit and state with good checksums){}",
+                    match self.newest_intact_before(u64::MAX) {
+                        Some(n) => format!("; the newest intact one is {n}"),
+                        None => String::new(),
+                    }
+                ),
+            });
+        }
+        let aside = self.root.join(format!(
+            "set_aside_{}",
+            txn_core::time::compact_utc(txn_core::time::now_micros())
+        ));
+        let mut moved = std::collections::BTreeSet::new();
+        for kind in ["offsets", "commits", "state"] {
+            for id in ids(&self.root.join(kind))?
+                .into_iter()
+                .filter(|&id| id > batch)
+            {
+                fs::create_dir_all(aside.join(kind))
+                    .io_context(|| format!("cannot create {}", aside.display()))?;
+                fs::rename(self.entry(kind, id), aside.join(kind).join(id.to_string()))
+                    .io_context(|| {
+                        format!("cannot move {} aside", self.entry(kind, id).display())
+                    })?;
+                moved.insert(id);
+            }
+            sync_dir(&self.root.join(kind))?;
+        }
+        Ok(moved.into_iter().collect())
+    }
+
+    /// The newest committed batch below `batch` whose plan, commit and state are all intact.
+    pub fn newest_intact_before(&self, batch: u64) -> Option<u64> {
+        let mut commits = ids(&self.root.join("commits")).ok()?;
+        commits.sort_unstable();
+        commits
+            .into_iter()
+            .rev()
+            .filter(|&c| c < batch)
+            .find(|&c| self.intact(c))
+    }
+
+    /// Whether batch `batch`'s plan, commit and state are present with good checksums.
+    fn intact(&self, batch: u64) -> bool {
+        matches!(
+            read_json::<BatchPlan>(&self.entry("offsets", batch), self.strict),
+            Ok(Some(_))
+        ) && matches!(
+            read_json::<BatchCommit>(&self.entry("commits", batch), self.strict),
+            Ok(Some(_))
+        ) && matches!(
+            read_sealed(&self.entry("state", batch), self.strict),
+            Ok(Some(_))
+        )
+    }
+
     fn corrupt(&self, kind: &str, batch: u64, detail: &str) -> Error {
         Error::Checkpoint {
             path: self.entry(kind, batch),
@@ -210,13 +378,13 @@ impl Checkpoint {
 
     /// Writes the plan of a batch; must happen before any of its files leaves staging.
     pub fn write_plan(&self, plan: &BatchPlan) -> Result<()> {
-        write_atomic(&self.entry("offsets", plan.batch), &to_json(plan))
+        write_sealed(&self.entry("offsets", plan.batch), &to_json(plan))
     }
 
     /// Writes the commit of a batch, after all its files (and its gold state) are in place, then
     /// forgets batches older than the retention.
     pub fn write_commit(&self, commit: &BatchCommit) -> Result<()> {
-        write_atomic(&self.entry("commits", commit.batch), &to_json(commit))?;
+        write_sealed(&self.entry("commits", commit.batch), &to_json(commit))?;
         if commit.batch >= RETAIN_BATCHES {
             let horizon = commit.batch - RETAIN_BATCHES;
             for kind in ["offsets", "commits", "state"] {
@@ -233,20 +401,73 @@ impl Checkpoint {
 
     /// Saves gold state as of the batch's commit (written before the commit itself).
     pub fn write_state(&self, batch: u64, bytes: &[u8]) -> Result<()> {
-        write_atomic(&self.entry("state", batch), bytes)
+        write_sealed(&self.entry("state", batch), bytes)
     }
 
-    /// The gold state saved with the commit of `batch`, if any.
-    pub fn read_state(&self, batch: u64) -> Result<Option<Vec<u8>>> {
+    /// The operators' state saved with the commit of `batch`. Every commit writes one: a missing
+    /// or damaged one stops the run (an empty state would count windows from zero).
+    pub fn read_state(&self, batch: u64) -> Result<Vec<u8>> {
         let path = self.entry("state", batch);
-        match fs::read(&path) {
-            Ok(b) => Ok(Some(b)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::Io {
-                context: format!("cannot read {}", path.display()),
-                source: e,
-            }),
+        match read_sealed(&path, self.strict) {
+            Ok(Some(bytes)) => Ok(bytes),
+            Ok(None) => Err(self.with_way_out(
+                Error::Checkpoint {
+                    path,
+                    detail: format!("is missing: the operators' state of committed batch {batch}"),
+                },
+                batch,
+            )),
+            Err(e) => Err(self.with_way_out(e, batch)),
         }
+    }
+}
+
+/// The checksum envelope of every checkpoint file: magic, CRC-32 (little endian), content.
+const MAGIC: &[u8; 4] = b"PCK1";
+
+fn seal(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len() + 8);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&crc32fast::hash(bytes).to_le_bytes());
+    out.extend_from_slice(bytes);
+    out
+}
+
+/// The content of a sealed file, its checksum checked; a file without the envelope is taken as
+/// it is unless `strict`.
+fn unseal(path: &Path, bytes: Vec<u8>, strict: bool) -> Result<Vec<u8>> {
+    let damaged = |detail: &str| Error::Checkpoint {
+        path: path.into(),
+        detail: detail.into(),
+    };
+    match bytes.strip_prefix(MAGIC.as_slice()) {
+        Some(rest) if rest.len() >= 4 => {
+            let (sum, content) = rest.split_at(4);
+            if crc32fast::hash(content).to_le_bytes() != sum {
+                return Err(damaged(
+                    "is damaged: its checksum does not match its content",
+                ));
+            }
+            Ok(content.to_vec())
+        }
+        _ if strict => Err(damaged("is damaged: it has no checksum")),
+        _ => Ok(bytes),
+    }
+}
+
+fn write_sealed(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic(path, &seal(bytes))
+}
+
+/// A sealed file's content (`None` when the file does not exist).
+fn read_sealed(path: &Path, strict: bool) -> Result<Option<Vec<u8>>> {
+    match fs::read(path) {
+        Ok(bytes) => unseal(path, bytes, strict).map(Some),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::Io {
+            context: format!("cannot read {}", path.display()),
+            source: e,
+        }),
     }
 }
 
@@ -266,20 +487,16 @@ fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).unwrap_or_default()
 }
 
-fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>> {
-    match fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| Error::Checkpoint {
-                path: path.into(),
-                detail: format!("unreadable: {e}"),
-            }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Error::Io {
-            context: format!("cannot read {}", path.display()),
-            source: e,
-        }),
-    }
+fn read_json<T: for<'de> Deserialize<'de>>(path: &Path, strict: bool) -> Result<Option<T>> {
+    let Some(bytes) = read_sealed(path, strict)? else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| Error::Checkpoint {
+            path: path.into(),
+            detail: format!("unreadable: {e}"),
+        })
 }
 
 fn ids(dir: &Path) -> Result<Vec<u64>> {
@@ -366,6 +583,92 @@ mod tests {
         assert_eq!(rec.pending, None);
         assert_eq!(rec.next_offsets, Some(BTreeMap::from([(0, 20)])));
         assert_eq!(rec.next_batch, 2);
+    }
+
+    fn flip_a_byte(path: &Path) {
+        let mut bytes = fs::read(path).unwrap();
+        let at = bytes.len() - 2;
+        bytes[at] ^= 0x20;
+        fs::write(path, bytes).unwrap();
+    }
+
+    fn committed(dir: &Path, batches: u64) -> Checkpoint {
+        let cp = Checkpoint::open(dir, "t").unwrap();
+        for b in 0..batches {
+            cp.write_plan(&plan(b)).unwrap();
+            cp.write_state(b, format!("state of {b}").as_bytes())
+                .unwrap();
+            cp.write_commit(&commit(b)).unwrap();
+        }
+        cp
+    }
+
+    #[test]
+    fn a_damaged_plan_commit_or_state_is_refused_naming_the_file_and_the_newest_intact_commit() {
+        for kind in ["offsets", "commits", "state"] {
+            let dir = tempdir();
+            let cp = committed(&dir, 3);
+            assert_eq!(cp.read_state(2).unwrap(), b"state of 2");
+            flip_a_byte(&dir.join(kind).join("2"));
+            let e = match kind {
+                "state" => cp.read_state(2).err().unwrap(),
+                _ => cp.recover().err().unwrap(),
+            }
+            .to_string();
+            assert!(e.contains(&format!("{kind}/2")), "{e}");
+            assert!(e.contains("checksum does not match"), "{e}");
+            assert!(e.contains("--recover-from-batch 1"), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_missing_state_of_the_last_commit_is_an_error_not_an_empty_state() {
+        let dir = tempdir();
+        let cp = committed(&dir, 2);
+        fs::remove_file(dir.join("state/1")).unwrap();
+        let e = cp.read_state(1).err().unwrap().to_string();
+        assert!(
+            e.contains("is missing") && e.contains("--recover-from-batch 0"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn recovering_from_an_intact_batch_sets_the_later_ones_aside_and_replays_from_it() {
+        let dir = tempdir();
+        let cp = committed(&dir, 4);
+        flip_a_byte(&dir.join("state/3"));
+        assert!(
+            cp.recover_from(3).is_err(),
+            "a damaged batch is no place to start"
+        );
+        assert_eq!(cp.recover_from(1).unwrap(), vec![2, 3]);
+        let rec = cp.recover().unwrap();
+        assert_eq!(rec.last_commit, Some(commit(1)));
+        assert_eq!(rec.pending, None);
+        assert_eq!(rec.next_batch, 2);
+        assert_eq!(cp.read_state(1).unwrap(), b"state of 1");
+    }
+
+    #[test]
+    fn a_checkpoint_made_before_checksums_is_read_as_it_is() {
+        let dir = tempdir();
+        fs::create_dir_all(dir.join("offsets")).unwrap();
+        fs::write(dir.join("metadata"), br#"{"topic":"t","id":"x"}"#).unwrap();
+        fs::write(dir.join("offsets/0"), to_json(&plan(0))).unwrap();
+        let cp = Checkpoint::open(&dir, "t").unwrap();
+        assert_eq!(cp.recover().unwrap().pending, Some(plan(0)));
+    }
+
+    #[test]
+    fn a_second_writer_of_a_checkpoint_is_refused_naming_the_holder() {
+        let dir = tempdir();
+        let held = CheckpointLock::acquire(&dir).unwrap();
+        let e = CheckpointLock::acquire(&dir).err().unwrap().to_string();
+        assert!(e.contains("in use by another processor"), "{e}");
+        assert!(e.contains(&format!("pid {}", std::process::id())), "{e}");
+        drop(held);
+        CheckpointLock::acquire(&dir).expect("free once the holder is gone");
     }
 
     #[test]

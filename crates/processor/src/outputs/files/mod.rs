@@ -405,6 +405,44 @@ impl CompactWriter {
         Ok(files.into_iter().map(|f| f.fin).collect())
     }
 
+    /// Moves the layer's files of batches after `batch` (a recovery replays those batches) into
+    /// `<layer>/_set_aside_<name>/`, which readers skip (a leading `_`). Returns how many.
+    pub fn set_aside_after(&self, layer: FileLayer, batch: u64, name: &str) -> Result<usize> {
+        let dir = self.root.join(layer.folder());
+        let aside = dir.join(format!("_set_aside_{name}"));
+        let mut folders = vec![(dir.clone(), aside.clone())];
+        for entry in fs::read_dir(&dir).io_context(|| format!("cannot list {}", dir.display()))? {
+            let path = entry
+                .io_context(|| format!("cannot list {}", dir.display()))?
+                .path();
+            let part = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if part.contains('=') && !part.starts_with('_') && path.is_dir() {
+                folders.push((path.clone(), aside.join(part)));
+            }
+        }
+        let mut moved = 0;
+        for (from, to) in folders {
+            for entry in
+                fs::read_dir(&from).io_context(|| format!("cannot list {}", from.display()))?
+            {
+                let path = entry
+                    .io_context(|| format!("cannot list {}", from.display()))?
+                    .path();
+                let Some(file) = path.file_name().and_then(|n| n.to_str()) else {
+                    continue;
+                };
+                if batch_of(layer, file).is_some_and(|b| b > batch) {
+                    fs::create_dir_all(&to)
+                        .io_context(|| format!("cannot create {}", to.display()))?;
+                    fs::rename(&path, to.join(file))
+                        .io_context(|| format!("cannot move {} aside", path.display()))?;
+                    moved += 1;
+                }
+            }
+        }
+        Ok(moved)
+    }
+
     /// Keeps the newest `max_files` files of the layer, deleting older ones; only files of batches
     /// up to `last_committed` are ever candidates. Returns how many were deleted.
     pub fn apply_retention(&self, layer: FileLayer, last_committed: u64) -> Result<usize> {

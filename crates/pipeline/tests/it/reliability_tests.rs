@@ -1,0 +1,173 @@
+//! The reliability findings of issue #31, each on the broker of the run (the embedded one, and
+//! Apache Kafka in `scripts/test.sh`'s Kafka pass): one writer per checkpoint, and checksummed
+//! checkpoint files with a way out.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::harness::*;
+
+/// Runs the processor over everything in the topic; its output, whatever the exit.
+fn process_once(bootstrap: &str, out: &Path, extra: &[&str]) -> std::process::Output {
+    command("processor", out)
+        .args([
+            "--bootstrap-servers",
+            bootstrap,
+            "--trigger",
+            "available-now",
+            "--starting-offsets",
+            "earliest",
+        ])
+        .arg("--output-path")
+        .arg(out)
+        .args(extra)
+        .output()
+        .expect("run processor")
+}
+
+/// Waits until one of `processors` exits; its index, exit code and error line.
+fn first_to_exit(processors: &mut [Processor], timeout: Duration) -> (usize, i32, String) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        for (i, p) in processors.iter_mut().enumerate() {
+            if let Some(status) = p.child.try_wait().unwrap() {
+                let line = p
+                    .wait_for("ERROR", Duration::from_secs(5))
+                    .unwrap_or_default();
+                return (i, status.code().unwrap_or(-1), line);
+            }
+        }
+        assert!(Instant::now() < deadline, "no processor exited");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_second_processor_on_one_checkpoint_is_refused_with_exit_2_naming_the_holder_and_nothing_doubles(
+) {
+    let broker = Broker::start(3);
+    let out = Scratch::new("one-writer");
+    run_producer(
+        &broker.bootstrap,
+        out.path(),
+        &["--count", "30000", "--msgs-per-sec", "0", "--seed", "31"],
+    );
+    let args = ["--trigger", "500 ms", "--max-offsets-per-trigger", "2000"];
+    let spawn = || Processor::spawn(&broker.bootstrap, out.path(), &args, &[]);
+    // Started at the same instant: exactly one runs.
+    let mut both = vec![spawn(), spawn()];
+    let (refused, code, log) = first_to_exit(&mut both, Duration::from_secs(30));
+    assert_eq!(code, 2, "{log}");
+    assert!(log.contains("is in use by another processor"), "{log}");
+    let running = both.remove(1 - refused);
+    assert!(
+        log.contains(&format!("pid {}", running.child.id())),
+        "the refusal names the holder: {log}"
+    );
+    // Started 0.3 s later, and once the first batches are in: refused too.
+    std::thread::sleep(Duration::from_millis(300));
+    let late = process_once(&broker.bootstrap, out.path(), &[]);
+    assert_eq!(late.status.code(), Some(2));
+    assert_eq!(
+        wait_for_bronze(out.path(), 30000, Duration::from_secs(120)),
+        30000
+    );
+    running.signal(libc::SIGTERM);
+    assert!(running.wait().success());
+    assert_each_offset_once(&broker.bootstrap, out.path(), 30000);
+}
+
+#[test]
+fn a_damaged_or_missing_checkpoint_file_stops_the_run_and_recovering_from_the_named_batch_gives_the_same_output(
+) {
+    let broker = Broker::start(3);
+    let out = Scratch::new("damaged-checkpoint");
+    let produce = [
+        "--count",
+        "6000",
+        "--msgs-per-sec",
+        "0",
+        "--seed",
+        "32",
+        "--bad-ratio",
+        "0.02",
+        "--event-time-start",
+        "2026-01-01T00:00:00Z",
+    ];
+    run_producer(&broker.bootstrap, out.path(), &produce);
+    let batches = [
+        "--max-offsets-per-trigger",
+        "1000",
+        "--gold-output-mode",
+        "update",
+    ];
+    process_all(&broker.bootstrap, out.path(), &batches);
+    let gold = gold_rows(out.path());
+    assert!(!gold.is_empty());
+    let chk = out.path().join("_chk");
+    let last = std::fs::read_dir(chk.join("commits"))
+        .unwrap()
+        .filter_map(|e| e.unwrap().file_name().to_str()?.parse::<u64>().ok())
+        .max()
+        .unwrap();
+    assert!(last >= 5, "six batches or more");
+
+    let state = chk.join("state").join(last.to_string());
+    let original = std::fs::read(&state).unwrap();
+    let mut flipped = original.clone();
+    let at = flipped.len() / 2;
+    flipped[at] ^= 0x01;
+    flipped[at + 1] ^= 0x80;
+    std::fs::write(&state, &flipped).unwrap();
+    let run = process_once(&broker.bootstrap, out.path(), &batches);
+    let log = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success(), "{log}");
+    assert!(log.contains("checksum does not match"), "{log}");
+    let way_out = format!("--recover-from-batch {}", last - 1);
+    assert!(log.contains(&way_out), "{log}");
+
+    std::fs::remove_file(&state).unwrap();
+    let run = process_once(&broker.bootstrap, out.path(), &batches);
+    let log = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success(), "{log}");
+    assert!(
+        log.contains("is missing") && log.contains(&way_out),
+        "{log}"
+    );
+
+    // An end offset edited in the newest plan: refused as well.
+    std::fs::write(&state, &original).unwrap();
+    let plan = chk.join("offsets").join(last.to_string());
+    let text = std::fs::read(&plan).unwrap();
+    let edited: Vec<u8> = String::from_utf8_lossy(&text)
+        .replacen("\"end\":", "\"end\":1", 1)
+        .into_bytes();
+    std::fs::write(&plan, &edited).unwrap();
+    let run = process_once(&broker.bootstrap, out.path(), &batches);
+    assert!(!run.status.success());
+    assert!(String::from_utf8_lossy(&run.stderr).contains("checksum does not match"));
+
+    // The way out: replay from the intact batch before; the output is as if nothing happened.
+    let run = process_once(
+        &broker.bootstrap,
+        out.path(),
+        &[
+            &batches[..],
+            &["--recover-from-batch", &(last - 1).to_string()],
+        ]
+        .concat(),
+    );
+    let log = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{log}");
+    assert!(
+        log.contains(&format!("recovering from batch {}", last - 1)),
+        "{log}"
+    );
+    assert_each_offset_once(&broker.bootstrap, out.path(), 6000);
+    // The replayed batch has the same range as the one set aside: gold's rows are the same.
+    let mut after = gold_rows(out.path());
+    let mut before = gold;
+    after.sort();
+    before.sort();
+    assert_eq!(after, before);
+}
