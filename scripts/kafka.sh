@@ -16,6 +16,7 @@
 #   scripts/kafka.sh kafka-console-producer ARGS...
 #   scripts/kafka.sh kafka-consumer-groups ARGS...
 #   scripts/kafka.sh kafka-acls ARGS...
+#   scripts/kafka.sh kafka-get-offsets ARGS...    (GetOffsetShell: topic:partition:offset, e.g. --time latest)
 #   scripts/kafka.sh jars [4|3.9]                 resolve the jars (nothing is downloaded a second time), print the folder
 #
 # Modes: kraft = one combined broker+controller node, Kafka 4.x; zk = ZooKeeper + one broker,
@@ -114,6 +115,7 @@ tool() {
     kafka-console-producer) class=org.apache.kafka.tools.ConsoleProducer ;;
     kafka-consumer-groups) class=org.apache.kafka.tools.consumer.group.ConsumerGroupCommand ;;
     kafka-acls) class=org.apache.kafka.tools.AclCommand ;;
+    kafka-get-offsets) class=org.apache.kafka.tools.GetOffsetShell ;;
     *) die "unknown tool $1" ;;
   esac
   shift
@@ -475,7 +477,7 @@ leader() {
 }
 
 cmd="${1:-}"
-[ -n "$cmd" ] || { sed -n '2,34p' "$0"; exit 2; }
+[ -n "$cmd" ] || { sed -n '2,35p' "$0"; exit 2; }
 shift
 case "$cmd" in
   start)     [ $# -eq 2 ] || die "usage: kafka.sh start kraft|zk|cluster|secure DIR"; start "$1" "$2" ;;
@@ -486,7 +488,7 @@ case "$cmd" in
   secure-bootstrap) [ $# -eq 1 ] || die "usage: kafka.sh secure-bootstrap DIR"; load "$1"; secure_bootstrap_of "$1" ;;
   leader)    [ $# -eq 3 ] || die "usage: kafka.sh leader DIR TOPIC PARTITION"; leader "$@" ;;
   jars)      jars "${1:-$KAFKA_VERSION}" ;;
-  kafka-topics|kafka-console-consumer|kafka-console-producer|kafka-consumer-groups|kafka-acls) tool "$cmd" "$@" ;;
-  -h|--help|help) sed -n '2,34p' "$0" ;;
+  kafka-topics|kafka-console-consumer|kafka-console-producer|kafka-consumer-groups|kafka-acls|kafka-get-offsets) tool "$cmd" "$@" ;;
+  -h|--help|help) sed -n '2,35p' "$0" ;;
   *) die "unknown command $cmd (kafka.sh --help)" ;;
 esac

@@ -86,7 +86,8 @@ if expected_bad == 0:
 # Gold recomputed from silver. A row is late when its window ended at or before the watermark in
 # force when its batch started (the previous batch's commit); late rows are counted, not in gold.
 chk = out / "_chk"
-commits = {int(p.name): json.loads(p.read_text()) for p in (chk / "commits").iterdir() if p.name.isdigit()}
+# Each checkpoint file: `PCK1`, a CRC-32, then the JSON.
+commits = {int(p.name): json.loads(p.read_bytes()[8:]) for p in (chk / "commits").iterdir() if p.name.isdigit()}
 last = max(commits)
 final_watermark = commits[last]["watermark"]
 duckdb.sql("CREATE TABLE wm (batch BIGINT, watermark_us BIGINT)")

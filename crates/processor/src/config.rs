@@ -155,6 +155,18 @@ impl ProcessorConfig {
         if self.kafka.topic.trim().is_empty() {
             return Err(Error::Config("KAFKA_TOPIC is empty".into()));
         }
+        if self.group_id.trim().is_empty() {
+            return Err(Error::Config(
+                "KAFKA_GROUP_ID is empty (the consumer group of the offsets and transactions)"
+                    .into(),
+            ));
+        }
+        if self.connect_timeout.is_zero() {
+            return Err(Error::Config(
+                "KAFKA_CONNECT_TIMEOUT must be longer than 0 (how long to wait for Kafka at start)"
+                    .into(),
+            ));
+        }
         self.kafka_client()?;
         if self.gold_window.is_zero() {
             return Err(Error::Config("GOLD_WINDOW must be longer than 0".into()));

@@ -135,6 +135,9 @@ impl ProducerConfig {
                 bail!("{name} must be between 0 and 1, got {v}");
             }
         }
+        if self.kafka.topic.trim().is_empty() {
+            bail!("KAFKA_TOPIC is empty");
+        }
         if self.log_every == 0 {
             bail!("--log-every must be at least 1");
         }

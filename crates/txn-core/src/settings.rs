@@ -25,7 +25,7 @@ pub fn load_dotenv() -> Result<Option<std::path::PathBuf>, String> {
         Err(e) => return Err(format!("cannot read .env: {e}")),
     };
     let empty: Vec<_> = std::env::vars_os()
-        .filter(|(_, v)| v.is_empty())
+        .filter(|(k, v)| v.is_empty() && !NEVER_EMPTY.iter().any(|n| k == n))
         .map(|(k, _)| k)
         .collect();
     for name in empty {
@@ -33,6 +33,10 @@ pub fn load_dotenv() -> Result<Option<std::path::PathBuf>, String> {
     }
     Ok(loaded)
 }
+
+/// Settings that have no meaning empty: an empty value is kept, so the binaries refuse it with
+/// a line, instead of taking it for "default" (which would send to another topic or group).
+const NEVER_EMPTY: [&str; 3] = ["KAFKA_TOPIC", "KAFKA_GROUP_ID", "KAFKA_BOOTSTRAP_SERVERS"];
 
 /// The variables `.env` set (a dataset's defaults replace them; the environment's stay).
 static FROM_DOTENV: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
@@ -158,8 +162,13 @@ pub fn startup(name: &str) -> Option<std::sync::Arc<std::sync::atomic::AtomicBoo
 /// `message` and the event's own fields), for Filebeat and ELK.
 pub fn init_logging() {
     use std::io::IsTerminal;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let (filter, refused) = match std::env::var("RUST_LOG") {
+        Err(_) => (tracing_subscriber::EnvFilter::new("info"), None),
+        Ok(text) => match log_filter(&text) {
+            Ok(filter) => (filter, None),
+            Err(why) => (tracing_subscriber::EnvFilter::new("info"), Some(why)),
+        },
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -171,6 +180,43 @@ pub fn init_logging() {
             .with_ansi(std::io::stderr().is_terminal())
             .try_init()
     };
+    if let Some(why) = refused {
+        tracing::warn!("{why}; logging at info");
+    }
+}
+
+/// The crates whose log lines the binaries print (tracing targets are module paths).
+const OUR_TARGETS: [&str; 6] = [
+    "producer",
+    "processor",
+    "pipeline",
+    "txn_core",
+    "bench",
+    "it",
+];
+
+/// `RUST_LOG` as a filter, refused when it would silence the program: unparseable, or naming
+/// neither a level for everything nor one of the program's crates (`RUST_LOG=nonsense` names a
+/// crate that does not exist, which silences every line, errors included).
+pub fn log_filter(text: &str) -> Result<tracing_subscriber::EnvFilter, String> {
+    const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+    let filter = tracing_subscriber::EnvFilter::try_new(text)
+        .map_err(|e| format!("RUST_LOG={text:?} is not a log filter ({e})"))?;
+    let useful = text.split(',').map(str::trim).any(|d| {
+        let target = d.split(['=', '[']).next().unwrap_or("").trim();
+        LEVELS.contains(&target.to_ascii_lowercase().as_str())
+            || OUR_TARGETS
+                .iter()
+                .any(|t| target == *t || target.starts_with(&format!("{t}::")))
+    });
+    if useful {
+        Ok(filter)
+    } else {
+        Err(format!(
+            "RUST_LOG={text:?} names no level and none of this program's crates ({}), so it would silence every line",
+            OUR_TARGETS.join(", ")
+        ))
+    }
 }
 
 /// A boolean the way the seed's `.env` writes them: true/false, 1/0, yes/no, on/off.
@@ -231,6 +277,24 @@ mod tests {
         assert!(parsed
             .iter()
             .any(|(k, v)| k == "TRIGGER_INTERVAL" && v == "30 seconds"));
+    }
+
+    #[test]
+    fn a_log_filter_that_would_silence_everything_is_refused() {
+        use super::log_filter;
+        for good in [
+            "info",
+            "debug",
+            "processor=debug,warn",
+            "producer::x=trace",
+            "WARN",
+        ] {
+            assert!(log_filter(good).is_ok(), "{good}");
+        }
+        for bad in ["nonsense", "rdkafka=debug", "info=debug=x"] {
+            let e = log_filter(bad).err().unwrap_or_default();
+            assert!(e.contains("RUST_LOG="), "{bad}: {e}");
+        }
     }
 
     #[test]

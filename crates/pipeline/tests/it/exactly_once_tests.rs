@@ -17,9 +17,9 @@ fn late_rows(out: &Path) -> u64 {
     std::fs::read_dir(out.join("_chk/commits"))
         .unwrap()
         .map(|e| {
-            let v: serde_json::Value =
-                serde_json::from_slice(&std::fs::read(e.unwrap().path()).unwrap()).unwrap();
-            v["late_rows"].as_u64().unwrap()
+            checkpoint_json(&e.unwrap().path())["late_rows"]
+                .as_u64()
+                .unwrap()
         })
         .sum()
 }

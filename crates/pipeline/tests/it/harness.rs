@@ -884,6 +884,17 @@ pub fn assert_each_offset_once(bootstrap: &str, out: &Path, expected: usize) -> 
     topic
 }
 
+/// A JSON file of the checkpoint (`_chk/commits/N`, `offsets/N`, `metadata`), without the
+/// checksum envelope its files carry (`PCK1`, CRC-32, then the JSON).
+pub fn checkpoint_json(path: &Path) -> serde_json::Value {
+    let bytes = std::fs::read(path).unwrap();
+    let body = match bytes.strip_prefix(b"PCK1") {
+        Some(rest) => &rest[4..],
+        None => &bytes[..],
+    };
+    serde_json::from_slice(body).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
 /// (card_id, window_start, window_end, txn_count, and the bits of sum, avg, max)
 pub type GoldRow = (String, i64, i64, i64, Option<u64>, Option<u64>, Option<u64>);
 

@@ -264,9 +264,9 @@ fn lost_offsets(out: &Path) -> u64 {
     std::fs::read_dir(out.join("_chk/commits"))
         .unwrap()
         .map(|e| {
-            let v: serde_json::Value =
-                serde_json::from_slice(&std::fs::read(e.unwrap().path()).unwrap()).unwrap();
-            v["lost_offsets"].as_u64().unwrap()
+            checkpoint_json(&e.unwrap().path())["lost_offsets"]
+                .as_u64()
+                .unwrap()
         })
         .sum()
 }

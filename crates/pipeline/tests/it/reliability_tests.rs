@@ -138,11 +138,13 @@ fn a_damaged_or_missing_checkpoint_file_stops_the_run_and_recovering_from_the_na
     // An end offset edited in the newest plan: refused as well.
     std::fs::write(&state, &original).unwrap();
     let plan = chk.join("offsets").join(last.to_string());
-    let text = std::fs::read(&plan).unwrap();
-    let edited: Vec<u8> = String::from_utf8_lossy(&text)
-        .replacen("\"end\":", "\"end\":1", 1)
-        .into_bytes();
-    std::fs::write(&plan, &edited).unwrap();
+    let sealed = std::fs::read(&plan).unwrap();
+    let (envelope, json) = sealed.split_at(8);
+    assert_eq!(&envelope[..4], b"PCK1");
+    let edited = String::from_utf8(json.to_vec())
+        .unwrap()
+        .replacen("\"end\":", "\"end\":1", 1);
+    std::fs::write(&plan, [envelope, edited.as_bytes()].concat()).unwrap();
     let run = process_once(&broker.bootstrap, out.path(), &batches);
     assert!(!run.status.success());
     assert!(String::from_utf8_lossy(&run.stderr).contains("checksum does not match"));
@@ -170,4 +172,90 @@ fn a_damaged_or_missing_checkpoint_file_stops_the_run_and_recovering_from_the_na
     after.sort();
     before.sort();
     assert_eq!(after, before);
+}
+
+#[test]
+fn settings_that_would_silence_or_misdirect_the_processor_are_refused_or_warned_about() {
+    let dir = Scratch::new("silencing-settings");
+    let out = dir.path().join("out");
+    let run = |envs: &[(&str, &str)]| {
+        let output = command("processor", dir.path())
+            .args([
+                "--bootstrap-servers",
+                "127.0.0.1:1",
+                "--connect-timeout",
+                "1 s",
+            ])
+            .arg("--output-path")
+            .arg(&out)
+            .envs(envs.iter().copied())
+            .output()
+            .unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    // A filter naming nothing of ours: a warning, info level, and the error still shows.
+    let (code, log) = run(&[("RUST_LOG", "nonsense")]);
+    assert_ne!(code, Some(0));
+    assert!(
+        log.contains("RUST_LOG=\"nonsense\" names no level"),
+        "{log}"
+    );
+    assert!(log.contains("cannot reach Kafka at 127.0.0.1:1"), "{log}");
+    for (name, value, expected) in [
+        ("KAFKA_TOPIC", "", "KAFKA_TOPIC is empty"),
+        ("KAFKA_GROUP_ID", "", "KAFKA_GROUP_ID is empty"),
+        (
+            "KAFKA_CONNECT_TIMEOUT",
+            "0",
+            "KAFKA_CONNECT_TIMEOUT must be longer than 0",
+        ),
+    ] {
+        let output = command("processor", dir.path())
+            .args(["--bootstrap-servers", "127.0.0.1:1"])
+            .arg("--output-path")
+            .arg(&out)
+            .env(name, value)
+            .output()
+            .unwrap();
+        let log = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{name}={value:?}: {log}");
+        assert!(log.contains(expected), "{name}={value:?}: {log}");
+    }
+    let producer = command("producer", dir.path())
+        .args(["--bootstrap-servers", "127.0.0.1:1"])
+        .env("KAFKA_TOPIC", "")
+        .output()
+        .unwrap();
+    assert!(!producer.status.success());
+    assert!(String::from_utf8_lossy(&producer.stderr).contains("KAFKA_TOPIC is empty"));
+}
+
+#[test]
+fn a_batch_mostly_quarantined_warns_with_its_top_reasons() {
+    let broker = Broker::start(3);
+    let out = Scratch::new("wrong-dataset");
+    run_producer(
+        &broker.bootstrap,
+        out.path(),
+        &["--count", "500", "--msgs-per-sec", "0"],
+    );
+    // The events dataset's processor on the transactions topic.
+    let run = process_all(
+        &broker.bootstrap,
+        out.path(),
+        &["--dataset", "events", "--topic", TOPIC],
+    );
+    let log = String::from_utf8_lossy(&run.stderr);
+    let warning = log
+        .lines()
+        .find(|l| l.contains("WARN") && l.contains("records quarantined"))
+        .unwrap_or_else(|| panic!("no warning: {log}"));
+    assert!(
+        warning.contains("500 of 500 records quarantined"),
+        "{warning}"
+    );
+    assert!(warning.contains("the events dataset"), "{warning}");
 }

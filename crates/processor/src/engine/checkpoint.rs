@@ -103,8 +103,12 @@ pub struct CheckpointLock {
 impl CheckpointLock {
     pub fn acquire(root: &Path) -> Result<Self> {
         use std::os::fd::AsRawFd as _;
-        fs::create_dir_all(root)
-            .io_context(|| format!("cannot create checkpoint folder {}", root.display()))?;
+        fs::create_dir_all(root).io_context(|| {
+            format!(
+                "cannot create checkpoint folder {} (OUTPUT_PATH, or SPARK_CHECKPOINT_DIR)",
+                root.display()
+            )
+        })?;
         let path = root.join("lock");
         let mut file = fs::OpenOptions::new()
             .read(true)

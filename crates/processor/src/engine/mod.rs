@@ -540,6 +540,9 @@ impl<D: Dataset> Engine<D> {
         report.operators = outcome.operator_figures;
         metrics::record_batch(&report, outcome.planned_at);
         progress::log_batch(&report);
+        if let Some(line) = progress::mostly_quarantined(&report) {
+            warn!("[processor] {line}");
+        }
         self.summary.batches += 1;
         self.summary.rows += commit.rows;
         self.summary.late += commit.late_rows;

@@ -69,6 +69,30 @@ impl BatchReport {
     }
 }
 
+/// When a batch sent more than half its records to quarantine, a line with the top reasons: the
+/// input is likely another dataset or format than the processor was told (DATASET, the topic).
+pub fn mostly_quarantined(report: &BatchReport) -> Option<String> {
+    let rejected: u64 = report.rejects.iter().map(|(_, n)| n).sum();
+    if report.rows == 0 || rejected * 2 <= report.rows {
+        return None;
+    }
+    let mut reasons = report.rejects.clone();
+    reasons.sort_by_key(|&(_, n)| std::cmp::Reverse(n));
+    let top: Vec<String> = reasons
+        .iter()
+        .take(3)
+        .map(|(reason, n)| format!("{reason} {n}"))
+        .collect();
+    Some(format!(
+        "batch {}: {rejected} of {} records quarantined ({}): is topic {} really the {} dataset's (DATASET)?",
+        report.batch,
+        report.rows,
+        top.join(", "),
+        report.topic,
+        report.dataset
+    ))
+}
+
 fn isoformat(micros: i64) -> String {
     let mut s = String::new();
     write_python_isoformat(&mut s, micros);
@@ -229,4 +253,33 @@ pub fn print_block(what: &str, batch: u64, text: &str) {
         },
     });
     let _ = writeln!(out, "{line}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_mostly_quarantined_is_named_with_its_top_reasons() {
+        let mut report = BatchReport {
+            dataset: "events".into(),
+            topic: "transactions".into(),
+            batch: 3,
+            rows: 100,
+            rejects: vec![("missing_field", 60), ("bad_json", 1)],
+            ..BatchReport::default()
+        };
+        let line = mostly_quarantined(&report).unwrap();
+        assert!(
+            line.contains("61 of 100 records quarantined (missing_field 60, bad_json 1)"),
+            "{line}"
+        );
+        assert!(line.contains("events dataset"), "{line}");
+        report.rejects = vec![("bad_json", 50)];
+        assert_eq!(
+            mostly_quarantined(&report),
+            None,
+            "half is not more than half"
+        );
+    }
 }
