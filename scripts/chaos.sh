@@ -110,7 +110,7 @@ cleanup() {
   for pid in "${producer_pid[@]}" "${processor_pid[@]}"; do kill -KILL "$pid" 2> /dev/null || true; done
   if $cluster_started; then
     if $finished; then
-      KAFKA_STOP_TIMEOUT=15 "$kafka" stop "$dir/kafka" > /dev/null || "$kafka" kill "$dir/kafka" all || true
+      KAFKA_STOP_TIMEOUT=15 "$kafka" stop "$dir/kafka" > "$dir/logs/kafka-stop.log" 2>&1 || "$kafka" kill "$dir/kafka" all || true
     else
       "$kafka" kill "$dir/kafka" all || true
     fi
@@ -347,15 +347,15 @@ def figures(ds):
         src = scan("bronze" if ds == "transactions" else "financial_bronze")
         if src is None:
             return 0, 0
-        return con.sql(f'SELECT count(*), count(DISTINCT (partition, "offset")) FROM {src}').fetchone()
+        return con.sql(f'SELECT count(*), count(DISTINCT (partition, "offset")) FROM {src}').fetchall()[0]
     rows = distinct = 0
     src = scan("events", "*/*.parquet")  # valid events: (id, ts) names one (see the header)
     if src is not None:
-        r, d = con.sql(f"SELECT count(*), count(DISTINCT (id, ts)) FROM {src}").fetchone()
+        r, d = con.sql(f"SELECT count(*), count(DISTINCT (id, ts)) FROM {src}").fetchall()[0]
         rows, distinct = rows + r, distinct + d
     src = scan("events_quarantine")
     if src is not None:
-        r, d = con.sql(f'SELECT count(*), count(DISTINCT (partition, "offset")) FROM {src}').fetchone()
+        r, d = con.sql(f'SELECT count(*), count(DISTINCT (partition, "offset")) FROM {src}').fetchall()[0]
         rows, distinct = rows + r, distinct + d
     return rows, distinct
 

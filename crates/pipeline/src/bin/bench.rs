@@ -608,6 +608,7 @@ fn generate_with(
                 start: offset,
                 end: offset + n as i64,
             }],
+            topic_id: None,
         };
         offset += n as i64;
         input.push((plan, raw));

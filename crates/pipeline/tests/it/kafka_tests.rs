@@ -606,6 +606,92 @@ fn kafka_a_topic_deleted_and_created_again_under_a_checkpoint_is_reported() {
     assert!(new_ids.is_subset(&silver));
 }
 
+/// Deletes the topic and creates it again (deletion is asynchronous: creation fails until the
+/// old topic is gone).
+fn recreate_topic(broker: &Broker) {
+    broker.delete_topic(TOPIC);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::panic::catch_unwind(|| broker.create_topic(TOPIC, 3, &[])).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the topic could not be created again"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+#[test]
+#[ignore = "needs Apache Kafka (scripts/kafka.sh; scripts/test.sh runs it)"]
+fn kafka_a_topic_created_again_while_the_processor_runs_is_caught_at_the_next_plan() {
+    let broker = kafka(3);
+    for fail_on_data_loss in ["true", "false"] {
+        let out = Scratch::new("recreated-live");
+        run_producer(
+            &broker.bootstrap,
+            out.path(),
+            &["--msgs-per-sec", "0", "--count", "3000", "--seed", "73"],
+        );
+        let processor = Processor::spawn(
+            &broker.bootstrap,
+            out.path(),
+            &[
+                "--trigger",
+                "2 seconds",
+                "--fail-on-data-loss",
+                fail_on_data_loss,
+            ],
+            &[],
+        );
+        assert_eq!(
+            wait_for_bronze(out.path(), 3000, Duration::from_secs(60)),
+            3000
+        );
+        // The new topic grows past the old positions before the next plan.
+        recreate_topic(&broker);
+        run_producer(
+            &broker.bootstrap,
+            out.path(),
+            &["--msgs-per-sec", "0", "--count", "6000", "--seed", "74"],
+        );
+        if fail_on_data_loss == "true" {
+            let line = processor.wait_for("ERROR", Duration::from_secs(30));
+            let line = line.expect("the processor stops");
+            assert!(line.contains("deleted and created again"), "{line}");
+            assert!(!processor.wait().success());
+            assert_eq!(
+                rows(&read_layer(out.path(), "bronze")),
+                3000,
+                "nothing read from old positions"
+            );
+        } else {
+            let line = processor
+                .wait_for("reading the new topic", Duration::from_secs(30))
+                .expect("the warning");
+            assert!(
+                line.contains("0 offsets of the old topic were never processed"),
+                "{line}"
+            );
+            assert_eq!(
+                wait_for_bronze(out.path(), 9000, Duration::from_secs(60)),
+                9000
+            );
+            processor.signal(libc::SIGTERM);
+            assert!(processor.wait().success());
+            let new_ids: BTreeSet<String> = consume_all(&broker.bootstrap)
+                .iter()
+                .filter_map(|m| txn_id(m.value.as_deref()))
+                .collect();
+            assert_eq!(new_ids.len(), 6000);
+            let silver = silver_ids(out.path());
+            assert_eq!(silver.len(), 9000, "each record of both topics once");
+            assert!(new_ids.is_subset(&silver));
+            let lost = lost_offsets(out.path());
+            assert_eq!(lost, 0, "what was processed is not counted as lost");
+        }
+        recreate_topic(&broker);
+    }
+}
+
 #[test]
 #[ignore = "needs Apache Kafka (scripts/kafka.sh; scripts/test.sh runs it)"]
 fn kafka_readme_cli_commands_show_lag_zero_and_the_messages() {

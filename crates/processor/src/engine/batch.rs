@@ -485,6 +485,7 @@ mod tests {
                 start: 0,
                 end: 2,
             }],
+            topic_id: None,
         };
         let staged = sink.stage(plan, true, raw, 0).unwrap();
         // Written, but only in staging; no plan and no commit yet.

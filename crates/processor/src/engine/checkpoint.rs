@@ -35,6 +35,10 @@ pub struct BatchPlan {
     /// Wall-clock time of planning in UTC microseconds: the time in the batch's file names.
     pub planned_at: i64,
     pub ranges: Vec<OffsetRange>,
+    /// Kafka's id of the topic the ranges were planned on: after a restart, the offsets are
+    /// taken only from the same topic (a topic deleted and created again has another id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic_id: Option<String>,
 }
 
 impl BatchPlan {
@@ -90,6 +94,8 @@ pub struct Recovery {
     /// Where the next new batch starts (end of the last planned batch).
     pub next_offsets: Option<BTreeMap<i32, i64>>,
     pub next_batch: u64,
+    /// The topic id the last plan was made on, when it recorded one.
+    pub last_plan_topic_id: Option<String>,
 }
 
 /// The checkpoint's writer lock: an exclusive `flock` on `_chk/lock`, taken before anything of
@@ -267,6 +273,7 @@ impl Checkpoint {
             .ok_or_else(|| self.corrupt("offsets", plan_id, "vanished while reading"))?;
         rec.next_offsets = Some(plan.ends());
         rec.next_batch = plan_id + 1;
+        rec.last_plan_topic_id.clone_from(&plan.topic_id);
         match last_commit_id {
             Some(c) if c == plan_id => {}
             Some(c) if c + 1 == plan_id => rec.pending = Some(plan),
@@ -557,6 +564,7 @@ mod tests {
                 start: batch as i64 * 10,
                 end: batch as i64 * 10 + 10,
             }],
+            topic_id: None,
         }
     }
 

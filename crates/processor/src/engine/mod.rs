@@ -146,6 +146,12 @@ pub fn run_with_drain<D: Dataset>(
         }
     };
     let mut next_batch = recovery.next_batch;
+    let mut identity = TopicIdentity {
+        recorded: source.topic_id(),
+        fail_on_data_loss: config.fail_on_data_loss,
+        topic: config.kafka.topic.clone(),
+        last_highs: highs(&watermarks),
+    };
     let mut engine = Engine {
         stages,
         last_batch_start: None,
@@ -221,6 +227,7 @@ pub fn run_with_drain<D: Dataset>(
                                 continue;
                             }
                         };
+                        let renewed = identity.check(source, &mut next_offsets, &watermarks)?;
                         if drain.is_some_and(|d| d.load(Ordering::Relaxed))
                             && !planner.available_now
                         {
@@ -229,6 +236,7 @@ pub fn run_with_drain<D: Dataset>(
                             planner.available_now = true;
                         }
                         let (ranges, lost) = planner.plan(&next_offsets, &watermarks)?;
+                        let lost = lost + renewed;
                         // Nothing to read and nothing lost: no batch. Offsets lost with nothing
                         // after them still make a batch, with no files, so that the checkpoint
                         // records the loss and the new position.
@@ -256,6 +264,7 @@ pub fn run_with_drain<D: Dataset>(
                     batch: next_batch,
                     planned_at: txn_core::time::now_micros(),
                     ranges: next.ranges,
+                    topic_id: identity.recorded.clone(),
                 });
                 let waited = Instant::now();
                 let read_result = next.handle.join().unwrap_or_else(|_| {
@@ -273,10 +282,10 @@ pub fn run_with_drain<D: Dataset>(
                     // A partition's range may end early, at the last stable offset.
                     plan.ranges = read_ranges;
                 } else if read_ranges != plan.ranges {
-                    warn!(
-                        "[processor] batch {} is re-run with its planned offsets {:?}, though Kafka now ends some of them earlier ({read_ranges:?})",
+                    return Err(Error::DataLoss(format!(
+                        "batch {} must be re-run with its planned offsets {:?}, but Kafka now ends some of them earlier ({read_ranges:?}): those records are gone (retention, a truncated log, or a topic created again); the checkpoint cannot be completed exactly",
                         plan.batch, plan.ranges
-                    );
+                    )));
                 }
                 next_offsets = plan.ends();
                 next_batch = plan.batch + 1;
@@ -285,7 +294,9 @@ pub fn run_with_drain<D: Dataset>(
                 if back_to_back {
                     // Read the next batch while this one is decoded and written. Its plan is
                     // written only after this batch commits; reading has no side effects.
-                    if let Ok(watermarks) = source.watermarks() {
+                    // Not when the topic's identity changed: the next plan handles that.
+                    let same_topic = identity.unchanged(source);
+                    if let (Ok(watermarks), true) = (source.watermarks(), same_topic) {
                         if let Ok((ranges, lost)) = planner.plan(&next_offsets, &watermarks) {
                             if !ranges.iter().all(OffsetRange::is_empty) {
                                 let lag = lag(&watermarks, &ranges);
@@ -357,7 +368,13 @@ fn check_topic_identity(
         return Ok(());
     };
     let topic = &config.kafka.topic;
-    match checkpoint.topic_id()? {
+    // The last plan's topic id says which topic its offsets are of; older checkpoints only
+    // recorded one in the metadata.
+    let recorded = match recovery.last_plan_topic_id.clone() {
+        Some(id) => Some(id),
+        None => checkpoint.topic_id()?,
+    };
+    match recorded {
         Some(recorded) if recorded == now => return Ok(()),
         Some(recorded) if recovery.next_offsets.is_some() => {
             let what = format!(
@@ -376,6 +393,67 @@ fn check_topic_identity(
         _ => {}
     }
     checkpoint.record_topic_id(topic, &now)
+}
+
+/// The input topic's identity, checked at every batch plan: a topic deleted and created again
+/// while the processor runs has a new id, and the old offsets mean nothing in it.
+struct TopicIdentity {
+    recorded: Option<String>,
+    fail_on_data_loss: bool,
+    topic: String,
+    /// The partitions' latest offsets at the last plan (what the old topic held, at least).
+    last_highs: BTreeMap<i32, i64>,
+}
+
+impl TopicIdentity {
+    /// Whether the topic still has the recorded id (or the broker cannot say).
+    fn unchanged(&self, source: &KafkaSource) -> bool {
+        match (&self.recorded, source.topic_id()) {
+            (Some(recorded), Some(now)) => *recorded == now,
+            _ => true,
+        }
+    }
+
+    /// Before a plan: a new id stops the run (FAIL_ON_DATA_LOSS=true) or moves `next` to the
+    /// new topic's start and returns what of the old topic was never processed (lost).
+    fn check(
+        &mut self,
+        source: &KafkaSource,
+        next: &mut BTreeMap<i32, i64>,
+        watermarks: &Watermarks,
+    ) -> Result<u64> {
+        let (Some(recorded), Some(now)) = (self.recorded.clone(), source.topic_id()) else {
+            self.last_highs = highs(watermarks);
+            return Ok(0);
+        };
+        if recorded == now {
+            self.last_highs = highs(watermarks);
+            return Ok(0);
+        }
+        let what = format!(
+            "topic {} was deleted and created again while the processor ran (id {recorded}, now {now}): its offsets are not the old topic's",
+            self.topic
+        );
+        if self.fail_on_data_loss {
+            return Err(Error::DataLoss(format!(
+                "{what}; to start over on the new topic, remove the checkpoint folder"
+            )));
+        }
+        let never_processed: u64 = self
+            .last_highs
+            .iter()
+            .map(|(p, &high)| (high - next.get(p).copied().unwrap_or(high)).max(0) as u64)
+            .sum();
+        warn!(
+            "[processor] {what}: reading the new topic from its earliest offsets; {never_processed} offsets of the old topic were never processed (FAIL_ON_DATA_LOSS=false)"
+        );
+        *next = watermarks.iter().map(|(&p, &(low, _))| (p, low)).collect();
+        // The next plan carries the new id (with the new topic's offsets): a restart before it
+        // is written sees the old id and the new topic, and decides again.
+        self.recorded = Some(now);
+        self.last_highs = highs(watermarks);
+        Ok(never_processed)
+    }
 }
 
 /// A batch whose read is under way: a new one (planned, plan not yet written) or the re-run of
