@@ -548,7 +548,7 @@ struct StallWatch {
 }
 
 /// How long without any answer while messages wait before it is worth a warning.
-const STALL_WARNING: Duration = Duration::from_secs(10);
+const STALL_WARNING: Duration = Duration::from_secs(5);
 
 impl StallWatch {
     fn check(&mut self, producer: &BaseProducer<Deliveries>) {

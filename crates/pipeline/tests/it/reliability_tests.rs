@@ -259,3 +259,94 @@ fn a_batch_mostly_quarantined_warns_with_its_top_reasons() {
     );
     assert!(warning.contains("the events dataset"), "{warning}");
 }
+
+/// The producer's promise: with `--count`, every message in the topic once and exit 0, through
+/// a broker outage mid-run; `kind` is a `PIPELINE_TEST_BROKER` value.
+fn producer_survives_an_outage(kind: &str, down: Duration) {
+    let mut broker = Broker::start_as(kind, 3);
+    let dir = Scratch::new("producer-outage");
+    let producer = spawn_producer(
+        &broker.bootstrap,
+        dir.path(),
+        &["--count", "20000", "--msgs-per-sec", "1000", "--seed", "35"],
+    );
+    std::thread::sleep(Duration::from_secs(5));
+    broker.restart_after(down);
+    let out = producer.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert_eq!(summary_field(&out.stderr, "sent"), 20000, "{log}");
+    assert_eq!(summary_field(&out.stderr, "failed"), 0, "{log}");
+    assert_eq!(summary_field(&out.stderr, "unknown"), 0, "{log}");
+    let messages = consume_all(&broker.bootstrap);
+    let ids: std::collections::BTreeSet<String> = messages
+        .iter()
+        .map(|m| {
+            txn_core::decode(m.value.as_deref())
+                .unwrap()
+                .txn_id
+                .to_string()
+        })
+        .collect();
+    assert_eq!(messages.len(), 20000, "no message twice");
+    assert_eq!(ids.len(), 20000, "every message");
+}
+
+#[test]
+#[ignore = "needs Apache Kafka (scripts/kafka.sh; scripts/test.sh runs it)"]
+fn kafka_the_producer_waits_out_a_25_s_broker_outage_and_delivers_every_message_once() {
+    producer_survives_an_outage("kafka", Duration::from_secs(25));
+}
+
+#[test]
+#[ignore = "needs Apache Kafka (scripts/kafka.sh; scripts/test.sh runs it)"]
+fn kafka_zookeeper_mode_the_producer_resends_what_a_broker_and_zookeeper_restart_refused() {
+    producer_survives_an_outage("kafka-zk", Duration::from_secs(5));
+}
+
+#[test]
+#[ignore = "needs Apache Kafka (scripts/kafka.sh; scripts/test.sh runs it)"]
+fn kafka_an_unreachable_broker_or_a_missing_topic_is_named_within_10_s_while_the_producer_retries()
+{
+    let broker = Broker::start_as("kafka", 3);
+    let dir = Scratch::new("producer-silence");
+    for (bootstrap, topic, expected) in [
+        ("127.0.0.1:1", TOPIC, "Kafka does not answer"),
+        (
+            broker.bootstrap.as_str(),
+            "no-such-topic",
+            "topic no-such-topic does not exist",
+        ),
+    ] {
+        let started = Instant::now();
+        let mut child = command("producer", dir.path())
+            .args(["--bootstrap-servers", bootstrap, "--topic", topic])
+            .args(["--count", "10", "--msgs-per-sec", "0"])
+            .env("PRODUCER_DELIVERY_TIMEOUT", "60 s")
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = tx.send(line);
+            }
+        });
+        let line = loop {
+            match rx.recv_timeout(Duration::from_secs(12)) {
+                Ok(l) if l.contains(expected) => break l,
+                Ok(_) => {}
+                Err(_) => panic!("{expected:?} not said within 12 s"),
+            }
+        };
+        assert!(started.elapsed() < Duration::from_secs(10), "{line}");
+        assert!(child.try_wait().unwrap().is_none(), "it keeps trying");
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
