@@ -5,7 +5,7 @@
 //! - `pipeline producer …` / `pipeline processor …` — the same programs as the `producer` and
 //!   `processor` binaries, so one executable carries the whole stack (tests and images use this).
 
-use pipeline::broker;
+use pipeline::{backpressure, broker};
 
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -170,9 +170,29 @@ fn local_stack(
         producer::ProducerConfig::try_parse_from(["producer"]).context("producer settings")?;
     let mut processor_config =
         processor::ProcessorConfig::try_parse_from(["processor"]).context("processor settings")?;
+    // The embedded broker keeps about 5 MiB a partition in memory: enough partitions for the
+    // rate and the trigger, and a batch size that lets the processor take what arrives.
+    let trigger = match processor_config.trigger {
+        processor::Trigger::Interval(d) => d,
+        processor::Trigger::AvailableNow => Duration::ZERO,
+    };
+    let partitions =
+        backpressure::partitions_for(topic.partitions, producer_config.msgs_per_sec, trigger);
+    let budget = backpressure::budget(partitions);
+    let cap = &mut processor_config.max_offsets_per_trigger;
+    if *cap != 0 && *cap < budget {
+        *cap = budget;
+    }
+    info!(
+        "[pipeline] topic {} gets {partitions} partitions for {} msg/s and a {trigger:?} trigger; batches up to {} offsets; the producer waits while the processor is more than {budget} messages behind",
+        topic.topic,
+        producer_config.msgs_per_sec,
+        processor_config.max_offsets_per_trigger
+    );
     // The topics the processor writes to (the alerts, the aggregates, ...): the mock creates
     // none on first use.
     let mut topics = topic.all();
+    topics[0].1 = partitions;
     for output in processor::datasets::output_topics(&processor_config) {
         if !topics.iter().any(|(name, _)| *name == output) {
             topics.push((output, 3));
@@ -205,9 +225,14 @@ fn local_stack(
     // Ctrl-C stops the producer (it flushes); then the processor drains what the broker holds,
     // since the embedded broker and its data end with this process.
     let producer_stop = Arc::clone(stop);
+    let hold = Arc::new(AtomicBool::new(false));
+    let producer_hold = Arc::clone(&hold);
+    let mut pressure = backpressure::Backpressure::new(&bootstrap, &topic.topic, budget)?;
     let producer = std::thread::Builder::new()
         .name("producer".into())
-        .spawn(move || producer::run(&producer_config, &producer_stop))?;
+        .spawn(move || {
+            producer::run_gated(&producer_config, &producer_stop, Some(&producer_hold))
+        })?;
     let drain = Arc::new(AtomicBool::new(false));
     let processor_drain = Arc::clone(&drain);
     let processor = std::thread::Builder::new()
@@ -220,6 +245,15 @@ fn local_stack(
             )
         })?;
 
+    while !producer.is_finished() {
+        if stop.load(Ordering::Relaxed) {
+            // The producer stops and flushes: nothing holds it back any more.
+            hold.store(false, Ordering::Relaxed);
+        } else {
+            pressure.tick(&hold);
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
     let produced = producer
         .join()
         .map_err(|_| anyhow::anyhow!("the producer thread panicked"))?;
@@ -234,12 +268,12 @@ fn local_stack(
     broker.stop();
     let produced = produced?;
     info!(
-        "[pipeline] producer: sent={} failed={}",
-        produced.sent, produced.failed
+        "[pipeline] producer: sent={} failed={} unknown={}",
+        produced.sent, produced.failed, produced.unknown
     );
     let processed = processed?;
     info!("[pipeline] processor: {processed}");
-    Ok(if produced.failed > 0 {
+    Ok(if produced.failed > 0 || produced.unknown > 0 {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS

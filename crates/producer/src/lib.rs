@@ -359,6 +359,16 @@ pub fn client_config(config: &ProducerConfig, client: &ClientSettings) -> Client
 
 /// Sends until `count` messages went out or `stop` is set, then flushes everything in flight.
 pub fn run(config: &ProducerConfig, stop: &AtomicBool) -> anyhow::Result<Summary> {
+    run_gated(config, stop, None)
+}
+
+/// [`run`], holding back while `hold` is set: the local stack's back-pressure, when its
+/// processor is too far behind for the embedded broker's memory.
+pub fn run_gated(
+    config: &ProducerConfig,
+    stop: &AtomicBool,
+    hold: Option<&AtomicBool>,
+) -> anyhow::Result<Summary> {
     let synthetic_start = config.validate()?;
     let client = config.kafka_client()?;
     let context = Deliveries {
@@ -423,6 +433,13 @@ pub fn run(config: &ProducerConfig, stop: &AtomicBool) -> anyhow::Result<Summary
     let mut stall = StallWatch::default();
 
     while !stop.load(Ordering::Relaxed) && (config.count == 0 || issued < config.count) {
+        if hold.is_some_and(|h| h.load(Ordering::Relaxed)) {
+            producer.poll(Duration::from_millis(50));
+            stall.check(&producer);
+            refused(&producer)?;
+            pacer.restart();
+            continue;
+        }
         let wait = pacer.wait();
         if !wait.is_zero() {
             producer.poll(wait.min(Duration::from_millis(100)));

@@ -35,6 +35,13 @@ impl Pacer {
     pub fn issue(&mut self) {
         self.issued += 1;
     }
+
+    /// Anchors the schedule at now (after a pause): the messages not sent meanwhile are not
+    /// caught up in a burst.
+    pub fn restart(&mut self) {
+        self.start = Instant::now();
+        self.issued = 0;
+    }
 }
 
 #[cfg(test)]

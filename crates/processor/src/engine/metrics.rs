@@ -23,6 +23,11 @@
 //! | `pipeline_input_lag_offsets` | gauge | `partition` | offsets left in the partition after the last batch |
 //! | `pipeline_trigger_interval_seconds` | gauge | | TRIGGER_INTERVAL (0: back to back or available-now) |
 
+/// Input offsets this process has settled (committed batches' ranges, and offsets found lost),
+/// over every run in the process: the local stack's back-pressure compares it with the topic's
+/// end, in-process, whatever the consumer group or the broker keeps.
+pub static SETTLED_OFFSETS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 use metrics::{counter, gauge, histogram};
 
 use super::progress::BatchReport;

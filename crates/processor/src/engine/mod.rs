@@ -616,6 +616,8 @@ impl<D: Dataset> Engine<D> {
         report.commit = outcome.commit_time;
         report.watermark = commit.watermark;
         report.operators = outcome.operator_figures;
+        let settled: u64 = report.ranges.iter().map(OffsetRange::len).sum::<u64>() + report.lost;
+        metrics::SETTLED_OFFSETS.fetch_add(settled, Ordering::Relaxed);
         metrics::record_batch(&report, outcome.planned_at);
         progress::log_batch(&report);
         if let Some(line) = progress::mostly_quarantined(&report) {
