@@ -30,7 +30,9 @@
 # events/id=<id>/ (no Kafka coordinates) or in events_quarantine/ (partition, offset). Its
 # producer runs on a synthetic event clock (--event-time-start, 20 ms apart at 50 msg/s, stored
 # in ms), so (id, ts) names one valid event and a duplicate shows as a repeated (id, ts).
-# Exit code 0 when every figure matches and no process failed on its own; 1 otherwise.
+# Exit code 0 when every figure matches and no producer or node failed; 1 otherwise. A processor
+# that exits by itself, or has to be killed to stop, is restarted (as compose's restart policy
+# would) and reported as a STALL: the data check decides.
 #
 # Environment: PIPELINE_BIN (default target/release/pipeline, built when missing),
 # CHAOS_SEED (the producers' seeds and the fault schedule, default 31), CHAOS_RATE_TRANSACTIONS
@@ -87,7 +89,10 @@ RANDOM="$seed"
 declare -A producer_pid=() processor_pid=() processor_kills=()
 for ds in $datasets; do processor_kills[$ds]=0; done
 broker_kills=0
-problems=0          # processes that failed on their own, nodes that did not come back
+problems=0          # producers that failed, nodes that did not come back: the run fails
+stalls=0            # processors that exited by themselves or had to be killed to stop: reported
+                    # (a supervisor restarts them, as compose's restart policy does), the data
+                    # check decides
 restart_pid=""      # the background `kafka.sh restart` of the node that is down
 down_node=""
 cluster_started=false
@@ -100,6 +105,7 @@ log() {
   echo "$line" >> "$dir/chaos.log"
 }
 problem() { log "PROBLEM: $*"; problems=$((problems + 1)); }
+stall() { log "STALL: $*"; stalls=$((stalls + 1)); }
 
 # Whatever happens (the end, an error, Ctrl-C), nothing started here outlives the script: the
 # nodes run in their own sessions (setsid), so a Ctrl-C in the terminal does not reach them.
@@ -194,7 +200,7 @@ watch_processes() {
     fi
     if ! kill -0 "${processor_pid[$ds]}" 2> /dev/null; then
       reap "${processor_pid[$ds]}"
-      problem "processor $ds exited by itself (code $exit_code; logs/processor-$ds.log: $(tail -n 1 "$dir/logs/processor-$ds.log")); starting it again"
+      stall "processor $ds exited by itself (code $exit_code; logs/processor-$ds.log: $(tail -n 1 "$dir/logs/processor-$ds.log")); starting it again"
       start_processor "$ds"
     fi
   done
@@ -260,12 +266,13 @@ while [ -n "$down_node" ]; do node_due_back; watch_processes; sleep 1; done
 log "faults over: $broker_kills broker kills, processor kills:$(for ds in $datasets; do printf ' %s=%s' "$ds" "${processor_kills[$ds]}"; done)"
 watch_processes
 
-# Waits for a child to end, SIGKILLing it after a timeout; sets exit_code.
+# Waits for a child to end, SIGKILLing it after a timeout; sets exit_code. `report` is the
+# function that records a child that had to be killed (problem or stall).
 wait_bounded() {
-  local pid="$1" timeout="$2" what="$3" deadline=$((SECONDS + $2))
+  local pid="$1" timeout="$2" what="$3" report="${4:-problem}" deadline=$((SECONDS + $2))
   while kill -0 "$pid" 2> /dev/null; do
     if [ "$SECONDS" -ge "$deadline" ]; then
-      problem "$what did not stop within $timeout s; SIGKILL"
+      "$report" "$what did not stop within $timeout s; SIGKILL"
       kill -KILL "$pid" 2> /dev/null || true
       deadline=$((SECONDS + 3600))
     fi
@@ -295,8 +302,9 @@ done
 log "stopping the processors (SIGTERM: each finishes its batch in flight)"
 for ds in $datasets; do kill -TERM "${processor_pid[$ds]}" 2> /dev/null || true; done
 for ds in $datasets; do
-  wait_bounded "${processor_pid[$ds]}" 60 "processor $ds"
-  [ "$exit_code" -eq 0 ] || problem "processor $ds exited with code $exit_code after SIGTERM"
+  # A batch in flight finishes first: its Kafka transaction steps may take up to a minute each.
+  wait_bounded "${processor_pid[$ds]}" 150 "processor $ds" stall
+  [ "$exit_code" -eq 0 ] || stall "processor $ds exited with code $exit_code after SIGTERM"
   unset "processor_pid[$ds]"
 done
 
@@ -326,7 +334,7 @@ for ds in $datasets; do
 done
 
 set +e
-python3 - "$dir" "$problems" "$broker_kills" \
+python3 - "$dir" "$problems" "$broker_kills" "$stalls" \
   $(for ds in $datasets; do
       echo "$ds:${sent[$ds]:-}:${failed[$ds]:-}:${unknown[$ds]:-}:${in_topic[$ds]:-}:${processor_kills[$ds]}"
     done) <<'PY' | tee "$dir/figures.txt"
@@ -334,7 +342,7 @@ import pathlib, sys
 import duckdb
 
 out = pathlib.Path(sys.argv[1])
-problems, broker_kills = int(sys.argv[2]), int(sys.argv[3])
+problems, broker_kills, stalls = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 con = duckdb.connect()
 
 def figures(ds):
@@ -364,7 +372,7 @@ ok = problems == 0
 head = ("dataset", "sent", "failed", "unknown", "in topic", "rows", "distinct", "duplicates",
         "proc kills", "broker kills", "check")
 lines = [head]
-for arg in sys.argv[4:]:
+for arg in sys.argv[5:]:
     ds, *fields = arg.split(":")
     sent, failed, unknown, in_topic, kills = map(num, fields)
     rows, distinct = figures(ds)
@@ -380,6 +388,8 @@ for l in lines:
 print("raw layer: bronze/ (transactions), financial_bronze/ (financial), events/ + events_quarantine/ (events)")
 if problems:
     print(f"{problems} process problem(s): see PROBLEM lines in chaos.log")
+if stalls:
+    print(f"{stalls} processor stall(s) (exited by itself, or killed to stop; restarted): see STALL lines in chaos.log")
 print("PASS" if ok else "FAIL")
 sys.exit(0 if ok else 1)
 PY

@@ -13,6 +13,7 @@ use rdkafka::admin::{
 };
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
+use txn_core::kafka::ClientSettings;
 
 /// How long the broker may take over one admin operation.
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -37,9 +38,9 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
     }
 }
 
-fn client(bootstrap: &str) -> anyhow::Result<AdminClient<DefaultClientContext>> {
-    ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
+fn client(settings: &ClientSettings) -> anyhow::Result<AdminClient<DefaultClientContext>> {
+    settings
+        .apply(&mut ClientConfig::new())
         .create()
         .context("cannot create a Kafka admin client")
 }
@@ -56,7 +57,17 @@ pub fn create_topic(
     partitions: i32,
     config: &[(&str, &str)],
 ) -> anyhow::Result<()> {
-    let admin = client(bootstrap)?;
+    create_topic_as(&ClientSettings::plain(bootstrap), name, partitions, config)
+}
+
+/// [`create_topic`] with the user's client settings (a secured cluster).
+pub fn create_topic_as(
+    settings: &ClientSettings,
+    name: &str,
+    partitions: i32,
+    config: &[(&str, &str)],
+) -> anyhow::Result<()> {
+    let admin = client(settings)?;
     let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(-1));
     for (k, v) in config {
         topic = topic.set(k, v);
@@ -91,7 +102,7 @@ pub fn create_topic(
 /// Sets topic-level configuration (AlterConfigs: the keys given are set, the others return to
 /// their defaults).
 pub fn alter_topic(bootstrap: &str, name: &str, config: &[(&str, &str)]) -> anyhow::Result<()> {
-    let admin = client(bootstrap)?;
+    let admin = client(&ClientSettings::plain(bootstrap))?;
     let mut alter = AlterConfig::new(ResourceSpecifier::Topic(name));
     for (k, v) in config {
         alter = alter.set(k, v);
@@ -104,7 +115,7 @@ pub fn alter_topic(bootstrap: &str, name: &str, config: &[(&str, &str)]) -> anyh
 
 /// Deletes a topic (the broker finishes the deletion asynchronously).
 pub fn delete_topic(bootstrap: &str, name: &str) -> anyhow::Result<()> {
-    let admin = client(bootstrap)?;
+    let admin = client(&ClientSettings::plain(bootstrap))?;
     for r in block_on(admin.delete_topics(&[name], &options()))? {
         r.map_err(|(t, e)| anyhow!("cannot delete topic {t}: {e}"))?;
     }

@@ -92,7 +92,8 @@ impl fmt::Debug for KafkaArgs {
     }
 }
 
-fn parse_key_value(text: &str) -> Result<(String, String), String> {
+/// `KEY=VALUE`, as `--kafka-config` takes it.
+pub fn parse_key_value(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
         Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
         _ => Err(format!("{text:?}: use KEY=VALUE")),

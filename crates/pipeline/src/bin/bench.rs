@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context as _};
+use anyhow::{anyhow, bail, Context as _};
 use clap::{Parser, Subcommand};
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
@@ -93,6 +93,13 @@ struct BrokerChoice {
     /// DIR`); the bench creates its topic there, which must not exist yet
     #[arg(long)]
     bootstrap_servers: Option<String>,
+    /// With --bootstrap-servers: a Kafka client property for every client of the bench
+    /// (repeatable), e.g. --kafka-config security.protocol=SASL_SSL
+    #[arg(long = "kafka-config", value_name = "KEY=VALUE", value_parser = txn_core::kafka::parse_key_value)]
+    kafka_config: Vec<(String, String)>,
+    /// With --bootstrap-servers: a Java-style client.properties for every client of the bench
+    #[arg(long, value_name = "PATH")]
+    kafka_config_file: Option<std::path::PathBuf>,
     /// Partitions of the topic (default: 12 for `producer`; 100 for `processor` and `read`,
     /// which keeps the embedded broker under its 5 MiB per partition)
     #[arg(long)]
@@ -100,6 +107,39 @@ struct BrokerChoice {
 }
 
 impl BrokerChoice {
+    /// The clients' connection settings at `bootstrap`: the user's properties for a broker of
+    /// theirs, none for the embedded one.
+    fn kafka(&self, bootstrap: &str) -> txn_core::kafka::KafkaArgs {
+        let mut args = producer::ProducerConfig::try_parse_from(["producer"])
+            .map(|c| c.kafka)
+            .unwrap_or_else(|e| e.exit());
+        args.plaintext_at(bootstrap);
+        if self.bootstrap_servers.is_some() {
+            args.kafka_config.clone_from(&self.kafka_config);
+            args.kafka_config_file.clone_from(&self.kafka_config_file);
+        }
+        args
+    }
+
+    /// The same as flags of the `processor` binary.
+    fn kafka_flags(&self) -> Vec<String> {
+        if self.bootstrap_servers.is_none() {
+            return Vec::new();
+        }
+        let mut flags: Vec<String> = self
+            .kafka_config
+            .iter()
+            .flat_map(|(k, v)| ["--kafka-config".to_string(), format!("{k}={v}")])
+            .collect();
+        if let Some(file) = &self.kafka_config_file {
+            flags.extend([
+                "--kafka-config-file".to_string(),
+                file.display().to_string(),
+            ]);
+        }
+        flags
+    }
+
     /// The embedded broker, started with `topic`, or the given broker with `topic` created, of
     /// `partitions` partitions; `extra` topics (name, partitions) too.
     fn start(
@@ -112,8 +152,9 @@ impl BrokerChoice {
         topics.extend(extra.iter().cloned());
         match &self.bootstrap_servers {
             Some(bootstrap) => {
+                let settings = self.kafka(bootstrap).resolve().map_err(|e| anyhow!(e))?;
                 for (name, n) in &topics {
-                    pipeline::admin::create_topic(bootstrap, name, *n, &[])?;
+                    pipeline::admin::create_topic_as(&settings, name, *n, &[])?;
                 }
                 Ok((None, bootstrap.clone()))
             }
@@ -164,7 +205,12 @@ impl Filled {
             .collect();
         let (broker, bootstrap) = self.broker.start("transactions", partitions, &outputs)?;
         let t = Instant::now();
-        let bytes = fill(&bootstrap, messages, partitions, &self.fill, &self.dataset)?;
+        let settings = self
+            .broker
+            .kafka(&bootstrap)
+            .resolve()
+            .map_err(|e| anyhow!(e))?;
+        let bytes = fill(&settings, messages, partitions, &self.fill, &self.dataset)?;
         println!(
             "filled {messages} messages ({:.0} MB) over {partitions} partitions in {:.1} s ({:.0} msg/s), producer batches of up to {} bytes, linger {} ms, broker {}",
             bytes as f64 / 1e6,
@@ -213,7 +259,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn producer_config(
-    bootstrap: &str,
+    kafka: txn_core::kafka::KafkaArgs,
     topic: &str,
     rate: f64,
     count: u64,
@@ -221,7 +267,7 @@ fn producer_config(
 ) -> anyhow::Result<producer::ProducerConfig> {
     let mut c = producer::ProducerConfig::try_parse_from(["producer"])?;
     c.dataset = dataset.into();
-    c.kafka.plaintext_at(bootstrap);
+    c.kafka = kafka;
     c.kafka.topic = topic.into();
     c.msgs_per_sec = rate;
     c.count = count;
@@ -244,7 +290,7 @@ fn bench_producer(
     let stop = AtomicBool::new(false);
     let cpu = children_and_self_cpu();
     let s = producer::run(
-        &producer_config(&bootstrap, topic, 0.0, count, dataset)?,
+        &producer_config(choice.kafka(&bootstrap), topic, 0.0, count, dataset)?,
         &stop,
     )?;
     let cpu = children_and_self_cpu() - cpu;
@@ -263,7 +309,7 @@ fn bench_producer(
         return Ok(());
     }
     let s = producer::run(
-        &producer_config(&bootstrap, topic, rate, target, dataset)?,
+        &producer_config(choice.kafka(&bootstrap), topic, rate, target, dataset)?,
         &stop,
     )?;
     let achieved = s.sent as f64 / s.elapsed.as_secs_f64();
@@ -283,14 +329,14 @@ fn bench_producer(
 /// batches from the first, so its cost grows with the square of their number, where a Kafka
 /// broker looks the offset up in an index.
 fn fill(
-    bootstrap: &str,
+    settings: &txn_core::kafka::ClientSettings,
     messages: u64,
     partitions: i32,
     fill: &Fill,
     dataset: &str,
 ) -> anyhow::Result<u64> {
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
+    let producer: BaseProducer = settings
+        .apply(&mut ClientConfig::new())
         .set("linger.ms", fill.linger_ms.to_string())
         .set("batch.size", fill.bytes.to_string())
         .set("queue.buffering.max.messages", "500000")
@@ -338,6 +384,7 @@ fn bench_processor(filled: &Filled) -> anyhow::Result<()> {
         ])
         .arg("--bootstrap-servers")
         .arg(&bootstrap)
+        .args(filled.broker.kafka_flags())
         .arg("--output-path")
         .arg(&out)
         .arg("--max-offsets-per-trigger")
@@ -381,11 +428,12 @@ fn bench_processor(filled: &Filled) -> anyhow::Result<()> {
 
 fn bench_read(filled: &Filled) -> anyhow::Result<()> {
     let (_embedded, bootstrap, bytes) = filled.start()?;
-    let source = processor::source::KafkaSource::new(
-        &txn_core::kafka::ClientSettings::plain(&bootstrap),
-        "transactions",
-        "bench-read",
-    )?;
+    let settings = filled
+        .broker
+        .kafka(&bootstrap)
+        .resolve()
+        .map_err(|e| anyhow!(e))?;
+    let source = processor::source::KafkaSource::new(&settings, "transactions", "bench-read")?;
     let watermarks = source.wait_ready(Duration::from_secs(30))?;
     let mut next: std::collections::BTreeMap<i32, i64> =
         watermarks.iter().map(|(&p, &(low, _))| (p, low)).collect();
