@@ -18,7 +18,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message as _;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::ClientContext;
-use tracing::{debug, error, info, warn};
+use tracing::{error, info, warn};
 
 use generator::{Generator, Kind, MessageGenerator};
 use pacer::Pacer;
@@ -208,7 +208,6 @@ struct Deliveries {
     metrics: ProducerMetrics,
     /// The first error no retry fixes (credentials, certificates, ACLs): the run stops with it.
     fatal: Fatal,
-    who: String,
     topic: String,
 }
 
@@ -243,13 +242,11 @@ pub const METRIC_NAMES: [&str; 4] = [
 
 impl ClientContext for Deliveries {
     fn error(&self, error: KafkaError, reason: &str) {
-        self.fatal.record(&error, reason, &self.who);
-        debug!("[producer] Kafka: {error}: {reason}");
+        self.fatal.error(error, reason);
     }
 
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, line: &str) {
-        self.fatal.record_log(level, line, &self.who);
-        debug!("[kafka] {fac}: {line}");
+        self.fatal.log(level, fac, line);
     }
 }
 
@@ -277,15 +274,11 @@ impl ProducerContext for Deliveries {
             Err((e, message)) => {
                 let code = e.rdkafka_error_code();
                 if code == Some(RDKafkaErrorCode::TopicAuthorizationFailed) {
-                    self.fatal.record(
-                        e,
-                        &denied(
-                            &self.who,
-                            "WRITE and DESCRIBE",
-                            &format!("topic {}", self.topic),
-                        ),
-                        &self.who,
-                    );
+                    self.fatal.keep(denied(
+                        &self.fatal.who,
+                        "WRITE and DESCRIBE",
+                        &format!("topic {}", self.topic),
+                    ));
                 }
                 // SAFETY: `message` is the delivery report's message, alive for this call.
                 let status = unsafe { rdkafka::bindings::rd_kafka_message_status(message.ptr()) };
@@ -381,8 +374,7 @@ pub fn run_gated(
         log_every: config.log_every,
         last_answer: AtomicU64::new(now_micros() as u64),
         metrics: ProducerMetrics::new(),
-        fatal: Fatal::default(),
-        who: client.principal(),
+        fatal: Fatal::new("producer", client.principal(), Names::default()),
         topic: config.kafka.topic.clone(),
     };
     let producer: BaseProducer<Deliveries> = client_config(config, &client)
@@ -544,7 +536,7 @@ fn refused(producer: &BaseProducer<Deliveries>) -> anyhow::Result<()> {
     let context = producer.context();
     let message = context.fatal.get().or_else(|| {
         let (code, reason) = producer.client().fatal_error()?;
-        Some(explain(Some(code), &reason, &context.who, &Names::default()).unwrap_or(reason))
+        Some(explain(Some(code), &reason, &context.fatal.who, &Names::default()).unwrap_or(reason))
     });
     match message {
         Some(m) => {

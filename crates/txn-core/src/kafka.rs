@@ -528,12 +528,16 @@ fn jaas_options(text: &str) -> Result<BTreeMap<String, String>, String> {
 
 /// What librdkafka reported that no retry will fix: wrong credentials, a certificate that is not
 /// trusted, a missing ACL. Clients keep the first one; callers stop with it within seconds
-/// instead of waiting out their timeouts.
-#[derive(Default)]
+/// instead of waiting out their timeouts. It is the consumer's librdkafka context as it is, and
+/// the part of the producers' contexts that sees errors and log lines.
 pub struct Fatal {
     first: Mutex<Option<String>>,
     /// The client's consumer group and transactional id, named in refusals.
     names: Names,
+    /// Who connects (user and mechanism), for the messages.
+    pub who: String,
+    /// The client, in debug lines (`processor`, `producer`, ...).
+    client: &'static str,
 }
 
 /// The resources a client uses beside topics, for error messages.
@@ -544,28 +548,33 @@ pub struct Names {
 }
 
 impl Fatal {
-    /// For a client with a consumer group or a transactional id (named in refusals).
-    pub fn new(names: Names) -> Self {
+    /// For `client`, connecting as `who`, with a consumer group or a transactional id.
+    pub fn new(client: &'static str, who: String, names: Names) -> Self {
         Fatal {
             first: Mutex::new(None),
             names,
+            who,
+            client,
         }
     }
 
-    /// Records `error` when it is one of those; `who` says which client and user.
-    pub fn record(&self, error: &KafkaError, reason: &str, who: &str) {
-        if let Some(message) = explain(error.rdkafka_error_code(), reason, who, &self.names) {
-            let mut first = self.first.lock().unwrap_or_else(|e| e.into_inner());
-            if first.is_none() {
-                *first = Some(message);
-            }
+    /// Records `error` when it is one of those.
+    pub fn record(&self, error: &KafkaError, reason: &str) {
+        if let Some(message) = explain(error.rdkafka_error_code(), reason, &self.who, &self.names) {
+            self.keep(message);
         }
+    }
+
+    /// Keeps `message` unless an earlier one is kept.
+    pub fn keep(&self, message: String) {
+        let mut first = self.first.lock().unwrap_or_else(|e| e.into_inner());
+        first.get_or_insert(message);
     }
 
     /// Records a librdkafka log line when it tells of such an error. Log lines come straight
     /// from librdkafka's threads, where a consumer's error events wait for its next poll; they
     /// also carry the broker's own words.
-    pub fn record_log(&self, level: rdkafka::config::RDKafkaLogLevel, line: &str, who: &str) {
+    pub fn record_log(&self, level: rdkafka::config::RDKafkaLogLevel, line: &str) {
         use rdkafka::config::RDKafkaLogLevel as L;
         if !matches!(level, L::Emerg | L::Alert | L::Critical | L::Error) {
             return;
@@ -577,7 +586,7 @@ impl Fatal {
         } else {
             return;
         };
-        self.record(&KafkaError::Global(code), line, who);
+        self.record(&KafkaError::Global(code), line);
     }
 
     /// The first such error, if any.
@@ -585,6 +594,22 @@ impl Fatal {
         self.first.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
+
+/// A client's error callback and log lines: what no retry fixes is kept, everything is logged at
+/// debug level (librdkafka retries the rest by itself).
+impl rdkafka::ClientContext for Fatal {
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.record(&error, reason);
+        tracing::debug!("[{}] Kafka: {error}: {reason}", self.client);
+    }
+
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, line: &str) {
+        self.record_log(level, line);
+        tracing::debug!("[{}] librdkafka {fac}: {line}", self.client);
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for Fatal {}
 
 /// A readable line for an error that retrying will not fix, else `None`.
 pub fn explain(

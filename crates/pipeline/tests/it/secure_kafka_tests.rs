@@ -333,12 +333,13 @@ fn secured_kafka_refuses_a_wrong_password_an_untrusted_ca_and_each_missing_acl_q
         expect_refusal(sub, args, needle, &mut logs);
         acl(&kafka, "--add", a);
     }
-    // The user `nobody`, without any ACL, is told about the topic.
+    // The user `nobody`, without any ACL, is told what it lacks (the topic or the group, which
+    // ever the broker refuses first).
     let nobody = kafka.password("nobody").to_string();
     expect_refusal(
         "processor",
         sasl(&kafka, "nobody", &nobody, "SCRAM-SHA-512", &kafka.ca),
-        "lacks DESCRIBE and READ on topic transactions",
+        "not authorized: user nobody with mechanism SCRAM-SHA-512 lacks",
         &mut logs,
     );
 

@@ -6,10 +6,9 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
-use rdkafka::ClientContext;
 use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn};
@@ -257,31 +256,9 @@ impl RawBatch {
 /// What a read gives: the batch and its ranges as read, or `None` when the read was abandoned.
 pub type ReadResult = Result<Option<(RawBatch, Vec<OffsetRange>)>>;
 
-/// The consumer's librdkafka context: keeps the first error that no retry fixes (credentials,
-/// certificates, ACLs), so that waits end with it within seconds.
-pub struct SourceContext {
-    fatal: Fatal,
-    /// Who connects (user and mechanism), for the messages.
-    who: String,
-}
-
-impl ClientContext for SourceContext {
-    fn error(&self, error: KafkaError, reason: &str) {
-        self.fatal.record(&error, reason, &self.who);
-        debug!("[processor] Kafka consumer: {error}: {reason}");
-    }
-
-    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, line: &str) {
-        self.fatal.record_log(level, line, &self.who);
-        debug!("[kafka] {fac}: {line}");
-    }
-}
-
-impl ConsumerContext for SourceContext {}
-
 /// The processor's Kafka consumer: assign + seek per batch, no auto commit, no offset store.
 pub struct KafkaSource {
-    consumer: BaseConsumer<SourceContext>,
+    consumer: BaseConsumer<Fatal>,
     /// The partitions assigned to `consumer`; between reads all of them are paused.
     assigned: Mutex<BTreeSet<i32>>,
     topic: String,
@@ -304,7 +281,7 @@ impl KafkaSource {
             .set("queued.min.messages", "200000")
             .set("session.timeout.ms", "6000");
         // The user's properties, then the ones exactly-once depends on.
-        let consumer: BaseConsumer<SourceContext> = client
+        let consumer: BaseConsumer<Fatal> = client
             .apply(&mut config)
             .set("group.id", group_id)
             .set("enable.auto.commit", "false")
@@ -314,13 +291,14 @@ impl KafkaSource {
             // be read (the watermarks' high) is then the last stable offset.
             .set("isolation.level", "read_committed")
             .set("auto.offset.reset", "error")
-            .create_with_context(SourceContext {
-                fatal: Fatal::new(Names {
+            .create_with_context(Fatal::new(
+                "processor",
+                client.principal(),
+                Names {
                     group: Some(group_id.into()),
                     transactional_id: None,
-                }),
-                who: client.principal(),
-            })
+                },
+            ))
             .kafka_context(|| "cannot create the Kafka consumer".into())?;
         Ok(KafkaSource {
             consumer,
@@ -348,7 +326,7 @@ impl KafkaSource {
                 );
             }
         }
-        match self.consumer.context().fatal.get() {
+        match self.consumer.context().get() {
             Some(message) => Err(Error::Access(message)),
             None => Ok(()),
         }

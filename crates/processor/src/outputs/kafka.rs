@@ -29,7 +29,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use tracing::{debug, info};
+use tracing::info;
 use txn_core::kafka::{denied, explain, ClientSettings, Fatal, Names};
 
 use crate::engine::checkpoint::BatchPlan;
@@ -51,18 +51,15 @@ const STEP_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct OutputsContext {
     fatal: Fatal,
     refused: Mutex<Option<String>>,
-    who: String,
 }
 
 impl ClientContext for OutputsContext {
     fn error(&self, error: KafkaError, reason: &str) {
-        self.fatal.record(&error, reason, &self.who);
-        debug!("[processor] Kafka output producer: {error}: {reason}");
+        self.fatal.error(error, reason);
     }
 
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, line: &str) {
-        self.fatal.record_log(level, line, &self.who);
-        debug!("[kafka] {fac}: {line}");
+        self.fatal.log(level, fac, line);
     }
 }
 
@@ -75,7 +72,7 @@ impl ProducerContext for OutputsContext {
             let topic = m.topic();
             let message = match e.rdkafka_error_code() {
                 Some(RDKafkaErrorCode::TopicAuthorizationFailed) => {
-                    denied(&self.who, "WRITE", &format!("output topic {topic}"))
+                    denied(&self.fatal.who, "WRITE", &format!("output topic {topic}"))
                 }
                 _ => format!("a record for topic {topic} was refused: {e}"),
             };
@@ -123,12 +120,15 @@ impl KafkaTransactions {
             .set("transactional.id", transactional_id)
             .set("transaction.timeout.ms", "120000")
             .create_with_context(OutputsContext {
-                fatal: Fatal::new(Names {
-                    group: Some(group_id.into()),
-                    transactional_id: Some(transactional_id.into()),
-                }),
+                fatal: Fatal::new(
+                    "processor outputs",
+                    who.clone(),
+                    Names {
+                        group: Some(group_id.into()),
+                        transactional_id: Some(transactional_id.into()),
+                    },
+                ),
                 refused: Mutex::new(None),
-                who: who.clone(),
             })
             .kafka_context(|| "cannot create the Kafka output producer".into())?;
         if let Err(e) = producer.init_transactions(STEP_TIMEOUT) {
@@ -259,7 +259,7 @@ impl KafkaTransactions {
             self.refused()?;
             if e.rdkafka_error_code() == Some(RDKafkaErrorCode::GroupAuthorizationFailed) {
                 return Err(Error::Access(denied(
-                    &self.producer.context().who,
+                    &self.producer.context().fatal.who,
                     "READ",
                     &format!("consumer group {}", self.group_id),
                 )));
