@@ -44,6 +44,8 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 kafka="$root/scripts/kafka.sh"
 bin="${PIPELINE_BIN:-$root/target/release/pipeline}"
+# The processes run in DIR: a relative PIPELINE_BIN is taken from the working folder of the call.
+case "$bin" in /*) ;; *) bin="$PWD/$bin" ;; esac
 minutes=10
 dir=""
 
