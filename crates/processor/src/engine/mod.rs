@@ -84,8 +84,6 @@ pub fn run_with_drain<D: Dataset>(
     info!("[processor] Kafka client: {}", client.describe());
     let source = KafkaSource::new(&client, &config.kafka.topic, &config.group_id)?;
     let watermarks = source.wait_ready(config.connect_timeout)?;
-    // A missing group ACL is found now, before anything is written.
-    source.check_group_access(config.connect_timeout)?;
     check_topic_identity(
         config,
         &source,
@@ -128,6 +126,9 @@ pub fn run_with_drain<D: Dataset>(
         }
         stages.use_kafka(kafka, done);
     }
+    // A missing group ACL is found now, before anything is written; after the fencing above, so
+    // that a killed run's open transaction (its offsets not yet stable) does not hold the read.
+    source.check_group_access(config.connect_timeout.min(Duration::from_secs(15)))?;
     let mut next_offsets = match recovery.next_offsets {
         Some(n) => {
             info!(
