@@ -128,7 +128,18 @@ impl CheckpointLock {
         if locked != 0 {
             let err = std::io::Error::last_os_error();
             if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
-                let holder = fs::read_to_string(&path).unwrap_or_default();
+                // The holder writes who it is right after it takes the lock: give it a moment.
+                let mut holder = String::new();
+                for _ in 0..40 {
+                    holder = fs::read_to_string(&path).unwrap_or_default();
+                    if !holder.trim().is_empty() {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(25));
+                }
+                if holder.trim().is_empty() {
+                    holder = "it has not said who it is yet".into();
+                }
                 return Err(Error::Locked(format!(
                     "checkpoint {} is in use by another processor ({}): one processor per checkpoint; stop that one, or give this one another OUTPUT_PATH or SPARK_CHECKPOINT_DIR",
                     root.display(),
