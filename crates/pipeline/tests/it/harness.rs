@@ -467,6 +467,23 @@ pub fn process_all(bootstrap: &str, out: &Path, extra: &[&str]) -> Output {
     output
 }
 
+/// The processor with available-now (from the checkpoint, else `extra`'s or the latest offsets),
+/// whatever its exit: for the runs expected to fail.
+pub fn process_unchecked(bootstrap: &str, out: &Path, extra: &[&str]) -> Output {
+    command("processor", out)
+        .args([
+            "--bootstrap-servers",
+            bootstrap,
+            "--trigger",
+            "available-now",
+        ])
+        .arg("--output-path")
+        .arg(out)
+        .args(extra)
+        .output()
+        .expect("run processor")
+}
+
 /// A processor child whose stderr lines arrive on a channel.
 pub struct Processor {
     pub child: Child,

@@ -271,22 +271,6 @@ fn lost_offsets(out: &Path) -> u64 {
         .sum()
 }
 
-/// The processor with available-now from the checkpoint (or the latest offsets), whatever its
-/// exit: for the runs expected to fail.
-fn process_all_unchecked(bootstrap: &str, out: &Path) -> std::process::Output {
-    command("processor", out)
-        .args([
-            "--bootstrap-servers",
-            bootstrap,
-            "--trigger",
-            "available-now",
-        ])
-        .arg("--output-path")
-        .arg(out)
-        .output()
-        .unwrap()
-}
-
 #[test]
 #[ignore = "needs Apache Kafka (scripts/kafka.sh; scripts/test.sh runs it)"]
 fn kafka_aborted_and_open_transactions_never_reach_a_layer_and_never_hang_the_processor() {
@@ -506,7 +490,7 @@ fn kafka_offsets_deleted_by_retention_before_they_are_read_follow_fail_on_data_l
         .sum();
 
     // FAIL_ON_DATA_LOSS=true: a clear error, nothing written.
-    let failed = process_all_unchecked(&broker.bootstrap, out.path());
+    let failed = process_unchecked(&broker.bootstrap, out.path(), &[]);
     let stderr = String::from_utf8_lossy(&failed.stderr);
     assert!(!failed.status.success(), "{stderr}");
     assert!(
@@ -572,7 +556,7 @@ fn kafka_a_topic_deleted_and_created_again_under_a_checkpoint_is_reported() {
         &["--msgs-per-sec", "0", "--count", "900", "--seed", "72"],
     );
 
-    let failed = process_all_unchecked(&broker.bootstrap, out.path());
+    let failed = process_unchecked(&broker.bootstrap, out.path(), &[]);
     let stderr = String::from_utf8_lossy(&failed.stderr);
     assert!(!failed.status.success(), "{stderr}");
     assert!(

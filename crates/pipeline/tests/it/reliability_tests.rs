@@ -7,22 +7,12 @@ use std::time::{Duration, Instant};
 
 use crate::harness::*;
 
-/// Runs the processor over everything in the topic; its output, whatever the exit.
+/// Runs the processor over everything in the topic, from the earliest offsets; its output,
+/// whatever the exit.
 fn process_once(bootstrap: &str, out: &Path, extra: &[&str]) -> std::process::Output {
-    command("processor", out)
-        .args([
-            "--bootstrap-servers",
-            bootstrap,
-            "--trigger",
-            "available-now",
-            "--starting-offsets",
-            "earliest",
-        ])
-        .arg("--output-path")
-        .arg(out)
-        .args(extra)
-        .output()
-        .expect("run processor")
+    let mut args = vec!["--starting-offsets", "earliest"];
+    args.extend_from_slice(extra);
+    process_unchecked(bootstrap, out, &args)
 }
 
 /// Waits until one of `processors` exits; its index, exit code and error line.
