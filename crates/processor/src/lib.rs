@@ -8,8 +8,10 @@
 //!   [`engine::output::Output`]);
 //! - [`datasets`]: one folder per dataset (its decoder, operators and outputs);
 //! - [`operators`]: stateful operators a dataset can use (tumbling windows);
-//! - [`outputs`]: file outputs (compact Parquet and CSV) and Kafka topic outputs, and the
-//!   outputs every dataset shares (bronze, quarantine);
+//! - [`outputs`]: the outputs every dataset shares (bronze, quarantine, console) and the Arrow
+//!   column helpers outputs build their rows with;
+//! - [`sinks`]: below the engine, where staged outputs go and how they become visible (compact
+//!   Parquet and CSV files, Kafka topics in transactions), each a two-phase committer;
 //! - [`config`], [`error`], [`os`]: settings, the error type, allocator and CPU/memory probes.
 
 pub mod config;
@@ -19,6 +21,7 @@ pub mod error;
 pub mod operators;
 pub mod os;
 pub mod outputs;
+pub mod sinks;
 
 use std::fmt;
 use std::process::ExitCode;

@@ -1,6 +1,10 @@
 //! What the processor asks of the operating system: allocator tuning, CPU clocks, peak memory.
 
+use std::fs::File;
+use std::path::Path;
 use std::time::Duration;
+
+use crate::error::{IoContext, Result};
 
 /// Keeps freed batch buffers in the heap for the next batch instead of returning them to the
 /// kernel: glibc otherwise maps every large buffer anew, and the page faults of touching fresh
@@ -48,4 +52,11 @@ pub fn peak_rss_kib() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Makes a rename in `dir` durable.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .io_context(|| format!("cannot sync folder {}", dir.display()))
 }

@@ -552,7 +552,7 @@ fn bench_stages(
     let dataset = processor::datasets::transactions::Transactions::new(&config);
     let (mut sink, _) = processor::Stages::open(dataset, &config)?;
     // The alerts' topic records are built and counted, not sent: this measures the stages.
-    sink.discard_topic_records();
+    sink.discard_topic_records()?;
     // The input is generated before the clock starts: the generator would otherwise run while a
     // batch commits beside the next one and hide the commit's cost.
     let (input, bytes) = match profile {
@@ -670,7 +670,7 @@ fn generate_with(
 /// writes anything else.
 fn bench_floor(messages: u64, batch: u64) -> anyhow::Result<()> {
     use processor::datasets::transactions::TxnBatch;
-    use processor::outputs::files::encode_payloads;
+    use processor::sinks::files::encode_payloads;
     processor::tune_allocator();
     let (input, _) = generate(messages, batch);
     let (mut decode, mut decode_cpu) = (Duration::ZERO, Duration::ZERO);

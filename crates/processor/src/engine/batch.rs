@@ -1,9 +1,9 @@
 //! A batch's stages after the read, for any dataset: decode → operators → outputs staged → commit.
 //!
 //! A batch is first staged ([`Stages::stage`]: decoded, run through the operators, every output
-//! staged; nothing visible), then committed ([`Committer::commit`]: plan, files in place, the Kafka
-//! transaction, operator state, commit entry, retention). The commit touches only files, the
-//! checkpoint and the output topics, so it runs beside the next batch's stages; the checkpoint
+//! staged; nothing visible), then committed ([`Committer::commit`]: plan, every sink's pre-commit,
+//! then each sink's commit in the sink list's order, operator state, commit entry, upkeep). The
+//! commit touches only the sinks and the checkpoint, so it runs beside the next batch's stages; the checkpoint
 //! still sees one batch at a time, because a batch's plan is written by its own commit, after the
 //! previous commit.
 
@@ -15,13 +15,13 @@ use tracing::{info, warn};
 use super::checkpoint::{BatchCommit, BatchPlan, Checkpoint, CheckpointLock, Recovery};
 use super::dataset::{Batch, Dataset, Derived};
 use super::operator;
-use super::output::{Output, Piece, StageInput, Staged, Target};
+use super::output::{Output, StageInput, Staged};
 use super::progress::{self, OperatorFigures};
 use super::source::RawBatch;
 use crate::config::ProcessorConfig;
 use crate::error::{Error, Result};
-use crate::outputs::files::{CompactWriter, FileLayer, StagedFile};
-use crate::outputs::kafka::{KafkaTransactions, TopicRecord};
+use crate::sinks::files::CompactWriter;
+use crate::sinks::{self, Piece, PreCommit, Sink, SinkBatch, Start};
 use crate::{spawn, thread_cpu};
 
 /// Each output's staged piece, by output name.
@@ -32,6 +32,8 @@ pub struct Stages<D: Dataset> {
     dataset: D,
     /// The dataset's outputs (declared once, at start).
     outputs: Vec<Box<dyn Output<D>>>,
+    /// The sink (its index in the committer's list) of each output.
+    routes: Vec<usize>,
     topic: String,
     writer: CompactWriter,
     committer: Committer,
@@ -54,7 +56,7 @@ pub struct BatchOutcome {
     pub write: Duration,
     /// The operators alone (part of `write`).
     pub operators: Duration,
-    /// The commit: plan, files in place, Kafka transaction, operator state, commit entry.
+    /// The commit: plan, the sinks' pre-commits and commits, operator state, commit entry.
     pub commit_time: Duration,
     /// Each operator's late rows and watermark.
     pub operator_figures: Vec<OperatorFigures>,
@@ -66,8 +68,8 @@ pub struct StagedBatch {
     plan: BatchPlan,
     /// A new batch's plan is written by its commit; a re-run's plan is on disk already.
     write_plan: bool,
-    files: Vec<StagedFile>,
-    records: Vec<TopicRecord>,
+    /// Each output's piece, with the index of its sink.
+    pieces: Vec<(usize, Piece)>,
     commit: BatchCommit,
     state: Vec<u8>,
     outputs: Vec<(String, u64)>,
@@ -82,23 +84,17 @@ pub struct StagedBatch {
 /// commits beside the next batch's stages.
 #[derive(Clone)]
 pub struct Committer {
-    writer: CompactWriter,
     checkpoint: Checkpoint,
-    file_layers: Vec<FileLayer>,
-    /// The topic outputs' transactions, when the dataset has any.
-    kafka: Option<Arc<KafkaTransactions>>,
-    /// A re-run batch whose Kafka transaction committed before the last run stopped.
-    kafka_done: Option<u64>,
-    /// Topic records are dropped at the commit (benchmarks of the stages only).
-    discard_topic_records: bool,
+    /// The sinks, in commit order.
+    sinks: Arc<Vec<Box<dyn Sink>>>,
     test_pause_before_commit: Option<Duration>,
 }
 
 impl Committer {
     /// Makes a staged batch durable and visible: its plan (when new) before any of its outputs
-    /// is visible, the files synced and renamed, the Kafka transaction (records and input
-    /// offsets), then the operators' state and the commit entry, then retention. The caller
-    /// commits batches in order, each after the previous one's commit.
+    /// is visible; every sink's pre-commit (a refusal there leaves nothing visible); each sink's
+    /// commit in the list's order; then the operators' state and the commit entry; then the
+    /// sinks' upkeep. The caller commits batches in order, each after the previous one's commit.
     pub fn commit(&self, staged: StagedBatch) -> Result<BatchOutcome> {
         let t = Instant::now();
         let plan = &staged.plan;
@@ -106,37 +102,37 @@ impl Committer {
             // The write-ahead entry: before any output of the batch is visible.
             self.checkpoint.write_plan(plan)?;
         }
-        if self.kafka.is_none() && !staged.records.is_empty() && !self.discard_topic_records {
-            return Err(Error::Internal(format!(
-                "batch {}: {} records for Kafka topics and no Kafka transactions to send them in",
-                plan.batch,
-                staged.records.len()
-            )));
-        }
-        // The records go out first, in a transaction left open: a refused one fails the batch
-        // before any file is visible. The transaction commits after the files are in place.
-        let transaction = match &self.kafka {
-            Some(_) if self.kafka_done == Some(plan.batch) => {
-                info!(
-                    "[processor] batch {}: its Kafka transaction committed before the last stop: not produced again",
-                    plan.batch
-                );
-                None
-            }
-            Some(kafka) => {
-                kafka.prepare(plan, &staged.records)?;
-                Some(kafka)
-            }
-            None => None,
+        let batch = SinkBatch {
+            batch: plan.batch,
+            planned_at: plan.planned_at,
+            ranges: &plan.ranges,
         };
-        if let Err(e) = self.writer.publish(staged.files) {
-            if let Some(kafka) = transaction {
-                kafka.abort();
-            }
-            return Err(e);
+        let mut pieces: Vec<Vec<Piece>> = self.sinks.iter().map(|_| Vec::new()).collect();
+        for (sink, piece) in staged.pieces {
+            pieces[sink].push(piece);
         }
-        if let Some(kafka) = transaction {
-            kafka.commit(plan)?;
+        let mut pre: Vec<PreCommit> = Vec::with_capacity(self.sinks.len());
+        for (sink, pieces) in self.sinks.iter().zip(pieces) {
+            match sink.pre_commit(&batch, pieces) {
+                Ok(p) => pre.push(p),
+                Err(e) => {
+                    for (sink, p) in self.sinks.iter().zip(pre) {
+                        sink.abort(&batch, p);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        // A failed commit leaves the later sinks uncommitted; the batch is re-run at the next
+        // start, and the sinks that committed it recognise it.
+        let mut sinks = self.sinks.iter().zip(pre);
+        while let Some((sink, p)) = sinks.next() {
+            if let Err(e) = sink.commit(&batch, p) {
+                for (later, p) in sinks {
+                    later.abort(&batch, p);
+                }
+                return Err(e);
+            }
         }
         if let Some(pause) = self.test_pause_before_commit {
             info!(
@@ -147,8 +143,8 @@ impl Committer {
         }
         self.checkpoint.write_state(plan.batch, &staged.state)?;
         self.checkpoint.write_commit(&staged.commit)?;
-        for &layer in &self.file_layers {
-            self.writer.apply_retention(layer, plan.batch)?;
+        for sink in self.sinks.iter() {
+            sink.after_commit(plan.batch)?;
         }
         Ok(BatchOutcome {
             commit: staged.commit,
@@ -163,10 +159,10 @@ impl Committer {
         })
     }
 
-    /// Whether the batch's records go to Kafka topics (then its input offsets go to the
-    /// consumer group in the same transaction).
-    pub fn has_topic_outputs(&self) -> bool {
-        self.kafka.is_some()
+    /// Whether a sink commits the batch's input offsets to the consumer group in its own commit
+    /// (then the engine does not).
+    pub fn sinks_commit_group_offsets(&self) -> bool {
+        self.sinks.iter().any(|s| s.commits_group_offsets())
     }
 }
 
@@ -175,24 +171,21 @@ impl<D: Dataset> Stages<D> {
     /// last commit.
     pub fn open(mut dataset: D, config: &ProcessorConfig) -> Result<(Self, Recovery)> {
         let outputs = dataset.outputs();
-        let file_layers: Vec<FileLayer> = outputs
-            .iter()
-            .filter_map(|o| match o.target() {
-                Target::Files(layer) => Some(layer),
-                Target::Topic(_) => None,
-            })
-            .collect();
+        let targets: Vec<_> = outputs.iter().map(|o| o.target()).collect();
         // Before anything touches the outputs: one writer per checkpoint.
         let lock = Arc::new(CheckpointLock::acquire(&config.checkpoint_path())?);
-        let writer =
-            CompactWriter::open(&config.output_path, config.max_files_per_sink, &file_layers)?;
+        let sinks::Sinks { writer, list: sinks } = sinks::open(config, &targets)?;
+        let routes = targets
+            .iter()
+            .map(|t| sinks.iter().position(|s| s.takes(t)).unwrap_or(0))
+            .collect();
         let checkpoint = Checkpoint::open(&config.checkpoint_path(), &config.kafka.topic)?;
         if let Some(n) = config.recover_from_batch {
             let replayed = checkpoint.recover_from(n)?;
             let name = txn_core::time::compact_utc(txn_core::time::now_micros());
             let mut files = 0;
-            for &layer in &file_layers {
-                files += writer.set_aside_after(layer, n, &name)?;
+            for sink in &sinks {
+                files += sink.set_aside_after(n, &name)?;
             }
             warn!(
                 "[processor] recovering from batch {n}: batches {replayed:?} are replayed; their checkpoint entries and {files} output files were moved aside (_set_aside_{name}); their Kafka topic records, if any, may be sent again"
@@ -214,14 +207,11 @@ impl<D: Dataset> Stages<D> {
         let stages = Stages {
             dataset,
             outputs,
+            routes,
             topic: config.kafka.topic.clone(),
             committer: Committer {
-                writer: writer.clone(),
                 checkpoint,
-                file_layers,
-                kafka: None,
-                kafka_done: None,
-                discard_topic_records: false,
+                sinks: Arc::new(sinks),
                 test_pause_before_commit: config.test_pause_before_commit,
             },
             writer,
@@ -231,32 +221,31 @@ impl<D: Dataset> Stages<D> {
         Ok((stages, recovery))
     }
 
-    /// The Kafka topics the dataset's outputs write to.
-    pub fn output_topics(&self) -> Vec<String> {
-        self.outputs
-            .iter()
-            .filter_map(|o| match o.target() {
-                Target::Topic(t) => Some(t),
-                Target::Files(_) => None,
-            })
-            .collect()
+    /// Starts every sink, before the first batch (see [`Sink::start`]).
+    pub fn start_sinks(&mut self, start: &Start<'_>) -> Result<()> {
+        for sink in self.sinks_mut()? {
+            sink.start(start)?;
+        }
+        Ok(())
     }
 
-    /// Commits the topic outputs through `kafka`; `done`: a re-run batch whose transaction
-    /// already committed.
-    pub fn use_kafka(&mut self, kafka: KafkaTransactions, done: Option<u64>) {
-        self.committer.kafka = Some(Arc::new(kafka));
-        self.committer.kafka_done = done;
+    fn sinks_mut(&mut self) -> Result<&mut Vec<Box<dyn Sink>>> {
+        Arc::get_mut(&mut self.committer.sinks).ok_or_else(|| {
+            Error::Internal("the sinks are changed once a batch is committing".into())
+        })
     }
 
     pub fn checkpoint(&self) -> &Checkpoint {
         &self.committer.checkpoint
     }
 
-    /// Drops the topic outputs' records at the commit instead of sending them (for benchmarks of
-    /// the stages, which have no broker).
-    pub fn discard_topic_records(&mut self) {
-        self.committer.discard_topic_records = true;
+    /// Drops what would need a broker at the commit (topic records) instead of sending it (for
+    /// benchmarks of the stages, which have no broker).
+    pub fn discard_topic_records(&mut self) -> Result<()> {
+        for sink in self.sinks_mut()? {
+            sink.without_broker();
+        }
+        Ok(())
     }
 
     /// What commits this dataset's batches.
@@ -291,16 +280,12 @@ impl<D: Dataset> Stages<D> {
         if self.show_previews {
             progress::print_block("preview", plan.batch, &self.dataset.preview(&batch));
         }
-        let mut files = Vec::new();
-        let mut records = Vec::new();
+        let mut pieces = Vec::new();
         let mut outputs = Vec::with_capacity(staged.len());
-        for (name, s) in staged {
+        for ((name, s), &sink) in staged.into_iter().zip(&self.routes) {
             outputs.push((name, s.rows));
-            match s.piece {
-                Piece::Nothing => {}
-                Piece::File(f) => files.push(f),
-                Piece::Files(f) => files.extend(f),
-                Piece::Records(r) => records.extend(r),
+            if let Some(piece) = s.piece {
+                pieces.push((sink, piece));
             }
         }
         let late = derived.late_by_operator();
@@ -328,8 +313,7 @@ impl<D: Dataset> Stages<D> {
         Ok(StagedBatch {
             plan,
             write_plan: new,
-            files,
-            records,
+            pieces,
             commit,
             state: operator::snapshot_all(&self.dataset.operators()),
             outputs,

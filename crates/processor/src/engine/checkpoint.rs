@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::source::OffsetRange;
+pub use crate::os::sync_dir;
 use crate::error::{Error, IoContext, Result};
 
 /// How many batches of history to keep (as Spark's `minBatchesToRetain`).
@@ -553,13 +554,6 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     drop(f);
     fs::rename(&tmp, path).io_context(ctx)?;
     sync_dir(dir)
-}
-
-/// Makes a rename in `dir` durable.
-pub fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .io_context(|| format!("cannot sync folder {}", dir.display()))
 }
 
 #[cfg(test)]

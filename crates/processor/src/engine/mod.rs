@@ -26,7 +26,7 @@ use tracing::{info, warn};
 
 use crate::config::{ProcessorConfig, Trigger};
 use crate::error::{Error, Result};
-use crate::outputs::kafka::{offsets_metadata, KafkaTransactions};
+use crate::sinks::{SinkBatch, Start};
 use crate::{os::tune_allocator, spawn, RunSummary};
 use batch::{BatchOutcome, StagedBatch, Stages};
 use checkpoint::BatchPlan;
@@ -91,41 +91,19 @@ pub fn run_with_drain<D: Dataset>(
         &mut recovery,
         &watermarks,
     )?;
-    let topics = stages.output_topics();
-    if !topics.is_empty() {
-        let group = source.group_metadata().ok_or_else(|| {
-            Error::Config("KAFKA_GROUP_ID is needed for Kafka topic outputs".into())
-        })?;
-        // Fences the last run's producer first: its open transaction is aborted, and one it was
-        // committing is finished, before the group's offsets are read.
-        let checkpoint_id = stages.checkpoint().id()?;
-        let kafka = KafkaTransactions::open(
-            &client,
-            &format!("{}-outputs", config.group_id),
-            &config.kafka.topic,
-            (group, &config.group_id),
-            checkpoint_id.clone(),
-        )?;
-        let done = match &recovery.pending {
-            Some(plan)
-                if source.group_offsets_are(
-                    &plan.ranges,
-                    &offsets_metadata(&checkpoint_id, plan.batch),
-                    config.connect_timeout,
-                )? =>
-            {
-                Some(plan.batch)
-            }
-            _ => None,
-        };
-        info!("[processor] Kafka outputs: {}", topics.join(", "));
-        for topic in &topics {
-            if source.topic_exists(topic)? == Some(false) {
-                warn!("[processor] output topic {topic} does not exist: the first batch with records for it fails unless the broker creates topics on first use (create it with kafka-topics; compose's kafka-init does)");
-            }
-        }
-        stages.use_kafka(kafka, done);
-    }
+    // The sinks connect, and fence and recognise what the last run left (a Kafka transaction).
+    let checkpoint_id = stages.checkpoint().id()?;
+    stages.start_sinks(&Start {
+        config,
+        client: &client,
+        checkpoint_id: &checkpoint_id,
+        pending: recovery.pending.as_ref().map(|plan| SinkBatch {
+            batch: plan.batch,
+            planned_at: plan.planned_at,
+            ranges: &plan.ranges,
+        }),
+        group: &source,
+    })?;
     // A missing group ACL is found now, before anything is written; after the fencing above, so
     // that a killed run's open transaction (its offsets not yet stable) does not hold the read.
     source.check_group_access(config.connect_timeout.min(Duration::from_secs(15)))?;
@@ -347,7 +325,7 @@ pub fn run_with_drain<D: Dataset>(
         let settled = committing.map_or(Ok(()), |c| engine.settle(source, c));
         result.and(settled)
     })?;
-    if !engine.stages.committer().has_topic_outputs() {
+    if !engine.stages.committer().sinks_commit_group_offsets() {
         source.confirm_group_offsets(&engine.last_settled, GROUP_CONFIRM_TIMEOUT);
     }
     info!("[processor] stopped: {}", engine.summary);
@@ -601,8 +579,8 @@ impl<D: Dataset> Engine<D> {
             .unwrap_or_else(|_| Err(Error::Internal("the commit thread panicked".into())))?;
         let waited = t.elapsed();
         let mut report = committing.report;
-        if !self.stages.committer().has_topic_outputs() {
-            // With topic outputs, the batch's transaction committed its offsets to the group.
+        if !self.stages.committer().sinks_commit_group_offsets() {
+            // Otherwise the sink's commit (a Kafka transaction) committed them.
             source.commit_group_offsets(&report.ranges);
         }
         self.last_settled.clone_from(&report.ranges);

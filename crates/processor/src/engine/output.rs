@@ -3,15 +3,14 @@
 //!
 //! An output only builds what a batch gives it ([`Output::stage`]): a file in staging, or the
 //! records of a Kafka topic. Where the staged pieces go and how they become visible belongs to
-//! the output's [`Target`]: files are synced and renamed ([`crate::outputs::files`]); records are
-//! produced in one Kafka transaction per batch ([`crate::outputs::kafka`]).
+//! the sink that takes the output's [`Target`] ([`crate::sinks`]).
 
 use super::checkpoint::BatchPlan;
 use super::dataset::{Batch, Dataset};
 use super::source::RawBatch;
 use crate::error::Result;
-use crate::outputs::files::{CompactWriter, FileLayer, StagedFile};
-use crate::outputs::kafka::TopicRecord;
+use crate::sinks::files::{CompactWriter, FileLayer};
+pub use crate::sinks::{Staged, Target};
 
 /// One output of a dataset.
 pub trait Output<D: Dataset>: Send + Sync {
@@ -26,25 +25,6 @@ pub trait Output<D: Dataset>: Send + Sync {
 
     /// Builds the batch's piece: nothing is visible until the engine commits it.
     fn stage(&self, input: &StageInput<'_, '_, D>) -> Result<Staged>;
-}
-
-/// What an output writes to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
-    /// One file per batch in a folder of `OUTPUT_PATH`.
-    Files(FileLayer),
-    /// Records of a Kafka topic.
-    Topic(String),
-}
-
-impl Target {
-    /// The output's name in logs, metrics and the checkpoint: its folder, or `topic:<name>`.
-    pub fn name(&self) -> String {
-        match self {
-            Target::Files(layer) => layer.folder.to_string(),
-            Target::Topic(topic) => format!("topic:{topic}"),
-        }
-    }
 }
 
 /// What an output is given to stage a batch.
@@ -78,44 +58,5 @@ impl<D: Dataset> StageInput<'_, '_, D> {
                 "an output on its own thread cannot read the operators' results".into(),
             )
         })
-    }
-}
-
-/// A staged piece of one output, and the rows it holds.
-#[must_use = "a staged piece is only visible once committed"]
-pub struct Staged {
-    pub rows: u64,
-    pub piece: Piece,
-}
-
-pub enum Piece {
-    /// Nothing this batch (no file is written for no rows).
-    Nothing,
-    File(StagedFile),
-    /// Several files (Hive partitions).
-    Files(Vec<StagedFile>),
-    Records(Vec<TopicRecord>),
-}
-
-impl Staged {
-    pub fn nothing() -> Self {
-        Staged {
-            rows: 0,
-            piece: Piece::Nothing,
-        }
-    }
-
-    pub fn file(rows: u64, file: StagedFile) -> Self {
-        Staged {
-            rows,
-            piece: Piece::File(file),
-        }
-    }
-
-    pub fn records(records: Vec<TopicRecord>) -> Self {
-        Staged {
-            rows: records.len() as u64,
-            piece: Piece::Records(records),
-        }
     }
 }

@@ -10,29 +10,12 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
-use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn};
 use txn_core::kafka::{denied, ClientSettings, Fatal, Names};
 
 use crate::error::{Error, KafkaContext, Result};
 
-/// Offsets [start, end) of one partition in a batch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OffsetRange {
-    pub partition: i32,
-    pub start: i64,
-    pub end: i64,
-}
-
-impl OffsetRange {
-    pub fn len(&self) -> u64 {
-        (self.end - self.start).max(0) as u64
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
+pub use crate::sinks::OffsetRange;
 
 /// Earliest and latest (high watermark) offset of each partition.
 pub type Watermarks = BTreeMap<i32, (i64, i64)>;
@@ -881,6 +864,25 @@ impl KafkaSource {
     /// The consumer group's identity, for a transaction that commits input offsets.
     pub fn group_metadata(&self) -> Option<rdkafka::consumer::ConsumerGroupMetadata> {
         self.consumer.group_metadata()
+    }
+}
+
+impl crate::sinks::InputGroup for KafkaSource {
+    fn metadata(&self) -> Option<rdkafka::consumer::ConsumerGroupMetadata> {
+        self.group_metadata()
+    }
+
+    fn offsets_are(
+        &self,
+        ranges: &[OffsetRange],
+        metadata: &str,
+        timeout: Duration,
+    ) -> Result<bool> {
+        self.group_offsets_are(ranges, metadata, timeout)
+    }
+
+    fn topic_exists(&self, topic: &str) -> Result<Option<bool>> {
+        KafkaSource::topic_exists(self, topic)
     }
 }
 

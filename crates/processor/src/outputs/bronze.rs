@@ -7,7 +7,7 @@ use arrow_array::{ArrayRef, Int32Array, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Schema, SchemaRef};
 
 use super::columns::{field, kafka_ts, key_column, placeholder, timestamp_type, timestamps};
-use super::files::{FileLayer, Shared};
+use crate::sinks::files::{FileLayer, Shared};
 use crate::engine::dataset::Dataset;
 use crate::engine::output::{Output, StageInput, Staged, Target};
 use crate::engine::source::RawBatch;
@@ -74,7 +74,7 @@ pub fn schema() -> SchemaRef {
 }
 
 /// Every message's coordinates; `value` is a [`placeholder`]: its chunks are encoded apart
-/// ([`super::files::chunk`]), and [`crate::engine::dataset::Batch::value_column`] is the writer's
+/// ([`crate::sinks::files::chunk`]), and [`crate::engine::dataset::Batch::value_column`] is the writer's
 /// fallback.
 pub fn build(raw: &RawBatch, topic: &str) -> Result<RecordBatch> {
     let n = raw.messages.len();

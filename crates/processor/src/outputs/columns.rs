@@ -1,7 +1,6 @@
 //! Arrow column helpers shared by the outputs of every dataset: typed timestamps, string
 //! columns from message bytes, and the stand-in for a payload column encoded apart.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 
 use arrow_array::builder::StringBuilder;
@@ -11,8 +10,8 @@ use arrow_schema::{DataType, Field, TimeUnit};
 use crate::engine::source::{RawBatch, RawMessage};
 
 /// A stand-in string column (all null) of `rows` rows for a payload column (`value`,
-/// `json_str`) whose chunks are encoded apart ([`crate::outputs::files::chunk`]) and copied into the file
-/// ([`crate::outputs::files::Shared`]); never written itself.
+/// `json_str`) whose chunks are encoded apart ([`crate::sinks::files::chunk`]) and copied into the file
+/// ([`crate::sinks::files::Shared`]); never written itself.
 pub fn placeholder(rows: usize) -> ArrayRef {
     arrow_array::new_null_array(&DataType::Utf8, rows)
 }
@@ -30,14 +29,8 @@ pub fn timestamps(values: impl Iterator<Item = Option<i64>>) -> ArrayRef {
     Arc::new(TimestampMicrosecondArray::from_iter(values).with_timezone("UTC"))
 }
 
-/// Bytes as a string column value; invalid UTF-8 is replaced (U+FFFD), the reject says where.
-/// (The strict check first: it is several times faster than the lossy one on valid input.)
-pub fn lossy(bytes: Option<&[u8]>) -> Option<Cow<'_, str>> {
-    bytes.map(|b| match std::str::from_utf8(b) {
-        Ok(s) => Cow::Borrowed(s),
-        Err(_) => String::from_utf8_lossy(b),
-    })
-}
+pub use crate::engine::dataset::lossy;
+
 
 pub fn strings<'s>(
     len: usize,

@@ -1,10 +1,8 @@
-//! The outputs' implementations: files (compact Parquet and CSV, one per batch, staged then
-//! renamed) and Kafka topics (one transaction per batch), and the Arrow column helpers the
-//! datasets' outputs build their rows with.
+//! The outputs every dataset shares (bronze, quarantine, the console preview), and the Arrow
+//! column helpers the datasets' outputs build their rows with. Where their pieces go is the
+//! sinks' business ([`crate::sinks`]).
 
 pub mod bronze;
 pub mod columns;
 pub mod console;
-pub mod files;
-pub mod kafka;
 pub mod quarantine;

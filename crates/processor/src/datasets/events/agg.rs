@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::operators::windows::WindowRow;
 use crate::outputs::columns::{field, timestamp_type, timestamps};
 use crate::outputs::console::spark_table;
-use crate::outputs::files::FileLayer;
+use crate::sinks::files::FileLayer;
 
 pub const LAYER: FileLayer = FileLayer::parquet("events_agg");
 

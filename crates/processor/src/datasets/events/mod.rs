@@ -15,7 +15,7 @@ use crate::engine::operator::Operator;
 use crate::engine::output::Output;
 use crate::operators::windows::{OutputMode, TumblingWindows, WindowBatch};
 use crate::outputs::console::spark_table;
-use crate::outputs::files::FileLayer;
+use crate::sinks::files::FileLayer;
 use crate::outputs::quarantine::Quarantine;
 
 /// The seed's window and watermark delay.

@@ -9,10 +9,10 @@ use arrow_array::{ArrayRef, Float64Array, RecordBatch};
 use arrow_schema::{DataType, Schema, SchemaRef};
 
 use super::{EventBatch, Events};
-use crate::engine::output::{Output, Piece, StageInput, Staged, Target};
+use crate::engine::output::{Output, StageInput, Staged, Target};
 use crate::error::Result;
 use crate::outputs::columns::{field, lossy, strings, timestamp_type, timestamps};
-use crate::outputs::files::FileLayer;
+use crate::sinks::files::FileLayer;
 
 pub const LAYER: FileLayer = FileLayer::parquet("events");
 
@@ -44,10 +44,7 @@ impl Output<Events> for Parsed {
                 input.plan.batch,
             )?);
         }
-        Ok(Staged {
-            rows: batch.valid.len() as u64,
-            piece: Piece::Files(files),
-        })
+        Ok(Staged::files(batch.valid.len() as u64, files))
     }
 }
 

@@ -21,7 +21,7 @@ use crate::operators::anomalies::{Anomalies, Anomaly, Txn};
 use crate::operators::merchant_totals::{MerchantTotal, MerchantTotals};
 use crate::outputs::bronze::Bronze;
 use crate::outputs::console::spark_table;
-use crate::outputs::files::FileLayer;
+use crate::sinks::files::FileLayer;
 use crate::outputs::quarantine::Quarantine;
 
 /// A decoded batch of financial transactions.

@@ -13,7 +13,7 @@ use super::{Financial, FinancialBatch};
 use crate::engine::output::{Output, StageInput, Staged, Target};
 use crate::error::Result;
 use crate::outputs::columns::{field, strings, timestamp_type, timestamps};
-use crate::outputs::files::FileLayer;
+use crate::sinks::files::FileLayer;
 
 pub const LAYER: FileLayer = FileLayer::parquet("financial_silver");
 

@@ -15,7 +15,7 @@ use crate::engine::output::{Output, StageInput, Staged, Target};
 use crate::error::Result;
 use crate::operators::anomalies::Anomaly;
 use crate::operators::merchant_totals::MerchantTotal;
-use crate::outputs::kafka::TopicRecord;
+use crate::sinks::kafka::TopicRecord;
 
 pub struct AggregatesTopic(pub String);
 pub struct AnomaliesTopic(pub String);

@@ -11,7 +11,7 @@ use crate::engine::output::{Output, StageInput, Staged, Target};
 use crate::error::Result;
 use crate::operators::fraud::Alert;
 use crate::outputs::columns::{field, strings, timestamp_type, timestamps};
-use crate::outputs::files::FileLayer;
+use crate::sinks::files::FileLayer;
 
 pub const LAYER: FileLayer = FileLayer::parquet("fraud_alerts");
 

@@ -8,7 +8,7 @@ use super::Transactions;
 use crate::engine::output::{Output, StageInput, Staged, Target};
 use crate::error::Result;
 use crate::operators::fraud::Alert;
-use crate::outputs::kafka::TopicRecord;
+use crate::sinks::kafka::TopicRecord;
 
 pub struct FraudTopic(pub String);
 

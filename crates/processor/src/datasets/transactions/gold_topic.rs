@@ -8,7 +8,7 @@ use txn_core::time::write_python_isoformat;
 use super::Transactions;
 use crate::engine::output::{Output, StageInput, Staged, Target};
 use crate::error::Result;
-use crate::outputs::kafka::TopicRecord;
+use crate::sinks::kafka::TopicRecord;
 
 /// The output: the topic's name.
 pub struct GoldTopic(pub String);

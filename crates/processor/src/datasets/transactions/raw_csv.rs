@@ -7,7 +7,7 @@ use txn_core::Transaction;
 use super::{Transactions, TxnBatch};
 use crate::engine::output::{Output, StageInput, Staged, Target};
 use crate::error::Result;
-use crate::outputs::files::FileLayer;
+use crate::sinks::files::FileLayer;
 
 pub const LAYER: FileLayer = FileLayer {
     folder: "raw_csv",

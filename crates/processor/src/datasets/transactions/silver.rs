@@ -10,7 +10,7 @@ use super::{Transactions, TxnBatch};
 use crate::engine::output::{Output, StageInput, Staged, Target};
 use crate::error::Result;
 use crate::outputs::columns::{field, kafka_ts as kafka_ts_of, placeholder, timestamp_type};
-use crate::outputs::files::{column_descr, encode_text_groups, FileLayer, Shared};
+use crate::sinks::files::{column_descr, encode_text_groups, FileLayer, Shared};
 
 pub const LAYER: FileLayer = FileLayer::parquet("silver");
 
@@ -91,7 +91,7 @@ pub fn json_column(batch: &TxnBatch<'_>) -> ArrayRef {
 }
 
 /// One pass over the rows, appending to every column; `json_str` is a [`placeholder`]: its
-/// chunks are encoded apart ([`crate::outputs::files::chunk`]) or copied from bronze, and [`json_column`] is the
+/// chunks are encoded apart ([`crate::sinks::files::chunk`]) or copied from bronze, and [`json_column`] is the
 /// writer's fallback.
 pub fn build(batch: &TxnBatch<'_>) -> Result<RecordBatch> {
     let rows = &batch.valid;

@@ -155,8 +155,8 @@ mod tests {
     use arrow_schema::{DataType, Field, Schema};
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-    use crate::outputs::files::tests::{BRONZE, TEST_LAYERS};
-    use crate::outputs::files::{column_descr, CompactWriter, Shared};
+    use crate::sinks::files::tests::{BRONZE, TEST_LAYERS};
+    use crate::sinks::files::{column_descr, CompactWriter, Shared};
 
     /// Writes `values` as the only column of a file through an encoded chunk, and reads it back
     /// with the parquet crate's reader; also returns the chunk's page count.

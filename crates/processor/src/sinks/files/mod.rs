@@ -26,8 +26,9 @@ use parquet::schema::types::ColumnDescPtr;
 use parquet::schema::types::ColumnPath;
 use txn_core::time::compact_utc;
 
-use crate::engine::checkpoint::sync_dir;
+use super::{wrong_piece, Piece, PreCommit, Sink, SinkBatch, Staged, Target};
 use crate::error::{Error, IoContext, Result};
+use crate::os::sync_dir;
 
 const STAGING: &str = "_staging";
 
@@ -366,10 +367,16 @@ impl CompactWriter {
         Ok(StagedFile::start_writeback(file, staged, fin))
     }
 
-    /// Puts a batch's staged files in place: every file synced (in parallel: the disk works on
-    /// all of them at once), then each renamed to its final name, then each folder synced.
-    /// Returns the final paths.
+    /// Puts a batch's staged files in place: [`Self::sync`], then [`Self::place`]. Returns the
+    /// final paths.
     pub fn publish(&self, files: Vec<StagedFile>) -> Result<Vec<PathBuf>> {
+        Self::sync(&files)?;
+        Self::place(files)
+    }
+
+    /// Makes every staged file durable (in parallel: the disk works on all of them at once);
+    /// nothing is visible yet.
+    pub fn sync(files: &[StagedFile]) -> Result<()> {
         let open: Vec<&StagedFile> = files.iter().filter(|f| f.file.is_some()).collect();
         for group in open.chunks(SYNC_THREADS) {
             std::thread::scope(|s| {
@@ -384,6 +391,12 @@ impl CompactWriter {
                 })
             })?;
         }
+        Ok(())
+    }
+
+    /// Renames synced staged files to their final names, then syncs each folder. Returns the
+    /// final paths.
+    pub fn place(files: Vec<StagedFile>) -> Result<Vec<PathBuf>> {
         let mut folders: Vec<&Path> = Vec::new();
         for f in &files {
             let folder = f.fin.parent().unwrap_or(Path::new("."));
@@ -718,6 +731,78 @@ fn batch_of(layer: FileLayer, name: &str) -> Option<u64> {
     let (time, batch) = rest.rsplit_once('_')?;
     let valid_time = time.len() == 15 && time.as_bytes()[8] == b'_';
     valid_time.then(|| batch.parse().ok()).flatten()
+}
+
+/// The file sink: a batch's files are synced at the pre-commit and renamed into place at the
+/// commit (a re-run writes the same names, so placing them again replaces them); old files are
+/// deleted after the checkpoint commit (`MAX_FILES_PER_SINK`).
+pub struct FileSink {
+    writer: CompactWriter,
+    layers: Vec<FileLayer>,
+}
+
+impl FileSink {
+    pub fn new(writer: CompactWriter, layers: Vec<FileLayer>) -> Self {
+        FileSink { writer, layers }
+    }
+}
+
+impl Staged {
+    /// One staged file of `rows` rows.
+    pub fn file(rows: u64, file: StagedFile) -> Self {
+        Staged::new(rows, vec![file])
+    }
+
+    /// Several staged files (Hive partitions) of `rows` rows in all.
+    pub fn files(rows: u64, files: Vec<StagedFile>) -> Self {
+        Staged::new(rows, files)
+    }
+}
+
+impl Sink for FileSink {
+    fn name(&self) -> &'static str {
+        "files"
+    }
+
+    fn takes(&self, target: &Target) -> bool {
+        matches!(target, Target::Files(layer) if self.layers.contains(layer))
+    }
+
+    fn pre_commit(&self, _batch: &SinkBatch<'_>, pieces: Vec<Piece>) -> Result<PreCommit> {
+        let mut files = Vec::new();
+        for piece in pieces {
+            files.extend(
+                *piece
+                    .downcast::<Vec<StagedFile>>()
+                    .map_err(|_| wrong_piece(self.name()))?,
+            );
+        }
+        CompactWriter::sync(&files)?;
+        Ok(Box::new(files))
+    }
+
+    fn commit(&self, _batch: &SinkBatch<'_>, pre: PreCommit) -> Result<()> {
+        let files = pre
+            .downcast::<Vec<StagedFile>>()
+            .map_err(|_| wrong_piece(self.name()))?;
+        CompactWriter::place(*files)?;
+        Ok(())
+    }
+
+    fn after_commit(&self, batch: u64) -> Result<()> {
+        for &layer in &self.layers {
+            self.writer.apply_retention(layer, batch)?;
+        }
+        Ok(())
+    }
+
+    fn set_aside_after(&self, batch: u64, name: &str) -> Result<usize> {
+        let mut moved = 0;
+        for &layer in &self.layers {
+            moved += self.writer.set_aside_after(layer, batch, name)?;
+        }
+        Ok(moved)
+    }
 }
 
 #[cfg(test)]

@@ -29,10 +29,10 @@ use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use tracing::info;
+use tracing::{info, warn};
 use txn_core::kafka::{denied, explain, ClientSettings, Fatal, Names};
 
-use crate::engine::checkpoint::BatchPlan;
+use super::{wrong_piece, Piece, PreCommit, Sink, SinkBatch, Staged, Start, Target};
 use crate::error::{Error, KafkaContext, Result};
 
 /// One record of a topic output.
@@ -79,6 +79,138 @@ impl ProducerContext for OutputsContext {
             let mut refused = self.refused.lock().unwrap_or_else(|e| e.into_inner());
             refused.get_or_insert(message);
         }
+    }
+}
+
+/// The topic sink: a batch's records, and its input offsets for the consumer group, in one Kafka
+/// transaction, sent and flushed at the pre-commit and committed at the commit.
+pub struct TopicSink {
+    topics: Vec<String>,
+    /// Opened at start.
+    transactions: Option<KafkaTransactions>,
+    /// A re-run batch whose transaction committed before the last run stopped.
+    done: Option<u64>,
+    /// Records are dropped (benchmarks of the stages, which have no broker).
+    discard: bool,
+}
+
+impl TopicSink {
+    pub fn new(topics: Vec<String>) -> Self {
+        TopicSink {
+            topics,
+            transactions: None,
+            done: None,
+            discard: false,
+        }
+    }
+}
+
+impl Staged {
+    /// Records for Kafka topics.
+    pub fn records(records: Vec<TopicRecord>) -> Self {
+        Staged::new(records.len() as u64, records)
+    }
+}
+
+impl Sink for TopicSink {
+    fn name(&self) -> &'static str {
+        "Kafka topics"
+    }
+
+    fn takes(&self, target: &Target) -> bool {
+        matches!(target, Target::Topic(topic) if self.topics.contains(topic))
+    }
+
+    /// Fences the last run's producer first: its open transaction is aborted, and one it was
+    /// committing is finished, before the group's offsets are read.
+    fn start(&mut self, start: &Start<'_>) -> Result<()> {
+        let config = start.config;
+        let group = start.group.metadata().ok_or_else(|| {
+            Error::Config("KAFKA_GROUP_ID is needed for Kafka topic outputs".into())
+        })?;
+        let kafka = KafkaTransactions::open(
+            start.client,
+            &format!("{}-outputs", config.group_id),
+            &config.kafka.topic,
+            (group, &config.group_id),
+            start.checkpoint_id.to_string(),
+        )?;
+        self.done = match start.pending {
+            Some(pending)
+                if start.group.offsets_are(
+                    pending.ranges,
+                    &offsets_metadata(start.checkpoint_id, pending.batch),
+                    config.connect_timeout,
+                )? =>
+            {
+                Some(pending.batch)
+            }
+            _ => None,
+        };
+        info!("[processor] Kafka outputs: {}", self.topics.join(", "));
+        for topic in &self.topics {
+            if start.group.topic_exists(topic)? == Some(false) {
+                warn!("[processor] output topic {topic} does not exist: the first batch with records for it fails unless the broker creates topics on first use (create it with kafka-topics; compose's kafka-init does)");
+            }
+        }
+        self.transactions = Some(kafka);
+        Ok(())
+    }
+
+    /// The records go out first, in a transaction left open: a refused one fails the batch
+    /// before any file is visible. The transaction commits after the files are in place.
+    fn pre_commit(&self, batch: &SinkBatch<'_>, pieces: Vec<Piece>) -> Result<PreCommit> {
+        let mut records = Vec::new();
+        for piece in pieces {
+            records.extend(
+                *piece
+                    .downcast::<Vec<TopicRecord>>()
+                    .map_err(|_| wrong_piece(self.name()))?,
+            );
+        }
+        if self.done == Some(batch.batch) {
+            info!(
+                "[processor] batch {}: its Kafka transaction committed before the last stop: not produced again",
+                batch.batch
+            );
+            return Ok(Box::new(false));
+        }
+        match &self.transactions {
+            Some(kafka) => {
+                kafka.prepare(batch, &records)?;
+                Ok(Box::new(true))
+            }
+            None if records.is_empty() || self.discard => Ok(Box::new(false)),
+            None => Err(Error::Internal(format!(
+                "batch {}: {} records for Kafka topics and no Kafka transactions to send them in",
+                batch.batch,
+                records.len()
+            ))),
+        }
+    }
+
+    fn commit(&self, batch: &SinkBatch<'_>, pre: PreCommit) -> Result<()> {
+        let open = *pre.downcast::<bool>().map_err(|_| wrong_piece(self.name()))?;
+        match (&self.transactions, open) {
+            (Some(kafka), true) => kafka.commit(batch),
+            _ => Ok(()),
+        }
+    }
+
+    fn abort(&self, _batch: &SinkBatch<'_>, pre: PreCommit) {
+        if let (Some(kafka), Ok(open)) = (&self.transactions, pre.downcast::<bool>()) {
+            if *open {
+                kafka.abort();
+            }
+        }
+    }
+
+    fn commits_group_offsets(&self) -> bool {
+        !self.discard
+    }
+
+    fn without_broker(&mut self) {
+        self.discard = true;
     }
 }
 
@@ -166,7 +298,7 @@ impl KafkaTransactions {
     /// Opens the batch's transaction, produces its records and adds its input offsets, and waits
     /// until the broker has every record: a refused record (a missing WRITE ACL, say) fails the
     /// batch here, before any of its files is in place. [`Self::commit`] ends it.
-    pub fn prepare(&self, plan: &BatchPlan, records: &[TopicRecord]) -> Result<()> {
+    pub fn prepare(&self, plan: &SinkBatch<'_>, records: &[TopicRecord]) -> Result<()> {
         self.producer.begin_transaction().kafka_context(|| {
             format!("batch {}: cannot begin its Kafka transaction", plan.batch)
         })?;
@@ -178,7 +310,7 @@ impl KafkaTransactions {
     }
 
     /// Commits the transaction that [`Self::prepare`] opened.
-    pub fn commit(&self, plan: &BatchPlan) -> Result<()> {
+    pub fn commit(&self, plan: &SinkBatch<'_>) -> Result<()> {
         // Flushes every record first; fails if any could not be delivered.
         let result = self
             .producer
@@ -193,7 +325,7 @@ impl KafkaTransactions {
     /// Leaves nothing visible and no transaction open for read_committed readers to wait on; the
     /// batch is re-run at the next start. (After a fatal error the abort fails too, and the next
     /// start's fencing ends the transaction.)
-    pub fn abort(&self) {
+    fn abort(&self) {
         let _ = self.producer.abort_transaction(STEP_TIMEOUT);
     }
 
@@ -211,7 +343,7 @@ impl KafkaTransactions {
         }
     }
 
-    fn produce(&self, plan: &BatchPlan, records: &[TopicRecord]) -> Result<()> {
+    fn produce(&self, plan: &SinkBatch<'_>, records: &[TopicRecord]) -> Result<()> {
         for r in records {
             let mut record = BaseRecord::to(&r.topic).payload(&r.value);
             if let Some(key) = &r.key {
@@ -240,7 +372,7 @@ impl KafkaTransactions {
         }
         let mut offsets = TopicPartitionList::new();
         let metadata = offsets_metadata(&self.checkpoint_id, plan.batch);
-        for range in &plan.ranges {
+        for range in plan.ranges {
             let mut entry = offsets.add_partition(&self.input_topic, range.partition);
             entry
                 .set_offset(Offset::Offset(range.end))

@@ -1,0 +1,221 @@
+//! The sinks, below the engine: where the outputs' staged pieces go and how they become visible.
+//!
+//! A sink is a two-phase committer (Arroyo's `TwoPhaseCommitter`, Kafka Streams' transactional
+//! producer): the outputs stage pieces while a batch runs (nothing visible), then the engine's
+//! commit hands each sink its pieces ([`Sink::pre_commit`]: everything made durable or sent, still
+//! invisible, and anything the sink can refuse refused now), then commits the sinks one after the
+//! other in the list's order ([`Sink::commit`]). A sink that committed a batch before a crash
+//! recognises its re-run and changes nothing; [`Sink::start`] is where it looks.
+//!
+//! - [`files`]: compact Parquet and CSV files, one per layer per batch, renamed into place;
+//! - [`kafka`]: topic records, in one Kafka transaction per batch that also commits the input
+//!   offsets to the consumer group.
+//!
+//! [`open`] is the sink list: the only place that knows which sinks exist.
+
+pub mod files;
+pub mod kafka;
+
+use std::any::Any;
+use std::time::Duration;
+
+use rdkafka::consumer::ConsumerGroupMetadata;
+use serde::{Deserialize, Serialize};
+use txn_core::kafka::ClientSettings;
+
+use crate::config::ProcessorConfig;
+use crate::error::{Error, Result};
+use files::{CompactWriter, FileLayer, FileSink};
+use kafka::TopicSink;
+
+/// Offsets [start, end) of one partition in a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OffsetRange {
+    pub partition: i32,
+    pub start: i64,
+    pub end: i64,
+}
+
+impl OffsetRange {
+    pub fn len(&self) -> u64 {
+        (self.end - self.start).max(0) as u64
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// What an output writes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A layer of `OUTPUT_PATH`.
+    Files(FileLayer),
+    /// Records of a Kafka topic.
+    Topic(String),
+}
+
+impl Target {
+    /// The output's name in logs, metrics and the checkpoint: its folder, or `topic:<name>`.
+    pub fn name(&self) -> String {
+        match self {
+            Target::Files(layer) => layer.folder.to_string(),
+            Target::Topic(topic) => format!("topic:{topic}"),
+        }
+    }
+}
+
+/// A batch as its sinks see it.
+#[derive(Debug, Clone, Copy)]
+pub struct SinkBatch<'a> {
+    pub batch: u64,
+    /// When the batch was planned (UTC microseconds): the same in every attempt.
+    pub planned_at: i64,
+    /// Its input offsets.
+    pub ranges: &'a [OffsetRange],
+}
+
+/// A piece of one output for one batch, in the type its sink takes.
+pub type Piece = Box<dyn Any + Send>;
+
+/// What a sink's pre-commit leaves for its commit.
+pub type PreCommit = Box<dyn Any + Send>;
+
+/// A staged piece of one output, and the rows it holds.
+#[must_use = "a staged piece is only visible once committed"]
+pub struct Staged {
+    pub rows: u64,
+    /// `None`: nothing this batch (no file is written for no rows).
+    pub piece: Option<Piece>,
+}
+
+impl Staged {
+    pub fn nothing() -> Self {
+        Staged {
+            rows: 0,
+            piece: None,
+        }
+    }
+
+    pub fn new<P: Any + Send>(rows: u64, piece: P) -> Self {
+        Staged {
+            rows,
+            piece: Some(Box::new(piece)),
+        }
+    }
+}
+
+/// The input's consumer group, as the sinks that commit input offsets need it at start.
+pub trait InputGroup {
+    /// The group's metadata for transactions (`None`: no group).
+    fn metadata(&self) -> Option<ConsumerGroupMetadata>;
+    /// Whether the group's committed offsets are the ends of `ranges` with this metadata.
+    fn offsets_are(&self, ranges: &[OffsetRange], metadata: &str, timeout: Duration)
+        -> Result<bool>;
+    /// Whether a topic exists (`None`: the broker cannot say).
+    fn topic_exists(&self, topic: &str) -> Result<Option<bool>>;
+}
+
+/// What a sink is given at start, before the first batch.
+pub struct Start<'a> {
+    pub config: &'a ProcessorConfig,
+    pub client: &'a ClientSettings,
+    /// The checkpoint's id (stable for the checkpoint's life).
+    pub checkpoint_id: &'a str,
+    /// The batch the last run planned and did not commit: it is re-run first, with this plan.
+    pub pending: Option<SinkBatch<'a>>,
+    pub group: &'a dyn InputGroup,
+}
+
+/// A two-phase committer of one kind of output.
+pub trait Sink: Send + Sync {
+    /// Its name in logs and errors.
+    fn name(&self) -> &'static str;
+
+    /// Whether outputs of this target are committed by this sink.
+    fn takes(&self, target: &Target) -> bool;
+
+    /// Before the first batch: connects, fences an earlier run's writer, and finds out whether
+    /// the pending batch (if any) was committed here already.
+    fn start(&mut self, _start: &Start<'_>) -> Result<()> {
+        Ok(())
+    }
+
+    /// Phase one, for every batch (also one without pieces for this sink): the pieces are made
+    /// durable or sent, still invisible. An error here leaves nothing of the batch visible.
+    fn pre_commit(&self, batch: &SinkBatch<'_>, pieces: Vec<Piece>) -> Result<PreCommit>;
+
+    /// Phase two: the batch becomes visible. Committing a batch committed before changes nothing.
+    fn commit(&self, batch: &SinkBatch<'_>, pre: PreCommit) -> Result<()>;
+
+    /// Undoes a pre-commit whose batch will not be committed now (it is re-run later).
+    fn abort(&self, _batch: &SinkBatch<'_>, _pre: PreCommit) {}
+
+    /// After the batch's checkpoint commit: upkeep (retention, compaction).
+    fn after_commit(&self, _batch: u64) -> Result<()> {
+        Ok(())
+    }
+
+    /// `--recover-from-batch`: moves what batches after `batch` wrote out of readers' sight,
+    /// into `_set_aside_<name>`. Returns how many pieces were moved.
+    fn set_aside_after(&self, _batch: u64, _name: &str) -> Result<usize> {
+        Ok(0)
+    }
+
+    /// Whether this sink's commit also commits the batch's input offsets to the consumer group
+    /// (the engine then does not).
+    fn commits_group_offsets(&self) -> bool {
+        false
+    }
+
+    /// For benchmarks of the stages, which have no broker: pieces that would need one are dropped.
+    fn without_broker(&mut self) {}
+}
+
+/// The writer the outputs stage their files with, and the sinks that commit the outputs of
+/// `targets`, in commit order.
+pub struct Sinks {
+    pub writer: CompactWriter,
+    pub list: Vec<Box<dyn Sink>>,
+}
+
+/// The sink list: files first (renamed into place), then Kafka topics, whose transaction commits
+/// last, once everything else of the batch is visible.
+pub fn open(config: &ProcessorConfig, targets: &[Target]) -> Result<Sinks> {
+    let layers: Vec<FileLayer> = targets
+        .iter()
+        .filter_map(|t| match t {
+            Target::Files(layer) => Some(*layer),
+            Target::Topic(_) => None,
+        })
+        .collect();
+    let topics: Vec<String> = targets
+        .iter()
+        .filter_map(|t| match t {
+            Target::Topic(topic) => Some(topic.clone()),
+            Target::Files(_) => None,
+        })
+        .collect();
+    let writer = CompactWriter::open(&config.output_path, config.max_files_per_sink, &layers)?;
+    let mut list: Vec<Box<dyn Sink>> = Vec::new();
+    if !layers.is_empty() {
+        list.push(Box::new(FileSink::new(writer.clone(), layers)));
+    }
+    if !topics.is_empty() {
+        list.push(Box::new(TopicSink::new(topics)));
+    }
+    for target in targets {
+        if !list.iter().any(|s| s.takes(target)) {
+            return Err(Error::Internal(format!(
+                "no sink takes output {}",
+                target.name()
+            )));
+        }
+    }
+    Ok(Sinks { writer, list })
+}
+
+/// A piece handed to the wrong sink: a bug, not bad input.
+pub(crate) fn wrong_piece(sink: &str) -> Error {
+    Error::Internal(format!("the {sink} sink was handed a piece of another sink"))
+}
