@@ -171,7 +171,7 @@ impl ProcessorConfig {
         if self.gold_window.is_zero() {
             return Err(Error::Config("GOLD_WINDOW must be longer than 0".into()));
         }
-        crate::engine::source::StartingOffsets::parse(&self.starting_offsets, &self.kafka.topic)?;
+        crate::engine::plan::StartingOffsets::parse(&self.starting_offsets, &self.kafka.topic)?;
         Ok(())
     }
 }

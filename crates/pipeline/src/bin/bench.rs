@@ -444,7 +444,7 @@ fn bench_read(filled: &Filled) -> anyhow::Result<()> {
     let t = Instant::now();
     let (mut rows, mut batches) = (0usize, 0);
     loop {
-        let (ranges, _) = processor::source::plan(
+        let (ranges, _) = processor::engine::plan::plan(
             &next,
             &watermarks,
             &target,

@@ -174,7 +174,10 @@ impl<D: Dataset> Stages<D> {
         let targets: Vec<_> = outputs.iter().map(|o| o.target()).collect();
         // Before anything touches the outputs: one writer per checkpoint.
         let lock = Arc::new(CheckpointLock::acquire(&config.checkpoint_path())?);
-        let sinks::Sinks { writer, list: sinks } = sinks::open(config, &targets)?;
+        let sinks::Sinks {
+            writer,
+            list: sinks,
+        } = sinks::open(config, &targets)?;
         let routes = targets
             .iter()
             .map(|t| sinks.iter().position(|s| s.takes(t)).unwrap_or(0))

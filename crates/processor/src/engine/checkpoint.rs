@@ -23,8 +23,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::source::OffsetRange;
-pub use crate::os::sync_dir;
 use crate::error::{Error, IoContext, Result};
+pub use crate::os::sync_dir;
 
 /// How many batches of history to keep (as Spark's `minBatchesToRetain`).
 const RETAIN_BATCHES: u64 = 100;

@@ -7,11 +7,11 @@ use arrow_array::{ArrayRef, Int32Array, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Schema, SchemaRef};
 
 use super::columns::{field, kafka_ts, key_column, placeholder, timestamp_type, timestamps};
-use crate::sinks::files::{FileLayer, Shared};
 use crate::engine::dataset::Dataset;
 use crate::engine::output::{Output, StageInput, Staged, Target};
 use crate::engine::source::RawBatch;
 use crate::error::Result;
+use crate::sinks::files::{FileLayer, Shared};
 
 /// The bronze output: one Parquet file of every message per batch.
 pub struct Bronze(pub FileLayer);

@@ -31,7 +31,6 @@ pub fn timestamps(values: impl Iterator<Item = Option<i64>>) -> ArrayRef {
 
 pub use crate::engine::dataset::lossy;
 
-
 pub fn strings<'s>(
     len: usize,
     bytes: usize,

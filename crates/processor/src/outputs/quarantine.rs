@@ -7,10 +7,10 @@ use arrow_array::{ArrayRef, Int32Array, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Schema, SchemaRef};
 
 use super::columns::{field, lossy, strings, timestamp_type, timestamps};
-use crate::sinks::files::FileLayer;
 use crate::engine::dataset::{Batch, Dataset};
 use crate::engine::output::{Output, StageInput, Staged, Target};
 use crate::error::Result;
+use crate::sinks::files::FileLayer;
 
 /// The quarantine output: one Parquet file of the batch's rejects.
 pub struct Quarantine(pub FileLayer);

@@ -190,7 +190,9 @@ impl Sink for TopicSink {
     }
 
     fn commit(&self, batch: &SinkBatch<'_>, pre: PreCommit) -> Result<()> {
-        let open = *pre.downcast::<bool>().map_err(|_| wrong_piece(self.name()))?;
+        let open = *pre
+            .downcast::<bool>()
+            .map_err(|_| wrong_piece(self.name()))?;
         match (&self.transactions, open) {
             (Some(kafka), true) => kafka.commit(batch),
             _ => Ok(()),

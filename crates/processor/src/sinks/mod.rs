@@ -110,8 +110,12 @@ pub trait InputGroup {
     /// The group's metadata for transactions (`None`: no group).
     fn metadata(&self) -> Option<ConsumerGroupMetadata>;
     /// Whether the group's committed offsets are the ends of `ranges` with this metadata.
-    fn offsets_are(&self, ranges: &[OffsetRange], metadata: &str, timeout: Duration)
-        -> Result<bool>;
+    fn offsets_are(
+        &self,
+        ranges: &[OffsetRange],
+        metadata: &str,
+        timeout: Duration,
+    ) -> Result<bool>;
     /// Whether a topic exists (`None`: the broker cannot say).
     fn topic_exists(&self, topic: &str) -> Result<Option<bool>>;
 }
@@ -217,5 +221,7 @@ pub fn open(config: &ProcessorConfig, targets: &[Target]) -> Result<Sinks> {
 
 /// A piece handed to the wrong sink: a bug, not bad input.
 pub(crate) fn wrong_piece(sink: &str) -> Error {
-    Error::Internal(format!("the {sink} sink was handed a piece of another sink"))
+    Error::Internal(format!(
+        "the {sink} sink was handed a piece of another sink"
+    ))
 }

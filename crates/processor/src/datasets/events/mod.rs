@@ -15,8 +15,8 @@ use crate::engine::operator::Operator;
 use crate::engine::output::Output;
 use crate::operators::windows::{OutputMode, TumblingWindows, WindowBatch};
 use crate::outputs::console::spark_table;
-use crate::sinks::files::FileLayer;
 use crate::outputs::quarantine::Quarantine;
+use crate::sinks::files::FileLayer;
 
 /// The seed's window and watermark delay.
 pub const WINDOW_MICROS: i64 = 10_000_000;

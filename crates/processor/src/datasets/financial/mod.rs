@@ -21,8 +21,8 @@ use crate::operators::anomalies::{Anomalies, Anomaly, Txn};
 use crate::operators::merchant_totals::{MerchantTotal, MerchantTotals};
 use crate::outputs::bronze::Bronze;
 use crate::outputs::console::spark_table;
-use crate::sinks::files::FileLayer;
 use crate::outputs::quarantine::Quarantine;
+use crate::sinks::files::FileLayer;
 
 /// A decoded batch of financial transactions.
 pub type FinancialBatch<'a> = Batch<'a, Financial>;
