@@ -29,6 +29,30 @@ fn parse_trigger(text: &str) -> Result<Trigger, String> {
         .map_err(|e| format!("{e}, or available-now"))
 }
 
+/// How the Parquet layers are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// One compact Parquet file per layer per batch.
+    Parquet,
+    /// Each layer a Delta Lake table (its log holds the input offsets of every batch).
+    Delta,
+}
+
+/// A local folder, given as a path or a `file://` URL. Other schemes are refused by name, so
+/// that `s3://bucket/x` never becomes a local folder named `s3:`.
+fn parse_output_path(text: &str) -> Result<PathBuf, String> {
+    match text.split_once("://") {
+        None => Ok(PathBuf::from(text)),
+        Some(("file", path)) if path.starts_with('/') => Ok(PathBuf::from(path)),
+        Some(("file", _)) => Err(format!(
+            "{text}: a file:// URL needs an absolute path (file:///data/out)"
+        )),
+        Some((scheme, _)) => Err(format!(
+            "{text}: {scheme}:// is not a storage this processor writes to; use a local path or file:// (object storage is not supported yet)"
+        )),
+    }
+}
+
 fn parse_spark_duration(text: &str) -> Result<Duration, String> {
     parse_duration(text).map_err(|e| e.to_string())
 }
@@ -48,11 +72,16 @@ pub struct ProcessorConfig {
     /// defaults to `events`, STARTING_OFFSETS to `earliest`, KAFKA_GROUP_ID to `events-processor`)
     #[arg(long, env = "DATASET", default_value = "transactions", value_parser = txn_core::settings::DATASETS)]
     pub dataset: String,
-    /// Root folder of the layers (bronze/, silver/, gold/, quarantine/, raw_csv/, _chk/)
-    #[arg(long, env = "OUTPUT_PATH", default_value = "./data/output/parquet")]
+    /// Root folder of the layers (bronze/, silver/, gold/, quarantine/, raw_csv/, _chk/): a path
+    /// or a file:// URL
+    #[arg(long, env = "OUTPUT_PATH", default_value = "./data/output/parquet", value_parser = parse_output_path)]
     pub output_path: PathBuf,
+    /// How the Parquet layers are kept: `parquet` (one file per layer per batch) or `delta` (each
+    /// layer a Delta Lake table; raw_csv stays CSV files)
+    #[arg(long, env = "OUTPUT_FORMAT", default_value = "parquet", value_enum)]
+    pub output_format: OutputFormat,
     /// Checkpoint folder (default: OUTPUT_PATH/_chk); CHECKPOINT_DIR is accepted too
-    #[arg(long, env = "SPARK_CHECKPOINT_DIR")]
+    #[arg(long, env = "SPARK_CHECKPOINT_DIR", value_parser = parse_output_path)]
     pub checkpoint_dir: Option<PathBuf>,
     /// Where to start when there is no checkpoint: latest, earliest, or Spark's JSON
     /// {"topic":{"0":42,"1":-2}} (-2 = earliest, -1 = latest)

@@ -38,6 +38,11 @@ pub enum Error {
     Parquet(#[from] parquet::errors::ParquetError),
     #[error("cannot build a record batch: {0}")]
     Arrow(#[from] arrow_schema::ArrowError),
+    #[error("{context}: {source}")]
+    Delta {
+        context: String,
+        source: Box<deltalake_core::DeltaTableError>,
+    },
     /// A bug, not a setting: a worker thread panicked (exits 1, where a setting exits 2).
     #[error("internal error: {0}")]
     Internal(String),
@@ -67,6 +72,20 @@ impl<T> KafkaContext<T> for rdkafka::error::KafkaResult<T> {
         self.map_err(|source| Error::Kafka {
             context: context(),
             source,
+        })
+    }
+}
+
+/// Adds what was being done to a Delta Lake error.
+pub trait DeltaContext<T> {
+    fn delta_context(self, context: impl FnOnce() -> String) -> Result<T>;
+}
+
+impl<T> DeltaContext<T> for Result<T, deltalake_core::DeltaTableError> {
+    fn delta_context(self, context: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|source| Error::Delta {
+            context: context(),
+            source: Box::new(source),
         })
     }
 }

@@ -163,10 +163,13 @@ pub fn startup(name: &str) -> Option<std::sync::Arc<std::sync::atomic::AtomicBoo
 pub fn init_logging() {
     use std::io::IsTerminal;
     let (filter, refused) = match std::env::var("RUST_LOG") {
-        Err(_) => (tracing_subscriber::EnvFilter::new("info"), None),
+        Err(_) => (quiet_chatty(tracing_subscriber::EnvFilter::new("info"), ""), None),
         Ok(text) => match log_filter(&text) {
             Ok(filter) => (filter, None),
-            Err(why) => (tracing_subscriber::EnvFilter::new("info"), Some(why)),
+            Err(why) => (
+                quiet_chatty(tracing_subscriber::EnvFilter::new("info"), ""),
+                Some(why),
+            ),
         },
     };
     let builder = tracing_subscriber::fmt()
@@ -202,6 +205,7 @@ pub fn log_filter(text: &str) -> Result<tracing_subscriber::EnvFilter, String> {
     const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
     let filter = tracing_subscriber::EnvFilter::try_new(text)
         .map_err(|e| format!("RUST_LOG={text:?} is not a log filter ({e})"))?;
+    let filter = quiet_chatty(filter, text);
     let useful = text.split(',').map(str::trim).any(|d| {
         let target = d.split(['=', '[']).next().unwrap_or("").trim();
         LEVELS.contains(&target.to_ascii_lowercase().as_str())
@@ -217,6 +221,22 @@ pub fn log_filter(text: &str) -> Result<tracing_subscriber::EnvFilter, String> {
             OUR_TARGETS.join(", ")
         ))
     }
+}
+
+/// The Delta Lake kernel logs every snapshot it builds at info: kept to warnings unless the
+/// filter `text` names it.
+fn quiet_chatty(
+    mut filter: tracing_subscriber::EnvFilter,
+    text: &str,
+) -> tracing_subscriber::EnvFilter {
+    for chatty in ["buoyant_kernel", "buoyant_kernel_engine", "deltalake_core"] {
+        if !text.contains(chatty) {
+            if let Ok(directive) = format!("{chatty}=warn").parse() {
+                filter = filter.add_directive(directive);
+            }
+        }
+    }
+    filter
 }
 
 /// A boolean the way the seed's `.env` writes them: true/false, 1/0, yes/no, on/off.

@@ -19,7 +19,7 @@ pub struct Bronze(pub FileLayer);
 impl Default for Bronze {
     /// In the folder `bronze/`.
     fn default() -> Self {
-        Bronze(FileLayer::parquet("bronze"))
+        Bronze(FileLayer::parquet("bronze").dated_by("kafka_ts"))
     }
 }
 

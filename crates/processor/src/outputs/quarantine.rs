@@ -18,7 +18,7 @@ pub struct Quarantine(pub FileLayer);
 impl Default for Quarantine {
     /// In the folder `quarantine/`.
     fn default() -> Self {
-        Quarantine(FileLayer::parquet("quarantine"))
+        Quarantine(FileLayer::parquet("quarantine").dated_by("bad_ingest_ts"))
     }
 }
 

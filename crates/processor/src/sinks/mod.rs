@@ -8,11 +8,14 @@
 //! recognises its re-run and changes nothing; [`Sink::start`] is where it looks.
 //!
 //! - [`files`]: compact Parquet and CSV files, one per layer per batch, renamed into place;
+//! - [`delta`]: Delta Lake tables (`OUTPUT_FORMAT=delta`), the batch's input offsets in each
+//!   table's log;
 //! - [`kafka`]: topic records, in one Kafka transaction per batch that also commits the input
 //!   offsets to the consumer group.
 //!
 //! [`open`] is the sink list: the only place that knows which sinks exist.
 
+pub mod delta;
 pub mod files;
 pub mod kafka;
 
@@ -23,8 +26,9 @@ use rdkafka::consumer::ConsumerGroupMetadata;
 use serde::{Deserialize, Serialize};
 use txn_core::kafka::ClientSettings;
 
-use crate::config::ProcessorConfig;
+use crate::config::{OutputFormat, ProcessorConfig};
 use crate::error::{Error, Result};
+use delta::DeltaSink;
 use files::{CompactWriter, FileLayer, FileSink};
 use kafka::TopicSink;
 
@@ -183,8 +187,9 @@ pub struct Sinks {
     pub list: Vec<Box<dyn Sink>>,
 }
 
-/// The sink list: files first (renamed into place), then Kafka topics, whose transaction commits
-/// last, once everything else of the batch is visible.
+/// The sink list: files first (renamed into place), then Delta tables (with
+/// `OUTPUT_FORMAT=delta`, the Parquet layers; CSV stays files), then Kafka topics, whose
+/// transaction commits last, once everything else of the batch is visible.
 pub fn open(config: &ProcessorConfig, targets: &[Target]) -> Result<Sinks> {
     let layers: Vec<FileLayer> = targets
         .iter()
@@ -201,9 +206,19 @@ pub fn open(config: &ProcessorConfig, targets: &[Target]) -> Result<Sinks> {
         })
         .collect();
     let writer = CompactWriter::open(&config.output_path, config.max_files_per_sink, &layers)?;
+    let (tables, files): (Vec<FileLayer>, Vec<FileLayer>) = layers
+        .into_iter()
+        .partition(|l| config.output_format == OutputFormat::Delta && l.extension == "parquet");
     let mut list: Vec<Box<dyn Sink>> = Vec::new();
-    if !layers.is_empty() {
-        list.push(Box::new(FileSink::new(writer.clone(), layers)));
+    if !files.is_empty() {
+        list.push(Box::new(FileSink::new(writer.clone(), files)));
+    }
+    if !tables.is_empty() {
+        list.push(Box::new(DeltaSink::new(
+            &config.output_path,
+            tables,
+            &config.kafka.topic,
+        )?));
     }
     if !topics.is_empty() {
         list.push(Box::new(TopicSink::new(topics)));

@@ -71,7 +71,9 @@ impl Dataset for Events {
         vec![
             Box::new(parsed::Parsed),
             Box::new(agg::Aggregates),
-            Box::new(Quarantine(FileLayer::parquet("events_quarantine"))),
+            Box::new(Quarantine(
+                FileLayer::parquet("events_quarantine").dated_by("bad_ingest_ts"),
+            )),
         ]
     }
 

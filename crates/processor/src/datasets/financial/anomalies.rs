@@ -15,7 +15,7 @@ use crate::operators::anomalies::Anomaly;
 use crate::outputs::columns::{field, strings, timestamp_type, timestamps};
 use crate::sinks::files::FileLayer;
 
-pub const LAYER: FileLayer = FileLayer::parquet("financial_anomalies");
+pub const LAYER: FileLayer = FileLayer::parquet("financial_anomalies").dated_by("transactionTime");
 
 pub struct AnomalyFiles;
 

@@ -112,9 +112,13 @@ impl Dataset for Financial {
 
     fn outputs(&self) -> Vec<Box<dyn Output<Self>>> {
         vec![
-            Box::new(Bronze(FileLayer::parquet("financial_bronze"))),
+            Box::new(Bronze(
+                FileLayer::parquet("financial_bronze").dated_by("kafka_ts"),
+            )),
             Box::new(silver::Silver),
-            Box::new(Quarantine(FileLayer::parquet("financial_quarantine"))),
+            Box::new(Quarantine(
+                FileLayer::parquet("financial_quarantine").dated_by("bad_ingest_ts"),
+            )),
             Box::new(anomalies::AnomalyFiles),
             Box::new(topics::AggregatesTopic(self.aggregates_topic.clone())),
             Box::new(topics::AnomaliesTopic(self.anomalies_topic.clone())),

@@ -15,7 +15,7 @@ use crate::error::Result;
 use crate::outputs::columns::{field, strings, timestamp_type, timestamps};
 use crate::sinks::files::FileLayer;
 
-pub const LAYER: FileLayer = FileLayer::parquet("financial_silver");
+pub const LAYER: FileLayer = FileLayer::parquet("financial_silver").dated_by("transactionTime");
 
 pub struct Silver;
 

@@ -13,7 +13,7 @@ use crate::operators::fraud::Alert;
 use crate::outputs::columns::{field, strings, timestamp_type, timestamps};
 use crate::sinks::files::FileLayer;
 
-pub const LAYER: FileLayer = FileLayer::parquet("fraud_alerts");
+pub const LAYER: FileLayer = FileLayer::parquet("fraud_alerts").dated_by("event_time");
 
 pub struct FraudAlerts;
 

@@ -13,6 +13,7 @@ pub const LAYER: FileLayer = FileLayer {
     folder: "raw_csv",
     prefix: "raw",
     extension: "csv",
+    date_column: None,
 };
 
 /// The raw CSV output: one CSV file of the valid transactions per batch.

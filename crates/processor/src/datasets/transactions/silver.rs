@@ -12,7 +12,7 @@ use crate::error::Result;
 use crate::outputs::columns::{field, kafka_ts as kafka_ts_of, placeholder, timestamp_type};
 use crate::sinks::files::{column_descr, encode_text_groups, FileLayer, Shared};
 
-pub const LAYER: FileLayer = FileLayer::parquet("silver");
+pub const LAYER: FileLayer = FileLayer::parquet("silver").dated_by("event_time");
 
 /// The silver output: one Parquet file of the valid transactions per batch.
 pub struct Silver;

@@ -41,6 +41,9 @@ pub struct FileLayer {
     pub folder: &'static str,
     pub prefix: &'static str,
     pub extension: &'static str,
+    /// The UTC timestamp column whose date partitions the layer as a Delta table
+    /// (`date=YYYY-MM-DD`); `None`: not partitioned by date.
+    pub date_column: Option<&'static str>,
 }
 
 impl FileLayer {
@@ -50,6 +53,15 @@ impl FileLayer {
             folder,
             prefix: folder,
             extension: "parquet",
+            date_column: None,
+        }
+    }
+
+    /// The layer, partitioned by the UTC date of `column` as a Delta table.
+    pub const fn dated_by(self, column: &'static str) -> Self {
+        FileLayer {
+            date_column: Some(column),
+            ..self
         }
     }
 
@@ -77,6 +89,11 @@ const PLAIN_NUMBERS: [&str; 2] = ["lat", "lon"];
 
 /// The writer settings of a Parquet layer of this schema.
 ///
+/// Statistics are kept per column chunk, not per page, and no page index is written: a file
+/// holds one batch, whose row groups readers skip by their statistics, and a column chunk copied
+/// from another file (`Shared`) has no page index for the footer to hold (parquet 59 panics on a
+/// file where some chunks have one and others not).
+///
 /// String columns carry no min/max statistics. A file holds one batch, so its time columns are
 /// narrow and their statistics let readers skip files by time; a string column (ids, merchant,
 /// city, status, payloads) spans nearly its whole range in every file, so its min/max would skip
@@ -84,6 +101,8 @@ const PLAIN_NUMBERS: [&str; 2] = ["lat", "lon"];
 fn properties(schema: &Schema) -> WriterProperties {
     let mut props = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
+        .set_statistics_enabled(EnabledStatistics::Chunk)
+        .set_offset_index_disabled(true)
         .set_created_by(
             concat!("transaction-pipeline processor ", env!("CARGO_PKG_VERSION")).into(),
         );
@@ -254,7 +273,7 @@ impl CompactWriter {
             File::create(&staged).io_context(|| format!("cannot create {}", staged.display()))?;
         let out = BufWriter::with_capacity(1 << 20, file);
         let file_writer = encode_file(out, rows)?;
-        staged_file(file_writer.into_inner()?, staged, fin)?.synced()
+        staged_file(file_writer.into_inner()?, layer, staged, fin)?.synced()
     }
 
     /// Writes one Parquet file for the layer's rows of this batch into staging.
@@ -267,7 +286,7 @@ impl CompactWriter {
     ) -> Result<StagedFile> {
         let (staged, fin, out) = self.create_staged(layer, planned_at, batch)?;
         let file_writer = encode_file(out, rows)?;
-        staged_file(file_writer.into_inner()?, staged, fin)
+        staged_file(file_writer.into_inner()?, layer, staged, fin)
     }
 
     /// Writes one Parquet file (into staging) whose column `shared.column` is copied, already
@@ -329,7 +348,7 @@ impl CompactWriter {
             }
             Ok(())
         })?;
-        let file = staged_file(file_writer.into_inner()?, staged, fin)?;
+        let file = staged_file(file_writer.into_inner()?, layer, staged, fin)?;
         tracing::debug!("{}: column {column} copied: {was_copied}", layer.folder());
         Ok((file, was_copied))
     }
@@ -364,7 +383,7 @@ impl CompactWriter {
             file.write_all(piece)
                 .io_context(|| format!("cannot write {}", staged.display()))
         })?;
-        Ok(StagedFile::start_writeback(file, staged, fin))
+        Ok(StagedFile::start_writeback(file, layer, staged, fin))
     }
 
     /// Puts a batch's staged files in place: [`Self::sync`], then [`Self::place`]. Returns the
@@ -540,6 +559,19 @@ fn encode_file<W: std::io::Write + Send>(
     Ok(file_writer)
 }
 
+/// Writes `rows` as one Parquet file at `path`, with the layers' settings, and syncs it.
+pub(crate) fn write_file(path: &Path, rows: &RecordBatch) -> Result<()> {
+    let file = File::create(path).io_context(|| format!("cannot create {}", path.display()))?;
+    let out = BufWriter::with_capacity(1 << 20, file);
+    let buffered = encode_file(out, rows)?.into_inner()?;
+    let file = buffered.into_inner().map_err(|e| Error::Io {
+        context: format!("cannot write {}", path.display()),
+        source: e.into_error(),
+    })?;
+    file.sync_all()
+        .io_context(|| format!("cannot sync {}", path.display()))
+}
+
 /// The Parquet description of column `column` of a layer schema (flat: one leaf per column).
 pub fn column_descr(schema: &Schema, column: usize) -> Result<ColumnDescPtr> {
     let descr = parquet::arrow::ArrowSchemaConverter::new().convert(schema)?;
@@ -671,6 +703,7 @@ pub struct StagedFile {
     /// Open until the commit syncs it; `None` once synced (a batch's many partition files are
     /// synced as they are written, so that no batch holds an open file per partition).
     file: Option<File>,
+    layer: FileLayer,
     staged: PathBuf,
     fin: PathBuf,
 }
@@ -678,7 +711,7 @@ pub struct StagedFile {
 impl StagedFile {
     /// Asks the kernel to start writing the file's pages to disk now (Linux; no wait), so that
     /// the commit's fsync finds most of them written.
-    fn start_writeback(file: File, staged: PathBuf, fin: PathBuf) -> Self {
+    fn start_writeback(file: File, layer: FileLayer, staged: PathBuf, fin: PathBuf) -> Self {
         #[cfg(target_os = "linux")]
         {
             use std::os::fd::AsRawFd as _;
@@ -689,6 +722,7 @@ impl StagedFile {
         }
         StagedFile {
             file: Some(file),
+            layer,
             staged,
             fin,
         }
@@ -714,14 +748,28 @@ impl StagedFile {
     pub fn final_path(&self) -> &Path {
         &self.fin
     }
+
+    /// Where the file is until it is published.
+    pub fn staged_path(&self) -> &Path {
+        &self.staged
+    }
+
+    pub fn layer(&self) -> FileLayer {
+        self.layer
+    }
 }
 
-fn staged_file(buffered: BufWriter<File>, staged: PathBuf, fin: PathBuf) -> Result<StagedFile> {
+fn staged_file(
+    buffered: BufWriter<File>,
+    layer: FileLayer,
+    staged: PathBuf,
+    fin: PathBuf,
+) -> Result<StagedFile> {
     let file = buffered.into_inner().map_err(|e| Error::Io {
         context: format!("cannot write {}", staged.display()),
         source: e.into_error(),
     })?;
-    Ok(StagedFile::start_writeback(file, staged, fin))
+    Ok(StagedFile::start_writeback(file, layer, staged, fin))
 }
 
 /// The batch id in a final file name of `layer`, if the name is one of ours.
@@ -815,6 +863,7 @@ mod tests {
         folder: "raw_csv",
         prefix: "raw",
         extension: "csv",
+        date_column: None,
     };
     pub(crate) const TEST_LAYERS: [FileLayer; 3] = [BRONZE, SILVER, RAW_CSV];
     use std::sync::Arc;

@@ -1,0 +1,570 @@
+//! Delta Lake tables (`OUTPUT_FORMAT=delta`): each Parquet layer is a table at
+//! `OUTPUT_PATH/<layer>`, exactly once through the table's own log, as kafka-delta-ingest does.
+//!
+//! The outputs stage their Parquet files as for the file sink (same writer, same names). The
+//! pre-commit syncs them and moves them into the table's folder (`date=YYYY-MM-DD/` when the
+//! layer is partitioned by date; a file whose rows span several dates is split), where no reader
+//! sees them: a Delta reader reads only the files the log names. The commit then writes one log
+//! entry per table with an `add` action per file and a `txn` action per input partition
+//! (`appId` = `kafka:<topic>:<partition>`, `version` = the batch's end offset). A batch whose
+//! offsets the table's log already holds is recognised from the table alone, whichever process
+//! replays it, and is not added again.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
+
+use arrow_array::{Array, BooleanArray, RecordBatch, TimestampMicrosecondArray};
+use arrow_schema::{DataType, SchemaRef, TimeUnit};
+use deltalake_core::kernel::engine::arrow_conversion::TryIntoKernel as _;
+use deltalake_core::kernel::transaction::{CommitBuilder, CommitProperties};
+use deltalake_core::kernel::{
+    Action, Add, DataType as DeltaType, PrimitiveType, StructField, StructType, Transaction,
+};
+use deltalake_core::operations::create::CreateBuilder;
+use deltalake_core::protocol::{DeltaOperation, OutputMode, SaveMode};
+use deltalake_core::{DeltaTable, DeltaTableBuilder};
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ParquetRecordBatchReaderBuilder};
+use parquet::file::metadata::ParquetMetaData;
+use parquet::file::statistics::Statistics;
+use tracing::info;
+
+use super::files::{write_file, CompactWriter, FileLayer, StagedFile};
+use super::{wrong_piece, OffsetRange, Piece, PreCommit, Sink, SinkBatch, Target};
+use crate::error::{DeltaContext as _, Error, IoContext as _, Result};
+use crate::os::sync_dir;
+
+/// The partition column of a layer partitioned by date.
+const DATE: &str = "date";
+const MICROS_A_DAY: i64 = 86_400_000_000;
+
+/// The Delta sink: one table per Parquet layer.
+pub struct DeltaSink {
+    root: PathBuf,
+    layers: Vec<FileLayer>,
+    /// The input topic: the `txn` actions' application ids are named after it.
+    topic: String,
+    /// The tables opened so far (a table is created by its first commit).
+    tables: Mutex<BTreeMap<&'static str, DeltaTable>>,
+    runtime: tokio::runtime::Runtime,
+}
+
+/// A table's part of a batch, between the pre-commit and the commit.
+struct TableCommit {
+    layer: FileLayer,
+    adds: Vec<Add>,
+}
+
+impl DeltaSink {
+    pub fn new(root: &Path, layers: Vec<FileLayer>, topic: &str) -> Result<Self> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .io_context(|| "cannot start the Delta Lake sink's runtime".into())?;
+        let root = std::path::absolute(root)
+            .io_context(|| format!("cannot resolve OUTPUT_PATH {}", root.display()))?;
+        Ok(DeltaSink {
+            root,
+            layers,
+            topic: topic.into(),
+            tables: Mutex::new(BTreeMap::new()),
+            runtime,
+        })
+    }
+
+    fn table_dir(&self, layer: FileLayer) -> PathBuf {
+        self.root.join(layer.folder())
+    }
+
+    /// The `txn` application id of an input partition.
+    fn app_id(&self, partition: i32) -> String {
+        format!("kafka:{}:{partition}", self.topic)
+    }
+
+    /// Opens the layer's table if it exists (and is not open yet).
+    fn open_table(&self, layer: FileLayer) -> Result<bool> {
+        let mut tables = self.tables.lock().unwrap_or_else(PoisonError::into_inner);
+        if tables.contains_key(layer.folder()) {
+            return Ok(true);
+        }
+        let dir = self.table_dir(layer);
+        if !dir.join("_delta_log").is_dir() {
+            return Ok(false);
+        }
+        let table = self.runtime.block_on(async {
+            let url = table_url(&dir)?;
+            DeltaTableBuilder::from_url(url)
+                .delta_context(|| format!("cannot open Delta table {}", dir.display()))?
+                .load()
+                .await
+                .delta_context(|| format!("cannot read Delta table {}", dir.display()))
+        })?;
+        info!(
+            "[processor] Delta table {} at version {}",
+            dir.display(),
+            table.version().map_or("none".into(), |v| v.to_string())
+        );
+        tables.insert(layer.folder(), table);
+        Ok(true)
+    }
+
+    /// Whether the table already holds this batch: every input partition's `txn` version at or
+    /// past the batch's end. A table that holds part of it only (another checkpoint, with other
+    /// batch bounds, wrote it) is an error: appending would duplicate, skipping would lose.
+    fn holds(&self, layer: FileLayer, ranges: &[OffsetRange]) -> Result<bool> {
+        let tables = self.tables.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(table) = tables.get(layer.folder()) else {
+            return Ok(false);
+        };
+        let state = table
+            .snapshot()
+            .delta_context(|| format!("Delta table {}", layer.folder()))?;
+        let (mut held, mut fresh) = (Vec::new(), Vec::new());
+        for range in ranges.iter().filter(|r| !r.is_empty()) {
+            let version = self
+                .runtime
+                .block_on(
+                    state.transaction_version(&table.log_store(), self.app_id(range.partition)),
+                )
+                .delta_context(|| {
+                    format!(
+                        "Delta table {}: cannot read its txn actions",
+                        layer.folder()
+                    )
+                })?;
+            match version {
+                Some(v) if v >= range.end => held.push(range.partition),
+                Some(v) if v > range.start => {
+                    return Err(Error::DataLoss(format!(
+                        "Delta table {} holds partition {} up to offset {v}, inside the batch's range {}..{}: it was written with other batch bounds (another checkpoint); remove the table or the checkpoint so that one decides",
+                        self.table_dir(layer).display(),
+                        range.partition,
+                        range.start,
+                        range.end
+                    )))
+                }
+                _ => fresh.push(range.partition),
+            }
+        }
+        if !held.is_empty() && !fresh.is_empty() {
+            return Err(Error::DataLoss(format!(
+                "Delta table {} holds this batch's partitions {held:?} but not {fresh:?}: it was written with other batch bounds (another checkpoint)",
+                self.table_dir(layer).display()
+            )));
+        }
+        Ok(!held.is_empty())
+    }
+
+    /// Moves a synced staged file into the table's folder (its date partition, split by date
+    /// when its rows span several), and returns its `add` actions.
+    fn place(&self, file: StagedFile) -> Result<Vec<Add>> {
+        let layer = file.layer();
+        let staged = file.staged_path().to_path_buf();
+        let name = file
+            .final_path()
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| Error::Internal(format!("{}: no file name", staged.display())))?
+            .to_string();
+        drop(file);
+        let table = self.table_dir(layer);
+        let footer = read_footer(&staged)?;
+        let Some(column) = layer.date_column else {
+            return Ok(vec![move_into(&staged, &table, None, &name, &footer)?]);
+        };
+        match day_range(&footer, column)? {
+            Some((first, last)) if first == last => Ok(vec![move_into(
+                &staged,
+                &table,
+                Some(first),
+                &name,
+                &footer,
+            )?]),
+            None if footer.metadata().file_metadata().num_rows() == 0 => {
+                Ok(vec![move_into(&staged, &table, None, &name, &footer)?])
+            }
+            _ => split_by_day(&staged, &table, column, &name),
+        }
+    }
+
+    /// Creates the layer's table with the schema of its first file (and the date partition).
+    fn create_table(&self, layer: FileLayer, schema: &SchemaRef) -> Result<()> {
+        let dir = self.table_dir(layer);
+        let mut fields: Vec<StructField> = {
+            let structure: StructType = schema.as_ref().try_into_kernel().map_err(|e| {
+                Error::Internal(format!("{}: schema not Delta's: {e}", layer.folder()))
+            })?;
+            structure.fields().cloned().collect()
+        };
+        let mut partitions = Vec::new();
+        if layer.date_column.is_some() {
+            fields.push(StructField::new(
+                DATE,
+                DeltaType::Primitive(PrimitiveType::Date),
+                true,
+            ));
+            partitions.push(DATE);
+        }
+        let table = self.runtime.block_on(async {
+            CreateBuilder::new()
+                .with_location(table_url(&dir)?.to_string())
+                .with_table_name(layer.folder())
+                .with_columns(fields)
+                .with_partition_columns(partitions)
+                .with_save_mode(SaveMode::Ignore)
+                .await
+                .delta_context(|| format!("cannot create Delta table {}", dir.display()))
+        })?;
+        info!("[processor] Delta table {} created", dir.display());
+        self.tables
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(layer.folder(), table);
+        Ok(())
+    }
+}
+
+impl Sink for DeltaSink {
+    fn name(&self) -> &'static str {
+        "Delta tables"
+    }
+
+    fn takes(&self, target: &Target) -> bool {
+        matches!(target, Target::Files(layer) if self.layers.contains(layer))
+    }
+
+    /// Syncs the batch's files and moves them into their tables' folders, unless a table holds
+    /// the batch already (then its files are dropped): nothing is visible until the commit.
+    fn pre_commit(&self, batch: &SinkBatch<'_>, pieces: Vec<Piece>) -> Result<PreCommit> {
+        let mut by_layer: BTreeMap<FileLayer, Vec<StagedFile>> = BTreeMap::new();
+        for piece in pieces {
+            for file in *piece
+                .downcast::<Vec<StagedFile>>()
+                .map_err(|_| wrong_piece(self.name()))?
+            {
+                by_layer.entry(file.layer()).or_default().push(file);
+            }
+        }
+        let mut commits = Vec::new();
+        for (layer, files) in by_layer {
+            if self.open_table(layer)? && self.holds(layer, batch.ranges)? {
+                info!(
+                    "[processor] batch {}: Delta table {} holds it already: not added again",
+                    batch.batch,
+                    layer.folder()
+                );
+                for file in files {
+                    let _ = std::fs::remove_file(file.staged_path());
+                }
+                continue;
+            }
+            CompactWriter::sync(&files)?;
+            let schema = match files.first() {
+                Some(file) => Some(read_footer(file.staged_path())?.schema().clone()),
+                None => None,
+            };
+            let mut adds = Vec::new();
+            for file in files {
+                adds.extend(self.place(file)?);
+            }
+            if let Some(schema) = schema {
+                if !self.open_table(layer)? {
+                    self.create_table(layer, &schema)?;
+                }
+            }
+            commits.push(TableCommit { layer, adds });
+        }
+        Ok(Box::new(commits))
+    }
+
+    /// One log entry per table: its files and the batch's input offsets, atomically.
+    fn commit(&self, batch: &SinkBatch<'_>, pre: PreCommit) -> Result<()> {
+        let commits = pre
+            .downcast::<Vec<TableCommit>>()
+            .map_err(|_| wrong_piece(self.name()))?;
+        let txns: Vec<Action> = batch
+            .ranges
+            .iter()
+            .filter(|r| !r.is_empty())
+            .map(|r| Action::Txn(Transaction::new(self.app_id(r.partition), r.end)))
+            .collect();
+        let mut tables = self.tables.lock().unwrap_or_else(PoisonError::into_inner);
+        for TableCommit { layer, adds } in *commits {
+            let table = tables.get_mut(layer.folder()).ok_or_else(|| {
+                Error::Internal(format!("Delta table {} is not open", layer.folder()))
+            })?;
+            let actions: Vec<Action> = adds
+                .into_iter()
+                .map(Action::Add)
+                .chain(txns.iter().cloned())
+                .collect();
+            let operation = DeltaOperation::StreamingUpdate {
+                output_mode: OutputMode::Append,
+                query_id: self.app_id(-1),
+                epoch_id: batch.batch as i64,
+            };
+            let context = || {
+                format!(
+                    "batch {}: cannot commit to Delta table {}",
+                    batch.batch,
+                    layer.folder()
+                )
+            };
+            self.runtime.block_on(async {
+                let state = table.snapshot().delta_context(context)?;
+                CommitBuilder::from(CommitProperties::default().with_create_checkpoint(true))
+                    .with_actions(actions)
+                    .build(Some(state), table.log_store(), operation)
+                    .await
+                    .delta_context(context)?;
+                table.update_incremental(None).await.delta_context(context)
+            })?;
+        }
+        Ok(())
+    }
+
+    fn set_aside_after(&self, _batch: u64, _name: &str) -> Result<usize> {
+        Err(Error::Config(
+            "--recover-from-batch is not supported with OUTPUT_FORMAT=delta yet: a Delta table keeps its history (read an earlier version with time travel)".into(),
+        ))
+    }
+}
+
+fn table_url(dir: &Path) -> Result<url::Url> {
+    url::Url::from_directory_path(dir)
+        .map_err(|()| Error::Config(format!("{}: not an absolute path", dir.display())))
+}
+
+fn read_footer(path: &Path) -> Result<ArrowReaderMetadata> {
+    let file =
+        std::fs::File::open(path).io_context(|| format!("cannot open {}", path.display()))?;
+    Ok(ArrowReaderMetadata::load(&file, Default::default())?)
+}
+
+/// The first and last UTC day (days since 1970-01-01) of `column`'s values, from the file's
+/// statistics; `None` when there are none.
+fn day_range(footer: &ArrowReaderMetadata, column: &str) -> Result<Option<(i64, i64)>> {
+    let meta: &ParquetMetaData = footer.metadata();
+    let Some(index) = meta
+        .file_metadata()
+        .schema_descr()
+        .columns()
+        .iter()
+        .position(|c| c.name() == column)
+    else {
+        return Err(Error::Internal(format!(
+            "no column {column} to partition by"
+        )));
+    };
+    let mut range: Option<(i64, i64)> = None;
+    for group in meta.row_groups() {
+        match group.column(index).statistics() {
+            Some(Statistics::Int64(s)) => {
+                let (Some(&min), Some(&max)) = (s.min_opt(), s.max_opt()) else {
+                    continue;
+                };
+                let (first, last) = (min.div_euclid(MICROS_A_DAY), max.div_euclid(MICROS_A_DAY));
+                range = Some(match range {
+                    Some((a, b)) => (a.min(first), b.max(last)),
+                    None => (first, last),
+                });
+            }
+            // No statistics: the file is split by reading it.
+            _ => return Ok(Some((i64::MIN, i64::MAX))),
+        }
+    }
+    Ok(range)
+}
+
+/// `date=YYYY-MM-DD` of a day since 1970-01-01.
+fn date_partition(day: i64) -> String {
+    let date = chrono::DateTime::from_timestamp(day * 86_400, 0)
+        .map(|t| t.date_naive().to_string())
+        .unwrap_or_else(|| "1970-01-01".into());
+    format!("{DATE}={date}")
+}
+
+/// Renames a synced file into the table's folder (and date partition), and makes its `add`.
+fn move_into(
+    staged: &Path,
+    table: &Path,
+    day: Option<i64>,
+    name: &str,
+    footer: &ArrowReaderMetadata,
+) -> Result<Add> {
+    let (relative, values) = match day {
+        Some(day) => {
+            let partition = date_partition(day);
+            let value = partition[DATE.len() + 1..].to_string();
+            (
+                format!("{partition}/{name}"),
+                HashMap::from([(DATE.to_string(), Some(value))]),
+            )
+        }
+        None => (name.to_string(), HashMap::new()),
+    };
+    let fin = table.join(&relative);
+    let folder = fin.parent().unwrap_or(table);
+    if !folder.exists() {
+        std::fs::create_dir_all(folder)
+            .io_context(|| format!("cannot create {}", folder.display()))?;
+        sync_dir(table)?;
+    }
+    std::fs::rename(staged, &fin)
+        .io_context(|| format!("cannot move {} into its table", staged.display()))?;
+    sync_dir(folder)?;
+    add_action(&fin, relative, values, footer)
+}
+
+/// A file whose rows span several dates, rewritten as one file per date.
+fn split_by_day(staged: &Path, table: &Path, column: &str, name: &str) -> Result<Vec<Add>> {
+    let file =
+        std::fs::File::open(staged).io_context(|| format!("cannot open {}", staged.display()))?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)?.build()?;
+    let mut by_day: BTreeMap<i64, Vec<RecordBatch>> = BTreeMap::new();
+    for rows in reader {
+        let rows = rows?;
+        let index = rows.schema().index_of(column)?;
+        let times = rows
+            .column(index)
+            .as_any()
+            .downcast_ref::<TimestampMicrosecondArray>()
+            .ok_or_else(|| Error::Internal(format!("{column} is not a timestamp column")))?;
+        let days: Vec<Option<i64>> = times
+            .iter()
+            .map(|t| t.map(|t| t.div_euclid(MICROS_A_DAY)))
+            .collect();
+        let mut distinct: Vec<i64> = days.iter().flatten().copied().collect();
+        distinct.sort_unstable();
+        distinct.dedup();
+        for day in distinct {
+            let keep: BooleanArray = days.iter().map(|d| Some(*d == Some(day))).collect();
+            by_day
+                .entry(day)
+                .or_default()
+                .push(arrow_select::filter::filter_record_batch(&rows, &keep)?);
+        }
+        if times.null_count() > 0 {
+            return Err(Error::Internal(format!(
+                "{column} has nulls: no date to partition by"
+            )));
+        }
+    }
+    let mut adds = Vec::new();
+    for (day, parts) in by_day {
+        let schema = parts[0].schema();
+        let rows = arrow_select::concat::concat_batches(&schema, &parts)?;
+        let dir = staged.with_extension(format!("day{day}"));
+        write_file(&dir, &rows)?;
+        let footer = read_footer(&dir)?;
+        adds.push(move_into(&dir, table, Some(day), name, &footer)?);
+    }
+    std::fs::remove_file(staged).io_context(|| format!("cannot remove {}", staged.display()))?;
+    Ok(adds)
+}
+
+/// The `add` action of a file in place: its size, and statistics from its footer (rows, nulls,
+/// and the min/max of numbers and times, which let readers skip files).
+fn add_action(
+    path: &Path,
+    relative: String,
+    partition_values: HashMap<String, Option<String>>,
+    footer: &ArrowReaderMetadata,
+) -> Result<Add> {
+    let size = std::fs::metadata(path)
+        .io_context(|| format!("cannot read the size of {}", path.display()))?
+        .len() as i64;
+    Ok(Add {
+        path: relative,
+        partition_values,
+        size,
+        modification_time: txn_core::time::now_micros() / 1000,
+        data_change: true,
+        stats: Some(stats(footer).to_string()),
+        ..Default::default()
+    })
+}
+
+/// Delta's per-file statistics JSON.
+fn stats(footer: &ArrowReaderMetadata) -> serde_json::Value {
+    let meta = footer.metadata();
+    let schema = footer.schema();
+    let (mut mins, mut maxs, mut nulls) = (
+        serde_json::Map::new(),
+        serde_json::Map::new(),
+        serde_json::Map::new(),
+    );
+    for (index, field) in schema.fields().iter().enumerate() {
+        let mut null_count = 0u64;
+        let mut ints: Option<(i64, i64)> = None;
+        let mut floats: Option<(f64, f64)> = None;
+        let mut times: Option<(i64, i64)> = None;
+        let mut complete = true;
+        for group in meta.row_groups() {
+            let Some(column) = group.columns().get(index) else {
+                complete = false;
+                continue;
+            };
+            let Some(s) = column.statistics() else {
+                complete = false;
+                continue;
+            };
+            null_count += s.null_count_opt().unwrap_or(0);
+            match (s, field.data_type()) {
+                (Statistics::Int64(v), DataType::Timestamp(TimeUnit::Microsecond, _)) => {
+                    if let (Some(&a), Some(&b)) = (v.min_opt(), v.max_opt()) {
+                        times = Some(times.map_or((a, b), |(x, y)| (x.min(a), y.max(b))));
+                    }
+                }
+                (Statistics::Int64(v), DataType::Int64) => {
+                    if let (Some(&a), Some(&b)) = (v.min_opt(), v.max_opt()) {
+                        ints = Some(ints.map_or((a, b), |(x, y)| (x.min(a), y.max(b))));
+                    }
+                }
+                (Statistics::Int32(v), DataType::Int32) => {
+                    if let (Some(&a), Some(&b)) = (v.min_opt(), v.max_opt()) {
+                        let (a, b) = (i64::from(a), i64::from(b));
+                        ints = Some(ints.map_or((a, b), |(x, y)| (x.min(a), y.max(b))));
+                    }
+                }
+                (Statistics::Double(v), DataType::Float64) => {
+                    if let (Some(&a), Some(&b)) = (v.min_opt(), v.max_opt()) {
+                        floats = Some(floats.map_or((a, b), |(x, y)| (x.min(a), y.max(b))));
+                    }
+                }
+                _ => {}
+            }
+        }
+        let name = field.name().clone();
+        if !complete || field.data_type().is_nested() {
+            continue;
+        }
+        nulls.insert(name.clone(), null_count.into());
+        if let Some((a, b)) = ints {
+            mins.insert(name.clone(), a.into());
+            maxs.insert(name.clone(), b.into());
+        }
+        if let Some((a, b)) = floats.filter(|(a, b)| a.is_finite() && b.is_finite()) {
+            mins.insert(name.clone(), a.into());
+            maxs.insert(name.clone(), b.into());
+        }
+        if let Some((a, b)) = times {
+            // Millisecond precision, as Delta's statistics: the minimum rounded down and the
+            // maximum up, so that the range always holds every value.
+            mins.insert(name.clone(), millis_text(a.div_euclid(1000)).into());
+            maxs.insert(name, millis_text((b + 999).div_euclid(1000)).into());
+        }
+    }
+    serde_json::json!({
+        "numRecords": meta.file_metadata().num_rows(),
+        "minValues": mins,
+        "maxValues": maxs,
+        "nullCount": nulls,
+    })
+}
+
+fn millis_text(millis: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(millis)
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+        .unwrap_or_default()
+}
