@@ -118,15 +118,36 @@ PY
 }
 financial_run "$work/mixed"
 
+# The transactions dataset as Delta Lake tables (OUTPUT_FORMAT=delta), for the README's Delta
+# snippet; delta_tests.rs checks the tables' contents with three readers.
+delta_run() {
+    local dir=$1
+    mkdir -p "$dir"
+    start_broker "$dir/run" --partitions 3
+    echo "--- delta run: embedded broker at $bootstrap"
+    (cd "$dir" && "$bin" producer --bootstrap-servers "$bootstrap" --count 5000 --msgs-per-sec 0 \
+        --seed 31 --bad-ratio 0.04 --event-time-start 2025-11-07T23:59:58Z --log-every 5000) 2> "$dir/producer.log"
+    (cd "$dir" && "$bin" processor --bootstrap-servers "$bootstrap" --output-path "$dir/data/output/parquet" \
+        --output-format delta --trigger available-now --starting-offsets earliest \
+        --max-offsets-per-trigger 1000) 2> "$dir/processor.log"
+    grep -c 'batch [0-9]*:' "$dir/processor.log" | sed 's/^/delta batches: /'
+    kill "$broker_pid" 2>/dev/null; wait "$broker_pid" 2>/dev/null || true
+    broker_pid=
+}
+delta_run "$work/delta"
+
 # The README's Python snippets, run from a folder holding data/output/parquet as users have it
-# (the transactions, events and financial layers).
-python3 - "$root/README.md" "$work/mixed" <<'PY'
+# (the transactions, events and financial layers; the Delta snippets, whose first line says so,
+# in the Delta run's folder).
+python3 - "$root/README.md" "$work/mixed" "$work/delta" <<'PY'
 import os, re, subprocess, sys
-readme, work = sys.argv[1], sys.argv[2]
+readme, work, delta = sys.argv[1], sys.argv[2], sys.argv[3]
 blocks = re.findall(r"```python\n(.*?)```", open(readme).read(), re.S)
 assert len(blocks) >= 2, "the README has pandas and DuckDB snippets"
+assert any(b.startswith("# Delta") for b in blocks), "the README has a Delta snippet"
 for i, code in enumerate(blocks, 1):
-    result = subprocess.run([sys.executable, "-c", code], cwd=work, capture_output=True, text=True)
+    cwd = delta if code.startswith("# Delta") else work
+    result = subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True)
     if result.returncode != 0:
         sys.exit(f"README snippet {i} failed:\n{code}\n{result.stderr}")
     print(f"README snippet {i} ran; its last line: {result.stdout.strip().splitlines()[-1][:150]}")

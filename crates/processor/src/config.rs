@@ -235,6 +235,30 @@ mod tests {
     }
 
     #[test]
+    fn an_output_path_is_a_folder_or_a_file_url_and_other_schemes_are_refused() {
+        assert_eq!(
+            parse(&["--output-path", "out/x"]).output_path,
+            PathBuf::from("out/x")
+        );
+        assert_eq!(
+            parse(&["--output-path", "file:///data/out"]).output_path,
+            PathBuf::from("/data/out")
+        );
+        for (bad, says) in [
+            (
+                "s3://bucket/x",
+                "s3:// is not a storage this processor writes to",
+            ),
+            ("file://data", "needs an absolute path"),
+        ] {
+            let e = ProcessorConfig::try_parse_from(["processor", "--output-path", bad])
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+    }
+
+    #[test]
     fn booleans_take_a_value_as_in_the_seed_env() {
         let default = parse(&[]);
         assert!(default.fail_on_data_loss, "Spark's default");

@@ -30,7 +30,7 @@ use std::time::Duration;
 use clap::Parser;
 use tracing::{error, info};
 
-pub use config::{ProcessorConfig, Trigger};
+pub use config::{OutputFormat, ProcessorConfig, Trigger};
 pub use engine::batch::{BatchOutcome, Committer, StagedBatch, Stages};
 pub use engine::{checkpoint, metrics, progress, source};
 pub use error::{Error, Result};

@@ -637,6 +637,7 @@ fn enqueue(
     stop: &AtomicBool,
 ) -> anyhow::Result<()> {
     let mut full_since: Option<Instant> = None;
+    let mut unknown_since: Option<Instant> = None;
     loop {
         let record = BaseRecord::to(topic).key(key).payload(payload);
         match producer.send(record) {
@@ -653,10 +654,35 @@ fn enqueue(
                     bail!("the local queue stayed full for 30 s after a stop was requested");
                 }
             }
+            Err((
+                KafkaError::MessageProduction(
+                    code @ (RDKafkaErrorCode::UnknownTopic | RDKafkaErrorCode::UnknownPartition),
+                ),
+                _,
+            )) => {
+                // A broker that just restarted (ZooKeeper mode especially) may answer a metadata
+                // request before it knows its topics again: wait for it, up to a minute.
+                let since = *unknown_since.get_or_insert_with(|| {
+                    warn!("[producer] Kafka says topic {topic} is unknown ({code:?}): waiting up to {}s for its metadata", UNKNOWN_TOPIC_WAIT.as_secs());
+                    Instant::now()
+                });
+                if since.elapsed() > UNKNOWN_TOPIC_WAIT || stop.load(Ordering::Relaxed) {
+                    bail!(
+                        "cannot enqueue a message to topic {topic}: {code:?} for {} s; {}",
+                        since.elapsed().as_secs(),
+                        diagnose(producer)
+                    );
+                }
+                producer.poll(Duration::from_millis(100));
+                refused(producer)?;
+            }
             Err((e, _)) => bail!("cannot enqueue a message to topic {topic}: {e}"),
         }
     }
 }
+
+/// How long an enqueue waits for a topic the broker says it does not know (a restarted broker).
+const UNKNOWN_TOPIC_WAIT: Duration = Duration::from_secs(60);
 
 /// Entry point of the `producer` binary (and of `pipeline producer`): parses settings from `args`,
 /// stops on SIGINT/SIGTERM, prints the summary; exit code 1 when a message finally failed.

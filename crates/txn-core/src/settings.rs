@@ -163,7 +163,10 @@ pub fn startup(name: &str) -> Option<std::sync::Arc<std::sync::atomic::AtomicBoo
 pub fn init_logging() {
     use std::io::IsTerminal;
     let (filter, refused) = match std::env::var("RUST_LOG") {
-        Err(_) => (quiet_chatty(tracing_subscriber::EnvFilter::new("info"), ""), None),
+        Err(_) => (
+            quiet_chatty(tracing_subscriber::EnvFilter::new("info"), ""),
+            None,
+        ),
         Ok(text) => match log_filter(&text) {
             Ok(filter) => (filter, None),
             Err(why) => (

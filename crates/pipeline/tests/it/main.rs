@@ -4,6 +4,7 @@
 
 mod compose_tests;
 mod config_tests;
+mod delta_tests;
 mod events_tests;
 mod exactly_once_tests;
 mod financial_tests;

@@ -568,3 +568,127 @@ fn millis_text(millis: i64) -> String {
         .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
         .unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use crate::checkpoint::BatchPlan;
+    use crate::datasets::transactions::Transactions;
+    use crate::engine::source::RawBatch;
+    use crate::{OutputFormat, ProcessorConfig, Stages};
+
+    use super::*;
+
+    fn config(root: &Path, checkpoint: &str) -> ProcessorConfig {
+        let mut config = ProcessorConfig::try_parse_from(["processor"]).unwrap();
+        config.output_path = root.to_path_buf();
+        config.checkpoint_dir = Some(root.join(checkpoint));
+        config.output_format = OutputFormat::Delta;
+        config
+    }
+
+    /// Two records on 2025-11-07, one on the 8th, and one that is not JSON.
+    fn raw() -> RawBatch {
+        let record = |id: &str, ts: &str| {
+            format!(r#"{{"txn_id": "{id}", "event_ts": "{ts}", "card_id": "c1", "amount": 12.5}}"#)
+        };
+        let mut raw = RawBatch::default();
+        for (offset, value) in [
+            record("t1", "2025-11-07T23:59:58+00:00"),
+            record("t2", "2025-11-07T23:59:59+00:00"),
+            record("t3", "2025-11-08T00:00:01+00:00"),
+            "not json".to_string(),
+        ]
+        .iter()
+        .enumerate()
+        {
+            raw.push(
+                0,
+                offset as i64,
+                Some(0),
+                Some(b"c1"),
+                Some(value.as_bytes()),
+            );
+        }
+        raw
+    }
+
+    fn plan(start: i64, end: i64) -> BatchPlan {
+        BatchPlan {
+            batch: 0,
+            planned_at: 1_762_559_999_000_000,
+            ranges: vec![OffsetRange {
+                partition: 0,
+                start,
+                end,
+            }],
+            topic_id: None,
+        }
+    }
+
+    /// Each table's rows (the `add` actions' numRecords) and log entries.
+    fn table(root: &Path, layer: &str) -> (u64, usize, Vec<String>) {
+        let log = root.join(layer).join("_delta_log");
+        let (mut rows, mut entries, mut paths) = (0, 0, Vec::new());
+        for entry in std::fs::read_dir(&log).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "json") {
+                entries += 1;
+                for line in std::fs::read_to_string(&path).unwrap().lines() {
+                    let action: serde_json::Value = serde_json::from_str(line).unwrap();
+                    if let Some(add) = action.get("add") {
+                        let stats: serde_json::Value =
+                            serde_json::from_str(add["stats"].as_str().unwrap()).unwrap();
+                        rows += stats["numRecords"].as_u64().unwrap();
+                        paths.push(add["path"].as_str().unwrap().to_string());
+                    }
+                }
+            }
+        }
+        paths.sort();
+        (rows, entries, paths)
+    }
+
+    #[test]
+    fn a_batch_a_table_holds_is_not_added_again_whichever_checkpoint_replays_it() {
+        let root = std::env::temp_dir().join(format!("delta-sink-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let first = config(&root, "_chk");
+        let (mut stages, _) = Stages::open(Transactions::new(&first), &first).unwrap();
+        let staged = stages.stage(plan(0, 4), true, raw(), 0).unwrap();
+        stages.committer().commit(staged).unwrap();
+        drop(stages);
+
+        let (rows, entries, paths) = table(&root, "silver");
+        assert_eq!(rows, 3);
+        // Created, then the batch's commit.
+        assert_eq!(entries, 2);
+        // The batch's file, split by event date.
+        assert_eq!(paths.len(), 2, "{paths:?}");
+        assert!(paths[0].starts_with("date=2025-11-07/"), "{paths:?}");
+        assert!(paths[1].starts_with("date=2025-11-08/"), "{paths:?}");
+        assert_eq!(table(&root, "quarantine").0, 1);
+        assert_eq!(table(&root, "bronze").0, 4);
+        let log = std::fs::read_to_string(root.join("bronze/_delta_log/00000000000000000001.json"))
+            .unwrap();
+        assert!(
+            log.contains(r#""txn":{"appId":"kafka:transactions:0","version":4"#),
+            "{log}"
+        );
+
+        // Another checkpoint (or none) replays the same offsets: the tables say they hold them.
+        let second = config(&root, "_chk_other");
+        let (mut stages, _) = Stages::open(Transactions::new(&second), &second).unwrap();
+        let staged = stages.stage(plan(0, 4), true, raw(), 0).unwrap();
+        stages.committer().commit(staged).unwrap();
+        assert_eq!(table(&root, "silver"), (rows, entries, paths));
+        assert_eq!(table(&root, "bronze").0, 4);
+
+        // Other bounds over the same offsets: neither appended nor skipped.
+        let staged = stages.stage(plan(2, 6), true, raw(), 0).unwrap();
+        let error = stages.committer().commit(staged).err().unwrap().to_string();
+        assert!(error.contains("other batch bounds"), "{error}");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+}
