@@ -45,8 +45,25 @@ pub struct DeltaSink {
     /// The input topic: the `txn` actions' application ids are named after it.
     topic: String,
     /// The tables opened so far (a table is created by its first commit).
-    tables: Mutex<BTreeMap<&'static str, DeltaTable>>,
+    tables: Mutex<BTreeMap<&'static str, Table>>,
     runtime: tokio::runtime::Runtime,
+}
+
+/// An open table, and the `txn` versions of the input partitions as far as this sink knows them
+/// (read from the log once per partition, then what its own commits wrote: reading them from the
+/// log replays it, which costs more as the log grows, on every batch).
+struct Table {
+    delta: DeltaTable,
+    txns: BTreeMap<i32, Option<i64>>,
+}
+
+impl Table {
+    fn new(delta: DeltaTable) -> Self {
+        Table {
+            delta,
+            txns: BTreeMap::new(),
+        }
+    }
 }
 
 /// A table's part of a batch, between the pre-commit and the commit.
@@ -104,7 +121,7 @@ impl DeltaSink {
             dir.display(),
             table.version().map_or("none".into(), |v| v.to_string())
         );
-        tables.insert(layer.folder(), table);
+        tables.insert(layer.folder(), Table::new(table));
         Ok(true)
     }
 
@@ -112,26 +129,35 @@ impl DeltaSink {
     /// past the batch's end. A table that holds part of it only (another checkpoint, with other
     /// batch bounds, wrote it) is an error: appending would duplicate, skipping would lose.
     fn holds(&self, layer: FileLayer, ranges: &[OffsetRange]) -> Result<bool> {
-        let tables = self.tables.lock().unwrap_or_else(PoisonError::into_inner);
-        let Some(table) = tables.get(layer.folder()) else {
+        let mut tables = self.tables.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(table) = tables.get_mut(layer.folder()) else {
             return Ok(false);
         };
-        let state = table
-            .snapshot()
-            .delta_context(|| format!("Delta table {}", layer.folder()))?;
         let (mut held, mut fresh) = (Vec::new(), Vec::new());
         for range in ranges.iter().filter(|r| !r.is_empty()) {
-            let version = self
-                .runtime
-                .block_on(
-                    state.transaction_version(&table.log_store(), self.app_id(range.partition)),
-                )
-                .delta_context(|| {
-                    format!(
-                        "Delta table {}: cannot read its txn actions",
-                        layer.folder()
-                    )
-                })?;
+            let version = match table.txns.get(&range.partition) {
+                Some(&known) => known,
+                None => {
+                    let state = table
+                        .delta
+                        .snapshot()
+                        .delta_context(|| format!("Delta table {}", layer.folder()))?;
+                    let read = self
+                        .runtime
+                        .block_on(state.transaction_version(
+                            table.delta.log_store().as_ref(),
+                            self.app_id(range.partition),
+                        ))
+                        .delta_context(|| {
+                            format!(
+                                "Delta table {}: cannot read its txn actions",
+                                layer.folder()
+                            )
+                        })?;
+                    table.txns.insert(range.partition, read);
+                    read
+                }
+            };
             match version {
                 Some(v) if v >= range.end => held.push(range.partition),
                 Some(v) if v > range.start => {
@@ -219,7 +245,7 @@ impl DeltaSink {
         self.tables
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(layer.folder(), table);
+            .insert(layer.folder(), Table::new(table));
         Ok(())
     }
 }
@@ -282,22 +308,22 @@ impl Sink for DeltaSink {
         let commits = pre
             .downcast::<Vec<TableCommit>>()
             .map_err(|_| wrong_piece(self.name()))?;
-        let txns: Vec<Action> = batch
+        let txns: Vec<(i32, Transaction)> = batch
             .ranges
             .iter()
             .filter(|r| !r.is_empty())
-            .map(|r| Action::Txn(Transaction::new(self.app_id(r.partition), r.end)))
+            .map(|r| {
+                (
+                    r.partition,
+                    Transaction::new(self.app_id(r.partition), r.end),
+                )
+            })
             .collect();
         let mut tables = self.tables.lock().unwrap_or_else(PoisonError::into_inner);
         for TableCommit { layer, adds } in *commits {
             let table = tables.get_mut(layer.folder()).ok_or_else(|| {
                 Error::Internal(format!("Delta table {} is not open", layer.folder()))
             })?;
-            let actions: Vec<Action> = adds
-                .into_iter()
-                .map(Action::Add)
-                .chain(txns.iter().cloned())
-                .collect();
             let operation = DeltaOperation::StreamingUpdate {
                 output_mode: OutputMode::Append,
                 query_id: self.app_id(-1),
@@ -310,15 +336,23 @@ impl Sink for DeltaSink {
                     layer.folder()
                 )
             };
-            self.runtime.block_on(async {
-                let state = table.snapshot().delta_context(context)?;
-                CommitBuilder::from(CommitProperties::default().with_create_checkpoint(true))
-                    .with_actions(actions)
-                    .build(Some(state), table.log_store(), operation)
+            // The txn actions go in as the commit's application transactions, so that the
+            // conflict check refuses a concurrent writer of the same input partitions.
+            let properties = CommitProperties::default()
+                .with_application_transactions(txns.iter().map(|(_, t)| t.clone()).collect())
+                .with_create_checkpoint(true);
+            let committed = self.runtime.block_on(async {
+                let state = table.delta.snapshot().delta_context(context)?;
+                CommitBuilder::from(properties)
+                    .with_actions(adds.into_iter().map(Action::Add).collect())
+                    .build(Some(state), table.delta.log_store(), operation)
                     .await
-                    .delta_context(context)?;
-                table.update_incremental(None).await.delta_context(context)
+                    .delta_context(context)
             })?;
+            table.delta.state = Some(committed.snapshot());
+            for (partition, txn) in &txns {
+                table.txns.insert(*partition, Some(txn.version));
+            }
         }
         Ok(())
     }
