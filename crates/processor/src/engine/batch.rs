@@ -106,6 +106,7 @@ impl Committer {
             batch: plan.batch,
             planned_at: plan.planned_at,
             ranges: &plan.ranges,
+            topic_id: plan.topic_id.as_deref(),
         };
         let mut pieces: Vec<Vec<Piece>> = self.sinks.iter().map(|_| Vec::new()).collect();
         for (sink, piece) in staged.pieces {

@@ -71,6 +71,7 @@ pub(super) fn start<D: Dataset>(dataset: D, config: &ProcessorConfig) -> Result<
             batch: plan.batch,
             planned_at: plan.planned_at,
             ranges: &plan.ranges,
+            topic_id: plan.topic_id.as_deref(),
         }),
         group: &source,
     })?;

@@ -30,7 +30,7 @@ use parquet::file::statistics::Statistics;
 use tracing::info;
 
 use super::files::{write_file, CompactWriter, FileLayer, StagedFile};
-use super::{wrong_piece, OffsetRange, Piece, PreCommit, Sink, SinkBatch, Target};
+use super::{wrong_piece, Piece, PreCommit, Sink, SinkBatch, Target};
 use crate::error::{DeltaContext as _, Error, IoContext as _, Result};
 use crate::os::sync_dir;
 
@@ -54,7 +54,7 @@ pub struct DeltaSink {
 /// log replays it, which costs more as the log grows, on every batch).
 struct Table {
     delta: DeltaTable,
-    txns: BTreeMap<i32, Option<i64>>,
+    txns: BTreeMap<String, Option<i64>>,
 }
 
 impl Table {
@@ -93,9 +93,14 @@ impl DeltaSink {
         self.root.join(layer.folder())
     }
 
-    /// The `txn` application id of an input partition.
-    fn app_id(&self, partition: i32) -> String {
-        format!("kafka:{}:{partition}", self.topic)
+    /// The `txn` application id of an input partition: of the topic's id too, when the broker
+    /// tells it, so that a topic deleted and created again (its offsets start over) is not taken
+    /// for the old one.
+    fn app_id(&self, topic_id: Option<&str>, partition: i32) -> String {
+        match topic_id {
+            Some(id) => format!("kafka:{}:{id}:{partition}", self.topic),
+            None => format!("kafka:{}:{partition}", self.topic),
+        }
     }
 
     /// Opens the layer's table if it exists (and is not open yet).
@@ -105,7 +110,13 @@ impl DeltaSink {
             return Ok(true);
         }
         let dir = self.table_dir(layer);
-        if !dir.join("_delta_log").is_dir() {
+        // A table is there once its first log entry is (or, once old entries are cleaned up,
+        // a log checkpoint): a kill while it was being created leaves `_delta_log/` without
+        // either, and the next commit creates the table again.
+        let log = dir.join("_delta_log");
+        if !log.join("00000000000000000000.json").is_file()
+            && !log.join("_last_checkpoint").is_file()
+        {
             return Ok(false);
         }
         let table = self.runtime.block_on(async {
@@ -128,33 +139,34 @@ impl DeltaSink {
     /// Whether the table already holds this batch: every input partition's `txn` version at or
     /// past the batch's end. A table that holds part of it only (another checkpoint, with other
     /// batch bounds, wrote it) is an error: appending would duplicate, skipping would lose.
-    fn holds(&self, layer: FileLayer, ranges: &[OffsetRange]) -> Result<bool> {
+    fn holds(&self, layer: FileLayer, batch: &SinkBatch<'_>) -> Result<bool> {
         let mut tables = self.tables.lock().unwrap_or_else(PoisonError::into_inner);
         let Some(table) = tables.get_mut(layer.folder()) else {
             return Ok(false);
         };
         let (mut held, mut fresh) = (Vec::new(), Vec::new());
-        for range in ranges.iter().filter(|r| !r.is_empty()) {
-            let version = match table.txns.get(&range.partition) {
+        for range in batch.ranges.iter().filter(|r| !r.is_empty()) {
+            let app_id = self.app_id(batch.topic_id, range.partition);
+            let version = match table.txns.get(&app_id) {
                 Some(&known) => known,
                 None => {
                     let state = table
                         .delta
                         .snapshot()
                         .delta_context(|| format!("Delta table {}", layer.folder()))?;
-                    let read = self
-                        .runtime
-                        .block_on(state.transaction_version(
-                            table.delta.log_store().as_ref(),
-                            self.app_id(range.partition),
-                        ))
-                        .delta_context(|| {
-                            format!(
-                                "Delta table {}: cannot read its txn actions",
-                                layer.folder()
-                            )
-                        })?;
-                    table.txns.insert(range.partition, read);
+                    let read =
+                        self.runtime
+                            .block_on(state.transaction_version(
+                                table.delta.log_store().as_ref(),
+                                app_id.clone(),
+                            ))
+                            .delta_context(|| {
+                                format!(
+                                    "Delta table {}: cannot read its txn actions",
+                                    layer.folder()
+                                )
+                            })?;
+                    table.txns.insert(app_id, read);
                     read
                 }
             };
@@ -273,7 +285,7 @@ impl Sink for DeltaSink {
         }
         let mut commits = Vec::new();
         for (layer, files) in by_layer {
-            if self.open_table(layer)? && self.holds(layer, batch.ranges)? {
+            if self.open_table(layer)? && self.holds(layer, batch)? {
                 info!(
                     "[processor] batch {}: Delta table {} holds it already: not added again",
                     batch.batch,
@@ -308,16 +320,11 @@ impl Sink for DeltaSink {
         let commits = pre
             .downcast::<Vec<TableCommit>>()
             .map_err(|_| wrong_piece(self.name()))?;
-        let txns: Vec<(i32, Transaction)> = batch
+        let txns: Vec<Transaction> = batch
             .ranges
             .iter()
             .filter(|r| !r.is_empty())
-            .map(|r| {
-                (
-                    r.partition,
-                    Transaction::new(self.app_id(r.partition), r.end),
-                )
-            })
+            .map(|r| Transaction::new(self.app_id(batch.topic_id, r.partition), r.end))
             .collect();
         let mut tables = self.tables.lock().unwrap_or_else(PoisonError::into_inner);
         for TableCommit { layer, adds } in *commits {
@@ -326,7 +333,7 @@ impl Sink for DeltaSink {
             })?;
             let operation = DeltaOperation::StreamingUpdate {
                 output_mode: OutputMode::Append,
-                query_id: self.app_id(-1),
+                query_id: format!("kafka:{}", self.topic),
                 epoch_id: batch.batch as i64,
             };
             let context = || {
@@ -339,7 +346,7 @@ impl Sink for DeltaSink {
             // The txn actions go in as the commit's application transactions, so that the
             // conflict check refuses a concurrent writer of the same input partitions.
             let properties = CommitProperties::default()
-                .with_application_transactions(txns.iter().map(|(_, t)| t.clone()).collect())
+                .with_application_transactions(txns.clone())
                 .with_create_checkpoint(true);
             let committed = self.runtime.block_on(async {
                 let state = table.delta.snapshot().delta_context(context)?;
@@ -350,8 +357,8 @@ impl Sink for DeltaSink {
                     .delta_context(context)
             })?;
             table.delta.state = Some(committed.snapshot());
-            for (partition, txn) in &txns {
-                table.txns.insert(*partition, Some(txn.version));
+            for txn in &txns {
+                table.txns.insert(txn.app_id.clone(), Some(txn.version));
             }
         }
         Ok(())
@@ -610,6 +617,7 @@ mod tests {
     use crate::checkpoint::BatchPlan;
     use crate::datasets::transactions::Transactions;
     use crate::engine::source::RawBatch;
+    use crate::sinks::OffsetRange;
     use crate::{OutputFormat, ProcessorConfig, Stages};
 
     use super::*;

@@ -77,6 +77,9 @@ pub struct SinkBatch<'a> {
     pub planned_at: i64,
     /// Its input offsets.
     pub ranges: &'a [OffsetRange],
+    /// The input topic's id when the broker tells it: offsets are only the same offsets within
+    /// one topic id (a topic deleted and created again starts over).
+    pub topic_id: Option<&'a str>,
 }
 
 /// A piece of one output for one batch, in the type its sink takes.
@@ -206,9 +209,17 @@ pub fn open(config: &ProcessorConfig, targets: &[Target]) -> Result<Sinks> {
         })
         .collect();
     let writer = CompactWriter::open(&config.output_path, config.max_files_per_sink, &layers)?;
-    let (tables, files): (Vec<FileLayer>, Vec<FileLayer>) = layers
-        .into_iter()
-        .partition(|l| config.output_format == OutputFormat::Delta && l.extension == "parquet");
+    let (tables, files): (Vec<FileLayer>, Vec<FileLayer>) = layers.into_iter().partition(|l| {
+        config.output_format == OutputFormat::Delta && l.extension == "parquet" && !l.hive
+    });
+    if config.output_format == OutputFormat::Delta {
+        for layer in files.iter().filter(|l| l.hive) {
+            tracing::warn!(
+                "[processor] OUTPUT_FORMAT=delta: layer {} stays Parquet files (its Hive partition folders are not written as a Delta table yet)",
+                layer.folder
+            );
+        }
+    }
     let mut list: Vec<Box<dyn Sink>> = Vec::new();
     if !files.is_empty() {
         list.push(Box::new(FileSink::new(writer.clone(), files)));

@@ -14,7 +14,7 @@ use crate::error::Result;
 use crate::outputs::columns::{field, lossy, strings, timestamp_type, timestamps};
 use crate::sinks::files::FileLayer;
 
-pub const LAYER: FileLayer = FileLayer::parquet("events");
+pub const LAYER: FileLayer = FileLayer::parquet("events").hive_partitioned();
 
 pub struct Parsed;
 

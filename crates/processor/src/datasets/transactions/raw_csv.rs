@@ -14,6 +14,7 @@ pub const LAYER: FileLayer = FileLayer {
     prefix: "raw",
     extension: "csv",
     date_column: None,
+    hive: false,
 };
 
 /// The raw CSV output: one CSV file of the valid transactions per batch.

@@ -44,6 +44,9 @@ pub struct FileLayer {
     /// The UTC timestamp column whose date partitions the layer as a Delta table
     /// (`date=YYYY-MM-DD`); `None`: not partitioned by date.
     pub date_column: Option<&'static str>,
+    /// Files in Hive partition folders (`id=3/`): kept as Parquet files with
+    /// `OUTPUT_FORMAT=delta` (the Delta sink does not write such partitions yet).
+    pub hive: bool,
 }
 
 impl FileLayer {
@@ -54,7 +57,13 @@ impl FileLayer {
             prefix: folder,
             extension: "parquet",
             date_column: None,
+            hive: false,
         }
+    }
+
+    /// The layer, written in Hive partition folders.
+    pub const fn hive_partitioned(self) -> Self {
+        FileLayer { hive: true, ..self }
     }
 
     /// The layer, partitioned by the UTC date of `column` as a Delta table.
@@ -864,6 +873,7 @@ mod tests {
         prefix: "raw",
         extension: "csv",
         date_column: None,
+        hive: false,
     };
     pub(crate) const TEST_LAYERS: [FileLayer; 3] = [BRONZE, SILVER, RAW_CSV];
     use std::sync::Arc;
