@@ -22,10 +22,12 @@ if ! command -v java > /dev/null || ! command -v mvn > /dev/null; then
   exit 0
 fi
 # DuckDB's delta extension is published (PyPI: duckdb-extension-delta) for duckdb 1.5 only, so it
-# goes into a folder of its own, read by the Delta readers' test (delta_tests.rs).
+# goes into a folder of its own, read by the Delta readers' test (delta_tests.rs), with httpfs
+# (duckdb-extension-httpfs) for the tables on the S3 server.
 duckdb_delta="$HOME/.cache/pipeline-py/duckdb-delta"
-[ -d "$duckdb_delta/duckdb_extension_delta" ] || python3 -m pip install --quiet \
-  --disable-pip-version-check --target "$duckdb_delta" duckdb==1.5.5 duckdb-extension-delta==1.5.5
+[ -d "$duckdb_delta/duckdb_extension_httpfs" ] || python3 -m pip install --quiet \
+  --disable-pip-version-check --target "$duckdb_delta" duckdb==1.5.5 \
+  duckdb-extension-delta==1.5.5 duckdb-extension-httpfs==1.5.5
 echo "--- Apache Kafka jars: $(scripts/kafka.sh jars 4.1.1) $(scripts/kafka.sh jars 3.9.1)"
 # Each test kills its brokers when it ends; a test killed on a timeout cannot, so strays go here.
 trap "pkill -9 -f -- '-Dpipeline.kafka.dir=$(dirname "$(mktemp -u)")/pipeline-it-' || true" EXIT

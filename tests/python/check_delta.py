@@ -7,6 +7,8 @@ usage: check_delta.py OUTPUT_PATH READER TABLE...
 READER: deltalake (the deltalake package), polars (read_delta), duckdb (delta_scan; DuckDB's
 delta extension from the duckdb-extension-delta package, which matches duckdb 1.5: see
 scripts/test.sh for the separate install).
+OUTPUT_PATH may be s3://bucket/prefix: each reader then reads the object store named by the
+AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY variables.
 """
 
 import glob
@@ -26,10 +28,20 @@ def summary(columns, rows, pairs, ids, dates, version):
     }
 
 
+def storage_options():
+    """The object store's settings, for the deltalake package and polars."""
+    keys = ["AWS_ENDPOINT_URL", "AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ALLOW_HTTP"]
+    return {k: os.environ[k] for k in keys if k in os.environ}
+
+
+def remote(path):
+    return path.startswith("s3://")
+
+
 def with_deltalake(path):
     from deltalake import DeltaTable
 
-    table = DeltaTable(path)
+    table = DeltaTable(path, storage_options=storage_options() if remote(path) else None)
     data = table.to_pyarrow_table()
     cols = data.column_names
     col = lambda c: data.column(c).to_pylist()
@@ -42,7 +54,7 @@ def with_deltalake(path):
 def with_polars(path):
     import polars as pl
 
-    df = pl.read_delta(path)
+    df = pl.read_delta(path, storage_options=storage_options() if remote(path) else None)
     cols = df.columns
     pairs = df.select(["partition", "offset"]).unique().height if "offset" in cols else None
     ids = df["txn_id"].n_unique() if "txn_id" in cols else None
@@ -53,13 +65,24 @@ def with_polars(path):
 def with_duckdb(path):
     import duckdb
     import duckdb_extension_delta
+    import duckdb_extension_httpfs
 
-    extension = glob.glob(
-        os.path.join(os.path.dirname(duckdb_extension_delta.__file__), "extensions", "*", "delta.duckdb_extension")
-    )[0]
+    def extension(package, name):
+        folder = os.path.dirname(package.__file__)
+        return glob.glob(os.path.join(folder, "extensions", "*", f"{name}.duckdb_extension"))[0]
+
     con = duckdb.connect()
-    con.sql(f"LOAD '{extension}'")
-    scan = f"delta_scan('{os.path.abspath(path)}')"
+    con.sql(f"LOAD '{extension(duckdb_extension_delta, 'delta')}'")
+    if remote(path):
+        con.sql(f"LOAD '{extension(duckdb_extension_httpfs, 'httpfs')}'")
+        endpoint = os.environ["AWS_ENDPOINT_URL"]
+        con.sql(
+            f"""CREATE SECRET lake (TYPE s3, KEY_ID '{os.environ["AWS_ACCESS_KEY_ID"]}',
+            SECRET '{os.environ["AWS_SECRET_ACCESS_KEY"]}', REGION '{os.environ.get("AWS_REGION", "us-east-1")}',
+            ENDPOINT '{endpoint.split("://", 1)[1]}', URL_STYLE 'path',
+            USE_SSL {'false' if endpoint.startswith('http://') else 'true'})"""
+        )
+    scan = f"delta_scan('{path if remote(path) else os.path.abspath(path)}')"
     cols = [c[0] for c in con.sql(f"DESCRIBE SELECT * FROM {scan}").fetchall()]
     rows = con.sql(f"SELECT count(*) FROM {scan}").fetchall()[0][0]
     pairs = (
@@ -75,7 +98,7 @@ def with_duckdb(path):
 def main():
     out, reader, tables = sys.argv[1], sys.argv[2], sys.argv[3:]
     read = {"deltalake": with_deltalake, "polars": with_polars, "duckdb": with_duckdb}[reader]
-    print(json.dumps({table: read(os.path.join(out, table)) for table in tables}))
+    print(json.dumps({table: read(out.rstrip("/") + "/" + table) for table in tables}))
 
 
 if __name__ == "__main__":

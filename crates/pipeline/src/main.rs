@@ -217,7 +217,7 @@ fn local_stack(
     }
     producer_config.kafka.topic.clone_from(&topic.topic);
     processor_config.kafka.topic.clone_from(&topic.topic);
-    processor_config.output_path = output_path.into();
+    processor_config.output_path = std::path::PathBuf::from(output_path).into();
     processor_config.checkpoint_dir = None;
     // The topic is new (the broker is ours): everything in it is to be processed.
     processor_config.starting_offsets = "earliest".into();

@@ -1,6 +1,6 @@
 //! Settings of the processor: flags, env variables (the seed's names) and `.env`, in one struct.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Parser;
@@ -38,9 +38,69 @@ pub enum OutputFormat {
     Delta,
 }
 
-/// A local folder, given as a path or a `file://` URL. Other schemes are refused by name, so
-/// that `s3://bucket/x` never becomes a local folder named `s3:`.
-fn parse_output_path(text: &str) -> Result<PathBuf, String> {
+/// Where the output goes: a local folder, or a bucket and prefix of an S3-compatible object
+/// store (`s3://bucket/prefix`, configured by the `AWS_*` variables).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    Local(PathBuf),
+    S3(url::Url),
+}
+
+impl Location {
+    /// The local folder, if the output is one.
+    pub fn local(&self) -> Option<&Path> {
+        match self {
+            Location::Local(path) => Some(path),
+            Location::S3(_) => None,
+        }
+    }
+}
+
+impl From<PathBuf> for Location {
+    fn from(path: PathBuf) -> Self {
+        Location::Local(path)
+    }
+}
+
+impl From<&Path> for Location {
+    fn from(path: &Path) -> Self {
+        Location::Local(path.to_path_buf())
+    }
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::Local(path) => write!(f, "{}", path.display()),
+            Location::S3(url) => write!(f, "{url}"),
+        }
+    }
+}
+
+/// A local folder (a path or a `file://` URL) or `s3://bucket/prefix` (`s3a://` too). Other
+/// schemes are refused by name, so that `gs://bucket/x` never becomes a local folder named `gs:`.
+fn parse_output_path(text: &str) -> Result<Location, String> {
+    match text.split_once("://") {
+        Some(("s3" | "s3a", rest)) => {
+            let bucket = rest.split('/').next().unwrap_or_default();
+            if bucket.len() < 3 {
+                return Err(format!(
+                    "{text}: an S3 location needs a bucket name (s3://bucket/prefix)"
+                ));
+            }
+            // One form for both schemes, with the prefix as a folder (a trailing slash), so
+            // that joining a layer's name keeps the prefix.
+            let mut url = url::Url::parse(&format!("s3://{}/", rest.trim_end_matches('/')))
+                .map_err(|e| format!("{text}: {e}"))?;
+            url.set_query(None);
+            Ok(Location::S3(url))
+        }
+        _ => parse_local_path(text).map(Location::Local),
+    }
+}
+
+/// A local folder, given as a path or a `file://` URL.
+fn parse_local_path(text: &str) -> Result<PathBuf, String> {
     match text.split_once("://") {
         None => Ok(PathBuf::from(text)),
         Some(("file", path)) if path.starts_with('/') => Ok(PathBuf::from(path)),
@@ -48,7 +108,7 @@ fn parse_output_path(text: &str) -> Result<PathBuf, String> {
             "{text}: a file:// URL needs an absolute path (file:///data/out)"
         )),
         Some((scheme, _)) => Err(format!(
-            "{text}: {scheme}:// is not a storage this processor writes to; use a local path or file:// (object storage is not supported yet)"
+            "{text}: {scheme}:// is not a storage this processor writes to; use a local path, file:// or s3://"
         )),
     }
 }
@@ -72,16 +132,18 @@ pub struct ProcessorConfig {
     /// defaults to `events`, STARTING_OFFSETS to `earliest`, KAFKA_GROUP_ID to `events-processor`)
     #[arg(long, env = "DATASET", default_value = "transactions", value_parser = txn_core::settings::DATASETS)]
     pub dataset: String,
-    /// Root folder of the layers (bronze/, silver/, gold/, quarantine/, raw_csv/, _chk/): a path
-    /// or a file:// URL
+    /// Root of the layers (bronze/, silver/, gold/, quarantine/, raw_csv/, _chk/): a path, a
+    /// file:// URL, or s3://bucket/prefix (with OUTPUT_FORMAT=delta; the AWS_* variables say
+    /// where and how)
     #[arg(long, env = "OUTPUT_PATH", default_value = "./data/output/parquet", value_parser = parse_output_path)]
-    pub output_path: PathBuf,
+    pub output_path: Location,
     /// How the Parquet layers are kept: `parquet` (one file per layer per batch) or `delta` (each
     /// layer a Delta Lake table; raw_csv stays CSV files)
     #[arg(long, env = "OUTPUT_FORMAT", default_value = "parquet", value_enum)]
     pub output_format: OutputFormat,
-    /// Checkpoint folder (default: OUTPUT_PATH/_chk); CHECKPOINT_DIR is accepted too
-    #[arg(long, env = "SPARK_CHECKPOINT_DIR", value_parser = parse_output_path)]
+    /// Checkpoint folder (default: OUTPUT_PATH/_chk); CHECKPOINT_DIR is accepted too. A local
+    /// folder, also when OUTPUT_PATH is on object storage
+    #[arg(long, env = "SPARK_CHECKPOINT_DIR", value_parser = parse_local_path)]
     pub checkpoint_dir: Option<PathBuf>,
     /// Where to start when there is no checkpoint: latest, earliest, or Spark's JSON
     /// {"topic":{"0":42,"1":-2}} (-2 = earliest, -1 = latest)
@@ -166,18 +228,36 @@ pub struct ProcessorConfig {
 impl ProcessorConfig {
     /// The checkpoint folder: SPARK_CHECKPOINT_DIR, else CHECKPOINT_DIR, else OUTPUT_PATH/_chk
     /// (`_chk_events` for the events dataset, so both can share an OUTPUT_PATH).
-    pub fn checkpoint_path(&self) -> PathBuf {
-        self.checkpoint_dir
-            .clone()
-            .or_else(|| {
-                std::env::var_os("CHECKPOINT_DIR")
-                    .filter(|v| !v.is_empty())
-                    .map(PathBuf::from)
-            })
-            .unwrap_or_else(|| match self.dataset.as_str() {
-                "transactions" => self.output_path.join("_chk"),
-                other => self.output_path.join(format!("_chk_{other}")),
-            })
+    /// A local folder is needed: with OUTPUT_PATH on object storage, SPARK_CHECKPOINT_DIR must
+    /// name one.
+    pub fn checkpoint_path(&self) -> Result<PathBuf> {
+        if let Some(dir) = self.checkpoint_dir.clone().or_else(|| {
+            std::env::var_os("CHECKPOINT_DIR")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        }) {
+            return Ok(dir);
+        }
+        let Some(root) = self.output_path.local() else {
+            return Err(Error::Config(format!(
+                "OUTPUT_PATH is {}: set SPARK_CHECKPOINT_DIR to a local folder for the checkpoint (the operators' state and the batch plans; a checkpoint on object storage is not supported yet)",
+                self.output_path
+            )));
+        };
+        Ok(match self.dataset.as_str() {
+            "transactions" => root.join("_chk"),
+            other => root.join(format!("_chk_{other}")),
+        })
+    }
+
+    /// Where layer files are written before they are published: in their layer's folder when
+    /// the output is local (a rename publishes them), else beside the checkpoint (they are
+    /// uploaded).
+    pub fn staging_root(&self) -> Result<PathBuf> {
+        match &self.output_path {
+            Location::Local(path) => Ok(path.clone()),
+            Location::S3(_) => Ok(self.checkpoint_path()?.join("_output_staging")),
+        }
     }
 
     pub fn validate(&self) -> Result<()> {
@@ -201,6 +281,19 @@ impl ProcessorConfig {
             return Err(Error::Config("GOLD_WINDOW must be longer than 0".into()));
         }
         crate::engine::plan::StartingOffsets::parse(&self.starting_offsets, &self.kafka.topic)?;
+        if let Location::S3(url) = &self.output_path {
+            if self.output_format != OutputFormat::Delta {
+                return Err(Error::Config(format!(
+                    "OUTPUT_PATH is {url}: object storage holds Delta tables; set OUTPUT_FORMAT=delta"
+                )));
+            }
+            if self.max_files_per_sink > 0 {
+                return Err(Error::Config(
+                    "MAX_FILES_PER_SINK applies to local files only; on object storage the Delta tables are compacted and vacuumed instead".into(),
+                ));
+            }
+            self.checkpoint_path()?;
+        }
         Ok(())
     }
 }
@@ -235,20 +328,32 @@ mod tests {
     }
 
     #[test]
-    fn an_output_path_is_a_folder_or_a_file_url_and_other_schemes_are_refused() {
+    fn an_output_path_is_a_folder_a_file_url_or_an_s3_location_and_other_schemes_are_refused() {
         assert_eq!(
             parse(&["--output-path", "out/x"]).output_path,
-            PathBuf::from("out/x")
+            Location::Local(PathBuf::from("out/x"))
         );
         assert_eq!(
             parse(&["--output-path", "file:///data/out"]).output_path,
-            PathBuf::from("/data/out")
+            Location::Local(PathBuf::from("/data/out"))
         );
+        for (given, url) in [
+            ("s3://lake/pipeline", "s3://lake/pipeline/"),
+            ("s3a://lake/a/b/", "s3://lake/a/b/"),
+            ("s3://lake", "s3://lake/"),
+        ] {
+            assert_eq!(
+                parse(&["--output-path", given]).output_path,
+                Location::S3(url::Url::parse(url).unwrap()),
+                "{given}"
+            );
+        }
         for (bad, says) in [
             (
-                "s3://bucket/x",
-                "s3:// is not a storage this processor writes to",
+                "gs://bucket/x",
+                "gs:// is not a storage this processor writes to",
             ),
+            ("s3:///x", "needs a bucket name"),
             ("file://data", "needs an absolute path"),
         ] {
             let e = ProcessorConfig::try_parse_from(["processor", "--output-path", bad])
@@ -256,6 +361,32 @@ mod tests {
                 .to_string();
             assert!(e.contains(says), "{bad}: {e}");
         }
+        // The checkpoint is a local folder, and object storage holds Delta tables only.
+        let e = ProcessorConfig::try_parse_from(["processor", "--checkpoint-dir", "s3://lake/c"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not a storage this processor writes to"), "{e}");
+        let on_s3 = parse(&["--output-path", "s3://lake/p", "--output-format", "delta"]);
+        let e = on_s3.validate().unwrap_err().to_string();
+        assert!(e.contains("set SPARK_CHECKPOINT_DIR"), "{e}");
+        let e = parse(&["--output-path", "s3://lake/p", "--checkpoint-dir", "/tmp/c"])
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("set OUTPUT_FORMAT=delta"), "{e}");
+        let fine = parse(&[
+            "--output-path",
+            "s3://lake/p",
+            "--output-format",
+            "delta",
+            "--checkpoint-dir",
+            "/tmp/c",
+        ]);
+        fine.validate().unwrap();
+        assert_eq!(
+            fine.staging_root().unwrap(),
+            PathBuf::from("/tmp/c/_output_staging")
+        );
     }
 
     #[test]

@@ -43,6 +43,11 @@ pub enum Error {
         context: String,
         source: Box<deltalake_core::DeltaTableError>,
     },
+    #[error("{context}: {source}")]
+    Storage {
+        context: String,
+        source: Box<object_store::Error>,
+    },
     /// A bug, not a setting: a worker thread panicked (exits 1, where a setting exits 2).
     #[error("internal error: {0}")]
     Internal(String),
@@ -84,6 +89,20 @@ pub trait DeltaContext<T> {
 impl<T> DeltaContext<T> for Result<T, deltalake_core::DeltaTableError> {
     fn delta_context(self, context: impl FnOnce() -> String) -> Result<T> {
         self.map_err(|source| Error::Delta {
+            context: context(),
+            source: Box::new(source),
+        })
+    }
+}
+
+/// Adds what was being done to an object storage error.
+pub trait StorageContext<T> {
+    fn storage_context(self, context: impl FnOnce() -> String) -> Result<T>;
+}
+
+impl<T> StorageContext<T> for Result<T, object_store::Error> {
+    fn storage_context(self, context: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|source| Error::Storage {
             context: context(),
             source: Box::new(source),
         })

@@ -545,7 +545,7 @@ fn bench_stages(
 ) -> anyhow::Result<()> {
     let out = scratch("bench-stages")?;
     let mut config = processor::ProcessorConfig::try_parse_from(["processor"])?;
-    config.output_path = out.clone();
+    config.output_path = out.clone().into();
     config.checkpoint_dir = None;
     config.fraud_detection = fraud_detection;
     processor::tune_allocator();

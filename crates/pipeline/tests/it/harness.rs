@@ -50,6 +50,59 @@ impl Drop for Scratch {
     }
 }
 
+/// An S3-compatible server (moto's, from PyPI) started by `scripts/s3.sh`, with one bucket;
+/// stopped when dropped.
+pub struct S3Server {
+    dir: Scratch,
+    pub endpoint: String,
+    pub bucket: String,
+}
+
+impl S3Server {
+    pub fn start(bucket: &str) -> Self {
+        let dir = Scratch::new("s3");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/s3.sh");
+        let output = Command::new(script)
+            .arg("start")
+            .arg(dir.path())
+            .arg(bucket)
+            .output()
+            .expect("run scripts/s3.sh");
+        assert!(
+            output.status.success(),
+            "scripts/s3.sh start: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let endpoint = String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .find_map(|l| l.strip_prefix("endpoint=").map(str::to_string))
+            .expect("endpoint= from scripts/s3.sh");
+        S3Server {
+            dir,
+            endpoint,
+            bucket: bucket.into(),
+        }
+    }
+
+    /// The variables a client of this server needs.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL", self.endpoint.clone()),
+            ("AWS_ALLOW_HTTP", "true".into()),
+            ("AWS_REGION", "us-east-1".into()),
+            ("AWS_ACCESS_KEY_ID", "test".into()),
+            ("AWS_SECRET_ACCESS_KEY", "test".into()),
+        ]
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/s3.sh");
+        let _ = Command::new(script).arg("stop").arg(self.dir.path()).status();
+    }
+}
+
 pub fn rand_u64() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
@@ -377,6 +430,14 @@ pub fn command(sub: &str, cwd: &Path) -> Command {
         "KAFKA_TOPIC",
         "MSGS_PER_SEC",
         "OUTPUT_PATH",
+        "OUTPUT_FORMAT",
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT",
+        "AWS_REGION",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_ALLOW_HTTP",
         "STARTING_OFFSETS",
         "FAIL_ON_DATA_LOSS",
         "SHOW_PREVIEWS",
@@ -443,6 +504,16 @@ pub fn summary_field(stderr: &[u8], name: &str) -> u64 {
 
 /// Runs the processor with available-now from the earliest offsets until it exits.
 pub fn process_all(bootstrap: &str, out: &Path, extra: &[&str]) -> Output {
+    process_all_with(bootstrap, out, extra, &[])
+}
+
+/// [`process_all`] with env variables.
+pub fn process_all_with(
+    bootstrap: &str,
+    out: &Path,
+    extra: &[&str],
+    envs: &[(&str, &str)],
+) -> Output {
     let mut cmd = command("processor", out);
     cmd.args([
         "--bootstrap-servers",
@@ -453,10 +524,12 @@ pub fn process_all(bootstrap: &str, out: &Path, extra: &[&str]) -> Output {
     if !extra.contains(&"--starting-offsets") {
         cmd.args(["--starting-offsets", "earliest"]);
     }
+    if !extra.contains(&"--output-path") {
+        cmd.arg("--output-path").arg(out);
+    }
     let output = cmd
-        .arg("--output-path")
-        .arg(out)
         .args(extra)
+        .envs(envs.iter().copied())
         .output()
         .expect("run processor");
     assert!(
@@ -491,16 +564,19 @@ pub struct Processor {
 }
 
 impl Processor {
+    /// A processor writing to `out`, unless `args` name another `--output-path`.
     pub fn spawn(bootstrap: &str, out: &Path, args: &[&str], envs: &[(&str, &str)]) -> Self {
-        let mut child = command("processor", out)
-            .args([
-                "--bootstrap-servers",
-                bootstrap,
-                "--starting-offsets",
-                "earliest",
-            ])
-            .arg("--output-path")
-            .arg(out)
+        let mut cmd = command("processor", out);
+        cmd.args([
+            "--bootstrap-servers",
+            bootstrap,
+            "--starting-offsets",
+            "earliest",
+        ]);
+        if !args.contains(&"--output-path") {
+            cmd.arg("--output-path").arg(out);
+        }
+        let mut child = cmd
             .args(args)
             .envs(envs.iter().copied())
             .stderr(Stdio::piped())

@@ -47,7 +47,7 @@ pub(super) fn start<D: Dataset>(dataset: D, config: &ProcessorConfig) -> Result<
         "[processor] Connecting to {}, topic={}, output={}, checkpoint={}, trigger={:?}",
         client.bootstrap,
         config.kafka.topic,
-        config.output_path.display(),
+        config.output_path,
         stages.checkpoint().root().display(),
         config.trigger
     );

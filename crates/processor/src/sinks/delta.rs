@@ -30,7 +30,9 @@ use parquet::file::statistics::Statistics;
 use tracing::info;
 
 use super::files::{write_file, CompactWriter, FileLayer, StagedFile};
+use super::store::{register_s3, Remote};
 use super::{wrong_piece, Piece, PreCommit, Sink, SinkBatch, Target};
+use crate::config::Location;
 use crate::error::{DeltaContext as _, Error, IoContext as _, Result};
 use crate::os::sync_dir;
 
@@ -38,9 +40,22 @@ use crate::os::sync_dir;
 const DATE: &str = "date";
 const MICROS_A_DAY: i64 = 86_400_000_000;
 
+/// The first entry of a table's log.
+const FIRST_ENTRY: &str = "00000000000000000000.json";
+
+/// Where the tables are.
+enum Storage {
+    /// A local folder: a synced file is renamed into its table.
+    Local(PathBuf),
+    /// A bucket and prefix: a file is uploaded into its table.
+    Remote(Remote),
+}
+
 /// The Delta sink: one table per Parquet layer.
 pub struct DeltaSink {
-    root: PathBuf,
+    /// The tables' parent, as a folder URL (`file:///data/out/`, `s3://bucket/prefix/`).
+    root: url::Url,
+    storage: Storage,
     layers: Vec<FileLayer>,
     /// The input topic: the `txn` actions' application ids are named after it.
     topic: String,
@@ -73,15 +88,25 @@ struct TableCommit {
 }
 
 impl DeltaSink {
-    pub fn new(root: &Path, layers: Vec<FileLayer>, topic: &str) -> Result<Self> {
+    pub fn new(location: &Location, layers: Vec<FileLayer>, topic: &str) -> Result<Self> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .io_context(|| "cannot start the Delta Lake sink's runtime".into())?;
-        let root = std::path::absolute(root)
-            .io_context(|| format!("cannot resolve OUTPUT_PATH {}", root.display()))?;
+        let (root, storage) = match location {
+            Location::Local(root) => {
+                let root = std::path::absolute(root)
+                    .io_context(|| format!("cannot resolve OUTPUT_PATH {}", root.display()))?;
+                (folder_url(&root)?, Storage::Local(root))
+            }
+            Location::S3(url) => {
+                register_s3();
+                (url.clone(), Storage::Remote(Remote::open(url)?))
+            }
+        };
         Ok(DeltaSink {
             root,
+            storage,
             layers,
             topic: topic.into(),
             tables: Mutex::new(BTreeMap::new()),
@@ -89,8 +114,33 @@ impl DeltaSink {
         })
     }
 
-    fn table_dir(&self, layer: FileLayer) -> PathBuf {
-        self.root.join(layer.folder())
+    fn table_url(&self, layer: FileLayer) -> Result<url::Url> {
+        self.root
+            .join(&format!("{}/", layer.folder()))
+            .map_err(|e| Error::Config(format!("{}: {e}", self.root)))
+    }
+
+    /// The table's place, for messages.
+    fn show(&self, layer: FileLayer) -> String {
+        match &self.storage {
+            Storage::Local(root) => root.join(layer.folder()).display().to_string(),
+            Storage::Remote(remote) => format!("{}{}", remote.url(), layer.folder()),
+        }
+    }
+
+    /// Whether the table's log has begun: its first entry is there (or, once old entries are
+    /// cleaned up, a log checkpoint). A kill while a table was being created leaves
+    /// `_delta_log/` without either, and the next commit creates the table again.
+    fn table_exists(&self, layer: FileLayer) -> Result<bool> {
+        let log = format!("{}/_delta_log", layer.folder());
+        match &self.storage {
+            Storage::Local(root) => {
+                let log = root.join(log);
+                Ok(log.join(FIRST_ENTRY).is_file() || log.join("_last_checkpoint").is_file())
+            }
+            Storage::Remote(remote) => Ok(remote.exists(&format!("{log}/{FIRST_ENTRY}"))?
+                || remote.exists(&format!("{log}/_last_checkpoint"))?),
+        }
     }
 
     /// The `txn` application id of an input partition: of the topic's id too, when the broker
@@ -109,27 +159,19 @@ impl DeltaSink {
         if tables.contains_key(layer.folder()) {
             return Ok(true);
         }
-        let dir = self.table_dir(layer);
-        // A table is there once its first log entry is (or, once old entries are cleaned up,
-        // a log checkpoint): a kill while it was being created leaves `_delta_log/` without
-        // either, and the next commit creates the table again.
-        let log = dir.join("_delta_log");
-        if !log.join("00000000000000000000.json").is_file()
-            && !log.join("_last_checkpoint").is_file()
-        {
+        if !self.table_exists(layer)? {
             return Ok(false);
         }
+        let (url, shown) = (self.table_url(layer)?, self.show(layer));
         let table = self.runtime.block_on(async {
-            let url = table_url(&dir)?;
             DeltaTableBuilder::from_url(url)
-                .delta_context(|| format!("cannot open Delta table {}", dir.display()))?
+                .delta_context(|| format!("cannot open Delta table {shown}"))?
                 .load()
                 .await
-                .delta_context(|| format!("cannot read Delta table {}", dir.display()))
+                .delta_context(|| format!("cannot read Delta table {shown}"))
         })?;
         info!(
-            "[processor] Delta table {} at version {}",
-            dir.display(),
+            "[processor] Delta table {shown} at version {}",
             table.version().map_or("none".into(), |v| v.to_string())
         );
         tables.insert(layer.folder(), Table::new(table));
@@ -175,7 +217,7 @@ impl DeltaSink {
                 Some(v) if v > range.start => {
                     return Err(Error::DataLoss(format!(
                         "Delta table {} holds partition {} up to offset {v}, inside the batch's range {}..{}: it was written with other batch bounds (another checkpoint); remove the table or the checkpoint so that one decides",
-                        self.table_dir(layer).display(),
+                        self.show(layer),
                         range.partition,
                         range.start,
                         range.end
@@ -187,7 +229,7 @@ impl DeltaSink {
         if !held.is_empty() && !fresh.is_empty() {
             return Err(Error::DataLoss(format!(
                 "Delta table {} holds this batch's partitions {held:?} but not {fresh:?}: it was written with other batch bounds (another checkpoint)",
-                self.table_dir(layer).display()
+                self.show(layer)
             )));
         }
         Ok(!held.is_empty())
@@ -205,29 +247,96 @@ impl DeltaSink {
             .ok_or_else(|| Error::Internal(format!("{}: no file name", staged.display())))?
             .to_string();
         drop(file);
-        let table = self.table_dir(layer);
         let footer = read_footer(&staged)?;
         let Some(column) = layer.date_column else {
-            return Ok(vec![move_into(&staged, &table, None, &name, &footer)?]);
+            return Ok(vec![self.publish(&staged, layer, None, &name, &footer)?]);
         };
         match day_range(&footer, column)? {
-            Some((first, last)) if first == last => Ok(vec![move_into(
+            Some((first, last)) if first == last => Ok(vec![self.publish(
                 &staged,
-                &table,
+                layer,
                 Some(first),
                 &name,
                 &footer,
             )?]),
             None if footer.metadata().file_metadata().num_rows() == 0 => {
-                Ok(vec![move_into(&staged, &table, None, &name, &footer)?])
+                Ok(vec![self.publish(&staged, layer, None, &name, &footer)?])
             }
-            _ => split_by_day(&staged, &table, column, &name),
+            _ => self.split_by_day(&staged, layer, column, &name),
         }
+    }
+
+    /// Puts a synced file into the layer's table (its date partition): renamed there on a
+    /// local disk, uploaded to object storage. Returns its `add` action.
+    fn publish(
+        &self,
+        staged: &Path,
+        layer: FileLayer,
+        day: Option<i64>,
+        name: &str,
+        footer: &ArrowReaderMetadata,
+    ) -> Result<Add> {
+        let (relative, values) = match day {
+            Some(day) => {
+                let partition = date_partition(day);
+                let value = partition[DATE.len() + 1..].to_string();
+                (
+                    format!("{partition}/{name}"),
+                    HashMap::from([(DATE.to_string(), Some(value))]),
+                )
+            }
+            None => (name.to_string(), HashMap::new()),
+        };
+        let size = match &self.storage {
+            Storage::Local(root) => {
+                let table = root.join(layer.folder());
+                let fin = table.join(&relative);
+                let folder = fin.parent().unwrap_or(&table);
+                if !folder.exists() {
+                    std::fs::create_dir_all(folder)
+                        .io_context(|| format!("cannot create {}", folder.display()))?;
+                    sync_dir(&table)?;
+                }
+                std::fs::rename(staged, &fin)
+                    .io_context(|| format!("cannot move {} into its table", staged.display()))?;
+                sync_dir(folder)?;
+                std::fs::metadata(&fin)
+                    .io_context(|| format!("cannot read the size of {}", fin.display()))?
+                    .len()
+            }
+            Storage::Remote(remote) => {
+                let size = remote.put_file(staged, &format!("{}/{relative}", layer.folder()))?;
+                std::fs::remove_file(staged)
+                    .io_context(|| format!("cannot remove {}", staged.display()))?;
+                size
+            }
+        };
+        Ok(add_action(relative, values, size, footer))
+    }
+
+    /// A file whose rows span several dates, rewritten as one file per date.
+    fn split_by_day(
+        &self,
+        staged: &Path,
+        layer: FileLayer,
+        column: &str,
+        name: &str,
+    ) -> Result<Vec<Add>> {
+        let mut adds = Vec::new();
+        for (day, rows) in rows_by_day(staged, column)? {
+            let part = staged.with_extension(format!("day{day}"));
+            write_file(&part, &rows)?;
+            let footer = read_footer(&part)?;
+            adds.push(self.publish(&part, layer, Some(day), name, &footer)?);
+        }
+        std::fs::remove_file(staged)
+            .io_context(|| format!("cannot remove {}", staged.display()))?;
+        Ok(adds)
     }
 
     /// Creates the layer's table with the schema of its first file (and the date partition).
     fn create_table(&self, layer: FileLayer, schema: &SchemaRef) -> Result<()> {
-        let dir = self.table_dir(layer);
+        let (url, shown) = (self.table_url(layer)?, self.show(layer));
         let mut fields: Vec<StructField> = {
             let structure: StructType = schema.as_ref().try_into_kernel().map_err(|e| {
                 Error::Internal(format!("{}: schema not Delta's: {e}", layer.folder()))
@@ -245,15 +354,15 @@ impl DeltaSink {
         }
         let table = self.runtime.block_on(async {
             CreateBuilder::new()
-                .with_location(table_url(&dir)?.to_string())
+                .with_location(url.to_string())
                 .with_table_name(layer.folder())
                 .with_columns(fields)
                 .with_partition_columns(partitions)
                 .with_save_mode(SaveMode::Ignore)
                 .await
-                .delta_context(|| format!("cannot create Delta table {}", dir.display()))
+                .delta_context(|| format!("cannot create Delta table {shown}"))
         })?;
-        info!("[processor] Delta table {} created", dir.display());
+        info!("[processor] Delta table {shown} created");
         self.tables
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -371,7 +480,7 @@ impl Sink for DeltaSink {
     }
 }
 
-fn table_url(dir: &Path) -> Result<url::Url> {
+fn folder_url(dir: &Path) -> Result<url::Url> {
     url::Url::from_directory_path(dir)
         .map_err(|()| Error::Config(format!("{}: not an absolute path", dir.display())))
 }
@@ -425,40 +534,8 @@ fn date_partition(day: i64) -> String {
     format!("{DATE}={date}")
 }
 
-/// Renames a synced file into the table's folder (and date partition), and makes its `add`.
-fn move_into(
-    staged: &Path,
-    table: &Path,
-    day: Option<i64>,
-    name: &str,
-    footer: &ArrowReaderMetadata,
-) -> Result<Add> {
-    let (relative, values) = match day {
-        Some(day) => {
-            let partition = date_partition(day);
-            let value = partition[DATE.len() + 1..].to_string();
-            (
-                format!("{partition}/{name}"),
-                HashMap::from([(DATE.to_string(), Some(value))]),
-            )
-        }
-        None => (name.to_string(), HashMap::new()),
-    };
-    let fin = table.join(&relative);
-    let folder = fin.parent().unwrap_or(table);
-    if !folder.exists() {
-        std::fs::create_dir_all(folder)
-            .io_context(|| format!("cannot create {}", folder.display()))?;
-        sync_dir(table)?;
-    }
-    std::fs::rename(staged, &fin)
-        .io_context(|| format!("cannot move {} into its table", staged.display()))?;
-    sync_dir(folder)?;
-    add_action(&fin, relative, values, footer)
-}
-
-/// A file whose rows span several dates, rewritten as one file per date.
-fn split_by_day(staged: &Path, table: &Path, column: &str, name: &str) -> Result<Vec<Add>> {
+/// A file's rows, grouped by the UTC day of `column` (a null there has no date: an error).
+fn rows_by_day(staged: &Path, column: &str) -> Result<BTreeMap<i64, RecordBatch>> {
     let file =
         std::fs::File::open(staged).io_context(|| format!("cannot open {}", staged.display()))?;
     let reader = ParquetRecordBatchReaderBuilder::try_new(file)?.build()?;
@@ -471,59 +548,53 @@ fn split_by_day(staged: &Path, table: &Path, column: &str, name: &str) -> Result
             .as_any()
             .downcast_ref::<TimestampMicrosecondArray>()
             .ok_or_else(|| Error::Internal(format!("{column} is not a timestamp column")))?;
-        let days: Vec<Option<i64>> = times
-            .iter()
-            .map(|t| t.map(|t| t.div_euclid(MICROS_A_DAY)))
-            .collect();
-        let mut distinct: Vec<i64> = days.iter().flatten().copied().collect();
-        distinct.sort_unstable();
-        distinct.dedup();
-        for day in distinct {
-            let keep: BooleanArray = days.iter().map(|d| Some(*d == Some(day))).collect();
-            by_day
-                .entry(day)
-                .or_default()
-                .push(arrow_select::filter::filter_record_batch(&rows, &keep)?);
-        }
         if times.null_count() > 0 {
             return Err(Error::Internal(format!(
                 "{column} has nulls: no date to partition by"
             )));
         }
+        let days: Vec<i64> = times
+            .values()
+            .iter()
+            .map(|t| t.div_euclid(MICROS_A_DAY))
+            .collect();
+        let mut distinct = days.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        for day in distinct {
+            let keep: BooleanArray = days.iter().map(|d| Some(*d == day)).collect();
+            by_day
+                .entry(day)
+                .or_default()
+                .push(arrow_select::filter::filter_record_batch(&rows, &keep)?);
+        }
     }
-    let mut adds = Vec::new();
-    for (day, parts) in by_day {
-        let schema = parts[0].schema();
-        let rows = arrow_select::concat::concat_batches(&schema, &parts)?;
-        let dir = staged.with_extension(format!("day{day}"));
-        write_file(&dir, &rows)?;
-        let footer = read_footer(&dir)?;
-        adds.push(move_into(&dir, table, Some(day), name, &footer)?);
-    }
-    std::fs::remove_file(staged).io_context(|| format!("cannot remove {}", staged.display()))?;
-    Ok(adds)
+    by_day
+        .into_iter()
+        .map(|(day, parts)| {
+            let schema = parts[0].schema();
+            Ok((day, arrow_select::concat::concat_batches(&schema, &parts)?))
+        })
+        .collect()
 }
 
 /// The `add` action of a file in place: its size, and statistics from its footer (rows, nulls,
 /// and the min/max of numbers and times, which let readers skip files).
 fn add_action(
-    path: &Path,
     relative: String,
     partition_values: HashMap<String, Option<String>>,
+    size: u64,
     footer: &ArrowReaderMetadata,
-) -> Result<Add> {
-    let size = std::fs::metadata(path)
-        .io_context(|| format!("cannot read the size of {}", path.display()))?
-        .len() as i64;
-    Ok(Add {
+) -> Add {
+    Add {
         path: relative,
         partition_values,
-        size,
+        size: size as i64,
         modification_time: txn_core::time::now_micros() / 1000,
         data_change: true,
         stats: Some(stats(footer).to_string()),
         ..Default::default()
-    })
+    }
 }
 
 /// Delta's per-file statistics JSON.
@@ -624,7 +695,7 @@ mod tests {
 
     fn config(root: &Path, checkpoint: &str) -> ProcessorConfig {
         let mut config = ProcessorConfig::try_parse_from(["processor"]).unwrap();
-        config.output_path = root.to_path_buf();
+        config.output_path = root.into();
         config.checkpoint_dir = Some(root.join(checkpoint));
         config.output_format = OutputFormat::Delta;
         config

@@ -18,6 +18,7 @@
 pub mod delta;
 pub mod files;
 pub mod kafka;
+pub mod store;
 
 use std::any::Any;
 use std::time::Duration;
@@ -208,7 +209,7 @@ pub fn open(config: &ProcessorConfig, targets: &[Target]) -> Result<Sinks> {
             Target::Files(_) => None,
         })
         .collect();
-    let writer = CompactWriter::open(&config.output_path, config.max_files_per_sink, &layers)?;
+    let writer = CompactWriter::open(&config.staging_root()?, config.max_files_per_sink, &layers)?;
     let (tables, files): (Vec<FileLayer>, Vec<FileLayer>) = layers.into_iter().partition(|l| {
         config.output_format == OutputFormat::Delta && l.extension == "parquet" && !l.hive
     });
@@ -222,7 +223,11 @@ pub fn open(config: &ProcessorConfig, targets: &[Target]) -> Result<Sinks> {
     }
     let mut list: Vec<Box<dyn Sink>> = Vec::new();
     if !files.is_empty() {
-        list.push(Box::new(FileSink::new(writer.clone(), files)));
+        let remote = match &config.output_path {
+            crate::config::Location::S3(url) => Some(store::Remote::open(url)?),
+            crate::config::Location::Local(_) => None,
+        };
+        list.push(Box::new(FileSink::new(writer.clone(), files, remote)));
     }
     if !tables.is_empty() {
         list.push(Box::new(DeltaSink::new(

@@ -792,15 +792,45 @@ fn batch_of(layer: FileLayer, name: &str) -> Option<u64> {
 
 /// The file sink: a batch's files are synced at the pre-commit and renamed into place at the
 /// commit (a re-run writes the same names, so placing them again replaces them); old files are
-/// deleted after the checkpoint commit (`MAX_FILES_PER_SINK`).
+/// deleted after the checkpoint commit (`MAX_FILES_PER_SINK`). With the output on object
+/// storage, the commit uploads each file to its name instead (one PUT: the whole file or none).
 pub struct FileSink {
     writer: CompactWriter,
     layers: Vec<FileLayer>,
+    remote: Option<super::store::Remote>,
 }
 
 impl FileSink {
-    pub fn new(writer: CompactWriter, layers: Vec<FileLayer>) -> Self {
-        FileSink { writer, layers }
+    pub fn new(
+        writer: CompactWriter,
+        layers: Vec<FileLayer>,
+        remote: Option<super::store::Remote>,
+    ) -> Self {
+        FileSink {
+            writer,
+            layers,
+            remote,
+        }
+    }
+
+    /// Uploads the batch's files under their names (relative to the staging root), then drops
+    /// the local copies.
+    fn upload(&self, remote: &super::store::Remote, files: Vec<StagedFile>) -> Result<()> {
+        for file in files {
+            let relative = file
+                .fin
+                .strip_prefix(&self.writer.root)
+                .ok()
+                .and_then(|p| p.to_str())
+                .ok_or_else(|| {
+                    Error::Internal(format!("{}: not under the staging root", file.fin.display()))
+                })?
+                .to_string();
+            remote.put_file(&file.staged, &relative)?;
+            fs::remove_file(&file.staged)
+                .io_context(|| format!("cannot remove {}", file.staged.display()))?;
+        }
+        Ok(())
     }
 }
 
@@ -842,8 +872,10 @@ impl Sink for FileSink {
         let files = pre
             .downcast::<Vec<StagedFile>>()
             .map_err(|_| wrong_piece(self.name()))?;
-        CompactWriter::place(*files)?;
-        Ok(())
+        match &self.remote {
+            Some(remote) => self.upload(remote, *files),
+            None => CompactWriter::place(*files).map(drop),
+        }
     }
 
     fn after_commit(&self, batch: u64) -> Result<()> {
@@ -854,6 +886,12 @@ impl Sink for FileSink {
     }
 
     fn set_aside_after(&self, batch: u64, name: &str) -> Result<usize> {
+        if let Some(remote) = &self.remote {
+            return Err(Error::Config(format!(
+                "--recover-from-batch is not supported with OUTPUT_PATH on object storage ({})",
+                remote.url()
+            )));
+        }
         let mut moved = 0;
         for &layer in &self.layers {
             moved += self.writer.set_aside_after(layer, batch, name)?;
