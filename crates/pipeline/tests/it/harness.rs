@@ -99,7 +99,10 @@ impl S3Server {
 impl Drop for S3Server {
     fn drop(&mut self) {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/s3.sh");
-        let _ = Command::new(script).arg("stop").arg(self.dir.path()).status();
+        let _ = Command::new(script)
+            .arg("stop")
+            .arg(self.dir.path())
+            .status();
     }
 }
 

@@ -15,7 +15,8 @@ use crate::outputs::columns::{field, timestamp_type, timestamps};
 use crate::outputs::console::spark_table;
 use crate::sinks::files::FileLayer;
 
-pub const LAYER: FileLayer = FileLayer::parquet("events_agg");
+pub const LAYER: FileLayer =
+    FileLayer::parquet("events_agg").upserted_on(&["id", "window_start", "window_end"]);
 
 pub struct Aggregates;
 

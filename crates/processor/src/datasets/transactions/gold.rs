@@ -13,7 +13,8 @@ use crate::operators::windows::WindowRow;
 use crate::outputs::columns::{field, strings, timestamp_type, timestamps};
 use crate::sinks::files::FileLayer;
 
-pub const LAYER: FileLayer = FileLayer::parquet("gold");
+pub const LAYER: FileLayer =
+    FileLayer::parquet("gold").upserted_on(&["card_id", "window_start", "window_end"]);
 
 pub struct Gold;
 

@@ -15,6 +15,7 @@ pub const LAYER: FileLayer = FileLayer {
     extension: "csv",
     date_column: None,
     hive: false,
+    keys: &[],
 };
 
 /// The raw CSV output: one CSV file of the valid transactions per batch.

@@ -14,7 +14,12 @@ use crate::operators::user_windows::UserWindowRow;
 use crate::outputs::columns::{field, strings, timestamp_type, timestamps};
 use crate::sinks::files::FileLayer;
 
-pub const LAYER: FileLayer = FileLayer::parquet("user_aggregates");
+pub const LAYER: FileLayer = FileLayer::parquet("user_aggregates").upserted_on(&[
+    "user_id",
+    "category",
+    "window_start",
+    "window_end",
+]);
 
 pub struct UserAggregates;
 

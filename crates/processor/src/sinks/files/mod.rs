@@ -47,6 +47,9 @@ pub struct FileLayer {
     /// Files in Hive partition folders (`id=3/`): kept as Parquet files with
     /// `OUTPUT_FORMAT=delta` (the Delta sink does not write such partitions yet).
     pub hive: bool,
+    /// The columns that identify a row of an update-mode layer (a window and its key): as a
+    /// Delta table, a batch's rows replace the rows of the same key (MERGE). Empty: append.
+    pub keys: &'static [&'static str],
 }
 
 impl FileLayer {
@@ -58,12 +61,18 @@ impl FileLayer {
             extension: "parquet",
             date_column: None,
             hive: false,
+            keys: &[],
         }
     }
 
     /// The layer, written in Hive partition folders.
     pub const fn hive_partitioned(self) -> Self {
         FileLayer { hive: true, ..self }
+    }
+
+    /// The layer, in update mode on `keys`: a batch's row replaces the row of the same key.
+    pub const fn upserted_on(self, keys: &'static [&'static str]) -> Self {
+        FileLayer { keys, ..self }
     }
 
     /// The layer, partitioned by the UTC date of `column` as a Delta table.
@@ -823,7 +832,10 @@ impl FileSink {
                 .ok()
                 .and_then(|p| p.to_str())
                 .ok_or_else(|| {
-                    Error::Internal(format!("{}: not under the staging root", file.fin.display()))
+                    Error::Internal(format!(
+                        "{}: not under the staging root",
+                        file.fin.display()
+                    ))
                 })?
                 .to_string();
             remote.put_file(&file.staged, &relative)?;
@@ -912,6 +924,7 @@ mod tests {
         extension: "csv",
         date_column: None,
         hive: false,
+        keys: &[],
     };
     pub(crate) const TEST_LAYERS: [FileLayer; 3] = [BRONZE, SILVER, RAW_CSV];
     use std::sync::Arc;

@@ -10,6 +10,8 @@
 //! offsets the table's log already holds is recognised from the table alone, whichever process
 //! replays it, and is not added again.
 
+mod merge;
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
@@ -81,10 +83,11 @@ impl Table {
     }
 }
 
-/// A table's part of a batch, between the pre-commit and the commit.
+/// A table's part of a batch, between the pre-commit and the commit: its new files, and for an
+/// update-mode layer the files its rows replace.
 struct TableCommit {
     layer: FileLayer,
-    adds: Vec<Add>,
+    actions: Vec<Action>,
 }
 
 impl DeltaSink {
@@ -104,6 +107,15 @@ impl DeltaSink {
                 (url.clone(), Storage::Remote(Remote::open(url)?))
             }
         };
+        if let Some(layer) = layers
+            .iter()
+            .find(|l| !l.keys.is_empty() && l.date_column.is_some())
+        {
+            return Err(Error::Internal(format!(
+                "layer {}: an upserted layer is not partitioned by date",
+                layer.folder()
+            )));
+        }
         Ok(DeltaSink {
             root,
             storage,
@@ -334,6 +346,83 @@ impl DeltaSink {
         Ok(adds)
     }
 
+    /// The actions that take the rows of the upsert's keys out of the table: each file holding
+    /// some is removed, and rewritten (into `staging`, then the table) with its other rows.
+    fn replaced(
+        &self,
+        layer: FileLayer,
+        upsert: &merge::Upsert,
+        batch: &SinkBatch<'_>,
+        staging: &Path,
+    ) -> Result<Vec<Action>> {
+        let candidates: Vec<(String, deltalake_core::kernel::Remove)> = {
+            let tables = self.tables.lock().unwrap_or_else(PoisonError::into_inner);
+            let Some(table) = tables.get(layer.folder()) else {
+                return Ok(Vec::new());
+            };
+            let state = table
+                .delta
+                .snapshot()
+                .delta_context(|| format!("Delta table {}", layer.folder()))?;
+            state
+                .log_data()
+                .iter()
+                .filter(|file| upsert.may_touch(file.stats().as_deref()))
+                .map(|file| (file.path().into_owned(), file.remove_action(true)))
+                .collect()
+        };
+        let (read, mut replaced, mut actions) = (candidates.len(), 0, Vec::new());
+        let stem = CompactWriter::file_name(layer, batch.planned_at, batch.batch);
+        let stem = stem.trim_end_matches(".parquet");
+        for (index, (path, remove)) in candidates.into_iter().enumerate() {
+            let rows = merge::read_rows(self.read_table_file(layer, &path)?)?;
+            let mut kept = Vec::with_capacity(rows.len());
+            let mut touched = false;
+            for part in rows {
+                match upsert.keep(&part)? {
+                    Some(keep) => {
+                        touched = true;
+                        replaced += part.num_rows() - keep.true_count();
+                        kept.push(arrow_select::filter::filter_record_batch(&part, &keep)?);
+                    }
+                    None => kept.push(part),
+                }
+            }
+            if !touched {
+                continue;
+            }
+            actions.push(Action::Remove(remove));
+            let Some(schema) = kept.first().map(RecordBatch::schema) else {
+                continue;
+            };
+            let kept = arrow_select::concat::concat_batches(&schema, &kept)?;
+            if kept.num_rows() > 0 {
+                let name = format!("{stem}_r{index}.parquet");
+                let file = staging.join(&name);
+                write_file(&file, &kept)?;
+                let footer = read_footer(&file)?;
+                actions.push(Action::Add(
+                    self.publish(&file, layer, None, &name, &footer)?,
+                ));
+            }
+        }
+        info!(
+            "[processor] batch {}: Delta table {}: {} rows upserted, replacing {replaced} rows ({read} files read)",
+            batch.batch,
+            layer.folder(),
+            upsert.rows()
+        );
+        Ok(actions)
+    }
+
+    /// A file of the layer's table, by its path in the table.
+    fn read_table_file(&self, layer: FileLayer, path: &str) -> Result<bytes::Bytes> {
+        match &self.storage {
+            Storage::Local(root) => read_local(&root.join(layer.folder()).join(path)),
+            Storage::Remote(remote) => remote.get(&format!("{}/{path}", layer.folder())),
+        }
+    }
+
     /// Creates the layer's table with the schema of its first file (and the date partition).
     fn create_table(&self, layer: FileLayer, schema: &SchemaRef) -> Result<()> {
         let (url, shown) = (self.table_url(layer)?, self.show(layer));
@@ -410,16 +499,32 @@ impl Sink for DeltaSink {
                 Some(file) => Some(read_footer(file.staged_path())?.schema().clone()),
                 None => None,
             };
-            let mut adds = Vec::new();
+            let upsert = if layer.keys.is_empty() {
+                None
+            } else {
+                let mut rows = Vec::new();
+                for file in &files {
+                    rows.extend(merge::read_rows(read_local(file.staged_path())?)?);
+                }
+                Some(merge::Upsert::of(layer.keys, &rows)?)
+            };
+            let staging = files
+                .first()
+                .and_then(|f| f.staged_path().parent())
+                .map(Path::to_path_buf);
+            let mut actions = Vec::new();
             for file in files {
-                adds.extend(self.place(file)?);
+                actions.extend(self.place(file)?.into_iter().map(Action::Add));
+            }
+            if let (Some(upsert), Some(staging)) = (upsert, staging) {
+                actions.extend(self.replaced(layer, &upsert, batch, &staging)?);
             }
             if let Some(schema) = schema {
                 if !self.open_table(layer)? {
                     self.create_table(layer, &schema)?;
                 }
             }
-            commits.push(TableCommit { layer, adds });
+            commits.push(TableCommit { layer, actions });
         }
         Ok(Box::new(commits))
     }
@@ -436,12 +541,16 @@ impl Sink for DeltaSink {
             .map(|r| Transaction::new(self.app_id(batch.topic_id, r.partition), r.end))
             .collect();
         let mut tables = self.tables.lock().unwrap_or_else(PoisonError::into_inner);
-        for TableCommit { layer, adds } in *commits {
+        for TableCommit { layer, actions } in *commits {
             let table = tables.get_mut(layer.folder()).ok_or_else(|| {
                 Error::Internal(format!("Delta table {} is not open", layer.folder()))
             })?;
             let operation = DeltaOperation::StreamingUpdate {
-                output_mode: OutputMode::Append,
+                output_mode: if layer.keys.is_empty() {
+                    OutputMode::Append
+                } else {
+                    OutputMode::Update
+                },
                 query_id: format!("kafka:{}", self.topic),
                 epoch_id: batch.batch as i64,
             };
@@ -460,7 +569,7 @@ impl Sink for DeltaSink {
             let committed = self.runtime.block_on(async {
                 let state = table.delta.snapshot().delta_context(context)?;
                 CommitBuilder::from(properties)
-                    .with_actions(adds.into_iter().map(Action::Add).collect())
+                    .with_actions(actions)
                     .build(Some(state), table.delta.log_store(), operation)
                     .await
                     .delta_context(context)
@@ -483,6 +592,12 @@ impl Sink for DeltaSink {
 fn folder_url(dir: &Path) -> Result<url::Url> {
     url::Url::from_directory_path(dir)
         .map_err(|()| Error::Config(format!("{}: not an absolute path", dir.display())))
+}
+
+fn read_local(path: &Path) -> Result<bytes::Bytes> {
+    Ok(std::fs::read(path)
+        .io_context(|| format!("cannot read {}", path.display()))?
+        .into())
 }
 
 fn read_footer(path: &Path) -> Result<ArrowReaderMetadata> {
@@ -703,6 +818,11 @@ mod tests {
 
     /// Two records on 2025-11-07, one on the 8th, and one that is not JSON.
     fn raw() -> RawBatch {
+        raw_of(0..4)
+    }
+
+    /// The offsets `offsets` of [`raw`].
+    fn raw_of(offsets: std::ops::Range<usize>) -> RawBatch {
         let record = |id: &str, ts: &str| {
             format!(r#"{{"txn_id": "{id}", "event_ts": "{ts}", "card_id": "c1", "amount": 12.5}}"#)
         };
@@ -715,6 +835,7 @@ mod tests {
         ]
         .iter()
         .enumerate()
+        .filter(|(offset, _)| offsets.contains(offset))
         {
             raw.push(
                 0,
@@ -728,8 +849,12 @@ mod tests {
     }
 
     fn plan(start: i64, end: i64) -> BatchPlan {
+        plan_of(0, start, end)
+    }
+
+    fn plan_of(batch: u64, start: i64, end: i64) -> BatchPlan {
         BatchPlan {
-            batch: 0,
+            batch,
             planned_at: 1_762_559_999_000_000,
             ranges: vec![OffsetRange {
                 partition: 0,
@@ -761,6 +886,70 @@ mod tests {
         }
         paths.sort();
         (rows, entries, paths)
+    }
+
+    /// The rows of the table's current version, read as a reader does: the files its log names.
+    fn current_rows(root: &Path, layer: &str) -> RecordBatch {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let dir = root.join(layer);
+        let table = runtime
+            .block_on(
+                DeltaTableBuilder::from_url(folder_url(&dir).unwrap())
+                    .unwrap()
+                    .load(),
+            )
+            .unwrap();
+        let mut parts = Vec::new();
+        for file in table.snapshot().unwrap().log_data().iter() {
+            parts.extend(
+                merge::read_rows(read_local(&dir.join(file.path().as_ref())).unwrap()).unwrap(),
+            );
+        }
+        arrow_select::concat::concat_batches(&parts[0].schema(), &parts).unwrap()
+    }
+
+    #[test]
+    fn update_mode_rows_replace_the_rows_of_their_window_and_key() {
+        let root = std::env::temp_dir().join(format!("delta-merge-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let mut config = config(&root, "_chk");
+        config.gold_output_mode = crate::operators::windows::OutputMode::Update;
+        let (mut stages, _) = Stages::open(Transactions::new(&config), &config).unwrap();
+        // t1 opens the 23:59 window; t2 updates it, t3 opens 00:00.
+        for (batch, offsets) in [(0, 0..1), (1, 1..3), (2, 3..4)] {
+            let plan = plan_of(batch, offsets.start as i64, offsets.end as i64);
+            let staged = stages.stage(plan, true, raw_of(offsets), 0).unwrap();
+            stages.committer().commit(staged).unwrap();
+        }
+        let gold = current_rows(&root, "gold");
+        let counts: BTreeMap<i64, i64> = {
+            use arrow_array::cast::AsArray as _;
+            let starts = gold
+                .column(gold.schema().index_of("window_start").unwrap())
+                .as_primitive::<arrow_array::types::TimestampMicrosecondType>();
+            let counts = gold
+                .column(gold.schema().index_of("txn_count").unwrap())
+                .as_primitive::<arrow_array::types::Int64Type>();
+            starts
+                .values()
+                .iter()
+                .copied()
+                .zip(counts.values().iter().copied())
+                .collect()
+        };
+        assert_eq!(gold.num_rows(), 2, "one row per window and card: {gold:?}");
+        let minute = 60_000_000;
+        let first = 1_762_559_940_000_000; // 2025-11-07T23:59:00Z
+        assert_eq!(counts, BTreeMap::from([(first, 2), (first + minute, 1)]));
+        // The second batch removed the first batch's file (it held only the updated window).
+        let log = std::fs::read_to_string(root.join("gold/_delta_log/00000000000000000002.json"))
+            .unwrap();
+        assert!(log.contains(r#""remove":"#), "{log}");
+        assert!(log.contains(r#""outputMode":"Update""#), "{log}");
+        std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]
