@@ -3,7 +3,8 @@ it saw as one JSON object per table: rows, distinct (partition, offset) pairs, d
 date partitions and the table version. The integration tests compare the readers' answers with
 each other and with the topic.
 
-usage: check_delta.py OUTPUT_PATH READER TABLE...
+usage: check_delta.py OUTPUT_PATH READER TABLE... [windows]
+"windows" adds gold's windows and the 1-minute windows per card recomputed from silver.
 READER: deltalake (the deltalake package), polars (read_delta), duckdb (delta_scan; DuckDB's
 delta extension from the duckdb-extension-delta package, which matches duckdb 1.5: see
 scripts/test.sh for the separate install).
@@ -26,6 +27,12 @@ def summary(columns, rows, pairs, ids, dates, version):
         "columns": columns,
         "version": version,
     }
+
+
+def windows(rows):
+    """(card, window start in epoch seconds, count, sum rounded) rows, sorted: gold's windows, or
+    the same recomputed from silver, as the test compares them."""
+    return sorted([str(card), int(start), int(count), round(float(total), 4)] for card, start, count, total in rows)
 
 
 def storage_options():
@@ -51,6 +58,64 @@ def with_deltalake(path):
     return summary(cols, data.num_rows, pairs, ids, dates, table.version())
 
 
+def windows_with_deltalake(path):
+    """Gold's windows, and the 1-minute windows per card recomputed from silver (pyarrow)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    from deltalake import DeltaTable
+
+    options = storage_options() if remote(path) else None
+    gold = DeltaTable(path + "/gold", storage_options=options).to_pyarrow_table()
+    silver = DeltaTable(path + "/silver", storage_options=options).to_pyarrow_table()
+    epoch = lambda times: pc.cast(pc.cast(times, pa.timestamp("s", tz="UTC"), safe=False), pa.int64())
+    minute = pc.floor_temporal(silver.column("event_time"), unit="minute")
+    grouped = (
+        silver.append_column("ws", minute)
+        .group_by(["card_id", "ws"])
+        .aggregate([("amount", "count"), ("amount", "sum")])
+    )
+    recomputed = zip(
+        grouped.column("card_id").to_pylist(),
+        epoch(grouped.column("ws")).to_pylist(),
+        grouped.column("amount_count").to_pylist(),
+        grouped.column("amount_sum").to_pylist(),
+    )
+    kept = zip(
+        gold.column("card_id").to_pylist(),
+        epoch(gold.column("window_start")).to_pylist(),
+        gold.column("txn_count").to_pylist(),
+        gold.column("sum_amount").to_pylist(),
+    )
+    return {"gold": windows(kept), "recomputed": windows(recomputed)}
+
+
+def windows_with_polars(path):
+    import polars as pl
+
+    options = storage_options() if remote(path) else None
+    gold = pl.read_delta(path + "/gold", storage_options=options)
+    silver = pl.read_delta(path + "/silver", storage_options=options)
+    grouped = silver.group_by(["card_id", pl.col("event_time").dt.truncate("1m").alias("ws")]).agg(
+        pl.col("amount").count().alias("n"), pl.col("amount").sum().alias("total")
+    )
+    epoch = lambda c: pl.col(c).dt.epoch("s")
+    recomputed = grouped.select("card_id", epoch("ws"), "n", "total").rows()
+    kept = gold.select("card_id", epoch("window_start"), "txn_count", "sum_amount").rows()
+    return {"gold": windows(kept), "recomputed": windows(recomputed)}
+
+
+def windows_with_duckdb(path):
+    con, scan = duckdb_scan(path)
+    kept = con.sql(
+        f"SELECT card_id, epoch(window_start), txn_count, sum_amount FROM {scan('gold')}"
+    ).fetchall()
+    recomputed = con.sql(
+        f"""SELECT card_id, epoch(time_bucket(INTERVAL 1 minute, event_time)) AS ws, count(amount), sum(amount)
+        FROM {scan('silver')} GROUP BY card_id, ws"""
+    ).fetchall()
+    return {"gold": windows(kept), "recomputed": windows(recomputed)}
+
+
 def with_polars(path):
     import polars as pl
 
@@ -62,7 +127,8 @@ def with_polars(path):
     return summary(cols, df.height, pairs, ids, dates, None)
 
 
-def with_duckdb(path):
+def duckdb_scan(path):
+    """A DuckDB connection that reads Delta tables (and S3), and the delta_scan of a table."""
     import duckdb
     import duckdb_extension_delta
     import duckdb_extension_httpfs
@@ -82,7 +148,14 @@ def with_duckdb(path):
             ENDPOINT '{endpoint.split("://", 1)[1]}', URL_STYLE 'path',
             USE_SSL {'false' if endpoint.startswith('http://') else 'true'})"""
         )
-    scan = f"delta_scan('{path if remote(path) else os.path.abspath(path)}')"
+    root = path if remote(path) else os.path.abspath(path)
+    return con, lambda table: f"delta_scan('{root}/{table}')"
+
+
+def with_duckdb(path):
+    parent, table = path.rstrip("/").rsplit("/", 1)
+    con, scan = duckdb_scan(parent)
+    scan = scan(table)
     cols = [c[0] for c in con.sql(f"DESCRIBE SELECT * FROM {scan}").fetchall()]
     rows = con.sql(f"SELECT count(*) FROM {scan}").fetchall()[0][0]
     pairs = (
@@ -96,9 +169,14 @@ def with_duckdb(path):
 
 
 def main():
-    out, reader, tables = sys.argv[1], sys.argv[2], sys.argv[3:]
+    out, reader, tables = sys.argv[1].rstrip("/"), sys.argv[2], sys.argv[3:]
     read = {"deltalake": with_deltalake, "polars": with_polars, "duckdb": with_duckdb}[reader]
-    print(json.dumps({table: read(out.rstrip("/") + "/" + table) for table in tables}))
+    seen = {table: read(out + "/" + table) for table in tables if table != "windows"}
+    if "windows" in tables:
+        # Gold's windows next to the same windows recomputed from silver, by the same reader.
+        recompute = {"deltalake": windows_with_deltalake, "polars": windows_with_polars, "duckdb": windows_with_duckdb}
+        seen["windows"] = recompute[reader](out)
+    print(json.dumps(seen))
 
 
 if __name__ == "__main__":

@@ -67,11 +67,17 @@ fn sigkilled_delta_run(output: Option<&str>, envs: &[(&str, &str)]) {
         ],
     );
     let checkpoint = out.path().join("_chk").display().to_string();
+    // Gold in update mode: every batch upserts the windows it changed, so that the table holds
+    // one row per window and card, whatever the kills; nothing is late within a day.
     let mut args = vec![
         "--max-offsets-per-trigger",
         "700",
         "--output-format",
         "delta",
+        "--gold-output-mode",
+        "update",
+        "--gold-watermark-delay",
+        "1 day",
     ];
     if let Some(output) = output {
         args.extend(["--output-path", output, "--checkpoint-dir", &checkpoint]);
@@ -124,9 +130,24 @@ fn sigkilled_delta_run(output: Option<&str>, envs: &[(&str, &str)]) {
     assert!(valid > 11000 && valid < 12000, "valid: {valid}");
 
     let location = output.map_or_else(|| out.path().display().to_string(), str::to_string);
-    let tables = ["bronze", "silver", "quarantine"];
+    let tables = ["bronze", "silver", "quarantine", "gold", "windows"];
+    let mut gold_seen = Vec::new();
     for reader in ["deltalake", "polars", "duckdb"] {
         let tables = read_tables(&location, reader, &tables, envs);
+        // Gold: one row per window and card, equal to the windows recomputed from silver.
+        let windows = &tables["windows"];
+        let gold = windows["gold"].as_array().unwrap();
+        assert!(gold.len() > 100, "{reader}: gold windows: {}", gold.len());
+        assert_eq!(
+            tables["gold"]["rows"],
+            gold.len(),
+            "{reader}: gold's rows are its windows"
+        );
+        assert!(
+            windows["gold"] == windows["recomputed"],
+            "{reader}: gold differs from the windows recomputed from silver"
+        );
+        gold_seen.push(windows["gold"].clone());
         let bronze = &tables["bronze"];
         assert_eq!(bronze["rows"], 12000, "{reader}: bronze rows\n{log}");
         assert_eq!(
@@ -154,6 +175,10 @@ fn sigkilled_delta_run(output: Option<&str>, envs: &[(&str, &str)]) {
             "{reader}: bronze's date column"
         );
     }
+    assert!(
+        gold_seen.windows(2).all(|w| w[0] == w[1]),
+        "the readers see the same gold"
+    );
 }
 
 #[test]
