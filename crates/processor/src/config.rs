@@ -158,9 +158,18 @@ pub struct ProcessorConfig {
     /// "30 seconds", "500 ms", 0 (back to back), or available-now (process what is there, then exit)
     #[arg(long, env = "TRIGGER_INTERVAL", default_value = "30 seconds", value_parser = parse_trigger)]
     pub trigger: Trigger,
-    /// Keep the newest N files of each layer (0 = keep all)
+    /// Keep the newest N files of each layer (0 = keep all); Parquet files only (Delta tables
+    /// are compacted and vacuumed instead)
     #[arg(long, env = "MAX_FILES_PER_SINK", default_value_t = 0)]
     pub max_files_per_sink: usize,
+    /// OUTPUT_FORMAT=delta: compact each table's small files (OPTIMIZE, per date partition)
+    /// every N batches, then vacuum it (0 = never)
+    #[arg(long, env = "DELTA_OPTIMIZE_EVERY", default_value_t = 100)]
+    pub delta_optimize_every: u64,
+    /// OUTPUT_FORMAT=delta: how long a file the tables no longer use (compacted, replaced) is
+    /// kept for readers of older versions before the vacuum deletes it
+    #[arg(long, env = "DELTA_VACUUM_RETENTION", default_value = "7 days", value_parser = parse_spark_duration)]
+    pub delta_vacuum_retention: Duration,
     /// Most offsets read per batch, over all partitions (0 = no limit)
     #[arg(long, env = "MAX_OFFSETS_PER_TRIGGER", default_value_t = 5000)]
     pub max_offsets_per_trigger: u64,

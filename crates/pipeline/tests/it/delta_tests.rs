@@ -78,6 +78,11 @@ fn sigkilled_delta_run(output: Option<&str>, envs: &[(&str, &str)]) {
         "update",
         "--gold-watermark-delay",
         "1 day",
+        // Compaction and vacuum every 3 batches, killed in the middle of it too.
+        "--delta-optimize-every",
+        "3",
+        "--delta-vacuum-retention",
+        "0",
     ];
     if let Some(output) = output {
         args.extend(["--output-path", output, "--checkpoint-dir", &checkpoint]);
@@ -118,6 +123,10 @@ fn sigkilled_delta_run(output: Option<&str>, envs: &[(&str, &str)]) {
     let last = process_all_with(&broker.bootstrap, out.path(), &args, envs);
     let log = String::from_utf8_lossy(&last.stderr);
     held += log.lines().filter(|l| l.contains(holds)).count();
+    assert!(
+        log.contains("compacted"),
+        "no compaction in the last run:\n{log}"
+    );
     // A batch the tables committed before a kill is re-run and recognised from their logs.
     assert!(held >= 1, "no re-run found its batch in the tables");
 

@@ -230,11 +230,7 @@ pub fn open(config: &ProcessorConfig, targets: &[Target]) -> Result<Sinks> {
         list.push(Box::new(FileSink::new(writer.clone(), files, remote)));
     }
     if !tables.is_empty() {
-        list.push(Box::new(DeltaSink::new(
-            &config.output_path,
-            tables,
-            &config.kafka.topic,
-        )?));
+        list.push(Box::new(DeltaSink::new(config, tables)?));
     }
     if !topics.is_empty() {
         list.push(Box::new(TopicSink::new(topics)));

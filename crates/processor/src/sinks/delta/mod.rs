@@ -11,6 +11,7 @@
 //! replays it, and is not added again.
 
 mod merge;
+mod upkeep;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -64,6 +65,9 @@ pub struct DeltaSink {
     /// The tables opened so far (a table is created by its first commit).
     tables: Mutex<BTreeMap<&'static str, Table>>,
     runtime: tokio::runtime::Runtime,
+    /// A local folder for the files the sink writes itself (compaction, rewrites, splits).
+    staging: PathBuf,
+    upkeep: upkeep::Schedule,
 }
 
 /// An open table, and the `txn` versions of the input partitions as far as this sink knows them
@@ -91,7 +95,8 @@ struct TableCommit {
 }
 
 impl DeltaSink {
-    pub fn new(location: &Location, layers: Vec<FileLayer>, topic: &str) -> Result<Self> {
+    pub fn new(config: &crate::ProcessorConfig, layers: Vec<FileLayer>) -> Result<Self> {
+        let (location, topic) = (&config.output_path, &config.kafka.topic);
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -116,13 +121,21 @@ impl DeltaSink {
                 layer.folder()
             )));
         }
+        let staging = config.staging_root()?.join("_delta_staging");
+        std::fs::create_dir_all(&staging)
+            .io_context(|| format!("cannot create {}", staging.display()))?;
         Ok(DeltaSink {
             root,
             storage,
             layers,
-            topic: topic.into(),
+            topic: topic.clone(),
             tables: Mutex::new(BTreeMap::new()),
             runtime,
+            staging,
+            upkeep: upkeep::Schedule {
+                every: config.delta_optimize_every,
+                retention: config.delta_vacuum_retention,
+            },
         })
     }
 
@@ -582,6 +595,11 @@ impl Sink for DeltaSink {
         Ok(())
     }
 
+    /// Compaction and vacuum, on their schedule (`DELTA_OPTIMIZE_EVERY`).
+    fn after_commit(&self, batch: u64) -> Result<()> {
+        self.upkeep(batch)
+    }
+
     fn set_aside_after(&self, _batch: u64, _name: &str) -> Result<usize> {
         Err(Error::Config(
             "--recover-from-batch is not supported with OUTPUT_FORMAT=delta yet: a Delta table keeps its history (read an earlier version with time travel)".into(),
@@ -949,6 +967,62 @@ mod tests {
             .unwrap();
         assert!(log.contains(r#""remove":"#), "{log}");
         assert!(log.contains(r#""outputMode":"Update""#), "{log}");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    /// The Parquet files in a table's folder (its partitions included), whether the log names
+    /// them or not.
+    fn files_on_disk(dir: &Path) -> usize {
+        let mut count = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
+            if path.is_dir() && !name.starts_with('_') {
+                count += files_on_disk(&path);
+            } else if name.ends_with(".parquet") {
+                count += 1;
+            }
+        }
+        count
+    }
+
+    #[test]
+    fn compaction_rewrites_each_partitions_small_files_as_one_and_the_vacuum_deletes_the_old() {
+        let root = std::env::temp_dir().join(format!("delta-optimize-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let mut config = config(&root, "_chk");
+        config.delta_optimize_every = 4;
+        config.delta_vacuum_retention = std::time::Duration::ZERO;
+        let (mut stages, _) = Stages::open(Transactions::new(&config), &config).unwrap();
+        for batch in 0..4 {
+            let offsets = batch as usize..batch as usize + 1;
+            let plan = plan_of(batch, batch as i64, batch as i64 + 1);
+            let staged = stages.stage(plan, true, raw_of(offsets), 0).unwrap();
+            stages.committer().commit(staged).unwrap();
+        }
+        // Bronze: four one-row files of one date, now one file of four rows.
+        let bronze = current_rows(&root, "bronze");
+        assert_eq!(bronze.num_rows(), 4);
+        assert_eq!(
+            files_on_disk(&root.join("bronze")),
+            1,
+            "the vacuum left only the compacted file"
+        );
+        // Silver: 2025-11-07's two files became one; 2025-11-08's single file stayed.
+        assert_eq!(current_rows(&root, "silver").num_rows(), 3);
+        let (_, _, paths) = table(&root, "silver");
+        let log: Vec<String> = std::fs::read_dir(root.join("silver/_delta_log"))
+            .unwrap()
+            .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap_or_default())
+            .collect();
+        let optimize = log
+            .iter()
+            .find(|e| e.contains(r#""operation":"OPTIMIZE""#))
+            .expect("an OPTIMIZE entry");
+        assert_eq!(optimize.matches(r#""remove":"#).count(), 2, "{optimize}");
+        assert_eq!(optimize.matches(r#""add":"#).count(), 1, "{optimize}");
+        assert!(optimize.contains(r#""dataChange":false"#), "{optimize}");
+        assert_eq!(files_on_disk(&root.join("silver")), 2, "{paths:?}");
         std::fs::remove_dir_all(&root).unwrap();
     }
 

@@ -590,6 +590,42 @@ pub(crate) fn write_file(path: &Path, rows: &RecordBatch) -> Result<()> {
         .io_context(|| format!("cannot sync {}", path.display()))
 }
 
+/// A Parquet file written piece by piece, with the layers' settings (the Delta tables'
+/// compaction: the rows of many small files, appended as they are read).
+pub(crate) struct AppendedFile {
+    writer: ArrowWriter<BufWriter<File>>,
+    path: PathBuf,
+}
+
+impl AppendedFile {
+    pub fn create(path: &Path, schema: arrow_schema::SchemaRef) -> Result<Self> {
+        let file = File::create(path).io_context(|| format!("cannot create {}", path.display()))?;
+        let props = properties(&schema);
+        let writer =
+            ArrowWriter::try_new(BufWriter::with_capacity(1 << 20, file), schema, Some(props))?;
+        Ok(AppendedFile {
+            writer,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn write(&mut self, rows: &RecordBatch) -> Result<()> {
+        Ok(self.writer.write(rows)?)
+    }
+
+    /// Closes and syncs the file.
+    pub fn finish(self) -> Result<()> {
+        let path = self.path;
+        let buffered = self.writer.into_inner()?;
+        let file = buffered.into_inner().map_err(|e| Error::Io {
+            context: format!("cannot write {}", path.display()),
+            source: e.into_error(),
+        })?;
+        file.sync_all()
+            .io_context(|| format!("cannot sync {}", path.display()))
+    }
+}
+
 /// The Parquet description of column `column` of a layer schema (flat: one leaf per column).
 pub fn column_descr(schema: &Schema, column: usize) -> Result<ColumnDescPtr> {
     let descr = parquet::arrow::ArrowSchemaConverter::new().convert(schema)?;
