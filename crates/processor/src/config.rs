@@ -296,11 +296,6 @@ impl ProcessorConfig {
                     "OUTPUT_PATH is {url}: object storage holds Delta tables; set OUTPUT_FORMAT=delta"
                 )));
             }
-            if self.max_files_per_sink > 0 {
-                return Err(Error::Config(
-                    "MAX_FILES_PER_SINK applies to local files only; on object storage the Delta tables are compacted and vacuumed instead".into(),
-                ));
-            }
             self.checkpoint_path()?;
         }
         Ok(())

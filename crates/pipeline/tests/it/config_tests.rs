@@ -6,8 +6,19 @@ use std::path::PathBuf;
 
 use clap::CommandFactory;
 
-/// Variables read outside clap: the checkpoint alias, the log level and the log format.
-const READ_DIRECTLY: [&str; 3] = ["CHECKPOINT_DIR", "RUST_LOG", "LOG_FORMAT"];
+/// Variables read outside clap: the checkpoint alias, the log level and the log format, and the
+/// object store client's settings (OUTPUT_PATH=s3://...).
+const READ_DIRECTLY: [&str; 9] = [
+    "CHECKPOINT_DIR",
+    "RUST_LOG",
+    "LOG_FORMAT",
+    "AWS_ENDPOINT_URL",
+    "AWS_REGION",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_ALLOW_HTTP",
+];
 
 /// Variables of `.env` and of the README's table that docker compose reads and the binaries do
 /// not (the project name, the containers' user, where the broker's external port is published);

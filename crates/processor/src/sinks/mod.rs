@@ -224,7 +224,12 @@ pub fn open(config: &ProcessorConfig, targets: &[Target]) -> Result<Sinks> {
     let mut list: Vec<Box<dyn Sink>> = Vec::new();
     if !files.is_empty() {
         let remote = match &config.output_path {
-            crate::config::Location::S3(url) => Some(store::Remote::open(url)?),
+            crate::config::Location::S3(url) => {
+                if config.max_files_per_sink > 0 {
+                    tracing::warn!("[processor] MAX_FILES_PER_SINK is not applied on object storage: the files of {} are kept", files.iter().map(|l| l.folder).collect::<Vec<_>>().join(", "));
+                }
+                Some(store::Remote::open(url)?)
+            }
             crate::config::Location::Local(_) => None,
         };
         list.push(Box::new(FileSink::new(writer.clone(), files, remote)));

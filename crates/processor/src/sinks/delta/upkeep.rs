@@ -43,7 +43,7 @@ impl DeltaSink {
     /// After batch `batch`'s commit: compacts and vacuums every table when the schedule says so.
     pub(super) fn upkeep(&self, batch: u64) -> Result<()> {
         let every = self.upkeep.every;
-        if every == 0 || (batch + 1) % every != 0 {
+        if every == 0 || !(batch + 1).is_multiple_of(every) {
             return Ok(());
         }
         let layers: Vec<FileLayer> = {
