@@ -4,7 +4,10 @@ date partitions and the table version. The integration tests compare the readers
 each other and with the topic.
 
 usage: check_delta.py OUTPUT_PATH READER TABLE... [windows]
+       check_delta.py OUTPUT_PATH READER --rows TABLE COLUMN,COLUMN...
 "windows" adds gold's windows and the 1-minute windows per card recomputed from silver.
+--rows prints the table's rows (those columns; times as microseconds since the epoch, lists as
+their length), sorted, as a JSON list: the tests compare them with what was produced.
 READER: deltalake (the deltalake package), polars (read_delta), duckdb (delta_scan; DuckDB's
 delta extension from the duckdb-extension-delta package, which matches duckdb 1.5: see
 scripts/test.sh for the separate install).
@@ -168,8 +171,71 @@ def with_duckdb(path):
     return summary(cols, rows, pairs, ids, dates, None)
 
 
+def rows_with_deltalake(path, columns):
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    from deltalake import DeltaTable
+
+    data = DeltaTable(path, storage_options=storage_options() if remote(path) else None).to_pyarrow_table()
+    picked = []
+    for name in columns:
+        column = data.column(name)
+        if pa.types.is_timestamp(column.type):
+            column = pc.cast(pc.cast(column, pa.timestamp("us", tz="UTC")), pa.int64())
+        elif pa.types.is_date(column.type):
+            column = pc.cast(column, pa.string())
+        elif pa.types.is_list(column.type):
+            column = pc.list_value_length(column)
+        picked.append(column.to_pylist())
+    return [list(row) for row in zip(*picked)]
+
+
+def rows_with_polars(path, columns):
+    import polars as pl
+
+    df = pl.read_delta(path, storage_options=storage_options() if remote(path) else None)
+    exprs = []
+    for name in columns:
+        kind = df.schema[name]
+        if isinstance(kind, pl.Datetime):
+            exprs.append(pl.col(name).dt.epoch("us"))
+        elif kind == pl.Date:
+            exprs.append(pl.col(name).cast(pl.String))
+        elif isinstance(kind, pl.List):
+            exprs.append(pl.col(name).list.len().cast(pl.Int64))
+        else:
+            exprs.append(pl.col(name))
+    return [list(row) for row in df.select(exprs).rows()]
+
+
+def rows_with_duckdb(path, columns):
+    parent, table = path.rstrip("/").rsplit("/", 1)
+    con, scan = duckdb_scan(parent)
+    kinds = {c[0]: c[1] for c in con.sql(f"DESCRIBE SELECT * FROM {scan(table)}").fetchall()}
+    exprs = []
+    for name in columns:
+        kind = kinds[name].upper()
+        if kind.startswith("TIMESTAMP"):
+            exprs.append(f'epoch_us("{name}")')
+        elif kind == "DATE":
+            exprs.append(f'CAST("{name}" AS VARCHAR)')
+        elif kind.endswith("[]"):
+            exprs.append(f'CAST(len("{name}") AS BIGINT)')
+        else:
+            exprs.append(f'"{name}"')
+    return [list(row) for row in con.sql(f"SELECT {', '.join(exprs)} FROM {scan(table)}").fetchall()]
+
+
 def main():
-    out, reader, tables = sys.argv[1].rstrip("/"), sys.argv[2], sys.argv[3:]
+    out, reader = sys.argv[1].rstrip("/"), sys.argv[2]
+    if sys.argv[3] == "--rows":
+        table, columns = sys.argv[4], sys.argv[5].split(",")
+        read = {"deltalake": rows_with_deltalake, "polars": rows_with_polars, "duckdb": rows_with_duckdb}[reader]
+        rows = read(out + "/" + table, columns)
+        rows.sort(key=lambda row: [(v is None, v if v is not None else 0) for v in row])
+        print(json.dumps(rows))
+        return
+    tables = sys.argv[3:]
     read = {"deltalake": with_deltalake, "polars": with_polars, "duckdb": with_duckdb}[reader]
     seen = {table: read(out + "/" + table) for table in tables if table != "windows"}
     if "windows" in tables:

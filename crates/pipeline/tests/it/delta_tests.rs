@@ -3,9 +3,9 @@
 //! tables committed a batch and before the checkpoint did; three independent readers (the
 //! deltalake package, polars, DuckDB's delta_scan) read the same tables.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
 use crate::harness::*;
 
@@ -87,34 +87,13 @@ fn sigkilled_delta_run(output: Option<&str>, envs: &[(&str, &str)]) {
     if let Some(output) = output {
         args.extend(["--output-path", output, "--checkpoint-dir", &checkpoint]);
     }
-    let (mut kills_before_commit, mut held) = (0, 0);
+    // Every other run pauses after its tables committed a batch, before the checkpoint did: the
+    // next run re-runs that batch, and the tables' txn actions say they hold it.
+    let run_args = [&["--trigger", "0"][..], &args].concat();
+    let (kills_before_commit, lines) =
+        kill_repeatedly(&broker.bootstrap, out.path(), &run_args, envs, 12);
     let holds = "holds it already: not added again";
-    for i in 0..12 {
-        // Every other run pauses after its tables committed a batch, before the checkpoint did:
-        // the next run re-runs that batch, and the tables' txn actions say they hold it.
-        let pause = i % 2 == 1;
-        let mut run_envs = envs.to_vec();
-        if pause {
-            run_envs.push(("PROCESSOR_TEST_PAUSE_BEFORE_COMMIT", "400 ms"));
-        }
-        let mut run_args = vec!["--trigger", "0"];
-        run_args.extend(&args);
-        let p = Processor::spawn(&broker.bootstrap, out.path(), &run_args, &run_envs);
-        if pause {
-            if p.wait_for("test pause before the commit", Duration::from_secs(20))
-                .is_some()
-            {
-                kills_before_commit += 1;
-            }
-        } else {
-            p.wait_for("Connecting to", Duration::from_secs(20));
-            std::thread::sleep(Duration::from_millis(50 + rand_u64() % 1200));
-        }
-        p.signal(libc::SIGKILL);
-        std::thread::sleep(Duration::from_millis(200));
-        held += p.lines.try_iter().filter(|l| l.contains(holds)).count();
-        p.wait();
-    }
+    let mut held = lines.iter().filter(|l| l.contains(holds)).count();
     assert!(producer.wait().unwrap().success());
     assert!(
         kills_before_commit >= 4,
@@ -203,4 +182,146 @@ fn delta_tables_on_an_s3_server_hold_every_offset_once_after_sigkills() {
     let env = s3.env();
     let envs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     sigkilled_delta_run(Some("s3://lake/pipeline"), &envs);
+}
+
+/// A table's rows as one reader sees them: `columns`, sorted (see check_delta.py --rows).
+fn table_rows(
+    output: &str,
+    reader: &str,
+    table: &str,
+    columns: &[&str],
+    envs: &[(&str, &str)],
+) -> Vec<Vec<serde_json::Value>> {
+    let rows = read_tables(output, reader, &["--rows", table, &columns.join(",")], envs);
+    serde_json::from_value(rows).expect("rows from check_delta.py")
+}
+
+const READERS: [&str; 3] = ["deltalake", "polars", "duckdb"];
+
+#[test]
+#[ignore = "needs Python with the Delta readers (scripts/test.sh installs them); runs in the Apache Kafka pass"]
+fn delta_events_tables_hold_each_event_once_and_one_row_per_window_after_sigkills() {
+    let broker = Broker::start(3);
+    let out = Scratch::new("delta-events");
+    let dataset = ["--dataset", "events", "--topic", TOPIC];
+    let mut producer = spawn_producer(
+        &broker.bootstrap,
+        out.path(),
+        &[
+            &dataset[..],
+            &[
+                "--msgs-per-sec",
+                "1000",
+                "--count",
+                "12000",
+                "--seed",
+                "37",
+                "--bad-ratio",
+                "0.03",
+                "--event-time-start",
+                "2025-11-06T23:59:57Z",
+            ],
+        ]
+        .concat(),
+    );
+    let args = [
+        &dataset[..],
+        &[
+            "--max-offsets-per-trigger",
+            "400",
+            "--output-format",
+            "delta",
+            "--delta-optimize-every",
+            "4",
+            "--delta-vacuum-retention",
+            "0",
+        ],
+    ]
+    .concat();
+    let run_args = [&["--trigger", "0"][..], &args].concat();
+    let (at_pause, _) = kill_repeatedly(&broker.bootstrap, out.path(), &run_args, &[], 12);
+    assert!(producer.wait().unwrap().success());
+    assert!(at_pause >= 4, "kills after the tables' commit: {at_pause}");
+    process_all(&broker.bootstrap, out.path(), &args);
+
+    // The truth: the topic's valid events, and their 10-second windows per id.
+    let (valid, invalid) = crate::events_tests::produced(&broker.bootstrap);
+    assert_eq!(valid.len() + invalid, 12000);
+    let mut windows: BTreeMap<(i64, i64), (i64, f64, f64, f64)> = BTreeMap::new();
+    for &(id, ts, value) in &valid {
+        let start = ts.div_euclid(10_000_000) * 10_000_000;
+        let w = windows
+            .entry((id, start))
+            .or_insert((0, f64::MAX, f64::MIN, 0.0));
+        *w = (w.0 + 1, w.1.min(value), w.2.max(value), w.3 + value);
+    }
+    let location = out.path().display().to_string();
+    for reader in READERS {
+        let events = table_rows(&location, reader, "events", &["id", "ts", "value"], &[]);
+        let seen: Vec<(i64, i64, f64)> = events
+            .iter()
+            .map(|r| {
+                (
+                    r[0].as_i64().unwrap(),
+                    r[1].as_i64().unwrap(),
+                    r[2].as_f64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(seen.len(), valid.len(), "{reader}: events rows");
+        assert!(
+            seen == valid,
+            "{reader}: each valid event once, as produced"
+        );
+        let dates = table_rows(&location, reader, "events", &["date"], &[]);
+        assert_eq!(dates.first().unwrap()[0], "2025-11-06", "{reader}");
+        assert_eq!(dates.last().unwrap()[0], "2025-11-07", "{reader}");
+
+        let rejects = table_rows(
+            &location,
+            reader,
+            "events_quarantine",
+            &["partition", "offset"],
+            &[],
+        );
+        let mut distinct = rejects.clone();
+        distinct.dedup();
+        assert_eq!(
+            (rejects.len(), distinct.len()),
+            (invalid, invalid),
+            "{reader}: each reject once"
+        );
+
+        let agg = table_rows(
+            &location,
+            reader,
+            "events_agg",
+            &[
+                "id",
+                "window_start",
+                "event_count",
+                "min_value",
+                "max_value",
+                "avg_value",
+            ],
+            &[],
+        );
+        assert_eq!(
+            agg.len(),
+            windows.len(),
+            "{reader}: one row per window and id"
+        );
+        for row in &agg {
+            let key = (row[0].as_i64().unwrap(), row[1].as_i64().unwrap());
+            let (count, min, max, sum) = windows[&key];
+            assert_eq!(row[2].as_i64().unwrap(), count, "{reader}: {key:?}");
+            assert_eq!(row[3].as_f64().unwrap(), min, "{reader}: {key:?}");
+            assert_eq!(row[4].as_f64().unwrap(), max, "{reader}: {key:?}");
+            let avg = row[5].as_f64().unwrap();
+            assert!(
+                (avg - sum / count as f64).abs() < 1e-6,
+                "{reader}: {key:?} avg {avg}"
+            );
+        }
+    }
 }

@@ -37,7 +37,7 @@ fn partitioned_rows(out: &Path) -> Vec<(i64, i64, f64)> {
 }
 
 /// The topic's valid events by id (id, ts, value), and how many messages are invalid.
-fn produced(bootstrap: &str) -> (Vec<(i64, i64, f64)>, usize) {
+pub(crate) fn produced(bootstrap: &str) -> (Vec<(i64, i64, f64)>, usize) {
     let topic = consume_all(bootstrap);
     let mut valid = Vec::new();
     let mut invalid = 0;

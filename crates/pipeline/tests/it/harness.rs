@@ -560,6 +560,43 @@ pub fn process_unchecked(bootstrap: &str, out: &Path, extra: &[&str]) -> Output 
         .expect("run processor")
 }
 
+/// The processor started `runs` times on `out`, each run SIGKILLed: every other run right after
+/// its sinks committed a batch and before its checkpoint did (PROCESSOR_TEST_PAUSE_BEFORE_COMMIT),
+/// the others at a random moment of their first seconds. Returns how many were killed at that
+/// pause, and the stderr lines of every run.
+pub fn kill_repeatedly(
+    bootstrap: &str,
+    out: &Path,
+    args: &[&str],
+    envs: &[(&str, &str)],
+    runs: usize,
+) -> (usize, Vec<String>) {
+    let (mut at_pause, mut lines) = (0, Vec::new());
+    for run in 0..runs {
+        let pause = run % 2 == 1;
+        let mut run_envs = envs.to_vec();
+        if pause {
+            run_envs.push(("PROCESSOR_TEST_PAUSE_BEFORE_COMMIT", "400 ms"));
+        }
+        let p = Processor::spawn(bootstrap, out, args, &run_envs);
+        if pause {
+            if let Some(line) = p.wait_for("test pause before the commit", Duration::from_secs(30))
+            {
+                at_pause += 1;
+                lines.push(line);
+            }
+        } else {
+            p.wait_for("Connecting to", Duration::from_secs(20));
+            std::thread::sleep(Duration::from_millis(50 + rand_u64() % 1200));
+        }
+        p.signal(libc::SIGKILL);
+        std::thread::sleep(Duration::from_millis(200));
+        lines.extend(p.lines.try_iter());
+        p.wait();
+    }
+    (at_pause, lines)
+}
+
 /// A processor child whose stderr lines arrive on a channel.
 pub struct Processor {
     pub child: Child,

@@ -210,17 +210,9 @@ pub fn open(config: &ProcessorConfig, targets: &[Target]) -> Result<Sinks> {
         })
         .collect();
     let writer = CompactWriter::open(&config.staging_root()?, config.max_files_per_sink, &layers)?;
-    let (tables, files): (Vec<FileLayer>, Vec<FileLayer>) = layers.into_iter().partition(|l| {
-        config.output_format == OutputFormat::Delta && l.extension == "parquet" && !l.hive
-    });
-    if config.output_format == OutputFormat::Delta {
-        for layer in files.iter().filter(|l| l.hive) {
-            tracing::warn!(
-                "[processor] OUTPUT_FORMAT=delta: layer {} stays Parquet files (its Hive partition folders are not written as a Delta table yet)",
-                layer.folder
-            );
-        }
-    }
+    let (tables, files): (Vec<FileLayer>, Vec<FileLayer>) = layers
+        .into_iter()
+        .partition(|l| config.output_format == OutputFormat::Delta && l.extension == "parquet");
     let mut list: Vec<Box<dyn Sink>> = Vec::new();
     if !files.is_empty() {
         let remote = match &config.output_path {

@@ -1,6 +1,7 @@
 //! The parsed events, one Parquet file per id per batch under the Hive partition `id=<id>`
 //! (`events/id=3/events_<time>_<batch>.parquet`): readers with Hive partitioning get `id` from
 //! the folder, as with Spark's `partitionBy("id")`. Columns: `key`, `ts`, `value`, `source`.
+//! As a Delta table (`OUTPUT_FORMAT=delta`): partitioned by the date of `ts`, then by `id`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,7 +15,9 @@ use crate::error::Result;
 use crate::outputs::columns::{field, lossy, strings, timestamp_type, timestamps};
 use crate::sinks::files::FileLayer;
 
-pub const LAYER: FileLayer = FileLayer::parquet("events").hive_partitioned();
+pub const LAYER: FileLayer = FileLayer::parquet("events")
+    .hive_partitioned()
+    .dated_by("ts");
 
 pub struct Parsed;
 

@@ -271,47 +271,43 @@ impl DeltaSink {
             .and_then(|n| n.to_str())
             .ok_or_else(|| Error::Internal(format!("{}: no file name", staged.display())))?
             .to_string();
+        let hive = hive_partition(&file);
         drop(file);
         let footer = read_footer(&staged)?;
         let Some(column) = layer.date_column else {
-            return Ok(vec![self.publish(&staged, layer, None, &name, &footer)?]);
+            let partition = Partition::of(None, hive.as_deref());
+            return Ok(vec![
+                self.publish(&staged, layer, &partition, &name, &footer)?
+            ]);
         };
         match day_range(&footer, column)? {
-            Some((first, last)) if first == last => Ok(vec![self.publish(
-                &staged,
-                layer,
-                Some(first),
-                &name,
-                &footer,
-            )?]),
-            None if footer.metadata().file_metadata().num_rows() == 0 => {
-                Ok(vec![self.publish(&staged, layer, None, &name, &footer)?])
+            Some((first, last)) if first == last => {
+                let partition = Partition::of(Some(first), hive.as_deref());
+                Ok(vec![
+                    self.publish(&staged, layer, &partition, &name, &footer)?
+                ])
             }
-            _ => self.split_by_day(&staged, layer, column, &name),
+            None if footer.metadata().file_metadata().num_rows() == 0 => {
+                let partition = Partition::of(None, hive.as_deref());
+                Ok(vec![
+                    self.publish(&staged, layer, &partition, &name, &footer)?
+                ])
+            }
+            _ => self.split_by_day(&staged, layer, column, hive.as_deref(), &name),
         }
     }
 
-    /// Puts a synced file into the layer's table (its date partition): renamed there on a
-    /// local disk, uploaded to object storage. Returns its `add` action.
+    /// Puts a synced file into the layer's table (its partition): renamed there on a local
+    /// disk, uploaded to object storage. Returns its `add` action.
     fn publish(
         &self,
         staged: &Path,
         layer: FileLayer,
-        day: Option<i64>,
+        partition: &Partition,
         name: &str,
         footer: &ArrowReaderMetadata,
     ) -> Result<Add> {
-        let (relative, values) = match day {
-            Some(day) => {
-                let partition = date_partition(day);
-                let value = partition[DATE.len() + 1..].to_string();
-                (
-                    format!("{partition}/{name}"),
-                    HashMap::from([(DATE.to_string(), Some(value))]),
-                )
-            }
-            None => (name.to_string(), HashMap::new()),
-        };
+        let (relative, values) = (partition.relative(name), partition.values());
         let size = match &self.storage {
             Storage::Local(root) => {
                 let table = root.join(layer.folder());
@@ -345,6 +341,7 @@ impl DeltaSink {
         staged: &Path,
         layer: FileLayer,
         column: &str,
+        hive: Option<&str>,
         name: &str,
     ) -> Result<Vec<Add>> {
         let mut adds = Vec::new();
@@ -352,7 +349,8 @@ impl DeltaSink {
             let part = staged.with_extension(format!("day{day}"));
             write_file(&part, &rows)?;
             let footer = read_footer(&part)?;
-            adds.push(self.publish(&part, layer, Some(day), name, &footer)?);
+            let partition = Partition::of(Some(day), hive);
+            adds.push(self.publish(&part, layer, &partition, name, &footer)?);
         }
         std::fs::remove_file(staged)
             .io_context(|| format!("cannot remove {}", staged.display()))?;
@@ -368,7 +366,7 @@ impl DeltaSink {
         batch: &SinkBatch<'_>,
         staging: &Path,
     ) -> Result<Vec<Action>> {
-        let candidates: Vec<(String, deltalake_core::kernel::Remove)> = {
+        let candidates: Vec<(String, Partition, deltalake_core::kernel::Remove)> = {
             let tables = self.tables.lock().unwrap_or_else(PoisonError::into_inner);
             let Some(table) = tables.get(layer.folder()) else {
                 return Ok(Vec::new());
@@ -381,13 +379,20 @@ impl DeltaSink {
                 .log_data()
                 .iter()
                 .filter(|file| upsert.may_touch(file.stats().as_deref()))
-                .map(|file| (file.path().into_owned(), file.remove_action(true)))
+                .map(|file| {
+                    let partition = Partition::from_values(file.partition_values_map());
+                    (
+                        file.path().into_owned(),
+                        partition,
+                        file.remove_action(true),
+                    )
+                })
                 .collect()
         };
         let (read, mut replaced, mut actions) = (candidates.len(), 0, Vec::new());
         let stem = CompactWriter::file_name(layer, batch.planned_at, batch.batch);
         let stem = stem.trim_end_matches(".parquet");
-        for (index, (path, remove)) in candidates.into_iter().enumerate() {
+        for (index, (path, partition, remove)) in candidates.into_iter().enumerate() {
             let rows = merge::read_rows(self.read_table_file(layer, &path)?)?;
             let mut kept = Vec::with_capacity(rows.len());
             let mut touched = false;
@@ -415,7 +420,7 @@ impl DeltaSink {
                 write_file(&file, &kept)?;
                 let footer = read_footer(&file)?;
                 actions.push(Action::Add(
-                    self.publish(&file, layer, None, &name, &footer)?,
+                    self.publish(&file, layer, &partition, &name, &footer)?,
                 ));
             }
         }
@@ -437,7 +442,7 @@ impl DeltaSink {
     }
 
     /// Creates the layer's table with the schema of its first file (and the date partition).
-    fn create_table(&self, layer: FileLayer, schema: &SchemaRef) -> Result<()> {
+    fn create_table(&self, layer: FileLayer, schema: &SchemaRef, hive: Option<&str>) -> Result<()> {
         let (url, shown) = (self.table_url(layer)?, self.show(layer));
         let mut fields: Vec<StructField> = {
             let structure: StructType = schema.as_ref().try_into_kernel().map_err(|e| {
@@ -452,7 +457,17 @@ impl DeltaSink {
                 DeltaType::Primitive(PrimitiveType::Date),
                 true,
             ));
-            partitions.push(DATE);
+            partitions.push(DATE.to_string());
+        }
+        // A Hive-partitioned layer (`id=3/`): the folder's column, a number if its value is one.
+        if let Some((column, value)) = hive.and_then(|h| h.split_once('=')) {
+            let kind = if value.parse::<i64>().is_ok() {
+                PrimitiveType::Long
+            } else {
+                PrimitiveType::String
+            };
+            fields.push(StructField::new(column, DeltaType::Primitive(kind), true));
+            partitions.push(column.to_string());
         }
         let table = self.runtime.block_on(async {
             CreateBuilder::new()
@@ -509,7 +524,10 @@ impl Sink for DeltaSink {
             }
             CompactWriter::sync(&files)?;
             let schema = match files.first() {
-                Some(file) => Some(read_footer(file.staged_path())?.schema().clone()),
+                Some(file) => Some((
+                    read_footer(file.staged_path())?.schema().clone(),
+                    hive_partition(file),
+                )),
                 None => None,
             };
             let upsert = if layer.keys.is_empty() {
@@ -532,9 +550,9 @@ impl Sink for DeltaSink {
             if let (Some(upsert), Some(staging)) = (upsert, staging) {
                 actions.extend(self.replaced(layer, &upsert, batch, &staging)?);
             }
-            if let Some(schema) = schema {
+            if let Some((schema, hive)) = schema {
                 if !self.open_table(layer)? {
-                    self.create_table(layer, &schema)?;
+                    self.create_table(layer, &schema, hive.as_deref())?;
                 }
             }
             commits.push(TableCommit { layer, actions });
@@ -659,12 +677,62 @@ fn day_range(footer: &ArrowReaderMetadata, column: &str) -> Result<Option<(i64, 
     Ok(range)
 }
 
-/// `date=YYYY-MM-DD` of a day since 1970-01-01.
-fn date_partition(day: i64) -> String {
-    let date = chrono::DateTime::from_timestamp(day * 86_400, 0)
+/// `YYYY-MM-DD` of a day since 1970-01-01.
+fn date_text(day: i64) -> String {
+    chrono::DateTime::from_timestamp(day * 86_400, 0)
         .map(|t| t.date_naive().to_string())
-        .unwrap_or_else(|| "1970-01-01".into());
-    format!("{DATE}={date}")
+        .unwrap_or_else(|| "1970-01-01".into())
+}
+
+/// The Hive partition folder of a staged file of a Hive-partitioned layer (`id=3`).
+fn hive_partition(file: &StagedFile) -> Option<String> {
+    if !file.layer().hive {
+        return None;
+    }
+    let folder = file.final_path().parent()?.file_name()?.to_str()?;
+    folder.contains('=').then(|| folder.to_string())
+}
+
+/// Where a file goes in its table: its partition columns and values, in the table's order
+/// (`date` first, then a Hive partition's column).
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct Partition(Vec<(String, String)>);
+
+impl Partition {
+    fn of(day: Option<i64>, hive: Option<&str>) -> Self {
+        let mut values = Vec::new();
+        if let Some(day) = day {
+            values.push((DATE.to_string(), date_text(day)));
+        }
+        if let Some((column, value)) = hive.and_then(|h| h.split_once('=')) {
+            values.push((column.to_string(), value.to_string()));
+        }
+        Partition(values)
+    }
+
+    /// From an `add` action's partition values (a null value has no folder of ours).
+    fn from_values(values: HashMap<String, Option<String>>) -> Self {
+        let mut values: Vec<(String, String)> = values
+            .into_iter()
+            .filter_map(|(column, value)| Some((column, value?)))
+            .collect();
+        values.sort_by_key(|(column, _)| (column != DATE, column.clone()));
+        Partition(values)
+    }
+
+    /// The file's path in the table: `date=2025-11-07/id=3/<name>`.
+    fn relative(&self, name: &str) -> String {
+        let mut path: String = self.0.iter().map(|(c, v)| format!("{c}={v}/")).collect();
+        path.push_str(name);
+        path
+    }
+
+    fn values(&self) -> HashMap<String, Option<String>> {
+        self.0
+            .iter()
+            .map(|(c, v)| (c.clone(), Some(v.clone())))
+            .collect()
+    }
 }
 
 /// A file's rows, grouped by the UTC day of `column` (a null there has no date: an error).

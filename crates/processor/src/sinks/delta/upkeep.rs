@@ -19,7 +19,7 @@ use deltalake_core::protocol::DeltaOperation;
 use std::sync::PoisonError;
 use tracing::info;
 
-use super::{merge, read_footer, DeltaSink, DATE};
+use super::{merge, read_footer, DeltaSink, Partition};
 use crate::error::{DeltaContext as _, Result};
 use crate::sinks::files::{AppendedFile, CompactWriter, FileLayer};
 
@@ -63,7 +63,7 @@ impl DeltaSink {
 
     /// Rewrites the small files of each partition of the layer's table as few large ones.
     fn compact(&self, layer: FileLayer, batch: u64) -> Result<()> {
-        let partitions: BTreeMap<Option<String>, Vec<Small>> = {
+        let partitions: BTreeMap<Partition, Vec<Small>> = {
             let tables = self.tables.lock().unwrap_or_else(PoisonError::into_inner);
             let Some(table) = tables.get(layer.folder()) else {
                 return Ok(());
@@ -72,14 +72,14 @@ impl DeltaSink {
                 .delta
                 .snapshot()
                 .delta_context(|| format!("Delta table {}", layer.folder()))?;
-            let mut partitions: BTreeMap<Option<String>, Vec<Small>> = BTreeMap::new();
+            let mut partitions: BTreeMap<Partition, Vec<Small>> = BTreeMap::new();
             for file in state.log_data().iter() {
                 let size = file.size().max(0) as u64;
                 if size >= TARGET_SIZE {
                     continue;
                 }
-                let date = file.partition_values_map().remove(DATE).flatten();
-                partitions.entry(date).or_default().push(Small {
+                let partition = Partition::from_values(file.partition_values_map());
+                partitions.entry(partition).or_default().push(Small {
                     path: file.path().into_owned(),
                     size,
                     remove: file.remove_action(false),
@@ -88,7 +88,7 @@ impl DeltaSink {
             partitions
         };
         let (mut actions, mut before, mut after) = (Vec::new(), 0, 0);
-        for (date, mut files) in partitions {
+        for (partition, mut files) in partitions {
             files.sort_by(|a, b| a.path.cmp(&b.path));
             // Bins of consecutive files up to the target size; a bin of one file stays as it is.
             let mut bins: Vec<Vec<Small>> = vec![Vec::new()];
@@ -102,10 +102,6 @@ impl DeltaSink {
                 bins.last_mut().expect("a bin").push(file);
             }
             for (index, bin) in bins.into_iter().filter(|b| b.len() > 1).enumerate() {
-                let day = match &date {
-                    Some(text) => Some(day_of(text)?),
-                    None => None,
-                };
                 let stem = CompactWriter::file_name(layer, txn_core::time::now_micros(), batch);
                 let name = format!("{}_c{index}.parquet", stem.trim_end_matches(".parquet"));
                 let local = self.staging.join(&name);
@@ -124,7 +120,7 @@ impl DeltaSink {
                 if let Some(out) = out {
                     out.finish()?;
                     let footer = read_footer(&local)?;
-                    let mut add = self.publish(&local, layer, day, &name, &footer)?;
+                    let mut add = self.publish(&local, layer, &partition, &name, &footer)?;
                     add.data_change = false;
                     actions.push(Action::Add(add));
                     after += 1;
@@ -199,12 +195,4 @@ impl DeltaSink {
         }
         Ok(())
     }
-}
-
-/// Days since 1970-01-01 of a `date` partition value.
-fn day_of(text: &str) -> Result<i64> {
-    let date = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
-        .map_err(|e| crate::error::Error::Internal(format!("date partition {text:?}: {e}")))?;
-    let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("a date");
-    Ok(date.signed_duration_since(epoch).num_days())
 }

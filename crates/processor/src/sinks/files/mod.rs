@@ -44,8 +44,8 @@ pub struct FileLayer {
     /// The UTC timestamp column whose date partitions the layer as a Delta table
     /// (`date=YYYY-MM-DD`); `None`: not partitioned by date.
     pub date_column: Option<&'static str>,
-    /// Files in Hive partition folders (`id=3/`): kept as Parquet files with
-    /// `OUTPUT_FORMAT=delta` (the Delta sink does not write such partitions yet).
+    /// Files in Hive partition folders (`id=3/`); as a Delta table, the folder's column is a
+    /// partition column (after `date`).
     pub hive: bool,
     /// The columns that identify a row of an update-mode layer (a window and its key): as a
     /// Delta table, a batch's rows replace the rows of the same key (MERGE). Empty: append.
