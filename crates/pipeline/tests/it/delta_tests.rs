@@ -325,3 +325,96 @@ fn delta_events_tables_hold_each_event_once_and_one_row_per_window_after_sigkill
         }
     }
 }
+
+#[test]
+#[ignore = "needs Apache Kafka and the Delta readers (scripts/test.sh); runs in the Apache Kafka pass"]
+fn delta_fraud_tables_hold_each_alert_once_and_one_row_per_user_window_after_sigkills() {
+    use crate::fraud_tests::{oracle, producer_args, topic_alerts, ALERTS, FRAUD_PROCESSOR};
+    let broker = Broker::start(3);
+    broker.create_topic(ALERTS, 3, &[]);
+    let out = Scratch::new("delta-fraud");
+    let produce = producer_args("8000", "0.05", "42", "800");
+    let produce: Vec<&str> = produce.iter().map(String::as_str).collect();
+    let producer = spawn_producer(&broker.bootstrap, out.path(), &produce);
+    let args = [
+        &FRAUD_PROCESSOR[..],
+        &[
+            "--output-format",
+            "delta",
+            "--delta-optimize-every",
+            "4",
+            "--delta-vacuum-retention",
+            "0",
+        ],
+    ]
+    .concat();
+    let run_args = [&["--trigger", "0"][..], &args].concat();
+    let (at_pause, _) = kill_repeatedly(&broker.bootstrap, out.path(), &run_args, &[], 12);
+    assert!(producer.wait_with_output().unwrap().status.success());
+    assert!(at_pause >= 4, "kills after the tables' commit: {at_pause}");
+    process_all(&broker.bootstrap, out.path(), &args);
+
+    let expected = oracle(&broker.bootstrap);
+    assert!(expected.len() > 20, "alerts: {}", expected.len());
+    assert_eq!(
+        topic_alerts(&broker.bootstrap),
+        expected,
+        "the topic's alerts, each once"
+    );
+    let location = out.path().display().to_string();
+    for reader in READERS {
+        let rows = table_rows(
+            &location,
+            reader,
+            "fraud_alerts",
+            &["alert_type", "user_id", "alert_time", "txn_id"],
+            &[],
+        );
+        let mut alerts: Vec<crate::fraud_tests::AlertKey> = rows
+            .iter()
+            .map(|r| {
+                (
+                    r[0].as_str().unwrap().to_string(),
+                    r[1].as_str().unwrap().to_string(),
+                    r[2].as_i64().unwrap(),
+                    r[3].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect();
+        alerts.sort();
+        assert_eq!(
+            alerts, expected,
+            "{reader}: fraud_alerts holds each alert once"
+        );
+
+        // The users' windows: one row per (user, category, window), listing as many merchants
+        // as it counts.
+        let windows = table_rows(
+            &location,
+            reader,
+            "user_aggregates",
+            &[
+                "user_id",
+                "category",
+                "window_start",
+                "transaction_count",
+                "merchants",
+            ],
+            &[],
+        );
+        assert!(windows.len() > 100, "{reader}: {} windows", windows.len());
+        let mut keys: Vec<&[serde_json::Value]> = windows.iter().map(|w| &w[..3]).collect();
+        keys.dedup();
+        assert_eq!(
+            keys.len(),
+            windows.len(),
+            "{reader}: one row per user window"
+        );
+        for w in &windows {
+            assert_eq!(
+                w[3], w[4],
+                "{reader}: merchants listed per transaction: {w:?}"
+            );
+        }
+    }
+}

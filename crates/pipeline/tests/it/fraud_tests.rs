@@ -11,7 +11,7 @@ use processor::operators::fraud::{FraudRules, Txn};
 
 use crate::harness::*;
 
-const ALERTS: &str = "fraud-alerts";
+pub(crate) const ALERTS: &str = "fraud-alerts";
 /// The rules' watermark delay in these tests: an hour. The synthetic stream packs about a second
 /// of event time into each message, so partitions read unevenly by a batch of 400 offsets can be
 /// minutes of event time apart; with the default 5 minutes some records would be late, and which
@@ -19,14 +19,14 @@ const ALERTS: &str = "fraud-alerts";
 const DELAY_MICROS: i64 = 3_600_000_000;
 
 /// (alert_type, user_id, alert_time µs, txn_id)
-type AlertKey = (String, String, i64, String);
+pub(crate) type AlertKey = (String, String, i64, String);
 
 /// The producer's stream settings, which [`injections`] repeats.
 const USERS: usize = 150;
 const BAD_RATIO: f64 = 0.02;
 const LATE_RATIO: f64 = 0.02;
 
-fn producer_args(count: &str, fraud_ratio: &str, seed: &str, rate: &str) -> Vec<String> {
+pub(crate) fn producer_args(count: &str, fraud_ratio: &str, seed: &str, rate: &str) -> Vec<String> {
     [
         "--profile",
         "realistic",
@@ -205,7 +205,7 @@ fn assert_alerts_match_the_injections(
 }
 
 /// The alerts of the rules run once over every transaction of the topic.
-fn oracle(bootstrap: &str) -> Vec<AlertKey> {
+pub(crate) fn oracle(bootstrap: &str) -> Vec<AlertKey> {
     let txns: Vec<Txn> = consume_all(bootstrap)
         .iter()
         .filter_map(|m| {
@@ -242,7 +242,7 @@ fn oracle(bootstrap: &str) -> Vec<AlertKey> {
     keys
 }
 
-fn topic_alerts(bootstrap: &str) -> Vec<AlertKey> {
+pub(crate) fn topic_alerts(bootstrap: &str) -> Vec<AlertKey> {
     let mut keys: Vec<AlertKey> = consume_topic(bootstrap, ALERTS)
         .iter()
         .map(|m| {
@@ -275,7 +275,7 @@ fn file_alerts(out: &std::path::Path) -> Vec<AlertKey> {
 }
 
 /// The processor's settings (the trigger apart: back to back, or available-now at the end).
-const FRAUD_PROCESSOR: [&str; 6] = [
+pub(crate) const FRAUD_PROCESSOR: [&str; 6] = [
     "--fraud-detection",
     "true",
     "--fraud-watermark-delay",
