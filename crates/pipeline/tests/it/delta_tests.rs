@@ -418,3 +418,126 @@ fn delta_fraud_tables_hold_each_alert_once_and_one_row_per_user_window_after_sig
         }
     }
 }
+
+#[test]
+#[ignore = "needs Apache Kafka and the Delta readers (scripts/test.sh); runs in the Apache Kafka pass"]
+fn delta_financial_tables_hold_each_offset_once_and_each_anomaly_once_after_sigkills() {
+    use crate::financial_tests::{
+        final_aggregates, oracle, producer_args, topic_anomalies, AnomalyKey, DATASET,
+        OUTPUT_TOPICS,
+    };
+    let broker = Broker::start(5);
+    for (name, n) in OUTPUT_TOPICS {
+        broker.create_topic(name, n, &[]);
+    }
+    let out = Scratch::new("delta-financial");
+    let producer = spawn_producer(
+        &broker.bootstrap,
+        out.path(),
+        &producer_args("10000", "800", "23", "0"),
+    );
+    let args = [
+        &DATASET[..],
+        &[
+            "--max-offsets-per-trigger",
+            "500",
+            "--output-format",
+            "delta",
+            "--delta-optimize-every",
+            "4",
+            "--delta-vacuum-retention",
+            "0",
+        ],
+    ]
+    .concat();
+    let run_args = [&["--trigger", "0"][..], &args].concat();
+    let (at_pause, _) = kill_repeatedly(&broker.bootstrap, out.path(), &run_args, &[], 12);
+    assert!(producer.wait_with_output().unwrap().status.success());
+    assert!(at_pause >= 4, "kills after the tables' commit: {at_pause}");
+    process_all(&broker.bootstrap, out.path(), &args);
+
+    let topic = consume_all(&broker.bootstrap);
+    let all: Vec<serde_json::Value> = {
+        let mut all: Vec<(i64, i64)> = topic
+            .iter()
+            .map(|m| (i64::from(m.partition), m.offset))
+            .collect();
+        all.sort_unstable();
+        all.iter()
+            .map(|&(p, o)| serde_json::json!([p, o]))
+            .collect()
+    };
+    let expected = oracle(&broker.bootstrap);
+    assert!(!expected.is_empty());
+    assert_eq!(
+        topic_anomalies(&broker.bootstrap),
+        expected,
+        "the topic's anomalies, each once"
+    );
+    let totals = final_aggregates(&broker.bootstrap);
+    let location = out.path().display().to_string();
+    for reader in READERS {
+        let offsets = |table: &str| -> Vec<serde_json::Value> {
+            table_rows(&location, reader, table, &["partition", "offset"], &[])
+                .into_iter()
+                .map(serde_json::Value::from)
+                .collect()
+        };
+        assert_eq!(
+            offsets("financial_bronze"),
+            all,
+            "{reader}: each offset once in bronze"
+        );
+        let mut split = offsets("financial_silver");
+        split.extend(offsets("financial_quarantine"));
+        split.sort_by_key(|v| (v[0].as_i64(), v[1].as_i64()));
+        assert_eq!(
+            split, all,
+            "{reader}: silver + quarantine = bronze, each offset once"
+        );
+
+        let mut anomalies: Vec<AnomalyKey> = table_rows(
+            &location,
+            reader,
+            "financial_anomalies",
+            &["anomalyType", "userId", "transactionId"],
+            &[],
+        )
+        .iter()
+        .map(|r| {
+            (
+                r[0].as_str().unwrap().to_string(),
+                r[1].as_str().unwrap().to_string(),
+                r[2].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+        anomalies.sort();
+        assert_eq!(
+            anomalies, expected,
+            "{reader}: each anomaly once in the table"
+        );
+
+        // The merchants' totals in the topic equal the sums over the silver table.
+        let mut sums: BTreeMap<String, (f64, u64)> = BTreeMap::new();
+        for r in table_rows(
+            &location,
+            reader,
+            "financial_silver",
+            &["merchantId", "amount"],
+            &[],
+        ) {
+            let entry = sums.entry(r[0].as_str().unwrap().to_string()).or_default();
+            *entry = (entry.0 + r[1].as_f64().unwrap(), entry.1 + 1);
+        }
+        assert_eq!(sums.len(), totals.len(), "{reader}: merchants");
+        for (merchant, (sum, count)) in &sums {
+            let (total, n) = totals[merchant];
+            assert_eq!(*count, n, "{reader}: {merchant}");
+            assert!(
+                (sum - total).abs() < 1e-6 * total.abs().max(1.0),
+                "{reader}: {merchant} {sum} vs {total}"
+            );
+        }
+    }
+}

@@ -14,14 +14,19 @@ use txn_core::financial::decode_financial;
 
 use crate::harness::*;
 
-const AGGREGATES: &str = "transaction_aggregates";
-const ANOMALIES: &str = "transaction_anomalies";
-const DATASET: [&str; 4] = ["--dataset", "financial", "--topic", TOPIC];
+pub(crate) const AGGREGATES: &str = "transaction_aggregates";
+pub(crate) const ANOMALIES: &str = "transaction_anomalies";
+pub(crate) const DATASET: [&str; 4] = ["--dataset", "financial", "--topic", TOPIC];
 /// The processor's settings in these tests (the anomaly thresholds are the defaults).
 const PER_MINUTE: u32 = 10;
 const ZSCORE: f64 = 4.0;
 
-fn producer_args<'a>(count: &'a str, rate: &'a str, seed: &'a str, late: &'a str) -> Vec<&'a str> {
+pub(crate) fn producer_args<'a>(
+    count: &'a str,
+    rate: &'a str,
+    seed: &'a str,
+    late: &'a str,
+) -> Vec<&'a str> {
     [
         &DATASET[..],
         &[
@@ -45,7 +50,7 @@ fn producer_args<'a>(count: &'a str, rate: &'a str, seed: &'a str, late: &'a str
 }
 
 /// The output topics, 3 partitions each (the seeds').
-const OUTPUT_TOPICS: [(&str, i32); 2] = [(AGGREGATES, 3), (ANOMALIES, 3)];
+pub(crate) const OUTPUT_TOPICS: [(&str, i32); 2] = [(AGGREGATES, 3), (ANOMALIES, 3)];
 
 /// Each (partition, offset) of the input is once in bronze, and once in silver or quarantine.
 fn assert_each_offset_once_in_the_layers(bootstrap: &str, out: &Path) -> usize {
@@ -85,7 +90,7 @@ fn assert_each_offset_once_in_the_layers(bootstrap: &str, out: &Path) -> usize {
 
 /// The aggregates topic: per merchant, the counts strictly increase (no update twice, none out
 /// of order), and the last message's totals. Keyed by merchant.
-fn final_aggregates(bootstrap: &str) -> BTreeMap<String, (f64, u64)> {
+pub(crate) fn final_aggregates(bootstrap: &str) -> BTreeMap<String, (f64, u64)> {
     let mut last: BTreeMap<String, (f64, u64)> = BTreeMap::new();
     let messages = consume_topic(bootstrap, AGGREGATES);
     assert!(!messages.is_empty(), "aggregates were written");
@@ -157,9 +162,9 @@ fn assert_totals_match(topic: &BTreeMap<String, (f64, u64)>, out: &Path) {
 }
 
 /// (anomalyType, userId, transactionId)
-type AnomalyKey = (String, String, String);
+pub(crate) type AnomalyKey = (String, String, String);
 
-fn topic_anomalies(bootstrap: &str) -> Vec<AnomalyKey> {
+pub(crate) fn topic_anomalies(bootstrap: &str) -> Vec<AnomalyKey> {
     let mut keys: Vec<AnomalyKey> = consume_topic(bootstrap, ANOMALIES)
         .iter()
         .map(|m| {
@@ -179,7 +184,7 @@ fn topic_anomalies(bootstrap: &str) -> Vec<AnomalyKey> {
 
 /// The anomalies of the rules run once over every valid transaction of the topic, in
 /// (partition, offset) order (a user's are in one partition, in the order sent).
-fn oracle(bootstrap: &str) -> Vec<AnomalyKey> {
+pub(crate) fn oracle(bootstrap: &str) -> Vec<AnomalyKey> {
     let messages = consume_all(bootstrap);
     let txns: Vec<_> = messages
         .iter()
