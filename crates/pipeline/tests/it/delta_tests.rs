@@ -45,7 +45,8 @@ fn read_tables(
 /// SIGKILLed 12 times, half of them after their tables committed a batch and before the
 /// checkpoint did, then by one that runs to the end; then three readers check the tables at
 /// `output` (the local folder when `None`).
-fn sigkilled_delta_run(output: Option<&str>, envs: &[(&str, &str)]) {
+fn sigkilled_delta_run(place: &Place) {
+    let envs = &place.envs()[..];
     let broker = Broker::start(3);
     let out = Scratch::new("delta");
     // Event times cross midnight after 5,000 messages: silver's batches around it hold two dates
@@ -66,7 +67,6 @@ fn sigkilled_delta_run(output: Option<&str>, envs: &[(&str, &str)]) {
             "2025-11-07T23:59:55Z",
         ],
     );
-    let checkpoint = out.path().join("_chk").display().to_string();
     // Gold in update mode: every batch upserts the windows it changed, so that the table holds
     // one row per window and card, whatever the kills; nothing is late within a day.
     let mut args = vec![
@@ -84,9 +84,7 @@ fn sigkilled_delta_run(output: Option<&str>, envs: &[(&str, &str)]) {
         "--delta-vacuum-retention",
         "0",
     ];
-    if let Some(output) = output {
-        args.extend(["--output-path", output, "--checkpoint-dir", &checkpoint]);
-    }
+    args.extend(place.args());
     // Every other run pauses after its tables committed a batch, before the checkpoint did: the
     // next run re-runs that batch, and the tables' txn actions say they hold it.
     let run_args = [&["--trigger", "0"][..], &args].concat();
@@ -117,7 +115,7 @@ fn sigkilled_delta_run(output: Option<&str>, envs: &[(&str, &str)]) {
         .count() as u64;
     assert!(valid > 11000 && valid < 12000, "valid: {valid}");
 
-    let location = output.map_or_else(|| out.path().display().to_string(), str::to_string);
+    let location = place.location(out.path());
     let tables = ["bronze", "silver", "quarantine", "gold", "windows"];
     let mut gold_seen = Vec::new();
     for reader in ["deltalake", "polars", "duckdb"] {
@@ -172,16 +170,13 @@ fn sigkilled_delta_run(output: Option<&str>, envs: &[(&str, &str)]) {
 #[test]
 #[ignore = "needs Python with deltalake, polars and DuckDB's delta extension (scripts/test.sh installs them); runs in the Apache Kafka pass"]
 fn delta_tables_hold_every_offset_once_after_sigkills_and_three_readers_agree() {
-    sigkilled_delta_run(None, &[]);
+    sigkilled_delta_run(&Place::local());
 }
 
 #[test]
 #[ignore = "needs moto's S3 server and the Delta readers (scripts/test.sh installs them); runs in the Apache Kafka pass"]
 fn delta_tables_on_an_s3_server_hold_every_offset_once_after_sigkills() {
-    let s3 = S3Server::start("lake");
-    let env = s3.env();
-    let envs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    sigkilled_delta_run(Some("s3://lake/pipeline"), &envs);
+    sigkilled_delta_run(&Place::s3());
 }
 
 /// A table's rows as one reader sees them: `columns`, sorted (see check_delta.py --rows).
@@ -198,9 +193,72 @@ fn table_rows(
 
 const READERS: [&str; 3] = ["deltalake", "polars", "duckdb"];
 
+/// Where a test's tables go: its scratch folder, or a bucket of an S3 server started for it
+/// (the checkpoint then in a local folder of its own).
+struct Place {
+    s3: Option<(S3Server, Scratch)>,
+    args: Vec<String>,
+    env: Vec<(&'static str, String)>,
+}
+
+impl Place {
+    fn local() -> Self {
+        Place {
+            s3: None,
+            args: Vec::new(),
+            env: Vec::new(),
+        }
+    }
+
+    fn s3() -> Self {
+        let server = S3Server::start("lake");
+        let checkpoint = Scratch::new("delta-chk");
+        let args = vec![
+            "--output-path".into(),
+            "s3://lake/pipeline".into(),
+            "--checkpoint-dir".into(),
+            checkpoint.path().join("_chk").display().to_string(),
+        ];
+        let env = server.env();
+        Place {
+            s3: Some((server, checkpoint)),
+            args,
+            env,
+        }
+    }
+
+    /// The processor's arguments that say where.
+    fn args(&self) -> Vec<&str> {
+        self.args.iter().map(String::as_str).collect()
+    }
+
+    fn envs(&self) -> Vec<(&str, &str)> {
+        self.env.iter().map(|(k, v)| (*k, v.as_str())).collect()
+    }
+
+    /// Where the readers find the tables.
+    fn location(&self, out: &Path) -> String {
+        match &self.s3 {
+            Some(_) => "s3://lake/pipeline".into(),
+            None => out.display().to_string(),
+        }
+    }
+}
+
 #[test]
 #[ignore = "needs Python with the Delta readers (scripts/test.sh installs them); runs in the Apache Kafka pass"]
 fn delta_events_tables_hold_each_event_once_and_one_row_per_window_after_sigkills() {
+    events_tables_after_sigkills(&Place::local());
+}
+
+#[test]
+#[ignore = "needs moto's S3 server, Apache Kafka and the Delta readers (scripts/test.sh); runs in the Apache Kafka pass"]
+fn delta_events_tables_hold_each_event_once_and_one_row_per_window_after_sigkills_on_s3() {
+    events_tables_after_sigkills(&Place::s3());
+}
+
+fn events_tables_after_sigkills(place: &Place) {
+    let envs = place.envs();
     let broker = Broker::start(3);
     let out = Scratch::new("delta-events");
     let dataset = ["--dataset", "events", "--topic", TOPIC];
@@ -238,11 +296,12 @@ fn delta_events_tables_hold_each_event_once_and_one_row_per_window_after_sigkill
         ],
     ]
     .concat();
+    let args = [&args[..], &place.args()].concat();
     let run_args = [&["--trigger", "0"][..], &args].concat();
-    let (at_pause, _) = kill_repeatedly(&broker.bootstrap, out.path(), &run_args, &[], 12);
+    let (at_pause, _) = kill_repeatedly(&broker.bootstrap, out.path(), &run_args, &envs, 12);
     assert!(producer.wait().unwrap().success());
     assert!(at_pause >= 4, "kills after the tables' commit: {at_pause}");
-    process_all(&broker.bootstrap, out.path(), &args);
+    process_all_with(&broker.bootstrap, out.path(), &args, &envs);
 
     // The truth: the topic's valid events, and their 10-second windows per id.
     let (valid, invalid) = crate::events_tests::produced(&broker.bootstrap);
@@ -255,9 +314,9 @@ fn delta_events_tables_hold_each_event_once_and_one_row_per_window_after_sigkill
             .or_insert((0, f64::MAX, f64::MIN, 0.0));
         *w = (w.0 + 1, w.1.min(value), w.2.max(value), w.3 + value);
     }
-    let location = out.path().display().to_string();
+    let location = place.location(out.path());
     for reader in READERS {
-        let events = table_rows(&location, reader, "events", &["id", "ts", "value"], &[]);
+        let events = table_rows(&location, reader, "events", &["id", "ts", "value"], &envs);
         let seen: Vec<(i64, i64, f64)> = events
             .iter()
             .map(|r| {
@@ -273,7 +332,7 @@ fn delta_events_tables_hold_each_event_once_and_one_row_per_window_after_sigkill
             seen == valid,
             "{reader}: each valid event once, as produced"
         );
-        let dates = table_rows(&location, reader, "events", &["date"], &[]);
+        let dates = table_rows(&location, reader, "events", &["date"], &envs);
         assert_eq!(dates.first().unwrap()[0], "2025-11-06", "{reader}");
         assert_eq!(dates.last().unwrap()[0], "2025-11-07", "{reader}");
 
@@ -282,7 +341,7 @@ fn delta_events_tables_hold_each_event_once_and_one_row_per_window_after_sigkill
             reader,
             "events_quarantine",
             &["partition", "offset"],
-            &[],
+            &envs,
         );
         let mut distinct = rejects.clone();
         distinct.dedup();
@@ -304,7 +363,7 @@ fn delta_events_tables_hold_each_event_once_and_one_row_per_window_after_sigkill
                 "max_value",
                 "avg_value",
             ],
-            &[],
+            &envs,
         );
         assert_eq!(
             agg.len(),
@@ -329,6 +388,17 @@ fn delta_events_tables_hold_each_event_once_and_one_row_per_window_after_sigkill
 #[test]
 #[ignore = "needs Apache Kafka and the Delta readers (scripts/test.sh); runs in the Apache Kafka pass"]
 fn delta_fraud_tables_hold_each_alert_once_and_one_row_per_user_window_after_sigkills() {
+    fraud_tables_after_sigkills(&Place::local());
+}
+
+#[test]
+#[ignore = "needs moto's S3 server, Apache Kafka and the Delta readers (scripts/test.sh); runs in the Apache Kafka pass"]
+fn delta_fraud_tables_hold_each_alert_once_and_one_row_per_user_window_after_sigkills_on_s3() {
+    fraud_tables_after_sigkills(&Place::s3());
+}
+
+fn fraud_tables_after_sigkills(place: &Place) {
+    let envs = place.envs();
     use crate::fraud_tests::{oracle, producer_args, topic_alerts, ALERTS, FRAUD_PROCESSOR};
     let broker = Broker::start(3);
     broker.create_topic(ALERTS, 3, &[]);
@@ -348,11 +418,12 @@ fn delta_fraud_tables_hold_each_alert_once_and_one_row_per_user_window_after_sig
         ],
     ]
     .concat();
+    let args = [&args[..], &place.args()].concat();
     let run_args = [&["--trigger", "0"][..], &args].concat();
-    let (at_pause, _) = kill_repeatedly(&broker.bootstrap, out.path(), &run_args, &[], 12);
+    let (at_pause, _) = kill_repeatedly(&broker.bootstrap, out.path(), &run_args, &envs, 12);
     assert!(producer.wait_with_output().unwrap().status.success());
     assert!(at_pause >= 4, "kills after the tables' commit: {at_pause}");
-    process_all(&broker.bootstrap, out.path(), &args);
+    process_all_with(&broker.bootstrap, out.path(), &args, &envs);
 
     let expected = oracle(&broker.bootstrap);
     assert!(expected.len() > 20, "alerts: {}", expected.len());
@@ -361,14 +432,14 @@ fn delta_fraud_tables_hold_each_alert_once_and_one_row_per_user_window_after_sig
         expected,
         "the topic's alerts, each once"
     );
-    let location = out.path().display().to_string();
+    let location = place.location(out.path());
     for reader in READERS {
         let rows = table_rows(
             &location,
             reader,
             "fraud_alerts",
             &["alert_type", "user_id", "alert_time", "txn_id"],
-            &[],
+            &envs,
         );
         let mut alerts: Vec<crate::fraud_tests::AlertKey> = rows
             .iter()
@@ -400,7 +471,7 @@ fn delta_fraud_tables_hold_each_alert_once_and_one_row_per_user_window_after_sig
                 "transaction_count",
                 "merchants",
             ],
-            &[],
+            &envs,
         );
         assert!(windows.len() > 100, "{reader}: {} windows", windows.len());
         let mut keys: Vec<&[serde_json::Value]> = windows.iter().map(|w| &w[..3]).collect();
@@ -422,6 +493,17 @@ fn delta_fraud_tables_hold_each_alert_once_and_one_row_per_user_window_after_sig
 #[test]
 #[ignore = "needs Apache Kafka and the Delta readers (scripts/test.sh); runs in the Apache Kafka pass"]
 fn delta_financial_tables_hold_each_offset_once_and_each_anomaly_once_after_sigkills() {
+    financial_tables_after_sigkills(&Place::local());
+}
+
+#[test]
+#[ignore = "needs moto's S3 server, Apache Kafka and the Delta readers (scripts/test.sh); runs in the Apache Kafka pass"]
+fn delta_financial_tables_hold_each_offset_once_and_each_anomaly_once_after_sigkills_on_s3() {
+    financial_tables_after_sigkills(&Place::s3());
+}
+
+fn financial_tables_after_sigkills(place: &Place) {
+    let envs = place.envs();
     use crate::financial_tests::{
         final_aggregates, oracle, producer_args, topic_anomalies, AnomalyKey, DATASET,
         OUTPUT_TOPICS,
@@ -450,11 +532,12 @@ fn delta_financial_tables_hold_each_offset_once_and_each_anomaly_once_after_sigk
         ],
     ]
     .concat();
+    let args = [&args[..], &place.args()].concat();
     let run_args = [&["--trigger", "0"][..], &args].concat();
-    let (at_pause, _) = kill_repeatedly(&broker.bootstrap, out.path(), &run_args, &[], 12);
+    let (at_pause, _) = kill_repeatedly(&broker.bootstrap, out.path(), &run_args, &envs, 12);
     assert!(producer.wait_with_output().unwrap().status.success());
     assert!(at_pause >= 4, "kills after the tables' commit: {at_pause}");
-    process_all(&broker.bootstrap, out.path(), &args);
+    process_all_with(&broker.bootstrap, out.path(), &args, &envs);
 
     let topic = consume_all(&broker.bootstrap);
     let all: Vec<serde_json::Value> = {
@@ -475,10 +558,10 @@ fn delta_financial_tables_hold_each_offset_once_and_each_anomaly_once_after_sigk
         "the topic's anomalies, each once"
     );
     let totals = final_aggregates(&broker.bootstrap);
-    let location = out.path().display().to_string();
+    let location = place.location(out.path());
     for reader in READERS {
         let offsets = |table: &str| -> Vec<serde_json::Value> {
-            table_rows(&location, reader, table, &["partition", "offset"], &[])
+            table_rows(&location, reader, table, &["partition", "offset"], &envs)
                 .into_iter()
                 .map(serde_json::Value::from)
                 .collect()
@@ -501,7 +584,7 @@ fn delta_financial_tables_hold_each_offset_once_and_each_anomaly_once_after_sigk
             reader,
             "financial_anomalies",
             &["anomalyType", "userId", "transactionId"],
-            &[],
+            &envs,
         )
         .iter()
         .map(|r| {
@@ -525,7 +608,7 @@ fn delta_financial_tables_hold_each_offset_once_and_each_anomaly_once_after_sigk
             reader,
             "financial_silver",
             &["merchantId", "amount"],
-            &[],
+            &envs,
         ) {
             let entry = sums.entry(r[0].as_str().unwrap().to_string()).or_default();
             *entry = (entry.0 + r[1].as_f64().unwrap(), entry.1 + 1);
