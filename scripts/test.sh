@@ -28,6 +28,14 @@ duckdb_delta="$HOME/.cache/pipeline-py/duckdb-delta"
 [ -d "$duckdb_delta/duckdb_extension_httpfs" ] || python3 -m pip install --quiet \
   --disable-pip-version-check --target "$duckdb_delta" duckdb==1.5.5 \
   duckdb-extension-delta==1.5.5 duckdb-extension-httpfs==1.5.5
+# Spark with delta-spark, the fourth reader of the Delta tests (its Delta jars come from Maven
+# Central at its first run, into ~/.ivy2).
+spark_py="$HOME/.cache/pipeline-py/spark"
+[ -d "$spark_py/delta" ] || python3 -m pip install --quiet --disable-pip-version-check \
+  --target "$spark_py" pyspark==3.5.7 delta-spark==3.3.2
+# Resolved once here, so that the tests' Spark sessions (two may start at once) find the jars.
+ls "$HOME"/.ivy2/jars/io.delta_delta-spark_2.12-3.3.2.jar > /dev/null 2>&1 \
+  || PYTHONPATH="$spark_py:tests/python" python3 -c 'import check_delta; check_delta.spark_session().stop()'
 echo "--- Apache Kafka jars: $(scripts/kafka.sh jars 4.1.1) $(scripts/kafka.sh jars 3.9.1)"
 # Each test kills its brokers when it ends; a test killed on a timeout cannot, so strays go here.
 trap "pkill -9 -f -- '-Dpipeline.kafka.dir=$(dirname "$(mktemp -u)")/pipeline-it-' || true" EXIT

@@ -10,7 +10,8 @@ usage: check_delta.py OUTPUT_PATH READER TABLE... [windows]
 their length), sorted, as a JSON list: the tests compare them with what was produced.
 READER: deltalake (the deltalake package), polars (read_delta), duckdb (delta_scan; DuckDB's
 delta extension from the duckdb-extension-delta package, which matches duckdb 1.5: see
-scripts/test.sh for the separate install).
+scripts/test.sh for the separate install), spark (pyspark 3.5 with delta-spark 3.3, its jars
+resolved from Maven Central at the first run; local tables only: s3a:// needs hadoop-aws).
 OUTPUT_PATH may be s3://bucket/prefix: each reader then reads the object store named by the
 AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY variables.
 """
@@ -36,6 +37,37 @@ def windows(rows):
     """(card, window start in epoch seconds, count, sum rounded) rows, sorted: gold's windows, or
     the same recomputed from silver, as the test compares them."""
     return sorted([str(card), int(start), int(count), round(float(total), 4)] for card, start, count, total in rows)
+
+
+def spark_session():
+    from delta import configure_spark_with_delta_pip
+    from pyspark.sql import SparkSession
+
+    builder = (
+        SparkSession.builder.master("local[1]")
+        .appName("check_delta")
+        .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
+        .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.shuffle.partitions", "1")
+    )
+    spark = configure_spark_with_delta_pip(builder).getOrCreate()
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark
+
+
+def with_spark(path):
+    from pyspark.sql import functions as F
+
+    df = spark_session().read.format("delta").load(os.path.abspath(path))
+    cols = df.columns
+    rows = df.count()
+    pairs = df.select("partition", "offset").distinct().count() if "offset" in cols else None
+    ids = df.select("txn_id").distinct().count() if "txn_id" in cols else None
+    dates = {str(r[0]) for r in df.select(F.col("date")).distinct().collect()} if "date" in cols else set()
+    return summary(cols, rows, pairs, ids, dates, None)
 
 
 def storage_options():
@@ -227,6 +259,11 @@ def rows_with_duckdb(path, columns):
 
 
 def main():
+    # Only the JSON goes to stdout: what the readers print there themselves (Spark's JVM, its jar
+    # resolution) goes to stderr.
+    result = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    sys.stdout = result
     out, reader = sys.argv[1].rstrip("/"), sys.argv[2]
     if sys.argv[3] == "--rows":
         table, columns = sys.argv[4], sys.argv[5].split(",")
@@ -236,7 +273,7 @@ def main():
         print(json.dumps(rows))
         return
     tables = sys.argv[3:]
-    read = {"deltalake": with_deltalake, "polars": with_polars, "duckdb": with_duckdb}[reader]
+    read = {"deltalake": with_deltalake, "polars": with_polars, "duckdb": with_duckdb, "spark": with_spark}[reader]
     seen = {table: read(out + "/" + table) for table in tables if table != "windows"}
     if "windows" in tables:
         # Gold's windows next to the same windows recomputed from silver, by the same reader.
@@ -247,3 +284,8 @@ def main():
 
 if __name__ == "__main__":
     main()
+    # The deltalake package (1.6.6) sometimes aborts while the interpreter shuts down ("terminate
+    # called without an active exception", exit 134) after its work is done and printed: leave
+    # without the interpreter's shutdown.
+    sys.stdout.flush()
+    os._exit(0)

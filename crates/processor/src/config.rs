@@ -54,6 +54,17 @@ impl Location {
             Location::S3(_) => None,
         }
     }
+
+    /// The folder `name` in this one.
+    pub fn join(&self, name: &str) -> Location {
+        match self {
+            Location::Local(path) => Location::Local(path.join(name)),
+            Location::S3(url) => Location::S3(
+                url.join(&format!("{name}/"))
+                    .unwrap_or_else(|_| url.clone()),
+            ),
+        }
+    }
 }
 
 impl From<PathBuf> for Location {
@@ -141,10 +152,10 @@ pub struct ProcessorConfig {
     /// layer a Delta Lake table; raw_csv stays CSV files)
     #[arg(long, env = "OUTPUT_FORMAT", default_value = "parquet", value_enum)]
     pub output_format: OutputFormat,
-    /// Checkpoint folder (default: OUTPUT_PATH/_chk); CHECKPOINT_DIR is accepted too. A local
-    /// folder, also when OUTPUT_PATH is on object storage
-    #[arg(long, env = "SPARK_CHECKPOINT_DIR", value_parser = parse_local_path)]
-    pub checkpoint_dir: Option<PathBuf>,
+    /// Checkpoint folder (default: OUTPUT_PATH/_chk): a path, a file:// URL or
+    /// s3://bucket/prefix; CHECKPOINT_DIR is accepted too
+    #[arg(long, env = "SPARK_CHECKPOINT_DIR", value_parser = parse_output_path)]
+    pub checkpoint_dir: Option<Location>,
     /// Where to start when there is no checkpoint: latest, earliest, or Spark's JSON
     /// {"topic":{"0":42,"1":-2}} (-2 = earliest, -1 = latest)
     #[arg(long, env = "STARTING_OFFSETS", default_value = "latest")]
@@ -237,35 +248,37 @@ pub struct ProcessorConfig {
 impl ProcessorConfig {
     /// The checkpoint folder: SPARK_CHECKPOINT_DIR, else CHECKPOINT_DIR, else OUTPUT_PATH/_chk
     /// (`_chk_events` for the events dataset, so both can share an OUTPUT_PATH).
-    /// A local folder is needed: with OUTPUT_PATH on object storage, SPARK_CHECKPOINT_DIR must
-    /// name one.
-    pub fn checkpoint_path(&self) -> Result<PathBuf> {
+    pub fn checkpoint_path(&self) -> Location {
         if let Some(dir) = self.checkpoint_dir.clone().or_else(|| {
-            std::env::var_os("CHECKPOINT_DIR")
+            std::env::var("CHECKPOINT_DIR")
+                .ok()
                 .filter(|v| !v.is_empty())
-                .map(PathBuf::from)
+                .map(|v| parse_output_path(&v).unwrap_or(Location::Local(PathBuf::from(v))))
         }) {
-            return Ok(dir);
+            return dir;
         }
-        let Some(root) = self.output_path.local() else {
-            return Err(Error::Config(format!(
-                "OUTPUT_PATH is {}: set SPARK_CHECKPOINT_DIR to a local folder for the checkpoint (the operators' state and the batch plans; a checkpoint on object storage is not supported yet)",
-                self.output_path
-            )));
-        };
-        Ok(match self.dataset.as_str() {
-            "transactions" => root.join("_chk"),
-            other => root.join(format!("_chk_{other}")),
-        })
+        match self.dataset.as_str() {
+            "transactions" => self.output_path.join("_chk"),
+            other => self.output_path.join(&format!("_chk_{other}")),
+        }
     }
 
     /// Where layer files are written before they are published: in their layer's folder when
-    /// the output is local (a rename publishes them), else beside the checkpoint (they are
-    /// uploaded).
+    /// the output is local (a rename publishes them), else beside a local checkpoint, or in the
+    /// system's temporary folder (they are uploaded, then removed).
     pub fn staging_root(&self) -> Result<PathBuf> {
-        match &self.output_path {
-            Location::Local(path) => Ok(path.clone()),
-            Location::S3(_) => Ok(self.checkpoint_path()?.join("_output_staging")),
+        match (&self.output_path, self.checkpoint_path()) {
+            (Location::Local(path), _) => Ok(path.clone()),
+            (Location::S3(_), Location::Local(checkpoint)) => {
+                Ok(checkpoint.join("_output_staging"))
+            }
+            (Location::S3(url), Location::S3(_)) => {
+                let name: String = format!("{url}{}", self.dataset)
+                    .chars()
+                    .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                    .collect();
+                Ok(std::env::temp_dir().join("pipeline-staging").join(name))
+            }
         }
     }
 
@@ -296,7 +309,6 @@ impl ProcessorConfig {
                     "OUTPUT_PATH is {url}: object storage holds Delta tables; set OUTPUT_FORMAT=delta"
                 )));
             }
-            self.checkpoint_path()?;
         }
         Ok(())
     }
@@ -365,14 +377,18 @@ mod tests {
                 .to_string();
             assert!(e.contains(says), "{bad}: {e}");
         }
-        // The checkpoint is a local folder, and object storage holds Delta tables only.
-        let e = ProcessorConfig::try_parse_from(["processor", "--checkpoint-dir", "s3://lake/c"])
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("not a storage this processor writes to"), "{e}");
+        // The checkpoint follows the output onto object storage, unless told otherwise; object
+        // storage holds Delta tables only.
         let on_s3 = parse(&["--output-path", "s3://lake/p", "--output-format", "delta"]);
-        let e = on_s3.validate().unwrap_err().to_string();
-        assert!(e.contains("set SPARK_CHECKPOINT_DIR"), "{e}");
+        on_s3.validate().unwrap();
+        assert_eq!(
+            on_s3.checkpoint_path(),
+            Location::S3(url::Url::parse("s3://lake/p/_chk/").unwrap())
+        );
+        assert!(on_s3
+            .staging_root()
+            .unwrap()
+            .starts_with(std::env::temp_dir()));
         let e = parse(&["--output-path", "s3://lake/p", "--checkpoint-dir", "/tmp/c"])
             .validate()
             .unwrap_err()

@@ -22,6 +22,7 @@ pub mod operators;
 pub mod os;
 pub mod outputs;
 pub mod sinks;
+pub mod storage;
 
 use std::fmt;
 use std::process::ExitCode;

@@ -45,8 +45,11 @@ impl Scratch {
 }
 
 impl Drop for Scratch {
+    /// Removes the folder, unless PIPELINE_KEEP_SCRATCH is set (to look at a failed test's).
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        if std::env::var_os("PIPELINE_KEEP_SCRATCH").is_none() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
     }
 }
 

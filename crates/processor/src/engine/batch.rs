@@ -174,7 +174,7 @@ impl<D: Dataset> Stages<D> {
         let outputs = dataset.outputs();
         let targets: Vec<_> = outputs.iter().map(|o| o.target()).collect();
         // Before anything touches the outputs: one writer per checkpoint.
-        let lock = Arc::new(CheckpointLock::acquire(&config.checkpoint_path()?)?);
+        let lock = Arc::new(CheckpointLock::acquire(&config.checkpoint_path())?);
         let sinks::Sinks {
             writer,
             list: sinks,
@@ -183,7 +183,7 @@ impl<D: Dataset> Stages<D> {
             .iter()
             .map(|t| sinks.iter().position(|s| s.takes(t)).unwrap_or(0))
             .collect();
-        let checkpoint = Checkpoint::open(&config.checkpoint_path()?, &config.kafka.topic)?;
+        let checkpoint = Checkpoint::open(&config.checkpoint_path(), &config.kafka.topic)?;
         if let Some(n) = config.recover_from_batch {
             let replayed = checkpoint.recover_from(n)?;
             let name = txn_core::time::compact_utc(txn_core::time::now_micros());
@@ -458,7 +458,7 @@ mod tests {
         let _ = std::fs::remove_dir_all(&root);
         let mut config = ProcessorConfig::try_parse_from(["processor"]).unwrap();
         config.output_path = root.clone().into();
-        config.checkpoint_dir = Some(root.join("_chk"));
+        config.checkpoint_dir = Some(root.join("_chk").into());
         let (mut sink, _) = Stages::open(Transactions::new(&config), &config).unwrap();
 
         let good = br#"{"txn_id": "t1", "event_ts": "2025-11-07T07:30:38.730729+00:00", "card_id": "c1", "amount": 12.5}"#;

@@ -10,6 +10,12 @@
 //! A batch with a plan and no commit is re-run with the same ranges and the same planned time, so
 //! it writes the same file names: files are overwritten, never duplicated.
 //!
+//! The checkpoint may be on object storage (`SPARK_CHECKPOINT_DIR=s3://bucket/prefix`, or
+//! following an `s3://` OUTPUT_PATH): the same entries as objects, each written whole. There is
+//! no lock file there; instead a batch's plan and commit are written with a conditional put (only
+//! if no entry of that name exists), so that of two processors on one checkpoint the second is
+//! refused at its first plan.
+//!
 //! Every file carries a CRC-32 of its content (`PCK1`, the checksum, then the content), checked on
 //! read: a damaged or missing file of the last commit stops the processor with the path and the
 //! way out (`--recover-from-batch N`, the newest intact commit), never a wrong result. Checkpoints
@@ -19,12 +25,15 @@ use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use super::source::OffsetRange;
+use crate::config::Location;
 use crate::error::{Error, IoContext, Result};
 pub use crate::os::sync_dir;
+use crate::storage::Remote;
 
 /// How many batches of history to keep (as Spark's `minBatchesToRetain`).
 const RETAIN_BATCHES: u64 = 100;
@@ -104,11 +113,20 @@ pub struct Recovery {
 /// process dies, SIGKILL included, so a restart never waits for a lease to expire; a second
 /// processor on the same checkpoint is refused with the holder's pid, host and start time.
 pub struct CheckpointLock {
-    _file: File,
+    _file: Option<File>,
 }
 
 impl CheckpointLock {
-    pub fn acquire(root: &Path) -> Result<Self> {
+    /// On object storage there is no lock to take: a second writer is refused by the
+    /// conditional writes of the plans and commits.
+    pub fn acquire(root: &Location) -> Result<Self> {
+        match root {
+            Location::Local(root) => Self::acquire_local(root),
+            Location::S3(_) => Ok(CheckpointLock { _file: None }),
+        }
+    }
+
+    fn acquire_local(root: &Path) -> Result<Self> {
         use std::os::fd::AsRawFd as _;
         fs::create_dir_all(root).io_context(|| {
             format!(
@@ -163,12 +181,153 @@ impl CheckpointLock {
             .and_then(|()| file.write_all(holder.as_bytes()))
             .and_then(|()| file.sync_all());
         written.io_context(|| format!("cannot write {}", path.display()))?;
-        Ok(CheckpointLock { _file: file })
+        Ok(CheckpointLock { _file: Some(file) })
+    }
+}
+
+/// Where the checkpoint's entries are: a local folder or an object store's prefix.
+#[derive(Clone)]
+enum Store {
+    Local(PathBuf),
+    Remote(Arc<Remote>),
+}
+
+impl Store {
+    /// An entry's place, for messages.
+    fn shown(&self, relative: &str) -> PathBuf {
+        match self {
+            Store::Local(root) => root.join(relative),
+            Store::Remote(remote) => PathBuf::from(remote.shown(relative)),
+        }
+    }
+
+    fn read(&self, relative: &str) -> Result<Option<Vec<u8>>> {
+        match self {
+            Store::Local(root) => {
+                let path = root.join(relative);
+                match fs::read(&path) {
+                    Ok(bytes) => Ok(Some(bytes)),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                    Err(e) => Err(Error::Io {
+                        context: format!("cannot read {}", path.display()),
+                        source: e,
+                    }),
+                }
+            }
+            Store::Remote(remote) => Ok(remote.read(relative)?.map(|b| b.to_vec())),
+        }
+    }
+
+    /// Writes an entry whole, replacing one of the same name.
+    fn write(&self, relative: &str, bytes: Vec<u8>) -> Result<()> {
+        match self {
+            Store::Local(root) => write_atomic(&root.join(relative), &bytes),
+            Store::Remote(remote) => remote.put(relative, bytes),
+        }
+    }
+
+    /// Writes an entry no other writer may have written (a plan, a commit): on object storage a
+    /// conditional put, and an entry of that name with other content means a second processor
+    /// on this checkpoint. (A local checkpoint has its lock for that.)
+    fn write_new(&self, relative: &str, bytes: Vec<u8>) -> Result<()> {
+        let Store::Remote(remote) = self else {
+            return self.write(relative, bytes);
+        };
+        if remote.put_new(relative, bytes.clone())? {
+            return Ok(());
+        }
+        if remote.read(relative)?.is_some_and(|there| there == bytes) {
+            return Ok(());
+        }
+        Err(Error::Locked(format!(
+            "checkpoint entry {} was written by another processor: one processor per checkpoint; stop that one, or give this one another SPARK_CHECKPOINT_DIR",
+            remote.shown(relative)
+        )))
+    }
+
+    fn remove(&self, relative: &str) -> Result<()> {
+        match self {
+            Store::Local(root) => {
+                let _ = fs::remove_file(root.join(relative));
+                Ok(())
+            }
+            Store::Remote(remote) => remote.delete(relative),
+        }
+    }
+
+    /// The batch ids of the entries of folder `kind`.
+    fn ids(&self, kind: &str) -> Result<Vec<u64>> {
+        match self {
+            Store::Local(root) => ids(&root.join(kind)),
+            Store::Remote(remote) => Ok(remote
+                .list(kind)?
+                .iter()
+                .filter_map(|name| name.parse::<u64>().ok())
+                .collect()),
+        }
+    }
+
+    fn last_id(&self, kind: &str) -> Result<Option<u64>> {
+        Ok(self.ids(kind)?.into_iter().max())
+    }
+
+    /// Moves an entry (`--recover-from-batch`'s set-aside).
+    fn rename(&self, from: &str, to: &str) -> Result<()> {
+        match self {
+            Store::Local(root) => {
+                let (from, to) = (root.join(from), root.join(to));
+                if let Some(folder) = to.parent() {
+                    fs::create_dir_all(folder)
+                        .io_context(|| format!("cannot create {}", folder.display()))?;
+                }
+                fs::rename(&from, &to)
+                    .io_context(|| format!("cannot move {} aside", from.display()))
+            }
+            Store::Remote(remote) => {
+                if let Some(bytes) = remote.read(from)? {
+                    remote.put(to, bytes.to_vec())?;
+                }
+                remote.delete(from)
+            }
+        }
+    }
+
+    fn sync(&self, kind: &str) -> Result<()> {
+        match self {
+            Store::Local(root) => sync_dir(&root.join(kind)),
+            Store::Remote(_) => Ok(()),
+        }
+    }
+
+    /// A sealed entry's content (`None` when there is none), its checksum checked.
+    fn read_sealed(&self, relative: &str, strict: bool) -> Result<Option<Vec<u8>>> {
+        match self.read(relative)? {
+            Some(bytes) => unseal(&self.shown(relative), bytes, strict).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn read_json<T: for<'de> Deserialize<'de>>(
+        &self,
+        relative: &str,
+        strict: bool,
+    ) -> Result<Option<T>> {
+        let Some(bytes) = self.read_sealed(relative, strict)? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| Error::Checkpoint {
+                path: self.shown(relative),
+                detail: format!("unreadable: {e}"),
+            })
     }
 }
 
 #[derive(Clone)]
 pub struct Checkpoint {
+    store: Store,
+    /// Where it is, for messages.
     root: PathBuf,
     /// Files without a checksum are refused (every checkpoint made since checksums exist).
     strict: bool,
@@ -176,17 +335,27 @@ pub struct Checkpoint {
 
 impl Checkpoint {
     /// Opens (creating if needed) the checkpoint folder for `topic`.
-    pub fn open(root: &Path, topic: &str) -> Result<Self> {
-        for dir in ["offsets", "commits", "state"] {
-            fs::create_dir_all(root.join(dir)).io_context(|| {
-                format!(
-                    "cannot create checkpoint folder {}",
-                    root.join(dir).display()
-                )
-            })?;
-        }
-        let meta_path = root.join("metadata");
-        let strict = match read_json::<Metadata>(&meta_path, false)? {
+    pub fn open(location: &Location, topic: &str) -> Result<Self> {
+        let store = match location {
+            Location::Local(root) => {
+                for dir in ["offsets", "commits", "state"] {
+                    fs::create_dir_all(root.join(dir)).io_context(|| {
+                        format!(
+                            "cannot create checkpoint folder {}",
+                            root.join(dir).display()
+                        )
+                    })?;
+                }
+                Store::Local(root.clone())
+            }
+            Location::S3(url) => Store::Remote(Arc::new(Remote::open(url)?)),
+        };
+        let root = match location {
+            Location::Local(root) => root.clone(),
+            Location::S3(url) => PathBuf::from(url.as_str()),
+        };
+        let meta_path = store.shown("metadata");
+        let strict = match store.read_json::<Metadata>("metadata", false)? {
             Some(m) if m.topic != topic => {
                 return Err(Error::Checkpoint {
                     path: meta_path,
@@ -200,41 +369,42 @@ impl Checkpoint {
             // Made before checkpoints had an id: it gets one now.
             Some(m) => {
                 let checksums = m.checksums;
-                write_sealed(
-                    &meta_path,
-                    &to_json(&Metadata {
+                store.write(
+                    "metadata",
+                    seal(&to_json(&Metadata {
                         id: Some(new_id()),
                         ..m
-                    }),
+                    })),
                 )?;
                 checksums
             }
             None => {
-                write_sealed(
-                    &meta_path,
-                    &to_json(&Metadata {
+                store.write(
+                    "metadata",
+                    seal(&to_json(&Metadata {
                         topic: topic.into(),
                         topic_id: None,
                         id: Some(new_id()),
                         checksums: true,
-                    }),
+                    })),
                 )?;
                 true
             }
         };
         Ok(Checkpoint {
-            root: root.to_path_buf(),
+            store,
+            root,
             strict,
         })
     }
 
     /// This checkpoint's id.
     pub fn id(&self) -> Result<String> {
-        let path = self.root.join("metadata");
-        read_json::<Metadata>(&path, self.strict)?
+        self.store
+            .read_json::<Metadata>("metadata", self.strict)?
             .and_then(|m| m.id)
             .ok_or_else(|| Error::Checkpoint {
-                path,
+                path: self.store.shown("metadata"),
                 detail: "has no id".into(),
             })
     }
@@ -245,10 +415,10 @@ impl Checkpoint {
 
     /// The topic id this checkpoint follows, when one was recorded.
     pub fn topic_id(&self) -> Result<Option<String>> {
-        Ok(
-            read_json::<Metadata>(&self.root.join("metadata"), self.strict)?
-                .and_then(|m| m.topic_id),
-        )
+        Ok(self
+            .store
+            .read_json::<Metadata>("metadata", self.strict)?
+            .and_then(|m| m.topic_id))
     }
 
     /// Records the id of the topic this checkpoint follows.
@@ -259,17 +429,23 @@ impl Checkpoint {
             id: Some(self.id()?),
             checksums: self.strict,
         };
-        write_sealed(&self.root.join("metadata"), &to_json(&meta))
+        self.store.write("metadata", seal(&to_json(&meta)))
     }
 
-    fn entry(&self, kind: &str, batch: u64) -> PathBuf {
-        self.root.join(kind).join(batch.to_string())
+    /// An entry's name in the store.
+    fn entry(kind: &str, batch: u64) -> String {
+        format!("{kind}/{batch}")
+    }
+
+    /// An entry's place, for messages.
+    fn entry_path(&self, kind: &str, batch: u64) -> PathBuf {
+        self.store.shown(&Self::entry(kind, batch))
     }
 
     /// Reads where the last run stopped.
     pub fn recover(&self) -> Result<Recovery> {
-        let last_plan = last_id(&self.root.join("offsets"))?;
-        let last_commit_id = last_id(&self.root.join("commits"))?;
+        let last_plan = self.store.last_id("offsets")?;
+        let last_commit_id = self.store.last_id("commits")?;
         let mut rec = Recovery::default();
         if let Some(id) = last_commit_id {
             rec.last_commit = self.read_entry("commits", id)?;
@@ -307,7 +483,9 @@ impl Checkpoint {
         kind: &str,
         batch: u64,
     ) -> Result<Option<T>> {
-        read_json(&self.entry(kind, batch), self.strict).map_err(|e| self.with_way_out(e, batch))
+        self.store
+            .read_json(&Self::entry(kind, batch), self.strict)
+            .map_err(|e| self.with_way_out(e, batch))
     }
 
     /// Adds to a damaged-file error the newest commit before `batch` that is intact, to recover
@@ -334,7 +512,7 @@ impl Checkpoint {
     pub fn recover_from(&self, batch: u64) -> Result<Vec<u64>> {
         if !self.intact(batch) {
             return Err(Error::Checkpoint {
-                path: self.entry("commits", batch),
+                path: self.entry_path("commits", batch),
                 detail: format!(
                     "batch {batch} is not an intact commit (plan, commit and state with good checksums){}",
                     match self.newest_intact_before(u64::MAX) {
@@ -344,32 +522,25 @@ impl Checkpoint {
                 ),
             });
         }
-        let aside = self.root.join(format!(
+        let aside = format!(
             "set_aside_{}",
             txn_core::time::compact_utc(txn_core::time::now_micros())
-        ));
+        );
         let mut moved = std::collections::BTreeSet::new();
         for kind in ["offsets", "commits", "state"] {
-            for id in ids(&self.root.join(kind))?
-                .into_iter()
-                .filter(|&id| id > batch)
-            {
-                fs::create_dir_all(aside.join(kind))
-                    .io_context(|| format!("cannot create {}", aside.display()))?;
-                fs::rename(self.entry(kind, id), aside.join(kind).join(id.to_string()))
-                    .io_context(|| {
-                        format!("cannot move {} aside", self.entry(kind, id).display())
-                    })?;
+            for id in self.store.ids(kind)?.into_iter().filter(|&id| id > batch) {
+                let entry = Self::entry(kind, id);
+                self.store.rename(&entry, &format!("{aside}/{entry}"))?;
                 moved.insert(id);
             }
-            sync_dir(&self.root.join(kind))?;
+            self.store.sync(kind)?;
         }
         Ok(moved.into_iter().collect())
     }
 
     /// The newest committed batch below `batch` whose plan, commit and state are all intact.
     pub fn newest_intact_before(&self, batch: u64) -> Option<u64> {
-        let mut commits = ids(&self.root.join("commits")).ok()?;
+        let mut commits = self.store.ids("commits").ok()?;
         commits.sort_unstable();
         commits
             .into_iter()
@@ -381,41 +552,45 @@ impl Checkpoint {
     /// Whether batch `batch`'s plan, commit and state are present with good checksums.
     fn intact(&self, batch: u64) -> bool {
         matches!(
-            read_json::<BatchPlan>(&self.entry("offsets", batch), self.strict),
+            self.store
+                .read_json::<BatchPlan>(&Self::entry("offsets", batch), self.strict),
             Ok(Some(_))
         ) && matches!(
-            read_json::<BatchCommit>(&self.entry("commits", batch), self.strict),
+            self.store
+                .read_json::<BatchCommit>(&Self::entry("commits", batch), self.strict),
             Ok(Some(_))
         ) && matches!(
-            read_sealed(&self.entry("state", batch), self.strict),
+            self.store
+                .read_sealed(&Self::entry("state", batch), self.strict),
             Ok(Some(_))
         )
     }
 
     fn corrupt(&self, kind: &str, batch: u64, detail: &str) -> Error {
         Error::Checkpoint {
-            path: self.entry(kind, batch),
+            path: self.entry_path(kind, batch),
             detail: detail.into(),
         }
     }
 
     /// Writes the plan of a batch; must happen before any of its files leaves staging.
     pub fn write_plan(&self, plan: &BatchPlan) -> Result<()> {
-        write_sealed(&self.entry("offsets", plan.batch), &to_json(plan))
+        self.store
+            .write_new(&Self::entry("offsets", plan.batch), seal(&to_json(plan)))
     }
 
     /// Writes the commit of a batch, after all its files (and its gold state) are in place, then
     /// forgets batches older than the retention.
     pub fn write_commit(&self, commit: &BatchCommit) -> Result<()> {
-        write_sealed(&self.entry("commits", commit.batch), &to_json(commit))?;
+        self.store.write_new(
+            &Self::entry("commits", commit.batch),
+            seal(&to_json(commit)),
+        )?;
         if commit.batch >= RETAIN_BATCHES {
             let horizon = commit.batch - RETAIN_BATCHES;
             for kind in ["offsets", "commits", "state"] {
-                for id in ids(&self.root.join(kind))?
-                    .into_iter()
-                    .filter(|&id| id < horizon)
-                {
-                    let _ = fs::remove_file(self.entry(kind, id));
+                for id in self.store.ids(kind)?.into_iter().filter(|&id| id < horizon) {
+                    self.store.remove(&Self::entry(kind, id))?;
                 }
             }
         }
@@ -424,14 +599,17 @@ impl Checkpoint {
 
     /// Saves gold state as of the batch's commit (written before the commit itself).
     pub fn write_state(&self, batch: u64, bytes: &[u8]) -> Result<()> {
-        write_sealed(&self.entry("state", batch), bytes)
+        self.store.write(&Self::entry("state", batch), seal(bytes))
     }
 
     /// The operators' state saved with the commit of `batch`. Every commit writes one: a missing
     /// or damaged one stops the run (an empty state would count windows from zero).
     pub fn read_state(&self, batch: u64) -> Result<Vec<u8>> {
-        let path = self.entry("state", batch);
-        match read_sealed(&path, self.strict) {
+        let path = self.entry_path("state", batch);
+        match self
+            .store
+            .read_sealed(&Self::entry("state", batch), self.strict)
+        {
             Ok(Some(bytes)) => Ok(bytes),
             Ok(None) => Err(self.with_way_out(
                 Error::Checkpoint {
@@ -478,22 +656,6 @@ fn unseal(path: &Path, bytes: Vec<u8>, strict: bool) -> Result<Vec<u8>> {
     }
 }
 
-fn write_sealed(path: &Path, bytes: &[u8]) -> Result<()> {
-    write_atomic(path, &seal(bytes))
-}
-
-/// A sealed file's content (`None` when the file does not exist).
-fn read_sealed(path: &Path, strict: bool) -> Result<Option<Vec<u8>>> {
-    match fs::read(path) {
-        Ok(bytes) => unseal(path, bytes, strict).map(Some),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Error::Io {
-            context: format!("cannot read {}", path.display()),
-            source: e,
-        }),
-    }
-}
-
 /// A random id: 128 bits from the standard library's OS-seeded hasher keys.
 fn new_id() -> String {
     use std::hash::{BuildHasher, Hasher};
@@ -510,18 +672,6 @@ fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).unwrap_or_default()
 }
 
-fn read_json<T: for<'de> Deserialize<'de>>(path: &Path, strict: bool) -> Result<Option<T>> {
-    let Some(bytes) = read_sealed(path, strict)? else {
-        return Ok(None);
-    };
-    serde_json::from_slice(&bytes)
-        .map(Some)
-        .map_err(|e| Error::Checkpoint {
-            path: path.into(),
-            detail: format!("unreadable: {e}"),
-        })
-}
-
 fn ids(dir: &Path) -> Result<Vec<u64>> {
     let mut out = Vec::new();
     for entry in fs::read_dir(dir).io_context(|| format!("cannot list {}", dir.display()))? {
@@ -535,10 +685,6 @@ fn ids(dir: &Path) -> Result<Vec<u64>> {
         }
     }
     Ok(out)
-}
-
-fn last_id(dir: &Path) -> Result<Option<u64>> {
-    Ok(ids(dir)?.into_iter().max())
 }
 
 /// Writes `bytes` to `path` so that a reader (or a restart after a crash) sees either the old
@@ -584,7 +730,7 @@ mod tests {
     #[test]
     fn a_planned_batch_without_commit_is_pending_with_the_same_ranges() {
         let dir = tempdir();
-        let cp = Checkpoint::open(&dir, "t").unwrap();
+        let cp = Checkpoint::open(&Location::from(dir.as_path()), "t").unwrap();
         assert!(cp.recover().unwrap().next_offsets.is_none());
         cp.write_plan(&plan(0)).unwrap();
         let rec = cp.recover().unwrap();
@@ -610,7 +756,7 @@ mod tests {
     }
 
     fn committed(dir: &Path, batches: u64) -> Checkpoint {
-        let cp = Checkpoint::open(dir, "t").unwrap();
+        let cp = Checkpoint::open(&Location::from(dir), "t").unwrap();
         for b in 0..batches {
             cp.write_plan(&plan(b)).unwrap();
             cp.write_state(b, format!("state of {b}").as_bytes())
@@ -673,33 +819,40 @@ mod tests {
         fs::create_dir_all(dir.join("offsets")).unwrap();
         fs::write(dir.join("metadata"), br#"{"topic":"t","id":"x"}"#).unwrap();
         fs::write(dir.join("offsets/0"), to_json(&plan(0))).unwrap();
-        let cp = Checkpoint::open(&dir, "t").unwrap();
+        let cp = Checkpoint::open(&Location::from(dir.as_path()), "t").unwrap();
         assert_eq!(cp.recover().unwrap().pending, Some(plan(0)));
     }
 
     #[test]
     fn a_second_writer_of_a_checkpoint_is_refused_naming_the_holder() {
         let dir = tempdir();
-        let held = CheckpointLock::acquire(&dir).unwrap();
-        let e = CheckpointLock::acquire(&dir).err().unwrap().to_string();
+        let held = CheckpointLock::acquire(&Location::from(dir.as_path())).unwrap();
+        let e = CheckpointLock::acquire(&Location::from(dir.as_path()))
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains("in use by another processor"), "{e}");
         assert!(e.contains(&format!("pid {}", std::process::id())), "{e}");
         drop(held);
-        CheckpointLock::acquire(&dir).expect("free once the holder is gone");
+        CheckpointLock::acquire(&Location::from(dir.as_path()))
+            .expect("free once the holder is gone");
     }
 
     #[test]
     fn a_checkpoint_of_another_topic_is_refused() {
         let dir = tempdir();
-        Checkpoint::open(&dir, "a").unwrap();
-        let e = Checkpoint::open(&dir, "b").err().unwrap().to_string();
+        Checkpoint::open(&Location::from(dir.as_path()), "a").unwrap();
+        let e = Checkpoint::open(&Location::from(dir.as_path()), "b")
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains("belongs to topic \"a\""), "{e}");
     }
 
     #[test]
     fn history_beyond_retention_is_forgotten() {
         let dir = tempdir();
-        let cp = Checkpoint::open(&dir, "t").unwrap();
+        let cp = Checkpoint::open(&Location::from(dir.as_path()), "t").unwrap();
         for b in 0..=RETAIN_BATCHES + 5 {
             cp.write_plan(&plan(b)).unwrap();
             cp.write_commit(&commit(b)).unwrap();

@@ -18,7 +18,6 @@
 pub mod delta;
 pub mod files;
 pub mod kafka;
-pub mod store;
 
 use std::any::Any;
 use std::time::Duration;
@@ -220,7 +219,7 @@ pub fn open(config: &ProcessorConfig, targets: &[Target]) -> Result<Sinks> {
                 if config.max_files_per_sink > 0 {
                     tracing::warn!("[processor] MAX_FILES_PER_SINK is not applied on object storage: the files of {} are kept", files.iter().map(|l| l.folder).collect::<Vec<_>>().join(", "));
                 }
-                Some(store::Remote::open(url)?)
+                Some(crate::storage::Remote::open(url)?)
             }
             crate::config::Location::Local(_) => None,
         };

@@ -33,11 +33,11 @@ use parquet::file::statistics::Statistics;
 use tracing::info;
 
 use super::files::{write_file, CompactWriter, FileLayer, StagedFile};
-use super::store::{register_s3, Remote};
 use super::{wrong_piece, Piece, PreCommit, Sink, SinkBatch, Target};
 use crate::config::Location;
 use crate::error::{DeltaContext as _, Error, IoContext as _, Result};
 use crate::os::sync_dir;
+use crate::storage::{register_s3, Remote};
 
 /// The partition column of a layer partitioned by date.
 const DATE: &str = "date";
@@ -897,7 +897,7 @@ mod tests {
     fn config(root: &Path, checkpoint: &str) -> ProcessorConfig {
         let mut config = ProcessorConfig::try_parse_from(["processor"]).unwrap();
         config.output_path = root.into();
-        config.checkpoint_dir = Some(root.join(checkpoint));
+        config.checkpoint_dir = Some(root.join(checkpoint).into());
         config.output_format = OutputFormat::Delta;
         config
     }

@@ -842,14 +842,14 @@ fn batch_of(layer: FileLayer, name: &str) -> Option<u64> {
 pub struct FileSink {
     writer: CompactWriter,
     layers: Vec<FileLayer>,
-    remote: Option<super::store::Remote>,
+    remote: Option<crate::storage::Remote>,
 }
 
 impl FileSink {
     pub fn new(
         writer: CompactWriter,
         layers: Vec<FileLayer>,
-        remote: Option<super::store::Remote>,
+        remote: Option<crate::storage::Remote>,
     ) -> Self {
         FileSink {
             writer,
@@ -860,7 +860,7 @@ impl FileSink {
 
     /// Uploads the batch's files under their names (relative to the staging root), then drops
     /// the local copies.
-    fn upload(&self, remote: &super::store::Remote, files: Vec<StagedFile>) -> Result<()> {
+    fn upload(&self, remote: &crate::storage::Remote, files: Vec<StagedFile>) -> Result<()> {
         for file in files {
             let relative = file
                 .fin

@@ -1,5 +1,6 @@
-//! Object storage (`OUTPUT_PATH=s3://bucket/prefix`): the `s3` scheme registered with delta-rs,
-//! and the uploads and reads of layer files.
+//! Object storage (`OUTPUT_PATH=s3://bucket/prefix`, `SPARK_CHECKPOINT_DIR=s3://...`): the `s3`
+//! scheme registered with delta-rs, the uploads and reads of layer files, and the checkpoint's
+//! entries.
 //!
 //! The S3 client is `object_store`'s, configured by the usual `AWS_*` variables
 //! (`AWS_ENDPOINT_URL`, `AWS_REGION`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
@@ -129,6 +130,70 @@ impl Remote {
                 format!("cannot upload {} to {}", local.display(), self.show(&key))
             })?;
         Ok(size)
+    }
+
+    /// An object's content; `None` when there is none.
+    pub fn read(&self, relative: &str) -> Result<Option<Bytes>> {
+        let key = self.key(relative);
+        let got = self
+            .runtime
+            .block_on(async { self.store.get(&key).await?.bytes().await });
+        match got {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e).storage_context(|| format!("cannot read {}", self.show(&key))),
+        }
+    }
+
+    /// Writes an object whole (replacing one of the same name).
+    pub fn put(&self, relative: &str, bytes: Vec<u8>) -> Result<()> {
+        let key = self.key(relative);
+        self.runtime
+            .block_on(self.store.put(&key, PutPayload::from(bytes)))
+            .storage_context(|| format!("cannot write {}", self.show(&key)))?;
+        Ok(())
+    }
+
+    /// Writes an object unless one of that name exists (a conditional put): `false` when it
+    /// does, and nothing was written.
+    pub fn put_new(&self, relative: &str, bytes: Vec<u8>) -> Result<bool> {
+        let key = self.key(relative);
+        let options = object_store::PutOptions::from(object_store::PutMode::Create);
+        match self
+            .runtime
+            .block_on(self.store.put_opts(&key, PutPayload::from(bytes), options))
+        {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+            Err(e) => Err(e).storage_context(|| format!("cannot write {}", self.show(&key))),
+        }
+    }
+
+    /// The names of the objects right under `relative/`.
+    pub fn list(&self, relative: &str) -> Result<Vec<String>> {
+        let key = self.key(relative);
+        let listed = self
+            .runtime
+            .block_on(self.store.list_with_delimiter(Some(&key)))
+            .storage_context(|| format!("cannot list {}", self.show(&key)))?;
+        Ok(listed
+            .objects
+            .into_iter()
+            .filter_map(|o| o.location.filename().map(str::to_string))
+            .collect())
+    }
+
+    pub fn delete(&self, relative: &str) -> Result<()> {
+        let key = self.key(relative);
+        match self.runtime.block_on(self.store.delete(&key)) {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e).storage_context(|| format!("cannot delete {}", self.show(&key))),
+        }
+    }
+
+    /// `s3://bucket/prefix/relative`, for messages.
+    pub fn shown(&self, relative: &str) -> String {
+        self.show(&self.key(relative))
     }
 
     pub fn get(&self, relative: &str) -> Result<Bytes> {
