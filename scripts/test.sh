@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command (it installs cargo-nextest when missing): every Rust test (unit and
-# integration, through the embedded broker), then the interoperability check with pandas and DuckDB on output the pipeline writes, then the
+# integration, through the embedded broker), then the interoperability check with pandas, DuckDB,
+# polars, deltalake and Spark (when Java is there) on output the pipeline writes, then the
 # integration tests again on Apache Kafka, run as local processes by scripts/kafka.sh from jars
 # that Maven fetches once:
 #   - every integration test that uses a broker, and the Apache Kafka-only tests, on a KRaft node (4.x);
@@ -11,16 +12,6 @@ cd "$(dirname "$0")/.."
 command -v cargo-nextest > /dev/null || cargo install --locked cargo-nextest
 cargo nextest run --workspace --no-fail-fast
 cargo build --bin pipeline
-scripts/check-output.sh
-
-if ! command -v java > /dev/null || ! command -v mvn > /dev/null; then
-  if [ "${REQUIRE_KAFKA:-0}" = 1 ]; then
-    echo "Java and Maven are needed for the Apache Kafka tests (REQUIRE_KAFKA=1)" >&2
-    exit 1
-  fi
-  echo "SKIPPED: Java or Maven is missing, so the Apache Kafka tests did not run (see README, Running the tests)"
-  exit 0
-fi
 # DuckDB's delta extension is published (PyPI: duckdb-extension-delta) for duckdb 1.5 only, so it
 # goes into a folder of its own, read by the Delta readers' test (delta_tests.rs), with httpfs
 # (duckdb-extension-httpfs) for the tables on the S3 server.
@@ -34,8 +25,20 @@ spark_py="$HOME/.cache/pipeline-py/spark"
 [ -d "$spark_py/delta" ] || python3 -m pip install --quiet --disable-pip-version-check \
   --target "$spark_py" pyspark==3.5.7 delta-spark==3.3.2
 # Resolved once here, so that the tests' Spark sessions (two may start at once) find the jars.
-ls "$HOME"/.ivy2/jars/io.delta_delta-spark_2.12-3.3.2.jar > /dev/null 2>&1 \
-  || PYTHONPATH="$spark_py:tests/python" python3 -c 'import check_delta; check_delta.spark_session().stop()'
+if command -v java > /dev/null; then
+  ls "$HOME"/.ivy2/jars/io.delta_delta-spark_2.12-3.3.2.jar > /dev/null 2>&1 \
+    || PYTHONPATH="$spark_py:tests/python" python3 -c 'import check_delta; check_delta.spark_session().stop()'
+fi
+scripts/check-output.sh
+
+if ! command -v java > /dev/null || ! command -v mvn > /dev/null; then
+  if [ "${REQUIRE_KAFKA:-0}" = 1 ]; then
+    echo "Java and Maven are needed for the Apache Kafka tests (REQUIRE_KAFKA=1)" >&2
+    exit 1
+  fi
+  echo "SKIPPED: Java or Maven is missing, so the Apache Kafka tests did not run (see README, Running the tests)"
+  exit 0
+fi
 echo "--- Apache Kafka jars: $(scripts/kafka.sh jars 4.1.1) $(scripts/kafka.sh jars 3.9.1)"
 # Each test kills its brokers when it ends; a test killed on a timeout cannot, so strays go here.
 trap "pkill -9 -f -- '-Dpipeline.kafka.dir=$(dirname "$(mktemp -u)")/pipeline-it-' || true" EXIT
