@@ -253,6 +253,7 @@ impl ProcessorConfig {
             std::env::var("CHECKPOINT_DIR")
                 .ok()
                 .filter(|v| !v.is_empty())
+                // A scheme this processor does not write to was refused by validate().
                 .map(|v| parse_output_path(&v).unwrap_or(Location::Local(PathBuf::from(v))))
         }) {
             return dir;
@@ -303,6 +304,22 @@ impl ProcessorConfig {
             return Err(Error::Config("GOLD_WINDOW must be longer than 0".into()));
         }
         crate::engine::plan::StartingOffsets::parse(&self.starting_offsets, &self.kafka.topic)?;
+        if let Some(dir) = std::env::var("CHECKPOINT_DIR")
+            .ok()
+            .filter(|v| !v.is_empty())
+        {
+            parse_output_path(&dir).map_err(|e| Error::Config(format!("CHECKPOINT_DIR: {e}")))?;
+        }
+        // Refused before anything moves: the checkpoint's set-aside would be done, the outputs'
+        // not (a Delta table keeps its history; object storage has no rename).
+        if self.recover_from_batch.is_some()
+            && (self.output_format == OutputFormat::Delta
+                || matches!(self.output_path, Location::S3(_)))
+        {
+            return Err(Error::Config(
+                "--recover-from-batch is not supported with OUTPUT_FORMAT=delta or an OUTPUT_PATH on object storage: a Delta table keeps its history (read an earlier version with time travel); remove the checkpoint to start again from the tables' own offsets".into(),
+            ));
+        }
         if let Location::S3(url) = &self.output_path {
             if self.output_format != OutputFormat::Delta {
                 return Err(Error::Config(format!(
@@ -403,6 +420,12 @@ mod tests {
             "/tmp/c",
         ]);
         fine.validate().unwrap();
+        // Nothing set aside that the tables could not set aside too.
+        let e = parse(&["--output-format", "delta", "--recover-from-batch", "3"])
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--recover-from-batch is not supported"), "{e}");
         assert_eq!(
             fine.staging_root().unwrap(),
             PathBuf::from("/tmp/c/_output_staging")

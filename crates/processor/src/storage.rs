@@ -49,7 +49,7 @@ impl ObjectStoreFactory for S3Stores {
         config: &StorageConfig,
     ) -> DeltaResult<(ObjectStoreRef, object_store::path::Path)> {
         let store: ObjectStoreRef = Arc::new(s3_client(url, config.raw())?);
-        Ok((store, Key::from(url.path())))
+        Ok((store, Key::from_url_path(url.path())?))
     }
 }
 
@@ -100,7 +100,9 @@ impl Remote {
         Ok(Remote {
             url: url.clone(),
             store: Arc::new(store),
-            prefix: Key::from(url.path()),
+            prefix: Key::from_url_path(url.path()).map_err(|e| {
+                crate::error::Error::Config(format!("{url}: not a valid object store prefix: {e}"))
+            })?,
             runtime,
         })
     }

@@ -24,6 +24,8 @@ pub(super) struct Upsert {
     columns: &'static [&'static str],
     keys: HashSet<Vec<u8>>,
     ranges: Vec<Option<(i64, i64)>>,
+    /// Whether the batch has a null in each key column (a file's range then says nothing).
+    nulls: Vec<bool>,
 }
 
 impl Upsert {
@@ -33,13 +35,18 @@ impl Upsert {
             columns,
             keys: HashSet::new(),
             ranges: vec![None; columns.len()],
+            nulls: vec![false; columns.len()],
         };
         let mut written = 0;
         for rows in files {
             written += rows.num_rows();
             upsert.keys.extend(row_keys(rows, columns)?);
-            for (range, name) in upsert.ranges.iter_mut().zip(columns) {
-                if let Some((min, max)) = int_range(rows.column(rows.schema().index_of(name)?)) {
+            for ((range, nulls), name) in
+                upsert.ranges.iter_mut().zip(&mut upsert.nulls).zip(columns)
+            {
+                let column = rows.column(rows.schema().index_of(name)?);
+                *nulls |= column.null_count() > 0;
+                if let Some((min, max)) = int_range(column) {
                     *range = Some(range.map_or((min, max), |(a, b)| (a.min(min), b.max(max))));
                 }
             }
@@ -65,16 +72,21 @@ impl Upsert {
         else {
             return true;
         };
-        self.columns.iter().zip(&self.ranges).all(|(name, range)| {
-            let Some((low, high)) = *range else {
-                return true;
-            };
-            let bound = |side: &str| stats.get(side).and_then(|v| v.get(*name)).and_then(micros);
-            match (bound("minValues"), bound("maxValues")) {
-                (Some(min), Some(max)) => min <= high && low <= max,
-                _ => true,
-            }
-        })
+        self.columns
+            .iter()
+            .zip(&self.ranges)
+            .zip(&self.nulls)
+            .all(|((name, range), &nulls)| {
+                let Some((low, high)) = range.filter(|_| !nulls) else {
+                    return true;
+                };
+                let bound =
+                    |side: &str| stats.get(side).and_then(|v| v.get(*name)).and_then(micros);
+                match (bound("minValues"), bound("maxValues")) {
+                    (Some(min), Some(max)) => min <= high && low <= max,
+                    _ => true,
+                }
+            })
     }
 
     /// The rows of an older file to keep (those of other keys); `None` when it holds none of the

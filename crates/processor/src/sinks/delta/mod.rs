@@ -65,8 +65,9 @@ pub struct DeltaSink {
     /// The tables opened so far (a table is created by its first commit).
     tables: Mutex<BTreeMap<&'static str, Table>>,
     runtime: tokio::runtime::Runtime,
-    /// A local folder for the files the sink writes itself (compaction, rewrites, splits).
-    staging: PathBuf,
+    /// The local root of the layers' staging folders, where the sink writes its own files
+    /// (compaction) too: the writer empties them at start, so a killed run leaves nothing.
+    staging_root: PathBuf,
     upkeep: upkeep::Schedule,
 }
 
@@ -121,9 +122,7 @@ impl DeltaSink {
                 layer.folder()
             )));
         }
-        let staging = config.staging_root()?.join("_delta_staging");
-        std::fs::create_dir_all(&staging)
-            .io_context(|| format!("cannot create {}", staging.display()))?;
+        let staging_root = config.staging_root()?;
         Ok(DeltaSink {
             root,
             storage,
@@ -131,7 +130,7 @@ impl DeltaSink {
             topic: topic.clone(),
             tables: Mutex::new(BTreeMap::new()),
             runtime,
-            staging,
+            staging_root,
             upkeep: upkeep::Schedule {
                 every: config.delta_optimize_every,
                 retention: config.delta_vacuum_retention,
@@ -274,27 +273,21 @@ impl DeltaSink {
         let hive = hive_partition(&file);
         drop(file);
         let footer = read_footer(&staged)?;
-        let Some(column) = layer.date_column else {
-            let partition = Partition::of(None, hive.as_deref());
-            return Ok(vec![
-                self.publish(&staged, layer, &partition, &name, &footer)?
-            ]);
+        let day = match layer.date_column {
+            Some(column) if footer.metadata().file_metadata().num_rows() > 0 => {
+                match single_day(&footer, column)? {
+                    Some(day) => Some(day),
+                    None => {
+                        return self.split_by_day(&staged, layer, column, hive.as_deref(), &name)
+                    }
+                }
+            }
+            _ => None,
         };
-        match day_range(&footer, column)? {
-            Some((first, last)) if first == last => {
-                let partition = Partition::of(Some(first), hive.as_deref());
-                Ok(vec![
-                    self.publish(&staged, layer, &partition, &name, &footer)?
-                ])
-            }
-            None if footer.metadata().file_metadata().num_rows() == 0 => {
-                let partition = Partition::of(None, hive.as_deref());
-                Ok(vec![
-                    self.publish(&staged, layer, &partition, &name, &footer)?
-                ])
-            }
-            _ => self.split_by_day(&staged, layer, column, hive.as_deref(), &name),
-        }
+        let partition = Partition::of(layer, day, hive.as_deref());
+        Ok(vec![
+            self.publish(&staged, layer, &partition, &name, &footer)?
+        ])
     }
 
     /// Puts a synced file into the layer's table (its partition): renamed there on a local
@@ -314,9 +307,14 @@ impl DeltaSink {
                 let fin = table.join(&relative);
                 let folder = fin.parent().unwrap_or(&table);
                 if !folder.exists() {
+                    // New partition folders (`date=…/id=…/`): each one's entry made durable.
                     std::fs::create_dir_all(folder)
                         .io_context(|| format!("cannot create {}", folder.display()))?;
-                    sync_dir(&table)?;
+                    let mut dir = folder;
+                    while let Some(parent) = dir.parent().filter(|_| dir != table) {
+                        sync_dir(parent)?;
+                        dir = parent;
+                    }
                 }
                 std::fs::rename(staged, &fin)
                     .io_context(|| format!("cannot move {} into its table", staged.display()))?;
@@ -346,10 +344,13 @@ impl DeltaSink {
     ) -> Result<Vec<Add>> {
         let mut adds = Vec::new();
         for (day, rows) in rows_by_day(staged, column)? {
-            let part = staged.with_extension(format!("day{day}"));
+            let part = staged.with_extension(match day {
+                Some(day) => format!("day{day}"),
+                None => "undated".into(),
+            });
             write_file(&part, &rows)?;
             let footer = read_footer(&part)?;
-            let partition = Partition::of(Some(day), hive);
+            let partition = Partition::of(layer, day, hive);
             adds.push(self.publish(&part, layer, &partition, name, &footer)?);
         }
         std::fs::remove_file(staged)
@@ -392,7 +393,7 @@ impl DeltaSink {
         let (read, mut replaced, mut actions) = (candidates.len(), 0, Vec::new());
         let stem = CompactWriter::file_name(layer, batch.planned_at, batch.batch);
         let stem = stem.trim_end_matches(".parquet");
-        for (index, (path, partition, remove)) in candidates.into_iter().enumerate() {
+        for (path, partition, remove) in candidates {
             let rows = merge::read_rows(self.read_table_file(layer, &path)?)?;
             let mut kept = Vec::with_capacity(rows.len());
             let mut touched = false;
@@ -415,7 +416,9 @@ impl DeltaSink {
             };
             let kept = arrow_select::concat::concat_batches(&schema, &kept)?;
             if kept.num_rows() > 0 {
-                let name = format!("{stem}_r{index}.parquet");
+                // Named after the file it replaces, not after an order of the log's files that
+                // another process replaying the batch might list differently.
+                let name = format!("{stem}_r{:08x}.parquet", crc32fast::hash(path.as_bytes()));
                 let file = staging.join(&name);
                 write_file(&file, &kept)?;
                 let footer = read_footer(&file)?;
@@ -613,9 +616,14 @@ impl Sink for DeltaSink {
         Ok(())
     }
 
-    /// Compaction and vacuum, on their schedule (`DELTA_OPTIMIZE_EVERY`).
+    /// Compaction and vacuum, on their schedule (`DELTA_OPTIMIZE_EVERY`). The batch is committed
+    /// already: a failure here (object storage unavailable a moment, a delete refused) is logged,
+    /// and the next schedule tries again; no row depends on it.
     fn after_commit(&self, batch: u64) -> Result<()> {
-        self.upkeep(batch)
+        if let Err(e) = self.upkeep(batch) {
+            tracing::warn!("[processor] Delta table upkeep after batch {batch} failed, to be tried again at the next: {e}");
+        }
+        Ok(())
     }
 
     fn set_aside_after(&self, _batch: u64, _name: &str) -> Result<usize> {
@@ -642,9 +650,9 @@ fn read_footer(path: &Path) -> Result<ArrowReaderMetadata> {
     Ok(ArrowReaderMetadata::load(&file, Default::default())?)
 }
 
-/// The first and last UTC day (days since 1970-01-01) of `column`'s values, from the file's
-/// statistics; `None` when there are none.
-fn day_range(footer: &ArrowReaderMetadata, column: &str) -> Result<Option<(i64, i64)>> {
+/// The UTC day (since 1970-01-01) of every value of `column`, from the file's statistics, when
+/// they show one day and no null; `None` otherwise (the file is then split by reading it).
+fn single_day(footer: &ArrowReaderMetadata, column: &str) -> Result<Option<i64>> {
     let meta: &ParquetMetaData = footer.metadata();
     let Some(index) = meta
         .file_metadata()
@@ -657,32 +665,32 @@ fn day_range(footer: &ArrowReaderMetadata, column: &str) -> Result<Option<(i64, 
             "no column {column} to partition by"
         )));
     };
-    let mut range: Option<(i64, i64)> = None;
+    let mut day = None;
     for group in meta.row_groups() {
-        match group.column(index).statistics() {
-            Some(Statistics::Int64(s)) => {
-                let (Some(&min), Some(&max)) = (s.min_opt(), s.max_opt()) else {
-                    continue;
-                };
-                let (first, last) = (min.div_euclid(MICROS_A_DAY), max.div_euclid(MICROS_A_DAY));
-                range = Some(match range {
-                    Some((a, b)) => (a.min(first), b.max(last)),
-                    None => (first, last),
-                });
-            }
-            // No statistics: the file is split by reading it.
-            _ => return Ok(Some((i64::MIN, i64::MAX))),
+        let Some(Statistics::Int64(s)) = group.column(index).statistics() else {
+            return Ok(None);
+        };
+        let (Some(&min), Some(&max), Some(0)) = (s.min_opt(), s.max_opt(), s.null_count_opt())
+        else {
+            return Ok(None);
+        };
+        let (first, last) = (min.div_euclid(MICROS_A_DAY), max.div_euclid(MICROS_A_DAY));
+        if first != last || day.is_some_and(|d| d != first) {
+            return Ok(None);
         }
+        day = Some(first);
     }
-    Ok(range)
+    Ok(day)
 }
 
-/// `YYYY-MM-DD` of a day since 1970-01-01.
-fn date_text(day: i64) -> String {
-    chrono::DateTime::from_timestamp(day * 86_400, 0)
+/// `YYYY-MM-DD` of a day since 1970-01-01; `None` outside the calendar's range.
+fn date_text(day: i64) -> Option<String> {
+    chrono::DateTime::from_timestamp(day.checked_mul(86_400)?, 0)
         .map(|t| t.date_naive().to_string())
-        .unwrap_or_else(|| "1970-01-01".into())
 }
+
+/// The folder of a null partition value, as Hive and Spark name it.
+const NULL_PARTITION: &str = "__HIVE_DEFAULT_PARTITION__";
 
 /// The Hive partition folder of a staged file of a Hive-partitioned layer (`id=3`).
 fn hive_partition(file: &StagedFile) -> Option<String> {
@@ -694,53 +702,53 @@ fn hive_partition(file: &StagedFile) -> Option<String> {
 }
 
 /// Where a file goes in its table: its partition columns and values, in the table's order
-/// (`date` first, then a Hive partition's column).
+/// (`date` first, then a Hive partition's column); a value may be null.
 #[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
-pub(super) struct Partition(Vec<(String, String)>);
+pub(super) struct Partition(Vec<(String, Option<String>)>);
 
 impl Partition {
-    fn of(day: Option<i64>, hive: Option<&str>) -> Self {
+    /// A file of `layer`: on `day` when the layer is partitioned by date (null when the rows
+    /// have no date, or one outside the calendar), in Hive partition `hive` (`id=3`).
+    fn of(layer: FileLayer, day: Option<i64>, hive: Option<&str>) -> Self {
         let mut values = Vec::new();
-        if let Some(day) = day {
-            values.push((DATE.to_string(), date_text(day)));
+        if layer.date_column.is_some() {
+            values.push((DATE.to_string(), day.and_then(date_text)));
         }
         if let Some((column, value)) = hive.and_then(|h| h.split_once('=')) {
-            values.push((column.to_string(), value.to_string()));
+            values.push((column.to_string(), Some(value.to_string())));
         }
         Partition(values)
     }
 
-    /// From an `add` action's partition values (a null value has no folder of ours).
+    /// From an `add` action's partition values.
     fn from_values(values: HashMap<String, Option<String>>) -> Self {
-        let mut values: Vec<(String, String)> = values
-            .into_iter()
-            .filter_map(|(column, value)| Some((column, value?)))
-            .collect();
+        let mut values: Vec<(String, Option<String>)> = values.into_iter().collect();
         values.sort_by_key(|(column, _)| (column != DATE, column.clone()));
         Partition(values)
     }
 
     /// The file's path in the table: `date=2025-11-07/id=3/<name>`.
     fn relative(&self, name: &str) -> String {
-        let mut path: String = self.0.iter().map(|(c, v)| format!("{c}={v}/")).collect();
+        let mut path: String = self
+            .0
+            .iter()
+            .map(|(c, v)| format!("{c}={}/", v.as_deref().unwrap_or(NULL_PARTITION)))
+            .collect();
         path.push_str(name);
         path
     }
 
     fn values(&self) -> HashMap<String, Option<String>> {
-        self.0
-            .iter()
-            .map(|(c, v)| (c.clone(), Some(v.clone())))
-            .collect()
+        self.0.iter().cloned().collect()
     }
 }
 
-/// A file's rows, grouped by the UTC day of `column` (a null there has no date: an error).
-fn rows_by_day(staged: &Path, column: &str) -> Result<BTreeMap<i64, RecordBatch>> {
+/// A file's rows, grouped by the UTC day of `column` (`None`: a null there, no date).
+fn rows_by_day(staged: &Path, column: &str) -> Result<BTreeMap<Option<i64>, RecordBatch>> {
     let file =
         std::fs::File::open(staged).io_context(|| format!("cannot open {}", staged.display()))?;
     let reader = ParquetRecordBatchReaderBuilder::try_new(file)?.build()?;
-    let mut by_day: BTreeMap<i64, Vec<RecordBatch>> = BTreeMap::new();
+    let mut by_day: BTreeMap<Option<i64>, Vec<RecordBatch>> = BTreeMap::new();
     for rows in reader {
         let rows = rows?;
         let index = rows.schema().index_of(column)?;
@@ -749,15 +757,9 @@ fn rows_by_day(staged: &Path, column: &str) -> Result<BTreeMap<i64, RecordBatch>
             .as_any()
             .downcast_ref::<TimestampMicrosecondArray>()
             .ok_or_else(|| Error::Internal(format!("{column} is not a timestamp column")))?;
-        if times.null_count() > 0 {
-            return Err(Error::Internal(format!(
-                "{column} has nulls: no date to partition by"
-            )));
-        }
-        let days: Vec<i64> = times
-            .values()
+        let days: Vec<Option<i64>> = times
             .iter()
-            .map(|t| t.div_euclid(MICROS_A_DAY))
+            .map(|t| t.map(|t| t.div_euclid(MICROS_A_DAY)))
             .collect();
         let mut distinct = days.clone();
         distinct.sort_unstable();
@@ -822,7 +824,11 @@ fn stats(footer: &ArrowReaderMetadata) -> serde_json::Value {
                 complete = false;
                 continue;
             };
-            null_count += s.null_count_opt().unwrap_or(0);
+            // An unknown count is not a zero (a reader would skip the file for IS NULL).
+            match s.null_count_opt() {
+                Some(n) => null_count += n,
+                None => complete = false,
+            }
             match (s, field.data_type()) {
                 (Statistics::Int64(v), DataType::Timestamp(TimeUnit::Microsecond, _)) => {
                     if let (Some(&a), Some(&b)) = (v.min_opt(), v.max_opt()) {
@@ -864,8 +870,13 @@ fn stats(footer: &ArrowReaderMetadata) -> serde_json::Value {
         if let Some((a, b)) = times {
             // Millisecond precision, as Delta's statistics: the minimum rounded down and the
             // maximum up, so that the range always holds every value.
-            mins.insert(name.clone(), millis_text(a.div_euclid(1000)).into());
-            maxs.insert(name, millis_text((b + 999).div_euclid(1000)).into());
+            if let (Some(min), Some(max)) = (
+                millis_text(a.div_euclid(1000)),
+                millis_text(b.saturating_add(999).div_euclid(1000)),
+            ) {
+                mins.insert(name.clone(), min.into());
+                maxs.insert(name, max.into());
+            }
         }
     }
     serde_json::json!({
@@ -876,10 +887,10 @@ fn stats(footer: &ArrowReaderMetadata) -> serde_json::Value {
     })
 }
 
-fn millis_text(millis: i64) -> String {
+/// A time in Delta's statistics form; `None` out of chrono's range (no statistic then).
+fn millis_text(millis: i64) -> Option<String> {
     chrono::DateTime::from_timestamp_millis(millis)
         .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
-        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -1091,6 +1102,44 @@ mod tests {
         assert_eq!(optimize.matches(r#""add":"#).count(), 1, "{optimize}");
         assert!(optimize.contains(r#""dataChange":false"#), "{optimize}");
         assert_eq!(files_on_disk(&root.join("silver")), 2, "{paths:?}");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn rows_without_a_date_go_to_the_null_partition_and_the_others_to_their_day() {
+        let root = std::env::temp_dir().join(format!("delta-undated-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let config = config(&root, "_chk");
+        let (mut stages, _) = Stages::open(Transactions::new(&config), &config).unwrap();
+        // Bronze is dated by the Kafka timestamp: one message has none, one is beyond the
+        // microsecond range (both null in kafka_ts), two are on 2025-11-07.
+        let mut raw = RawBatch::default();
+        let value = br#"{"txn_id": "t1", "event_ts": "2025-11-07T10:00:00+00:00", "card_id": "c1", "amount": 1.0}"#;
+        for (offset, ts) in [
+            Some(1_762_509_600_000),
+            None,
+            Some(i64::MAX),
+            Some(1_762_509_600_001),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            raw.push(0, offset as i64, ts, Some(b"c1"), Some(value.as_slice()));
+        }
+        let staged = stages.stage(plan(0, 4), true, raw, 0).unwrap();
+        stages.committer().commit(staged).unwrap();
+        let (rows, _, paths) = table(&root, "bronze");
+        assert_eq!(rows, 4);
+        assert_eq!(paths.len(), 2, "{paths:?}");
+        assert!(paths[0].starts_with("date=2025-11-07/"), "{paths:?}");
+        assert!(
+            paths[1].starts_with("date=__HIVE_DEFAULT_PARTITION__/"),
+            "{paths:?}"
+        );
+        assert_eq!(current_rows(&root, "bronze").num_rows(), 4);
+        let log = std::fs::read_to_string(root.join("bronze/_delta_log/00000000000000000001.json"))
+            .unwrap();
+        assert!(log.contains(r#""partitionValues":{"date":null}"#), "{log}");
         std::fs::remove_dir_all(&root).unwrap();
     }
 

@@ -32,6 +32,11 @@ use crate::os::sync_dir;
 
 const STAGING: &str = "_staging";
 
+/// The staging folder of `layer` under the staging root (emptied by [`CompactWriter::open`]).
+pub fn staging_dir(root: &Path, layer: FileLayer) -> PathBuf {
+    root.join(layer.folder()).join(STAGING)
+}
+
 /// Files synced at once by a commit (a batch of a partitioned layer may have many).
 const SYNC_THREADS: usize = 16;
 
