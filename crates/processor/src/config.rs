@@ -278,7 +278,12 @@ impl ProcessorConfig {
                     .chars()
                     .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
                     .collect();
-                Ok(std::env::temp_dir().join("pipeline-staging").join(name))
+                // One folder per process: two processors of one output on a host must not empty
+                // each other's staging (sinks::open removes those of processes that are gone).
+                Ok(std::env::temp_dir()
+                    .join("pipeline-staging")
+                    .join(name)
+                    .join(std::process::id().to_string()))
             }
         }
     }
@@ -402,10 +407,12 @@ mod tests {
             on_s3.checkpoint_path(),
             Location::S3(url::Url::parse("s3://lake/p/_chk/").unwrap())
         );
-        assert!(on_s3
-            .staging_root()
-            .unwrap()
-            .starts_with(std::env::temp_dir()));
+        let staging = on_s3.staging_root().unwrap();
+        assert!(staging.starts_with(std::env::temp_dir()), "{staging:?}");
+        assert!(
+            staging.ends_with(std::process::id().to_string()),
+            "{staging:?}"
+        );
         let e = parse(&["--output-path", "s3://lake/p", "--checkpoint-dir", "/tmp/c"])
             .validate()
             .unwrap_err()

@@ -193,6 +193,30 @@ pub struct Sinks {
 /// The sink list: files first (renamed into place), then Delta tables (with
 /// `OUTPUT_FORMAT=delta`, the Parquet layers; CSV stays files), then Kafka topics, whose
 /// transaction commits last, once everything else of the batch is visible.
+/// Removes the staging folders (`<parent>/<pid>`) of processes that are gone: what a killed
+/// processor staged for object storage and never uploaded.
+fn remove_dead_staging(parent: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        // SAFETY: signal 0 only asks whether the process exists.
+        let gone = pid != std::process::id() as i32
+            && unsafe { libc::kill(pid, 0) } != 0
+            && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+        if gone {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 pub fn open(config: &ProcessorConfig, targets: &[Target]) -> Result<Sinks> {
     let layers: Vec<FileLayer> = targets
         .iter()
@@ -208,7 +232,13 @@ pub fn open(config: &ProcessorConfig, targets: &[Target]) -> Result<Sinks> {
             Target::Files(_) => None,
         })
         .collect();
-    let writer = CompactWriter::open(&config.staging_root()?, config.max_files_per_sink, &layers)?;
+    let staging = config.staging_root()?;
+    if config.output_path.local().is_none() {
+        if let Some(parent) = staging.parent() {
+            remove_dead_staging(parent);
+        }
+    }
+    let writer = CompactWriter::open(&staging, config.max_files_per_sink, &layers)?;
     let (tables, files): (Vec<FileLayer>, Vec<FileLayer>) = layers
         .into_iter()
         .partition(|l| config.output_format == OutputFormat::Delta && l.extension == "parquet");

@@ -245,7 +245,9 @@ impl CompactWriter {
                     .io_context(|| format!("cannot remove staging leftover {}", path.display()))?;
             }
         }
-        let probe = root.join(".write-probe");
+        // Named after the process: processors of other datasets share an OUTPUT_PATH, and start
+        // together.
+        let probe = root.join(format!(".write-probe-{}", std::process::id()));
         File::create(&probe)
             .and_then(|mut f| f.write_all(b"ok"))
             .and_then(|()| fs::remove_file(&probe))
