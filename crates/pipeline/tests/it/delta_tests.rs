@@ -220,6 +220,35 @@ fn table_rows(
 
 const READERS: [&str; 3] = ["deltalake", "polars", "duckdb"];
 
+/// The Delta settings of the datasets' tests: compaction and vacuum every 4 batches, so that
+/// kills land in the middle of them too.
+const DELTA_UPKEEP: [&str; 6] = [
+    "--output-format",
+    "delta",
+    "--delta-optimize-every",
+    "4",
+    "--delta-vacuum-retention",
+    "0",
+];
+
+/// The processor with `args` (and the Delta settings, and the place's) SIGKILLed 12 times while
+/// `producer` writes, half of the kills after the tables' commit, then run to the end.
+fn killed_then_run_to_the_end(
+    broker: &Broker,
+    out: &Path,
+    place: &Place,
+    args: &[&str],
+    producer: std::process::Child,
+) {
+    let envs = place.envs();
+    let args = [args, &DELTA_UPKEEP[..], &place.args()].concat();
+    let run_args = [&["--trigger", "0"][..], &args].concat();
+    let (at_pause, _) = kill_repeatedly(&broker.bootstrap, out, &run_args, &envs, 12);
+    assert!(producer.wait_with_output().unwrap().status.success());
+    assert!(at_pause >= 4, "kills after the tables' commit: {at_pause}");
+    process_all_with(&broker.bootstrap, out, &args, &envs);
+}
+
 /// Where a test's tables go: its scratch folder, or a bucket of an S3 server started for it
 /// (the checkpoint then follows them there: nothing stays on the processor's disk).
 struct Place {
@@ -282,7 +311,7 @@ fn events_tables_after_sigkills(place: &Place) {
     let broker = Broker::start(3);
     let out = Scratch::new("delta-events");
     let dataset = ["--dataset", "events", "--topic", TOPIC];
-    let mut producer = spawn_producer(
+    let producer = spawn_producer(
         &broker.bootstrap,
         out.path(),
         &[
@@ -302,26 +331,8 @@ fn events_tables_after_sigkills(place: &Place) {
         ]
         .concat(),
     );
-    let args = [
-        &dataset[..],
-        &[
-            "--max-offsets-per-trigger",
-            "400",
-            "--output-format",
-            "delta",
-            "--delta-optimize-every",
-            "4",
-            "--delta-vacuum-retention",
-            "0",
-        ],
-    ]
-    .concat();
-    let args = [&args[..], &place.args()].concat();
-    let run_args = [&["--trigger", "0"][..], &args].concat();
-    let (at_pause, _) = kill_repeatedly(&broker.bootstrap, out.path(), &run_args, &envs, 12);
-    assert!(producer.wait().unwrap().success());
-    assert!(at_pause >= 4, "kills after the tables' commit: {at_pause}");
-    process_all_with(&broker.bootstrap, out.path(), &args, &envs);
+    let args = [&dataset[..], &["--max-offsets-per-trigger", "400"]].concat();
+    killed_then_run_to_the_end(&broker, out.path(), place, &args, producer);
 
     // The truth: the topic's valid events, and their 10-second windows per id.
     let (valid, invalid) = crate::events_tests::produced(&broker.bootstrap);
@@ -444,24 +455,7 @@ fn fraud_tables_after_sigkills(place: &Place) {
     let produce = producer_args("8000", "0.05", "42", "800");
     let produce: Vec<&str> = produce.iter().map(String::as_str).collect();
     let producer = spawn_producer(&broker.bootstrap, out.path(), &produce);
-    let args = [
-        &FRAUD_PROCESSOR[..],
-        &[
-            "--output-format",
-            "delta",
-            "--delta-optimize-every",
-            "4",
-            "--delta-vacuum-retention",
-            "0",
-        ],
-    ]
-    .concat();
-    let args = [&args[..], &place.args()].concat();
-    let run_args = [&["--trigger", "0"][..], &args].concat();
-    let (at_pause, _) = kill_repeatedly(&broker.bootstrap, out.path(), &run_args, &envs, 12);
-    assert!(producer.wait_with_output().unwrap().status.success());
-    assert!(at_pause >= 4, "kills after the tables' commit: {at_pause}");
-    process_all_with(&broker.bootstrap, out.path(), &args, &envs);
+    killed_then_run_to_the_end(&broker, out.path(), place, &FRAUD_PROCESSOR, producer);
 
     let expected = oracle(&broker.bootstrap);
     assert!(expected.len() > 20, "alerts: {}", expected.len());
@@ -573,26 +567,8 @@ fn financial_tables_after_sigkills(place: &Place) {
         out.path(),
         &producer_args("10000", "800", "23", "0"),
     );
-    let args = [
-        &DATASET[..],
-        &[
-            "--max-offsets-per-trigger",
-            "500",
-            "--output-format",
-            "delta",
-            "--delta-optimize-every",
-            "4",
-            "--delta-vacuum-retention",
-            "0",
-        ],
-    ]
-    .concat();
-    let args = [&args[..], &place.args()].concat();
-    let run_args = [&["--trigger", "0"][..], &args].concat();
-    let (at_pause, _) = kill_repeatedly(&broker.bootstrap, out.path(), &run_args, &envs, 12);
-    assert!(producer.wait_with_output().unwrap().status.success());
-    assert!(at_pause >= 4, "kills after the tables' commit: {at_pause}");
-    process_all_with(&broker.bootstrap, out.path(), &args, &envs);
+    let args = [&DATASET[..], &["--max-offsets-per-trigger", "500"]].concat();
+    killed_then_run_to_the_end(&broker, out.path(), place, &args, producer);
 
     let topic = consume_all(&broker.bootstrap);
     let all: Vec<serde_json::Value> = {

@@ -588,7 +588,11 @@ fn encode_file<W: std::io::Write + Send>(
 pub(crate) fn write_file(path: &Path, rows: &RecordBatch) -> Result<()> {
     let file = File::create(path).io_context(|| format!("cannot create {}", path.display()))?;
     let out = BufWriter::with_capacity(1 << 20, file);
-    let buffered = encode_file(out, rows)?.into_inner()?;
+    flush_and_sync(encode_file(out, rows)?.into_inner()?, path)
+}
+
+/// Writes out a finished file's buffer and syncs the file.
+fn flush_and_sync(buffered: BufWriter<File>, path: &Path) -> Result<()> {
     let file = buffered.into_inner().map_err(|e| Error::Io {
         context: format!("cannot write {}", path.display()),
         source: e.into_error(),
@@ -622,14 +626,7 @@ impl AppendedFile {
 
     /// Closes and syncs the file.
     pub fn finish(self) -> Result<()> {
-        let path = self.path;
-        let buffered = self.writer.into_inner()?;
-        let file = buffered.into_inner().map_err(|e| Error::Io {
-            context: format!("cannot write {}", path.display()),
-            source: e.into_error(),
-        })?;
-        file.sync_all()
-            .io_context(|| format!("cannot sync {}", path.display()))
+        flush_and_sync(self.writer.into_inner()?, &self.path)
     }
 }
 
