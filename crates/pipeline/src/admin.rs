@@ -13,10 +13,28 @@ use rdkafka::admin::{
 };
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use txn_core::kafka::ClientSettings;
 
 /// How long the broker may take over one admin operation.
 const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a topic's creation is tried again while the cluster answers that it is not ready.
+const CREATE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Errors of a cluster still starting or electing a controller, worth another try.
+fn transient(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::OperationTimedOut
+            | RDKafkaErrorCode::RequestTimedOut
+            | RDKafkaErrorCode::NotController
+            | RDKafkaErrorCode::BrokerNotAvailable
+            | RDKafkaErrorCode::LeaderNotAvailable
+            | RDKafkaErrorCode::AllBrokersDown
+            | RDKafkaErrorCode::BrokerTransportFailure
+    )
+}
 
 /// Runs a future to completion on this thread, parked between wake-ups (librdkafka's background
 /// thread completes the admin futures).
@@ -72,8 +90,27 @@ pub fn create_topic_as(
     for (k, v) in config {
         topic = topic.set(k, v);
     }
-    for r in block_on(admin.create_topics([&topic], &options()))? {
-        r.map_err(|(t, e)| anyhow!("cannot create topic {t}: {e}"))?;
+    // A cluster that has just started (three JVMs on two cores) may let a CreateTopics time out
+    // while its controller settles: it is tried again until CREATE_TIMEOUT, and on a retry the
+    // topic may already exist (the timed-out request went through).
+    let deadline = Instant::now() + CREATE_TIMEOUT;
+    let mut retry = false;
+    loop {
+        let outcome = match block_on(admin.create_topics([&topic], &options())) {
+            Ok(results) => results.into_iter().next().map_or(Ok(()), |r| r.map(|_| ())),
+            Err(KafkaError::AdminOp(code)) => Err((name.to_string(), code)),
+            Err(e) => return Err(e).context(format!("cannot create topic {name}")),
+        };
+        match outcome {
+            Ok(()) => break,
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) if retry => break,
+            Err((_, code)) if transient(code) && Instant::now() < deadline => {
+                tracing::debug!(topic = name, error = %code, "CreateTopics failed; trying again");
+                retry = true;
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            Err((t, e)) => bail!("cannot create topic {t}: {e}"),
+        }
     }
     let deadline = Instant::now() + TIMEOUT;
     loop {
