@@ -4,7 +4,8 @@
 # polars, deltalake and Spark (when Java is there) on output the pipeline writes, then the
 # integration tests again on Apache Kafka, run as local processes by scripts/kafka.sh from jars
 # that Maven fetches once:
-#   - every integration test that uses a broker, and the Apache Kafka-only tests, on a KRaft node (4.x);
+#   - every integration test that uses a broker, and the Apache Kafka-only tests, on a KRaft node (4.x)
+#     (the Cassandra sink's test with Apache Cassandra 5.0, run by scripts/cassandra.sh from jars);
 #   - end to end and the SIGKILL exactly-once test on ZooKeeper + Kafka 3.9 and on a 3-node cluster.
 # Without Java or Maven the Kafka part says SKIPPED (REQUIRE_KAFKA=1 makes that an error, as in CI).
 set -euo pipefail
@@ -40,8 +41,11 @@ if ! command -v java > /dev/null || ! command -v mvn > /dev/null; then
   exit 0
 fi
 echo "--- Apache Kafka jars: $(scripts/kafka.sh jars 4.1.1) $(scripts/kafka.sh jars 3.9.1)"
-# Each test kills its brokers when it ends; a test killed on a timeout cannot, so strays go here.
-trap "pkill -9 -f -- '-Dpipeline.kafka.dir=$(dirname "$(mktemp -u)")/pipeline-it-' || true" EXIT
+echo "--- Apache Cassandra jars: $(scripts/cassandra.sh jars)"
+# Each test kills its brokers and Cassandra nodes when it ends; a test killed on a timeout
+# cannot, so strays go here.
+scratch="$(dirname "$(mktemp -u)")/pipeline-it-"
+trap "pkill -9 -f -- '-Dpipeline.kafka.dir=$scratch' || true; pkill -9 -f -- '-Dpipeline.cassandra.dir=$scratch' || true" EXIT
 # Tests that use no broker, or only the mock's fault injection, ran above already.
 not_broker='not (test(/^outage_tests::/) | test(/^local_stack_tests::/) | test(/^config_tests::/) | test(/^compose_tests::/))'
 echo "--- every integration test on Apache Kafka 4.x, one KRaft node"

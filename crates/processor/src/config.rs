@@ -124,6 +124,34 @@ fn parse_local_path(text: &str) -> Result<PathBuf, String> {
     }
 }
 
+/// A CQL consistency level by its name (`LOCAL_QUORUM`, `local-quorum`, `quorum`...).
+fn parse_consistency(text: &str) -> Result<scylla::statement::Consistency, String> {
+    use scylla::statement::Consistency as C;
+    let levels = [
+        ("ANY", C::Any),
+        ("ONE", C::One),
+        ("TWO", C::Two),
+        ("THREE", C::Three),
+        ("QUORUM", C::Quorum),
+        ("ALL", C::All),
+        ("LOCAL_QUORUM", C::LocalQuorum),
+        ("EACH_QUORUM", C::EachQuorum),
+        ("LOCAL_ONE", C::LocalOne),
+    ];
+    let name = text.trim().to_ascii_uppercase().replace('-', "_");
+    levels
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, c)| *c)
+        .ok_or_else(|| {
+            let names: Vec<&str> = levels.iter().map(|(n, _)| *n).collect();
+            format!(
+                "{text:?} is not a consistency level; use one of {}",
+                names.join(", ")
+            )
+        })
+}
+
 fn parse_spark_duration(text: &str) -> Result<Duration, String> {
     parse_duration(text).map_err(|e| e.to_string())
 }
@@ -235,6 +263,40 @@ pub struct ProcessorConfig {
     /// Financial dataset: the Kafka topic of the anomalies
     #[arg(long, env = "ANOMALIES_TOPIC", default_value = "transaction_anomalies")]
     pub anomalies_topic: String,
+    /// Cassandra contact points (host:port, comma separated; port 9042 by default): the fraud
+    /// run's user aggregates are upserted into CASSANDRA_KEYSPACE.CASSANDRA_TABLE (unset = off)
+    #[arg(long, env = "CASSANDRA_HOSTS")]
+    pub cassandra_hosts: Option<String>,
+    /// The Cassandra keyspace (created when missing, with CASSANDRA_REPLICATION)
+    #[arg(long, env = "CASSANDRA_KEYSPACE", default_value = "realtime_analytics")]
+    pub cassandra_keyspace: String,
+    /// The table of the user aggregates (seed 002's columns; created when missing)
+    #[arg(
+        long,
+        env = "CASSANDRA_TABLE",
+        default_value = "transaction_aggregates"
+    )]
+    pub cassandra_table: String,
+    /// A table that receives gold's rows too (created when missing; unset = none)
+    #[arg(long, env = "CASSANDRA_GOLD_TABLE")]
+    pub cassandra_gold_table: Option<String>,
+    /// The keyspace's replication, as CQL's map, when the processor creates it
+    #[arg(
+        long,
+        env = "CASSANDRA_REPLICATION",
+        default_value = "{'class': 'SimpleStrategy', 'replication_factor': 1}"
+    )]
+    pub cassandra_replication: String,
+    /// The consistency level of the upserts: a batch is committed once Cassandra acknowledged
+    /// every row at this level (ONE, TWO, THREE, QUORUM, ALL, LOCAL_QUORUM, EACH_QUORUM, LOCAL_ONE)
+    #[arg(long, env = "CASSANDRA_CONSISTENCY", default_value = "LOCAL_QUORUM", value_parser = parse_consistency)]
+    pub cassandra_consistency: scylla::statement::Consistency,
+    /// Cassandra user (PasswordAuthenticator; unset: no authentication)
+    #[arg(long, env = "CASSANDRA_USERNAME")]
+    pub cassandra_username: Option<String>,
+    /// Its password (never logged)
+    #[arg(long, env = "CASSANDRA_PASSWORD", hide_env_values = true)]
+    pub cassandra_password: Option<txn_core::kafka::Secret>,
     /// After a damaged checkpoint: make committed batch N the last one and replay from it. The
     /// later batches' checkpoint entries and output files are moved aside (`_set_aside_*`), and
     /// their Kafka topic records may be sent again. The error that stops the run names N.
@@ -325,6 +387,7 @@ impl ProcessorConfig {
                 "--recover-from-batch is not supported with OUTPUT_FORMAT=delta or an OUTPUT_PATH on object storage: a Delta table keeps its history (read an earlier version with time travel); remove the checkpoint to start again from the tables' own offsets".into(),
             ));
         }
+        self.validate_cassandra()?;
         if let Location::S3(url) = &self.output_path {
             if self.output_format != OutputFormat::Delta {
                 return Err(Error::Config(format!(
@@ -337,6 +400,73 @@ impl ProcessorConfig {
 }
 
 impl ProcessorConfig {
+    /// The Cassandra contact points, when the Cassandra sink is on (CASSANDRA_HOSTS set and not
+    /// empty).
+    pub fn cassandra_hosts(&self) -> Option<Vec<String>> {
+        let hosts: Vec<String> = self
+            .cassandra_hosts
+            .as_deref()?
+            .split(',')
+            .map(str::trim)
+            .filter(|h| !h.is_empty())
+            .map(|h| {
+                if h.rsplit_once(':')
+                    .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+                {
+                    h.to_string()
+                } else {
+                    format!("{h}:9042")
+                }
+            })
+            .collect();
+        (!hosts.is_empty()).then_some(hosts)
+    }
+
+    fn validate_cassandra(&self) -> Result<()> {
+        let Some(_) = self.cassandra_hosts() else {
+            return Ok(());
+        };
+        if self.dataset != "transactions" {
+            return Err(Error::Config(format!(
+                "CASSANDRA_HOSTS is set, but the {} dataset has no output for Cassandra (the transactions dataset's user aggregates and gold have)",
+                self.dataset
+            )));
+        }
+        if !self.fraud_detection && self.cassandra_gold_table.is_none() {
+            return Err(Error::Config(
+                "CASSANDRA_HOSTS is set, but nothing goes there: the user aggregates need FRAUD_DETECTION=true, gold needs CASSANDRA_GOLD_TABLE".into(),
+            ));
+        }
+        let names = [
+            ("CASSANDRA_KEYSPACE", Some(&self.cassandra_keyspace)),
+            ("CASSANDRA_TABLE", Some(&self.cassandra_table)),
+            ("CASSANDRA_GOLD_TABLE", self.cassandra_gold_table.as_ref()),
+        ];
+        for (setting, name) in names {
+            let Some(name) = name else { continue };
+            let valid = name.len() <= 48
+                && name.starts_with(|c: char| c.is_ascii_alphabetic())
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid {
+                return Err(Error::Config(format!(
+                    "{setting}={name:?}: a Cassandra name is a letter then up to 47 letters, digits or underscores"
+                )));
+            }
+        }
+        if self.cassandra_gold_table.as_ref() == Some(&self.cassandra_table) && self.fraud_detection
+        {
+            return Err(Error::Config(
+                "CASSANDRA_GOLD_TABLE and CASSANDRA_TABLE name the same table; gold and the user aggregates have different columns".into(),
+            ));
+        }
+        if self.cassandra_password.is_some() != self.cassandra_username.is_some() {
+            return Err(Error::Config(
+                "CASSANDRA_USERNAME and CASSANDRA_PASSWORD go together: set both or neither".into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// The Kafka connection settings (file, env, flags), checked: a property the processor owns
     /// is refused, naming the setting that controls it.
     pub fn kafka_client(&self) -> Result<txn_core::kafka::ClientSettings> {

@@ -48,6 +48,9 @@ pub enum Error {
         context: String,
         source: Box<object_store::Error>,
     },
+    /// Cassandra refused a write no retry fixes.
+    #[error("{0}")]
+    Cassandra(String),
     /// A bug, not a setting: a worker thread panicked (exits 1, where a setting exits 2).
     #[error("internal error: {0}")]
     Internal(String),

@@ -53,6 +53,62 @@ impl Drop for Scratch {
     }
 }
 
+/// A Cassandra node (Apache Cassandra 5.0 from Maven Central's jars) started by
+/// `scripts/cassandra.sh`; killed when dropped.
+pub struct Cassandra {
+    dir: Scratch,
+    /// Its CQL contact point, host:port.
+    pub contact: String,
+}
+
+fn cassandra_sh(command: &str, dir: &Path) -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/cassandra.sh");
+    let output = Command::new(script)
+        .arg(command)
+        .arg(dir)
+        .output()
+        .expect("run scripts/cassandra.sh");
+    assert!(
+        output.status.success(),
+        "scripts/cassandra.sh {command}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+impl Cassandra {
+    pub fn start() -> Self {
+        let dir = Scratch::new("cassandra");
+        let printed = cassandra_sh("start", dir.path());
+        let contact = printed
+            .lines()
+            .find_map(|l| l.strip_prefix("contact="))
+            .expect("contact= from scripts/cassandra.sh")
+            .to_string();
+        Cassandra { dir, contact }
+    }
+
+    /// Stops the node (SIGTERM: a clean shutdown).
+    pub fn stop(&self) {
+        cassandra_sh("stop", self.dir.path());
+    }
+
+    /// Starts the stopped node again, on its data and port.
+    pub fn start_again(&self) {
+        cassandra_sh("start", self.dir.path());
+    }
+}
+
+impl Drop for Cassandra {
+    fn drop(&mut self) {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/cassandra.sh");
+        let _ = Command::new(script)
+            .arg("kill")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
 /// An S3-compatible server (moto's, from PyPI) started by `scripts/s3.sh`, with one bucket;
 /// stopped when dropped.
 pub struct S3Server {

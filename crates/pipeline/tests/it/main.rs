@@ -2,6 +2,7 @@
 //! `pipeline processor`) against the embedded broker, and the files they leave behind.
 //! One test binary for all of them keeps link times low.
 
+mod cassandra_tests;
 mod compose_tests;
 mod config_tests;
 mod delta_tests;

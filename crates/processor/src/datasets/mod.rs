@@ -22,7 +22,7 @@ pub fn output_topics(config: &ProcessorConfig) -> Vec<String> {
             .iter()
             .filter_map(|o| match o.target() {
                 Target::Topic(topic) => Some(topic),
-                Target::Files(_) => None,
+                _ => None,
             })
             .collect()
     }

@@ -22,6 +22,8 @@
 //! | `pipeline_operator_watermark_timestamp_seconds` | gauge | `operator` | each operator's event-time watermark (Unix time) |
 //! | `pipeline_input_lag_offsets` | gauge | `partition` | offsets left in the partition after the last batch |
 //! | `pipeline_trigger_interval_seconds` | gauge | | TRIGGER_INTERVAL (0: back to back or available-now) |
+//! | `pipeline_cassandra_rows_total` | counter | `table` | rows upserted into each Cassandra table (CASSANDRA_HOSTS) |
+//! | `pipeline_cassandra_retries_total` | counter | | rounds of Cassandra writes tried again (Cassandra down or refusing) |
 
 /// Input offsets this process has settled (committed batches' ranges, and offsets found lost),
 /// over every run in the process: the local stack's back-pressure compares it with the topic's
@@ -33,7 +35,7 @@ use metrics::{counter, gauge, histogram};
 use super::progress::BatchReport;
 
 /// Every metric name the processor exports, for checks of dashboards and alert rules.
-pub const NAMES: [&str; 17] = [
+pub const NAMES: [&str; 19] = [
     "pipeline_batches_total",
     "pipeline_input_rows_total",
     "pipeline_input_bytes_total",
@@ -51,11 +53,23 @@ pub const NAMES: [&str; 17] = [
     "pipeline_operator_watermark_timestamp_seconds",
     "pipeline_input_lag_offsets",
     "pipeline_trigger_interval_seconds",
+    "pipeline_cassandra_rows_total",
+    "pipeline_cassandra_retries_total",
 ];
 
 /// Records the settings that alert rules compare with (set once, at start).
 pub fn record_start(trigger_interval: std::time::Duration) {
     gauge!("pipeline_trigger_interval_seconds").set(trigger_interval.as_secs_f64());
+}
+
+/// Records rows a Cassandra table acknowledged.
+pub fn record_cassandra_rows(table: &str, rows: u64) {
+    counter!("pipeline_cassandra_rows_total", "table" => table.to_string()).increment(rows);
+}
+
+/// Records a round of Cassandra writes tried again.
+pub fn record_cassandra_retry() {
+    counter!("pipeline_cassandra_retries_total").increment(1);
 }
 
 /// Records a committed batch. `planned_at`: the batch's planned time, UTC microseconds.

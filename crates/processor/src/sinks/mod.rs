@@ -15,6 +15,7 @@
 //!
 //! [`open`] is the sink list: the only place that knows which sinks exist.
 
+pub mod cassandra;
 pub mod delta;
 pub mod files;
 pub mod kafka;
@@ -57,6 +58,8 @@ pub enum Target {
     Files(FileLayer),
     /// Records of a Kafka topic.
     Topic(String),
+    /// Rows upserted into a Cassandra table.
+    Cassandra(cassandra::CassandraTable),
 }
 
 impl Target {
@@ -65,6 +68,7 @@ impl Target {
         match self {
             Target::Files(layer) => layer.folder.to_string(),
             Target::Topic(topic) => format!("topic:{topic}"),
+            Target::Cassandra(table) => format!("cassandra:{}", table.name),
         }
     }
 }
@@ -222,14 +226,21 @@ pub fn open(config: &ProcessorConfig, targets: &[Target]) -> Result<Sinks> {
         .iter()
         .filter_map(|t| match t {
             Target::Files(layer) => Some(*layer),
-            Target::Topic(_) => None,
+            _ => None,
         })
         .collect();
     let topics: Vec<String> = targets
         .iter()
         .filter_map(|t| match t {
             Target::Topic(topic) => Some(topic.clone()),
-            Target::Files(_) => None,
+            _ => None,
+        })
+        .collect();
+    let cassandra_tables: Vec<cassandra::CassandraTable> = targets
+        .iter()
+        .filter_map(|t| match t {
+            Target::Cassandra(table) => Some(table.clone()),
+            _ => None,
         })
         .collect();
     let staging = config.staging_root()?;
@@ -257,6 +268,14 @@ pub fn open(config: &ProcessorConfig, targets: &[Target]) -> Result<Sinks> {
     }
     if !tables.is_empty() {
         list.push(Box::new(DeltaSink::new(config, tables)?));
+    }
+    // Before the topics: the Kafka transaction commits last, once every other output holds the
+    // batch.
+    if !cassandra_tables.is_empty() {
+        list.push(Box::new(cassandra::CassandraSink::new(
+            config,
+            cassandra_tables,
+        )?));
     }
     if !topics.is_empty() {
         list.push(Box::new(TopicSink::new(topics)));

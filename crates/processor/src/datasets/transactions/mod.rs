@@ -3,6 +3,7 @@
 //! `FRAUD_DETECTION=true`, seed 002's fraud rules and windowed aggregates too: alerts to the
 //! topic `fraud-alerts` and to `fraud_alerts/`, aggregates to `user_aggregates/`.
 
+pub mod cassandra;
 pub mod fraud_alerts;
 pub mod fraud_topic;
 pub mod gold;
@@ -26,6 +27,7 @@ use crate::operators::user_windows::{UserTxn, UserWindowRow, UserWindows};
 use crate::operators::windows::{TumblingWindows, WindowBatch};
 use crate::outputs::bronze::Bronze;
 use crate::outputs::quarantine::Quarantine;
+use crate::sinks;
 
 /// A decoded batch of transactions.
 pub type TxnBatch<'a> = Batch<'a, Transactions>;
@@ -39,6 +41,10 @@ pub struct Transactions {
     gold: TumblingWindows,
     gold_topic: Option<String>,
     fraud: Option<Fraud>,
+    /// With CASSANDRA_HOSTS: the tables of gold (CASSANDRA_GOLD_TABLE) and of the user
+    /// aggregates (with fraud detection).
+    cassandra_gold: Option<sinks::cassandra::CassandraTable>,
+    cassandra_user_aggregates: Option<sinks::cassandra::CassandraTable>,
 }
 
 /// The operators and the alerts topic of fraud detection.
@@ -89,6 +95,13 @@ impl Transactions {
                 config.gold_output_mode,
             ),
             gold_topic: config.gold_topic.clone().filter(|t| !t.is_empty()),
+            cassandra_gold: config
+                .cassandra_hosts()
+                .and(config.cassandra_gold_table.as_deref())
+                .map(cassandra::gold_table),
+            cassandra_user_aggregates: (config.cassandra_hosts().is_some()
+                && config.fraud_detection)
+                .then(|| cassandra::user_aggregates_table(config)),
             fraud: config.fraud_detection.then(|| {
                 let delay = micros(config.fraud_watermark_delay);
                 Fraud {
@@ -191,10 +204,16 @@ impl Dataset for Transactions {
         if let Some(topic) = &self.gold_topic {
             outputs.push(Box::new(gold_topic::GoldTopic(topic.clone())));
         }
+        if let Some(table) = &self.cassandra_gold {
+            outputs.push(Box::new(cassandra::GoldRows(table.clone())));
+        }
         if let Some(fraud) = &self.fraud {
             outputs.push(Box::new(fraud_alerts::FraudAlerts));
             outputs.push(Box::new(fraud_topic::FraudTopic(fraud.topic.clone())));
             outputs.push(Box::new(user_aggregates::UserAggregates));
+            if let Some(table) = &self.cassandra_user_aggregates {
+                outputs.push(Box::new(cassandra::UserAggregatesRows(table.clone())));
+            }
         }
         outputs
     }
