@@ -153,7 +153,19 @@ pub fn startup(name: &str) -> Option<std::sync::Arc<std::sync::atomic::AtomicBoo
             return None;
         }
     }
+    let _ = STOP.set(std::sync::Arc::clone(&stop));
     Some(stop)
+}
+
+/// The stop flag of [`startup`], for code far from the loop that owns it (a sink waiting for a
+/// store that is down gives up its wait when asked to stop).
+static STOP: std::sync::OnceLock<std::sync::Arc<std::sync::atomic::AtomicBool>> =
+    std::sync::OnceLock::new();
+
+/// Whether SIGINT or SIGTERM asked this process to stop (false before [`startup`]).
+pub fn stop_requested() -> bool {
+    STOP.get()
+        .is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed))
 }
 
 /// Logs to stderr, one line per event, level from `RUST_LOG` (default `info`). No colours when
@@ -227,14 +239,21 @@ pub fn log_filter(text: &str) -> Result<tracing_subscriber::EnvFilter, String> {
 }
 
 /// The Delta Lake kernel logs every snapshot it builds at info: kept to warnings unless the
-/// filter `text` names it.
+/// filter `text` names it. The Cassandra driver logs each reconnection attempt of an outage at
+/// error level, every second: off unless named (the Cassandra sink logs what it acts on, with
+/// the driver's error, every 10 s).
 fn quiet_chatty(
     mut filter: tracing_subscriber::EnvFilter,
     text: &str,
 ) -> tracing_subscriber::EnvFilter {
-    for chatty in ["buoyant_kernel", "buoyant_kernel_engine", "deltalake_core"] {
+    for (chatty, level) in [
+        ("buoyant_kernel", "warn"),
+        ("buoyant_kernel_engine", "warn"),
+        ("deltalake_core", "warn"),
+        ("scylla", "off"),
+    ] {
         if !text.contains(chatty) {
-            if let Ok(directive) = format!("{chatty}=warn").parse() {
+            if let Ok(directive) = format!("{chatty}={level}").parse() {
                 filter = filter.add_directive(directive);
             }
         }

@@ -261,7 +261,7 @@ impl CassandraSink {
                             self.hosts()
                         )));
                     }
-                    retry.failed("connect", &text);
+                    retry.failed("connect", &text)?;
                 }
             }
         };
@@ -278,7 +278,7 @@ impl CassandraSink {
             loop {
                 match handle.block_on(session.query_unpaged(statement.as_str(), &[])) {
                     Ok(_) => break,
-                    Err(e) if retryable(&e) => retry.failed("create the schema", &e.to_string()),
+                    Err(e) if retryable(&e) => retry.failed("create the schema", &e.to_string())?,
                     Err(e) => {
                         return Err(Error::Config(format!(
                             "Cassandra refused `{statement}`: {e} (check CASSANDRA_KEYSPACE, CASSANDRA_REPLICATION and the user's permissions)"
@@ -294,7 +294,7 @@ impl CassandraSink {
             let mut prepared = loop {
                 match handle.block_on(session.prepare(text.as_str())) {
                     Ok(p) => break p,
-                    Err(e) if prepare_retryable(&e) => retry.failed("prepare", &e.to_string()),
+                    Err(e) if prepare_retryable(&e) => retry.failed("prepare", &e.to_string())?,
                     Err(e) => {
                         return Err(Error::Config(format!(
                             "Cassandra cannot prepare `{text}`: {e} (a table {keyspace}.{} made elsewhere with other columns?)",
@@ -399,7 +399,7 @@ impl CassandraSink {
                     table.name
                 ),
                 first_error.as_deref().unwrap_or_default(),
-            );
+            )?;
         }
         if retry.attempts > 0 {
             info!(
@@ -433,7 +433,15 @@ impl Retry {
         }
     }
 
-    fn failed(&mut self, what: &str, error: &str) {
+    /// Counts a failed attempt, warns, and waits before the next; an error when the process
+    /// was asked to stop meanwhile (the batch stays planned: the next start re-runs it).
+    fn failed(&mut self, what: &str, error: &str) -> Result<()> {
+        if txn_core::settings::stop_requested() {
+            return Err(Error::Cassandra(format!(
+                "stop requested while Cassandra at {} could not {what} ({error}): the batch stays planned and the next start writes it again (the same cells, the same timestamps)",
+                self.hosts
+            )));
+        }
         self.attempts += 1;
         if self.warned.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
             warn!(
@@ -442,8 +450,12 @@ impl Retry {
             );
             self.warned = Some(Instant::now());
         }
-        std::thread::sleep(self.wait);
+        let until = Instant::now() + self.wait;
+        while Instant::now() < until && !txn_core::settings::stop_requested() {
+            std::thread::sleep(Duration::from_millis(100).min(self.wait));
+        }
         self.wait = (self.wait * 2).min(MAX_BACKOFF);
+        Ok(())
     }
 }
 
