@@ -275,8 +275,13 @@ def count_rows(spark, output):
         if not files:
             counts[name] = 0
         elif pq is None:
-            reader = spark.read.option("header", "true") if fmt == "csv" else spark.read
-            counts[name] = getattr(reader, fmt)(files).count()
+            # DataFrameReader.parquet takes the paths as arguments (a list is one path of the
+            # wrong type: ClassCastException ArrayList -> String); csv takes a list.
+            if fmt == "csv":
+                frame = spark.read.option("header", "true").csv(files)
+            else:
+                frame = spark.read.parquet(*files)
+            counts[name] = frame.count()
         elif fmt == "csv":
             # Parsed, not line-counted: a quoted field may hold a newline.
             counts[name] = sum(
