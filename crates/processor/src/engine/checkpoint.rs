@@ -106,6 +106,9 @@ pub struct Recovery {
     pub next_batch: u64,
     /// The topic id the last plan was made on, when it recorded one.
     pub last_plan_topic_id: Option<String>,
+    /// When the last batch was planned (UTC µs): the next plan's time is later, even if the
+    /// clock went back.
+    pub last_planned_at: Option<i64>,
 }
 
 /// The checkpoint's writer lock: an exclusive `flock` on `_chk/lock`, taken before anything of
@@ -462,6 +465,7 @@ impl Checkpoint {
         rec.next_offsets = Some(plan.ends());
         rec.next_batch = plan_id + 1;
         rec.last_plan_topic_id.clone_from(&plan.topic_id);
+        rec.last_planned_at = Some(plan.planned_at);
         match last_commit_id {
             Some(c) if c == plan_id => {}
             Some(c) if c + 1 == plan_id => rec.pending = Some(plan),

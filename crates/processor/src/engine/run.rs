@@ -48,6 +48,7 @@ pub(super) fn batches<D: Dataset>(
         pending,
         mut next_offsets,
         mut next_batch,
+        mut last_planned_at,
         mut identity,
         target,
         interval,
@@ -142,10 +143,13 @@ pub(super) fn batches<D: Dataset>(
                 let rerun = next.existing.is_some();
                 let mut plan = next.existing.unwrap_or_else(|| BatchPlan {
                     batch: next_batch,
-                    planned_at: txn_core::time::now_micros(),
+                    // Later than the last plan's, even after the clock went back: sinks order
+                    // versions by it (Cassandra's cell timestamps).
+                    planned_at: later_than(last_planned_at, txn_core::time::now_micros()),
                     ranges: next.ranges,
                     topic_id: identity.recorded.clone(),
                 });
+                last_planned_at = Some(plan.planned_at);
                 let waited = Instant::now();
                 let read_result = next.handle.join().unwrap_or_else(|_| {
                     Err(Error::Internal("the Kafka reader thread panicked".into()))
@@ -231,6 +235,11 @@ pub(super) fn batches<D: Dataset>(
     }
     info!("[processor] stopped: {}", engine.summary);
     Ok(engine.summary)
+}
+
+/// `now`, or just after `last` when the clock is not past it.
+fn later_than(last: Option<i64>, now: i64) -> i64 {
+    last.map_or(now, |last| now.max(last + 1))
 }
 
 /// A batch whose read is under way: a new one (planned, plan not yet written) or the re-run of
@@ -353,5 +362,22 @@ impl<D: Dataset> Engine<D> {
         self.summary.write += report.write;
         self.summary.commit += waited;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::later_than;
+
+    #[test]
+    fn a_plan_is_later_than_the_last_one_even_when_the_clock_went_back() {
+        assert_eq!(later_than(None, 5_000), 5_000);
+        assert_eq!(later_than(Some(3_000), 5_000), 5_000);
+        assert_eq!(later_than(Some(9_000), 5_000), 9_001, "the clock went back");
+        assert_eq!(
+            later_than(Some(5_000), 5_000),
+            5_001,
+            "the same microsecond"
+        );
     }
 }

@@ -29,6 +29,8 @@ pub(super) struct Started<D: Dataset> {
     pub pending: Option<BatchPlan>,
     pub next_offsets: BTreeMap<i32, i64>,
     pub next_batch: u64,
+    /// When the last batch was planned (UTC µs), if there was one.
+    pub last_planned_at: Option<i64>,
     pub identity: TopicIdentity,
     /// Where an available-now run stops (empty: follow the topic).
     pub target: BTreeMap<i32, i64>,
@@ -128,6 +130,7 @@ pub(super) fn start<D: Dataset>(dataset: D, config: &ProcessorConfig) -> Result<
         pending: recovery.pending,
         next_offsets,
         next_batch,
+        last_planned_at: recovery.last_planned_at,
         identity,
         target,
         interval,
