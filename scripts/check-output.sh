@@ -150,6 +150,11 @@ for i, code in enumerate(blocks, 1):
         # Reads compose's S3 server: delta_tests.rs reads the same way from a moto server.
         print(f"README snippet {i} skipped (it reads an S3 server)")
         continue
+    if code.startswith("# On Cassandra"):
+        # Reads compose's Cassandra: cassandra_tests.rs reads the table with the same driver
+        # and calls (tests/python/check_cassandra.py) from a node of scripts/cassandra.sh.
+        print(f"README snippet {i} skipped (it reads a Cassandra server)")
+        continue
     cwd = delta if code.startswith("# Delta") else work
     env = dict(os.environ)
     if code.startswith("# Delta, Spark") and not shutil.which("java"):

@@ -7,9 +7,10 @@
 //! the same timestamp again, which changes nothing; a later batch's row for the same window has
 //! a later timestamp and wins, so an old replay can never overwrite a newer value. The list of
 //! merchants is a `frozen<list<text>>`: one cell (a non-frozen list would append its elements
-//! again on a replay). The batch's commit returns only once Cassandra acknowledged every row at
-//! `CASSANDRA_CONSISTENCY`; until then the batch waits, retrying with backoff (a warning names
-//! the hosts, `pipeline_cassandra_retries_total` counts), and nothing after it is committed.
+//! again on a replay). The rows are written in the sink's pre-commit, before the batch's Kafka
+//! transaction opens, and the batch goes on only once Cassandra acknowledged every row at
+//! `CASSANDRA_CONSISTENCY`; until then it waits, retrying with backoff (a warning names the
+//! hosts, `pipeline_cassandra_retries_total` counts), and nothing after it is committed.
 //!
 //! Rows whose partition key has a null part (a transaction without user_id or category) cannot
 //! be stored in Cassandra: they stay in the Parquet/Delta layer only, counted in a warning.
@@ -578,34 +579,31 @@ impl Sink for CassandraSink {
         Ok(())
     }
 
-    /// Nothing to make durable ahead: the rows are kept for the commit.
-    fn pre_commit(&self, _batch: &SinkBatch<'_>, pieces: Vec<Piece>) -> Result<PreCommit> {
-        let mut rows = Vec::with_capacity(pieces.len());
-        for piece in pieces {
-            let piece = piece
-                .downcast::<TableRows>()
-                .map_err(|_| wrong_piece("cassandra"))?;
-            rows.push(*piece);
-        }
-        Ok(Box::new(rows))
-    }
-
-    /// Upserts every row with the batch's planned time as cell timestamp; returns once all are
-    /// acknowledged (waiting through outages).
-    fn commit(&self, batch: &SinkBatch<'_>, pre: PreCommit) -> Result<()> {
-        let tables = pre
-            .downcast::<Vec<TableRows>>()
-            .map_err(|_| wrong_piece("cassandra"))?;
-        if tables.is_empty() {
-            return Ok(());
+    /// Upserts every row with the batch's planned time as cell timestamp and returns once all
+    /// are acknowledged (waiting through outages). In the pre-commit, so before the batch's
+    /// Kafka transaction opens (the topic sink's pre-commit comes after this one): an outage
+    /// longer than `transaction.timeout.ms` cannot have the broker abort a transaction left
+    /// open meanwhile. The rows are visible before the batch commits; a re-run writes the same
+    /// cells with the same timestamp, so that is exactly once in effect too.
+    fn pre_commit(&self, batch: &SinkBatch<'_>, pieces: Vec<Piece>) -> Result<PreCommit> {
+        if pieces.is_empty() {
+            return Ok(Box::new(()));
         }
         let conn = self
             .connection
             .as_ref()
             .ok_or_else(|| Error::Internal("the Cassandra sink was not started".into()))?;
-        for rows in tables.iter() {
-            self.upsert(conn, rows, batch.planned_at, batch.batch)?;
+        for piece in pieces {
+            let rows = piece
+                .downcast::<TableRows>()
+                .map_err(|_| wrong_piece("cassandra"))?;
+            self.upsert(conn, &rows, batch.planned_at, batch.batch)?;
         }
+        Ok(Box::new(()))
+    }
+
+    /// Nothing left to do: Cassandra acknowledged the rows in the pre-commit.
+    fn commit(&self, _batch: &SinkBatch<'_>, _pre: PreCommit) -> Result<()> {
         Ok(())
     }
 }
