@@ -64,20 +64,26 @@ def gold_expected(output_path):
     return rows
 
 
-def gold_in_table(contact, keyspace, table):
+def query(contact, cql):
+    """Every row of `cql`, read with the DataStax driver from the node at HOST:PORT."""
     host, port = contact.rsplit(":", 1)
     cluster = Cluster([host], port=int(port))
-    session = cluster.connect()
-    rows = session.execute(
+    try:
+        return list(cluster.connect().execute(cql))
+    finally:
+        cluster.shutdown()
+
+
+def gold_in_table(contact, keyspace, table):
+    rows = query(
+        contact,
         f"SELECT card_id, window_start, window_end, txn_count, sum_amount, avg_amount, max_amount "
-        f"FROM {keyspace}.{table}"
+        f"FROM {keyspace}.{table}",
     )
-    got = {
+    return {
         (r.card_id, millis(r.window_start)): (millis(r.window_end), r.txn_count, r.sum_amount, r.avg_amount, r.max_amount)
         for r in rows
     }
-    cluster.shutdown()
-    return got
 
 
 def compare(want, got):
@@ -106,12 +112,10 @@ def millis(dt):
 
 
 def in_table(contact, keyspace, table):
-    host, port = contact.rsplit(":", 1)
-    cluster = Cluster([host], port=int(port))
-    session = cluster.connect()
-    rows = session.execute(
+    rows = query(
+        contact,
         f"SELECT user_id, category, window_start, window_end, transaction_count, total_amount, "
-        f"avg_amount, max_amount, min_amount, merchants FROM {keyspace}.{table}"
+        f"avg_amount, max_amount, min_amount, merchants FROM {keyspace}.{table}",
     )
     got = {}
     for r in rows:
@@ -127,7 +131,6 @@ def in_table(contact, keyspace, table):
             r.min_amount,
             sorted(r.merchants or []),
         )
-    cluster.shutdown()
     return got
 
 
