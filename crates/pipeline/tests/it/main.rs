@@ -18,4 +18,5 @@ mod outage_tests;
 mod processor_tests;
 mod producer_tests;
 mod reliability_tests;
+mod scale_out_tests;
 mod secure_kafka_tests;

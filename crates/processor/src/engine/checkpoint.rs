@@ -630,7 +630,7 @@ impl Checkpoint {
 /// The checksum envelope of every checkpoint file: magic, CRC-32 (little endian), content.
 const MAGIC: &[u8; 4] = b"PCK1";
 
-fn seal(bytes: &[u8]) -> Vec<u8> {
+pub(crate) fn seal(bytes: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(bytes.len() + 8);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&crc32fast::hash(bytes).to_le_bytes());
@@ -640,7 +640,7 @@ fn seal(bytes: &[u8]) -> Vec<u8> {
 
 /// The content of a sealed file, its checksum checked; a file without the envelope is taken as
 /// it is unless `strict`.
-fn unseal(path: &Path, bytes: Vec<u8>, strict: bool) -> Result<Vec<u8>> {
+pub(crate) fn unseal(path: &Path, bytes: Vec<u8>, strict: bool) -> Result<Vec<u8>> {
     let damaged = |detail: &str| Error::Checkpoint {
         path: path.into(),
         detail: detail.into(),

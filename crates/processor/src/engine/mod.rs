@@ -18,6 +18,7 @@
 pub mod batch;
 pub mod checkpoint;
 pub mod dataset;
+pub mod group;
 mod identity;
 pub mod metrics;
 pub mod operator;

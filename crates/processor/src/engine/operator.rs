@@ -15,6 +15,26 @@ pub trait Operator: Send {
     fn snapshot(&self) -> Vec<u8>;
     /// Replaces its state with a snapshot taken by [`Operator::snapshot`].
     fn restore(&mut self, bytes: &[u8]) -> Result<(), String>;
+
+    /// Whether it keeps its state per input partition, each partition's state depending only on
+    /// that partition's records (scale-out: the state moves with its partition). Operators keyed
+    /// by something other than the message key cannot.
+    fn by_partition(&self) -> bool {
+        false
+    }
+    /// One partition's state, as bytes (when [`Operator::by_partition`]).
+    fn snapshot_partition(&self, _partition: i32) -> Vec<u8> {
+        Vec::new()
+    }
+    /// Replaces one partition's state with a snapshot of [`Operator::snapshot_partition`].
+    fn restore_partition(&mut self, _partition: i32, _bytes: &[u8]) -> Result<(), String> {
+        Err(format!(
+            "{} does not keep its state per partition",
+            self.name()
+        ))
+    }
+    /// Forgets one partition's state (the partition went to another processor).
+    fn drop_partition(&mut self, _partition: i32) {}
 }
 
 /// The state file of a commit: every operator's snapshot by name.

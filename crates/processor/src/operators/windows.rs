@@ -197,6 +197,28 @@ pub struct TumblingWindows {
     watermark: Option<i64>,
     /// Late rows over the life of the checkpoint.
     pub late_total: u64,
+    /// Scale-out (`SCALE_OUT`): the state of each input partition apart, with its own watermark
+    /// ([`TumblingWindows::by_partition`]); the fields above are then unused.
+    parts: Option<BTreeMap<i32, Part>>,
+}
+
+/// The windows of one input partition, in scale-out: everything a partition's records did, and
+/// nothing else, so that the state moves with the partition and does not depend on which
+/// processor read which partition, nor on how the partition was cut into batches.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Part {
+    windows: BTreeMap<i64, Cards>,
+    /// The largest event time of the partition's records so far.
+    max_event_time: Option<i64>,
+    late_total: u64,
+}
+
+impl Part {
+    /// The partition's watermark: its largest event time minus the delay (never backwards, as
+    /// the largest event time only grows).
+    fn watermark(&self, delay: i64) -> Option<i64> {
+        self.max_event_time.map(|m| m - delay)
+    }
 }
 
 impl TumblingWindows {
@@ -217,16 +239,126 @@ impl TumblingWindows {
             max_event_time: None,
             watermark: None,
             late_total: 0,
+            parts: None,
         }
     }
 
+    /// The same windows kept per input partition (scale-out): a row is late when its window
+    /// ended at or before its partition's watermark as it stood when the row was read (the
+    /// partition's largest earlier event time minus the delay), and a partition's windows close
+    /// when its own watermark passes them. The rows written therefore depend only on each
+    /// partition's records in offset order, not on batches nor on who read the partition.
+    pub fn by_partition(mut self) -> Self {
+        self.parts = Some(BTreeMap::new());
+        self
+    }
+
+    /// Whether the state is kept per input partition.
+    pub fn is_by_partition(&self) -> bool {
+        self.parts.is_some()
+    }
+
+    /// The watermark; kept per partition, the smallest of them (Flink's and Spark's rule for
+    /// several inputs), over the partitions that have had a record.
     pub fn watermark(&self) -> Option<i64> {
-        self.watermark
+        match &self.parts {
+            None => self.watermark,
+            Some(parts) => parts.values().filter_map(|p| p.watermark(self.delay)).min(),
+        }
     }
 
     /// Open (window, card) aggregates: what the state holds.
     pub fn open_windows(&self) -> usize {
-        self.windows.values().map(Cards::len).sum()
+        match &self.parts {
+            None => self.windows.values().map(Cards::len).sum(),
+            Some(parts) => parts
+                .values()
+                .flat_map(|p| p.windows.values())
+                .map(Cards::len)
+                .sum(),
+        }
+    }
+
+    /// Folds one batch of (partition, event_time, card_id, amount) rows in: per partition when
+    /// the state is ([`Self::by_partition`]), otherwise as [`Self::apply`] (the partition unused).
+    pub fn apply_from<'a>(
+        &mut self,
+        rows: impl IntoIterator<Item = (i32, i64, Option<&'a str>, Option<f64>)>,
+    ) -> WindowBatch {
+        if self.parts.is_none() {
+            return self.apply(rows.into_iter().map(|(_, t, c, a)| (t, c, a)));
+        }
+        let (window, delay, mode) = (self.window, self.delay, self.mode);
+        let parts = self.parts.get_or_insert_with(BTreeMap::new);
+        let mut late = 0;
+        let mut changed: BTreeSet<(i32, i64, Option<&'a str>)> = BTreeSet::new();
+        let mut touched: BTreeSet<i32> = BTreeSet::new();
+        // Rows come in (partition, offset) order: one map lookup per partition, not per row.
+        let mut current: Option<(i32, &mut Part)> = None;
+        for (partition, event_time, card, amount) in rows {
+            if current.as_ref().is_none_or(|(p, _)| *p != partition) {
+                touched.insert(partition);
+                current = Some((partition, parts.entry(partition).or_default()));
+            }
+            let Some((_, part)) = current.as_mut() else {
+                continue;
+            };
+            let start = event_time.div_euclid(window) * window;
+            if part
+                .max_event_time
+                .is_some_and(|m| start + window <= m - delay)
+            {
+                late += 1;
+                part.late_total += 1;
+                continue;
+            }
+            part.max_event_time = Some(
+                part.max_event_time
+                    .map_or(event_time, |m| m.max(event_time)),
+            );
+            part.windows.entry(start).or_default().add(card, amount);
+            if mode == OutputMode::Update {
+                changed.insert((partition, start, card));
+            }
+        }
+        self.late_total += late;
+        let row = |start: i64, card: Option<&str>, agg: &Aggregate| WindowRow {
+            window_start: start,
+            window_end: start + window,
+            key: card.map(str::to_owned),
+            agg: *agg,
+        };
+        let mut out = Vec::new();
+        for &(partition, start, card) in &changed {
+            if let Some(agg) = parts
+                .get(&partition)
+                .and_then(|p| p.windows.get(&start))
+                .and_then(|w| w.get(card))
+            {
+                out.push(row(start, card, agg));
+            }
+        }
+        for partition in touched {
+            let Some(part) = parts.get_mut(&partition) else {
+                continue;
+            };
+            let Some(wm) = part.watermark(delay) else {
+                continue;
+            };
+            let open = part.windows.split_off(&(wm - window + 1));
+            let closed = std::mem::replace(&mut part.windows, open);
+            if mode == OutputMode::Append {
+                for (start, cards) in &closed {
+                    out.extend(cards.iter().map(|(card, agg)| row(*start, card, agg)));
+                }
+            }
+        }
+        WindowBatch {
+            name: self.name,
+            rows: out,
+            late,
+            watermark: self.watermark(),
+        }
     }
 
     /// Folds one batch of (event_time, card_id, amount) rows in, advances the watermark, and
@@ -292,14 +424,28 @@ impl TumblingWindows {
     /// The state as a snapshot (postcard): windows in start then key order, so the bytes do not
     /// depend on the order rows came in.
     pub fn to_bytes(&self) -> Vec<u8> {
+        self.encode(
+            &self.windows,
+            self.max_event_time,
+            self.watermark,
+            self.late_total,
+        )
+    }
+
+    fn encode(
+        &self,
+        windows: &BTreeMap<i64, Cards>,
+        max_event_time: Option<i64>,
+        watermark: Option<i64>,
+        late_total: u64,
+    ) -> Vec<u8> {
         let snapshot = Snapshot {
             window: self.window,
             delay: self.delay,
-            max_event_time: self.max_event_time,
-            watermark: self.watermark,
-            late_total: self.late_total,
-            entries: self
-                .windows
+            max_event_time,
+            watermark,
+            late_total,
+            entries: windows
                 .iter()
                 .flat_map(|(start, cards)| cards.iter().map(move |(c, a)| (*start, c, *a)))
                 .collect(),
@@ -308,8 +454,8 @@ impl TumblingWindows {
         postcard::to_allocvec(&snapshot).unwrap_or_default()
     }
 
-    /// Restores a snapshot written by [`TumblingWindows::to_bytes`] into windows of these settings.
-    pub fn restore(&mut self, bytes: &[u8]) -> Result<(), String> {
+    /// Reads a snapshot of windows of these settings.
+    fn decode(&self, bytes: &[u8]) -> Result<(Part, Option<i64>), String> {
         let (snapshot, rest): (Snapshot<'_>, _) =
             postcard::take_from_bytes(bytes).map_err(|e| format!("not a window snapshot: {e}"))?;
         if !rest.is_empty() {
@@ -324,17 +470,45 @@ impl TumblingWindows {
                 self.delay as f64 / 1e6
             ));
         }
-        self.max_event_time = snapshot.max_event_time;
-        self.watermark = snapshot.watermark;
-        self.late_total = snapshot.late_total;
-        self.windows.clear();
+        let mut windows: BTreeMap<i64, Cards> = BTreeMap::new();
         for (start, key, agg) in snapshot.entries {
-            self.windows
+            windows
                 .entry(start)
                 .or_default()
                 .set(key.map(str::to_owned), agg);
         }
+        let part = Part {
+            windows,
+            max_event_time: snapshot.max_event_time,
+            late_total: snapshot.late_total,
+        };
+        Ok((part, snapshot.watermark))
+    }
+
+    /// Restores a snapshot written by [`TumblingWindows::to_bytes`] into windows of these settings.
+    pub fn restore(&mut self, bytes: &[u8]) -> Result<(), String> {
+        let (part, watermark) = self.decode(bytes)?;
+        self.max_event_time = part.max_event_time;
+        self.watermark = watermark;
+        self.late_total = part.late_total;
+        self.windows = part.windows;
         Ok(())
+    }
+
+    /// One input partition's state, as a snapshot (scale-out).
+    pub fn partition_bytes(&self, partition: i32) -> Vec<u8> {
+        let empty = Part::default();
+        let part = self
+            .parts
+            .as_ref()
+            .and_then(|parts| parts.get(&partition))
+            .unwrap_or(&empty);
+        self.encode(
+            &part.windows,
+            part.max_event_time,
+            part.watermark(self.delay),
+            part.late_total,
+        )
     }
 }
 
@@ -367,6 +541,28 @@ impl Operator for TumblingWindows {
 
     fn restore(&mut self, bytes: &[u8]) -> Result<(), String> {
         TumblingWindows::restore(self, bytes)
+    }
+
+    fn by_partition(&self) -> bool {
+        self.is_by_partition()
+    }
+
+    fn snapshot_partition(&self, partition: i32) -> Vec<u8> {
+        self.partition_bytes(partition)
+    }
+
+    fn restore_partition(&mut self, partition: i32, bytes: &[u8]) -> Result<(), String> {
+        let (part, _) = self.decode(bytes)?;
+        self.parts
+            .get_or_insert_with(BTreeMap::new)
+            .insert(partition, part);
+        Ok(())
+    }
+
+    fn drop_partition(&mut self, partition: i32) {
+        if let Some(parts) = &mut self.parts {
+            parts.remove(&partition);
+        }
     }
 }
 
@@ -597,5 +793,167 @@ mod tests {
         let mut other = TumblingWindows::new("gold", 2 * MIN, 5 * MIN, OutputMode::Append);
         let err = other.restore(&bytes).unwrap_err();
         assert!(err.contains("windows are 60 s"), "{err}");
+    }
+
+    /// A small deterministic generator for the tests below (no dependency needed).
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+    }
+
+    type Rows = Vec<(i32, i64, String, f64)>;
+
+    /// Three partitions of out-of-order rows (some late by any rule), cards per partition.
+    fn partitions_of_rows(seed: u64) -> Vec<Rows> {
+        let mut rng = Rng(seed);
+        (0..3)
+            .map(|p| {
+                let mut t = T;
+                (0..400)
+                    .map(|_| {
+                        t += rng.below(20) as i64 * 1_000_000;
+                        // Now and then a row from well before: within the delay or late.
+                        let event = t - rng.below(12) as i64 * rng.below(2) as i64 * MIN;
+                        let card = format!("p{p}c{}", rng.below(5));
+                        (p, event, card, rng.below(10_000) as f64 / 100.0)
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// Feeds `parts` through windows in batches cut at random and interleaved at random, the
+    /// partitions moving between two instances (snapshot, drop, restore) now and then. Returns
+    /// every row written (append mode: each window once) sorted, and the late count.
+    fn run_by_partition(parts: &[Rows], seed: u64) -> (Vec<(i64, String, u64, i128)>, u64) {
+        let mut rng = Rng(seed);
+        let fresh = || state(OutputMode::Append).by_partition();
+        let mut instances = [fresh(), fresh()];
+        let mut owner: Vec<usize> = (0..parts.len()).map(|p| p % 2).collect();
+        let mut next = vec![0usize; parts.len()];
+        let (mut out, mut late) = (Vec::new(), 0);
+        while next.iter().zip(parts).any(|(n, rows)| *n < rows.len()) {
+            // A partition moves: its state goes with it.
+            let p = rng.below(parts.len() as u64) as usize;
+            if rng.below(4) == 0 {
+                let (from, to) = (owner[p], 1 - owner[p]);
+                let bytes = instances[from].snapshot_partition(p as i32);
+                instances[from].drop_partition(p as i32);
+                instances[to].restore_partition(p as i32, &bytes).unwrap();
+                owner[p] = to;
+            }
+            for (i, instance) in instances.iter_mut().enumerate() {
+                // A batch: a random cut of each partition this instance owns, in partition order.
+                let mut batch = Vec::new();
+                for (p, rows) in parts.iter().enumerate().filter(|(p, _)| owner[*p] == i) {
+                    let take = (rng.below(60) as usize).min(rows.len() - next[p]);
+                    batch.extend(&rows[next[p]..next[p] + take]);
+                    next[p] += take;
+                }
+                let result = instance.apply_from(
+                    batch
+                        .iter()
+                        .map(|(p, t, c, a)| (*p, *t, Some(c.as_str()), Some(*a))),
+                );
+                late += result.late;
+                out.extend(result.rows.into_iter().map(|r| {
+                    (
+                        r.window_start,
+                        r.key.unwrap_or_default(),
+                        r.agg.count,
+                        r.agg.fixed_sum.unwrap_or(0),
+                    )
+                }));
+            }
+        }
+        out.sort();
+        (out, late)
+    }
+
+    #[test]
+    fn by_partition_the_rows_written_depend_only_on_each_partitions_records() {
+        let parts = partitions_of_rows(0x9e37_79b9_7f4a_7c15);
+        let (reference, late) = run_by_partition(&parts, 1);
+        assert!(late > 0, "the data has late rows");
+        assert!(
+            reference.len() > 50,
+            "windows were closed and written: {}",
+            reference.len()
+        );
+        for seed in 2..30 {
+            assert_eq!(
+                run_by_partition(&parts, seed),
+                (reference.clone(), late),
+                "cut and moved differently (seed {seed})"
+            );
+        }
+        // The same rows through one instance owning everything, in one batch per partition.
+        let mut one = state(OutputMode::Append).by_partition();
+        let mut rows = Vec::new();
+        let mut late_one = 0;
+        for part in &parts {
+            let r = one.apply_from(
+                part.iter()
+                    .map(|(p, t, c, a)| (*p, *t, Some(c.as_str()), Some(*a))),
+            );
+            late_one += r.late;
+            rows.extend(r.rows.into_iter().map(|r| {
+                (
+                    r.window_start,
+                    r.key.unwrap_or_default(),
+                    r.agg.count,
+                    r.agg.fixed_sum.unwrap_or(0),
+                )
+            }));
+        }
+        rows.sort();
+        assert_eq!((rows, late_one), (reference, late));
+    }
+
+    #[test]
+    fn by_partition_a_row_is_late_against_its_own_partition_and_the_watermark_is_the_smallest() {
+        let mut g = state(OutputMode::Append).by_partition();
+        // Partition 0 is 20 minutes ahead of partition 1.
+        g.apply_from([
+            (0, T + 20 * MIN, Some("a"), Some(1.0)),
+            (1, T, Some("b"), Some(1.0)),
+        ]);
+        assert_eq!(
+            g.watermark(),
+            Some(T - 5 * MIN),
+            "the smallest partition watermark"
+        );
+        // A row of partition 1 at T+1 s is on time there; the same time in partition 0 is late.
+        let out = g.apply_from([
+            (0, T + 1_000_000, Some("a"), Some(1.0)),
+            (1, T + 1_000_000, Some("b"), Some(1.0)),
+        ]);
+        assert_eq!(out.late, 1);
+        // Partition 1's window closes only when partition 1 moves on.
+        assert!(out.rows.is_empty(), "{:?}", out.rows);
+        let out = g.apply_from([(1, T + 7 * MIN, Some("b"), Some(1.0))]);
+        assert_eq!(summary(&out.rows), vec![(0, "b", 2, Some(2.0), Some(1.0))]);
+        // Within one partition, lateness follows the rows' order, not the batch's start.
+        let out = g.apply_from([
+            (1, T + 30 * MIN, Some("b"), Some(1.0)),
+            (1, T + 20 * MIN, Some("b"), Some(1.0)),
+        ]);
+        assert_eq!(
+            out.late, 1,
+            "late against the row before it in the same batch"
+        );
+        let bytes = g.snapshot_partition(1);
+        let mut moved = state(OutputMode::Append).by_partition();
+        moved.restore_partition(1, &bytes).unwrap();
+        assert_eq!(moved.watermark(), Some(T + 25 * MIN));
+        assert_eq!(moved.open_windows(), 1);
     }
 }

@@ -3,6 +3,7 @@
 //! the group informed (and, for transactions, says what it holds).
 
 mod group_offsets;
+pub mod membership;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, PoisonError};
