@@ -234,6 +234,10 @@ pub struct ProcessorConfig {
     /// a `read_committed` consumer (empty: none)
     #[arg(long, env = "GOLD_TOPIC")]
     pub gold_topic: Option<String>,
+    /// Scale-out: processors with the same KAFKA_GROUP_ID and OUTPUT_PATH share the topic's
+    /// partitions through Kafka's consumer group (cooperative rebalancing), exactly once
+    #[arg(long, env = "SCALE_OUT", default_value = "false", value_parser = parse_bool, action = clap::ArgAction::Set)]
+    pub scale_out: bool,
     /// Seed 002's fraud rules and windowed aggregates over the transactions: alerts to
     /// FRAUD_ALERTS_TOPIC and fraud_alerts/, aggregates to user_aggregates/
     #[arg(long, env = "FRAUD_DETECTION", default_value = "false", value_parser = parse_bool, action = clap::ArgAction::Set)]
@@ -350,6 +354,36 @@ impl ProcessorConfig {
         }
     }
 
+    /// What scale-out supports so far; the rest is refused at start with the reason.
+    fn validate_scale_out(&self) -> Result<()> {
+        if !self.scale_out {
+            return Ok(());
+        }
+        let refuse = |what: &str| {
+            Err(Error::Config(format!(
+                "SCALE_OUT=true does not support {what} yet: run one processor (SCALE_OUT=false)"
+            )))
+        };
+        if matches!(self.output_path, Location::S3(_))
+            || matches!(self.checkpoint_path(), Location::S3(_))
+        {
+            return refuse("an OUTPUT_PATH or checkpoint on object storage (the processors share a folder: a local disk, NFS or a shared volume)");
+        }
+        if self.output_format == OutputFormat::Delta {
+            return refuse("OUTPUT_FORMAT=delta");
+        }
+        if self.cassandra_hosts().is_some() {
+            return refuse("CASSANDRA_HOSTS");
+        }
+        if self.fraud_detection {
+            return refuse("FRAUD_DETECTION=true (its rules and windows are keyed by user_id, not by the topic's key, so their state cannot move with a partition)");
+        }
+        if self.recover_from_batch.is_some() {
+            return refuse("--recover-from-batch");
+        }
+        Ok(())
+    }
+
     pub fn validate(&self) -> Result<()> {
         if self.kafka.topic.trim().is_empty() {
             return Err(Error::Config("KAFKA_TOPIC is empty".into()));
@@ -388,6 +422,7 @@ impl ProcessorConfig {
             ));
         }
         self.validate_cassandra()?;
+        self.validate_scale_out()?;
         if let Location::S3(url) = &self.output_path {
             if self.output_format != OutputFormat::Delta {
                 return Err(Error::Config(format!(

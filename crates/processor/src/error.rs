@@ -30,6 +30,10 @@ pub enum Error {
     /// Another processor holds the checkpoint (exits 2: nothing was touched).
     #[error("{0}")]
     Locked(String),
+    /// Scale-out: this processor's partitions moved to another (its group generation is gone);
+    /// the batch in hand is not committed, and the processor takes up what it owns now.
+    #[error("{0}")]
+    Fenced(String),
     #[error("data loss: {0} (set FAIL_ON_DATA_LOSS=false to log it and continue)")]
     DataLoss(String),
     #[error("checkpoint {path}: {detail}")]

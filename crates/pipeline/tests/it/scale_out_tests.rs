@@ -145,3 +145,201 @@ fn members_share_the_partitions_cooperatively_and_a_stale_generation_cannot_comm
     );
     assert_eq!(a.changes().assigned, ob);
 }
+
+/// Gold windows of a second with a 2-second watermark delay: many windows close in a short run.
+const GOLD: [&str; 4] = [
+    "--gold-window",
+    "1 second",
+    "--gold-watermark-delay",
+    "2 seconds",
+];
+
+/// The stderr lines a processor printed so far (it may still run).
+fn lines_of(p: &Processor) -> Vec<String> {
+    p.lines.try_iter().collect()
+}
+
+/// Batch lines that read rows: `batch N: rows=M ...` with M > 0.
+fn batches_with_rows(lines: &[String]) -> usize {
+    lines
+        .iter()
+        .filter(|l| {
+            l.split_once(": rows=")
+                .is_some_and(|(head, rest)| head.contains("batch ") && !rest.starts_with('0'))
+        })
+        .count()
+}
+
+#[test]
+#[ignore = "needs Apache Kafka (scripts/kafka.sh; scripts/test.sh runs it)"]
+fn three_processors_share_a_topic_exactly_once_through_kills_a_join_and_a_leave() {
+    let broker = kafka(6);
+    let out = Scratch::new("scale-out");
+    let count = 30_000;
+    let mut producer = spawn_producer(
+        &broker.bootstrap,
+        out.path(),
+        &[
+            "--msgs-per-sec",
+            "1500",
+            "--count",
+            &count.to_string(),
+            "--seed",
+            "21",
+            "--bad-ratio",
+            "0.03",
+            "--event-time-start",
+            "2025-11-07T07:30:00Z",
+        ],
+    );
+    let group = format!("scale-out-{}", rand_u64());
+    let args = [
+        &[
+            "--scale-out",
+            "true",
+            "--group-id",
+            group.as_str(),
+            "--trigger",
+            "0",
+            "--max-offsets-per-trigger",
+            "600",
+        ][..],
+        &GOLD[..],
+    ]
+    .concat();
+    let a = Processor::spawn(&broker.bootstrap, out.path(), &args, &[]);
+    let b = Processor::spawn(&broker.bootstrap, out.path(), &args, &[]);
+    let (mut a_lines, mut b_lines, mut killed_lines) = (Vec::new(), Vec::new(), Vec::new());
+    let mut d: Option<Processor> = None;
+    let (mut kills, mut at_pause) = (0, 0);
+    // A third processor SIGKILLed and started again, every other time in the pause after its
+    // batch's Kafka transaction committed and before its files were put in place (the next
+    // owner of its partitions finishes that batch).
+    for i in 0..8 {
+        let pause = i % 2 == 1;
+        let envs: &[(&str, &str)] = if pause {
+            &[("PROCESSOR_TEST_PAUSE_BEFORE_COMMIT", "400 ms")]
+        } else {
+            &[]
+        };
+        let c = Processor::spawn(&broker.bootstrap, out.path(), &args, envs);
+        if pause {
+            if c.wait_for(
+                "test pause before the roll forward",
+                Duration::from_secs(30),
+            )
+            .is_some()
+            {
+                at_pause += 1;
+            }
+        } else {
+            c.wait_for("Connecting to", Duration::from_secs(20));
+            std::thread::sleep(Duration::from_millis(500 + rand_u64() % 1500));
+        }
+        c.signal(libc::SIGKILL);
+        killed_lines.extend(lines_of(&c));
+        c.wait();
+        kills += 1;
+        a_lines.extend(lines_of(&a));
+        b_lines.extend(lines_of(&b));
+        if i == 2 {
+            // One joins mid-run and stays.
+            d = Some(Processor::spawn(&broker.bootstrap, out.path(), &args, &[]));
+        }
+    }
+    // One leaves mid-run: stopped, it finishes its batch and hands its partitions over.
+    a.signal(libc::SIGTERM);
+    a_lines.extend(lines_of(&a));
+    let a_status = a.wait();
+    assert!(
+        a_status.success(),
+        "a stopped processor exits cleanly: {a_lines:#?}"
+    );
+    assert!(producer.wait().unwrap().success());
+    assert!(
+        kills == 8 && at_pause >= 2,
+        "kills {kills}, at the pause {at_pause}"
+    );
+
+    let d = d.expect("the processor that joined");
+    let have = wait_for_bronze(out.path(), count, Duration::from_secs(180));
+    let (mut d_lines, mut last_b) = (lines_of(&d), lines_of(&b));
+    b.signal(libc::SIGTERM);
+    d.signal(libc::SIGTERM);
+    last_b.extend(lines_of(&b));
+    d_lines.extend(lines_of(&d));
+    b_lines.extend(last_b);
+    assert!(b.wait().success() && d.wait().success());
+    assert_eq!(
+        have, count,
+        "every record in bronze: {b_lines:#?}\n{d_lines:#?}"
+    );
+
+    // Exactly once: every offset in bronze once, every valid record in silver once.
+    assert_each_offset_once(&broker.bootstrap, out.path(), count);
+    // Each of the three that ran throughout (or until they left) processed batches, on
+    // partitions of their own at the same time.
+    for (name, lines) in [("a", &a_lines), ("b", &b_lines), ("d", &d_lines)] {
+        assert!(
+            batches_with_rows(lines) > 0,
+            "processor {name} processed batches: {lines:#?}"
+        );
+        assert!(
+            lines.iter().any(|l| l.contains("assigned partitions")),
+            "processor {name} was given partitions"
+        );
+    }
+    assert!(
+        killed_lines
+            .iter()
+            .chain(&b_lines)
+            .chain(&d_lines)
+            .any(|l| l.contains("taken up at offset")),
+        "partitions moved with their state"
+    );
+
+    let all_lines: Vec<&String> = a_lines
+        .iter()
+        .chain(&b_lines)
+        .chain(&d_lines)
+        .chain(&killed_lines)
+        .collect();
+    let count_of = |needle: &str| all_lines.iter().filter(|l| l.contains(needle)).count();
+    eprintln!(
+        "scale-out run: {} batches of a, {} of b, {} of d; {} partitions taken up with their state, {} batches finished by another processor, {} commits refused as fenced",
+        batches_with_rows(&a_lines),
+        batches_with_rows(&b_lines),
+        batches_with_rows(&d_lines),
+        count_of("taken up at offset"),
+        count_of("was committed in Kafka but not finished"),
+        count_of("taking up again the partitions")
+    );
+    assert!(
+        count_of("was committed in Kafka but not finished") > 0,
+        "a batch decided in Kafka and killed before its files were in place was finished by the next owner"
+    );
+
+    // Gold equals one uninterrupted processor's over the same records.
+    let reference = Scratch::new("scale-out-reference");
+    let reference_group = format!("scale-out-ref-{}", rand_u64());
+    process_all(
+        &broker.bootstrap,
+        reference.path(),
+        &[
+            &[
+                "--scale-out",
+                "true",
+                "--group-id",
+                reference_group.as_str(),
+                "--max-offsets-per-trigger",
+                "600",
+            ][..],
+            &GOLD[..],
+        ]
+        .concat(),
+    );
+    assert_each_offset_once(&broker.bootstrap, reference.path(), count);
+    let (shared, alone) = (gold_rows(out.path()), gold_rows(reference.path()));
+    assert!(alone.len() > 100, "windows were closed: {}", alone.len());
+    assert_eq!(shared, alone, "gold of three processors equals gold of one");
+}

@@ -7,6 +7,7 @@
 //! still sees one batch at a time, because a batch's plan is written by its own commit, after the
 //! previous commit.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,6 +15,7 @@ use tracing::{info, warn};
 
 use super::checkpoint::{BatchCommit, BatchPlan, Checkpoint, CheckpointLock, Recovery};
 use super::dataset::{Batch, Dataset, Derived};
+use super::group::{GroupCheckpoint, Intent};
 use super::operator;
 use super::output::{Output, StageInput, Staged};
 use super::progress::{self, OperatorFigures};
@@ -84,7 +86,8 @@ pub struct StagedBatch {
 /// commits beside the next batch's stages.
 #[derive(Clone)]
 pub struct Committer {
-    checkpoint: Checkpoint,
+    /// `None` for a scale-out member, whose batches are in the group checkpoint.
+    checkpoint: Option<Checkpoint>,
     /// The sinks, in commit order.
     sinks: Arc<Vec<Box<dyn Sink>>>,
     test_pause_before_commit: Option<Duration>,
@@ -98,9 +101,12 @@ impl Committer {
     pub fn commit(&self, staged: StagedBatch) -> Result<BatchOutcome> {
         let t = Instant::now();
         let plan = &staged.plan;
+        let checkpoint = self.checkpoint.as_ref().ok_or_else(|| {
+            Error::Internal("a scale-out member's batch committed as a lone processor's".into())
+        })?;
         if staged.write_plan {
             // The write-ahead entry: before any output of the batch is visible.
-            self.checkpoint.write_plan(plan)?;
+            checkpoint.write_plan(plan)?;
         }
         let batch = SinkBatch {
             batch: plan.batch,
@@ -142,11 +148,103 @@ impl Committer {
             );
             std::thread::sleep(pause);
         }
-        self.checkpoint.write_state(plan.batch, &staged.state)?;
-        self.checkpoint.write_commit(&staged.commit)?;
+        checkpoint.write_state(plan.batch, &staged.state)?;
+        checkpoint.write_commit(&staged.commit)?;
         for sink in self.sinks.iter() {
             sink.after_commit(plan.batch)?;
         }
+        Ok(BatchOutcome {
+            commit: staged.commit,
+            planned_at: plan.planned_at,
+            outputs: staged.outputs,
+            rejects: staged.rejects,
+            decode: staged.decode,
+            write: staged.write,
+            operators: staged.operators,
+            commit_time: t.elapsed(),
+            operator_figures: staged.operator_figures,
+        })
+    }
+
+    /// Commits a scale-out member's batch: every sink's pre-commit (the Kafka transaction opened,
+    /// its records and the input offsets sent with the member's group generation; the files
+    /// synced in staging), then the batch's intent and each of its partitions' state, then the
+    /// sinks' commits, the Kafka transaction's being the decision, then the roll forward that
+    /// puts the files in place (which the next owner of a partition would do, were this
+    /// processor to die first).
+    pub fn commit_member(
+        &self,
+        staged: StagedBatch,
+        group: &GroupCheckpoint,
+        sections: &BTreeMap<i32, Vec<u8>>,
+    ) -> Result<BatchOutcome> {
+        let t = Instant::now();
+        let plan = &staged.plan;
+        let batch = SinkBatch {
+            batch: plan.batch,
+            planned_at: plan.planned_at,
+            ranges: &plan.ranges,
+            topic_id: plan.topic_id.as_deref(),
+        };
+        let mut pieces: Vec<Vec<Piece>> = self.sinks.iter().map(|_| Vec::new()).collect();
+        for (sink, piece) in staged.pieces {
+            pieces[sink].push(piece);
+        }
+        let mut pre: Vec<PreCommit> = Vec::with_capacity(self.sinks.len());
+        let mut moves = Vec::new();
+        let mut failed = None;
+        for (sink, pieces) in self.sinks.iter().zip(pieces) {
+            match sink
+                .pre_commit(&batch, pieces)
+                .and_then(|p| sink.moves(&p).map(|m| (p, m)))
+            {
+                Ok((p, m)) => {
+                    pre.push(p);
+                    moves.extend(m);
+                }
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        let intent = Intent {
+            batch: plan.batch,
+            planned_at: plan.planned_at,
+            ranges: plan.ranges.clone(),
+            moves,
+            sections: sections.keys().copied().collect(),
+            commit: staged.commit.clone(),
+        };
+        if failed.is_none() {
+            failed = group.write_intent(&intent, sections).err();
+        }
+        if let Some(e) = failed {
+            for (sink, p) in self.sinks.iter().zip(pre) {
+                sink.abort(&batch, p);
+            }
+            group.discard(&intent);
+            return Err(e);
+        }
+        // From here a failed commit may still have decided the batch (a commit whose answer was
+        // lost): its intent stays, for whoever finds its offsets to roll forward.
+        let mut sinks = self.sinks.iter().zip(pre);
+        while let Some((sink, p)) = sinks.next() {
+            if let Err(e) = sink.commit(&batch, p) {
+                for (later, p) in sinks {
+                    later.abort(&batch, p);
+                }
+                return Err(e);
+            }
+        }
+        if let Some(pause) = self.test_pause_before_commit {
+            info!(
+                "[processor] test pause before the roll forward of batch {} ({pause:?})",
+                plan.batch
+            );
+            std::thread::sleep(pause);
+        }
+        group.roll_forward(group.member(), plan.batch)?;
         Ok(BatchOutcome {
             commit: staged.commit,
             planned_at: plan.planned_at,
@@ -214,7 +312,7 @@ impl<D: Dataset> Stages<D> {
             routes,
             topic: config.kafka.topic.clone(),
             committer: Committer {
-                checkpoint,
+                checkpoint: Some(checkpoint),
                 sinks: Arc::new(sinks),
                 test_pause_before_commit: config.test_pause_before_commit,
             },
@@ -223,6 +321,46 @@ impl<D: Dataset> Stages<D> {
             _lock: lock,
         };
         Ok((stages, recovery))
+    }
+
+    /// The stages of a scale-out member: no lock and no checkpoint of its own (the group
+    /// checkpoint holds its batches), its sinks [`sinks::open_member`]'s. The operators start
+    /// empty: each partition's state is restored when the partition is taken up.
+    pub fn open_member(
+        dataset: D,
+        config: &ProcessorConfig,
+        member: &str,
+        membership: Arc<crate::engine::source::membership::Membership>,
+    ) -> Result<Self> {
+        let outputs = dataset.outputs();
+        let targets: Vec<_> = outputs.iter().map(|o| o.target()).collect();
+        let sinks::Sinks {
+            writer,
+            list: sinks,
+        } = sinks::open_member(config, &targets, member, membership)?;
+        let routes = targets
+            .iter()
+            .map(|t| sinks.iter().position(|s| s.takes(t)).unwrap_or(0))
+            .collect();
+        Ok(Stages {
+            dataset,
+            outputs,
+            routes,
+            topic: config.kafka.topic.clone(),
+            committer: Committer {
+                checkpoint: None,
+                sinks: Arc::new(sinks),
+                test_pause_before_commit: config.test_pause_before_commit,
+            },
+            writer,
+            show_previews: config.show_previews,
+            _lock: Arc::new(CheckpointLock::none()),
+        })
+    }
+
+    /// The dataset's stateful operators.
+    pub fn operators(&mut self) -> Vec<&mut dyn super::operator::Operator> {
+        self.dataset.operators()
     }
 
     /// Starts every sink, before the first batch (see [`Sink::start`]).
@@ -239,8 +377,10 @@ impl<D: Dataset> Stages<D> {
         })
     }
 
-    pub fn checkpoint(&self) -> &Checkpoint {
-        &self.committer.checkpoint
+    pub fn checkpoint(&self) -> Result<&Checkpoint> {
+        self.committer.checkpoint.as_ref().ok_or_else(|| {
+            Error::Internal("a scale-out member has no checkpoint of its own".into())
+        })
     }
 
     /// Drops what would need a broker at the commit (topic records) instead of sending it (for
@@ -486,7 +626,13 @@ mod tests {
             );
         }
         assert!(files_in(&root.join("_chk/offsets")).is_empty());
-        assert!(sink.checkpoint().recover().unwrap().pending.is_none());
+        assert!(sink
+            .checkpoint()
+            .unwrap()
+            .recover()
+            .unwrap()
+            .pending
+            .is_none());
 
         let outcome = sink.committer().commit(staged).unwrap();
         assert_eq!(outcome.commit.rows, 2);
@@ -496,7 +642,7 @@ mod tests {
         }
         assert_eq!(files_in(&root.join("_chk/offsets")), vec!["0".to_string()]);
         assert_eq!(files_in(&root.join("_chk/commits")), vec!["0".to_string()]);
-        let recovery = sink.checkpoint().recover().unwrap();
+        let recovery = sink.checkpoint().unwrap().recover().unwrap();
         assert!(recovery.pending.is_none());
         assert_eq!(recovery.next_batch, 1);
         std::fs::remove_dir_all(&root).unwrap();

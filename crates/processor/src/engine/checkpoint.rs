@@ -120,6 +120,12 @@ pub struct CheckpointLock {
 }
 
 impl CheckpointLock {
+    /// No lock: a scale-out member shares the checkpoint with the other members of its group,
+    /// its commits fenced by its group generation instead.
+    pub fn none() -> Self {
+        CheckpointLock { _file: None }
+    }
+
     /// On object storage there is no lock to take: a second writer is refused by the
     /// conditional writes of the plans and commits.
     pub fn acquire(root: &Location) -> Result<Self> {

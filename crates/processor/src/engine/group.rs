@@ -57,6 +57,16 @@ pub fn parse_offset_metadata(metadata: &str) -> Option<(String, u64)> {
     (parts.next().is_none() && is_member_id(member)).then(|| (member.to_string(), batch))
 }
 
+/// A new member id: 48 random bits (the standard library's OS-seeded hasher keys) as 12 hex
+/// digits, in file names and offset metadata.
+pub fn new_member_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let bits = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    format!("{:012x}", bits & 0xffff_ffff_ffff)
+}
+
 fn is_member_id(s: &str) -> bool {
     !s.is_empty() && s.len() <= 32 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }

@@ -26,6 +26,7 @@ pub mod output;
 pub mod plan;
 pub mod progress;
 mod run;
+mod scale_out;
 pub mod source;
 mod startup;
 
@@ -54,6 +55,9 @@ pub fn run_with_drain<D: Dataset>(
     stop: &AtomicBool,
     drain: Option<&AtomicBool>,
 ) -> Result<RunSummary> {
+    if config.scale_out {
+        return scale_out::run(dataset, config, stop, drain);
+    }
     let started = startup::start(dataset, config)?;
     run::batches(started, config, stop, drain)
 }

@@ -49,8 +49,19 @@ const MAGIC: &[u8] = b"OPSTATE1";
 
 /// Every operator's snapshot, in one file's bytes.
 pub fn snapshot_all(operators: &[&mut dyn Operator]) -> Vec<u8> {
-    let snaps: Vec<(&'static str, Vec<u8>)> =
-        operators.iter().map(|o| (o.name(), o.snapshot())).collect();
+    encode(operators, |o| o.snapshot())
+}
+
+/// Every operator's state of one input partition (scale-out), in one file's bytes.
+pub fn snapshot_partition_all(operators: &[&mut dyn Operator], partition: i32) -> Vec<u8> {
+    encode(operators, |o| o.snapshot_partition(partition))
+}
+
+fn encode(operators: &[&mut dyn Operator], snapshot: impl Fn(&dyn Operator) -> Vec<u8>) -> Vec<u8> {
+    let snaps: Vec<(&'static str, Vec<u8>)> = operators
+        .iter()
+        .map(|o| (o.name(), snapshot(&**o)))
+        .collect();
     let file = Snapshots {
         operators: snaps.iter().map(|(n, b)| (*n, b.as_slice())).collect(),
     };
@@ -63,6 +74,25 @@ pub fn snapshot_all(operators: &[&mut dyn Operator]) -> Vec<u8> {
 /// Restores each operator from its snapshot in `bytes`; an operator with no snapshot there keeps
 /// its initial state (an operator added since that commit).
 pub fn restore_all(operators: &mut [&mut dyn Operator], bytes: &[u8]) -> Result<(), String> {
+    decode(operators, bytes, |o, snap| o.restore(snap))
+}
+
+/// Restores one input partition's state of each operator from [`snapshot_partition_all`]'s bytes.
+pub fn restore_partition_all(
+    operators: &mut [&mut dyn Operator],
+    partition: i32,
+    bytes: &[u8],
+) -> Result<(), String> {
+    decode(operators, bytes, |o, snap| {
+        o.restore_partition(partition, snap)
+    })
+}
+
+fn decode(
+    operators: &mut [&mut dyn Operator],
+    bytes: &[u8],
+    restore: impl Fn(&mut dyn Operator, &[u8]) -> Result<(), String>,
+) -> Result<(), String> {
     let Some(body) = bytes.strip_prefix(MAGIC) else {
         if bytes.starts_with(b"GOLDSTATE1") {
             return Err("gold's state is in the format of an earlier version; remove the checkpoint folder to start over".into());
@@ -73,8 +103,7 @@ pub fn restore_all(operators: &mut [&mut dyn Operator], bytes: &[u8]) -> Result<
         postcard::from_bytes(body).map_err(|e| format!("not an operator snapshot file: {e}"))?;
     for op in operators.iter_mut() {
         if let Some((_, snap)) = file.operators.iter().find(|(n, _)| *n == op.name()) {
-            op.restore(snap)
-                .map_err(|e| format!("operator {}: {e}", op.name()))?;
+            restore(&mut **op, snap).map_err(|e| format!("operator {}: {e}", op.name()))?;
         }
     }
     Ok(())

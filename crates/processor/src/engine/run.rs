@@ -238,7 +238,7 @@ pub(super) fn batches<D: Dataset>(
 }
 
 /// `now`, or just after `last` when the clock is not past it.
-fn later_than(last: Option<i64>, now: i64) -> i64 {
+pub(super) fn later_than(last: Option<i64>, now: i64) -> i64 {
     last.map_or(now, |last| now.max(last + 1))
 }
 
@@ -254,7 +254,12 @@ struct InFlight<'scope> {
 
 /// Sleeps until the next multiple of `interval` since `started` (Spark's processing-time trigger:
 /// a batch that overran its slot is followed at once). Returns the tick count reached.
-fn wait_for_tick(stop: &dyn Fn() -> bool, started: Instant, interval: Duration, ticks: u32) -> u32 {
+pub(super) fn wait_for_tick(
+    stop: &dyn Fn() -> bool,
+    started: Instant,
+    interval: Duration,
+    ticks: u32,
+) -> u32 {
     if interval.is_zero() {
         // Back to back; when idle, look again shortly.
         sleep_unless(stop, Duration::from_millis(100));
@@ -267,7 +272,7 @@ fn wait_for_tick(stop: &dyn Fn() -> bool, started: Instant, interval: Duration, 
     next
 }
 
-fn sleep_unless(stop: &dyn Fn() -> bool, total: Duration) {
+pub(super) fn sleep_unless(stop: &dyn Fn() -> bool, total: Duration) {
     let until = Instant::now() + total;
     while !stop() {
         let left = until.saturating_duration_since(Instant::now());
@@ -329,40 +334,51 @@ impl<D: Dataset> Engine<D> {
             .join()
             .unwrap_or_else(|_| Err(Error::Internal("the commit thread panicked".into())))?;
         let waited = t.elapsed();
-        let mut report = committing.report;
+        let report = committing.report;
         if !self.stages.committer().sinks_commit_group_offsets() {
             // Otherwise the sink's commit (a Kafka transaction) committed them.
             source.commit_group_offsets(&report.ranges);
         }
         self.last_settled.clone_from(&report.ranges);
-        let commit = &outcome.commit;
-        report.rows = commit.rows;
-        report.outputs = outcome.outputs;
-        report.rejects = outcome.rejects;
-        report.late = commit.late_rows;
-        report.lost = commit.lost_offsets;
-        report.decode = outcome.decode;
-        report.write = outcome.write;
-        report.commit = outcome.commit_time;
-        report.watermark = commit.watermark;
-        report.operators = outcome.operator_figures;
-        let settled: u64 = report.ranges.iter().map(OffsetRange::len).sum::<u64>() + report.lost;
-        metrics::SETTLED_OFFSETS.fetch_add(settled, Ordering::Relaxed);
-        metrics::record_batch(&report, outcome.planned_at);
-        progress::log_batch(&report);
-        if let Some(line) = progress::mostly_quarantined(&report) {
-            warn!("[processor] {line}");
-        }
-        self.summary.batches += 1;
-        self.summary.rows += commit.rows;
-        self.summary.late += commit.late_rows;
-        self.summary.bytes += report.bytes;
-        self.summary.read += report.read;
-        self.summary.decode += report.decode;
-        self.summary.write += report.write;
-        self.summary.commit += waited;
+        record_outcome(&mut self.summary, report, outcome, waited);
         Ok(())
     }
+}
+
+/// Completes a committed batch's report with its outcome, logs it, records its metrics and adds
+/// it to the run's summary (`waited`: how long the loop waited for the commit).
+pub(super) fn record_outcome(
+    summary: &mut RunSummary,
+    mut report: BatchReport,
+    outcome: BatchOutcome,
+    waited: Duration,
+) {
+    let commit = &outcome.commit;
+    report.rows = commit.rows;
+    report.outputs = outcome.outputs;
+    report.rejects = outcome.rejects;
+    report.late = commit.late_rows;
+    report.lost = commit.lost_offsets;
+    report.decode = outcome.decode;
+    report.write = outcome.write;
+    report.commit = outcome.commit_time;
+    report.watermark = commit.watermark;
+    report.operators = outcome.operator_figures;
+    let settled: u64 = report.ranges.iter().map(OffsetRange::len).sum::<u64>() + report.lost;
+    metrics::SETTLED_OFFSETS.fetch_add(settled, Ordering::Relaxed);
+    metrics::record_batch(&report, outcome.planned_at);
+    progress::log_batch(&report);
+    if let Some(line) = progress::mostly_quarantined(&report) {
+        warn!("[processor] {line}");
+    }
+    summary.batches += 1;
+    summary.rows += commit.rows;
+    summary.late += commit.late_rows;
+    summary.bytes += report.bytes;
+    summary.read += report.read;
+    summary.decode += report.decode;
+    summary.write += report.write;
+    summary.commit += waited;
 }
 
 #[cfg(test)]

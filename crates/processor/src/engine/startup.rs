@@ -50,7 +50,7 @@ pub(super) fn start<D: Dataset>(dataset: D, config: &ProcessorConfig) -> Result<
         client.bootstrap,
         config.kafka.topic,
         config.output_path,
-        stages.checkpoint().root().display(),
+        stages.checkpoint()?.root().display(),
         config.trigger
     );
     info!("[processor] Kafka client: {}", client.describe());
@@ -59,12 +59,12 @@ pub(super) fn start<D: Dataset>(dataset: D, config: &ProcessorConfig) -> Result<
     check_topic_identity(
         config,
         &source,
-        stages.checkpoint(),
+        stages.checkpoint()?,
         &mut recovery,
         &watermarks,
     )?;
     // The sinks connect, and fence and recognise what the last run left (a Kafka transaction).
-    let checkpoint_id = stages.checkpoint().id()?;
+    let checkpoint_id = stages.checkpoint()?.id()?;
     stages.start_sinks(&Start {
         config,
         client: &client,

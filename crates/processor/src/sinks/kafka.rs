@@ -21,7 +21,7 @@
 
 use std::time::Duration;
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::ConsumerGroupMetadata;
@@ -33,6 +33,7 @@ use tracing::{info, warn};
 use txn_core::kafka::{denied, explain, ClientSettings, Fatal, Names};
 
 use super::{wrong_piece, Piece, PreCommit, Sink, SinkBatch, Staged, Start, Target};
+use crate::engine::source::membership::Membership;
 use crate::error::{Error, KafkaContext, Result};
 
 /// One record of a topic output.
@@ -85,6 +86,8 @@ impl ProducerContext for OutputsContext {
 /// The topic sink: a batch's records, and its input offsets for the consumer group, in one Kafka
 /// transaction, sent and flushed at the pre-commit and committed at the commit.
 pub struct TopicSink {
+    /// Scale-out: the group member whose generation fences this processor's commits, and its id.
+    member: Option<(Arc<Membership>, String)>,
     topics: Vec<String>,
     /// Opened at start.
     transactions: Option<KafkaTransactions>,
@@ -97,11 +100,37 @@ pub struct TopicSink {
 impl TopicSink {
     pub fn new(topics: Vec<String>) -> Self {
         TopicSink {
+            member: None,
             topics,
             transactions: None,
             done: None,
             discard: false,
         }
+    }
+
+    /// The sink of a scale-out member: every batch is a Kafka transaction (also without topic
+    /// outputs) that commits the batch's input offsets with the member's group generation, each
+    /// naming the batch (`grp1 <member> <batch>`): the decision of the batch.
+    pub fn for_member(topics: Vec<String>, membership: Arc<Membership>, member: &str) -> Self {
+        TopicSink {
+            member: Some((membership, member.to_string())),
+            ..TopicSink::new(topics)
+        }
+    }
+}
+
+impl TopicSink {
+    fn warn_missing_topics(&self, start: &Start<'_>) -> Result<()> {
+        if self.topics.is_empty() {
+            return Ok(());
+        }
+        info!("[processor] Kafka outputs: {}", self.topics.join(", "));
+        for topic in &self.topics {
+            if start.group.topic_exists(topic)? == Some(false) {
+                warn!("[processor] output topic {topic} does not exist: the first batch with records for it fails unless the broker creates topics on first use (create it with kafka-topics; compose's kafka-init does)");
+            }
+        }
+        Ok(())
     }
 }
 
@@ -125,6 +154,19 @@ impl Sink for TopicSink {
     /// committing is finished, before the group's offsets are read.
     fn start(&mut self, start: &Start<'_>) -> Result<()> {
         let config = start.config;
+        if let Some((membership, member)) = &self.member {
+            // A new member id per start: nothing of an earlier run to recognise here (its
+            // decided batches are rolled forward by whoever takes their partitions).
+            self.transactions = Some(KafkaTransactions::open(
+                start.client,
+                &format!("{}-outputs-{member}", config.group_id),
+                &config.kafka.topic,
+                (GroupSource::Member(membership.clone()), &config.group_id),
+                member.clone(),
+            )?);
+            self.warn_missing_topics(start)?;
+            return Ok(());
+        }
         let group = start.group.metadata().ok_or_else(|| {
             Error::Config("KAFKA_GROUP_ID is needed for Kafka topic outputs".into())
         })?;
@@ -132,7 +174,7 @@ impl Sink for TopicSink {
             start.client,
             &format!("{}-outputs", config.group_id),
             &config.kafka.topic,
-            (group, &config.group_id),
+            (GroupSource::Fixed(group), &config.group_id),
             start.checkpoint_id.to_string(),
         )?;
         self.done = match start.pending {
@@ -147,12 +189,7 @@ impl Sink for TopicSink {
             }
             _ => None,
         };
-        info!("[processor] Kafka outputs: {}", self.topics.join(", "));
-        for topic in &self.topics {
-            if start.group.topic_exists(topic)? == Some(false) {
-                warn!("[processor] output topic {topic} does not exist: the first batch with records for it fails unless the broker creates topics on first use (create it with kafka-topics; compose's kafka-init does)");
-            }
-        }
+        self.warn_missing_topics(start)?;
         self.transactions = Some(kafka);
         Ok(())
     }
@@ -217,9 +254,17 @@ impl Sink for TopicSink {
 }
 
 /// The transactional producer of a processor's topic outputs.
+/// Whose group generation fences a transaction's offsets.
+pub enum GroupSource {
+    /// The reader's (one processor per checkpoint; the checkpoint's lock keeps it alone).
+    Fixed(ConsumerGroupMetadata),
+    /// A scale-out member's, as of the commit.
+    Member(Arc<Membership>),
+}
+
 pub struct KafkaTransactions {
     producer: BaseProducer<OutputsContext>,
-    group: ConsumerGroupMetadata,
+    group: GroupSource,
     group_id: String,
     input_topic: String,
     /// The checkpoint's id: with the batch, the metadata of the offsets a transaction commits.
@@ -227,6 +272,19 @@ pub struct KafkaTransactions {
 }
 
 /// The metadata of the group offsets that batch `batch` of checkpoint `checkpoint_id` commits.
+/// Whether a transaction error says this member's generation is gone (its partitions moved).
+fn fenced(e: &KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::IllegalGeneration
+                | RDKafkaErrorCode::UnknownMemberId
+                | RDKafkaErrorCode::FencedInstanceId
+                | RDKafkaErrorCode::RebalanceInProgress
+        )
+    )
+}
+
 pub fn offsets_metadata(checkpoint_id: &str, batch: u64) -> String {
     format!("checkpoint {checkpoint_id} batch {batch}")
 }
@@ -238,9 +296,15 @@ impl KafkaTransactions {
         client: &ClientSettings,
         transactional_id: &str,
         input_topic: &str,
-        (group, group_id): (ConsumerGroupMetadata, &str),
+        (group, group_id): (GroupSource, &str),
         checkpoint_id: String,
     ) -> Result<Self> {
+        // A scale-out member's transaction is fenced by its generation, and a killed member's
+        // open transaction holds its partitions' offsets until it times out: short.
+        let timeout = match group {
+            GroupSource::Fixed(_) => "120000",
+            GroupSource::Member(_) => "20000",
+        };
         let mut config = ClientConfig::new();
         config
             .set("client.id", "processor-outputs")
@@ -252,7 +316,7 @@ impl KafkaTransactions {
         let producer: BaseProducer<OutputsContext> = client
             .apply(&mut config)
             .set("transactional.id", transactional_id)
-            .set("transaction.timeout.ms", "120000")
+            .set("transaction.timeout.ms", timeout)
             .create_with_context(OutputsContext {
                 fatal: Fatal::new(
                     "processor outputs",
@@ -373,8 +437,15 @@ impl KafkaTransactions {
             }
         }
         let mut offsets = TopicPartitionList::new();
-        let metadata = offsets_metadata(&self.checkpoint_id, plan.batch);
-        for range in plan.ranges {
+        let member = matches!(self.group, GroupSource::Member(_));
+        let metadata = if member {
+            crate::engine::group::offset_metadata(&self.checkpoint_id, plan.batch)
+        } else {
+            offsets_metadata(&self.checkpoint_id, plan.batch)
+        };
+        // A member commits the partitions the batch read: the others' offsets keep naming the
+        // batch that holds their state.
+        for range in plan.ranges.iter().filter(|r| !member || !r.is_empty()) {
             let mut entry = offsets.add_partition(&self.input_topic, range.partition);
             entry
                 .set_offset(Offset::Offset(range.end))
@@ -386,11 +457,30 @@ impl KafkaTransactions {
         flushed.kafka_context(|| {
             format!("batch {}: cannot deliver its records to Kafka", plan.batch)
         })?;
-        if let Err(e) =
-            self.producer
-                .send_offsets_to_transaction(&offsets, &self.group, STEP_TIMEOUT)
+        let current;
+        let group = match &self.group {
+            GroupSource::Fixed(group) => group,
+            GroupSource::Member(membership) => {
+                current = membership.group_metadata().ok_or_else(|| {
+                    Error::Fenced(format!(
+                        "batch {}: this processor is not in consumer group {} now (a rebalance, or it was dropped from the group): its batch is not committed",
+                        plan.batch, self.group_id
+                    ))
+                })?;
+                &current
+            }
+        };
+        if let Err(e) = self
+            .producer
+            .send_offsets_to_transaction(&offsets, group, STEP_TIMEOUT)
         {
             self.refused()?;
+            if member && fenced(&e) {
+                return Err(Error::Fenced(format!(
+                    "batch {}: the consumer group refused its offsets ({e}): its partitions moved to another processor; the batch is not committed",
+                    plan.batch
+                )));
+            }
             if e.rdkafka_error_code() == Some(RDKafkaErrorCode::GroupAuthorizationFailed) {
                 return Err(Error::Access(denied(
                     &self.producer.context().fatal.who,

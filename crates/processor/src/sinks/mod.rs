@@ -166,6 +166,13 @@ pub trait Sink: Send + Sync {
     /// Undoes a pre-commit whose batch will not be committed now (it is re-run later).
     fn abort(&self, _batch: &SinkBatch<'_>, _pre: PreCommit) {}
 
+    /// Scale-out: the moves (staged file, final file, relative to the output folder) that put
+    /// this sink's part of the batch in place; written in the batch's intent, so that any
+    /// processor can finish a decided batch.
+    fn moves(&self, _pre: &PreCommit) -> Result<Vec<(std::path::PathBuf, std::path::PathBuf)>> {
+        Ok(Vec::new())
+    }
+
     /// After the batch's checkpoint commit: upkeep (retention, compaction).
     fn after_commit(&self, _batch: u64) -> Result<()> {
         Ok(())
@@ -222,6 +229,29 @@ fn remove_dead_staging(parent: &std::path::Path) {
 }
 
 pub fn open(config: &ProcessorConfig, targets: &[Target]) -> Result<Sinks> {
+    open_as(config, targets, None)
+}
+
+/// A scale-out member's sinks: files staged in its own staging folder under its own names and
+/// put in place by the batch's roll forward; every batch a Kafka transaction fenced by the
+/// member's group generation (the batch's decision), topic outputs or not.
+pub fn open_member(
+    config: &ProcessorConfig,
+    targets: &[Target],
+    member: &str,
+    membership: std::sync::Arc<crate::engine::source::membership::Membership>,
+) -> Result<Sinks> {
+    open_as(config, targets, Some((member, membership)))
+}
+
+fn open_as(
+    config: &ProcessorConfig,
+    targets: &[Target],
+    member: Option<(
+        &str,
+        std::sync::Arc<crate::engine::source::membership::Membership>,
+    )>,
+) -> Result<Sinks> {
     let layers: Vec<FileLayer> = targets
         .iter()
         .filter_map(|t| match t {
@@ -249,7 +279,12 @@ pub fn open(config: &ProcessorConfig, targets: &[Target]) -> Result<Sinks> {
             remove_dead_staging(parent);
         }
     }
-    let writer = CompactWriter::open(&staging, config.max_files_per_sink, &layers)?;
+    let writer = CompactWriter::open_as(
+        &staging,
+        config.max_files_per_sink,
+        &layers,
+        member.as_ref().map(|(m, _)| *m),
+    )?;
     let (tables, files): (Vec<FileLayer>, Vec<FileLayer>) = layers
         .into_iter()
         .partition(|l| config.output_format == OutputFormat::Delta && l.extension == "parquet");
@@ -264,7 +299,11 @@ pub fn open(config: &ProcessorConfig, targets: &[Target]) -> Result<Sinks> {
             }
             crate::config::Location::Local(_) => None,
         };
-        list.push(Box::new(FileSink::new(writer.clone(), files, remote)));
+        let sink = FileSink::new(writer.clone(), files, remote);
+        list.push(Box::new(match member {
+            Some(_) => sink.rolled_forward(),
+            None => sink,
+        }));
     }
     if !tables.is_empty() {
         list.push(Box::new(DeltaSink::new(config, tables)?));
@@ -277,8 +316,12 @@ pub fn open(config: &ProcessorConfig, targets: &[Target]) -> Result<Sinks> {
             cassandra_tables,
         )?));
     }
-    if !topics.is_empty() {
-        list.push(Box::new(TopicSink::new(topics)));
+    match member {
+        Some((member, membership)) => {
+            list.push(Box::new(TopicSink::for_member(topics, membership, member)));
+        }
+        None if !topics.is_empty() => list.push(Box::new(TopicSink::new(topics))),
+        None => {}
     }
     for target in targets {
         if !list.iter().any(|s| s.takes(target)) {

@@ -31,14 +31,20 @@ pub struct Events {
 }
 
 impl Events {
-    pub fn new(_config: &ProcessorConfig) -> Self {
+    pub fn new(config: &ProcessorConfig) -> Self {
+        let windows = TumblingWindows::new(
+            "events_agg",
+            WINDOW_MICROS,
+            WATERMARK_DELAY_MICROS,
+            OutputMode::Update,
+        );
         Events {
-            windows: TumblingWindows::new(
-                "events_agg",
-                WINDOW_MICROS,
-                WATERMARK_DELAY_MICROS,
-                OutputMode::Update,
-            ),
+            // Scale-out: ids are the topic's key, so an id's windows are in one partition.
+            windows: if config.scale_out {
+                windows.by_partition()
+            } else {
+                windows
+            },
         }
     }
 }
@@ -54,13 +60,16 @@ impl Dataset for Events {
     fn operate(&mut self, batch: &EventBatch<'_>) -> WindowBatch {
         // The windows are keyed by text; ids are small integers.
         let ids: Vec<String> = batch.valid.iter().map(|(_, e)| e.id.to_string()).collect();
-        self.windows.apply(
-            batch
-                .valid
-                .iter()
-                .zip(&ids)
-                .map(|((_, e), id)| (e.ts, Some(id.as_str()), Some(e.value))),
-        )
+        let messages = &batch.raw.messages;
+        self.windows
+            .apply_from(batch.valid.iter().zip(&ids).map(|((i, e), id)| {
+                (
+                    messages[*i as usize].partition,
+                    e.ts,
+                    Some(id.as_str()),
+                    Some(e.value),
+                )
+            }))
     }
 
     fn operators(&mut self) -> Vec<&mut dyn Operator> {

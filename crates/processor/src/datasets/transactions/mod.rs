@@ -88,12 +88,20 @@ impl Derived for TxnDerived {
 impl Transactions {
     pub fn new(config: &ProcessorConfig) -> Self {
         Transactions {
-            gold: TumblingWindows::new(
-                "gold",
-                micros(config.gold_window),
-                micros(config.gold_watermark_delay),
-                config.gold_output_mode,
-            ),
+            gold: {
+                let gold = TumblingWindows::new(
+                    "gold",
+                    micros(config.gold_window),
+                    micros(config.gold_watermark_delay),
+                    config.gold_output_mode,
+                );
+                // Scale-out: cards are the topic's key, so a card's windows are in one partition.
+                if config.scale_out {
+                    gold.by_partition()
+                } else {
+                    gold
+                }
+            },
             gold_topic: config.gold_topic.clone().filter(|t| !t.is_empty()),
             cassandra_gold: config
                 .cassandra_hosts()
@@ -123,12 +131,15 @@ impl Dataset for Transactions {
     }
 
     fn operate(&mut self, batch: &TxnBatch<'_>) -> TxnDerived {
-        let gold = self.gold.apply(
-            batch
-                .valid
-                .iter()
-                .map(|(_, t)| (t.event_time, t.card_id.as_deref(), t.amount)),
-        );
+        let messages = &batch.raw.messages;
+        let gold = self.gold.apply_from(batch.valid.iter().map(|(i, t)| {
+            (
+                messages[*i as usize].partition,
+                t.event_time,
+                t.card_id.as_deref(),
+                t.amount,
+            )
+        }));
         let Some(fraud) = &mut self.fraud else {
             return TxnDerived {
                 gold,

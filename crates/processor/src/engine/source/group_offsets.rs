@@ -99,6 +99,39 @@ impl KafkaSource {
         }
     }
 
+    /// The group's committed offset and its metadata for each of `partitions` (stable ones: an
+    /// open transaction's are waited for, up to `timeout`); `None` where nothing is committed.
+    pub fn committed_with_metadata(
+        &self,
+        partitions: &[i32],
+        timeout: Duration,
+    ) -> Result<Vec<(i32, Option<i64>, String)>> {
+        let mut tpl = TopicPartitionList::new();
+        for &p in partitions {
+            tpl.add_partition(&self.topic, p);
+        }
+        let got = self
+            .consumer
+            .committed_offsets(tpl, timeout)
+            .kafka_context(|| "cannot read the consumer group's offsets".into())?;
+        partitions
+            .iter()
+            .map(|&p| {
+                let e = got.find_partition(&self.topic, p).ok_or_else(|| {
+                    Error::Internal(format!("no committed offset answer for partition {p}"))
+                })?;
+                e.error().kafka_context(|| {
+                    format!("cannot read the consumer group's offset of partition {p}")
+                })?;
+                let offset = match e.offset() {
+                    Offset::Offset(o) => Some(o),
+                    _ => None,
+                };
+                Ok((p, offset, e.metadata().to_string()))
+            })
+            .collect()
+    }
+
     /// Whether the group's committed offsets (stable ones: a pending transaction's are waited
     /// for) reach the end of every non-empty range.
     pub fn group_offsets_reach(&self, ranges: &[OffsetRange], timeout: Duration) -> Result<bool> {

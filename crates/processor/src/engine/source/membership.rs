@@ -15,7 +15,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -45,12 +45,40 @@ pub struct Ownership {
     pub rebalances: u64,
 }
 
+/// What the member owns, and the partitions of the batch being committed if one is: a
+/// rebalance that takes one of them away waits until that commit is over (as Kafka Streams
+/// commits in its revocation callback). The generation alone would not do: a member of the next
+/// generation that lost a partition still commits with a valid generation, and the coordinator
+/// does not check who owns what. One lock for both: a partition is taken away and a commit
+/// checks ownership one after the other, never both at once.
+#[derive(Default)]
+struct Shared {
+    state: Mutex<State>,
+    commit_done: Condvar,
+}
+
+#[derive(Default)]
+struct State {
+    ownership: Ownership,
+    committing: Option<BTreeSet<i32>>,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The longest a rebalance waits for a commit of a partition it takes away (well under
+/// `max.poll.interval.ms`; the Kafka transaction's own timeout is 20 s).
+const COMMIT_WAIT: Duration = Duration::from_secs(60);
+
 /// The rebalance callbacks: record the assignment, pause what is assigned.
 struct MemberContext {
     fatal: Fatal,
     topic: String,
     group: String,
-    ownership: Arc<Mutex<Ownership>>,
+    shared: Arc<Shared>,
 }
 
 impl rdkafka::ClientContext for MemberContext {
@@ -64,6 +92,41 @@ impl rdkafka::ClientContext for MemberContext {
 }
 
 impl ConsumerContext for MemberContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Revoke(tpl) = rebalance else {
+            return;
+        };
+        if consumer.assignment_lost() {
+            // Gone already (the session expired): the commit in hand is refused anyway.
+            return;
+        }
+        let revoked: BTreeSet<i32> = tpl
+            .elements()
+            .iter()
+            .filter(|e| e.topic() == self.topic)
+            .map(|e| e.partition())
+            .collect();
+        let started = Instant::now();
+        let mut state = self.shared.lock();
+        while state
+            .committing
+            .as_ref()
+            .is_some_and(|c| !c.is_disjoint(&revoked))
+            && started.elapsed() < COMMIT_WAIT
+        {
+            state = self
+                .shared
+                .commit_done
+                .wait_timeout(state, Duration::from_millis(100))
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        // No commit of them from now on (post_rebalance records the change).
+        for p in &revoked {
+            state.ownership.owned.remove(p);
+        }
+    }
+
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let partitions = |tpl: &TopicPartitionList| -> BTreeSet<i32> {
             tpl.elements()
@@ -72,10 +135,8 @@ impl ConsumerContext for MemberContext {
                 .map(|e| e.partition())
                 .collect()
         };
-        let mut ownership = self
-            .ownership
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut state = self.shared.lock();
+        let ownership = &mut state.ownership;
         ownership.rebalances += 1;
         match rebalance {
             Rebalance::Assign(tpl) => {
@@ -101,9 +162,9 @@ impl ConsumerContext for MemberContext {
                 let lost = consumer.assignment_lost();
                 for p in &removed {
                     ownership.assigned.remove(p);
-                    if ownership.owned.remove(p) {
-                        ownership.revoked.insert(*p);
-                    }
+                    // Taken out of `owned` by pre_rebalance already, unless it was lost.
+                    ownership.owned.remove(p);
+                    ownership.revoked.insert(*p);
                 }
                 info!(
                     "[processor] group {}: {} partitions {:?} of {}; owns {:?}",
@@ -122,7 +183,7 @@ impl ConsumerContext for MemberContext {
 /// This processor's membership in the consumer group (scale-out). Leaves the group when dropped.
 pub struct Membership {
     consumer: Arc<BaseConsumer<MemberContext>>,
-    ownership: Arc<Mutex<Ownership>>,
+    shared: Arc<Shared>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
     group: String,
@@ -131,7 +192,7 @@ pub struct Membership {
 impl Membership {
     /// Joins `group` for `topic` and starts polling.
     pub fn join(client: &ClientSettings, topic: &str, group: &str) -> Result<Self> {
-        let ownership = Arc::new(Mutex::new(Ownership::default()));
+        let shared = Arc::new(Shared::default());
         let mut config = ClientConfig::new();
         config
             .set("client.id", "processor-member")
@@ -156,7 +217,7 @@ impl Membership {
                 ),
                 topic: topic.into(),
                 group: group.into(),
-                ownership: ownership.clone(),
+                shared: shared.clone(),
             })
             .kafka_context(|| "cannot create the consumer group member".into())?;
         consumer
@@ -183,7 +244,7 @@ impl Membership {
         info!("[processor] joining consumer group {group} for topic {topic} (cooperative rebalancing)");
         Ok(Membership {
             consumer,
-            ownership,
+            shared,
             stop,
             thread: Some(thread),
             group: group.into(),
@@ -192,23 +253,16 @@ impl Membership {
 
     /// What this member owns now, and what changed since the last call (then cleared).
     pub fn changes(&self) -> Ownership {
-        let mut ownership = self
-            .ownership
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let now = ownership.clone();
-        ownership.assigned.clear();
-        ownership.revoked.clear();
+        let mut state = self.shared.lock();
+        let now = state.ownership.clone();
+        state.ownership.assigned.clear();
+        state.ownership.revoked.clear();
         now
     }
 
     /// The partitions owned now.
     pub fn owned(&self) -> BTreeSet<i32> {
-        self.ownership
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .owned
-            .clone()
+        self.shared.lock().ownership.owned.clone()
     }
 
     /// The member's generation in the group (-1 before it joined, or after it was dropped from
@@ -238,6 +292,26 @@ impl Membership {
             .flatten()
     }
 
+    /// Starts the commit of a batch of `partitions`: refused (naming them) when one of them is
+    /// not owned now; else, until the guard is dropped, a rebalance that takes one of them away
+    /// waits (so that no other member reads a partition's committed offset while this member
+    /// may still commit it).
+    pub fn begin_commit(
+        &self,
+        partitions: &BTreeSet<i32>,
+    ) -> std::result::Result<CommitGuard<'_>, BTreeSet<i32>> {
+        let mut state = self.shared.lock();
+        let gone: BTreeSet<i32> = partitions
+            .difference(&state.ownership.owned)
+            .copied()
+            .collect();
+        if !gone.is_empty() {
+            return Err(gone);
+        }
+        state.committing = Some(partitions.clone());
+        Ok(CommitGuard { membership: self })
+    }
+
     /// Waits until the member is in the group with at least one partition, or `timeout`.
     pub fn wait_for_partitions(&self, timeout: Duration, stop: &dyn Fn() -> bool) -> bool {
         let started = Instant::now();
@@ -260,6 +334,19 @@ impl Membership {
 
     pub fn group(&self) -> &str {
         &self.group
+    }
+}
+
+/// A commit under way ([`Membership::begin_commit`]); dropping it lets rebalances go on.
+pub struct CommitGuard<'a> {
+    membership: &'a Membership,
+}
+
+impl Drop for CommitGuard<'_> {
+    fn drop(&mut self) {
+        let shared = &self.membership.shared;
+        shared.lock().committing = None;
+        shared.commit_done.notify_all();
     }
 }
 

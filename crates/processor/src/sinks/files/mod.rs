@@ -221,14 +221,32 @@ pub struct Shared<'f> {
 pub struct CompactWriter {
     root: PathBuf,
     max_files: usize,
+    /// Scale-out: this processor's member id, in its file names and its staging folder (other
+    /// processors stage beside it, and may roll its decided batches forward).
+    member: Option<String>,
 }
 
 impl CompactWriter {
     /// Creates the layer folders, removes staging leftovers of a crash, and checks that `root` is
     /// writable, so a bad OUTPUT_PATH fails at start with one line.
     pub fn open(root: &Path, max_files: usize, layers: &[FileLayer]) -> Result<Self> {
+        Self::open_as(root, max_files, layers, None)
+    }
+
+    /// [`Self::open`] for a member of a group of processors (scale-out): it stages in
+    /// `<layer>/_staging/<member>/` and names its files after itself; it never removes what
+    /// other members staged (a decided batch of theirs is rolled forward from there).
+    pub fn open_as(
+        root: &Path,
+        max_files: usize,
+        layers: &[FileLayer],
+        member: Option<&str>,
+    ) -> Result<Self> {
         for layer in layers {
-            let staging = root.join(layer.folder()).join(STAGING);
+            let mut staging = root.join(layer.folder()).join(STAGING);
+            if let Some(member) = member {
+                staging = staging.join(member);
+            }
             fs::create_dir_all(&staging).io_context(|| {
                 format!(
                     "cannot create output folder {} (OUTPUT_PATH)",
@@ -241,6 +259,10 @@ impl CompactWriter {
                 let path = entry
                     .io_context(|| format!("cannot list {}", staging.display()))?
                     .path();
+                if path.is_dir() {
+                    // A scale-out member's staging: its batches are rolled forward from there.
+                    continue;
+                }
                 fs::remove_file(&path)
                     .io_context(|| format!("cannot remove staging leftover {}", path.display()))?;
             }
@@ -260,7 +282,37 @@ impl CompactWriter {
         Ok(CompactWriter {
             root: root.to_path_buf(),
             max_files,
+            member: member.map(str::to_string),
         })
+    }
+
+    /// The staging folder of a layer (this member's, in scale-out).
+    fn staging(&self, layer: FileLayer) -> PathBuf {
+        let staging = self.root.join(layer.folder()).join(STAGING);
+        match &self.member {
+            Some(member) => staging.join(member),
+            None => staging,
+        }
+    }
+
+    /// A batch's file name: [`Self::file_name`], or in scale-out with the member id before the
+    /// batch number (`bronze_<time>_<member>-<batch>.parquet`), so that no two processors'
+    /// names collide.
+    fn name_of(&self, layer: FileLayer, planned_at: i64, batch: u64) -> String {
+        match &self.member {
+            None => Self::file_name(layer, planned_at, batch),
+            Some(member) => format!(
+                "{}_{}_{member}-{batch}.{}",
+                layer.prefix(),
+                compact_utc(planned_at),
+                layer.extension()
+            ),
+        }
+    }
+
+    /// The output folder.
+    pub fn root(&self) -> &Path {
+        &self.root
     }
 
     pub fn file_name(layer: FileLayer, planned_at: i64, batch: u64) -> String {
@@ -274,9 +326,9 @@ impl CompactWriter {
     }
 
     fn paths(&self, layer: FileLayer, planned_at: i64, batch: u64) -> (PathBuf, PathBuf) {
-        let name = Self::file_name(layer, planned_at, batch);
+        let name = self.name_of(layer, planned_at, batch);
         let dir = self.root.join(layer.folder());
-        (dir.join(STAGING).join(&name), dir.join(name))
+        (self.staging(layer).join(&name), dir.join(name))
     }
 
     /// Writes one Parquet file of a Hive partition (`<folder>/<partition>/<name>`, e.g.
@@ -289,10 +341,10 @@ impl CompactWriter {
         planned_at: i64,
         batch: u64,
     ) -> Result<StagedFile> {
-        let name = Self::file_name(layer, planned_at, batch);
+        let name = self.name_of(layer, planned_at, batch);
         let dir = self.root.join(layer.folder());
         // `=` cannot start a final name of ours, so staged partition files never collide.
-        let staged = dir.join(STAGING).join(format!("{partition}={name}"));
+        let staged = self.staging(layer).join(format!("{partition}={name}"));
         let fin = dir.join(partition).join(name);
         let file =
             File::create(&staged).io_context(|| format!("cannot create {}", staged.display()))?;
@@ -847,6 +899,9 @@ pub struct FileSink {
     writer: CompactWriter,
     layers: Vec<FileLayer>,
     remote: Option<crate::storage::Remote>,
+    /// Scale-out: the files are put in place by the batch's roll forward (from its intent, once
+    /// its Kafka transaction decided it), not by this sink's commit.
+    rolled_forward: bool,
 }
 
 impl FileSink {
@@ -859,7 +914,14 @@ impl FileSink {
             writer,
             layers,
             remote,
+            rolled_forward: false,
         }
+    }
+
+    /// The sink of a scale-out member: its commit leaves the files staged for the roll forward.
+    pub fn rolled_forward(mut self) -> Self {
+        self.rolled_forward = true;
+        self
     }
 
     /// Uploads the batch's files under their names (relative to the staging root), then drops
@@ -924,13 +986,36 @@ impl Sink for FileSink {
         let files = pre
             .downcast::<Vec<StagedFile>>()
             .map_err(|_| wrong_piece(self.name()))?;
+        if self.rolled_forward {
+            return Ok(());
+        }
         match &self.remote {
             Some(remote) => self.upload(remote, *files),
             None => CompactWriter::place(*files).map(drop),
         }
     }
 
+    fn moves(&self, pre: &PreCommit) -> Result<Vec<(PathBuf, PathBuf)>> {
+        let files = pre
+            .downcast_ref::<Vec<StagedFile>>()
+            .ok_or_else(|| wrong_piece(self.name()))?;
+        let relative = |path: &Path| {
+            path.strip_prefix(&self.writer.root)
+                .map(Path::to_path_buf)
+                .map_err(|_| {
+                    Error::Internal(format!("{}: not in the output folder", path.display()))
+                })
+        };
+        files
+            .iter()
+            .map(|f| Ok((relative(&f.staged)?, relative(&f.fin)?)))
+            .collect()
+    }
+
     fn after_commit(&self, batch: u64) -> Result<()> {
+        if self.rolled_forward {
+            return Ok(());
+        }
         for &layer in &self.layers {
             self.writer.apply_retention(layer, batch)?;
         }
