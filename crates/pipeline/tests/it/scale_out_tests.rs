@@ -343,3 +343,82 @@ fn three_processors_share_a_topic_exactly_once_through_kills_a_join_and_a_leave(
     assert!(alone.len() > 100, "windows were closed: {}", alone.len());
     assert_eq!(shared, alone, "gold of three processors equals gold of one");
 }
+
+#[test]
+#[ignore = "needs Apache Kafka (scripts/kafka.sh; scripts/test.sh runs it)"]
+fn a_paused_processor_whose_partitions_moved_commits_nothing_of_them() {
+    let broker = kafka(4);
+    let out = Scratch::new("scale-out-zombie");
+    let count = 12_000;
+    let mut producer = spawn_producer(
+        &broker.bootstrap,
+        out.path(),
+        &[
+            "--msgs-per-sec",
+            "800",
+            "--count",
+            &count.to_string(),
+            "--seed",
+            "5",
+            "--bad-ratio",
+            "0.02",
+            "--event-time-start",
+            "2025-11-07T07:30:00Z",
+        ],
+    );
+    let group = format!("scale-out-{}", rand_u64());
+    let args = [
+        &[
+            "--scale-out",
+            "true",
+            "--group-id",
+            group.as_str(),
+            "--trigger",
+            "0",
+            "--max-offsets-per-trigger",
+            "400",
+        ][..],
+        &GOLD[..],
+    ]
+    .concat();
+    let zombie = Processor::spawn(&broker.bootstrap, out.path(), &args, &[]);
+    zombie
+        .wait_for("batch 3:", Duration::from_secs(60))
+        .expect("the first processor runs batches");
+    let other = Processor::spawn(&broker.bootstrap, out.path(), &args, &[]);
+    other
+        .wait_for("assigned partitions", Duration::from_secs(60))
+        .expect("the second processor joins");
+    // Paused past its session timeout (10 s): the group gives all its partitions to the other.
+    zombie.signal(libc::SIGSTOP);
+    let took_all = other.wait_for("owns {0, 1, 2, 3}", Duration::from_secs(60));
+    let mut other_lines: Vec<String> = lines_of(&other);
+    assert!(
+        took_all.is_some(),
+        "the other took every partition: {other_lines:#?}"
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    // Back: whatever batch it had in hand is refused, and it takes up what the group gives it.
+    zombie.signal(libc::SIGCONT);
+    assert!(producer.wait().unwrap().success());
+    let have = wait_for_bronze(out.path(), count, Duration::from_secs(120));
+    zombie.signal(libc::SIGTERM);
+    other.signal(libc::SIGTERM);
+    let zombie_lines = lines_of(&zombie);
+    other_lines.extend(lines_of(&other));
+    assert!(zombie.wait().success() && other.wait().success());
+    for l in zombie_lines
+        .iter()
+        .filter(|l| l.contains("group ") || l.contains("WARN"))
+    {
+        eprintln!("paused processor: {l}");
+    }
+    assert_eq!(have, count, "{zombie_lines:#?}\n{other_lines:#?}");
+    assert_each_offset_once(&broker.bootstrap, out.path(), count);
+    assert!(
+        zombie_lines
+            .iter()
+            .any(|l| l.contains("lost partitions") || l.contains("taking up again")),
+        "the paused processor learnt that its partitions had moved: {zombie_lines:#?}"
+    );
+}
