@@ -175,6 +175,10 @@ impl GroupCheckpoint {
             return Ok(Rolled::Already);
         }
         let Some(intent) = self.read_intent(member, batch)? else {
+            if done.exists() {
+                // Finished meanwhile by another member, which removed the intent.
+                return Ok(Rolled::Already);
+            }
             return Err(Error::Checkpoint {
                 path: self.intent_path(member, batch),
                 detail: format!(
@@ -213,7 +217,79 @@ impl GroupCheckpoint {
         let json = serde_json::to_vec(&intent.commit)
             .map_err(|e| Error::Internal(format!("cannot encode a commit: {e}")))?;
         write_atomic_shared(&done, &seal(&json))?;
+        // Done: the mark says so from now on.
+        let _ = fs::remove_file(self.intent_path(member, batch));
         Ok(Rolled::Now(moved))
+    }
+
+    /// A partition's state after a member's batch is no longer its latest (a later batch
+    /// committed the partition): removed, and the batch's done mark with its last state (no
+    /// committed offset can name the batch then).
+    pub fn release_section(&self, partition: i32, member: &str, batch: u64) {
+        let _ = fs::remove_file(self.section_path(partition, member, batch));
+        let name = format!("{member}-{batch}");
+        let referenced = fs::read_dir(self.root.join("partitions"))
+            .is_ok_and(|dirs| dirs.flatten().any(|d| d.path().join(&name).exists()));
+        if !referenced {
+            let _ = fs::remove_file(self.done_path(member, batch));
+            let _ = fs::remove_file(self.intent_path(member, batch));
+        }
+    }
+
+    /// Removes what members that stopped long ago (no intent or done mark for `idle`) left
+    /// undecided: staged files, the intents no committed offset names (a decided one was
+    /// finished when its partitions were taken up, seconds after its member died), and their
+    /// partition states. The states of decided batches stay: they are partitions' latest.
+    /// Returns how many members were swept.
+    pub fn sweep(&self, idle: std::time::Duration) -> usize {
+        let Ok(members) = fs::read_dir(self.root.join("members")) else {
+            return 0;
+        };
+        let mut swept = 0;
+        for entry in members.flatten() {
+            let Some(member) = entry.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
+            if member == self.member || !is_member_id(&member) {
+                continue;
+            }
+            let dir = entry.path();
+            let last_active = ["intents", "done"]
+                .iter()
+                .filter_map(|d| fs::metadata(dir.join(d)).and_then(|m| m.modified()).ok())
+                .max();
+            if last_active.is_none_or(|t| t.elapsed().unwrap_or_default() < idle) {
+                continue;
+            }
+            if let Ok(intents) = fs::read_dir(dir.join("intents")) {
+                for batch in intents
+                    .flatten()
+                    .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u64>().ok()))
+                {
+                    if self.done_path(&member, batch).exists() {
+                        let _ = fs::remove_file(self.intent_path(&member, batch));
+                        continue;
+                    }
+                    if let Ok(Some(intent)) = self.read_intent(&member, batch) {
+                        for &p in &intent.sections {
+                            let _ = fs::remove_file(self.section_path(p, &member, batch));
+                        }
+                    }
+                    let _ = fs::remove_file(self.intent_path(&member, batch));
+                }
+            }
+            // Its staging folders, in every layer (files staged before an intent existed too).
+            if let Ok(layers) = fs::read_dir(&self.output) {
+                for layer in layers.flatten() {
+                    let _ = fs::remove_dir_all(layer.path().join("_staging").join(&member));
+                }
+            }
+            let _ = fs::remove_dir(dir.join("intents"));
+            let _ = fs::remove_dir(dir.join("done"));
+            let _ = fs::remove_dir(&dir);
+            swept += 1;
+        }
+        swept
     }
 
     /// A partition's state after a member's batch.
@@ -368,6 +444,77 @@ mod tests {
         .unwrap();
         let err = b.roll_forward("aa", 5).unwrap_err().to_string();
         assert!(err.contains("cannot move"), "{err}");
+        fs::remove_dir_all(&out).unwrap();
+    }
+
+    #[test]
+    fn a_state_no_longer_latest_is_released_with_its_done_mark_once_no_partition_needs_it() {
+        let out = tempdir("release");
+        let chk = out.join("_chk");
+        let a = GroupCheckpoint::open(&chk, &out, "aa".into()).unwrap();
+        let mut i = intent(1, &[]);
+        i.sections = vec![0, 1];
+        let states = BTreeMap::from([(0, b"p0".to_vec()), (1, b"p1".to_vec())]);
+        a.write_intent(&i, &states).unwrap();
+        assert_eq!(a.roll_forward("aa", 1).unwrap(), Rolled::Now(0));
+        assert_eq!(
+            a.read_intent("aa", 1).unwrap(),
+            None,
+            "the done mark replaces the intent"
+        );
+        assert_eq!(a.roll_forward("aa", 1).unwrap(), Rolled::Already);
+        a.release_section(0, "aa", 1);
+        assert!(a.read_section(0, "aa", 1).is_err());
+        assert_eq!(
+            a.read_section(1, "aa", 1).unwrap(),
+            b"p1",
+            "partition 1 still needs it"
+        );
+        assert_eq!(a.roll_forward("aa", 1).unwrap(), Rolled::Already);
+        a.release_section(1, "aa", 1);
+        assert!(
+            !a.done_path("aa", 1).exists(),
+            "no partition names batch 1 now"
+        );
+        fs::remove_dir_all(&out).unwrap();
+    }
+
+    #[test]
+    fn a_member_gone_long_ago_is_swept_of_what_it_left_undecided_not_of_decided_states() {
+        let out = tempdir("sweep");
+        let chk = out.join("_chk");
+        let dead = GroupCheckpoint::open(&chk, &out, "dd".into()).unwrap();
+        fs::create_dir_all(out.join("bronze/_staging/dd")).unwrap();
+        fs::write(out.join("bronze/_staging/dd/undecided"), b"x").unwrap();
+        fs::write(out.join("bronze/_staging/dd/no-intent-yet"), b"x").unwrap();
+        let mut decided = intent(1, &[]);
+        decided.sections = vec![0];
+        dead.write_intent(&decided, &BTreeMap::from([(0, b"latest".to_vec())]))
+            .unwrap();
+        dead.roll_forward("dd", 1).unwrap();
+        let mut undecided = intent(2, &[("bronze/_staging/dd/undecided", "bronze/u.parquet")]);
+        undecided.sections = vec![0];
+        dead.write_intent(&undecided, &BTreeMap::from([(0, b"never".to_vec())]))
+            .unwrap();
+        let me = GroupCheckpoint::open(&chk, &out, "ee".into()).unwrap();
+        assert_eq!(
+            me.sweep(std::time::Duration::from_secs(3600)),
+            0,
+            "not idle long enough"
+        );
+        assert_eq!(me.sweep(std::time::Duration::ZERO), 1);
+        assert!(!out.join("bronze/_staging/dd").exists());
+        assert!(
+            me.read_section(0, "dd", 2).is_err(),
+            "the undecided state is gone"
+        );
+        assert_eq!(
+            me.read_section(0, "dd", 1).unwrap(),
+            b"latest",
+            "the decided one stays"
+        );
+        assert_eq!(me.roll_forward("dd", 1).unwrap(), Rolled::Already);
+        assert!(!out.join("bronze/u.parquet").exists());
         fs::remove_dir_all(&out).unwrap();
     }
 

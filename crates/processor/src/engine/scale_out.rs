@@ -42,6 +42,9 @@ use crate::RunSummary;
 /// member that died holds it until the transaction times out: 20 s).
 const TAKE_UP_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// A member with no batch for this long is gone: what it left undecided is removed at start.
+const SWEEP_IDLE: Duration = Duration::from_secs(3600);
+
 /// Runs one member of the group until `stop` (or `drain`) is set, or with the available-now
 /// trigger until the partitions it owns are read to where the topic ended at start.
 pub fn run<D: Dataset>(
@@ -87,6 +90,10 @@ pub fn run<D: Dataset>(
         &config.group_id,
     )?);
     let group = GroupCheckpoint::open(&checkpoint_root, &output_root, member.clone())?;
+    let swept = group.sweep(SWEEP_IDLE);
+    if swept > 0 {
+        info!("[processor] removed what {swept} processors gone for over {SWEEP_IDLE:?} left undecided (staged files, intents)");
+    }
     let mut stages = Stages::open_member(dataset, config, &member, membership.clone())?;
     stages.start_sinks(&Start {
         config,
@@ -119,6 +126,7 @@ pub fn run<D: Dataset>(
             available_now,
         },
         next: BTreeMap::new(),
+        held: BTreeMap::new(),
         batch: 0,
         last_planned_at: None,
         summary: RunSummary::default(),
@@ -140,6 +148,9 @@ struct MemberLoop<'a> {
     planner: Planner<'a>,
     /// The partitions taken up, and the next offset of each.
     next: BTreeMap<i32, i64>,
+    /// The batch (member, number) whose state each partition taken up stands on: released once
+    /// a batch of this member commits the partition again.
+    held: BTreeMap<i32, (String, u64)>,
     /// This member's next batch number.
     batch: u64,
     last_planned_at: Option<i64>,
@@ -248,6 +259,12 @@ impl MemberLoop<'_> {
             match committed {
                 Ok(outcome) => {
                     self.next.extend(ends);
+                    for &p in &read_partitions {
+                        let now = (self.group.member().to_string(), report.batch);
+                        if let Some((member, batch)) = self.held.insert(p, now) {
+                            self.group.release_section(p, &member, batch);
+                        }
+                    }
                     record_outcome(&mut self.summary, report, outcome, t.elapsed());
                 }
                 Err(Error::Fenced(why)) => {
@@ -269,6 +286,7 @@ impl MemberLoop<'_> {
     fn take_changes<D: Dataset>(&mut self, stages: &mut Stages<D>) -> Result<()> {
         let changes = self.membership.changes();
         for p in &changes.revoked {
+            self.held.remove(p);
             if self.next.remove(p).is_some() {
                 for op in stages.operators() {
                     op.drop_partition(*p);
@@ -289,6 +307,7 @@ impl MemberLoop<'_> {
         }
         for p in &take_up {
             self.next.remove(p);
+            self.held.remove(p);
             for op in stages.operators() {
                 op.drop_partition(*p);
             }
@@ -311,6 +330,7 @@ impl MemberLoop<'_> {
                         },
                     )?;
                     info!("[processor] partition {p}: taken up at offset {offset}, with its state as of batch {batch} of processor {member}");
+                    self.held.insert(p, (member, batch));
                     offset
                 }
                 (Some(offset), None) => {
@@ -340,6 +360,7 @@ impl MemberLoop<'_> {
 
     /// Drops every partition's state: they are taken up again from the group checkpoint.
     fn forget_all<D: Dataset>(&mut self, stages: &mut Stages<D>) {
+        self.held.clear();
         for p in std::mem::take(&mut self.next).into_keys() {
             for op in stages.operators() {
                 op.drop_partition(p);
