@@ -422,3 +422,17 @@ fn a_paused_processor_whose_partitions_moved_commits_nothing_of_them() {
         "the paused processor learnt that its partitions had moved: {zombie_lines:#?}"
     );
 }
+
+#[test]
+fn scale_out_is_refused_on_the_embedded_broker_which_keeps_no_transactional_offsets() {
+    let broker = Broker::start_as("mock", 2);
+    let out = Scratch::new("scale-out-mock");
+    let run = process_unchecked(&broker.bootstrap, out.path(), &["--scale-out", "true"]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("SCALE_OUT=true needs a broker that keeps transactional offsets"),
+        "{stderr}"
+    );
+    assert!(layer_files(out.path(), "bronze").is_empty());
+}

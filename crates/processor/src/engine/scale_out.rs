@@ -84,6 +84,14 @@ pub fn run<D: Dataset>(
     info!("[processor] Kafka client: {}", client.describe());
     let source = KafkaSource::new(&client, &config.kafka.topic, &config.group_id)?;
     let watermarks = source.wait_ready(config.connect_timeout)?;
+    if source
+        .cluster_id(Duration::from_secs(10))
+        .is_some_and(|id| id.starts_with("mockCluster"))
+    {
+        return Err(Error::Config(
+            "SCALE_OUT=true needs a broker that keeps transactional offsets (Apache Kafka, or any Kafka-compatible broker that does): this is the embedded broker (librdkafka's mock), which does not, so a partition moving between processors would be read twice".into(),
+        ));
+    }
     let membership = Arc::new(Membership::join(
         &client,
         &config.kafka.topic,

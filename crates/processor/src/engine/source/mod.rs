@@ -169,6 +169,11 @@ impl KafkaSource {
         ))
     }
 
+    /// The cluster's id, when the broker tells it.
+    pub fn cluster_id(&self, timeout: Duration) -> Option<String> {
+        self.consumer.client().fetch_cluster_id(timeout)
+    }
+
     /// Waits up to `timeout` for the broker to answer and the topic to exist (a bounded wait at start).
     pub fn wait_ready(&self, timeout: Duration) -> Result<Watermarks> {
         let started = Instant::now();
