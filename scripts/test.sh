@@ -2,8 +2,8 @@
 # The test command (it installs cargo-nextest when missing): every Rust test (unit and
 # integration, through the embedded broker), then the interoperability check with pandas, DuckDB,
 # polars, deltalake and Spark (when Java is there) on output the pipeline writes, then the
-# integration tests again on Apache Kafka, run as local processes by scripts/kafka.sh from jars
-# that Maven fetches once:
+# Kubernetes manifests' validation (kubeconform), then the integration tests again on Apache Kafka,
+# run as local processes by scripts/kafka.sh from jars that Maven fetches once:
 #   - every integration test that uses a broker, and the Apache Kafka-only tests, on a KRaft node (4.x)
 #     (the Cassandra sink's test with Apache Cassandra 5.0, run by scripts/cassandra.sh from jars);
 #   - end to end and the SIGKILL exactly-once test on ZooKeeper + Kafka 3.9 and on a 3-node cluster.
@@ -31,6 +31,8 @@ if command -v java > /dev/null; then
     || PYTHONPATH="$spark_py:tests/python" python3 -c 'import check_delta; check_delta.spark_session().stop()'
 fi
 scripts/check-output.sh
+# The Kubernetes manifests (deploy/k8s), strictly, by kubeconform against Kubernetes' schemas.
+scripts/check-k8s.sh
 
 if ! command -v java > /dev/null || ! command -v mvn > /dev/null; then
   if [ "${REQUIRE_KAFKA:-0}" = 1 ]; then

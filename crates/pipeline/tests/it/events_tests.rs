@@ -11,7 +11,7 @@ use crate::harness::*;
 const DATASET: [&str; 4] = ["--dataset", "events", "--topic", TOPIC];
 
 /// Each row of `events/id=<id>/*.parquet`: (id from the folder, ts, value).
-fn partitioned_rows(out: &Path) -> Vec<(i64, i64, f64)> {
+pub(crate) fn partitioned_rows(out: &Path) -> Vec<(i64, i64, f64)> {
     let mut rows = Vec::new();
     let Ok(dirs) = std::fs::read_dir(out.join("events")) else {
         return rows;

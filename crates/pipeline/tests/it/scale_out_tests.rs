@@ -4,7 +4,7 @@
 //! Kafka's exactly-once consume-transform-produce). Ignored in a plain run: `scripts/test.sh`
 //! runs them on Apache Kafka.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use processor::engine::source::membership::Membership;
@@ -435,4 +435,134 @@ fn scale_out_is_refused_on_the_embedded_broker_which_keeps_no_transactional_offs
         "{stderr}"
     );
     assert!(layer_files(out.path(), "bronze").is_empty());
+}
+
+/// The final figures of each events window: (id, window_start) -> (event_count, avg bits), from
+/// the update with the most events (counts only grow, whichever processor wrote the update).
+fn final_event_windows(out: &std::path::Path) -> BTreeMap<(i64, i64), (i64, Option<u64>)> {
+    let agg = read_layer(out, "events_agg");
+    let mut last: BTreeMap<(i64, i64), (i64, Option<u64>)> = BTreeMap::new();
+    for (((start, id), n), avg) in i64s(&agg, "window_start")
+        .into_iter()
+        .zip(i64s(&agg, "id"))
+        .zip(i64s(&agg, "event_count"))
+        .zip(f64s(&agg, "avg_value"))
+    {
+        let entry = last.entry((id, start)).or_insert((0, None));
+        if n > entry.0 {
+            *entry = (n, avg.map(f64::to_bits));
+        }
+    }
+    last
+}
+
+#[test]
+#[ignore = "needs Apache Kafka (scripts/kafka.sh; scripts/test.sh runs it)"]
+fn events_processors_share_a_topic_exactly_once_and_their_windows_equal_one_processors() {
+    let broker = kafka(4);
+    let out = Scratch::new("scale-out-events");
+    let dataset = ["--dataset", "events", "--topic", TOPIC];
+    let count = 12_000;
+    let mut producer = spawn_producer(
+        &broker.bootstrap,
+        out.path(),
+        &[
+            &dataset[..],
+            &[
+                "--msgs-per-sec",
+                "1000",
+                "--count",
+                "12000",
+                "--seed",
+                "41",
+                "--bad-ratio",
+                "0.03",
+                "--event-time-start",
+                "2025-11-06T07:00:00Z",
+            ],
+        ]
+        .concat(),
+    );
+    let group = format!("scale-out-events-{}", rand_u64());
+    let args = [
+        &dataset[..],
+        &[
+            "--scale-out",
+            "true",
+            "--group-id",
+            group.as_str(),
+            "--trigger",
+            "0",
+            "--max-offsets-per-trigger",
+            "400",
+        ],
+    ]
+    .concat();
+    let a = Processor::spawn(&broker.bootstrap, out.path(), &args, &[]);
+    let b = Processor::spawn(&broker.bootstrap, out.path(), &args, &[]);
+    for i in 0..4 {
+        let pause = i % 2 == 1;
+        let envs: &[(&str, &str)] = if pause {
+            &[("PROCESSOR_TEST_PAUSE_BEFORE_COMMIT", "400 ms")]
+        } else {
+            &[]
+        };
+        let c = Processor::spawn(&broker.bootstrap, out.path(), &args, envs);
+        if pause {
+            c.wait_for("test pause before the roll forward", Duration::from_secs(30));
+        } else {
+            c.wait_for("Connecting to", Duration::from_secs(20));
+            std::thread::sleep(Duration::from_millis(500 + rand_u64() % 1500));
+        }
+        c.signal(libc::SIGKILL);
+        c.wait();
+    }
+    assert!(producer.wait().unwrap().success());
+    let (valid, invalid) = crate::events_tests::produced(&broker.bootstrap);
+    assert_eq!(valid.len() + invalid, count);
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while crate::events_tests::partitioned_rows(out.path()).len() < valid.len()
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    a.signal(libc::SIGTERM);
+    b.signal(libc::SIGTERM);
+    let (a_lines, b_lines) = (lines_of(&a), lines_of(&b));
+    assert!(a.wait().success() && b.wait().success());
+    assert_eq!(
+        crate::events_tests::partitioned_rows(out.path()),
+        valid,
+        "each valid event once: {a_lines:#?}\n{b_lines:#?}"
+    );
+    assert_eq!(
+        rows(&read_layer(out.path(), "events_quarantine")),
+        invalid,
+        "each reject once"
+    );
+
+    let reference = Scratch::new("scale-out-events-reference");
+    let reference_group = format!("scale-out-events-ref-{}", rand_u64());
+    process_all(
+        &broker.bootstrap,
+        reference.path(),
+        &[
+            &dataset[..],
+            &[
+                "--scale-out",
+                "true",
+                "--group-id",
+                reference_group.as_str(),
+                "--max-offsets-per-trigger",
+                "400",
+            ],
+        ]
+        .concat(),
+    );
+    let (shared, alone) = (
+        final_event_windows(out.path()),
+        final_event_windows(reference.path()),
+    );
+    assert!(alone.len() > 100, "windows: {}", alone.len());
+    assert_eq!(shared, alone, "the windows of two processors equal one processor's");
 }
