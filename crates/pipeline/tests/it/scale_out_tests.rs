@@ -509,7 +509,10 @@ fn events_processors_share_a_topic_exactly_once_and_their_windows_equal_one_proc
         };
         let c = Processor::spawn(&broker.bootstrap, out.path(), &args, envs);
         if pause {
-            c.wait_for("test pause before the roll forward", Duration::from_secs(30));
+            c.wait_for(
+                "test pause before the roll forward",
+                Duration::from_secs(30),
+            );
         } else {
             c.wait_for("Connecting to", Duration::from_secs(20));
             std::thread::sleep(Duration::from_millis(500 + rand_u64() % 1500));
@@ -563,6 +566,10 @@ fn events_processors_share_a_topic_exactly_once_and_their_windows_equal_one_proc
         final_event_windows(out.path()),
         final_event_windows(reference.path()),
     );
-    assert!(alone.len() > 100, "windows: {}", alone.len());
-    assert_eq!(shared, alone, "the windows of two processors equal one processor's");
+    // 12,000 events 1 ms apart: 10 ids over two 10-second windows.
+    assert!(alone.len() >= 10, "windows: {}", alone.len());
+    assert_eq!(
+        shared, alone,
+        "the windows of two processors equal one processor's"
+    );
 }

@@ -62,6 +62,9 @@ pub fn run<D: Dataset>(
             config.dataset
         )));
     }
+    if config.max_files_per_sink > 0 {
+        warn!("[processor] MAX_FILES_PER_SINK={} is not applied with SCALE_OUT=true: every file is kept", config.max_files_per_sink);
+    }
     tune_allocator();
     let starting = StartingOffsets::parse(&config.starting_offsets, &config.kafka.topic)?;
     let Location::Local(checkpoint_root) = config.checkpoint_path() else {
