@@ -421,6 +421,15 @@ fn a_paused_processor_whose_partitions_moved_commits_nothing_of_them() {
             .any(|l| l.contains("lost partitions") || l.contains("taking up again")),
         "the paused processor learnt that its partitions had moved: {zombie_lines:#?}"
     );
+    // Nothing is left staged: a refused batch's files were removed, a committed one's moved.
+    for layer in ["bronze", "silver", "quarantine", "raw_csv", "gold"] {
+        let staging = out.path().join(layer).join("_staging");
+        for member in std::fs::read_dir(&staging).unwrap() {
+            let member = member.unwrap().path();
+            let left: Vec<_> = std::fs::read_dir(&member).unwrap().collect();
+            assert!(left.is_empty(), "{} holds {left:?}", member.display());
+        }
+    }
 }
 
 #[test]

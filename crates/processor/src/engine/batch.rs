@@ -258,6 +258,17 @@ impl Committer {
         })
     }
 
+    /// Drops a staged batch that will not be committed: each sink removes what it staged.
+    pub fn discard(&self, staged: StagedBatch) {
+        let mut pieces: Vec<Vec<Piece>> = self.sinks.iter().map(|_| Vec::new()).collect();
+        for (sink, piece) in staged.pieces {
+            pieces[sink].push(piece);
+        }
+        for (sink, pieces) in self.sinks.iter().zip(pieces) {
+            sink.discard(pieces);
+        }
+    }
+
     /// Whether a sink commits the batch's input offsets to the consumer group in its own commit
     /// (then the engine does not).
     pub fn sinks_commit_group_offsets(&self) -> bool {

@@ -260,12 +260,16 @@ impl MemberLoop<'_> {
                 .map(|&p| (p, operator::snapshot_partition_all(&stages.operators(), p)))
                 .collect();
             let t = Instant::now();
+            let committer = stages.committer();
             let committed = match self.membership.begin_commit(&read_partitions) {
-                Ok(_guard) => stages.committer().commit_member(staged, self.group, &sections),
-                Err(gone) => Err(Error::Fenced(format!(
-                    "batch {}: partitions {gone:?} moved to another processor while it ran: it is not committed",
-                    report.batch
-                ))),
+                Ok(_guard) => committer.commit_member(staged, self.group, &sections),
+                Err(gone) => {
+                    committer.discard(staged);
+                    Err(Error::Fenced(format!(
+                        "batch {}: partitions {gone:?} moved to another processor while it ran: it is not committed",
+                        report.batch
+                    )))
+                }
             };
             match committed {
                 Ok(outcome) => {

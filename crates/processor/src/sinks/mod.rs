@@ -166,6 +166,10 @@ pub trait Sink: Send + Sync {
     /// Undoes a pre-commit whose batch will not be committed now (it is re-run later).
     fn abort(&self, _batch: &SinkBatch<'_>, _pre: PreCommit) {}
 
+    /// Drops the pieces of a batch that will not be committed (nothing of it was pre-committed):
+    /// what they staged is removed.
+    fn discard(&self, _pieces: Vec<Piece>) {}
+
     /// Scale-out: the moves (staged file, final file, relative to the output folder) that put
     /// this sink's part of the batch in place; written in the batch's intent, so that any
     /// processor can finish a decided batch.

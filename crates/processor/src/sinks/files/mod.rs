@@ -995,6 +995,16 @@ impl Sink for FileSink {
         }
     }
 
+    fn discard(&self, pieces: Vec<Piece>) {
+        for piece in pieces {
+            if let Ok(files) = piece.downcast::<Vec<StagedFile>>() {
+                for file in *files {
+                    let _ = fs::remove_file(&file.staged);
+                }
+            }
+        }
+    }
+
     fn moves(&self, pre: &PreCommit) -> Result<Vec<(PathBuf, PathBuf)>> {
         let files = pre
             .downcast_ref::<Vec<StagedFile>>()
