@@ -172,7 +172,7 @@ fn batches_with_rows(lines: &[String]) -> usize {
 
 #[test]
 #[ignore = "needs Apache Kafka (scripts/kafka.sh; scripts/test.sh runs it)"]
-fn three_processors_share_a_topic_exactly_once_through_kills_a_join_and_a_leave() {
+fn three_processors_share_a_topic_each_offset_once_through_kills_a_join_and_a_leave() {
     let broker = kafka(6);
     let out = Scratch::new("scale-out");
     let count = 30_000;
@@ -467,7 +467,7 @@ fn final_event_windows(out: &std::path::Path) -> BTreeMap<(i64, i64), (i64, Opti
 
 #[test]
 #[ignore = "needs Apache Kafka (scripts/kafka.sh; scripts/test.sh runs it)"]
-fn events_processors_share_a_topic_exactly_once_and_their_windows_equal_one_processors() {
+fn events_processors_share_a_topic_each_event_once_and_their_windows_equal_one_processors() {
     let broker = kafka(4);
     let out = Scratch::new("scale-out-events");
     let dataset = ["--dataset", "events", "--topic", TOPIC];
