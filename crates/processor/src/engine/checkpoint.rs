@@ -698,11 +698,13 @@ fn ids(dir: &Path) -> Result<Vec<u64>> {
 }
 
 /// Writes `bytes` to `path` so that a reader (or a restart after a crash) sees either the old
-/// content or the new, never a part: temp file, fsync, rename, fsync of the folder.
+/// content or the new, never a part: temp file, fsync, rename, fsync of the folder. The temp file
+/// is named after the process, so that two processes writing the same entry at once (scale-out's
+/// done marks, with the same content) do not write one temp file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("entry");
-    let tmp = dir.join(format!(".{name}.tmp"));
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let ctx = || format!("cannot write {}", path.display());
     let mut f = File::create(&tmp).io_context(ctx)?;
     f.write_all(bytes).io_context(ctx)?;

@@ -216,7 +216,10 @@ impl GroupCheckpoint {
         folders.iter().try_for_each(|f| sync_dir(f))?;
         let json = serde_json::to_vec(&intent.commit)
             .map_err(|e| Error::Internal(format!("cannot encode a commit: {e}")))?;
-        write_atomic_shared(&done, &seal(&json))?;
+        if let Some(dir) = done.parent() {
+            fs::create_dir_all(dir).io_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        write_atomic(&done, &seal(&json))?;
         // Done: the mark says so from now on.
         let _ = fs::remove_file(self.intent_path(member, batch));
         Ok(Rolled::Now(moved))
@@ -329,23 +332,6 @@ fn read_optional(path: &Path) -> Result<Option<Vec<u8>>> {
             source: e,
         }),
     }
-}
-
-/// [`write_atomic`] for a file two members may write at once (with the same content): each
-/// through its own temporary name.
-fn write_atomic_shared(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write as _;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("entry");
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let ctx = || format!("cannot write {}", path.display());
-    fs::create_dir_all(dir).io_context(ctx)?;
-    let mut f = fs::File::create(&tmp).io_context(ctx)?;
-    f.write_all(bytes).io_context(ctx)?;
-    f.sync_all().io_context(ctx)?;
-    drop(f);
-    fs::rename(&tmp, path).io_context(ctx)?;
-    sync_dir(dir)
 }
 
 #[cfg(test)]
