@@ -98,49 +98,21 @@ impl Committer {
     /// is visible; every sink's pre-commit (a refusal there leaves nothing visible); each sink's
     /// commit in the list's order; then the operators' state and the commit entry; then the
     /// sinks' upkeep. The caller commits batches in order, each after the previous one's commit.
-    pub fn commit(&self, staged: StagedBatch) -> Result<BatchOutcome> {
+    pub fn commit(&self, mut staged: StagedBatch) -> Result<BatchOutcome> {
         let t = Instant::now();
-        let plan = &staged.plan;
         let checkpoint = self.checkpoint.as_ref().ok_or_else(|| {
             Error::Internal("a scale-out member's batch committed as a lone processor's".into())
         })?;
         if staged.write_plan {
             // The write-ahead entry: before any output of the batch is visible.
-            checkpoint.write_plan(plan)?;
+            checkpoint.write_plan(&staged.plan)?;
         }
-        let batch = SinkBatch {
-            batch: plan.batch,
-            planned_at: plan.planned_at,
-            ranges: &plan.ranges,
-            topic_id: plan.topic_id.as_deref(),
-        };
-        let mut pieces: Vec<Vec<Piece>> = self.sinks.iter().map(|_| Vec::new()).collect();
-        for (sink, piece) in staged.pieces {
-            pieces[sink].push(piece);
-        }
-        let mut pre: Vec<PreCommit> = Vec::with_capacity(self.sinks.len());
-        for (sink, pieces) in self.sinks.iter().zip(pieces) {
-            match sink.pre_commit(&batch, pieces) {
-                Ok(p) => pre.push(p),
-                Err(e) => {
-                    for (sink, p) in self.sinks.iter().zip(pre) {
-                        sink.abort(&batch, p);
-                    }
-                    return Err(e);
-                }
-            }
-        }
+        let plan = &staged.plan;
+        let batch = sink_batch(plan);
+        let pre = self.pre_commit_all(&batch, std::mem::take(&mut staged.pieces))?;
         // A failed commit leaves the later sinks uncommitted; the batch is re-run at the next
         // start, and the sinks that committed it recognise it.
-        let mut sinks = self.sinks.iter().zip(pre);
-        while let Some((sink, p)) = sinks.next() {
-            if let Err(e) = sink.commit(&batch, p) {
-                for (later, p) in sinks {
-                    later.abort(&batch, p);
-                }
-                return Err(e);
-            }
-        }
+        self.commit_all(&batch, pre)?;
         if let Some(pause) = self.test_pause_before_commit {
             info!(
                 "[processor] test pause before the commit of batch {} ({pause:?})",
@@ -153,17 +125,7 @@ impl Committer {
         for sink in self.sinks.iter() {
             sink.after_commit(plan.batch)?;
         }
-        Ok(BatchOutcome {
-            commit: staged.commit,
-            planned_at: plan.planned_at,
-            outputs: staged.outputs,
-            rejects: staged.rejects,
-            decode: staged.decode,
-            write: staged.write,
-            operators: staged.operators,
-            commit_time: t.elapsed(),
-            operator_figures: staged.operator_figures,
-        })
+        Ok(staged.outcome(t.elapsed()))
     }
 
     /// Commits a scale-out member's batch: every sink's pre-commit (the Kafka transaction opened,
@@ -174,69 +136,40 @@ impl Committer {
     /// processor to die first).
     pub fn commit_member(
         &self,
-        staged: StagedBatch,
+        mut staged: StagedBatch,
         group: &GroupCheckpoint,
         sections: &BTreeMap<i32, Vec<u8>>,
     ) -> Result<BatchOutcome> {
         let t = Instant::now();
         let plan = &staged.plan;
-        let batch = SinkBatch {
-            batch: plan.batch,
-            planned_at: plan.planned_at,
-            ranges: &plan.ranges,
-            topic_id: plan.topic_id.as_deref(),
-        };
-        let mut pieces: Vec<Vec<Piece>> = self.sinks.iter().map(|_| Vec::new()).collect();
-        for (sink, piece) in staged.pieces {
-            pieces[sink].push(piece);
-        }
-        let mut pre: Vec<PreCommit> = Vec::with_capacity(self.sinks.len());
-        let mut moves = Vec::new();
-        let mut failed = None;
-        for (sink, pieces) in self.sinks.iter().zip(pieces) {
-            match sink
-                .pre_commit(&batch, pieces)
-                .and_then(|p| sink.moves(&p).map(|m| (p, m)))
-            {
-                Ok((p, m)) => {
-                    pre.push(p);
-                    moves.extend(m);
-                }
-                Err(e) => {
-                    failed = Some(e);
-                    break;
-                }
-            }
-        }
-        let intent = Intent {
-            batch: plan.batch,
-            planned_at: plan.planned_at,
-            ranges: plan.ranges.clone(),
-            moves,
-            sections: sections.keys().copied().collect(),
-            commit: staged.commit.clone(),
-        };
-        if failed.is_none() {
-            failed = group.write_intent(&intent, sections).err();
-        }
-        if let Some(e) = failed {
-            for (sink, p) in self.sinks.iter().zip(pre) {
-                sink.abort(&batch, p);
-            }
-            group.discard(&intent);
+        let batch = sink_batch(plan);
+        let pre = self.pre_commit_all(&batch, std::mem::take(&mut staged.pieces))?;
+        let moves: Result<Vec<_>> = self
+            .sinks
+            .iter()
+            .zip(&pre)
+            .map(|(sink, p)| sink.moves(p))
+            .collect();
+        let intent = moves.and_then(|moves| {
+            let intent = Intent {
+                batch: plan.batch,
+                planned_at: plan.planned_at,
+                ranges: plan.ranges.clone(),
+                moves: moves.into_iter().flatten().collect(),
+                sections: sections.keys().copied().collect(),
+                commit: staged.commit.clone(),
+            };
+            group
+                .write_intent(&intent, sections)
+                .inspect_err(|_| group.discard(&intent))
+        });
+        if let Err(e) = intent {
+            self.abort_all(&batch, pre);
             return Err(e);
         }
         // From here a failed commit may still have decided the batch (a commit whose answer was
         // lost): its intent stays, for whoever finds its offsets to roll forward.
-        let mut sinks = self.sinks.iter().zip(pre);
-        while let Some((sink, p)) = sinks.next() {
-            if let Err(e) = sink.commit(&batch, p) {
-                for (later, p) in sinks {
-                    later.abort(&batch, p);
-                }
-                return Err(e);
-            }
-        }
+        self.commit_all(&batch, pre)?;
         if let Some(pause) = self.test_pause_before_commit {
             info!(
                 "[processor] test pause before the roll forward of batch {} ({pause:?})",
@@ -245,27 +178,62 @@ impl Committer {
             std::thread::sleep(pause);
         }
         group.roll_forward(group.member(), plan.batch)?;
-        Ok(BatchOutcome {
-            commit: staged.commit,
-            planned_at: plan.planned_at,
-            outputs: staged.outputs,
-            rejects: staged.rejects,
-            decode: staged.decode,
-            write: staged.write,
-            operators: staged.operators,
-            commit_time: t.elapsed(),
-            operator_figures: staged.operator_figures,
-        })
+        Ok(staged.outcome(t.elapsed()))
     }
 
     /// Drops a staged batch that will not be committed: each sink removes what it staged.
     pub fn discard(&self, staged: StagedBatch) {
-        let mut pieces: Vec<Vec<Piece>> = self.sinks.iter().map(|_| Vec::new()).collect();
-        for (sink, piece) in staged.pieces {
-            pieces[sink].push(piece);
-        }
-        for (sink, pieces) in self.sinks.iter().zip(pieces) {
+        for (sink, pieces) in self.sinks.iter().zip(self.by_sink(staged.pieces)) {
             sink.discard(pieces);
+        }
+    }
+
+    /// The batch's pieces, grouped by sink in the sink list's order.
+    fn by_sink(&self, pieces: Vec<(usize, Piece)>) -> Vec<Vec<Piece>> {
+        let mut by_sink: Vec<Vec<Piece>> = self.sinks.iter().map(|_| Vec::new()).collect();
+        for (sink, piece) in pieces {
+            by_sink[sink].push(piece);
+        }
+        by_sink
+    }
+
+    /// Every sink's pre-commit, in order; on a refusal the sinks pre-committed so far are
+    /// aborted and nothing of the batch is visible.
+    fn pre_commit_all(
+        &self,
+        batch: &SinkBatch<'_>,
+        pieces: Vec<(usize, Piece)>,
+    ) -> Result<Vec<PreCommit>> {
+        let mut pre: Vec<PreCommit> = Vec::with_capacity(self.sinks.len());
+        for (sink, pieces) in self.sinks.iter().zip(self.by_sink(pieces)) {
+            match sink.pre_commit(batch, pieces) {
+                Ok(p) => pre.push(p),
+                Err(e) => {
+                    self.abort_all(batch, pre);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(pre)
+    }
+
+    /// Each sink's commit in order; after a failure the later sinks are aborted.
+    fn commit_all(&self, batch: &SinkBatch<'_>, pre: Vec<PreCommit>) -> Result<()> {
+        let mut sinks = self.sinks.iter().zip(pre);
+        while let Some((sink, p)) = sinks.next() {
+            if let Err(e) = sink.commit(batch, p) {
+                for (later, p) in sinks {
+                    later.abort(batch, p);
+                }
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    fn abort_all(&self, batch: &SinkBatch<'_>, pre: Vec<PreCommit>) {
+        for (sink, p) in self.sinks.iter().zip(pre) {
+            sink.abort(batch, p);
         }
     }
 
@@ -273,6 +241,33 @@ impl Committer {
     /// (then the engine does not).
     pub fn sinks_commit_group_offsets(&self) -> bool {
         self.sinks.iter().any(|s| s.commits_group_offsets())
+    }
+}
+
+/// A batch as its sinks see it.
+fn sink_batch(plan: &BatchPlan) -> SinkBatch<'_> {
+    SinkBatch {
+        batch: plan.batch,
+        planned_at: plan.planned_at,
+        ranges: &plan.ranges,
+        topic_id: plan.topic_id.as_deref(),
+    }
+}
+
+impl StagedBatch {
+    /// What the batch's commit reports, once it took `commit_time`.
+    fn outcome(self, commit_time: Duration) -> BatchOutcome {
+        BatchOutcome {
+            commit: self.commit,
+            planned_at: self.plan.planned_at,
+            outputs: self.outputs,
+            rejects: self.rejects,
+            decode: self.decode,
+            write: self.write,
+            operators: self.operators,
+            commit_time,
+            operator_figures: self.operator_figures,
+        }
     }
 }
 

@@ -995,6 +995,15 @@ impl Sink for FileSink {
         }
     }
 
+    fn abort(&self, _batch: &SinkBatch<'_>, pre: PreCommit) {
+        // Not placed: the batch is staged again when it is re-run.
+        if let Ok(files) = pre.downcast::<Vec<StagedFile>>() {
+            for file in *files {
+                let _ = fs::remove_file(&file.staged);
+            }
+        }
+    }
+
     fn discard(&self, pieces: Vec<Piece>) {
         for piece in pieces {
             if let Ok(files) = piece.downcast::<Vec<StagedFile>>() {
