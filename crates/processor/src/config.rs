@@ -245,8 +245,8 @@ pub struct ProcessorConfig {
     /// The Kafka topic of the fraud alerts
     #[arg(long, env = "FRAUD_ALERTS_TOPIC", default_value = "fraud-alerts")]
     pub fraud_alerts_topic: String,
-    /// How far the fraud rules' watermark trails the largest event time: a transaction older
-    /// than it is late (counted, not evaluated); alerts wait for it
+    /// How far the fraud rules' watermark trails the largest event time: sessions end when it
+    /// passes them by 10 minutes; a transaction older than it is late (counted, not judged)
     #[arg(long, env = "FRAUD_WATERMARK_DELAY", default_value = "5 minutes", value_parser = parse_spark_duration)]
     pub fraud_watermark_delay: Duration,
     /// Financial dataset: a user with more than this many transactions in a minute of

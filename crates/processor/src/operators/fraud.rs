@@ -1,23 +1,32 @@
-//! Seed 002's fraud rules, per user, in event-time order, with state across batches.
+//! Seed 002's fraud rules, per user, with state across batches, judging each transaction in the
+//! batch that reads it (as seed 002's `mapGroupsWithState` does).
 //!
-//! A transaction waits in a buffer until the watermark (the largest event time seen minus the
-//! delay) passes its event time; then the buffered transactions are evaluated in event-time order
-//! (ties by Kafka partition and offset). So the alerts do not depend on arrival order or on how
-//! records were split into batches, and a re-run batch raises exactly the alerts of its first
-//! attempt. A transaction at or before the watermark in force when its batch started is late:
-//! counted, not evaluated.
+//! A batch's transactions are judged in the order of its plan: partition by partition, each in
+//! offset order. A user's purchases share a key (their card) and so a partition, so a user's are
+//! judged in the order Kafka holds them, whatever the batches' cuts: a re-run batch, or a run cut
+//! into other batches after a crash, raises the same alerts. A transaction at or before the
+//! watermark in force when its batch started (the largest event time seen, less the delay) is
+//! late: counted, not judged (its session may have ended already).
+//!
+//! A transaction older than the user's latest (out of event-time order, within the watermark) is
+//! judged against the user's state as it stands: the travel rules compare it with the latest
+//! purchase (`time_diff_seconds` is then negative, the speed taken over its absolute value); it
+//! counts in the burst windows that are still open (those ending after the latest purchase); it
+//! counts towards `FRAUD_RISK` in the session; the latest purchase stays the user's last time and
+//! place.
 //!
 //! The rules, for a user's transaction after their previous one in the same session (`dt`
 //! seconds, `d` km apart by haversine on a 6,371 km sphere):
-//! - `IMPOSSIBLE_TRAVEL`: `dt > 0` and `d / dt * 3600 > 800` km/h;
+//! - `IMPOSSIBLE_TRAVEL`: `|dt| > 0` and `d / |dt| * 3600 > 800` km/h;
 //! - `LARGE_AMOUNT`: `amount > 10000`;
-//! - `RAPID_LOCATION_CHANGE`: `dt < 60` and `d > 50`;
+//! - `RAPID_LOCATION_CHANGE`: `|dt| < 60` and `d > 50`;
 //! - `BURST`: the sixth transaction of the user in a sliding window of 1 minute sliding by 30 s
-//!   (windows `[k·30 s, k·30 s + 60 s)`), once per window;
+//!   (windows `[k·30 s, k·30 s + 60 s)`), once per window, on the transaction that makes it six;
 //! - `FRAUD_RISK`: the user's third and each later transaction above 5000 in their session;
 //! - `SESSION_TIMEOUT`: no transaction of the user for 10 minutes of event time ends the session
-//!   and drops its state; raised when the session had a transaction above 5000 (a clean session
-//!   ends silently, so clean traffic raises nothing).
+//!   and drops its state (when the user's next transaction comes 10 minutes or more after their
+//!   latest, or when the watermark passes the latest by 10 minutes); raised when the session had
+//!   a transaction above 5000 (a clean session ends silently, so clean traffic raises nothing).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -111,7 +120,9 @@ pub struct FraudRules {
     delay: i64,
     watermark: Option<i64>,
     max_event_time: Option<i64>,
-    /// Transactions waiting for the watermark, by (event time, partition, offset).
+    /// Transactions a checkpoint of the earlier rules (which waited for the watermark) left
+    /// waiting, by (event time, partition, offset): judged first at the next batch. Kept so that
+    /// the snapshot's layout, and so those checkpoints, stay readable.
     pending: BTreeMap<(i64, i32, i64), Txn>,
     /// aHash: SipHash was a visible share of a profile of the rules.
     users: HashMap<String, UserState, ahash::RandomState>,
@@ -148,15 +159,22 @@ impl FraudRules {
         self.watermark
     }
 
-    /// Users with a session and transactions waiting: what the state holds.
-    pub fn sizes(&self) -> (usize, usize) {
-        (self.users.len(), self.pending.len())
+    /// Users with a session: what the state holds.
+    pub fn users(&self) -> usize {
+        self.users.len()
     }
 
-    /// Takes a batch's transactions, advances the watermark, and evaluates every transaction the
-    /// watermark has passed, in event-time order. Returns the alerts, in that order.
+    /// Judges a batch's transactions in the order of its plan (sorted here by partition and
+    /// offset), then advances the watermark and ends the sessions it has passed. Returns the
+    /// alerts in the order they were raised.
     pub fn apply(&mut self, txns: impl IntoIterator<Item = Txn>) -> FraudBatch {
         let in_force = self.watermark;
+        let mut alerts = Vec::new();
+        for (_, t) in std::mem::take(&mut self.pending) {
+            self.evaluate(t, &mut alerts);
+        }
+        let mut txns: Vec<Txn> = txns.into_iter().collect();
+        txns.sort_by_key(|t| (t.partition, t.offset));
         let mut late = 0;
         for t in txns {
             self.max_event_time = Some(
@@ -167,22 +185,15 @@ impl FraudRules {
                 late += 1;
                 continue;
             }
-            self.pending
-                .insert((t.event_time, t.partition, t.offset), t);
+            self.evaluate(t, &mut alerts);
         }
         self.late_total += late;
         if let Some(candidate) = self.max_event_time.map(|m| m - self.delay) {
             self.watermark = Some(self.watermark.map_or(candidate, |w| w.max(candidate)));
         }
-        let mut alerts = Vec::new();
         let Some(wm) = self.watermark else {
             return FraudBatch { alerts, late };
         };
-        let waiting = self.pending.split_off(&(wm + 1, i32::MIN, i64::MIN));
-        let ready = std::mem::replace(&mut self.pending, waiting);
-        for (_, t) in ready {
-            self.evaluate(t, &mut alerts);
-        }
         // Sessions the watermark has ended, in the order they ended.
         let mut ended: Vec<(i64, String)> = self
             .users
@@ -224,26 +235,31 @@ impl FraudRules {
         };
 
         if let Some((prev_time, prev_place)) = previous {
+            // Negative for a transaction older than the user's latest.
             let dt = (t.event_time - prev_time) as f64 / 1e6;
             if let (Some(here), Some(there)) = (place, prev_place) {
                 let d = haversine_km(there, here);
-                let v = if dt > 0.0 { d / dt * 3600.0 } else { 0.0 };
+                let v = if dt != 0.0 {
+                    d / dt.abs() * 3600.0
+                } else {
+                    0.0
+                };
                 let figures = |mut a: Alert| {
                     a.distance_km = Some(d);
                     a.time_diff_seconds = Some(dt);
                     a.velocity_kmh = Some(v);
                     a
                 };
-                if dt > 0.0 && v > MAX_SPEED_KMH {
+                if dt != 0.0 && v > MAX_SPEED_KMH {
                     alerts.push(figures(alert(
                         "IMPOSSIBLE_TRAVEL",
-                        format!("{d:.1} km in {dt:.0} s = {v:.0} km/h"),
+                        format!("{d:.1} km in {:.0} s = {v:.0} km/h", dt.abs()),
                     )));
                 }
-                if dt < RAPID_SECONDS && d > RAPID_KM {
+                if dt.abs() < RAPID_SECONDS && d > RAPID_KM {
                     alerts.push(figures(alert(
                         "RAPID_LOCATION_CHANGE",
-                        format!("{d:.1} km in {dt:.0} s"),
+                        format!("{d:.1} km in {:.0} s", dt.abs()),
                     )));
                 }
             }
@@ -267,12 +283,17 @@ impl FraudRules {
                 }
             }
         }
-        // The two sliding windows holding this transaction; those ended before it are dropped.
-        let newest = t.event_time.div_euclid(BURST_SLIDE_MICROS) * BURST_SLIDE_MICROS;
+        // The two sliding windows holding this transaction, those still open: windows that ended
+        // before the user's latest transaction are dropped (an older transaction counts in none).
+        let latest = previous.map_or(t.event_time, |(prev, _)| prev.max(t.event_time));
+        let own = t.event_time.div_euclid(BURST_SLIDE_MICROS) * BURST_SLIDE_MICROS;
         state
             .windows
-            .retain(|&start, _| start + BURST_WINDOW_MICROS > t.event_time);
-        for start in [newest - BURST_SLIDE_MICROS, newest] {
+            .retain(|&start, _| start + BURST_WINDOW_MICROS > latest);
+        for start in [own - BURST_SLIDE_MICROS, own] {
+            if start + BURST_WINDOW_MICROS <= latest {
+                continue;
+            }
             let n = state.windows.entry(start).or_default();
             *n += 1;
             if *n == BURST_LIMIT + 1 {
@@ -283,8 +304,10 @@ impl FraudRules {
                 alerts.push(a);
             }
         }
-        state.last_time = t.event_time;
-        state.last_place = place;
+        if previous.is_none_or(|(prev, _)| t.event_time >= prev) {
+            state.last_time = t.event_time;
+            state.last_place = place;
+        }
     }
 }
 
@@ -553,34 +576,180 @@ mod tests {
     }
 
     #[test]
-    fn out_of_order_records_within_the_watermark_give_the_alerts_of_the_ordered_stream() {
-        let far = east_of_paris(2000.0);
-        // Within the 300 s delay of each other: none is late whatever the arrival order.
-        let ordered = vec![
-            txn("u", T, 1.0, PARIS),
-            txn("u", T + 100 * S, 1.0, far),
-            txn("u", T + 250 * S, 1.0, PARIS),
-        ];
-        let expected = alerts(ordered.clone());
-        assert_eq!(expected.len(), 2, "{expected:?}");
-        // The same records in three batches, in reverse order, each within the delay.
+    fn a_transaction_is_judged_in_the_batch_that_reads_it() {
         let mut rules = FraudRules::new(DELAY);
-        let mut got = Vec::new();
-        for t in ordered.iter().rev() {
-            got.extend(rules.apply([t.clone()]).alerts);
-        }
-        got.extend(
-            rules
-                .apply([txn("zz-flush", T + 10_000 * S, 1.0, (0.0, 0.0))])
-                .alerts,
-        );
-        let got: Vec<_> = got
-            .into_iter()
-            .filter(|a| a.user_id != "zz-flush")
-            .map(|a| (a.alert_type, a.user_id, (a.alert_time - T) / S))
-            .collect();
-        assert_eq!(got, expected);
+        let far = east_of_paris(2000.0);
+        let out = rules.apply([
+            txn("u", T, 1.0, PARIS),
+            txn("u", T + 100 * S, 20_000.0, far),
+        ]);
+        let kinds: Vec<_> = out.alerts.iter().map(|a| a.alert_type).collect();
+        assert_eq!(kinds, ["IMPOSSIBLE_TRAVEL", "LARGE_AMOUNT"]);
+        // The last purchase of a stream: alerted at once, no later traffic needed.
+        let out = rules.apply([txn("u", T + 130 * S, 1.0, PARIS)]);
+        assert_eq!(out.alerts.len(), 2, "{:?}", out.alerts);
+        assert_eq!(out.alerts[0].alert_type, "IMPOSSIBLE_TRAVEL");
+        assert_eq!(out.alerts[1].alert_type, "RAPID_LOCATION_CHANGE");
+    }
+
+    #[test]
+    fn an_older_transaction_is_judged_against_the_latest_purchase_which_stays_the_latest() {
+        let far = east_of_paris(2000.0);
+        let mut rules = FraudRules::new(DELAY);
+        assert!(rules
+            .apply([txn("u", T + 250 * S, 1.0, PARIS)])
+            .alerts
+            .is_empty());
+        // 150 s older and 2000 km away: impossible travel, with a negative time difference.
+        let out = rules.apply([txn("u", T + 100 * S, 1.0, far)]).alerts;
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(out[0].alert_type, "IMPOSSIBLE_TRAVEL");
+        assert_eq!(out[0].time_diff_seconds, Some(-150.0));
+        assert!((out[0].velocity_kmh.unwrap() - 48_000.0).abs() < 1.0);
+        // The latest purchase is still the one in Paris: a purchase there raises nothing.
+        assert!(rules
+            .apply([txn("u", T + 260 * S, 1.0, PARIS)])
+            .alerts
+            .is_empty());
         assert_eq!(rules.late_total, 0);
+    }
+
+    #[test]
+    fn an_older_transaction_counts_only_in_burst_windows_still_open() {
+        let mut rules = FraudRules::new(DELAY);
+        // Five in [T, T+60 s), then one at T+200 s: the windows before T+150 s are closed.
+        let five: Vec<Txn> = (0..5)
+            .map(|i| txn("u", T + i * 10 * S, 1.0, PARIS))
+            .collect();
+        assert!(rules.apply(five).alerts.is_empty());
+        assert!(rules
+            .apply([txn("u", T + 200 * S, 1.0, PARIS)])
+            .alerts
+            .is_empty());
+        // A sixth of [T, T+60 s) arriving now counts in no window: no burst.
+        assert!(rules
+            .apply([txn("u", T + 50 * S, 1.0, PARIS)])
+            .alerts
+            .is_empty());
+        // Within the windows still open it counts: five more around T+200 s make six.
+        let more: Vec<Txn> = (1..=4)
+            .map(|i| txn("u", T + 200 * S + i * S, 1.0, PARIS))
+            .collect();
+        assert!(rules.apply(more).alerts.is_empty());
+        // T+195 s is in [T+150 s, T+210 s) and [T+180 s, T+240 s), both open and both at six.
+        let out = rules.apply([txn("u", T + 195 * S, 1.0, PARIS)]).alerts;
+        let fired: Vec<_> = out
+            .iter()
+            .map(|a| {
+                (
+                    a.alert_type,
+                    a.alert_time,
+                    a.window_start.map(|w| (w - T) / S),
+                )
+            })
+            .collect();
+        assert_eq!(
+            fired,
+            [
+                ("BURST", T + 195 * S, Some(150)),
+                ("BURST", T + 195 * S, Some(180))
+            ]
+        );
+    }
+
+    #[test]
+    fn a_users_alerts_do_not_depend_on_where_batches_are_cut() {
+        // Six users, each in one partition (their key), buying at jittered times, some out of
+        // order, some far away, some large: the same alerts whatever the batches.
+        let mut state = 7u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut offsets = [0i64; 3];
+        let mut clock = [T; 6];
+        let mut stream = Vec::new();
+        for _ in 0..600 {
+            let u = (next() % 6) as usize;
+            let p = (u % 3) as i32;
+            clock[u] += (next() % 90) as i64 * S;
+            let back = if next() % 10 == 0 {
+                (next() % 120) as i64 * S
+            } else {
+                0
+            };
+            let place = if next() % 15 == 0 {
+                east_of_paris(1500.0)
+            } else {
+                PARIS
+            };
+            let amount = if next() % 12 == 0 { 7_000.0 } else { 20.0 };
+            let mut t = txn(&format!("u{u}"), clock[u] - back, amount, place);
+            t.partition = p;
+            t.offset = offsets[p as usize];
+            offsets[p as usize] += 1;
+            stream.push(t);
+        }
+        let run = |cut: &mut dyn FnMut() -> usize| {
+            let mut rules = FraudRules::new(DELAY * 100);
+            let mut got = Vec::new();
+            let mut rest = &stream[..];
+            while !rest.is_empty() {
+                let n = cut().clamp(1, rest.len());
+                got.extend(rules.apply(rest[..n].to_vec()).alerts);
+                rest = &rest[n..];
+            }
+            got.extend(rules.apply([txn("zz", T + 100_000 * S, 1.0, PARIS)]).alerts);
+            let mut keys: Vec<_> = got
+                .into_iter()
+                .map(|a| {
+                    (
+                        a.alert_type,
+                        a.user_id,
+                        a.alert_time,
+                        a.txn.map(|t| t.offset),
+                    )
+                })
+                .collect();
+            keys.sort();
+            keys
+        };
+        let whole = run(&mut || usize::MAX);
+        let kinds: std::collections::BTreeSet<_> = whole.iter().map(|k| k.0).collect();
+        assert!(
+            kinds.len() >= 4,
+            "the stream raises several kinds: {kinds:?}"
+        );
+        assert_eq!(run(&mut || 1), whole);
+        let mut seed = 99u64;
+        assert_eq!(
+            run(&mut || {
+                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+                (seed >> 33) as usize % 40
+            }),
+            whole
+        );
+    }
+
+    #[test]
+    fn transactions_an_earlier_checkpoint_left_waiting_are_judged_at_the_next_batch() {
+        let mut rules = FraudRules::new(DELAY);
+        let waiting = txn("u", T, 20_000.0, PARIS);
+        rules.pending.insert(
+            (waiting.event_time, waiting.partition, waiting.offset),
+            waiting,
+        );
+        let mut back = FraudRules::new(DELAY);
+        Operator::restore(&mut back, &rules.snapshot()).unwrap();
+        let out = back.apply([txn("v", T + S, 1.0, PARIS)]).alerts;
+        assert_eq!(out.len(), 1);
+        assert_eq!(
+            (out[0].alert_type, out[0].user_id.as_str()),
+            ("LARGE_AMOUNT", "u")
+        );
+        assert!(back.pending.is_empty());
     }
 
     #[test]
