@@ -103,7 +103,14 @@ pub fn main_with_args(args: impl IntoIterator<Item = String>) -> ExitCode {
     txn_core::settings::apply_dataset_defaults(&args);
     let config = ProcessorConfig::try_parse_from(args).unwrap_or_else(|e| e.exit());
     if let Some(addr) = &config.metrics_addr {
-        match txn_core::telemetry::serve_metrics(addr, &config.dataset, &config.kafka.topic) {
+        let served = txn_core::telemetry::serve_metrics(
+            addr,
+            "processor",
+            &metrics::NAMES,
+            &config.dataset,
+            &config.kafka.topic,
+        );
+        match served {
             Ok(served) => info!("[processor] metrics at http://{served}/metrics"),
             Err(e) => {
                 error!("[processor] invalid setting: {e}");

@@ -233,11 +233,23 @@ impl ProducerMetrics {
 }
 
 /// Every metric name the producer exports, for checks of dashboards and alert rules.
-pub const METRIC_NAMES: [&str; 4] = [
-    "pipeline_producer_messages_sent_total",
-    "pipeline_producer_messages_failed_total",
-    "pipeline_producer_send_latency_seconds",
-    "pipeline_producer_messages_in_flight",
+pub const METRIC_NAMES: [txn_core::telemetry::Metric; 4] = [
+    txn_core::telemetry::Metric::counter(
+        "pipeline_producer_messages_sent_total",
+        "Messages the broker acknowledged.",
+    ),
+    txn_core::telemetry::Metric::counter(
+        "pipeline_producer_messages_failed_total",
+        "Messages that finally failed, after every retry: not in Kafka.",
+    ),
+    txn_core::telemetry::Metric::histogram(
+        "pipeline_producer_send_latency_seconds",
+        "From a message's CreateTime to its acknowledgement.",
+    ),
+    txn_core::telemetry::Metric::gauge(
+        "pipeline_producer_messages_in_flight",
+        "Messages sent and not yet acknowledged.",
+    ),
 ];
 
 impl ClientContext for Deliveries {
@@ -694,7 +706,14 @@ pub fn main_with_args(args: impl IntoIterator<Item = String>) -> std::process::E
     txn_core::settings::apply_dataset_defaults(&args);
     let config = ProducerConfig::try_parse_from(args).unwrap_or_else(|e| e.exit());
     if let Some(addr) = &config.metrics_addr {
-        match txn_core::telemetry::serve_metrics(addr, &config.dataset, &config.kafka.topic) {
+        let served = txn_core::telemetry::serve_metrics(
+            addr,
+            "producer",
+            &METRIC_NAMES,
+            &config.dataset,
+            &config.kafka.topic,
+        );
+        match served {
             Ok(served) => info!("[producer] metrics at http://{served}/metrics"),
             Err(e) => {
                 error!("[producer] invalid setting: {e}");
@@ -746,7 +765,8 @@ mod tests {
                 .flat_map(|call| source.split(call).skip(1))
                 .filter_map(|rest| rest.split('"').next())
                 .collect();
-        let listed: std::collections::BTreeSet<&str> = super::METRIC_NAMES.into_iter().collect();
+        let listed: std::collections::BTreeSet<&str> =
+            super::METRIC_NAMES.iter().map(|m| m.name).collect();
         assert_eq!(recorded, listed);
     }
 }

@@ -48,9 +48,89 @@ pub fn metrics_socket(addr: &str) -> Result<SocketAddr, String> {
     })
 }
 
+/// What kind of series a metric is (its `# TYPE` line).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// A metric a binary exports: its name, kind and description (its `# HELP` line).
+#[derive(Clone, Copy, Debug)]
+pub struct Metric {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub help: &'static str,
+}
+
+impl Metric {
+    pub const fn counter(name: &'static str, help: &'static str) -> Self {
+        Metric {
+            name,
+            kind: Kind::Counter,
+            help,
+        }
+    }
+
+    pub const fn gauge(name: &'static str, help: &'static str) -> Self {
+        Metric {
+            name,
+            kind: Kind::Gauge,
+            help,
+        }
+    }
+
+    pub const fn histogram(name: &'static str, help: &'static str) -> Self {
+        Metric {
+            name,
+            kind: Kind::Histogram,
+            help,
+        }
+    }
+}
+
+/// The metrics every binary exports beside its own: which build it is, and the process's
+/// resources under Prometheus's usual `process_*` names, read from `/proc` every 5 seconds.
+pub const COMMON: [Metric; 8] = [
+    Metric::gauge(
+        "pipeline_build_info",
+        "Always 1; its labels name the binary and its version.",
+    ),
+    Metric::counter(
+        "process_cpu_seconds_total",
+        "User and system CPU time of the process, in whole seconds.",
+    ),
+    Metric::gauge(
+        "process_resident_memory_bytes",
+        "Resident memory of the process.",
+    ),
+    Metric::gauge(
+        "process_virtual_memory_bytes",
+        "Virtual memory of the process.",
+    ),
+    Metric::gauge("process_open_fds", "Open file descriptors of the process."),
+    Metric::gauge(
+        "process_max_fds",
+        "The process's limit of open file descriptors.",
+    ),
+    Metric::gauge("process_threads", "Threads of the process."),
+    Metric::gauge(
+        "process_start_time_seconds",
+        "When the process started, Unix time in seconds.",
+    ),
+];
+
 /// Serves the metrics recorded by this process on `addr` (`host:port`) at `/metrics`, every
-/// series labelled with `dataset` and `topic`. Returns the address served, or a one-line error.
-pub fn serve_metrics(addr: &str, dataset: &str, topic: &str) -> Result<SocketAddr, String> {
+/// series labelled with `dataset` and `topic`: `own` (the binary's, described by their `# HELP`
+/// lines) and [`COMMON`]. Returns the address served, or a one-line error.
+pub fn serve_metrics(
+    addr: &str,
+    binary: &'static str,
+    own: &[Metric],
+    dataset: &str,
+    topic: &str,
+) -> Result<SocketAddr, String> {
     let socket = metrics_socket(addr)?;
     PrometheusBuilder::new()
         .with_http_listener(socket)
@@ -59,7 +139,74 @@ pub fn serve_metrics(addr: &str, dataset: &str, topic: &str) -> Result<SocketAdd
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &SECONDS_BUCKETS)
         .and_then(|b| b.install())
         .map_err(|e| format!("METRICS_ADDR={addr}: cannot serve metrics there: {e}"))?;
+    for m in COMMON.iter().chain(own) {
+        match m.kind {
+            Kind::Counter => metrics::describe_counter!(m.name, m.help),
+            Kind::Gauge => metrics::describe_gauge!(m.name, m.help),
+            Kind::Histogram => metrics::describe_histogram!(m.name, m.help),
+        }
+    }
+    metrics::gauge!("pipeline_build_info", "binary" => binary, "version" => env!("CARGO_PKG_VERSION"))
+        .set(1.0);
+    let _ = std::thread::Builder::new()
+        .name("process-metrics".into())
+        .spawn(|| loop {
+            record_process();
+            std::thread::sleep(std::time::Duration::from_secs(5));
+        });
     Ok(socket)
+}
+
+/// The process's resources from `/proc/self` (Linux; elsewhere nothing is recorded).
+fn record_process() {
+    use metrics::{counter, gauge};
+    // SAFETY: sysconf and getrlimit only read system values into locals.
+    let (ticks, page) = unsafe {
+        (
+            libc::sysconf(libc::_SC_CLK_TCK),
+            libc::sysconf(libc::_SC_PAGESIZE),
+        )
+    };
+    if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
+        // The fields after the command name (in parentheses, which may hold spaces), from the
+        // third (state): utime 14, stime 15, num_threads 20, starttime 22, vsize 23, rss 24.
+        let fields: Vec<&str> = stat
+            .rfind(')')
+            .map(|end| stat[end + 1..].split_whitespace().collect())
+            .unwrap_or_default();
+        let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<u64>().ok());
+        if let (Some(utime), Some(stime), true) = (field(14), field(15), ticks > 0) {
+            counter!("process_cpu_seconds_total").absolute((utime + stime) / ticks as u64);
+        }
+        if let Some(threads) = field(20) {
+            gauge!("process_threads").set(threads as f64);
+        }
+        if let Some(vsize) = field(23) {
+            gauge!("process_virtual_memory_bytes").set(vsize as f64);
+        }
+        if let (Some(rss), true) = (field(24), page > 0) {
+            gauge!("process_resident_memory_bytes").set((rss * page as u64) as f64);
+        }
+        let boot = std::fs::read_to_string("/proc/stat").ok().and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("btime "))
+                .and_then(|b| b.trim().parse::<u64>().ok())
+        });
+        if let (Some(start), Some(boot), true) = (field(22), boot, ticks > 0) {
+            gauge!("process_start_time_seconds").set(boot as f64 + start as f64 / ticks as f64);
+        }
+    }
+    if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+        gauge!("process_open_fds").set(fds.count() as f64);
+    }
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the local struct.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
+        gauge!("process_max_fds").set(limit.rlim_cur as f64);
+    }
 }
 
 #[cfg(test)]

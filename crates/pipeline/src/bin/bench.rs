@@ -79,6 +79,29 @@ enum What {
         #[arg(long, default_value_t = 200_000)]
         batch: u64,
     },
+    /// Fraud alerts' latency: realistic transactions at a steady rate with planted frauds (a
+    /// purchase above 10,000, alerted `LARGE_AMOUNT`), the processor with fraud detection (its
+    /// own process), and a read_committed consumer of the alerts; prints the delay from each
+    /// planted purchase's append time to its alert being read (p50, p99, max)
+    Latency {
+        /// Messages a second
+        #[arg(long, default_value_t = 5000.0)]
+        rate: f64,
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+        /// One planted fraud every this many messages
+        #[arg(long, default_value_t = 500)]
+        fraud_every: u64,
+        /// The processor's TRIGGER_INTERVAL
+        #[arg(long, default_value = "0")]
+        trigger: String,
+        /// Planted purchases sent in the first seconds (the processor's first transaction and
+        /// its first files) are reported apart
+        #[arg(long, default_value_t = 5.0)]
+        warmup: f64,
+        #[command(flatten)]
+        broker: BrokerChoice,
+    },
     /// Decoding alone, one thread: the fast path and serde_json, per message
     Decode {
         #[arg(long, default_value_t = 200_000)]
@@ -255,6 +278,14 @@ fn main() -> anyhow::Result<()> {
         } => bench_stages(messages, batch, fraud_detection, &profile),
         What::Floor { messages, batch } => bench_floor(messages, batch),
         What::Decode { messages } => bench_decode(messages),
+        What::Latency {
+            rate,
+            seconds,
+            fraud_every,
+            trigger,
+            warmup,
+            broker,
+        } => bench_latency(rate, seconds, fraud_every, &trigger, warmup, &broker),
     }
 }
 
@@ -721,4 +752,265 @@ fn scratch(name: &str) -> anyhow::Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
+}
+
+/// The append time (ms since the epoch) of each planted purchase, by its number, from the
+/// delivery reports: the broker's clock on a topic with LogAppendTime, else the time the
+/// acknowledgement arrived.
+#[derive(Default)]
+struct Appended {
+    planted: std::sync::Mutex<std::collections::HashMap<u64, i64>>,
+}
+
+impl rdkafka::ClientContext for Appended {}
+
+impl rdkafka::producer::ProducerContext for Appended {
+    /// The planted purchase's number plus one; 0 for the background traffic.
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &rdkafka::message::DeliveryResult<'_>, planted: usize) {
+        use rdkafka::message::Message as _;
+        let (Some(n), Ok(m)) = ((planted as u64).checked_sub(1), result) else {
+            return;
+        };
+        // (The embedded broker stamps LogAppendTime from another clock: not the epoch's.)
+        let now = txn_core::time::now_micros() / 1000;
+        let at = match m.timestamp() {
+            rdkafka::Timestamp::LogAppendTime(ms) if (ms - now).abs() < 60_000 => ms,
+            _ => now,
+        };
+        if let Ok(mut planted) = self.planted.lock() {
+            planted.insert(n, at);
+        }
+    }
+}
+
+fn bench_latency(
+    rate: f64,
+    seconds: u64,
+    fraud_every: u64,
+    trigger: &str,
+    warmup: f64,
+    choice: &BrokerChoice,
+) -> anyhow::Result<()> {
+    use rdkafka::consumer::{BaseConsumer, Consumer as _};
+    use rdkafka::message::Message as _;
+    use rdkafka::producer::ThreadedProducer;
+
+    let partitions = choice.partitions.unwrap_or(3);
+    let alerts_topic = "fraud-alerts";
+    // On a Kafka broker the input topic stamps messages with the broker's append time.
+    let (_embedded, bootstrap) = match &choice.bootstrap_servers {
+        Some(bootstrap) => {
+            let settings = choice.kafka(bootstrap).resolve().map_err(|e| anyhow!(e))?;
+            pipeline::admin::create_topic_as(
+                &settings,
+                "transactions",
+                partitions,
+                &[("message.timestamp.type", "LogAppendTime")],
+            )?;
+            pipeline::admin::create_topic_as(&settings, alerts_topic, 3, &[])?;
+            (None, bootstrap.clone())
+        }
+        None => choice.start("transactions", partitions, &[(alerts_topic.into(), 3)])?,
+    };
+    let settings = choice.kafka(&bootstrap).resolve().map_err(|e| anyhow!(e))?;
+    let out = scratch("bench-latency")?;
+    let exe = std::env::current_exe()?.with_file_name("pipeline");
+    let mut processor = Command::new(&exe)
+        .args([
+            "processor",
+            "--fraud-detection",
+            "true",
+            "--trigger",
+            trigger,
+        ])
+        .args(["--starting-offsets", "earliest", "--topic", "transactions"])
+        .args(["--fraud-alerts-topic", alerts_topic])
+        .arg("--bootstrap-servers")
+        .arg(&bootstrap)
+        .args(choice.kafka_flags())
+        .arg("--output-path")
+        .arg(&out)
+        .current_dir(&out)
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot start {}", exe.display()))?;
+    let (ready_tx, ready) = std::sync::mpsc::channel();
+    let stderr = processor.stderr.take().context("no stderr")?;
+    let log = std::thread::spawn(move || {
+        let mut batches = 0u64;
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if std::env::var_os("BENCH_SHOW_LOG").is_some() {
+                eprintln!("{line}");
+            }
+            if line.contains("Connecting to") {
+                let _ = ready_tx.send(());
+            }
+            if line.contains("] batch ") {
+                batches += 1;
+            }
+        }
+        batches
+    });
+    ready
+        .recv_timeout(Duration::from_secs(60))
+        .context("the processor did not start")?;
+
+    // The alerts, as a read_committed consumer reads them: txn_id -> when (ms).
+    let consumer: BaseConsumer = settings
+        .apply(&mut ClientConfig::new())
+        .set("group.id", "bench-latency")
+        .set("isolation.level", "read_committed")
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "10")
+        .create()?;
+    let mut assignment = rdkafka::TopicPartitionList::new();
+    for p in 0..3 {
+        assignment.add_partition_offset(alerts_topic, p, rdkafka::Offset::Beginning)?;
+    }
+    consumer.assign(&assignment)?;
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let found = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let reader = {
+        let (stop, found) = (stop.clone(), found.clone());
+        std::thread::spawn(move || {
+            let mut seen: std::collections::HashMap<String, i64> = Default::default();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let Some(Ok(m)) = consumer.poll(Duration::from_millis(20)) else {
+                    continue;
+                };
+                let now = txn_core::time::now_micros() / 1000;
+                let alert: serde_json::Value =
+                    serde_json::from_slice(m.payload().unwrap_or_default()).unwrap_or_default();
+                if let (Some("LARGE_AMOUNT"), Some(id)) =
+                    (alert["alert_type"].as_str(), alert["txn_id"].as_str())
+                {
+                    if id.starts_with("planted-") && !seen.contains_key(id) {
+                        seen.insert(id.to_string(), now);
+                        found.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            }
+            seen
+        })
+    };
+
+    // Realistic traffic (clean: it raises no alert) at a steady rate, a planted purchase every
+    // `fraud_every` messages, stamped with the event time of the traffic around it.
+    let producer: ThreadedProducer<Appended> = settings
+        .apply(&mut ClientConfig::new())
+        .set("linger.ms", "5")
+        .set("enable.idempotence", "true")
+        .create_with_context(Appended::default())?;
+    let mut g = RealisticGenerator::new(1, 0.0, 0.0, 0.0, 2000);
+    let total = (rate * seconds as f64) as u64;
+    let (start, mut planted, mut event_time) = (Instant::now(), 0u64, 0i64);
+    for i in 0..total {
+        let due = start + Duration::from_secs_f64(i as f64 / rate);
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        let sent = if i % fraud_every == fraud_every - 1 {
+            let mut ts = String::new();
+            txn_core::time::write_python_isoformat(&mut ts, event_time);
+            let (id, card) = (
+                format!("planted-{planted}"),
+                format!("card_planted_{planted}"),
+            );
+            let value = format!(
+                r#"{{"txn_id": "{id}", "event_ts": "{ts}", "user_id": "planted_{planted}", "card_id": "{card}", "merchant": "Jeweller", "category": "shopping", "amount": 25000.0, "currency": "EUR", "status": "APPROVED", "city": "Paris", "country": "FR", "lat": 48.8566, "lon": 2.3522}}"#
+            );
+            let record = BaseRecord::with_opaque_to("transactions", planted as usize + 1)
+                .key(&card)
+                .payload(&value);
+            planted += 1;
+            producer.send(record).map_err(|(e, _)| e)
+        } else {
+            g.next(txn_core::time::now_micros());
+            if let Ok(t) = txn_core::decode(Some(g.payload())) {
+                event_time = t.event_time;
+            }
+            let record = BaseRecord::with_opaque_to("transactions", 0)
+                .key(g.key())
+                .payload(g.payload());
+            producer.send(record).map_err(|(e, _)| e)
+        };
+        sent.context("the producer refused a message")?;
+    }
+    producer.flush(Duration::from_secs(30))?;
+    let produced_in = start.elapsed();
+    // Every planted purchase's alert, or 30 s.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while found.load(std::sync::atomic::Ordering::Relaxed) < planted && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let seen = reader
+        .join()
+        .map_err(|_| anyhow!("the alert reader panicked"))?;
+    unsafe {
+        libc::kill(processor.id() as i32, libc::SIGTERM);
+    }
+    processor.wait()?;
+    let batches = log.join().unwrap_or(0);
+    let appended = producer
+        .context()
+        .planted
+        .lock()
+        .map_err(|_| anyhow!("poisoned"))?
+        .clone();
+    // When each planted purchase was sent, in seconds from the first message.
+    let sent_at = |n: u64| (n + 1) as f64 * fraud_every as f64 / rate;
+    let delays = |warm: bool| -> Vec<(u64, i64)> {
+        let mut d: Vec<(u64, i64)> = (0..planted)
+            .filter(|&n| (sent_at(n) < warmup) == warm)
+            .filter_map(|n| Some((n, seen.get(&format!("planted-{n}"))? - appended.get(&n)?)))
+            .collect();
+        d.sort_by_key(|&(n, d)| (d, n));
+        d
+    };
+    let (measured, warming) = (delays(false), delays(true));
+    let missing = planted as usize - measured.len() - warming.len();
+    println!(
+        "latency: {total} messages at {rate} msg/s in {:.1} s ({:.0} msg/s achieved), {planted} planted LARGE_AMOUNT frauds, processor TRIGGER_INTERVAL={trigger} ({batches} batches), broker {}",
+        produced_in.as_secs_f64(),
+        total as f64 / produced_in.as_secs_f64(),
+        if choice.bootstrap_servers.is_some() { bootstrap.as_str() } else { "embedded" }
+    );
+    let from = if choice.bootstrap_servers.is_some() {
+        "append time (LogAppendTime)"
+    } else {
+        "acknowledgement"
+    };
+    let at = |d: &[(u64, i64)], q: f64| {
+        d[((d.len() as f64 * q).ceil() as usize).clamp(1, d.len()) - 1].1
+    };
+    if measured.is_empty() {
+        bail!("no planted purchase after the {warmup} s warm-up was alerted ({planted} planted, {missing} never alerted)");
+    }
+    println!(
+        "after the first {warmup} s: alerts read (read_committed) for {} planted purchases: from the purchase's {from} to its alert read: p50 {} ms, p99 {} ms, max {} ms; never alerted: {missing}",
+        measured.len(),
+        at(&measured, 0.50),
+        at(&measured, 0.99),
+        measured[measured.len() - 1].1
+    );
+    if !warming.is_empty() {
+        println!(
+            "the first {warmup} s (the processor's first transaction and files): {} planted, p50 {} ms, max {} ms",
+            warming.len(),
+            at(&warming, 0.50),
+            warming[warming.len() - 1].1
+        );
+    }
+    let slowest: Vec<String> = measured
+        .iter()
+        .rev()
+        .take(3)
+        .map(|&(n, d)| format!("{d} ms (sent at {:.1} s)", sent_at(n)))
+        .collect();
+    println!("slowest after the warm-up: {}", slowest.join(", "));
+    let _ = std::fs::remove_dir_all(&out);
+    Ok(())
 }

@@ -163,7 +163,8 @@ fn the_dashboard_and_the_alert_rules_use_only_metrics_the_binaries_export() {
     let exported: BTreeSet<&str> = processor::metrics::NAMES
         .iter()
         .chain(producer::METRIC_NAMES.iter())
-        .copied()
+        .chain(txn_core::telemetry::COMMON.iter())
+        .map(|m| m.name)
         .collect();
     let exprs: Vec<String> = dashboard_exprs().into_iter().chain(alert_exprs()).collect();
     assert!(exprs.len() >= 20, "{exprs:#?}");
@@ -188,6 +189,27 @@ fn the_dashboard_and_the_alert_rules_use_only_metrics_the_binaries_export() {
 }
 
 #[test]
+fn the_readme_metrics_table_lists_exactly_the_metrics_the_binaries_export() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let table: BTreeSet<&str> = readme
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .filter_map(|l| l.split('`').next())
+        .filter(|n| n.starts_with("pipeline_") || n.starts_with("process_"))
+        .collect();
+    let exported: BTreeSet<&str> = processor::metrics::NAMES
+        .iter()
+        .chain(producer::METRIC_NAMES.iter())
+        .chain(txn_core::telemetry::COMMON.iter())
+        .map(|m| m.name)
+        .collect();
+    assert_eq!(
+        table, exported,
+        "README's metrics table and the binaries' metrics"
+    );
+}
+
+#[test]
 fn promtool_accepts_the_configuration_and_every_alert_fires_on_its_test_series() {
     if !installed("promtool") {
         return;
@@ -208,7 +230,7 @@ fn promtool_accepts_the_configuration_and_every_alert_fires_on_its_test_series()
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let rules = check(&["check", "rules", "alerts.yml"]);
-    assert!(rules.contains("6 rules found"), "{rules}");
+    assert!(rules.contains("8 rules found"), "{rules}");
     let tested = check(&["test", "rules", "alerts_test.yml"]);
     assert!(tested.contains("SUCCESS"), "{tested}");
     // The compose configuration names the rules where the container mounts them; check it with
@@ -397,6 +419,45 @@ fn prometheus_scrapes_the_producer_and_the_processor_and_their_series_match_the_
             || scraped.contains(&format!("{name}_count"));
         assert!(present, "{name} was never scraped; scraped: {scraped:#?}");
     }
+
+    // The processor's own page: every series described, the build and the process's resources.
+    let page = http_get(processor_port, "/metrics").unwrap();
+    let typed: Vec<&str> = page
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert!(typed.len() >= 20, "{page}");
+    for name in &typed {
+        assert!(
+            page.lines()
+                .any(|l| l.starts_with(&format!("# HELP {name} "))),
+            "{name} has no # HELP line:\n{page}"
+        );
+    }
+    let value = |prefix: &str| -> f64 {
+        page.lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {prefix} in\n{page}"))
+    };
+    assert!(
+        page.lines().any(|l| l.starts_with("pipeline_build_info{")
+            && l.contains("binary=\"processor\"")
+            && l.contains(&format!("version=\"{}\"", env!("CARGO_PKG_VERSION")))
+            && l.ends_with(" 1")),
+        "{page}"
+    );
+    assert!(value("process_resident_memory_bytes") > 1e6);
+    assert!(value("process_open_fds") >= 3.0);
+    assert!(value("process_threads") >= 2.0);
+    let started = value("process_start_time_seconds");
+    let now = txn_core::time::now_micros() as f64 / 1e6;
+    assert!(
+        started <= now && started > now - 600.0,
+        "started {started}, now {now}"
+    );
 
     processor.signal(libc::SIGTERM);
     assert!(processor.wait().success());

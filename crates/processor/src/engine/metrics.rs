@@ -2,28 +2,8 @@
 //! gauge updates a batch: nothing on the per-record path). Without `METRICS_ADDR` no recorder is
 //! installed and each call does nothing. `dataset` and `topic` are labels of every series (set
 //! when the exporter is installed, [`txn_core::telemetry`]).
-//!
-//! | metric | type | labels | meaning |
-//! |---|---|---|---|
-//! | `pipeline_batches_total` | counter | | committed batches |
-//! | `pipeline_input_rows_total` | counter | | Kafka records read and committed |
-//! | `pipeline_input_bytes_total` | counter | | their key and value bytes |
-//! | `pipeline_output_rows_total` | counter | `output` | rows written per output (its folder, or `topic:<name>`) |
-//! | `pipeline_quarantined_rows_total` | counter | `reason` | quarantined rows by reason code |
-//! | `pipeline_late_rows_total` | counter | | rows dropped from gold as late |
-//! | `pipeline_lost_offsets_total` | counter | | offsets deleted before they were read (FAIL_ON_DATA_LOSS=false) |
-//! | `pipeline_batch_stage_seconds` | histogram | `stage` | time per stage: read, decode, write, commit |
-//! | `pipeline_batch_duration_seconds` | histogram | | the four stages together |
-//! | `pipeline_commit_latency_seconds` | histogram | | from the batch's plan to its commit |
-//! | `pipeline_last_commit_timestamp_seconds` | gauge | | when the last batch was committed (Unix time) |
-//! | `pipeline_last_committed_batch` | gauge | | its id |
-//! | `pipeline_watermark_timestamp_seconds` | gauge | | gold's event-time watermark (Unix time) |
-//! | `pipeline_operator_late_rows_total` | counter | `operator` | rows each operator found late (gold, fraud_rules, user_aggregates, events_agg, anomalies, merchant_totals) |
-//! | `pipeline_operator_watermark_timestamp_seconds` | gauge | `operator` | each operator's event-time watermark (Unix time) |
-//! | `pipeline_input_lag_offsets` | gauge | `partition` | offsets left in the partition after the last batch |
-//! | `pipeline_trigger_interval_seconds` | gauge | | TRIGGER_INTERVAL (0: back to back or available-now) |
-//! | `pipeline_cassandra_rows_total` | counter | `table` | rows upserted into each Cassandra table (CASSANDRA_HOSTS) |
-//! | `pipeline_cassandra_retries_total` | counter | | rounds of Cassandra writes tried again (Cassandra down or refusing) |
+//! [`NAMES`] lists each with its description (its `# HELP` line); the README's metrics table
+//! documents them with their labels.
 
 /// Input offsets this process has settled (committed batches' ranges, and offsets found lost),
 /// over every run in the process: the local stack's back-pressure compares it with the topic's
@@ -31,30 +11,86 @@
 pub static SETTLED_OFFSETS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 use metrics::{counter, gauge, histogram};
+use txn_core::telemetry::Metric;
 
 use super::progress::BatchReport;
 
-/// Every metric name the processor exports, for checks of dashboards and alert rules.
-pub const NAMES: [&str; 19] = [
-    "pipeline_batches_total",
-    "pipeline_input_rows_total",
-    "pipeline_input_bytes_total",
-    "pipeline_output_rows_total",
-    "pipeline_quarantined_rows_total",
-    "pipeline_late_rows_total",
-    "pipeline_lost_offsets_total",
-    "pipeline_batch_stage_seconds",
-    "pipeline_batch_duration_seconds",
-    "pipeline_commit_latency_seconds",
-    "pipeline_last_commit_timestamp_seconds",
-    "pipeline_last_committed_batch",
-    "pipeline_watermark_timestamp_seconds",
-    "pipeline_operator_late_rows_total",
-    "pipeline_operator_watermark_timestamp_seconds",
-    "pipeline_input_lag_offsets",
-    "pipeline_trigger_interval_seconds",
-    "pipeline_cassandra_rows_total",
-    "pipeline_cassandra_retries_total",
+/// Every metric the processor exports, with its description: the `# HELP` lines, and the
+/// checks of dashboards and alert rules.
+pub const NAMES: [Metric; 19] = [
+    Metric::counter("pipeline_batches_total", "Committed batches."),
+    Metric::counter(
+        "pipeline_input_rows_total",
+        "Kafka records read and committed.",
+    ),
+    Metric::counter(
+        "pipeline_input_bytes_total",
+        "Key and value bytes of the Kafka records read and committed.",
+    ),
+    Metric::counter(
+        "pipeline_output_rows_total",
+        "Rows written per output (its folder or table, or topic:<name>).",
+    ),
+    Metric::counter(
+        "pipeline_quarantined_rows_total",
+        "Quarantined rows by reason code.",
+    ),
+    Metric::counter(
+        "pipeline_late_rows_total",
+        "Rows dropped from gold's windows as late (kept in silver).",
+    ),
+    Metric::counter(
+        "pipeline_lost_offsets_total",
+        "Offsets Kafka deleted before they were read (FAIL_ON_DATA_LOSS=false): in no layer.",
+    ),
+    Metric::histogram(
+        "pipeline_batch_stage_seconds",
+        "Time of each stage of a batch: read, decode, write, commit.",
+    ),
+    Metric::histogram(
+        "pipeline_batch_duration_seconds",
+        "Time of a batch's four stages together.",
+    ),
+    Metric::histogram(
+        "pipeline_commit_latency_seconds",
+        "From a batch's plan to its commit.",
+    ),
+    Metric::gauge(
+        "pipeline_last_commit_timestamp_seconds",
+        "When the last batch was committed, Unix time.",
+    ),
+    Metric::gauge(
+        "pipeline_last_committed_batch",
+        "The last committed batch's id.",
+    ),
+    Metric::gauge(
+        "pipeline_watermark_timestamp_seconds",
+        "Gold's event-time watermark (the windows' for events), Unix time.",
+    ),
+    Metric::counter(
+        "pipeline_operator_late_rows_total",
+        "Rows each operator found late.",
+    ),
+    Metric::gauge(
+        "pipeline_operator_watermark_timestamp_seconds",
+        "Each operator's event-time watermark, Unix time.",
+    ),
+    Metric::gauge(
+        "pipeline_input_lag_offsets",
+        "Offsets left in the partition after the last batch.",
+    ),
+    Metric::gauge(
+        "pipeline_trigger_interval_seconds",
+        "TRIGGER_INTERVAL in seconds (0: back to back, or available-now).",
+    ),
+    Metric::counter(
+        "pipeline_cassandra_rows_total",
+        "Rows upserted into each Cassandra table.",
+    ),
+    Metric::counter(
+        "pipeline_cassandra_retries_total",
+        "Rounds of Cassandra writes tried again (Cassandra down or refusing them).",
+    ),
 ];
 
 /// Records the settings that alert rules compare with (set once, at start).
@@ -128,13 +164,11 @@ mod tests {
     }
 
     #[test]
-    fn names_lists_exactly_the_metrics_recorded_and_the_table_documents_each() {
+    fn names_lists_exactly_the_metrics_recorded_each_described() {
         let source = include_str!("metrics.rs");
         let recorded = recorded_names(source.split("#[cfg(test)]").next().unwrap());
-        let listed: std::collections::BTreeSet<&str> = NAMES.into_iter().collect();
+        let listed: std::collections::BTreeSet<&str> = NAMES.iter().map(|m| m.name).collect();
         assert_eq!(recorded, listed);
-        for name in NAMES {
-            assert!(source.contains(&format!("//! | `{name}` |")), "{name}");
-        }
+        assert!(NAMES.iter().all(|m| m.help.ends_with('.')));
     }
 }

@@ -19,7 +19,7 @@
 //!
 //! The group's offsets are then only ever committed by these transactions.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use std::sync::{Arc, Mutex};
 
@@ -375,9 +375,25 @@ impl KafkaTransactions {
         result
     }
 
+    /// Waits until the broker has acknowledged every record sent. rdkafka's `flush` (which
+    /// `commit_transaction` calls first) serves the delivery reports in polls of up to 100 ms,
+    /// which a batch whose records are acknowledged in a few milliseconds would wait out: a
+    /// tenth of a second on every alert's way to its reader. Polled here in steps of 1 ms.
+    fn flush(&self) -> rdkafka::error::KafkaResult<()> {
+        let deadline = Instant::now() + STEP_TIMEOUT;
+        while self.producer.in_flight_count() > 0 {
+            if Instant::now() >= deadline {
+                return Err(KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut));
+            }
+            self.producer.poll(Duration::from_millis(1));
+        }
+        Ok(())
+    }
+
     /// Commits the transaction that [`Self::prepare`] opened.
     pub fn commit(&self, plan: &SinkBatch<'_>) -> Result<()> {
-        // Flushes every record first; fails if any could not be delivered.
+        // Every record is acknowledged already (prepare flushed them), so commit_transaction's
+        // own flush returns at once; it fails if any could not be delivered.
         let result = self
             .producer
             .commit_transaction(STEP_TIMEOUT)
@@ -452,7 +468,7 @@ impl KafkaTransactions {
                 .kafka_context(|| format!("batch {}: bad offset", plan.batch))?;
             entry.set_metadata(metadata.as_str());
         }
-        let flushed = self.producer.flush(STEP_TIMEOUT);
+        let flushed = self.flush();
         self.refused()?;
         flushed.kafka_context(|| {
             format!("batch {}: cannot deliver its records to Kafka", plan.batch)
