@@ -189,10 +189,10 @@ pub struct ProcessorConfig {
     #[arg(long, env = "STARTING_OFFSETS", default_value = "latest")]
     pub starting_offsets: String,
     /// Stop when planned offsets were deleted by retention (true), or log the loss and go on (false)
-    #[arg(long, env = "FAIL_ON_DATA_LOSS", default_value = "true", value_parser = parse_bool, action = clap::ArgAction::Set)]
+    #[arg(long, env = "FAIL_ON_DATA_LOSS", default_value = "true", value_parser = parse_bool, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub fail_on_data_loss: bool,
     /// Print a 10-row preview of silver after each batch
-    #[arg(long, env = "SHOW_PREVIEWS", default_value = "false", value_parser = parse_bool, action = clap::ArgAction::Set)]
+    #[arg(long, env = "SHOW_PREVIEWS", default_value = "false", value_parser = parse_bool, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub show_previews: bool,
     /// "30 seconds", "500 ms", 0 (back to back), or available-now (process what is there, then exit)
     #[arg(long, env = "TRIGGER_INTERVAL", default_value = "30 seconds", value_parser = parse_trigger)]
@@ -236,11 +236,11 @@ pub struct ProcessorConfig {
     pub gold_topic: Option<String>,
     /// Scale-out: processors with the same KAFKA_GROUP_ID and OUTPUT_PATH share the topic's
     /// partitions through Kafka's consumer group (cooperative rebalancing), exactly once
-    #[arg(long, env = "SCALE_OUT", default_value = "false", value_parser = parse_bool, action = clap::ArgAction::Set)]
+    #[arg(long, env = "SCALE_OUT", default_value = "false", value_parser = parse_bool, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub scale_out: bool,
     /// Seed 002's fraud rules and windowed aggregates over the transactions: alerts to
     /// FRAUD_ALERTS_TOPIC and fraud_alerts/, aggregates to user_aggregates/
-    #[arg(long, env = "FRAUD_DETECTION", default_value = "false", value_parser = parse_bool, action = clap::ArgAction::Set)]
+    #[arg(long, env = "FRAUD_DETECTION", default_value = "false", value_parser = parse_bool, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub fraud_detection: bool,
     /// The Kafka topic of the fraud alerts
     #[arg(long, env = "FRAUD_ALERTS_TOPIC", default_value = "fraud-alerts")]
@@ -528,6 +528,22 @@ mod tests {
     fn parse(args: &[&str]) -> ProcessorConfig {
         ProcessorConfig::try_parse_from(std::iter::once("processor").chain(args.iter().copied()))
             .unwrap()
+    }
+
+    #[test]
+    fn a_boolean_flag_alone_is_true_and_still_takes_a_value() {
+        let c = parse(&[
+            "--fraud-detection",
+            "--show-previews",
+            "--scale-out",
+            "false",
+        ]);
+        assert!(c.fraud_detection && c.show_previews && !c.scale_out);
+        let c = parse(&["--fail-on-data-loss", "no", "--fraud-detection"]);
+        assert!(!c.fail_on_data_loss && c.fraud_detection);
+        assert!(
+            ProcessorConfig::try_parse_from(["processor", "--fraud-detection", "maybe"]).is_err()
+        );
     }
 
     #[test]

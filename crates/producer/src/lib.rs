@@ -65,7 +65,7 @@ pub struct ProducerConfig {
     #[arg(long, env = "PRODUCER_LOG_EVERY", default_value_t = 50)]
     pub log_every: u64,
     /// Idempotent delivery (acks=all, no duplicates on retry)
-    #[arg(long, env = "PRODUCER_IDEMPOTENCE", default_value = "true", value_parser = parse_bool, action = clap::ArgAction::Set)]
+    #[arg(long, env = "PRODUCER_IDEMPOTENCE", default_value = "true", value_parser = parse_bool, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub idempotence: bool,
     /// Produce requests in flight per broker connection (librdkafka's `max.in.flight`); at most 5
     /// with idempotence, 1 keeps order without idempotence too

@@ -24,6 +24,7 @@ use producer::realistic::RealisticGenerator;
 #[derive(Parser)]
 #[command(
     name = "bench",
+    version,
     about = "Throughput figures against the embedded broker or a Kafka broker (not a test)"
 )]
 struct Cli {
