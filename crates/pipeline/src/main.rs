@@ -90,7 +90,7 @@ fn main() -> ExitCode {
         Some("processor") => return processor::main_with_args(args[1..].iter().cloned()),
         _ => {}
     }
-    let Some(stop) = txn_core::settings::startup("pipeline") else {
+    let Some(stop) = txn_core::settings::startup("pipeline", &args) else {
         return ExitCode::from(2);
     };
     // DATASET=events runs seed 001's pipeline (the local stack has no --dataset flag).

@@ -167,6 +167,10 @@ fn parse_spark_duration(text: &str) -> Result<Duration, String> {
 pub struct ProcessorConfig {
     #[command(flatten)]
     pub kafka: txn_core::settings::KafkaArgs,
+    /// The env file read at start (default: `.env` in the working folder, when there is one);
+    /// the start line names it and where each setting came from
+    #[arg(long, env = "ENV_FILE", value_name = "PATH")]
+    pub env_file: Option<std::path::PathBuf>,
     /// What to process: `transactions` (seed 000) or `events` (seed 001; then KAFKA_TOPIC
     /// defaults to `events`, STARTING_OFFSETS to `earliest`, KAFKA_GROUP_ID to `events-processor`)
     #[arg(long, env = "DATASET", default_value = "transactions", value_parser = txn_core::settings::DATASETS)]

@@ -28,7 +28,6 @@ use std::fmt;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::Parser;
 use tracing::{error, info};
 
 pub use config::{OutputFormat, ProcessorConfig, Trigger};
@@ -96,12 +95,13 @@ pub(crate) fn spawn<'s, 'e, T: Send + 's>(
 /// one line, a failure exits 1 with one line, a stop (SIGINT/SIGTERM) finishes the batch in
 /// flight and exits 0.
 pub fn main_with_args(args: impl IntoIterator<Item = String>) -> ExitCode {
-    let Some(stop) = txn_core::settings::startup("processor") else {
+    let args: Vec<String> = args.into_iter().collect();
+    let Some(stop) = txn_core::settings::startup("processor", &args) else {
         return ExitCode::from(2);
     };
-    let args: Vec<String> = args.into_iter().collect();
     txn_core::settings::apply_dataset_defaults(&args);
-    let config = ProcessorConfig::try_parse_from(args).unwrap_or_else(|e| e.exit());
+    let (config, sources) = txn_core::settings::parse::<ProcessorConfig>(&args);
+    info!("[processor] settings: {sources}");
     if let Some(addr) = &config.metrics_addr {
         let served = txn_core::telemetry::serve_metrics(
             addr,

@@ -37,6 +37,10 @@ use txn_core::time::{now_micros, parse_rfc3339_micros};
 pub struct ProducerConfig {
     #[command(flatten)]
     pub kafka: txn_core::settings::KafkaArgs,
+    /// The env file read at start (default: `.env` in the working folder, when there is one);
+    /// the start line names it and where each setting came from
+    #[arg(long, env = "ENV_FILE", value_name = "PATH")]
+    pub env_file: Option<std::path::PathBuf>,
     /// What to generate: `transactions` (seed 000's card payments) or `events` (seed 001's
     /// sensor events; then KAFKA_TOPIC defaults to `events` and MSGS_PER_SEC to 5)
     #[arg(long, env = "DATASET", default_value = "transactions", value_parser = txn_core::settings::DATASETS)]
@@ -699,12 +703,13 @@ const UNKNOWN_TOPIC_WAIT: Duration = Duration::from_secs(60);
 /// Entry point of the `producer` binary (and of `pipeline producer`): parses settings from `args`,
 /// stops on SIGINT/SIGTERM, prints the summary; exit code 1 when a message finally failed.
 pub fn main_with_args(args: impl IntoIterator<Item = String>) -> std::process::ExitCode {
-    let Some(stop) = txn_core::settings::startup("producer") else {
+    let args: Vec<String> = args.into_iter().collect();
+    let Some(stop) = txn_core::settings::startup("producer", &args) else {
         return std::process::ExitCode::from(2);
     };
-    let args: Vec<String> = args.into_iter().collect();
     txn_core::settings::apply_dataset_defaults(&args);
-    let config = ProducerConfig::try_parse_from(args).unwrap_or_else(|e| e.exit());
+    let (config, sources) = txn_core::settings::parse::<ProducerConfig>(&args);
+    info!("[producer] settings: {sources}");
     if let Some(addr) = &config.metrics_addr {
         let served = txn_core::telemetry::serve_metrics(
             addr,

@@ -4,26 +4,36 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::{Mutex, PoisonError};
 
-/// Loads `.env` from the working directory when present (variables already set in the process
-/// environment win, as with docker compose), then treats every empty variable as unset: compose
-/// passes a `NAME=` line of `.env` to the container as an empty string, which means "default".
-/// Call it at start, before any thread is spawned. Returns the file's path when one was read.
-pub fn load_dotenv() -> Result<Option<std::path::PathBuf>, String> {
-    let path = Path::new(".env");
+/// Loads the env file when present (variables already set in the process environment win, as
+/// with docker compose), then treats every empty variable as unset: compose passes a `NAME=` line
+/// of `.env` to the container as an empty string, which means "default". The file is `named`
+/// (`--env-file PATH` or `ENV_FILE`), which must exist, else `.env` in the working directory, if
+/// there is one. Call it at start, before any thread is spawned. Returns the file's path when one
+/// was read.
+pub fn load_dotenv(named: Option<&str>) -> Result<Option<std::path::PathBuf>, String> {
+    let path = Path::new(named.unwrap_or(".env"));
     let loaded = match std::fs::read_to_string(path) {
         Ok(text) => {
             let mut from_file = FROM_DOTENV.lock().unwrap_or_else(PoisonError::into_inner);
-            for (name, value) in parse_dotenv(&text)? {
+            for (name, value) in
+                parse_dotenv(&text).map_err(|e| format!("{}: {e}", path.display()))?
+            {
                 if std::env::var_os(&name).is_none() && !value.is_empty() {
                     std::env::set_var(&name, value);
                     from_file.insert(name);
                 }
             }
-            Some(path.to_path_buf())
+            Some(std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()))
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(format!("cannot read .env: {e}")),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && named.is_none() => None,
+        Err(e) => {
+            return Err(format!(
+                "--env-file/ENV_FILE {}: cannot read it: {e}",
+                path.display()
+            ))
+        }
     };
+    let _ = ENV_FILE.set(loaded.clone());
     let empty: Vec<_> = std::env::vars_os()
         .filter(|(k, v)| v.is_empty() && !NEVER_EMPTY.iter().any(|n| k == n))
         .map(|(k, _)| k)
@@ -40,6 +50,96 @@ const NEVER_EMPTY: [&str; 3] = ["KAFKA_TOPIC", "KAFKA_GROUP_ID", "KAFKA_BOOTSTRA
 
 /// The variables `.env` set (a dataset's defaults replace them; the environment's stay).
 static FROM_DOTENV: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+
+/// The variables a dataset's defaults set.
+static FROM_DATASET: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+
+/// The env file read at start, if any.
+static ENV_FILE: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
+
+/// The value of a flag among command-line arguments (`--name value` or `--name=value`).
+fn flag_value<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
+    let prefix = format!("{name}=");
+    args.iter().enumerate().find_map(|(i, a)| {
+        a.strip_prefix(&prefix).or_else(|| {
+            (a == name)
+                .then(|| args.get(i + 1).map(String::as_str))
+                .flatten()
+        })
+    })
+}
+
+/// Parses a binary's settings from `args` (and the environment), exiting as clap does on a bad
+/// one (code 2, with the reason); returns them with [`sources`]' description.
+pub fn parse<T: clap::Parser>(args: &[String]) -> (T, String) {
+    let command = T::command();
+    let matches = command
+        .clone()
+        .try_get_matches_from(args)
+        .unwrap_or_else(|e| e.exit());
+    let settings = T::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    (settings, sources(&command, &matches))
+}
+
+/// Where each setting came from, for the start line: `NAME=value (flag|env|file|dataset|default)`
+/// for every setting that has a value, secrets masked, after the env file read (or none).
+pub fn sources(command: &clap::Command, matches: &clap::ArgMatches) -> String {
+    use clap::parser::ValueSource;
+    let from_file = FROM_DOTENV.lock().unwrap_or_else(PoisonError::into_inner);
+    let from_dataset = FROM_DATASET.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut parts = Vec::new();
+    for arg in command.get_arguments() {
+        let id = arg.get_id().as_str();
+        let Some(source) = matches
+            .try_get_raw(id)
+            .ok()
+            .flatten()
+            .and(matches.value_source(id))
+        else {
+            continue;
+        };
+        let env = arg.get_env().map(|e| e.to_string_lossy().into_owned());
+        let name = env
+            .clone()
+            .or_else(|| arg.get_long().map(|l| format!("--{l}")))
+            .unwrap_or_else(|| id.to_string());
+        let values: Vec<String> = matches
+            .get_raw(id)
+            .into_iter()
+            .flatten()
+            .map(|v| {
+                let v = v.to_string_lossy();
+                // `key=value` properties: a secret key's value is masked.
+                match v.split_once('=') {
+                    Some((k, _)) if crate::kafka::is_secret(k) => format!("{k}=***"),
+                    _ => v.into_owned(),
+                }
+            })
+            .collect();
+        let secret = arg.is_hide_env_values_set() || crate::kafka::is_secret(&name);
+        let value = if secret {
+            "***".to_string()
+        } else {
+            values.join(",")
+        };
+        let from = match source {
+            ValueSource::CommandLine => "flag",
+            ValueSource::EnvVariable => match env.as_deref() {
+                Some(e) if from_dataset.contains(e) => "dataset",
+                Some(e) if from_file.contains(e) => "file",
+                _ => "env",
+            },
+            ValueSource::DefaultValue => "default",
+            _ => "?",
+        };
+        parts.push(format!("{name}={value} ({from})"));
+    }
+    let file = match ENV_FILE.get().cloned().flatten() {
+        Some(path) => format!("env file {}", path.display()),
+        None => "no env file (no .env in the working folder)".to_string(),
+    };
+    format!("{file}; {}", parts.join(", "))
+}
 
 /// The datasets both binaries serve (`DATASET`).
 pub const DATASETS: [&str; 3] = ["transactions", "events", "financial"];
@@ -80,9 +180,11 @@ pub fn apply_dataset_defaults(args: &[String]) {
         .or(from_env.as_deref())
         .unwrap_or("transactions");
     let from_file = FROM_DOTENV.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut from_dataset = FROM_DATASET.lock().unwrap_or_else(PoisonError::into_inner);
     for (name, value) in dataset_defaults(dataset) {
         if std::env::var_os(name).is_none() || from_file.contains(*name) {
             std::env::set_var(name, value);
+            from_dataset.insert(name.to_string());
         }
     }
 }
@@ -90,13 +192,7 @@ pub fn apply_dataset_defaults(args: &[String]) {
 /// The value of `--dataset` among command-line arguments (`--dataset events` or
 /// `--dataset=events`), which selects the dataset's defaults as `DATASET` does.
 pub fn dataset_flag(args: &[String]) -> Option<&str> {
-    args.iter().enumerate().find_map(|(i, a)| {
-        a.strip_prefix("--dataset=").or_else(|| {
-            (a == "--dataset")
-                .then(|| args.get(i + 1).map(String::as_str))
-                .flatten()
-        })
-    })
+    flag_value(args, "--dataset")
 }
 
 /// Parses an env file the way docker compose reads `.env` and `env_file`: `NAME=value` lines,
@@ -135,11 +231,18 @@ pub fn parse_dotenv(text: &str) -> Result<Vec<(String, String)>, String> {
 
 pub use crate::kafka::KafkaArgs;
 
-/// What every binary does first: logging, `.env`, and a flag that SIGINT and SIGTERM set.
-/// `None` when that failed: one line was logged, and the caller exits with code 2.
-pub fn startup(name: &str) -> Option<std::sync::Arc<std::sync::atomic::AtomicBool>> {
-    // `.env` first: it may set RUST_LOG and LOG_FORMAT.
-    let dotenv = load_dotenv();
+/// What every binary does first: logging, the env file (`--env-file` among `args`, else
+/// `ENV_FILE`, else `.env` when present), and a flag that SIGINT and SIGTERM set. `None` when
+/// that failed: one line was logged, and the caller exits with code 2.
+pub fn startup(
+    name: &str,
+    args: &[String],
+) -> Option<std::sync::Arc<std::sync::atomic::AtomicBool>> {
+    // The env file first: it may set RUST_LOG and LOG_FORMAT.
+    let named = flag_value(args, "--env-file")
+        .map(str::to_string)
+        .or_else(|| std::env::var("ENV_FILE").ok().filter(|v| !v.is_empty()));
+    let dotenv = load_dotenv(named.as_deref());
     let format = crate::telemetry::log_format_from_env();
     init_logging();
     if let Err(e) = dotenv.map(|_| ()).and(format.map(|_| ())) {

@@ -121,3 +121,57 @@ fn every_variable_the_binaries_read_is_in_dotenv_and_the_readme_and_nothing_else
         "in the README's table but read by nothing"
     );
 }
+
+/// The start line names the env file read and where each setting came from (flag, env, file,
+/// default), secrets masked; a named env file that is not there is refused with exit 2.
+#[test]
+fn the_start_line_names_the_env_file_and_each_settings_source_with_secrets_masked() {
+    use crate::harness::{command, Scratch};
+    let dir = Scratch::new("env-file");
+    let env_file = dir.path().join("site.env");
+    std::fs::write(
+        &env_file,
+        "GOLD_WINDOW=2 minutes\nKAFKA_SASL_PASSWORD=hunter2\nMAX_OFFSETS_PER_TRIGGER=777\n",
+    )
+    .unwrap();
+    let run = command("processor", dir.path())
+        .args(["--env-file", env_file.to_str().unwrap()])
+        .args([
+            "--bootstrap-servers",
+            "127.0.0.1:1",
+            "--trigger",
+            "available-now",
+        ])
+        .args(["--kafka-config", "ssl.key.password=x"])
+        .env("KAFKA_CONNECT_TIMEOUT", "1 second")
+        .env("FRAUD_ALERTS_TOPIC", "alerts-from-env")
+        .env("MAX_OFFSETS_PER_TRIGGER", "888")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("[processor] settings: "))
+        .unwrap_or_else(|| panic!("no settings line: {stderr}"));
+    let named = format!("env file {}", env_file.display());
+    for wanted in [
+        named.as_str(),
+        "GOLD_WINDOW=2 minutes (file)",
+        "KAFKA_SASL_PASSWORD=*** (file)",
+        "FRAUD_ALERTS_TOPIC=alerts-from-env (env)",
+        "MAX_OFFSETS_PER_TRIGGER=888 (env)",
+        "TRIGGER_INTERVAL=available-now (flag)",
+        "--kafka-config=ssl.key.password=*** (flag)",
+        "GOLD_WATERMARK_DELAY=5 minutes (default)",
+    ] {
+        assert!(line.contains(wanted), "{wanted:?} in {line}");
+    }
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+    let missing = command("processor", dir.path())
+        .args(["--env-file", "no-such.env"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert_eq!(missing.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("no-such.env: cannot read it"), "{stderr}");
+}

@@ -517,6 +517,7 @@ pub fn command(sub: &str, cwd: &Path) -> Command {
         "KAFKA_SASL_PASSWORD",
         "KAFKA_SSL_CA_LOCATION",
         "PRODUCER_COMPRESSION",
+        "ENV_FILE",
     ] {
         c.env_remove(var);
     }

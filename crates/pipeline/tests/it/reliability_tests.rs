@@ -340,3 +340,32 @@ fn kafka_an_unreachable_broker_or_a_missing_topic_is_named_within_10_s_while_the
         let _ = child.wait();
     }
 }
+
+/// SIGTERM (docker compose stop) while the processor waits for Kafka at start ends the wait at
+/// once, with the reason, instead of after KAFKA_CONNECT_TIMEOUT.
+#[test]
+fn a_stop_during_the_wait_for_kafka_at_start_ends_it_at_once() {
+    let out = Scratch::new("stop-while-waiting");
+    let p = Processor::spawn(
+        "127.0.0.1:1",
+        out.path(),
+        &[],
+        &[("KAFKA_CONNECT_TIMEOUT", "60 seconds")],
+    );
+    assert!(
+        p.wait_for("waiting for Kafka at", Duration::from_secs(20))
+            .is_some(),
+        "the processor waits for the broker"
+    );
+    let asked = Instant::now();
+    p.signal(libc::SIGTERM);
+    let stopped = p.wait_for("stopped as asked", Duration::from_secs(10));
+    let status = p.wait();
+    assert!(stopped.is_some(), "the last line says why it stopped");
+    assert!(
+        asked.elapsed() < Duration::from_secs(8),
+        "stopped {:?} after SIGTERM (the broker's request timeout is 5 s)",
+        asked.elapsed()
+    );
+    assert!(!status.success());
+}

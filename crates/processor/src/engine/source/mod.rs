@@ -194,6 +194,14 @@ impl KafkaSource {
                     last_error,
                 });
             }
+            // SIGINT or SIGTERM (docker compose stop) ends the wait: nothing was started.
+            if txn_core::settings::stop_requested() {
+                return Err(Error::BrokerUnreachable {
+                    bootstrap: self.bootstrap.clone(),
+                    waited_s: started.elapsed().as_secs(),
+                    last_error: format!("{last_error}; stopped as asked (SIGINT or SIGTERM)"),
+                });
+            }
             if !warned {
                 info!(
                     "[processor] waiting for Kafka at {} ({last_error})",
@@ -201,7 +209,11 @@ impl KafkaSource {
                 );
                 warned = true;
             }
-            std::thread::sleep(Duration::from_millis(500));
+            for _ in 0..5 {
+                if !txn_core::settings::stop_requested() {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
         }
     }
 
