@@ -101,6 +101,11 @@ pub fn main_with_args(args: impl IntoIterator<Item = String>) -> ExitCode {
     };
     txn_core::settings::apply_dataset_defaults(&args);
     let (config, sources) = txn_core::settings::parse::<ProcessorConfig>(&args);
+    // A bad setting gives its one line, and the settings line comes only with settings in use.
+    if let Err(e) = config.validate() {
+        error!("[processor] {e}");
+        return ExitCode::from(2);
+    }
     info!("[processor] settings: {sources}");
     if let Some(addr) = &config.metrics_addr {
         let served = txn_core::telemetry::serve_metrics(

@@ -709,6 +709,11 @@ pub fn main_with_args(args: impl IntoIterator<Item = String>) -> std::process::E
     };
     txn_core::settings::apply_dataset_defaults(&args);
     let (config, sources) = txn_core::settings::parse::<ProducerConfig>(&args);
+    // A bad setting gives its one line, and the settings line comes only with settings in use.
+    if let Err(e) = config.validate() {
+        error!("[producer] {e:#}");
+        return std::process::ExitCode::from(2);
+    }
     info!("[producer] settings: {sources}");
     if let Some(addr) = &config.metrics_addr {
         let served = txn_core::telemetry::serve_metrics(
