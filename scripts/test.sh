@@ -51,7 +51,7 @@ scratch="$(dirname "$(mktemp -u)")/pipeline-it-"
 trap "pkill -9 -f -- '-Dpipeline.kafka.dir=$scratch' || true; pkill -9 -f -- '-Dpipeline.cassandra.dir=$scratch' || true" EXIT
 # Tests that use no broker, or only the mock's fault injection, ran above already.
 # Scale-out's three-processor test runs on the 3-node cluster below instead.
-not_broker='not (test(/^outage_tests::/) | test(/^local_stack_tests::/) | test(/^config_tests::/) | test(/^compose_tests::/) | test(three_processors_share))'
+not_broker='not (test(/^outage_tests::/) | test(/^local_stack_tests::/) | test(/^config_tests::/) | test(/^compose_tests::/) | test(three_processors_share) | test(a_stop_during_the_wait_for_kafka))'
 echo "--- every integration test on Apache Kafka 4.x, one KRaft node"
 PIPELINE_TEST_BROKER=kafka cargo nextest run -p pipeline --no-fail-fast --run-ignored all -E "$not_broker"
 for broker in kafka-zk kafka-cluster; do
