@@ -19,6 +19,7 @@ use rdkafka::message::Message as _;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::ClientContext;
 use tracing::{error, info, warn};
+use txn_core::telemetry::Metric;
 
 use generator::{Generator, Kind, MessageGenerator};
 use pacer::Pacer;
@@ -237,20 +238,20 @@ impl ProducerMetrics {
 }
 
 /// Every metric name the producer exports, for checks of dashboards and alert rules.
-pub const METRIC_NAMES: [txn_core::telemetry::Metric; 4] = [
-    txn_core::telemetry::Metric::counter(
+pub const METRIC_NAMES: [Metric; 4] = [
+    Metric::counter(
         "pipeline_producer_messages_sent_total",
         "Messages the broker acknowledged.",
     ),
-    txn_core::telemetry::Metric::counter(
+    Metric::counter(
         "pipeline_producer_messages_failed_total",
         "Messages that finally failed, after every retry: not in Kafka.",
     ),
-    txn_core::telemetry::Metric::histogram(
+    Metric::histogram(
         "pipeline_producer_send_latency_seconds",
         "From a message's CreateTime to its acknowledgement.",
     ),
-    txn_core::telemetry::Metric::gauge(
+    Metric::gauge(
         "pipeline_producer_messages_in_flight",
         "Messages sent and not yet acknowledged.",
     ),

@@ -404,28 +404,21 @@ fn fill(
 fn bench_processor(filled: &Filled) -> anyhow::Result<()> {
     let (_embedded, bootstrap, _) = filled.start()?;
     let out = scratch("bench-processor")?;
-    let exe = std::env::current_exe()?.with_file_name("pipeline");
     let t = Instant::now();
-    let mut child = Command::new(&exe)
-        .args([
-            "processor",
+    let max_offsets = filled.max_offsets_per_trigger.to_string();
+    let mut child = spawn_processor(
+        &bootstrap,
+        &filled.broker,
+        &out,
+        &[
             "--trigger",
             "available-now",
-            "--starting-offsets",
-            "earliest",
-        ])
-        .arg("--bootstrap-servers")
-        .arg(&bootstrap)
-        .args(filled.broker.kafka_flags())
-        .arg("--output-path")
-        .arg(&out)
-        .arg("--max-offsets-per-trigger")
-        .arg(filled.max_offsets_per_trigger.to_string())
-        .args(["--dataset", &filled.dataset, "--topic", "transactions"])
-        .current_dir(&out)
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("cannot start {}", exe.display()))?;
+            "--max-offsets-per-trigger",
+            &max_offsets,
+            "--dataset",
+            &filled.dataset,
+        ],
+    )?;
     let mut summary = String::new();
     for line in BufReader::new(child.stderr.take().context("no stderr")?).lines() {
         let line = line?;
@@ -456,6 +449,34 @@ fn bench_processor(filled: &Filled) -> anyhow::Result<()> {
     );
     let _ = std::fs::remove_dir_all(&out);
     Ok(())
+}
+
+/// The `processor` binary beside this one, in its own process, reading topic `transactions` of
+/// `bootstrap` from the earliest offsets into `out`, with `args`; its stderr piped.
+fn spawn_processor(
+    bootstrap: &str,
+    broker: &BrokerChoice,
+    out: &std::path::Path,
+    args: &[&str],
+) -> anyhow::Result<std::process::Child> {
+    let exe = std::env::current_exe()?.with_file_name("pipeline");
+    Command::new(&exe)
+        .args([
+            "processor",
+            "--starting-offsets",
+            "earliest",
+            "--topic",
+            "transactions",
+        ])
+        .args(["--bootstrap-servers", bootstrap])
+        .args(broker.kafka_flags())
+        .arg("--output-path")
+        .arg(out)
+        .args(args)
+        .current_dir(out)
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot start {}", exe.display()))
 }
 
 fn bench_read(filled: &Filled) -> anyhow::Result<()> {
@@ -817,26 +838,19 @@ fn bench_latency(
     };
     let settings = choice.kafka(&bootstrap).resolve().map_err(|e| anyhow!(e))?;
     let out = scratch("bench-latency")?;
-    let exe = std::env::current_exe()?.with_file_name("pipeline");
-    let mut processor = Command::new(&exe)
-        .args([
-            "processor",
+    let mut processor = spawn_processor(
+        &bootstrap,
+        choice,
+        &out,
+        &[
             "--fraud-detection",
             "true",
             "--trigger",
             trigger,
-        ])
-        .args(["--starting-offsets", "earliest", "--topic", "transactions"])
-        .args(["--fraud-alerts-topic", alerts_topic])
-        .arg("--bootstrap-servers")
-        .arg(&bootstrap)
-        .args(choice.kafka_flags())
-        .arg("--output-path")
-        .arg(&out)
-        .current_dir(&out)
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("cannot start {}", exe.display()))?;
+            "--fraud-alerts-topic",
+            alerts_topic,
+        ],
+    )?;
     let (ready_tx, ready) = std::sync::mpsc::channel();
     let stderr = processor.stderr.take().context("no stderr")?;
     let log = std::thread::spawn(move || {

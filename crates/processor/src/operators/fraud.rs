@@ -159,11 +159,6 @@ impl FraudRules {
         self.watermark
     }
 
-    /// Users with a session: what the state holds.
-    pub fn users(&self) -> usize {
-        self.users.len()
-    }
-
     /// Judges a batch's transactions in the order of its plan (sorted here by partition and
     /// offset), then advances the watermark and ends the sessions it has passed. Returns the
     /// alerts in the order they were raised.
