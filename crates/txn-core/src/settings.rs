@@ -112,6 +112,10 @@ pub fn sources(command: &clap::Command, matches: &clap::ArgMatches) -> String {
                 // `key=value` properties: a secret key's value is masked.
                 match v.split_once('=') {
                     Some((k, _)) if crate::kafka::is_secret(k) => format!("{k}=***"),
+                    // A URL's user info (a registry's basic auth) is masked too.
+                    _ if v.contains("://") && v.contains('@') => {
+                        crate::registry::strip_credentials(&v)
+                    }
                     _ => v.into_owned(),
                 }
             })

@@ -1,0 +1,631 @@
+//! Avro in Confluent's wire format: a value is the magic byte 0, the writer schema's registry id
+//! (4 bytes, big-endian), then the record in Avro's binary encoding
+//! (<https://avro.apache.org/docs/1.12.0/specification/#binary-encoding>).
+//!
+//! The processor reads an Avro value by rendering it, with its writer schema, as the JSON object
+//! the dataset's JSON decoder reads: one decoder per dataset for both formats, so an Avro record
+//! gives the same row as the same record in JSON, whatever the writer schema's version (fields
+//! added, removed, reordered; `event_ts` a string or a timestamp; `amount` a double or a
+//! decimal). Bronze's `value` and silver's `json_str` keep that JSON, every writer field in it.
+//!
+//! Schemas are parsed by the Apache Avro crate; the binary walk is this module's (it writes the
+//! JSON straight from the message bytes, with no value tree in between).
+
+use std::collections::HashMap;
+use std::io::Write as _;
+
+use apache_avro::schema::{Name, Schema};
+
+use crate::json::{write_json_string, write_python_float};
+
+/// Confluent's magic byte.
+pub const MAGIC: u8 = 0;
+
+/// The schema id of a Confluent-framed value (magic byte 0 and 4 id bytes), `None` for anything
+/// else: JSON never starts with a NUL byte.
+pub fn framed_id(value: &[u8]) -> Option<u32> {
+    match value {
+        [MAGIC, a, b, c, d, ..] => Some(u32::from_be_bytes([*a, *b, *c, *d])),
+        _ => None,
+    }
+}
+
+/// Appends the frame (magic byte and schema id) that precedes an Avro body.
+pub fn frame(id: u32, out: &mut Vec<u8>) {
+    out.push(MAGIC);
+    out.extend_from_slice(&id.to_be_bytes());
+}
+
+/// The writer schema registered for each dataset's values by the producer (subject
+/// `<topic>-value`). Every field but the required ones is a union with null, as in the JSON.
+pub fn dataset_schema(dataset: &str) -> &'static str {
+    match dataset {
+        "events" => EVENT_SCHEMA,
+        "financial" => FINANCIAL_SCHEMA,
+        _ => TRANSACTION_SCHEMA,
+    }
+}
+
+pub const TRANSACTION_SCHEMA: &str = r#"{"type": "record", "name": "Transaction", "namespace": "pipeline", "fields": [
+ {"name": "txn_id", "type": "string"},
+ {"name": "event_ts", "type": "string"},
+ {"name": "user_id", "type": ["null", "string"], "default": null},
+ {"name": "card_id", "type": ["null", "string"], "default": null},
+ {"name": "merchant", "type": ["null", "string"], "default": null},
+ {"name": "category", "type": ["null", "string"], "default": null},
+ {"name": "amount", "type": ["null", "double"], "default": null},
+ {"name": "currency", "type": ["null", "string"], "default": null},
+ {"name": "status", "type": ["null", "string"], "default": null},
+ {"name": "city", "type": ["null", "string"], "default": null},
+ {"name": "country", "type": ["null", "string"], "default": null},
+ {"name": "lat", "type": ["null", "double"], "default": null},
+ {"name": "lon", "type": ["null", "double"], "default": null}]}"#;
+
+pub const EVENT_SCHEMA: &str = r#"{"type": "record", "name": "Event", "namespace": "pipeline", "fields": [
+ {"name": "id", "type": "long"},
+ {"name": "ts", "type": "string"},
+ {"name": "value", "type": "double"},
+ {"name": "source", "type": ["null", "string"], "default": null}]}"#;
+
+pub const FINANCIAL_SCHEMA: &str = r#"{"type": "record", "name": "FinancialTransaction", "namespace": "pipeline", "fields": [
+ {"name": "transactionId", "type": "string"},
+ {"name": "userId", "type": "string"},
+ {"name": "amount", "type": "double"},
+ {"name": "transactionTime", "type": "long"},
+ {"name": "merchantId", "type": "string"},
+ {"name": "transactionType", "type": ["null", "string"], "default": null},
+ {"name": "location", "type": ["null", "string"], "default": null},
+ {"name": "paymentMethod", "type": ["null", "string"], "default": null},
+ {"name": "isInternational", "type": ["null", "boolean"], "default": null},
+ {"name": "currency", "type": ["null", "string"], "default": null}]}"#;
+
+/// Deeper nesting than this is refused (a recursive schema could otherwise exhaust the stack).
+const MAX_DEPTH: usize = 64;
+/// More array or map items than this in one value is refused (items of type null take no
+/// bytes, so the byte length alone does not bound them).
+const MAX_ITEMS: u64 = 1 << 20;
+
+/// A writer schema, parsed, with its named types for references.
+#[derive(Debug)]
+pub struct WriterSchema {
+    root: Schema,
+    named: HashMap<String, Schema>,
+}
+
+impl WriterSchema {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let root = Schema::parse_str(text).map_err(|e| format!("not an Avro schema: {e}"))?;
+        let mut named = HashMap::new();
+        collect_named(&root, &mut named);
+        Ok(WriterSchema { root, named })
+    }
+
+    pub fn schema(&self) -> &Schema {
+        &self.root
+    }
+
+    /// Renders an Avro body (without its frame) as JSON into `out`; an error says what did not
+    /// match the schema. Every byte must be read: trailing bytes are an error too.
+    pub fn to_json(&self, body: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
+        let mut r = Reader { buf: body, pos: 0 };
+        self.render(&self.root, &mut r, out, 0)?;
+        if r.pos != body.len() {
+            return Err(format!(
+                "{} bytes left after the record ({} bytes read)",
+                body.len() - r.pos,
+                r.pos
+            ));
+        }
+        Ok(())
+    }
+
+    fn render(
+        &self,
+        schema: &Schema,
+        r: &mut Reader<'_>,
+        out: &mut Vec<u8>,
+        depth: usize,
+    ) -> Result<(), String> {
+        if depth > MAX_DEPTH {
+            return Err(format!("nested deeper than {MAX_DEPTH} levels"));
+        }
+        match schema {
+            Schema::Null => out.extend_from_slice(b"null"),
+            Schema::Boolean => match r.byte()? {
+                0 => out.extend_from_slice(b"false"),
+                1 => out.extend_from_slice(b"true"),
+                b => return Err(format!("boolean byte {b} at {}", r.pos - 1)),
+            },
+            Schema::Int | Schema::Long | Schema::TimeMillis | Schema::TimeMicros => {
+                let v = r.long()?;
+                if matches!(schema, Schema::Int | Schema::TimeMillis) && i32::try_from(v).is_err() {
+                    return Err(format!("int {v} out of range"));
+                }
+                let _ = write!(out, "{v}");
+            }
+            Schema::Float => number(out, f64::from(f32::from_le_bytes(r.array()?))),
+            Schema::Double => number(out, f64::from_le_bytes(r.array()?)),
+            Schema::String | Schema::Uuid => {
+                let bytes = r.bytes()?;
+                let text = std::str::from_utf8(bytes)
+                    .map_err(|e| format!("string not UTF-8 at byte {}", e.valid_up_to()))?;
+                write_json_string(out, text);
+            }
+            Schema::Bytes | Schema::BigDecimal => {
+                let bytes = r.bytes()?;
+                latin1(out, bytes);
+            }
+            Schema::Fixed(f) => latin1(out, r.take(f.size)?),
+            Schema::Duration => latin1(out, r.take(12)?),
+            Schema::Enum(e) => {
+                let i = r.long()?;
+                let symbol = usize::try_from(i)
+                    .ok()
+                    .and_then(|i| e.symbols.get(i))
+                    .ok_or_else(|| format!("enum index {i} of {} symbols", e.symbols.len()))?;
+                write_json_string(out, symbol);
+            }
+            Schema::Union(u) => {
+                let i = r.long()?;
+                let branch = usize::try_from(i)
+                    .ok()
+                    .and_then(|i| u.variants().get(i))
+                    .ok_or_else(|| {
+                        format!("union branch {i} of {} branches", u.variants().len())
+                    })?;
+                self.render(branch, r, out, depth + 1)?;
+            }
+            Schema::Record(rec) => {
+                out.push(b'{');
+                for (n, field) in rec.fields.iter().enumerate() {
+                    if n > 0 {
+                        out.extend_from_slice(b", ");
+                    }
+                    write_json_string(out, &field.name);
+                    out.extend_from_slice(b": ");
+                    self.render(&field.schema, r, out, depth + 1)
+                        .map_err(|e| format!("{}: {e}", field.name))?;
+                }
+                out.push(b'}');
+            }
+            Schema::Array(a) => {
+                out.push(b'[');
+                let mut first = true;
+                self.blocks(r, |r| {
+                    if !std::mem::take(&mut first) {
+                        out.extend_from_slice(b", ");
+                    }
+                    self.render(&a.items, r, out, depth + 1)
+                })?;
+                out.push(b']');
+            }
+            Schema::Map(m) => {
+                out.push(b'{');
+                let mut first = true;
+                self.blocks(r, |r| {
+                    if !std::mem::take(&mut first) {
+                        out.extend_from_slice(b", ");
+                    }
+                    let key = std::str::from_utf8(r.bytes()?)
+                        .map_err(|_| "map key not UTF-8".to_string())?;
+                    write_json_string(out, key);
+                    out.extend_from_slice(b": ");
+                    self.render(&m.types, r, out, depth + 1)
+                })?;
+                out.push(b'}');
+            }
+            Schema::Decimal(d) => {
+                let unscaled = match &*d.inner {
+                    Schema::Fixed(f) => r.take(f.size)?,
+                    _ => r.bytes()?,
+                };
+                decimal(out, unscaled, d.scale)?;
+            }
+            Schema::Date => {
+                let days = r.long()?;
+                let date = chrono::DateTime::from_timestamp(days.saturating_mul(86_400), 0)
+                    .ok_or_else(|| format!("date {days} days out of range"))?;
+                let _ = write!(out, "\"{}\"", date.format("%Y-%m-%d"));
+            }
+            Schema::TimestampMillis | Schema::LocalTimestampMillis => {
+                let v = r.long()?;
+                let t = chrono::DateTime::from_timestamp_millis(v)
+                    .ok_or_else(|| format!("timestamp {v} ms out of range"))?;
+                timestamp(out, t, "%.3f", matches!(schema, Schema::TimestampMillis));
+            }
+            Schema::TimestampMicros | Schema::LocalTimestampMicros => {
+                let v = r.long()?;
+                let t = chrono::DateTime::from_timestamp_micros(v)
+                    .ok_or_else(|| format!("timestamp {v} µs out of range"))?;
+                timestamp(out, t, "%.6f", matches!(schema, Schema::TimestampMicros));
+            }
+            Schema::TimestampNanos | Schema::LocalTimestampNanos => {
+                let t = chrono::DateTime::from_timestamp_nanos(r.long()?);
+                timestamp(out, t, "%.9f", matches!(schema, Schema::TimestampNanos));
+            }
+            Schema::Ref { name } => {
+                let target = self
+                    .named
+                    .get(&name.fullname(None))
+                    .ok_or_else(|| format!("unknown type {}", name.fullname(None)))?;
+                self.render(target, r, out, depth + 1)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the blocks of an array or map, calling `item` for each item.
+    fn blocks(
+        &self,
+        r: &mut Reader<'_>,
+        mut item: impl FnMut(&mut Reader<'_>) -> Result<(), String>,
+    ) -> Result<(), String> {
+        let mut total = 0u64;
+        loop {
+            let count = r.long()?;
+            if count == 0 {
+                return Ok(());
+            }
+            if count < 0 {
+                r.long()?; // the block's size in bytes
+            }
+            total += count.unsigned_abs();
+            if total > MAX_ITEMS {
+                return Err(format!("more than {MAX_ITEMS} items"));
+            }
+            for _ in 0..count.unsigned_abs() {
+                item(r)?;
+            }
+        }
+    }
+}
+
+fn collect_named(schema: &Schema, named: &mut HashMap<String, Schema>) {
+    let mut name = |n: &Name, s: &Schema| {
+        named.insert(n.fullname(None), s.clone());
+    };
+    match schema {
+        Schema::Record(r) => {
+            name(&r.name, schema);
+            for f in &r.fields {
+                collect_named(&f.schema, named);
+            }
+        }
+        Schema::Enum(e) => name(&e.name, schema),
+        Schema::Fixed(f) => name(&f.name, schema),
+        Schema::Decimal(d) => collect_named(&d.inner, named),
+        Schema::Array(a) => collect_named(&a.items, named),
+        Schema::Map(m) => collect_named(&m.types, named),
+        Schema::Union(u) => u.variants().iter().for_each(|v| collect_named(v, named)),
+        _ => {}
+    }
+}
+
+/// A double as JSON: Python's repr, as the JSON producers write it; NaN and infinities (which
+/// JSON cannot hold) as strings, which the decoders refuse with the field's name.
+fn number(out: &mut Vec<u8>, v: f64) {
+    if v.is_finite() {
+        write_python_float(out, v);
+    } else {
+        let _ = write!(out, "\"{v}\"");
+    }
+}
+
+/// Bytes as a JSON string of code points 0 to 255 (Avro's JSON encoding of bytes).
+fn latin1(out: &mut Vec<u8>, bytes: &[u8]) {
+    let text: String = bytes.iter().map(|&b| char::from(b)).collect();
+    write_json_string(out, &text);
+}
+
+/// A decimal (big-endian two's complement unscaled value, and the scale) as an exact JSON number.
+fn decimal(out: &mut Vec<u8>, unscaled: &[u8], scale: usize) -> Result<(), String> {
+    if unscaled.is_empty() || unscaled.len() > 16 {
+        return Err(format!(
+            "decimal of {} bytes (1 to 16 are read)",
+            unscaled.len()
+        ));
+    }
+    let fill = if unscaled[0] & 0x80 != 0 { 0xff } else { 0 };
+    let mut be = [fill; 16];
+    be[16 - unscaled.len()..].copy_from_slice(unscaled);
+    let v = i128::from_be_bytes(be);
+    let digits = v.unsigned_abs().to_string();
+    if v < 0 {
+        out.push(b'-');
+    }
+    if scale == 0 {
+        out.extend_from_slice(digits.as_bytes());
+    } else if digits.len() > scale {
+        let (int, frac) = digits.split_at(digits.len() - scale);
+        let _ = write!(out, "{int}.{frac}");
+    } else {
+        let _ = write!(out, "0.{}{digits}", "0".repeat(scale - digits.len()));
+    }
+    Ok(())
+}
+
+fn timestamp(out: &mut Vec<u8>, t: chrono::DateTime<chrono::Utc>, fraction: &str, utc: bool) {
+    let _ = write!(
+        out,
+        "\"{}{}\"",
+        t.format(&format!("%Y-%m-%dT%H:%M:%S{fraction}")),
+        if utc { "Z" } else { "" }
+    );
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn byte(&mut self) -> Result<u8, String> {
+        let b = *self
+            .buf
+            .get(self.pos)
+            .ok_or_else(|| format!("ends at byte {}", self.pos))?;
+        self.pos += 1;
+        Ok(b)
+    }
+
+    /// A zigzag varint (Avro's int and long).
+    fn long(&mut self) -> Result<i64, String> {
+        let mut v = 0u64;
+        for shift in (0..70).step_by(7) {
+            let b = self.byte()?;
+            v |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Ok((v >> 1) as i64 ^ -((v & 1) as i64));
+            }
+        }
+        Err(format!("varint longer than 10 bytes at {}", self.pos))
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= self.buf.len())
+            .ok_or_else(|| {
+                format!(
+                    "{n} bytes wanted at byte {}, {} left",
+                    self.pos,
+                    self.buf.len() - self.pos
+                )
+            })?;
+        let s = &self.buf[self.pos..end];
+        self.pos = end;
+        Ok(s)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], String> {
+        let mut a = [0; N];
+        a.copy_from_slice(self.take(N)?);
+        Ok(a)
+    }
+
+    /// A length-prefixed byte string.
+    fn bytes(&mut self) -> Result<&'a [u8], String> {
+        let n = self.long()?;
+        let n = usize::try_from(n).map_err(|_| format!("negative length {n}"))?;
+        self.take(n)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Encoding (the producer): a JSON object, as the generators write it, into Avro by a schema.
+
+/// Appends `json` (an object) encoded by `schema`'s record; an error when a field's value does
+/// not fit its type (the producer then sends that message as JSON: a bad record stays bad).
+pub fn encode_json(
+    schema: &Schema,
+    json: &serde_json::Value,
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
+    let Schema::Record(rec) = schema else {
+        return Err("the writer schema is not a record".into());
+    };
+    let serde_json::Value::Object(fields) = json else {
+        return Err("the value is not a JSON object".into());
+    };
+    for field in &rec.fields {
+        let value = fields.get(&field.name).unwrap_or(&serde_json::Value::Null);
+        encode_value(&field.schema, value, out).map_err(|e| format!("{}: {e}", field.name))?;
+    }
+    Ok(())
+}
+
+fn encode_value(schema: &Schema, v: &serde_json::Value, out: &mut Vec<u8>) -> Result<(), String> {
+    use serde_json::Value as J;
+    match (schema, v) {
+        (Schema::Null, J::Null) => {}
+        (Schema::Boolean, J::Bool(b)) => out.push(u8::from(*b)),
+        (Schema::Int | Schema::Long, J::Number(n)) if n.is_i64() => {
+            put_long(out, n.as_i64().unwrap_or_default())
+        }
+        (Schema::Double, J::Number(n)) => {
+            out.extend_from_slice(&n.as_f64().unwrap_or_default().to_le_bytes())
+        }
+        (Schema::Float, J::Number(n)) => {
+            out.extend_from_slice(&(n.as_f64().unwrap_or_default() as f32).to_le_bytes())
+        }
+        (Schema::String, J::String(s)) => {
+            put_long(out, s.len() as i64);
+            out.extend_from_slice(s.as_bytes());
+        }
+        (Schema::Union(u), _) => {
+            let mut last = String::from("no branch");
+            for (i, branch) in u.variants().iter().enumerate() {
+                let mark = out.len();
+                put_long(out, i as i64);
+                match encode_value(branch, v, out) {
+                    Ok(()) => return Ok(()),
+                    Err(e) => {
+                        out.truncate(mark);
+                        last = e;
+                    }
+                }
+            }
+            return Err(last);
+        }
+        _ => return Err(format!("{v} does not fit {schema:?}")),
+    }
+    Ok(())
+}
+
+/// Appends a zigzag varint.
+pub fn put_long(out: &mut Vec<u8>, v: i64) {
+    let mut z = ((v << 1) ^ (v >> 63)) as u64;
+    while z >= 0x80 {
+        out.push((z as u8) | 0x80);
+        z >>= 7;
+    }
+    out.push(z as u8);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use apache_avro::types::Value as A;
+
+    fn render(schema: &WriterSchema, body: &[u8]) -> Result<String, String> {
+        let mut out = Vec::new();
+        schema.to_json(body, &mut out)?;
+        Ok(String::from_utf8(out).unwrap())
+    }
+
+    #[test]
+    fn a_record_the_avro_crate_wrote_renders_as_the_json_the_producer_writes() {
+        let schema = WriterSchema::parse(TRANSACTION_SCHEMA).unwrap();
+        let json = r#"{"txn_id": "t-1", "event_ts": "2024-05-01T12:00:00.123456+00:00", "user_id": "u_7", "card_id": "c\"1", "merchant": null, "category": "food", "amount": 12.5, "currency": "EUR", "status": "approved", "city": "K\u00f6ln", "country": "DE", "lat": 50.94, "lon": -6.96}"#;
+        let value: serde_json::Value = serde_json::from_str(json).unwrap();
+        let mut ours = Vec::new();
+        encode_json(schema.schema(), &value, &mut ours).unwrap();
+        // The Avro crate reads what we wrote...
+        let read = apache_avro::from_avro_datum(schema.schema(), &mut &ours[..], None).unwrap();
+        let A::Record(fields) = read else {
+            panic!("{read:?}")
+        };
+        assert_eq!(
+            fields[3],
+            (
+                "card_id".into(),
+                A::Union(1, Box::new(A::String("c\"1".into())))
+            )
+        );
+        assert_eq!(
+            fields[4],
+            ("merchant".into(), A::Union(0, Box::new(A::Null)))
+        );
+        // ... and we render it back to the same JSON, byte for byte.
+        assert_eq!(render(&schema, &ours).unwrap(), json);
+    }
+
+    #[test]
+    fn logical_types_nested_records_enums_arrays_and_maps_render_as_json() {
+        let schema = WriterSchema::parse(
+            r#"{"type": "record", "name": "R", "fields": [
+              {"name": "ts", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+              {"name": "us", "type": {"type": "long", "logicalType": "timestamp-micros"}},
+              {"name": "amount", "type": {"type": "bytes", "logicalType": "decimal", "precision": 12, "scale": 2}},
+              {"name": "small", "type": {"type": "bytes", "logicalType": "decimal", "precision": 4, "scale": 3}},
+              {"name": "day", "type": {"type": "int", "logicalType": "date"}},
+              {"name": "kind", "type": {"type": "enum", "name": "Kind", "symbols": ["A", "B"]}},
+              {"name": "tags", "type": {"type": "array", "items": "string"}},
+              {"name": "extra", "type": {"type": "map", "values": "long"}},
+              {"name": "inner", "type": {"type": "record", "name": "In", "fields": [{"name": "x", "type": "float"}]}},
+              {"name": "again", "type": ["null", "In"]}]}"#,
+        )
+        .unwrap();
+        let value = A::Record(vec![
+            ("ts".into(), A::TimestampMillis(1_714_564_800_123)),
+            ("us".into(), A::TimestampMicros(1_714_564_800_000_001)),
+            (
+                "amount".into(),
+                A::Decimal(apache_avro::Decimal::from(vec![0xff, 0x85])),
+            ), // -123
+            (
+                "small".into(),
+                A::Decimal(apache_avro::Decimal::from(vec![0x07])),
+            ),
+            ("day".into(), A::Date(19_844)),
+            ("kind".into(), A::Enum(1, "B".into())),
+            (
+                "tags".into(),
+                A::Array(vec![A::String("x".into()), A::String("y".into())]),
+            ),
+            (
+                "extra".into(),
+                A::Map([("k".to_string(), A::Long(-3))].into_iter().collect()),
+            ),
+            ("inner".into(), A::Record(vec![("x".into(), A::Float(0.5))])),
+            (
+                "again".into(),
+                A::Union(1, Box::new(A::Record(vec![("x".into(), A::Float(2.0))]))),
+            ),
+        ]);
+        let body = apache_avro::to_avro_datum(schema.schema(), value).unwrap();
+        assert_eq!(
+            render(&schema, &body).unwrap(),
+            r#"{"ts": "2024-05-01T12:00:00.123Z", "us": "2024-05-01T12:00:00.000001Z", "amount": -1.23, "small": 0.007, "day": "2024-05-01", "kind": "B", "tags": ["x", "y"], "extra": {"k": -3}, "inner": {"x": 0.5}, "again": {"x": 2.0}}"#
+        );
+    }
+
+    #[test]
+    fn a_body_that_does_not_match_its_schema_is_an_error_never_a_panic() {
+        let schema = WriterSchema::parse(TRANSACTION_SCHEMA).unwrap();
+        let value: serde_json::Value =
+            serde_json::from_str(r#"{"txn_id": "t-1", "event_ts": "2024-05-01T12:00:00Z"}"#)
+                .unwrap();
+        let mut body = Vec::new();
+        encode_json(schema.schema(), &value, &mut body).unwrap();
+        assert!(render(&schema, &body[..body.len() - 1])
+            .unwrap_err()
+            .contains("lon"));
+        let mut longer = body.clone();
+        longer.push(0);
+        assert!(render(&schema, &longer)
+            .unwrap_err()
+            .contains("1 bytes left"));
+        assert!(render(&schema, &[0x7f]).unwrap_err().contains("txn_id"));
+        assert!(render(&schema, &[0xff; 12]).unwrap_err().contains("varint"));
+        // Every prefix and every single-byte change of a valid body: an answer, no panic.
+        for cut in 0..body.len() {
+            let _ = render(&schema, &body[..cut]);
+            let mut changed = body.clone();
+            changed[cut] ^= 0xa5;
+            let _ = render(&schema, &changed);
+        }
+        // Items of type null take no bytes: a huge count is refused, not looped over.
+        let nulls = WriterSchema::parse(r#"{"type": "array", "items": "null"}"#).unwrap();
+        let mut huge = Vec::new();
+        put_long(&mut huge, i64::MAX);
+        assert!(render(&nulls, &huge).unwrap_err().contains("items"));
+    }
+
+    #[test]
+    fn a_value_that_does_not_fit_the_schema_is_not_encoded() {
+        let schema = WriterSchema::parse(TRANSACTION_SCHEMA).unwrap();
+        let value: serde_json::Value =
+            serde_json::from_str(r#"{"txn_id": "t-1", "event_ts": "x", "amount": "abc"}"#).unwrap();
+        let err = encode_json(schema.schema(), &value, &mut Vec::new()).unwrap_err();
+        assert!(err.starts_with("amount:"), "{err}");
+        assert!(encode_json(
+            schema.schema(),
+            &serde_json::json!({"event_ts": "x"}),
+            &mut Vec::new()
+        )
+        .unwrap_err()
+        .starts_with("txn_id"));
+    }
+
+    #[test]
+    fn framing_is_the_magic_byte_and_a_big_endian_id() {
+        let mut out = Vec::new();
+        frame(258, &mut out);
+        assert_eq!(out, [0, 0, 0, 1, 2]);
+        assert_eq!(framed_id(&out), Some(258));
+        assert_eq!(framed_id(b"{\"a\": 1}"), None);
+        assert_eq!(framed_id(&[0, 0, 1]), None);
+    }
+}
