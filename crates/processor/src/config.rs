@@ -167,6 +167,8 @@ fn parse_spark_duration(text: &str) -> Result<Duration, String> {
 pub struct ProcessorConfig {
     #[command(flatten)]
     pub kafka: txn_core::settings::KafkaArgs,
+    #[command(flatten)]
+    pub registry: txn_core::registry::RegistryArgs,
     /// The env file read at start (default: `.env` in the working folder, when there is one);
     /// the start line names it and where each setting came from
     #[arg(long, env = "ENV_FILE", value_name = "PATH")]

@@ -55,6 +55,10 @@ pub enum Error {
     /// Cassandra refused a write no retry fixes.
     #[error("{0}")]
     Cassandra(String),
+    /// The schema registry could not answer and the process was asked to stop meanwhile (the
+    /// batch stays planned).
+    #[error("{0}")]
+    Registry(String),
     /// A bug, not a setting: a worker thread panicked (exits 1, where a setting exits 2).
     #[error("internal error: {0}")]
     Internal(String),

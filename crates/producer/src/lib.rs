@@ -38,6 +38,13 @@ use txn_core::time::{now_micros, parse_rfc3339_micros};
 pub struct ProducerConfig {
     #[command(flatten)]
     pub kafka: txn_core::settings::KafkaArgs,
+    #[command(flatten)]
+    pub registry: txn_core::registry::RegistryArgs,
+    /// The values' format: `json` (the seeds' JSON) or `avro` (Confluent's wire format: the
+    /// dataset's schema registered at SCHEMA_REGISTRY_URL under `<topic>-value` at start, its id
+    /// before each Avro body; a malformed record that Avro cannot carry is sent as JSON)
+    #[arg(long, env = "PRODUCER_FORMAT", default_value = "json", value_parser = ["json", "avro"])]
+    pub format: String,
     /// The env file read at start (default: `.env` in the working folder, when there is one);
     /// the start line names it and where each setting came from
     #[arg(long, env = "ENV_FILE", value_name = "PATH")]
@@ -142,6 +149,17 @@ impl ProducerConfig {
         }
         if self.kafka.topic.trim().is_empty() {
             bail!("KAFKA_TOPIC is empty");
+        }
+        if self.format == "avro"
+            && self
+                .registry
+                .schema_registry_url
+                .as_deref()
+                .is_none_or(str::is_empty)
+        {
+            bail!(
+                "PRODUCER_FORMAT=avro needs SCHEMA_REGISTRY_URL (where the schema is registered)"
+            );
         }
         if self.log_every == 0 {
             bail!("--log-every must be at least 1");
@@ -403,6 +421,11 @@ pub fn run_gated(
     );
     info!("[producer] Kafka client: {}", client.describe());
 
+    let mut avro = match config.format.as_str() {
+        "avro" => Some(AvroValues::register(config, stop)?),
+        _ => None,
+    };
+
     let seed = config
         .seed
         .unwrap_or_else(|| now_micros() as u64 ^ u64::from(std::process::id()) << 32);
@@ -465,7 +488,17 @@ pub fn run_gated(
             Kind::Late => late += 1,
             Kind::Valid => {}
         }
-        send(&producer, &config.kafka.topic, &*generator, stop)?;
+        let payload = match &mut avro {
+            Some(avro) => avro.encode(generator.payload()),
+            None => generator.payload(),
+        };
+        enqueue(
+            &producer,
+            &config.kafka.topic,
+            generator.key().as_bytes(),
+            payload,
+            stop,
+        )?;
         bytes += (generator.key().len() + generator.payload().len()) as u64;
         pacer.issue();
         issued += 1;
@@ -635,14 +668,66 @@ fn diagnose(producer: &BaseProducer<Deliveries>) -> String {
     }
 }
 
-/// Enqueues the generator's current message, waiting while librdkafka's queue is full.
-fn send(
-    producer: &BaseProducer<Deliveries>,
-    topic: &str,
-    g: &dyn MessageGenerator,
-    stop: &AtomicBool,
-) -> anyhow::Result<()> {
-    enqueue(producer, topic, g.key().as_bytes(), g.payload(), stop)
+/// `PRODUCER_FORMAT=avro`: the dataset's schema, its registry id, and the framed value of the
+/// current message.
+struct AvroValues {
+    schema: txn_core::avro::WriterSchema,
+    id: u32,
+    value: Vec<u8>,
+}
+
+impl AvroValues {
+    /// Registers the dataset's schema under `<topic>-value`, waiting while the registry cannot
+    /// answer (a warning every 10 s) until it does or a stop is requested.
+    fn register(config: &ProducerConfig, stop: &AtomicBool) -> anyhow::Result<Self> {
+        use txn_core::registry::{RegisterError, Registry};
+        let registry = Registry::from_args(&config.registry)
+            .map_err(|e| anyhow::anyhow!(e))?
+            .context("PRODUCER_FORMAT=avro needs SCHEMA_REGISTRY_URL")?;
+        let text = txn_core::avro::dataset_schema(&config.dataset);
+        let schema = txn_core::avro::WriterSchema::parse(text).map_err(|e| anyhow::anyhow!(e))?;
+        let subject = format!("{}-value", config.kafka.topic);
+        let mut warned: Option<Instant> = None;
+        let mut wait = Duration::from_millis(200);
+        loop {
+            match registry.register(&subject, text) {
+                Ok(id) => {
+                    info!(
+                        "[producer] Avro values: schema id {id} (subject {subject}) at {}",
+                        registry.describe()
+                    );
+                    return Ok(AvroValues {
+                        schema,
+                        id,
+                        value: Vec::new(),
+                    });
+                }
+                Err(RegisterError::Refused(e)) => bail!(e),
+                Err(RegisterError::Unavailable(e)) => {
+                    if stop.load(Ordering::Relaxed) {
+                        bail!("stopped before the schema registry answered: {e}");
+                    }
+                    if warned.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+                        warn!("[producer] the schema registry cannot register subject {subject} ({e}); waiting and trying again");
+                        warned = Some(Instant::now());
+                    }
+                    std::thread::sleep(wait);
+                    wait = (wait * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    /// The generator's JSON as a framed Avro value; the JSON itself when it is not a record of
+    /// the schema (the generator's malformed records stay malformed).
+    fn encode<'a>(&'a mut self, json: &'a [u8]) -> &'a [u8] {
+        self.value.clear();
+        txn_core::avro::frame(self.id, &mut self.value);
+        match txn_core::avro::encode_json_text(self.schema.schema(), json, &mut self.value) {
+            Ok(()) => &self.value,
+            Err(_) => json,
+        }
+    }
 }
 
 /// Enqueues one message, waiting while librdkafka's queue is full.

@@ -435,6 +435,13 @@ pub fn encode_json(
     Ok(())
 }
 
+/// [`encode_json`] of a JSON text.
+pub fn encode_json_text(schema: &Schema, json: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
+    let value: serde_json::Value =
+        serde_json::from_slice(json).map_err(|e| format!("not JSON: {e}"))?;
+    encode_json(schema, &value, out)
+}
+
 fn encode_value(schema: &Schema, v: &serde_json::Value, out: &mut Vec<u8>) -> Result<(), String> {
     use serde_json::Value as J;
     match (schema, v) {

@@ -40,6 +40,14 @@ pub enum Reject {
     DuplicateField(&'static str),
     #[error("missing_field: {0} is missing or null")]
     MissingField(&'static str),
+    #[error("avro_without_registry: the value is Avro of schema id {0} (Confluent framing) and SCHEMA_REGISTRY_URL is not set")]
+    AvroWithoutRegistry(u32),
+    #[error("unknown_schema_id: the schema registry has no schema id {0}")]
+    UnknownSchemaId(u32),
+    #[error("bad_schema: schema id {id} is not a usable Avro schema: {detail}")]
+    BadSchema { id: u32, detail: String },
+    #[error("bad_avro: the value does not match its writer schema (id {id}): {detail}")]
+    BadAvro { id: u32, detail: String },
     #[error("bad_timestamp: {field}: {value:?} is not an RFC 3339 timestamp: {why}")]
     BadTimestamp {
         field: &'static str,
@@ -64,6 +72,10 @@ impl Reject {
             Reject::DuplicateField(_) => "duplicate_field",
             Reject::MissingField(_) => "missing_field",
             Reject::BadTimestamp { .. } => "bad_timestamp",
+            Reject::AvroWithoutRegistry(_) => "avro_without_registry",
+            Reject::UnknownSchemaId(_) => "unknown_schema_id",
+            Reject::BadSchema { .. } => "bad_schema",
+            Reject::BadAvro { .. } => "bad_avro",
         }
     }
 }

@@ -40,6 +40,8 @@ pub struct Stages<D: Dataset> {
     writer: CompactWriter,
     committer: Committer,
     show_previews: bool,
+    /// The writer schemas of Avro values, and the registry they come from.
+    schemas: super::schemas::Schemas,
     /// Held for as long as the stages live (the run).
     _lock: Arc<CheckpointLock>,
 }
@@ -324,6 +326,7 @@ impl<D: Dataset> Stages<D> {
             },
             writer,
             show_previews: config.show_previews,
+            schemas: super::schemas::Schemas::from_config(config)?,
             _lock: lock,
         };
         Ok((stages, recovery))
@@ -360,6 +363,7 @@ impl<D: Dataset> Stages<D> {
             },
             writer,
             show_previews: config.show_previews,
+            schemas: super::schemas::Schemas::from_config(config)?,
             _lock: Arc::new(CheckpointLock::none()),
         })
     }
@@ -417,6 +421,7 @@ impl<D: Dataset> Stages<D> {
         raw.messages
             .sort_unstable_by_key(|m| (m.partition, m.offset));
         let t = Instant::now();
+        self.schemas.unframe(&mut raw)?;
         let batch = Batch::<D>::decode(&raw);
         let decode = t.elapsed();
         tracing::debug!(

@@ -124,6 +124,12 @@ impl<'a, D: Dataset> Batch<'a, D> {
             let index = (from + i) as u32;
             let text = payload_text(raw.value(m));
             texts.push(text.as_ref().ok().copied());
+            if !raw.rejected.is_empty() {
+                if let Ok(k) = raw.rejected.binary_search_by_key(&index, |(i, _)| *i) {
+                    rejects.push((index, raw.rejected[k].1.clone()));
+                    continue;
+                }
+            }
             match text.and_then(D::decode) {
                 Ok(record) => valid.push((index, record)),
                 Err(reason) => rejects.push((index, reason)),

@@ -12,6 +12,7 @@
 //! - [`source`]: reads a planned range from Kafka, and keeps the consumer group's offsets;
 //! - [`batch`]: a batch's stages (decode, operators, outputs staged) and its commit;
 //! - [`checkpoint`]: the plan / state / commit entries that make every output exactly once;
+//! - [`schemas`]: Avro values (Confluent framing) rendered as JSON by their writer schema;
 //! - [`dataset`], [`operator`], [`output`]: what a dataset declares and the engine runs;
 //! - [`progress`], [`metrics`]: the batch's log line and its Prometheus series.
 
@@ -27,6 +28,7 @@ pub mod plan;
 pub mod progress;
 mod run;
 mod scale_out;
+pub mod schemas;
 pub mod source;
 mod startup;
 

@@ -39,6 +39,9 @@ pub struct RawMessage {
 pub struct RawBatch {
     pub arena: Vec<u8>,
     pub messages: Vec<RawMessage>,
+    /// Messages rejected before the dataset's decoder (Avro that cannot be read: see
+    /// [`super::schemas`]), by index, in index order.
+    pub rejected: Vec<(u32, txn_core::Reject)>,
 }
 
 impl RawBatch {
