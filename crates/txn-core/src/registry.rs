@@ -70,7 +70,7 @@ impl Registry {
         });
         let mut config = ureq::Agent::config_builder()
             .timeout_connect(Some(Duration::from_secs(5)))
-            .timeout_global(Some(Duration::from_secs(15)))
+            .timeout_global(Some(Duration::from_secs(10)))
             .http_status_as_error(false);
         if let Some(path) = &args.schema_registry_ssl_ca_location {
             let pem = std::fs::read(path)

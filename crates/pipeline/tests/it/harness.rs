@@ -109,6 +109,56 @@ impl Drop for Cassandra {
     }
 }
 
+/// A Confluent-compatible schema registry started by `scripts/schema-registry.sh` (schemas in
+/// memory); killed when dropped.
+pub struct SchemaRegistry {
+    dir: Scratch,
+    pub url: String,
+}
+
+fn registry_sh(command: &str, dir: &Path) -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/schema-registry.sh");
+    let output = Command::new(script)
+        .arg(command)
+        .arg(dir)
+        .output()
+        .expect("run scripts/schema-registry.sh");
+    assert!(
+        output.status.success(),
+        "scripts/schema-registry.sh {command}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+impl SchemaRegistry {
+    pub fn start() -> Self {
+        let dir = Scratch::new("registry");
+        let printed = registry_sh("start", dir.path());
+        let url = printed
+            .lines()
+            .find_map(|l| l.strip_prefix("url="))
+            .expect("url= from scripts/schema-registry.sh")
+            .to_string();
+        SchemaRegistry { dir, url }
+    }
+
+    /// SIGSTOP: the port stays open and nothing answers.
+    pub fn pause(&self) {
+        registry_sh("pause", self.dir.path());
+    }
+
+    pub fn resume(&self) {
+        registry_sh("resume", self.dir.path());
+    }
+}
+
+impl Drop for SchemaRegistry {
+    fn drop(&mut self) {
+        let _ = registry_sh("stop", self.dir.path());
+    }
+}
+
 /// An S3-compatible server (moto's, from PyPI) started by `scripts/s3.sh`, with one bucket;
 /// stopped when dropped.
 pub struct S3Server {

@@ -2,6 +2,7 @@
 //! `pipeline processor`) against the embedded broker, and the files they leave behind.
 //! One test binary for all of them keeps link times low.
 
+mod avro_tests;
 mod cassandra_tests;
 mod compose_tests;
 mod config_tests;
