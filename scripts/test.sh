@@ -5,7 +5,8 @@
 # Kubernetes manifests' validation (kubeconform), then the integration tests again on Apache Kafka,
 # run as local processes by scripts/kafka.sh from jars that Maven fetches once:
 #   - every integration test that uses a broker, and the Apache Kafka-only tests, on a KRaft node (4.x)
-#     (the Cassandra sink's test with Apache Cassandra 5.0, run by scripts/cassandra.sh from jars);
+#     (the Cassandra sink's test with Apache Cassandra 5.0, run by scripts/cassandra.sh from jars;
+#     the Avro test with a schema registry, run by scripts/schema-registry.sh from jars);
 #   - end to end and the SIGKILL exactly-once test on ZooKeeper + Kafka 3.9 and on a 3-node cluster,
 #     and on the cluster scale-out's three processors through kills, a join and a leave.
 # Without Java or Maven the Kafka part says SKIPPED (REQUIRE_KAFKA=1 makes that an error, as in CI).
@@ -45,10 +46,11 @@ if ! command -v java > /dev/null || ! command -v mvn > /dev/null; then
 fi
 echo "--- Apache Kafka jars: $(scripts/kafka.sh jars 4.1.1) $(scripts/kafka.sh jars 3.9.1)"
 echo "--- Apache Cassandra jars: $(scripts/cassandra.sh jars)"
+echo "--- Schema registry jars: $(scripts/schema-registry.sh jars)"
 # Each test kills its brokers and Cassandra nodes when it ends; a test killed on a timeout
 # cannot, so strays go here.
 scratch="$(dirname "$(mktemp -u)")/pipeline-it-"
-trap "pkill -9 -f -- '-Dpipeline.kafka.dir=$scratch' || true; pkill -9 -f -- '-Dpipeline.cassandra.dir=$scratch' || true" EXIT
+trap "pkill -9 -f -- '-Dpipeline.kafka.dir=$scratch' || true; pkill -9 -f -- '-Dpipeline.cassandra.dir=$scratch' || true; pkill -9 -f -- '-Dpipeline.schema_registry.dir=$scratch' || true" EXIT
 # Tests that use no broker, or only the mock's fault injection, ran above already.
 # Scale-out's three-processor test runs on the 3-node cluster below instead.
 not_broker='not (test(/^outage_tests::/) | test(/^local_stack_tests::/) | test(/^config_tests::/) | test(/^compose_tests::/) | test(three_processors_share) | test(a_stop_during_the_wait_for_kafka))'

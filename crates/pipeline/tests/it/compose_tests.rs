@@ -1044,7 +1044,15 @@ fn dotenv_names_the_compose_project_as_the_seed_did() {
 fn the_external_port_is_on_loopback_unless_kafka_external_bind_says_otherwise() {
     for compose in Compose::all() {
         for (name, service) in compose.services() {
-            if ["prometheus", "grafana", "s3", "cassandra"].contains(&name.as_str()) {
+            if [
+                "prometheus",
+                "grafana",
+                "s3",
+                "cassandra",
+                "schema-registry",
+            ]
+            .contains(&name.as_str())
+            {
                 for port in service.get("ports").expect("its web port").items() {
                     let Yaml::Scalar(port) = port else {
                         panic!("{}: {name}: {port:?}", compose.file)
