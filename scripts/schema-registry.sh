@@ -12,6 +12,9 @@
 #   scripts/schema-registry.sh url DIR      print the url of the registry of DIR
 #   scripts/schema-registry.sh jars         resolve the jars (nothing is downloaded a second time), print the folder
 #
+# With SCHEMA_REGISTRY_TLS=1 at the first start, the registry serves https only, with a
+# certificate (for 127.0.0.1 and localhost) signed by a CA made for it: start prints
+# url=https://127.0.0.1:PORT and ca=DIR/tls/ca.pem (SCHEMA_REGISTRY_SSL_CA_LOCATION).
 # Schemas are kept in memory (the registry's InMemoryStorageManager): a registry started again is
 # empty, as a Confluent registry that lost its _schemas topic. A test that needs an outage without
 # losing the schemas pauses the registry. Environment: SCHEMA_REGISTRY_CACHE (jar cache, default
@@ -62,13 +65,39 @@ print(" ".join(str(s.getsockname()[1]) for s in socks))
 EOF
 }
 
+# A CA and a server certificate for 127.0.0.1 and localhost, in a PKCS12 keystore for Jetty.
+make_tls() {
+  local tls="$1/tls"
+  command -v openssl > /dev/null || die "openssl is needed for SCHEMA_REGISTRY_TLS=1"
+  mkdir -p "$tls"
+  (
+    cd "$tls"
+    openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 30 \
+      -subj "/CN=pipeline-test-registry-ca" 2> /dev/null
+    openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj "/CN=localhost" 2> /dev/null
+    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' > ext.cnf
+    openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem \
+      -days 30 -extfile ext.cnf 2> /dev/null
+    openssl pkcs12 -export -in server.pem -inkey server.key -out server.p12 -passout pass:changeit -name server
+  ) || die "could not make the registry's certificates"
+}
+
 configure() {
-  local dir="$1" ports
+  local dir="$1" ports scheme=http
   ports=($(free_ports 2))
-  { echo "PORT=${ports[0]}"; echo "ADMIN_PORT=${ports[1]}"; } > "$dir/registry.env"
+  [ "${SCHEMA_REGISTRY_TLS:-0}" = 1 ] && scheme=https
+  { echo "PORT=${ports[0]}"; echo "ADMIN_PORT=${ports[1]}"; echo "SCHEME=$scheme"; } > "$dir/registry.env"
   # shellcheck disable=SC1091
   . "$dir/registry.env"
   mkdir -p "$dir/logs" "$dir/jars"
+  local tls_lines=""
+  if [ "$scheme" = https ]; then
+    make_tls "$dir"
+    tls_lines="      keyStorePath: $dir/tls/server.p12
+      keyStorePassword: changeit
+      keyStoreType: PKCS12
+      validateCerts: false"
+  fi
   cat > "$dir/registry.yaml" << EOF
 modules:
   - name: schema-registry
@@ -96,9 +125,10 @@ swagger:
 enableCors: false
 server:
   applicationConnectors:
-    - type: http
+    - type: $scheme
       bindHost: 127.0.0.1
       port: $PORT
+$tls_lines
   adminConnectors:
     - type: http
       bindHost: 127.0.0.1
@@ -135,12 +165,15 @@ start() {
     > "$dir/logs/stdout.log" 2>&1 &
   echo $! > "$dir/pid"
   local deadline=$((SECONDS + START_TIMEOUT))
-  until curl -fsS -o /dev/null "http://127.0.0.1:$PORT/subjects" 2> /dev/null; do
+  local curl_tls=()
+  [ "$SCHEME" = https ] && curl_tls=(--cacert "$dir/tls/ca.pem")
+  until curl -fsS "${curl_tls[@]}" -o /dev/null "$SCHEME://127.0.0.1:$PORT/subjects" 2> /dev/null; do
     running "$dir" || die "the registry exited: $(tail -5 "$dir/logs/stdout.log" "$dir/logs/registry.log" 2> /dev/null)"
     [ $SECONDS -lt $deadline ] || die "the registry does not answer after $START_TIMEOUT s (see $dir/logs)"
     sleep 0.3
   done
-  echo "url=http://127.0.0.1:$PORT"
+  echo "url=$SCHEME://127.0.0.1:$PORT"
+  if [ "$SCHEME" = https ]; then echo "ca=$dir/tls/ca.pem"; fi
 }
 
 stop() {
@@ -165,7 +198,7 @@ case "${1:-}" in
   stop) [ $# -eq 2 ] || die "usage: schema-registry.sh stop DIR"; stop "$2" ;;
   pause) [ $# -eq 2 ] || die "usage: schema-registry.sh pause DIR"; signal "$2" STOP ;;
   resume) [ $# -eq 2 ] || die "usage: schema-registry.sh resume DIR"; signal "$2" CONT ;;
-  url) [ -f "${2:-}/registry.env" ] || die "${2:-} holds no registry"; . "$2/registry.env"; echo "http://127.0.0.1:$PORT" ;;
+  url) [ -f "${2:-}/registry.env" ] || die "${2:-} holds no registry"; . "$2/registry.env"; echo "$SCHEME://127.0.0.1:$PORT" ;;
   jars) jars ;;
-  *) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

@@ -12,7 +12,7 @@ message, first five), and the ID_FIELD (default txn_id) of every record it read.
 import json
 import sys
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
@@ -31,6 +31,9 @@ def main():
             "group.id": "check-avro",
             "enable.auto.commit": False,
             "isolation.level": "read_committed",
+            # The end of a partition is an event: a transactional topic's last offset is a
+            # commit marker, never delivered.
+            "enable.partition.eof": True,
         }
     )
     partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
@@ -47,10 +50,10 @@ def main():
         if m is None:
             raise SystemExit(f"no message for 30 s; partitions left: {ends}")
         if m.error():
+            if m.error().code() == KafkaError._PARTITION_EOF:
+                ends.pop(m.partition(), None)
             continue
         messages += 1
-        if m.offset() + 1 >= ends.get(m.partition(), 0):
-            ends.pop(m.partition(), None)
         value = m.value()
         if not value or value[0] != 0 or len(value) < 5:
             continue

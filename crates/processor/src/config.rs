@@ -240,6 +240,11 @@ pub struct ProcessorConfig {
     /// a `read_committed` consumer (empty: none)
     #[arg(long, env = "GOLD_TOPIC")]
     pub gold_topic: Option<String>,
+    /// The Kafka topic outputs' values (fraud alerts, gold, merchant aggregates, anomalies):
+    /// `json`, or `avro` in Confluent's wire format, each output's schema registered at
+    /// SCHEMA_REGISTRY_URL under `<topic>-value`
+    #[arg(long, env = "OUTPUT_TOPIC_FORMAT", default_value = "json", value_parser = ["json", "avro"])]
+    pub output_topic_format: String,
     /// Scale-out: processors with the same KAFKA_GROUP_ID and OUTPUT_PATH share the topic's
     /// partitions through Kafka's consumer group (cooperative rebalancing), exactly once
     #[arg(long, env = "SCALE_OUT", default_value = "false", value_parser = parse_bool, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
@@ -407,6 +412,18 @@ impl ProcessorConfig {
             ));
         }
         self.kafka_client()?;
+        if self.output_topic_format == "avro"
+            && self
+                .registry
+                .schema_registry_url
+                .as_deref()
+                .is_none_or(str::is_empty)
+        {
+            return Err(Error::Config(
+                "OUTPUT_TOPIC_FORMAT=avro needs SCHEMA_REGISTRY_URL (where the outputs' schemas are registered)".into(),
+            ));
+        }
+        txn_core::registry::Registry::from_args(&self.registry).map_err(Error::Config)?;
         if self.gold_window.is_zero() {
             return Err(Error::Config("GOLD_WINDOW must be longer than 0".into()));
         }

@@ -680,42 +680,24 @@ impl AvroValues {
     /// Registers the dataset's schema under `<topic>-value`, waiting while the registry cannot
     /// answer (a warning every 10 s) until it does or a stop is requested.
     fn register(config: &ProducerConfig, stop: &AtomicBool) -> anyhow::Result<Self> {
-        use txn_core::registry::{RegisterError, Registry};
-        let registry = Registry::from_args(&config.registry)
+        let registry = txn_core::registry::Registry::from_args(&config.registry)
             .map_err(|e| anyhow::anyhow!(e))?
             .context("PRODUCER_FORMAT=avro needs SCHEMA_REGISTRY_URL")?;
         let text = txn_core::avro::dataset_schema(&config.dataset);
         let schema = txn_core::avro::WriterSchema::parse(text).map_err(|e| anyhow::anyhow!(e))?;
         let subject = format!("{}-value", config.kafka.topic);
-        let mut warned: Option<Instant> = None;
-        let mut wait = Duration::from_millis(200);
-        loop {
-            match registry.register(&subject, text) {
-                Ok(id) => {
-                    info!(
-                        "[producer] Avro values: schema id {id} (subject {subject}) at {}",
-                        registry.describe()
-                    );
-                    return Ok(AvroValues {
-                        schema,
-                        id,
-                        value: Vec::new(),
-                    });
-                }
-                Err(RegisterError::Refused(e)) => bail!(e),
-                Err(RegisterError::Unavailable(e)) => {
-                    if stop.load(Ordering::Relaxed) {
-                        bail!("stopped before the schema registry answered: {e}");
-                    }
-                    if warned.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
-                        warn!("[producer] the schema registry cannot register subject {subject} ({e}); waiting and trying again");
-                        warned = Some(Instant::now());
-                    }
-                    std::thread::sleep(wait);
-                    wait = (wait * 2).min(Duration::from_secs(5));
-                }
-            }
-        }
+        let id = registry
+            .register_waiting(&subject, text, "producer", &|| stop.load(Ordering::Relaxed))
+            .map_err(|e| anyhow::anyhow!(e))?;
+        info!(
+            "[producer] Avro values: schema id {id} (subject {subject}) at {}",
+            registry.describe()
+        );
+        Ok(AvroValues {
+            schema,
+            id,
+            value: Vec::new(),
+        })
     }
 
     /// The generator's JSON as a framed Avro value; the JSON itself when it is not a record of

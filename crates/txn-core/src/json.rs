@@ -131,6 +131,29 @@ fn field_f64(out: &mut Vec<u8>, name: &str, value: Option<f64>) {
 /// A JSON string as Python's `json.dumps` writes it with `ensure_ascii=True`.
 pub fn write_json_string(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
+    // Runs of printable ASCII other than the quote and the backslash are copied whole; the
+    // first non-ASCII byte (a character's first byte) hands the rest to the character loop.
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        if (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\' {
+            continue;
+        }
+        out.extend_from_slice(&bytes[start..i]);
+        if b >= 0x80 {
+            write_escaped_chars(out, &s[i..]);
+            out.push(b'"');
+            return;
+        }
+        write_escaped_chars(out, &s[i..i + 1]);
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+/// [`write_json_string`]'s escapes, character by character, without the quotes.
+fn write_escaped_chars(out: &mut Vec<u8>, s: &str) {
     for c in s.chars() {
         match c {
             '"' => out.extend_from_slice(b"\\\""),
@@ -149,7 +172,6 @@ pub fn write_json_string(out: &mut Vec<u8>, s: &str) {
             }
         }
     }
-    out.push(b'"');
 }
 
 /// A float as Python's `repr`: shortest round-trip digits, `.0` on whole numbers, and exponents
@@ -792,6 +814,35 @@ impl<'de> de::Deserialize<'de> for Key {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_strings_copied_in_runs_equal_them_escaped_character_by_character() {
+        for s in [
+            "",
+            "plain",
+            "a\"b\\c",
+            "tab\there\n",
+            "\u{1}x",
+            "K\u{f6}ln",
+            "x\u{1f600}y\"",
+            "\u{7f}del",
+            "end\\",
+            "\u{e9}t\u{e9} \"quoted\"",
+        ] {
+            let mut fast = Vec::new();
+            write_json_string(&mut fast, s);
+            let mut slow = vec![b'"'];
+            write_escaped_chars(&mut slow, s);
+            slow.push(b'"');
+            assert_eq!(
+                String::from_utf8(fast).unwrap(),
+                String::from_utf8(slow).unwrap()
+            );
+            let mut again = Vec::new();
+            write_json_string(&mut again, s);
+            assert_eq!(serde_json::from_slice::<String>(&again).unwrap(), s);
+        }
+    }
 
     const SEED_LINE: &str = r#"{"txn_id": "6f1c1f0e-8a51-4d43-9e55-0c3f0b6f7d21", "event_ts": "2025-11-07T07:30:38.730729+00:00", "user_id": "user_1001", "card_id": "card_190", "merchant": "Amazon", "category": "fuel", "amount": 1029.27, "currency": "INR", "status": "APPROVED", "city": "Lake Jennifer", "country": "IN", "lat": 19.07, "lon": 72.87}"#;
 

@@ -170,6 +170,46 @@ impl Registry {
     }
 }
 
+impl Registry {
+    /// [`Registry::register`], waiting while the registry cannot answer (a warning every 10 s,
+    /// retries with a backoff up to 5 s) until it does or `stop()` says to give up; `who` names
+    /// the binary in the warnings.
+    pub fn register_waiting(
+        &self,
+        subject: &str,
+        schema: &str,
+        who: &str,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<u32, String> {
+        let mut warned: Option<std::time::Instant> = None;
+        let mut wait = Duration::from_millis(200);
+        loop {
+            match self.register(subject, schema) {
+                Ok(id) => return Ok(id),
+                Err(RegisterError::Refused(e)) => return Err(e),
+                Err(RegisterError::Unavailable(e)) => {
+                    if stop() {
+                        return Err(format!(
+                            "stopped before the schema registry registered subject {subject}: {e}"
+                        ));
+                    }
+                    if warned.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+                        tracing::warn!(
+                            "[{who}] the schema registry cannot register subject {subject} ({e}); waiting and trying again"
+                        );
+                        warned = Some(std::time::Instant::now());
+                    }
+                    let until = std::time::Instant::now() + wait;
+                    while std::time::Instant::now() < until && !stop() {
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                    wait = (wait * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+}
+
 /// Why a schema was not registered.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RegisterError {

@@ -583,6 +583,73 @@ fn bench_decode(messages: u64) -> anyhow::Result<()> {
             bytes as f64 / 1e6 / best.as_secs_f64()
         );
     }
+    bench_decode_avro(&payloads)
+}
+
+/// The same records as Avro bodies (the producer's encoding): rendered as JSON by their writer
+/// schema, then decoded as the processor does; beside it the Apache Avro crate's own reader
+/// (a value tree), for scale.
+fn bench_decode_avro(payloads: &[Vec<u8>]) -> anyhow::Result<()> {
+    use txn_core::avro::{encode_json_text, WriterSchema, TRANSACTION_SCHEMA};
+    let schema = WriterSchema::parse(TRANSACTION_SCHEMA).map_err(|e| anyhow::anyhow!(e))?;
+    let bodies: Vec<Vec<u8>> = payloads
+        .iter()
+        .map(|p| {
+            let mut body = Vec::new();
+            encode_json_text(schema.schema(), p, &mut body).map(|()| body)
+        })
+        .collect::<Result<_, _>>()
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let bytes: usize = bodies.iter().map(Vec::len).sum();
+    let n = bodies.len();
+    let mut json = Vec::with_capacity(1024);
+    let time = |name: &str, one: &mut dyn FnMut(&[u8]) -> bool| -> anyhow::Result<()> {
+        let mut best = Duration::MAX;
+        for _ in 0..3 {
+            let t = Instant::now();
+            let valid = bodies.iter().filter(|b| one(b)).count();
+            best = best.min(t.elapsed());
+            anyhow::ensure!(valid == n, "{name}: {valid} of {n} valid");
+        }
+        println!(
+            "decode, {name}: {n} messages in {:.0} ms = {:.0} ns/message, {:.0} MB/s of Avro (best of 3, one thread)",
+            best.as_secs_f64() * 1e3,
+            best.as_nanos() as f64 / n as f64,
+            bytes as f64 / 1e6 / best.as_secs_f64()
+        );
+        Ok(())
+    };
+    time("avro rendered as JSON", &mut |b| {
+        json.clear();
+        schema.to_json(b, &mut json).is_ok()
+    })?;
+    let mut json = Vec::with_capacity(1024);
+    time(
+        "avro as the processor reads it (render + fast path)",
+        &mut |b| {
+            json.clear();
+            schema.to_json(b, &mut json).is_ok()
+                && std::str::from_utf8(&json)
+                    .ok()
+                    .is_some_and(|t| std::hint::black_box(txn_core::json::decode_text(t)).is_ok())
+        },
+    )?;
+    time(
+        "avro, the Apache Avro crate's reader (value tree)",
+        &mut |b| {
+            std::hint::black_box(apache_avro::from_avro_datum(
+                schema.schema(),
+                &mut &b[..],
+                None,
+            ))
+            .is_ok()
+        },
+    )?;
+    println!(
+        "avro bodies: {:.0} bytes/message on average, JSON {:.0}",
+        bytes as f64 / n as f64,
+        payloads.iter().map(Vec::len).sum::<usize>() as f64 / n as f64
+    );
     Ok(())
 }
 

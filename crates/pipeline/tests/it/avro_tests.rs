@@ -24,6 +24,8 @@ use crate::harness::*;
 
 const REFERENCE: &str = "reference";
 const UNKNOWN_ID: u32 = 999_999;
+/// Gold's rows as Avro (OUTPUT_TOPIC_FORMAT=avro).
+const GOLD: &str = "gold-avro";
 
 /// v1 with one more optional field: compatible, registered under the topic's subject.
 fn v2_schema() -> String {
@@ -158,6 +160,7 @@ fn avro_of_three_schemas_json_and_unknown_ids_in_one_topic_read_as_json_would_ex
     };
     broker.create_topic(REFERENCE, 3, &[]);
     broker.create_topic("json13", 1, &[]);
+    broker.create_topic(GOLD, 3, &[]);
     let registry = SchemaRegistry::start();
     let url = registry.url.as_str();
     let out = Scratch::new("avro");
@@ -289,6 +292,10 @@ fn avro_of_three_schemas_json_and_unknown_ids_in_one_topic_read_as_json_would_ex
         "0",
         "--max-offsets-per-trigger",
         "400",
+        "--gold-topic",
+        GOLD,
+        "--output-topic-format",
+        "avro",
     ];
     let (at_pause, _) = kill_repeatedly(b, out.path(), &live, &[], 4);
     assert!(
@@ -312,7 +319,18 @@ fn avro_of_three_schemas_json_and_unknown_ids_in_one_topic_read_as_json_would_ex
     p.signal(libc::SIGTERM);
     assert!(p.wait().success(), "a clean stop");
 
-    let finish = process_all(b, out.path(), &["--schema-registry-url", url]);
+    let finish = process_all(
+        b,
+        out.path(),
+        &[
+            "--schema-registry-url",
+            url,
+            "--gold-topic",
+            GOLD,
+            "--output-topic-format",
+            "avro",
+        ],
+    );
     assert!(finish.status.success());
     process_all(
         b,
@@ -383,18 +401,7 @@ fn avro_of_three_schemas_json_and_unknown_ids_in_one_topic_read_as_json_would_ex
     assert_eq!(other, expected);
 
     // Confluent's own deserializer reads our producer's Avro and the test's.
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let output = Command::new("python3")
-        .arg(root.join("tests/python/check_avro.py"))
-        .args([b, url, TOPIC])
-        .output()
-        .expect("run python3");
-    assert!(
-        output.status.success(),
-        "check_avro.py: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let check: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let check = check_avro(b, url, TOPIC, "txn_id");
     assert_eq!(check["messages"], topic.len());
     let read: BTreeSet<String> = check["ids"]
         .as_array()
@@ -431,4 +438,30 @@ fn avro_of_three_schemas_json_and_unknown_ids_in_one_topic_read_as_json_would_ex
         read.intersection(&silver_ids).count() >= 3000,
         "the good Avro records read"
     );
+
+    // Gold's rows as Avro, exactly once: Confluent's deserializer reads every message of the
+    // topic (read_committed), one per row of gold's files.
+    let gold = check_avro(b, url, GOLD, "card_id");
+    let gold_files = gold_rows(out.path()).len();
+    assert!(gold_files > 50, "{gold_files} gold rows");
+    assert_eq!(gold["messages"], gold_files, "one message per gold row");
+    assert_eq!(gold["framed"], gold_files, "every message Avro");
+    assert_eq!(gold["errors"], 0, "{}", gold["first_errors"]);
+    assert_eq!(gold["read"], gold_files);
+}
+
+/// What check_avro.py found on `topic`.
+fn check_avro(bootstrap: &str, url: &str, topic: &str, id_field: &str) -> serde_json::Value {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let output = Command::new("python3")
+        .arg(root.join("tests/python/check_avro.py"))
+        .args([bootstrap, url, topic, id_field])
+        .output()
+        .expect("run python3");
+    assert!(
+        output.status.success(),
+        "check_avro.py {topic}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
 }

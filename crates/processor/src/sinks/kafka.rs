@@ -30,6 +30,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, Prod
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tracing::{info, warn};
+use txn_core::avro::WriterSchema;
 use txn_core::kafka::{denied, explain, ClientSettings, Fatal, Names};
 
 use super::{wrong_piece, Piece, PreCommit, Sink, SinkBatch, Staged, Start, Target};
@@ -41,7 +42,66 @@ use crate::error::{Error, KafkaContext, Result};
 pub struct TopicRecord {
     pub topic: String,
     pub key: Option<Vec<u8>>,
+    /// The JSON value.
     pub value: Vec<u8>,
+    /// The Avro schema of the value's fields, for `OUTPUT_TOPIC_FORMAT=avro`.
+    pub avro_schema: &'static str,
+}
+
+/// `OUTPUT_TOPIC_FORMAT=avro`: the registry, and each topic's registered schema and id.
+struct AvroOutputs {
+    registry: txn_core::registry::Registry,
+    topics: std::sync::Mutex<std::collections::HashMap<String, Arc<(u32, WriterSchema)>>>,
+}
+
+impl AvroOutputs {
+    /// The schema id and parsed schema of `topic`'s values: registered under `<topic>-value` at
+    /// the first record (waiting while the registry cannot answer).
+    fn schema(&self, topic: &str, text: &'static str) -> Result<Arc<(u32, WriterSchema)>> {
+        if let Some(known) = self.topics.lock().ok().and_then(|t| t.get(topic).cloned()) {
+            return Ok(known);
+        }
+        let schema = WriterSchema::parse(text).map_err(Error::Internal)?;
+        let subject = format!("{topic}-value");
+        let id = self
+            .registry
+            .register_waiting(
+                &subject,
+                text,
+                "processor",
+                &txn_core::settings::stop_requested,
+            )
+            .map_err(Error::Registry)?;
+        info!(
+            "[processor] topic {topic}: Avro values, schema id {id} (subject {subject}) at {}",
+            self.registry.describe()
+        );
+        let entry = Arc::new((id, schema));
+        if let Ok(mut topics) = self.topics.lock() {
+            topics.insert(topic.to_string(), entry.clone());
+        }
+        Ok(entry)
+    }
+
+    /// Every record's JSON value as a framed Avro value of its topic's schema.
+    fn encode(&self, records: &mut [TopicRecord]) -> Result<()> {
+        for r in records {
+            let entry = self.schema(&r.topic, r.avro_schema)?;
+            let (id, schema) = &*entry;
+            let mut value = Vec::with_capacity(r.value.len());
+            txn_core::avro::frame(*id, &mut value);
+            txn_core::avro::encode_json_text(schema.schema(), &r.value, &mut value).map_err(
+                |e| {
+                    Error::Internal(format!(
+                        "a record for topic {} does not fit its Avro schema: {e}",
+                        r.topic
+                    ))
+                },
+            )?;
+            r.value = value;
+        }
+        Ok(())
+    }
 }
 
 /// How long a transaction step may take before the batch fails (and is re-run at the next start).
@@ -95,6 +155,8 @@ pub struct TopicSink {
     done: Option<u64>,
     /// Records are dropped (benchmarks of the stages, which have no broker).
     discard: bool,
+    /// With OUTPUT_TOPIC_FORMAT=avro.
+    avro: Option<AvroOutputs>,
 }
 
 impl TopicSink {
@@ -105,6 +167,7 @@ impl TopicSink {
             transactions: None,
             done: None,
             discard: false,
+            avro: None,
         }
     }
 
@@ -154,6 +217,17 @@ impl Sink for TopicSink {
     /// committing is finished, before the group's offsets are read.
     fn start(&mut self, start: &Start<'_>) -> Result<()> {
         let config = start.config;
+        if config.output_topic_format == "avro" && !self.topics.is_empty() {
+            let registry = txn_core::registry::Registry::from_args(&config.registry)
+                .map_err(Error::Config)?
+                .ok_or_else(|| {
+                    Error::Config("OUTPUT_TOPIC_FORMAT=avro needs SCHEMA_REGISTRY_URL".into())
+                })?;
+            self.avro = Some(AvroOutputs {
+                registry,
+                topics: Default::default(),
+            });
+        }
         if let Some((membership, member)) = &self.member {
             // A new member id per start: nothing of an earlier run to recognise here (its
             // decided batches are rolled forward by whoever takes their partitions).
@@ -211,6 +285,11 @@ impl Sink for TopicSink {
                 batch.batch
             );
             return Ok(Box::new(false));
+        }
+        if let Some(avro) = &self.avro {
+            if !self.discard {
+                avro.encode(&mut records)?;
+            }
         }
         match &self.transactions {
             Some(kafka) => {

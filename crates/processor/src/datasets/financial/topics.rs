@@ -20,6 +20,27 @@ use crate::sinks::kafka::TopicRecord;
 pub struct AggregatesTopic(pub String);
 pub struct AnomaliesTopic(pub String);
 
+/// The Avro schemas (`OUTPUT_TOPIC_FORMAT=avro`): the JSON messages' fields.
+pub const AGGREGATE_AVRO_SCHEMA: &str = r#"{"type": "record", "name": "MerchantAggregate", "namespace": "pipeline", "fields": [
+ {"name": "merchantId", "type": "string"},
+ {"name": "totalAmount", "type": "double"},
+ {"name": "transactionCount", "type": "long"}]}"#;
+
+pub const ANOMALY_AVRO_SCHEMA: &str = r#"{"type": "record", "name": "Anomaly", "namespace": "pipeline", "fields": [
+ {"name": "anomalyType", "type": "string"},
+ {"name": "userId", "type": "string"},
+ {"name": "transactionId", "type": "string"},
+ {"name": "merchantId", "type": "string"},
+ {"name": "amount", "type": "double"},
+ {"name": "transactionTime", "type": "double"},
+ {"name": "windowStart", "type": ["null", "double"], "default": null},
+ {"name": "windowEnd", "type": ["null", "double"], "default": null},
+ {"name": "count", "type": ["null", "long"], "default": null},
+ {"name": "usualMean", "type": ["null", "double"], "default": null},
+ {"name": "usualStddev", "type": ["null", "double"], "default": null},
+ {"name": "zScore", "type": ["null", "double"], "default": null},
+ {"name": "threshold", "type": "double"}]}"#;
+
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Aggregate<'a> {
@@ -94,6 +115,7 @@ impl Output<Financial> for AggregatesTopic {
                 topic: self.0.clone(),
                 key: Some(t.merchant_id.as_bytes().to_vec()),
                 value: aggregate_message(t),
+                avro_schema: AGGREGATE_AVRO_SCHEMA,
             })
             .collect();
         Ok(Staged::records(records))
@@ -114,6 +136,7 @@ impl Output<Financial> for AnomaliesTopic {
                 topic: self.0.clone(),
                 key: Some(a.user_id.as_bytes().to_vec()),
                 value: anomaly_message(a),
+                avro_schema: ANOMALY_AVRO_SCHEMA,
             })
             .collect();
         Ok(Staged::records(records))
@@ -156,5 +179,21 @@ mod tests {
         assert_eq!(v["windowStart"], 1_762_500_000.0);
         assert_eq!(v["count"], 11);
         assert!(v["zScore"].is_null());
+        // OUTPUT_TOPIC_FORMAT=avro: each message fits its schema and reads back the same.
+        for (json, schema) in [
+            (aggregate_message(&t), AGGREGATE_AVRO_SCHEMA),
+            (anomaly_message(&a), ANOMALY_AVRO_SCHEMA),
+        ] {
+            let schema = txn_core::avro::WriterSchema::parse(schema).unwrap();
+            let mut avro = Vec::new();
+            txn_core::avro::encode_json_text(schema.schema(), &json, &mut avro).unwrap();
+            let mut back = Vec::new();
+            schema.to_json(&avro, &mut back).unwrap();
+            let back: serde_json::Value = serde_json::from_slice(&back).unwrap();
+            assert_eq!(
+                back,
+                serde_json::from_slice::<serde_json::Value>(&json).unwrap()
+            );
+        }
     }
 }

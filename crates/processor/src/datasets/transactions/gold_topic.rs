@@ -13,6 +13,16 @@ use crate::sinks::kafka::TopicRecord;
 /// The output: the topic's name.
 pub struct GoldTopic(pub String);
 
+/// Gold's Avro schema (`OUTPUT_TOPIC_FORMAT=avro`): the JSON message's fields.
+pub const AVRO_SCHEMA: &str = r#"{"type": "record", "name": "GoldWindow", "namespace": "pipeline", "fields": [
+ {"name": "card_id", "type": ["null", "string"], "default": null},
+ {"name": "window_start", "type": "string"},
+ {"name": "window_end", "type": "string"},
+ {"name": "txn_count", "type": "long"},
+ {"name": "sum_amount", "type": ["null", "double"], "default": null},
+ {"name": "avg_amount", "type": ["null", "double"], "default": null},
+ {"name": "max_amount", "type": ["null", "double"], "default": null}]}"#;
+
 /// One message's value.
 #[derive(Serialize)]
 struct GoldMessage<'a> {
@@ -55,6 +65,7 @@ impl Output<Transactions> for GoldTopic {
                     key: r.key.as_ref().map(|k| k.as_bytes().to_vec()),
                     // Strings, integers and finite floats: encoding cannot fail.
                     value: serde_json::to_vec(&message).unwrap_or_default(),
+                    avro_schema: AVRO_SCHEMA,
                 }
             })
             .collect();
