@@ -109,36 +109,63 @@ impl Registry {
 
     /// The schema of `id`: found, unknown, or an error when the registry cannot answer (down,
     /// refusing, a server error): the caller waits and asks again.
-    pub fn schema(&self, id: u32) -> Result<Lookup, String> {
+    pub fn schema(&self, id: u32) -> Result<Lookup, RegistryError> {
         let url = format!("{}/schemas/ids/{id}", self.base);
         let mut request = self.agent.get(&url);
         if let Some(a) = &self.authorization {
             request = request.header("Authorization", a);
         }
-        let mut response = request.call().map_err(|e| format!("GET {url}: {e}"))?;
+        let mut response = request.call().map_err(|e| self.failed("GET", &url, e))?;
         let status = response.status().as_u16();
         let body = response
             .body_mut()
             .read_to_string()
-            .map_err(|e| format!("GET {url}: {e}"))?;
+            .map_err(|e| self.failed("GET", &url, e))?;
         match status {
             200 => {
-                let v: serde_json::Value = serde_json::from_str(&body)
-                    .map_err(|e| format!("GET {url}: not JSON ({e}): {body:.200}"))?;
+                let v: serde_json::Value = serde_json::from_str(&body).map_err(|e| {
+                    RegistryError::Unavailable(format!("GET {url}: not JSON ({e}): {body:.200}"))
+                })?;
                 v.get("schema")
                     .and_then(|s| s.as_str())
                     .map(|s| Lookup::Found(s.to_string()))
-                    .ok_or_else(|| format!("GET {url}: no schema in {body:.200}"))
+                    .ok_or_else(|| {
+                        RegistryError::Unavailable(format!("GET {url}: no schema in {body:.200}"))
+                    })
             }
             404 => Ok(Lookup::Unknown),
-            _ => Err(format!("GET {url}: HTTP {status}: {body:.200}")),
+            401 | 403 => Err(RegistryError::Refused(format!(
+                "the schema registry at {} refused the login: HTTP {status}: {body:.200} (SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO)",
+                self.base
+            ))),
+            _ => Err(RegistryError::Unavailable(format!(
+                "GET {url}: HTTP {status}: {body:.200}"
+            ))),
+        }
+    }
+
+    /// A request that got no answer: a TLS handshake that failed (an untrusted certificate) is
+    /// refused, as no retry fixes it; anything else (refused, reset, timed out) is unavailable.
+    fn failed(&self, method: &str, url: &str, e: ureq::Error) -> RegistryError {
+        let tls = match &e {
+            ureq::Error::Io(io) => io.kind() == std::io::ErrorKind::InvalidData,
+            ureq::Error::Tls(_) | ureq::Error::Pem(_) | ureq::Error::TlsRequired => true,
+            _ => false,
+        };
+        if tls {
+            RegistryError::Refused(format!(
+                "no TLS connection to the schema registry at {}: {e} (is SCHEMA_REGISTRY_SSL_CA_LOCATION the CA that signed its certificate?)",
+                self.base
+            ))
+        } else {
+            RegistryError::Unavailable(format!("{method} {url}: {e}"))
         }
     }
 
     /// Registers `schema` (Avro) under `subject` and returns its id (the existing one when the
     /// subject has it already). An error says what the registry answered: an incompatible
     /// schema (409) or a refused login (401/403) is not retried by callers.
-    pub fn register(&self, subject: &str, schema: &str) -> Result<u32, RegisterError> {
+    pub fn register(&self, subject: &str, schema: &str) -> Result<u32, RegistryError> {
         let url = format!("{}/subjects/{subject}/versions", self.base);
         let body = serde_json::json!({ "schema": schema }).to_string();
         let mut request = self
@@ -150,7 +177,7 @@ impl Registry {
         }
         let mut response = request
             .send(body.as_str())
-            .map_err(|e| RegisterError::Unavailable(format!("POST {url}: {e}")))?;
+            .map_err(|e| self.failed("POST", &url, e))?;
         let status = response.status().as_u16();
         let text = response.body_mut().read_to_string().unwrap_or_default();
         match status {
@@ -158,12 +185,12 @@ impl Registry {
                 .ok()
                 .and_then(|v| v.get("id")?.as_u64())
                 .and_then(|id| u32::try_from(id).ok())
-                .ok_or_else(|| RegisterError::Refused(format!("POST {url}: no id in {text:.200}"))),
-            401 | 403 | 409 | 422 => Err(RegisterError::Refused(format!(
+                .ok_or_else(|| RegistryError::Refused(format!("POST {url}: no id in {text:.200}"))),
+            401 | 403 | 409 | 422 => Err(RegistryError::Refused(format!(
                 "the registry at {} refused the schema of subject {subject}: HTTP {status}: {text:.300}",
                 self.base
             ))),
-            _ => Err(RegisterError::Unavailable(format!(
+            _ => Err(RegistryError::Unavailable(format!(
                 "POST {url}: HTTP {status}: {text:.200}"
             ))),
         }
@@ -186,8 +213,8 @@ impl Registry {
         loop {
             match self.register(subject, schema) {
                 Ok(id) => return Ok(id),
-                Err(RegisterError::Refused(e)) => return Err(e),
-                Err(RegisterError::Unavailable(e)) => {
+                Err(RegistryError::Refused(e)) => return Err(e),
+                Err(RegistryError::Unavailable(e)) => {
                     if stop() {
                         return Err(format!(
                             "stopped before the schema registry registered subject {subject}: {e}"
@@ -210,19 +237,19 @@ impl Registry {
     }
 }
 
-/// Why a schema was not registered.
+/// Why the registry gave no answer.
 #[derive(Debug, Clone, PartialEq)]
-pub enum RegisterError {
+pub enum RegistryError {
     /// The registry cannot answer now: asking again may work.
     Unavailable(String),
     /// The registry answered no (incompatible schema, refused login): asking again will not help.
     Refused(String),
 }
 
-impl std::fmt::Display for RegisterError {
+impl std::fmt::Display for RegistryError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            RegisterError::Unavailable(e) | RegisterError::Refused(e) => f.write_str(e),
+            RegistryError::Unavailable(e) | RegistryError::Refused(e) => f.write_str(e),
         }
     }
 }
@@ -328,10 +355,13 @@ mod tests {
             ..Default::default()
         };
         let registry = Registry::from_args(&args).unwrap().unwrap();
-        assert!(registry.schema(1).is_err());
+        assert!(matches!(
+            registry.schema(1),
+            Err(RegistryError::Unavailable(_))
+        ));
         assert!(matches!(
             registry.register("t-value", "\"string\""),
-            Err(RegisterError::Unavailable(_))
+            Err(RegistryError::Unavailable(_))
         ));
     }
 }

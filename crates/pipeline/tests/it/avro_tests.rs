@@ -465,3 +465,107 @@ fn check_avro(bootstrap: &str, url: &str, topic: &str, id_field: &str) -> serde_
     );
     serde_json::from_slice(&output.stdout).unwrap()
 }
+
+#[test]
+#[ignore = "needs Apache Kafka and a schema registry (scripts/kafka.sh, scripts/schema-registry.sh; scripts/test.sh runs it)"]
+fn a_registry_over_https_is_trusted_by_its_ca_only_and_credentials_are_never_printed() {
+    let broker = if is_kafka() {
+        Broker::start(3)
+    } else {
+        Broker::start_as("kafka", 3)
+    };
+    let registry = SchemaRegistry::start_tls();
+    assert!(registry.url.starts_with("https://"), "{}", registry.url);
+    let ca = registry.ca();
+    let ca = ca.to_str().unwrap();
+    let out = Scratch::new("avro-tls");
+    let b = broker.bootstrap.as_str();
+    let secret_url = registry.url.replacen("https://", "https://ann:s3cret@", 1);
+
+    // Without the CA: one line naming the setting, at once, not a wait.
+    let refused = command("producer", out.path())
+        .args([
+            "--bootstrap-servers",
+            b,
+            "--format",
+            "avro",
+            "--count",
+            "10",
+        ])
+        .args(["--schema-registry-url", &registry.url])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("SCHEMA_REGISTRY_SSL_CA_LOCATION") && !stderr.contains("waiting"),
+        "{stderr}"
+    );
+
+    // With it, and credentials in the URL and in their setting: Avro goes through, and neither
+    // password appears in anything the binaries print.
+    let produced = command("producer", out.path())
+        .args([
+            "--bootstrap-servers",
+            b,
+            "--format",
+            "avro",
+            "--count",
+            "500",
+        ])
+        .args(["--msgs-per-sec", "0", "--log-every", "100000"])
+        .args(["--schema-registry-url", &secret_url])
+        .args(["--schema-registry-ssl-ca-location", ca])
+        .env("SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO", "bob:hunter2")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&produced.stderr);
+    assert!(produced.status.success(), "{stderr}");
+    assert!(stderr.contains("schema id"), "{stderr}");
+    assert!(
+        stderr.contains("https://***@127.0.0.1")
+            && stderr.contains("SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO=***"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("s3cret") && !stderr.contains("hunter2"),
+        "{stderr}"
+    );
+
+    let read = process_all_with(
+        b,
+        out.path(),
+        &[
+            "--schema-registry-url",
+            &secret_url,
+            "--schema-registry-ssl-ca-location",
+            ca,
+        ],
+        &[("SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO", "bob:hunter2")],
+    );
+    let stderr = String::from_utf8_lossy(&read.stderr);
+    assert!(
+        !stderr.contains("s3cret") && !stderr.contains("hunter2"),
+        "{stderr}"
+    );
+    assert_eq!(rows(&read_layer(out.path(), "silver")), 500);
+
+    // A processor without the CA stops with one line (exit 2) instead of waiting.
+    let other = Scratch::new("avro-tls-no-ca");
+    let refused = process_unchecked(
+        b,
+        other.path(),
+        &[
+            "--starting-offsets",
+            "earliest",
+            "--schema-registry-url",
+            &registry.url,
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("SCHEMA_REGISTRY_SSL_CA_LOCATION"),
+        "{stderr}"
+    );
+}

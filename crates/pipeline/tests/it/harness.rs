@@ -117,10 +117,15 @@ pub struct SchemaRegistry {
 }
 
 fn registry_sh(command: &str, dir: &Path) -> String {
+    registry_sh_with(command, dir, &[])
+}
+
+fn registry_sh_with(command: &str, dir: &Path, envs: &[(&str, &str)]) -> String {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/schema-registry.sh");
     let output = Command::new(script)
         .arg(command)
         .arg(dir)
+        .envs(envs.iter().copied())
         .output()
         .expect("run scripts/schema-registry.sh");
     assert!(
@@ -133,8 +138,21 @@ fn registry_sh(command: &str, dir: &Path) -> String {
 
 impl SchemaRegistry {
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Over https only (SCHEMA_REGISTRY_TLS=1): its CA's PEM file is `DIR/tls/ca.pem`.
+    pub fn start_tls() -> Self {
+        Self::start_with(&[("SCHEMA_REGISTRY_TLS", "1")])
+    }
+
+    pub fn ca(&self) -> PathBuf {
+        self.dir.path().join("tls/ca.pem")
+    }
+
+    fn start_with(envs: &[(&str, &str)]) -> Self {
         let dir = Scratch::new("registry");
-        let printed = registry_sh("start", dir.path());
+        let printed = registry_sh_with("start", dir.path(), envs);
         let url = printed
             .lines()
             .find_map(|l| l.strip_prefix("url="))

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
 use txn_core::avro::{framed_id, WriterSchema};
-use txn_core::registry::{Lookup, Registry};
+use txn_core::registry::{Lookup, Registry, RegistryError};
 use txn_core::Reject;
 
 use super::source::RawBatch;
@@ -171,7 +171,8 @@ impl Schemas {
                     );
                     return Ok(Err(Reject::UnknownSchemaId(id)));
                 }
-                Err(e) => {
+                Err(RegistryError::Refused(e)) => return Err(Error::Access(e)),
+                Err(RegistryError::Unavailable(e)) => {
                     if txn_core::settings::stop_requested() {
                         return Err(Error::Registry(format!(
                             "stop requested while the schema registry could not answer for schema id {id} ({e}): the batch stays planned and the next start reads it again"
