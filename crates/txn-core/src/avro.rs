@@ -85,19 +85,52 @@ const MAX_DEPTH: usize = 64;
 /// bytes, so the byte length alone does not bound them).
 const MAX_ITEMS: u64 = 1 << 20;
 
-/// A writer schema, parsed, with its named types for references.
+/// A writer schema: parsed by the Apache Avro crate, then compiled into the plan the renderer
+/// walks (each record's keys written once, named types by index).
 #[derive(Debug)]
 pub struct WriterSchema {
     root: Schema,
-    named: HashMap<String, Schema>,
+    plan: Node,
+    /// Named records, enums and fixed types, for [`Node::Named`].
+    named: Vec<Node>,
+}
+
+/// What to read and write for one schema node.
+#[derive(Debug, Clone)]
+enum Node {
+    Null,
+    Boolean,
+    Int,
+    Long,
+    Float,
+    Double,
+    Str,
+    Bytes,
+    Fixed(usize),
+    /// The symbols, as JSON strings.
+    Enum(Vec<Vec<u8>>),
+    Union(Vec<Node>),
+    /// Each field's `"name": ` (after `, ` from the second on) and its node.
+    Record(Vec<(Vec<u8>, Node, String)>),
+    Array(Box<Node>),
+    Map(Box<Node>),
+    /// The unscaled value's fixed size (bytes when `None`), and the scale.
+    Decimal(Option<usize>, usize),
+    Date,
+    /// The fraction's format and whether the time is UTC (`Z`).
+    TimestampMillis(bool),
+    TimestampMicros(bool),
+    TimestampNanos(bool),
+    Named(usize),
 }
 
 impl WriterSchema {
     pub fn parse(text: &str) -> Result<Self, String> {
         let root = Schema::parse_str(text).map_err(|e| format!("not an Avro schema: {e}"))?;
-        let mut named = HashMap::new();
-        collect_named(&root, &mut named);
-        Ok(WriterSchema { root, named })
+        let mut names = HashMap::new();
+        let mut named = Vec::new();
+        let plan = compile(&root, &mut names, &mut named)?;
+        Ok(WriterSchema { root, plan, named })
     }
 
     pub fn schema(&self) -> &Schema {
@@ -108,7 +141,7 @@ impl WriterSchema {
     /// match the schema. Every byte must be read: trailing bytes are an error too.
     pub fn to_json(&self, body: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
         let mut r = Reader { buf: body, pos: 0 };
-        self.render(&self.root, &mut r, out, 0)?;
+        self.render(&self.plan, &mut r, out, 0)?;
         if r.pos != body.len() {
             return Err(format!(
                 "{} bytes left after the record ({} bytes read)",
@@ -121,7 +154,7 @@ impl WriterSchema {
 
     fn render(
         &self,
-        schema: &Schema,
+        node: &Node,
         r: &mut Reader<'_>,
         out: &mut Vec<u8>,
         depth: usize,
@@ -129,77 +162,68 @@ impl WriterSchema {
         if depth > MAX_DEPTH {
             return Err(format!("nested deeper than {MAX_DEPTH} levels"));
         }
-        match schema {
-            Schema::Null => out.extend_from_slice(b"null"),
-            Schema::Boolean => match r.byte()? {
+        match node {
+            Node::Null => out.extend_from_slice(b"null"),
+            Node::Boolean => match r.byte()? {
                 0 => out.extend_from_slice(b"false"),
                 1 => out.extend_from_slice(b"true"),
                 b => return Err(format!("boolean byte {b} at {}", r.pos - 1)),
             },
-            Schema::Int | Schema::Long | Schema::TimeMillis | Schema::TimeMicros => {
+            Node::Int => {
                 let v = r.long()?;
-                if matches!(schema, Schema::Int | Schema::TimeMillis) && i32::try_from(v).is_err() {
+                if i32::try_from(v).is_err() {
                     return Err(format!("int {v} out of range"));
                 }
-                let _ = write!(out, "{v}");
+                integer(out, v);
             }
-            Schema::Float => number(out, f64::from(f32::from_le_bytes(r.array()?))),
-            Schema::Double => number(out, f64::from_le_bytes(r.array()?)),
-            Schema::String | Schema::Uuid => {
+            Node::Long => integer(out, r.long()?),
+            Node::Float => number(out, f64::from(f32::from_le_bytes(r.array()?))),
+            Node::Double => number(out, f64::from_le_bytes(r.array()?)),
+            Node::Str => {
                 let bytes = r.bytes()?;
                 let text = std::str::from_utf8(bytes)
                     .map_err(|e| format!("string not UTF-8 at byte {}", e.valid_up_to()))?;
                 write_json_string(out, text);
             }
-            Schema::Bytes | Schema::BigDecimal => {
-                let bytes = r.bytes()?;
-                latin1(out, bytes);
-            }
-            Schema::Fixed(f) => latin1(out, r.take(f.size)?),
-            Schema::Duration => latin1(out, r.take(12)?),
-            Schema::Enum(e) => {
+            Node::Bytes => latin1(out, r.bytes()?),
+            Node::Fixed(size) => latin1(out, r.take(*size)?),
+            Node::Enum(symbols) => {
                 let i = r.long()?;
                 let symbol = usize::try_from(i)
                     .ok()
-                    .and_then(|i| e.symbols.get(i))
-                    .ok_or_else(|| format!("enum index {i} of {} symbols", e.symbols.len()))?;
-                write_json_string(out, symbol);
+                    .and_then(|i| symbols.get(i))
+                    .ok_or_else(|| format!("enum index {i} of {} symbols", symbols.len()))?;
+                out.extend_from_slice(symbol);
             }
-            Schema::Union(u) => {
+            Node::Union(branches) => {
                 let i = r.long()?;
                 let branch = usize::try_from(i)
                     .ok()
-                    .and_then(|i| u.variants().get(i))
-                    .ok_or_else(|| {
-                        format!("union branch {i} of {} branches", u.variants().len())
-                    })?;
+                    .and_then(|i| branches.get(i))
+                    .ok_or_else(|| format!("union branch {i} of {} branches", branches.len()))?;
                 self.render(branch, r, out, depth + 1)?;
             }
-            Schema::Record(rec) => {
+            Node::Record(fields) => {
                 out.push(b'{');
-                for (n, field) in rec.fields.iter().enumerate() {
-                    if n > 0 {
-                        out.extend_from_slice(b", ");
-                    }
-                    write_json_string(out, &field.name);
-                    out.extend_from_slice(b": ");
-                    self.render(&field.schema, r, out, depth + 1)
-                        .map_err(|e| format!("{}: {e}", field.name))?;
+                for (key, field, name) in fields {
+                    out.extend_from_slice(key);
+                    self.render(field, r, out, depth + 1)
+                        .map_err(|e| format!("{name}: {e}"))?;
                 }
                 out.push(b'}');
             }
-            Schema::Array(a) => {
+            Node::Array(items) => {
                 out.push(b'[');
                 let mut first = true;
                 self.blocks(r, |r| {
                     if !std::mem::take(&mut first) {
                         out.extend_from_slice(b", ");
                     }
-                    self.render(&a.items, r, out, depth + 1)
+                    self.render(items, r, out, depth + 1)
                 })?;
                 out.push(b']');
             }
-            Schema::Map(m) => {
+            Node::Map(values) => {
                 out.push(b'{');
                 let mut first = true;
                 self.blocks(r, |r| {
@@ -210,46 +234,40 @@ impl WriterSchema {
                         .map_err(|_| "map key not UTF-8".to_string())?;
                     write_json_string(out, key);
                     out.extend_from_slice(b": ");
-                    self.render(&m.types, r, out, depth + 1)
+                    self.render(values, r, out, depth + 1)
                 })?;
                 out.push(b'}');
             }
-            Schema::Decimal(d) => {
-                let unscaled = match &*d.inner {
-                    Schema::Fixed(f) => r.take(f.size)?,
-                    _ => r.bytes()?,
+            Node::Decimal(fixed, scale) => {
+                let unscaled = match fixed {
+                    Some(size) => r.take(*size)?,
+                    None => r.bytes()?,
                 };
-                decimal(out, unscaled, d.scale)?;
+                decimal(out, unscaled, *scale)?;
             }
-            Schema::Date => {
+            Node::Date => {
                 let days = r.long()?;
                 let date = chrono::DateTime::from_timestamp(days.saturating_mul(86_400), 0)
                     .ok_or_else(|| format!("date {days} days out of range"))?;
                 let _ = write!(out, "\"{}\"", date.format("%Y-%m-%d"));
             }
-            Schema::TimestampMillis | Schema::LocalTimestampMillis => {
+            Node::TimestampMillis(utc) => {
                 let v = r.long()?;
                 let t = chrono::DateTime::from_timestamp_millis(v)
                     .ok_or_else(|| format!("timestamp {v} ms out of range"))?;
-                timestamp(out, t, "%.3f", matches!(schema, Schema::TimestampMillis));
+                timestamp(out, t, "%.3f", *utc);
             }
-            Schema::TimestampMicros | Schema::LocalTimestampMicros => {
+            Node::TimestampMicros(utc) => {
                 let v = r.long()?;
                 let t = chrono::DateTime::from_timestamp_micros(v)
                     .ok_or_else(|| format!("timestamp {v} µs out of range"))?;
-                timestamp(out, t, "%.6f", matches!(schema, Schema::TimestampMicros));
+                timestamp(out, t, "%.6f", *utc);
             }
-            Schema::TimestampNanos | Schema::LocalTimestampNanos => {
+            Node::TimestampNanos(utc) => {
                 let t = chrono::DateTime::from_timestamp_nanos(r.long()?);
-                timestamp(out, t, "%.9f", matches!(schema, Schema::TimestampNanos));
+                timestamp(out, t, "%.9f", *utc);
             }
-            Schema::Ref { name } => {
-                let target = self
-                    .named
-                    .get(&name.fullname(None))
-                    .ok_or_else(|| format!("unknown type {}", name.fullname(None)))?;
-                self.render(target, r, out, depth + 1)?;
-            }
+            Node::Named(i) => self.render(&self.named[*i], r, out, depth + 1)?,
         }
         Ok(())
     }
@@ -280,25 +298,114 @@ impl WriterSchema {
     }
 }
 
-fn collect_named(schema: &Schema, named: &mut HashMap<String, Schema>) {
-    let mut name = |n: &Name, s: &Schema| {
-        named.insert(n.fullname(None), s.clone());
+/// The plan of `schema`; named types go to `named` (a record's index is taken before its fields
+/// are compiled, so that it may refer to itself).
+fn compile(
+    schema: &Schema,
+    names: &mut HashMap<String, usize>,
+    named: &mut Vec<Node>,
+) -> Result<Node, String> {
+    let define = |name: &Name, names: &mut HashMap<String, usize>, named: &mut Vec<Node>| {
+        let i = named.len();
+        named.push(Node::Null);
+        names.insert(name.fullname(None), i);
+        i
     };
-    match schema {
-        Schema::Record(r) => {
-            name(&r.name, schema);
-            for f in &r.fields {
-                collect_named(&f.schema, named);
-            }
+    Ok(match schema {
+        Schema::Null => Node::Null,
+        Schema::Boolean => Node::Boolean,
+        Schema::Int => Node::Int,
+        Schema::Long | Schema::TimeMillis | Schema::TimeMicros => Node::Long,
+        Schema::Float => Node::Float,
+        Schema::Double => Node::Double,
+        Schema::String | Schema::Uuid => Node::Str,
+        Schema::Bytes | Schema::BigDecimal => Node::Bytes,
+        Schema::Duration => Node::Fixed(12),
+        Schema::Fixed(f) => {
+            let i = define(&f.name, names, named);
+            named[i] = Node::Fixed(f.size);
+            Node::Named(i)
         }
-        Schema::Enum(e) => name(&e.name, schema),
-        Schema::Fixed(f) => name(&f.name, schema),
-        Schema::Decimal(d) => collect_named(&d.inner, named),
-        Schema::Array(a) => collect_named(&a.items, named),
-        Schema::Map(m) => collect_named(&m.types, named),
-        Schema::Union(u) => u.variants().iter().for_each(|v| collect_named(v, named)),
-        _ => {}
+        Schema::Enum(e) => {
+            let i = define(&e.name, names, named);
+            named[i] = Node::Enum(
+                e.symbols
+                    .iter()
+                    .map(|s| {
+                        let mut j = Vec::new();
+                        write_json_string(&mut j, s);
+                        j
+                    })
+                    .collect(),
+            );
+            Node::Named(i)
+        }
+        Schema::Union(u) => Node::Union(
+            u.variants()
+                .iter()
+                .map(|v| compile(v, names, named))
+                .collect::<Result<_, _>>()?,
+        ),
+        Schema::Record(rec) => {
+            let i = define(&rec.name, names, named);
+            let mut fields = Vec::with_capacity(rec.fields.len());
+            for (n, f) in rec.fields.iter().enumerate() {
+                let mut key = Vec::new();
+                if n > 0 {
+                    key.extend_from_slice(b", ");
+                }
+                write_json_string(&mut key, &f.name);
+                key.extend_from_slice(b": ");
+                fields.push((key, compile(&f.schema, names, named)?, f.name.clone()));
+            }
+            named[i] = Node::Record(fields);
+            Node::Named(i)
+        }
+        Schema::Array(a) => Node::Array(Box::new(compile(&a.items, names, named)?)),
+        Schema::Map(m) => Node::Map(Box::new(compile(&m.types, names, named)?)),
+        Schema::Decimal(d) => {
+            let fixed = match &*d.inner {
+                Schema::Fixed(f) => {
+                    // A named fixed type: defined for later references too.
+                    compile(&d.inner, names, named)?;
+                    Some(f.size)
+                }
+                _ => None,
+            };
+            Node::Decimal(fixed, d.scale)
+        }
+        Schema::Date => Node::Date,
+        Schema::TimestampMillis => Node::TimestampMillis(true),
+        Schema::LocalTimestampMillis => Node::TimestampMillis(false),
+        Schema::TimestampMicros => Node::TimestampMicros(true),
+        Schema::LocalTimestampMicros => Node::TimestampMicros(false),
+        Schema::TimestampNanos => Node::TimestampNanos(true),
+        Schema::LocalTimestampNanos => Node::TimestampNanos(false),
+        Schema::Ref { name } => Node::Named(
+            *names
+                .get(&name.fullname(None))
+                .ok_or_else(|| format!("unknown type {}", name.fullname(None)))?,
+        ),
+    })
+}
+
+/// An integer as JSON.
+fn integer(out: &mut Vec<u8>, v: i64) {
+    let mut buf = [0u8; 20];
+    let mut at = buf.len();
+    let mut n = v.unsigned_abs();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
     }
+    if v < 0 {
+        out.push(b'-');
+    }
+    out.extend_from_slice(&buf[at..]);
 }
 
 /// A double as JSON: Python's repr, as the JSON producers write it; NaN and infinities (which
@@ -624,6 +731,32 @@ mod tests {
         )
         .unwrap_err()
         .starts_with("txn_id"));
+    }
+
+    #[test]
+    fn a_record_that_refers_to_itself_renders_to_its_depth_and_no_further() {
+        let schema = WriterSchema::parse(
+            r#"{"type": "record", "name": "Cell", "fields": [
+              {"name": "v", "type": "long"}, {"name": "next", "type": ["null", "Cell"]}]}"#,
+        )
+        .unwrap();
+        let cell =
+            |v: i64, next: A| A::Record(vec![("v".into(), A::Long(v)), ("next".into(), next)]);
+        let list = cell(
+            1,
+            A::Union(1, Box::new(cell(-2, A::Union(0, Box::new(A::Null))))),
+        );
+        let body = apache_avro::to_avro_datum(schema.schema(), list).unwrap();
+        assert_eq!(
+            render(&schema, &body).unwrap(),
+            r#"{"v": 1, "next": {"v": -2, "next": null}}"#
+        );
+        // A chain longer than the depth limit is an error, not a stack overflow.
+        let mut deep = Vec::new();
+        for _ in 0..10_000 {
+            deep.extend_from_slice(&[2, 2]); // v = 1, branch 1 (another cell)
+        }
+        assert!(render(&schema, &deep).unwrap_err().contains("deeper"));
     }
 
     #[test]

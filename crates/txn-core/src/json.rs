@@ -133,10 +133,20 @@ pub fn write_json_string(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
     // Runs of printable ASCII other than the quote and the backslash are copied whole; the
     // first non-ASCII byte (a character's first byte) hands the rest to the character loop.
+    /// The bytes copied as they are.
+    const PLAIN: [bool; 256] = {
+        let mut t = [false; 256];
+        let mut b = 0x20;
+        while b < 0x7f {
+            t[b] = b != b'"' as usize && b != b'\\' as usize;
+            b += 1;
+        }
+        t
+    };
     let bytes = s.as_bytes();
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
-        if (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\' {
+        if PLAIN[b as usize] {
             continue;
         }
         out.extend_from_slice(&bytes[start..i]);
