@@ -848,3 +848,71 @@ mod tests {
         assert_eq!(recorded, listed);
     }
 }
+
+#[cfg(test)]
+mod avro_tests {
+    use super::*;
+
+    /// Every dataset's generator, as the producer's `avro` format writes it: each record that
+    /// fits the dataset's schema reads back, rendered by the processor's renderer, as the same
+    /// record its JSON gives; the malformed ones that do not fit stay JSON.
+    #[test]
+    fn each_datasets_records_in_avro_decode_as_their_json_does() {
+        type Same = fn(&str, &str) -> bool;
+        let cases: [(&str, Box<dyn MessageGenerator>, Same); 4] = [
+            (
+                "transactions",
+                Box::new(Generator::new(3, 0.1, 0.1)),
+                |a, b| txn_core::json::decode_text(a) == txn_core::json::decode_text(b),
+            ),
+            (
+                "transactions",
+                Box::new(realistic::RealisticGenerator::new(3, 0.1, 0.1, 0.05, 50)),
+                |a, b| txn_core::json::decode_text(a) == txn_core::json::decode_text(b),
+            ),
+            (
+                "events",
+                Box::new(events::EventGenerator::new(3, 0.1, 0.1)),
+                |a, b| txn_core::event::decode_event(a) == txn_core::event::decode_event(b),
+            ),
+            (
+                "financial",
+                Box::new(financial::FinancialGenerator::new(3, 0.1, 0.1, 0.05)),
+                |a, b| {
+                    txn_core::financial::decode_financial(a)
+                        == txn_core::financial::decode_financial(b)
+                },
+            ),
+        ];
+        for (dataset, mut generator, same) in cases {
+            let text = txn_core::avro::dataset_schema(dataset);
+            let schema = txn_core::avro::WriterSchema::parse(text).unwrap();
+            let (mut avro, mut fits) = (0, 0);
+            for i in 0..3000 {
+                let kind = generator.next(1_762_500_000_000_000 + i * 1000);
+                let json = generator.payload();
+                let mut body = Vec::new();
+                if txn_core::avro::encode_json_text(schema.schema(), json, &mut body).is_err() {
+                    assert!(
+                        matches!(kind, Kind::Bad(_)),
+                        "{dataset}: a valid record did not fit"
+                    );
+                    continue;
+                }
+                avro += 1;
+                let mut rendered = Vec::new();
+                schema.to_json(&body, &mut rendered).unwrap();
+                let (a, b) = (
+                    std::str::from_utf8(&rendered).unwrap(),
+                    std::str::from_utf8(json).unwrap(),
+                );
+                assert!(same(a, b), "{dataset}: {a} read apart from {b}");
+                fits += usize::from(!matches!(kind, Kind::Bad(_)));
+            }
+            assert!(
+                avro > 2500 && fits > 2400,
+                "{dataset}: {avro} in Avro, {fits} valid"
+            );
+        }
+    }
+}
