@@ -15,6 +15,9 @@
 # With SCHEMA_REGISTRY_TLS=1 at the first start, the registry serves https only, with a
 # certificate (for 127.0.0.1 and localhost) signed by a CA made for it: start prints
 # url=https://127.0.0.1:PORT and ca=DIR/tls/ca.pem (SCHEMA_REGISTRY_SSL_CA_LOCATION).
+# With SCHEMA_REGISTRY_BASIC_AUTH=user:password at the first start, nginx (Debian's nginx-light)
+# listens on the printed port and requires that login (HTTP basic auth), in front of the registry
+# on a port of its own: Confluent's registry enforces basic auth itself; this one cannot.
 # Schemas are kept in memory (the registry's InMemoryStorageManager): a registry started again is
 # empty, as a Confluent registry that lost its _schemas topic. A test that needs an outage without
 # losing the schemas pauses the registry. Environment: SCHEMA_REGISTRY_CACHE (jar cache, default
@@ -83,12 +86,51 @@ make_tls() {
 }
 
 configure() {
-  local dir="$1" ports scheme=http
-  ports=($(free_ports 2))
+  local dir="$1" ports scheme=http auth="${SCHEMA_REGISTRY_BASIC_AUTH:-}"
+  ports=($(free_ports 3))
   [ "${SCHEMA_REGISTRY_TLS:-0}" = 1 ] && scheme=https
-  { echo "PORT=${ports[0]}"; echo "ADMIN_PORT=${ports[1]}"; echo "SCHEME=$scheme"; } > "$dir/registry.env"
+  if [ -n "$auth" ] && [ "$scheme" = https ]; then
+    die "SCHEMA_REGISTRY_BASIC_AUTH and SCHEMA_REGISTRY_TLS together are not supported"
+  fi
+  # PORT: where clients connect; REGISTRY_PORT: the registry's own (nginx's upstream with auth).
+  {
+    echo "PORT=${ports[0]}"
+    echo "ADMIN_PORT=${ports[1]}"
+    echo "SCHEME=$scheme"
+    if [ -n "$auth" ]; then echo "REGISTRY_PORT=${ports[2]}"; else echo "REGISTRY_PORT=${ports[0]}"; fi
+    echo "AUTH=$([ -n "$auth" ] && echo 1 || echo 0)"
+  } > "$dir/registry.env"
   # shellcheck disable=SC1091
   . "$dir/registry.env"
+  if [ "$AUTH" = 1 ]; then
+    command -v nginx > /dev/null || die "nginx is needed for SCHEMA_REGISTRY_BASIC_AUTH (apt-get install nginx-light)"
+    mkdir -p "$dir/nginx"
+    printf '%s:%s\n' "${auth%%:*}" "$(openssl passwd -apr1 "${auth#*:}")" > "$dir/htpasswd"
+    cat > "$dir/nginx.conf" << EOF
+daemon off;
+worker_processes 1;
+pid $dir/nginx/nginx.pid;
+error_log $dir/logs/nginx-error.log warn;
+events { worker_connections 256; }
+http {
+  access_log off;
+  client_body_temp_path $dir/nginx/body;
+  proxy_temp_path $dir/nginx/proxy;
+  fastcgi_temp_path $dir/nginx/fastcgi;
+  uwsgi_temp_path $dir/nginx/uwsgi;
+  scgi_temp_path $dir/nginx/scgi;
+  server {
+    listen 127.0.0.1:$PORT;
+    location / {
+      auth_basic "schema registry";
+      auth_basic_user_file $dir/htpasswd;
+      proxy_pass http://127.0.0.1:$REGISTRY_PORT;
+      proxy_read_timeout 60s;
+    }
+  }
+}
+EOF
+  fi
   mkdir -p "$dir/logs" "$dir/jars"
   local tls_lines=""
   if [ "$scheme" = https ]; then
@@ -127,7 +169,7 @@ server:
   applicationConnectors:
     - type: $scheme
       bindHost: 127.0.0.1
-      port: $PORT
+      port: $REGISTRY_PORT
 $tls_lines
   adminConnectors:
     - type: http
@@ -164,10 +206,17 @@ start() {
     -cp "$libs/*" com.hortonworks.registries.webservice.RegistryApplication server "$dir/registry.yaml" \
     > "$dir/logs/stdout.log" 2>&1 &
   echo $! > "$dir/pid"
+  if [ "$AUTH" = 1 ]; then
+    mkdir -p "$dir/logs"
+    nohup nginx -p "$dir/nginx" -c "$dir/nginx.conf" > "$dir/logs/nginx-stdout.log" 2>&1 &
+    echo $! > "$dir/nginx.pid"
+  fi
   local deadline=$((SECONDS + START_TIMEOUT))
   local curl_tls=()
   [ "$SCHEME" = https ] && curl_tls=(--cacert "$dir/tls/ca.pem")
-  until curl -fsS "${curl_tls[@]}" -o /dev/null "$SCHEME://127.0.0.1:$PORT/subjects" 2> /dev/null; do
+  # The registry itself answers first, then (with auth) nginx in front of it asks for the login.
+  until curl -fsS "${curl_tls[@]}" -o /dev/null "$SCHEME://127.0.0.1:$REGISTRY_PORT/subjects" 2> /dev/null \
+      && { [ "$AUTH" = 0 ] || [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/subjects")" = 401 ]; }; do
     running "$dir" || die "the registry exited: $(tail -5 "$dir/logs/stdout.log" "$dir/logs/registry.log" 2> /dev/null)"
     [ $SECONDS -lt $deadline ] || die "the registry does not answer after $START_TIMEOUT s (see $dir/logs)"
     sleep 0.3
@@ -178,6 +227,13 @@ start() {
 
 stop() {
   local dir="$1" pid
+  if [ -f "$dir/nginx.pid" ]; then
+    # SIGTERM: nginx's fast shutdown, its worker included; then whatever is left of it.
+    kill -TERM "$(cat "$dir/nginx.pid")" 2> /dev/null || true
+    for _ in $(seq 20); do pgrep -f "nginx -p $dir/nginx" > /dev/null || break; sleep 0.1; done
+    pkill -9 -f "nginx -p $dir/nginx" 2> /dev/null || true
+    rm -f "$dir/nginx.pid"
+  fi
   [ -f "$dir/pid" ] || return 0
   pid="$(cat "$dir/pid")"
   kill -CONT "$pid" 2> /dev/null || true
@@ -200,5 +256,5 @@ case "${1:-}" in
   resume) [ $# -eq 2 ] || die "usage: schema-registry.sh resume DIR"; signal "$2" CONT ;;
   url) [ -f "${2:-}/registry.env" ] || die "${2:-} holds no registry"; . "$2/registry.env"; echo "$SCHEME://127.0.0.1:$PORT" ;;
   jars) jars ;;
-  *) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

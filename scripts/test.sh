@@ -50,7 +50,7 @@ echo "--- Schema registry jars: $(scripts/schema-registry.sh jars)"
 # Each test kills its brokers and Cassandra nodes when it ends; a test killed on a timeout
 # cannot, so strays go here.
 scratch="$(dirname "$(mktemp -u)")/pipeline-it-"
-trap "pkill -9 -f -- '-Dpipeline.kafka.dir=$scratch' || true; pkill -9 -f -- '-Dpipeline.cassandra.dir=$scratch' || true; pkill -9 -f -- '-Dpipeline.schema_registry.dir=$scratch' || true" EXIT
+trap "pkill -9 -f -- '-Dpipeline.kafka.dir=$scratch' || true; pkill -9 -f -- '-Dpipeline.cassandra.dir=$scratch' || true; pkill -9 -f -- '-Dpipeline.schema_registry.dir=$scratch' || true; pkill -9 -f -- 'nginx -p $scratch' || true" EXIT
 # Tests that use no broker, or only the mock's fault injection, ran above already.
 # Scale-out's three-processor test runs on the 3-node cluster below instead.
 not_broker='not (test(/^outage_tests::/) | test(/^local_stack_tests::/) | test(/^config_tests::/) | test(/^compose_tests::/) | test(three_processors_share) | test(a_stop_during_the_wait_for_kafka))'

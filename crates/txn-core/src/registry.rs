@@ -134,9 +134,8 @@ impl Registry {
                     })
             }
             404 => Ok(Lookup::Unknown),
-            401 | 403 => Err(RegistryError::Refused(format!(
-                "the schema registry at {} refused the login: HTTP {status}: {body:.200} (SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO)",
-                self.base
+            401 | 403 => Err(RegistryError::Refused(refused_login(
+                &self.base, status, &body,
             ))),
             _ => Err(RegistryError::Unavailable(format!(
                 "GET {url}: HTTP {status}: {body:.200}"
@@ -186,7 +185,8 @@ impl Registry {
                 .and_then(|v| v.get("id")?.as_u64())
                 .and_then(|id| u32::try_from(id).ok())
                 .ok_or_else(|| RegistryError::Refused(format!("POST {url}: no id in {text:.200}"))),
-            401 | 403 | 409 | 422 => Err(RegistryError::Refused(format!(
+            401 | 403 => Err(RegistryError::Refused(refused_login(&self.base, status, &text))),
+            409 | 422 => Err(RegistryError::Refused(format!(
                 "the registry at {} refused the schema of subject {subject}: HTTP {status}: {text:.300}",
                 self.base
             ))),
@@ -235,6 +235,13 @@ impl Registry {
             }
         }
     }
+}
+
+fn refused_login(base: &str, status: u16, body: &str) -> String {
+    let body: String = body.split_whitespace().collect::<Vec<_>>().join(" ");
+    format!(
+        "the schema registry at {base} refused the login: HTTP {status}: {body:.160} (SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO, or user info in SCHEMA_REGISTRY_URL)"
+    )
 }
 
 /// Why the registry gave no answer.

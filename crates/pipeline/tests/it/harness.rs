@@ -146,6 +146,11 @@ impl SchemaRegistry {
         Self::start_with(&[("SCHEMA_REGISTRY_TLS", "1")])
     }
 
+    /// Behind nginx requiring `user:password` (SCHEMA_REGISTRY_BASIC_AUTH).
+    pub fn start_with_login(login: &str) -> Self {
+        Self::start_with(&[("SCHEMA_REGISTRY_BASIC_AUTH", login)])
+    }
+
     pub fn ca(&self) -> PathBuf {
         self.dir.path().join("tls/ca.pem")
     }
