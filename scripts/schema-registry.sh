@@ -105,10 +105,14 @@ configure() {
   if [ "$AUTH" = 1 ]; then
     command -v nginx > /dev/null || die "nginx is needed for SCHEMA_REGISTRY_BASIC_AUTH (apt-get install nginx-light)"
     mkdir -p "$dir/nginx"
-    printf '%s:%s\n' "${auth%%:*}" "$(openssl passwd -apr1 "${auth#*:}")" > "$dir/htpasswd"
+    local hash
+    # From stdin: a password starting with "-" is not an option, and stays out of `ps`.
+    hash="$(printf '%s\n' "${auth#*:}" | openssl passwd -apr1 -stdin)" || die "openssl passwd failed"
+    printf '%s:%s\n' "${auth%%:*}" "$hash" > "$dir/htpasswd"
     cat > "$dir/nginx.conf" << EOF
 daemon off;
-worker_processes 1;
+# One process (no workers to outlive it): stop kills exactly what start started.
+master_process off;
 pid $dir/nginx/nginx.pid;
 error_log $dir/logs/nginx-error.log warn;
 events { worker_connections 256; }
@@ -217,8 +221,14 @@ start() {
   # The registry itself answers first, then (with auth) nginx in front of it asks for the login.
   until curl -fsS "${curl_tls[@]}" -o /dev/null "$SCHEME://127.0.0.1:$REGISTRY_PORT/subjects" 2> /dev/null \
       && { [ "$AUTH" = 0 ] || [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/subjects")" = 401 ]; }; do
-    running "$dir" || die "the registry exited: $(tail -5 "$dir/logs/stdout.log" "$dir/logs/registry.log" 2> /dev/null)"
-    [ $SECONDS -lt $deadline ] || die "the registry does not answer after $START_TIMEOUT s (see $dir/logs)"
+    if ! running "$dir"; then
+      stop "$dir"
+      die "the registry exited: $(tail -5 "$dir/logs/stdout.log" "$dir/logs/registry.log" 2> /dev/null)"
+    fi
+    if [ $SECONDS -ge $deadline ]; then
+      stop "$dir"
+      die "the registry does not answer after $START_TIMEOUT s (see $dir/logs)"
+    fi
     sleep 0.3
   done
   echo "url=$SCHEME://127.0.0.1:$PORT"
@@ -228,10 +238,7 @@ start() {
 stop() {
   local dir="$1" pid
   if [ -f "$dir/nginx.pid" ]; then
-    # SIGTERM: nginx's fast shutdown, its worker included; then whatever is left of it.
-    kill -TERM "$(cat "$dir/nginx.pid")" 2> /dev/null || true
-    for _ in $(seq 20); do pgrep -f "nginx -p $dir/nginx" > /dev/null || break; sleep 0.1; done
-    pkill -9 -f "nginx -p $dir/nginx" 2> /dev/null || true
+    kill -9 "$(cat "$dir/nginx.pid")" 2> /dev/null || true
     rm -f "$dir/nginx.pid"
   fi
   [ -f "$dir/pid" ] || return 0

@@ -81,9 +81,10 @@ pub const FINANCIAL_SCHEMA: &str = r#"{"type": "record", "name": "FinancialTrans
 
 /// Deeper nesting than this is refused (a recursive schema could otherwise exhaust the stack).
 const MAX_DEPTH: usize = 64;
-/// More array or map items than this in one value is refused (items of type null take no
-/// bytes, so the byte length alone does not bound them).
-const MAX_ITEMS: u64 = 1 << 20;
+/// Array and map items a value may hold over all its arrays and maps, beyond one per byte of
+/// the body: items of type null (or records of nulls) take no bytes, so nested arrays of them
+/// could otherwise render gigabytes from a few bytes.
+const SPARE_ITEMS: u64 = 1024;
 
 /// A writer schema: parsed by the Apache Avro crate, then compiled into the plan the renderer
 /// walks (each record's keys written once, named types by index).
@@ -126,7 +127,13 @@ enum Node {
 
 impl WriterSchema {
     pub fn parse(text: &str) -> Result<Self, String> {
-        let root = Schema::parse_str(text).map_err(|e| format!("not an Avro schema: {e}"))?;
+        // A `fixed` with the uuid or duration logical type is read as the plain fixed it is
+        // (16 or 12 bytes, its name kept for references): the Avro crate would read the uuid
+        // as a string and lose both names.
+        let mut json: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| format!("not an Avro schema: {e}"))?;
+        plain_fixed(&mut json);
+        let root = Schema::parse(&json).map_err(|e| format!("not an Avro schema: {e}"))?;
         let mut names = HashMap::new();
         let mut named = Vec::new();
         let plan = compile(&root, &mut names, &mut named)?;
@@ -140,7 +147,11 @@ impl WriterSchema {
     /// Renders an Avro body (without its frame) as JSON into `out`; an error says what did not
     /// match the schema. Every byte must be read: trailing bytes are an error too.
     pub fn to_json(&self, body: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
-        let mut r = Reader { buf: body, pos: 0 };
+        let mut r = Reader {
+            buf: body,
+            pos: 0,
+            items: body.len() as u64 + SPARE_ITEMS,
+        };
         self.render(&self.plan, &mut r, out, 0)?;
         if r.pos != body.len() {
             return Err(format!(
@@ -278,7 +289,6 @@ impl WriterSchema {
         r: &mut Reader<'_>,
         mut item: impl FnMut(&mut Reader<'_>) -> Result<(), String>,
     ) -> Result<(), String> {
-        let mut total = 0u64;
         loop {
             let count = r.long()?;
             if count == 0 {
@@ -287,10 +297,13 @@ impl WriterSchema {
             if count < 0 {
                 r.long()?; // the block's size in bytes
             }
-            total += count.unsigned_abs();
-            if total > MAX_ITEMS {
-                return Err(format!("more than {MAX_ITEMS} items"));
-            }
+            // One budget for the whole value (nested arrays share it).
+            r.items = r.items.checked_sub(count.unsigned_abs()).ok_or_else(|| {
+                format!(
+                    "more array or map items than bytes in the value ({} + {SPARE_ITEMS})",
+                    r.buf.len()
+                )
+            })?;
             for _ in 0..count.unsigned_abs() {
                 item(r)?;
             }
@@ -389,6 +402,25 @@ fn compile(
     })
 }
 
+/// Drops the logical type of every `fixed` type marked uuid or duration.
+fn plain_fixed(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(o) => {
+            if o.get("type").and_then(|t| t.as_str()) == Some("fixed")
+                && matches!(
+                    o.get("logicalType").and_then(|t| t.as_str()),
+                    Some("uuid" | "duration")
+                )
+            {
+                o.remove("logicalType");
+            }
+            o.values_mut().for_each(plain_fixed);
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(plain_fixed),
+        _ => {}
+    }
+}
+
 /// An integer as JSON.
 fn integer(out: &mut Vec<u8>, v: i64) {
     let mut buf = [0u8; 20];
@@ -425,7 +457,12 @@ fn latin1(out: &mut Vec<u8>, bytes: &[u8]) {
 }
 
 /// A decimal (big-endian two's complement unscaled value, and the scale) as an exact JSON number.
-fn decimal(out: &mut Vec<u8>, unscaled: &[u8], scale: usize) -> Result<(), String> {
+fn decimal(out: &mut Vec<u8>, mut unscaled: &[u8], scale: usize) -> Result<(), String> {
+    // Leading bytes that only extend the sign (a fixed type wider than the value) carry nothing.
+    while unscaled.len() > 16 && matches!((unscaled[0], unscaled[1] & 0x80), (0, 0) | (0xff, 0x80))
+    {
+        unscaled = &unscaled[1..];
+    }
     if unscaled.is_empty() || unscaled.len() > 16 {
         return Err(format!(
             "decimal of {} bytes (1 to 16 are read)",
@@ -463,6 +500,8 @@ fn timestamp(out: &mut Vec<u8>, t: chrono::DateTime<chrono::Utc>, fraction: &str
 struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
+    /// Array and map items the value may still hold.
+    items: u64,
 }
 
 impl<'a> Reader<'a> {
@@ -554,7 +593,8 @@ fn encode_value(schema: &Schema, v: &serde_json::Value, out: &mut Vec<u8>) -> Re
     match (schema, v) {
         (Schema::Null, J::Null) => {}
         (Schema::Boolean, J::Bool(b)) => out.push(u8::from(*b)),
-        (Schema::Int | Schema::Long, J::Number(n)) if n.is_i64() => {
+        (Schema::Long, J::Number(n)) if n.is_i64() => put_long(out, n.as_i64().unwrap_or_default()),
+        (Schema::Int, J::Number(n)) if n.as_i64().and_then(|v| i32::try_from(v).ok()).is_some() => {
             put_long(out, n.as_i64().unwrap_or_default())
         }
         (Schema::Double, J::Number(n)) => {
@@ -710,11 +750,35 @@ mod tests {
             changed[cut] ^= 0xa5;
             let _ = render(&schema, &changed);
         }
-        // Items of type null take no bytes: a huge count is refused, not looped over.
+        // Items of type null take no bytes: a huge count is refused, not looped over, and
+        // nested arrays share one budget (a few bytes cannot render megabytes).
         let nulls = WriterSchema::parse(r#"{"type": "array", "items": "null"}"#).unwrap();
         let mut huge = Vec::new();
         put_long(&mut huge, i64::MAX);
         assert!(render(&nulls, &huge).unwrap_err().contains("items"));
+        let nested = WriterSchema::parse(
+            r#"{"type": "array", "items": {"type": "array", "items": "null"}}"#,
+        )
+        .unwrap();
+        let mut body = Vec::new();
+        put_long(&mut body, 1000);
+        for _ in 0..1000 {
+            put_long(&mut body, 1000);
+            put_long(&mut body, 0);
+        }
+        put_long(&mut body, 0);
+        assert!(render(&nested, &body).unwrap_err().contains("items"));
+        let mut small = Vec::new();
+        put_long(&mut small, 2);
+        for _ in 0..2 {
+            put_long(&mut small, 3);
+            put_long(&mut small, 0);
+        }
+        put_long(&mut small, 0);
+        assert_eq!(
+            render(&nested, &small).unwrap(),
+            "[[null, null, null], [null, null, null]]"
+        );
     }
 
     #[test]
@@ -757,6 +821,30 @@ mod tests {
             deep.extend_from_slice(&[2, 2]); // v = 1, branch 1 (another cell)
         }
         assert!(render(&schema, &deep).unwrap_err().contains("deeper"));
+    }
+
+    #[test]
+    fn a_uuid_or_duration_in_a_fixed_is_read_as_its_bytes_and_wide_decimals_are_read() {
+        let schema = WriterSchema::parse(
+            r#"{"type": "record", "name": "R", "fields": [
+              {"name": "id", "type": {"type": "fixed", "name": "Id", "size": 16, "logicalType": "uuid"}},
+              {"name": "again", "type": "Id"},
+              {"name": "d", "type": {"type": "fixed", "name": "D20", "size": 20, "logicalType": "decimal", "precision": 40, "scale": 2}}]}"#,
+        )
+        .unwrap();
+        let mut body = vec![0x41; 16];
+        body.extend_from_slice(&[0x42; 16]);
+        let mut wide = vec![0xff; 20];
+        wide[19] = 0x85; // -123
+        body.extend_from_slice(&wide);
+        assert_eq!(
+            render(&schema, &body).unwrap(),
+            format!(
+                r#"{{"id": "{}", "again": "{}", "d": -1.23}}"#,
+                "A".repeat(16),
+                "B".repeat(16)
+            )
+        );
     }
 
     #[test]

@@ -133,7 +133,9 @@ impl Registry {
                         RegistryError::Unavailable(format!("GET {url}: no schema in {body:.200}"))
                     })
             }
-            404 => Ok(Lookup::Unknown),
+            // Confluent's "schema not found" (40403); any other 404 (a wrong path prefix, a
+            // proxy) is not an answer about the id.
+            404 if body.contains("40403") => Ok(Lookup::Unknown),
             401 | 403 => Err(RegistryError::Refused(refused_login(
                 &self.base, status, &body,
             ))),
@@ -274,12 +276,14 @@ fn split_user_info(url: &str) -> Result<(String, Option<String>), String> {
             "SCHEMA_REGISTRY_URL: scheme {scheme:?} (http or https)"
         ));
     }
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(authority_end);
-    let (user_info, host) = match authority.rsplit_once('@') {
-        Some((u, h)) => (Some(u.to_string()), h),
-        None => (None, authority),
+    // The last `@` ends the user info, even where a password holds a `/` it should have
+    // percent-encoded: the password never stays in the URL that is printed.
+    let (user_info, rest) = match rest.rsplit_once('@') {
+        Some((u, r)) => (Some(percent_decode(u)), r),
+        None => (None, rest),
     };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let (host, path) = rest.split_at(authority_end);
     if host.is_empty() {
         return Err("SCHEMA_REGISTRY_URL has no host".into());
     }
@@ -287,6 +291,31 @@ fn split_user_info(url: &str) -> Result<(String, Option<String>), String> {
         format!("{scheme}://{host}{}", path.trim_end_matches('/')),
         user_info,
     ))
+}
+
+/// `%XX` sequences decoded (a URL's user info); anything else kept as it is.
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (
+            bytes[i],
+            bytes.get(i + 1).and_then(|&b| hex(b)),
+            bytes.get(i + 2).and_then(|&b| hex(b)),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// A URL with any user info replaced by `***`, for messages.
@@ -334,6 +363,14 @@ mod tests {
             strip_credentials("http://ann:s3cret@reg:8081"),
             "http://***@reg:8081"
         );
+        // A `/` in the password, unencoded: still out of the printed URL; encoded: decoded.
+        let (base, user) = split_user_info("http://ann:pa/ss@reg:8081/x").unwrap();
+        assert_eq!(
+            (base.as_str(), user.as_deref()),
+            ("http://reg:8081/x", Some("ann:pa/ss"))
+        );
+        let (_, user) = split_user_info("http://ann:p%2Fs%40s@reg:8081").unwrap();
+        assert_eq!(user.as_deref(), Some("ann:p/s@s"));
         assert!(split_user_info("reg:8081")
             .unwrap_err()
             .contains("not a URL"));

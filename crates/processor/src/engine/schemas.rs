@@ -2,7 +2,8 @@
 //! batch is rendered, with its writer schema from the registry, as the JSON object the dataset
 //! decodes (see [`txn_core::avro`]); anything else is left as it is, so a topic moving from JSON
 //! to Avro keeps working. Writer schemas are fetched by id once and cached (a registry never
-//! changes the schema of an id, so a batch re-run after a crash renders the same JSON).
+//! changes the schema of an id, so a batch re-run after a crash renders the same JSON; an id it
+//! did not know is asked again at the next batch).
 //!
 //! A registry that cannot answer stalls the batch (a warning every 10 s, retries with a backoff
 //! up to 5 s) and never turns good records into rejects; an id the registry does not know, a
@@ -126,6 +127,9 @@ impl Schemas {
             raw.rejected.extend(part.rejected);
         }
         raw.rejected.sort_unstable_by_key(|(i, _)| *i);
+        // An id the registry did not know (or a schema it could not give) is asked again at
+        // the next batch: a registry that was behind may know it by then. Known schemas stay.
+        self.known.retain(|_, schema| schema.is_ok());
         Ok(())
     }
 
