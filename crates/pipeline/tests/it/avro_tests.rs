@@ -152,7 +152,7 @@ fn reasons(out: &Path) -> BTreeMap<String, usize> {
 
 #[test]
 #[ignore = "needs Apache Kafka and a schema registry (scripts/kafka.sh, scripts/schema-registry.sh; scripts/test.sh runs it)"]
-fn avro_of_three_schemas_json_and_unknown_ids_in_one_topic_read_as_json_would_exactly_once() {
+fn avro_of_three_schemas_json_and_unknown_ids_in_one_topic_read_as_json_would_each_offset_once() {
     let broker = if is_kafka() {
         Broker::start(3)
     } else {
