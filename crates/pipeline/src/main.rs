@@ -29,22 +29,39 @@ struct Cli {
     command: Option<Command>,
     #[command(flatten)]
     topic: TopicArgs,
-    /// Where the processor writes its layers
-    #[arg(long, default_value = "./data/output/parquet")]
+    /// Where the processor writes its layers (a local folder)
+    #[arg(long, env = "OUTPUT_PATH", default_value = "./data/output/parquet")]
     output_path: String,
 }
 
 #[derive(clap::Args, Debug)]
 struct TopicArgs {
     /// Topic to create on the embedded broker
-    #[arg(long, env = "KAFKA_TOPIC", default_value = "transactions")]
+    #[arg(
+        long = "kafka-topic",
+        visible_alias = "topic",
+        env = "KAFKA_TOPIC",
+        default_value = "transactions"
+    )]
     topic: String,
-    /// Partitions of the topic (the mock broker keeps about 5 MiB per partition)
-    #[arg(long, default_value_t = 3)]
+    /// Partitions of the topic (the mock broker keeps about 5 MiB per partition; the local stack
+    /// raises this for a high PRODUCER_MSGS_PER_SEC)
+    #[arg(
+        long = "kafka-topic-partitions",
+        visible_alias = "partitions",
+        env = "KAFKA_TOPIC_PARTITIONS",
+        default_value_t = 3
+    )]
     partitions: i32,
-    /// Another topic to create, NAME:PARTITIONS (repeatable; the local stack also creates the
-    /// topics its processor writes to)
-    #[arg(long = "extra-topic", value_parser = parse_topic)]
+    /// More topics to create, NAME:PARTITIONS (repeatable, or comma separated; the local stack
+    /// also creates the topics its processor writes to)
+    #[arg(
+        long = "extra-topics",
+        visible_alias = "extra-topic",
+        env = "EXTRA_TOPICS",
+        value_delimiter = ',',
+        value_parser = parse_topic
+    )]
     extra_topics: Vec<(String, i32)>,
 }
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 use clap::Parser;
 use txn_core::duration::parse_duration;
 use txn_core::settings::parse_bool;
+use txn_core::Dataset;
 
 use crate::error::{Error, Result};
 use crate::operators::windows::OutputMode;
@@ -173,10 +174,17 @@ pub struct ProcessorConfig {
     /// the start line names it and where each setting came from
     #[arg(long, env = "ENV_FILE", value_name = "PATH")]
     pub env_file: Option<std::path::PathBuf>,
-    /// What to process: `transactions` (seed 000) or `events` (seed 001; then KAFKA_TOPIC
-    /// defaults to `events`, STARTING_OFFSETS to `earliest`, KAFKA_GROUP_ID to `events-processor`)
-    #[arg(long, env = "DATASET", default_value = "transactions", value_parser = txn_core::settings::DATASETS)]
-    pub dataset: String,
+    /// What to process: `transactions` (seeds 000/002), `events` (seed 001) or `financial`
+    /// (seeds 003/004); for the last two KAFKA_TOPIC defaults to the dataset's topic (`events`,
+    /// `financial_transactions`), STARTING_OFFSETS to `earliest` and KAFKA_GROUP_ID to
+    /// `<dataset>-processor`
+    #[arg(
+        long,
+        env = "DATASET",
+        default_value = "transactions",
+        ignore_case = true
+    )]
+    pub dataset: txn_core::Dataset,
     /// Root of the layers (bronze/, silver/, gold/, quarantine/, raw_csv/, _chk/): a path, a
     /// file:// URL, or s3://bucket/prefix (with OUTPUT_FORMAT=delta; the AWS_* variables say
     /// where and how)
@@ -187,8 +195,8 @@ pub struct ProcessorConfig {
     #[arg(long, env = "OUTPUT_FORMAT", default_value = "parquet", value_enum)]
     pub output_format: OutputFormat,
     /// Checkpoint folder (default: OUTPUT_PATH/_chk): a path, a file:// URL or
-    /// s3://bucket/prefix; CHECKPOINT_DIR is accepted too
-    #[arg(long, env = "SPARK_CHECKPOINT_DIR", value_parser = parse_output_path)]
+    /// s3://bucket/prefix; the Spark original's SPARK_CHECKPOINT_DIR is read when this is unset
+    #[arg(long, env = "CHECKPOINT_DIR", value_parser = parse_output_path)]
     pub checkpoint_dir: Option<Location>,
     /// Where to start when there is no checkpoint: latest, earliest, or Spark's JSON
     /// {"topic":{"0":42,"1":-2}} (-2 = earliest, -1 = latest)
@@ -201,7 +209,7 @@ pub struct ProcessorConfig {
     #[arg(long, env = "SHOW_PREVIEWS", default_value = "false", value_parser = parse_bool, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub show_previews: bool,
     /// "30 seconds", "500 ms", 0 (back to back), or available-now (process what is there, then exit)
-    #[arg(long, env = "TRIGGER_INTERVAL", default_value = "30 seconds", value_parser = parse_trigger)]
+    #[arg(long = "trigger-interval", visible_alias = "trigger", env = "TRIGGER_INTERVAL", default_value = "30 seconds", value_parser = parse_trigger)]
     pub trigger: Trigger,
     /// Keep the newest N files of each layer (0 = keep all); Parquet files only (Delta tables
     /// are compacted and vacuumed instead)
@@ -219,13 +227,18 @@ pub struct ProcessorConfig {
     #[arg(long, env = "MAX_OFFSETS_PER_TRIGGER", default_value_t = 5000)]
     pub max_offsets_per_trigger: u64,
     /// Consumer group whose offsets are committed after each batch, for lag tools (progress only)
-    #[arg(long, env = "KAFKA_GROUP_ID", default_value = "transactions-processor")]
+    #[arg(
+        long = "kafka-group-id",
+        visible_alias = "group-id",
+        env = "KAFKA_GROUP_ID",
+        default_value = "transactions-processor"
+    )]
     pub group_id: String,
     /// Serve Prometheus metrics at http://METRICS_ADDR/metrics (e.g. 0.0.0.0:9464; unset = off)
     #[arg(long, env = "METRICS_ADDR")]
     pub metrics_addr: Option<String>,
     /// How long to wait for the broker at start before giving up
-    #[arg(long, env = "KAFKA_CONNECT_TIMEOUT", default_value = "60 seconds", value_parser = parse_spark_duration)]
+    #[arg(long = "kafka-connect-timeout", visible_alias = "connect-timeout", env = "KAFKA_CONNECT_TIMEOUT", default_value = "60 seconds", value_parser = parse_spark_duration)]
     pub connect_timeout: Duration,
     /// Gold: tumbling window size on event_time
     #[arg(long, env = "GOLD_WINDOW", default_value = "1 minute", value_parser = parse_spark_duration)]
@@ -318,25 +331,19 @@ pub struct ProcessorConfig {
     #[arg(long, value_name = "N")]
     pub recover_from_batch: Option<u64>,
     /// Test-only: pause this long after a batch's files are in place and before its commit
-    #[arg(long, env = "PROCESSOR_TEST_PAUSE_BEFORE_COMMIT", value_parser = parse_spark_duration, hide = true)]
+    #[arg(long, env = "TEST_PAUSE_BEFORE_COMMIT", value_parser = parse_spark_duration, hide = true)]
     pub test_pause_before_commit: Option<Duration>,
 }
 
 impl ProcessorConfig {
-    /// The checkpoint folder: SPARK_CHECKPOINT_DIR, else CHECKPOINT_DIR, else OUTPUT_PATH/_chk
-    /// (`_chk_events` for the events dataset, so both can share an OUTPUT_PATH).
+    /// The checkpoint folder: CHECKPOINT_DIR (or SPARK_CHECKPOINT_DIR), else OUTPUT_PATH/_chk
+    /// (`_chk_<dataset>` for the other datasets, so that they can share an OUTPUT_PATH).
     pub fn checkpoint_path(&self) -> Location {
-        if let Some(dir) = self.checkpoint_dir.clone().or_else(|| {
-            std::env::var("CHECKPOINT_DIR")
-                .ok()
-                .filter(|v| !v.is_empty())
-                // A scheme this processor does not write to was refused by validate().
-                .map(|v| parse_output_path(&v).unwrap_or(Location::Local(PathBuf::from(v))))
-        }) {
+        if let Some(dir) = self.checkpoint_dir.clone() {
             return dir;
         }
-        match self.dataset.as_str() {
-            "transactions" => self.output_path.join("_chk"),
+        match self.dataset {
+            Dataset::Transactions => self.output_path.join("_chk"),
             other => self.output_path.join(&format!("_chk_{other}")),
         }
     }
@@ -428,12 +435,6 @@ impl ProcessorConfig {
             return Err(Error::Config("GOLD_WINDOW must be longer than 0".into()));
         }
         crate::engine::plan::StartingOffsets::parse(&self.starting_offsets, &self.kafka.topic)?;
-        if let Some(dir) = std::env::var("CHECKPOINT_DIR")
-            .ok()
-            .filter(|v| !v.is_empty())
-        {
-            parse_output_path(&dir).map_err(|e| Error::Config(format!("CHECKPOINT_DIR: {e}")))?;
-        }
         // Refused before anything moves: the checkpoint's set-aside would be done, the outputs'
         // not (a Delta table keeps its history; object storage has no rename).
         if self.recover_from_batch.is_some()
@@ -484,7 +485,7 @@ impl ProcessorConfig {
         let Some(_) = self.cassandra_hosts() else {
             return Ok(());
         };
-        if self.dataset != "transactions" {
+        if self.dataset != Dataset::Transactions {
             return Err(Error::Config(format!(
                 "CASSANDRA_HOSTS is set, but the {} dataset has no output for Cassandra (the transactions dataset's user aggregates and gold have)",
                 self.dataset

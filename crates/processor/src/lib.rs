@@ -112,7 +112,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = String>) -> ExitCode {
             addr,
             "processor",
             &metrics::NAMES,
-            &config.dataset,
+            config.dataset.name(),
             &config.kafka.topic,
         );
         match served {

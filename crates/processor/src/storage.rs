@@ -1,4 +1,4 @@
-//! Object storage (`OUTPUT_PATH=s3://bucket/prefix`, `SPARK_CHECKPOINT_DIR=s3://...`): the `s3`
+//! Object storage (`OUTPUT_PATH=s3://bucket/prefix`, `CHECKPOINT_DIR=s3://...`): the `s3`
 //! scheme registered with delta-rs, the uploads and reads of layer files, and the checkpoint's
 //! entries.
 //!

@@ -26,6 +26,7 @@ use pacer::Pacer;
 use txn_core::kafka::{denied, explain, ClientSettings, Fatal, Names};
 use txn_core::settings::parse_bool;
 use txn_core::time::{now_micros, parse_rfc3339_micros};
+use txn_core::Dataset;
 
 /// Settings of the producer: each flag can also be given by the env variable named beside it,
 /// or in a `.env` file in the working directory.
@@ -43,75 +44,123 @@ pub struct ProducerConfig {
     /// The values' format: `json` (the seeds' JSON) or `avro` (Confluent's wire format: the
     /// dataset's schema registered at SCHEMA_REGISTRY_URL under `<topic>-value` at start, its id
     /// before each Avro body; a malformed record that Avro cannot carry is sent as JSON)
-    #[arg(long, env = "PRODUCER_FORMAT", default_value = "json", value_parser = ["json", "avro"])]
+    #[arg(long = "producer-format", visible_alias = "format", env = "PRODUCER_FORMAT", default_value = "json", value_parser = ["json", "avro"])]
     pub format: String,
     /// The env file read at start (default: `.env` in the working folder, when there is one);
     /// the start line names it and where each setting came from
     #[arg(long, env = "ENV_FILE", value_name = "PATH")]
     pub env_file: Option<std::path::PathBuf>,
-    /// What to generate: `transactions` (seed 000's card payments) or `events` (seed 001's
-    /// sensor events; then KAFKA_TOPIC defaults to `events` and MSGS_PER_SEC to 5)
-    #[arg(long, env = "DATASET", default_value = "transactions", value_parser = txn_core::settings::DATASETS)]
-    pub dataset: String,
-    /// Target rate in messages per second; 0 or less sends as fast as possible
+    /// What to generate: `transactions` (seed 000's card payments; seed 002's with
+    /// `--profile realistic`), `events` (seed 001's sensor events) or `financial` (seeds
+    /// 003/004's); for the last two KAFKA_TOPIC defaults to the dataset's topic (`events`,
+    /// `financial_transactions`) and MSGS_PER_SEC to 5
     #[arg(
         long,
-        env = "MSGS_PER_SEC",
+        env = "DATASET",
+        default_value = "transactions",
+        ignore_case = true
+    )]
+    pub dataset: txn_core::Dataset,
+    /// Target rate in messages per second; 0 or less sends as fast as possible (the seeds'
+    /// MSGS_PER_SEC is read when this is unset)
+    #[arg(
+        long = "producer-msgs-per-sec",
+        visible_alias = "msgs-per-sec",
+        env = "PRODUCER_MSGS_PER_SEC",
         default_value_t = 10.0,
         allow_negative_numbers = true
     )]
     pub msgs_per_sec: f64,
     /// Stop after this many messages (0 = no limit)
-    #[arg(long, env = "PRODUCER_COUNT", default_value_t = 0)]
+    #[arg(
+        long = "producer-count",
+        visible_alias = "count",
+        env = "PRODUCER_COUNT",
+        default_value_t = 0
+    )]
     pub count: u64,
     /// Random seed: the same seed gives the same records (random by default)
-    #[arg(long, env = "PRODUCER_SEED")]
+    #[arg(long = "producer-seed", visible_alias = "seed", env = "PRODUCER_SEED")]
     pub seed: Option<u64>,
     /// Share of malformed messages (0..1), of several kinds, to exercise quarantine
-    #[arg(long, env = "PRODUCER_BAD_RATIO", default_value_t = 0.0)]
+    #[arg(
+        long = "producer-bad-ratio",
+        visible_alias = "bad-ratio",
+        env = "PRODUCER_BAD_RATIO",
+        default_value_t = 0.0
+    )]
     pub bad_ratio: f64,
     /// Share of late messages (0..1): event_ts 7 to 20 minutes in the past, to exercise the watermark
-    #[arg(long, env = "PRODUCER_LATE_RATIO", default_value_t = 0.0)]
+    #[arg(
+        long = "producer-late-ratio",
+        visible_alias = "late-ratio",
+        env = "PRODUCER_LATE_RATIO",
+        default_value_t = 0.0
+    )]
     pub late_ratio: f64,
     /// Log `sent N messages` every this many delivered messages
-    #[arg(long, env = "PRODUCER_LOG_EVERY", default_value_t = 50)]
+    #[arg(
+        long = "producer-log-every",
+        visible_alias = "log-every",
+        env = "PRODUCER_LOG_EVERY",
+        default_value_t = 50
+    )]
     pub log_every: u64,
     /// Idempotent delivery (acks=all, no duplicates on retry)
-    #[arg(long, env = "PRODUCER_IDEMPOTENCE", default_value = "true", value_parser = parse_bool, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    #[arg(long = "producer-idempotence", visible_alias = "idempotence", env = "PRODUCER_IDEMPOTENCE", default_value = "true", value_parser = parse_bool, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub idempotence: bool,
     /// Produce requests in flight per broker connection (librdkafka's `max.in.flight`); at most 5
     /// with idempotence, 1 keeps order without idempotence too
-    #[arg(long, env = "PRODUCER_MAX_IN_FLIGHT", default_value_t = 5)]
+    #[arg(
+        long = "producer-max-in-flight",
+        visible_alias = "max-in-flight",
+        env = "PRODUCER_MAX_IN_FLIGHT",
+        default_value_t = 5
+    )]
     pub max_in_flight: u32,
     /// Event times from a synthetic clock starting here (RFC 3339) and advancing 1/rate per message
     /// (1 ms when unlimited) instead of the wall clock: with --seed, runs are byte-for-byte identical
-    #[arg(long, env = "PRODUCER_EVENT_TIME_START")]
+    #[arg(
+        long = "producer-event-time-start",
+        visible_alias = "event-time-start",
+        env = "PRODUCER_EVENT_TIME_START"
+    )]
     pub event_time_start: Option<String>,
     /// Transactions: `seed` (seed 000's random records) or `realistic` (users buying near home at
     /// plausible intervals, for the fraud rules; see PRODUCER_FRAUD_RATIO)
-    #[arg(long, env = "PRODUCER_PROFILE", default_value = "seed", value_parser = ["seed", "realistic"])]
+    #[arg(long = "producer-profile", visible_alias = "profile", env = "PRODUCER_PROFILE", default_value = "seed", value_parser = ["seed", "realistic"])]
     pub profile: String,
     /// With the realistic profile: the share of purchases replaced by a fraud pattern (impossible
     /// travel, large amount, rapid location change, burst, repeated large amounts, in turn); with
     /// the financial dataset: the share of transactions with an unusual amount (1,000,000 to
     /// 3,000,000, 6.7 to 60 times a usual one)
-    #[arg(long, env = "PRODUCER_FRAUD_RATIO", default_value_t = 0.0)]
+    #[arg(
+        long = "producer-fraud-ratio",
+        visible_alias = "fraud-ratio",
+        env = "PRODUCER_FRAUD_RATIO",
+        default_value_t = 0.0
+    )]
     pub fraud_ratio: f64,
     /// With the realistic profile: how many users (0: enough for MSGS_PER_SEC at one purchase
     /// per user every 160 s of event time on average, so event time keeps pace with the clock)
-    #[arg(long, env = "PRODUCER_USERS", default_value_t = 0)]
+    #[arg(
+        long = "producer-users",
+        visible_alias = "users",
+        env = "PRODUCER_USERS",
+        default_value_t = 0
+    )]
     pub users: usize,
     /// Serve Prometheus metrics at http://METRICS_ADDR/metrics (e.g. 0.0.0.0:9464; unset = off)
     #[arg(long, env = "METRICS_ADDR")]
     pub metrics_addr: Option<String>,
     /// Compression of the produced batches: none, gzip, snappy, lz4 or zstd [default: lz4, or
     /// the config file's compression.type]
-    #[arg(long, env = "PRODUCER_COMPRESSION", value_parser = ["none", "gzip", "snappy", "lz4", "zstd"])]
+    #[arg(long = "producer-compression", visible_alias = "compression", env = "PRODUCER_COMPRESSION", value_parser = ["none", "gzip", "snappy", "lz4", "zstd"])]
     pub compression: Option<String>,
     /// How long a message may wait for the broker's acknowledgement, retries included
     /// (librdkafka's message.timeout.ms, Java's delivery.timeout.ms); the producer waits that
     /// long for what is in flight when it stops
-    #[arg(long, env = "PRODUCER_DELIVERY_TIMEOUT", default_value = "5 minutes", value_parser = parse_delivery_timeout)]
+    #[arg(long = "producer-delivery-timeout", visible_alias = "delivery-timeout", env = "PRODUCER_DELIVERY_TIMEOUT", default_value = "5 minutes", value_parser = parse_delivery_timeout)]
     pub delivery_timeout: Duration,
 }
 
@@ -429,31 +478,32 @@ pub fn run_gated(
     let seed = config
         .seed
         .unwrap_or_else(|| now_micros() as u64 ^ u64::from(std::process::id()) << 32);
-    let mut generator: Box<dyn MessageGenerator> =
-        match (config.dataset.as_str(), config.profile.as_str()) {
-            ("events", _) => Box::new(events::EventGenerator::new(
-                seed,
-                config.bad_ratio,
-                config.late_ratio,
-            )),
-            ("financial", _) => Box::new(financial::FinancialGenerator::new(
-                seed,
-                config.bad_ratio,
-                config.late_ratio,
-                config.fraud_ratio,
-            )),
-            (_, "realistic") => Box::new(realistic::RealisticGenerator::new(
-                seed,
-                config.bad_ratio,
-                config.late_ratio,
-                config.fraud_ratio,
-                match config.users {
-                    0 => realistic::RealisticGenerator::users_for_rate(config.msgs_per_sec),
-                    n => n,
-                },
-            )),
-            _ => Box::new(Generator::new(seed, config.bad_ratio, config.late_ratio)),
-        };
+    let mut generator: Box<dyn MessageGenerator> = match (config.dataset, config.profile.as_str()) {
+        (Dataset::Events, _) => Box::new(events::EventGenerator::new(
+            seed,
+            config.bad_ratio,
+            config.late_ratio,
+        )),
+        (Dataset::Financial, _) => Box::new(financial::FinancialGenerator::new(
+            seed,
+            config.bad_ratio,
+            config.late_ratio,
+            config.fraud_ratio,
+        )),
+        (Dataset::Transactions, "realistic") => Box::new(realistic::RealisticGenerator::new(
+            seed,
+            config.bad_ratio,
+            config.late_ratio,
+            config.fraud_ratio,
+            match config.users {
+                0 => realistic::RealisticGenerator::users_for_rate(config.msgs_per_sec),
+                n => n,
+            },
+        )),
+        (Dataset::Transactions, _) => {
+            Box::new(Generator::new(seed, config.bad_ratio, config.late_ratio))
+        }
+    };
     let step_micros = if config.msgs_per_sec > 0.0 {
         1e6 / config.msgs_per_sec
     } else {
@@ -683,7 +733,7 @@ impl AvroValues {
         let registry = txn_core::registry::Registry::from_args(&config.registry)
             .map_err(|e| anyhow::anyhow!(e))?
             .context("PRODUCER_FORMAT=avro needs SCHEMA_REGISTRY_URL")?;
-        let text = txn_core::avro::dataset_schema(&config.dataset);
+        let text = txn_core::avro::dataset_schema(config.dataset);
         let schema = txn_core::avro::WriterSchema::parse(text).map_err(|e| anyhow::anyhow!(e))?;
         let subject = format!("{}-value", config.kafka.topic);
         let id = registry
@@ -788,7 +838,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = String>) -> std::process::E
             addr,
             "producer",
             &METRIC_NAMES,
-            &config.dataset,
+            config.dataset.name(),
             &config.kafka.topic,
         );
         match served {
@@ -859,24 +909,24 @@ mod avro_tests {
     #[test]
     fn each_datasets_records_in_avro_decode_as_their_json_does() {
         type Same = fn(&str, &str) -> bool;
-        let cases: [(&str, Box<dyn MessageGenerator>, Same); 4] = [
+        let cases: [(Dataset, Box<dyn MessageGenerator>, Same); 4] = [
             (
-                "transactions",
+                Dataset::Transactions,
                 Box::new(Generator::new(3, 0.1, 0.1)),
                 |a, b| txn_core::json::decode_text(a) == txn_core::json::decode_text(b),
             ),
             (
-                "transactions",
+                Dataset::Transactions,
                 Box::new(realistic::RealisticGenerator::new(3, 0.1, 0.1, 0.05, 50)),
                 |a, b| txn_core::json::decode_text(a) == txn_core::json::decode_text(b),
             ),
             (
-                "events",
+                Dataset::Events,
                 Box::new(events::EventGenerator::new(3, 0.1, 0.1)),
                 |a, b| txn_core::event::decode_event(a) == txn_core::event::decode_event(b),
             ),
             (
-                "financial",
+                Dataset::Financial,
                 Box::new(financial::FinancialGenerator::new(3, 0.1, 0.1, 0.05)),
                 |a, b| {
                     txn_core::financial::decode_financial(a)

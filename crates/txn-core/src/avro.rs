@@ -38,11 +38,11 @@ pub fn frame(id: u32, out: &mut Vec<u8>) {
 
 /// The writer schema registered for each dataset's values by the producer (subject
 /// `<topic>-value`). Every field but the required ones is a union with null, as in the JSON.
-pub fn dataset_schema(dataset: &str) -> &'static str {
+pub fn dataset_schema(dataset: crate::Dataset) -> &'static str {
     match dataset {
-        "events" => EVENT_SCHEMA,
-        "financial" => FINANCIAL_SCHEMA,
-        _ => TRANSACTION_SCHEMA,
+        crate::Dataset::Transactions => TRANSACTION_SCHEMA,
+        crate::Dataset::Events => EVENT_SCHEMA,
+        crate::Dataset::Financial => FINANCIAL_SCHEMA,
     }
 }
 

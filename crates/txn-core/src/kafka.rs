@@ -40,11 +40,20 @@ impl std::str::FromStr for Secret {
 pub struct KafkaArgs {
     /// Kafka bootstrap servers (host:port, comma separated) [default: localhost:9094, or the
     /// config file's bootstrap.servers]
-    #[arg(long, env = "KAFKA_BOOTSTRAP_SERVERS")]
+    #[arg(
+        long = "kafka-bootstrap-servers",
+        visible_alias = "bootstrap-servers",
+        env = "KAFKA_BOOTSTRAP_SERVERS"
+    )]
     pub bootstrap_servers: Option<String>,
-    /// The input topic (the dataset's topic by default: transactions, events or
-    /// financial_transactions)
-    #[arg(long, env = "KAFKA_TOPIC", default_value = "transactions")]
+    /// The dataset's topic, which the producer writes and the processor reads (by default the
+    /// dataset's: transactions, events or financial_transactions)
+    #[arg(
+        long = "kafka-topic",
+        visible_alias = "topic",
+        env = "KAFKA_TOPIC",
+        default_value = "transactions"
+    )]
     pub topic: String,
     /// A Java-style client.properties file (as Kafka's tools take with --command-config): every
     /// entry goes to every Kafka client

@@ -1,5 +1,6 @@
 //! The one definition of the transaction record, shared by the producer, the processor and the tests.
 //!
+//! - [`dataset`]: the datasets (`DATASET`), one enum;
 //! - [`record`]: the record and the seed's field order;
 //! - [`event`]: seed 001's event (the events dataset), encoded and decoded;
 //! - [`financial`]: seeds 003/004's financial transaction (the financial dataset), encoded and decoded;
@@ -13,6 +14,7 @@
 //! - [`telemetry`]: the Prometheus endpoint (`METRICS_ADDR`) and `LOG_FORMAT`.
 
 pub mod avro;
+pub mod dataset;
 pub mod duration;
 pub mod event;
 pub mod fields;
@@ -25,5 +27,6 @@ pub mod settings;
 pub mod telemetry;
 pub mod time;
 
+pub use dataset::Dataset;
 pub use json::{decode, encode, Reject};
 pub use record::{Transaction, FIELDS};

@@ -4,6 +4,8 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::{Mutex, PoisonError};
 
+use crate::Dataset;
+
 /// Loads the env file when present (variables already set in the process environment win, as
 /// with docker compose), then treats every empty variable as unset: compose passes a `NAME=` line
 /// of `.env` to the container as an empty string, which means "default". The file is `named`
@@ -54,6 +56,36 @@ static FROM_DOTENV: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
 /// The variables a dataset's defaults set.
 static FROM_DATASET: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
 
+/// The variables set from an alias: (name, alias).
+static FROM_ALIAS: Mutex<Vec<(String, &'static str)>> = Mutex::new(Vec::new());
+
+/// Names still read for a setting whose variable has another name: (alias, name). The alias is
+/// used where the name is unset. Each flag has the env variable of its name; these are the
+/// Spark original's `SPARK_CHECKPOINT_DIR` and the seeds' `MSGS_PER_SEC`.
+pub const ENV_ALIASES: [(&str, &str); 2] = [
+    ("SPARK_CHECKPOINT_DIR", "CHECKPOINT_DIR"),
+    ("MSGS_PER_SEC", "PRODUCER_MSGS_PER_SEC"),
+];
+
+/// Sets each [`ENV_ALIASES`] name that is unset from its alias (a value the env file gave the
+/// alias counts as the file's).
+fn apply_env_aliases() {
+    let mut from_file = FROM_DOTENV.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut from_alias = FROM_ALIAS.lock().unwrap_or_else(PoisonError::into_inner);
+    for (alias, name) in ENV_ALIASES {
+        if std::env::var_os(name).is_some() {
+            continue;
+        }
+        if let Some(value) = std::env::var_os(alias) {
+            std::env::set_var(name, value);
+            if from_file.contains(alias) {
+                from_file.insert(name.to_string());
+            }
+            from_alias.push((name.to_string(), alias));
+        }
+    }
+}
+
 /// The env file read at start, if any.
 static ENV_FILE: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
 
@@ -82,11 +114,13 @@ pub fn parse<T: clap::Parser>(args: &[String]) -> (T, String) {
 }
 
 /// Where each setting came from, for the start line: `NAME=value (flag|env|file|dataset|default)`
-/// for every setting that has a value, secrets masked, after the env file read (or none).
+/// for every setting that has a value (` as ALIAS` after `env` or `file` when the value was the
+/// alias's), secrets masked, after the env file read (or none).
 pub fn sources(command: &clap::Command, matches: &clap::ArgMatches) -> String {
     use clap::parser::ValueSource;
     let from_file = FROM_DOTENV.lock().unwrap_or_else(PoisonError::into_inner);
     let from_dataset = FROM_DATASET.lock().unwrap_or_else(PoisonError::into_inner);
+    let from_alias = FROM_ALIAS.lock().unwrap_or_else(PoisonError::into_inner);
     let mut parts = Vec::new();
     for arg in command.get_arguments() {
         let id = arg.get_id().as_str();
@@ -136,7 +170,12 @@ pub fn sources(command: &clap::Command, matches: &clap::ArgMatches) -> String {
             ValueSource::DefaultValue => "default",
             _ => "?",
         };
-        parts.push(format!("{name}={value} ({from})"));
+        let alias = from_alias
+            .iter()
+            .find(|(n, _)| Some(n) == env.as_ref() && from != "dataset")
+            .map(|(_, alias)| format!(" as {alias}"))
+            .unwrap_or_default();
+        parts.push(format!("{name}={value} ({from}{alias})"));
     }
     let file = match ENV_FILE.get().cloned().flatten() {
         Some(path) => format!("env file {}", path.display()),
@@ -145,18 +184,15 @@ pub fn sources(command: &clap::Command, matches: &clap::ArgMatches) -> String {
     format!("{file}; {}", parts.join(", "))
 }
 
-/// The datasets both binaries serve (`DATASET`).
-pub const DATASETS: [&str; 3] = ["transactions", "events", "financial"];
-
 /// The settings whose defaults depend on the dataset: for a dataset other than `transactions`,
 /// these replace `.env`'s values (which are the transactions'), unless the environment or a flag
 /// sets them.
-pub fn dataset_defaults(dataset: &str) -> &'static [(&'static str, &'static str)] {
-    match dataset.trim().to_ascii_lowercase().as_str() {
+pub fn dataset_defaults(dataset: Dataset) -> &'static [(&'static str, &'static str)] {
+    match dataset {
         // Seed 001: topic `events`, 5 messages a second, read from the beginning.
-        "events" => &[
+        Dataset::Events => &[
             ("KAFKA_TOPIC", "events"),
-            ("MSGS_PER_SEC", "5"),
+            ("PRODUCER_MSGS_PER_SEC", "5"),
             ("STARTING_OFFSETS", "earliest"),
             ("KAFKA_GROUP_ID", "events-processor"),
         ],
@@ -165,24 +201,31 @@ pub fn dataset_defaults(dataset: &str) -> &'static [(&'static str, &'static str)
         // above the default anomaly threshold (more than 10 a minute), so every user would be
         // flagged; at 5 a user averages 3 a minute and goes over 10 in about 0.03 % of their
         // minutes (Poisson): about two HIGH_FREQUENCY anomalies an hour over the 100 users.
-        "financial" => &[
+        Dataset::Financial => &[
             ("KAFKA_TOPIC", "financial_transactions"),
-            ("MSGS_PER_SEC", "5"),
+            ("PRODUCER_MSGS_PER_SEC", "5"),
             ("STARTING_OFFSETS", "earliest"),
             ("KAFKA_GROUP_ID", "financial-processor"),
         ],
-        _ => &[],
+        Dataset::Transactions => &[],
     }
 }
 
-/// Sets the defaults of the dataset that `--dataset` among `args`, else `DATASET`, selects,
-/// where the environment does not set them (a value `.env` gave is replaced; flags win anyway).
-/// Call after `.env` is loaded, before the settings are parsed.
+/// Sets each unset variable that has an alias set ([`ENV_ALIASES`]), then the defaults of the
+/// dataset that `--dataset` among `args`, else `DATASET`, selects, where the environment does not
+/// set them (a value `.env` gave is replaced; flags win anyway). Call after `.env` is loaded,
+/// before the settings are parsed.
 pub fn apply_dataset_defaults(args: &[String]) {
+    apply_env_aliases();
     let from_env = std::env::var("DATASET").ok();
-    let dataset = dataset_flag(args)
+    // An unknown name has no defaults: the settings' parser refuses it with the list.
+    let Ok(dataset) = dataset_flag(args)
         .or(from_env.as_deref())
-        .unwrap_or("transactions");
+        .unwrap_or("transactions")
+        .parse::<Dataset>()
+    else {
+        return;
+    };
     let from_file = FROM_DOTENV.lock().unwrap_or_else(PoisonError::into_inner);
     let mut from_dataset = FROM_DATASET.lock().unwrap_or_else(PoisonError::into_inner);
     for (name, value) in dataset_defaults(dataset) {
@@ -384,7 +427,7 @@ mod tests {
     #[test]
     fn the_dataset_flag_is_found_in_both_spellings_and_events_has_its_own_defaults() {
         let args = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        use super::{dataset_defaults, dataset_flag};
+        use super::{dataset_defaults, dataset_flag, Dataset};
         assert_eq!(
             dataset_flag(&args(&["processor", "--dataset", "events"])),
             Some("events")
@@ -395,8 +438,8 @@ mod tests {
         );
         assert_eq!(dataset_flag(&args(&["processor", "--dataset"])), None);
         assert_eq!(dataset_flag(&args(&["processor", "--topic", "x"])), None);
-        assert!(dataset_defaults("transactions").is_empty());
-        assert!(dataset_defaults("EVENTS").contains(&("KAFKA_TOPIC", "events")));
+        assert!(dataset_defaults(Dataset::Transactions).is_empty());
+        assert!(dataset_defaults(Dataset::Events).contains(&("KAFKA_TOPIC", "events")));
     }
 
     #[test]

@@ -20,6 +20,7 @@ use producer::events::EventGenerator;
 use producer::financial::FinancialGenerator;
 use producer::generator::{Generator, MessageGenerator};
 use producer::realistic::RealisticGenerator;
+use txn_core::Dataset;
 
 #[derive(Parser)]
 #[command(
@@ -45,8 +46,8 @@ enum What {
         #[command(flatten)]
         broker: BrokerChoice,
         /// The messages: `transactions`, `events` or `financial`
-        #[arg(long, default_value = "transactions", value_parser = txn_core::settings::DATASETS)]
-        dataset: String,
+        #[arg(long, default_value = "transactions", ignore_case = true)]
+        dataset: Dataset,
     },
     /// Fill the broker, then the processor (its own process) with available-now
     Processor {
@@ -106,6 +107,12 @@ enum What {
     /// Decoding alone, one thread: the fast path and serde_json, per message
     Decode {
         #[arg(long, default_value_t = 200_000)]
+        messages: u64,
+    },
+    /// The producer's generators alone, one thread, no Kafka: per message, each dataset and
+    /// profile (best of 3)
+    Generate {
+        #[arg(long, default_value_t = 1_000_000)]
         messages: u64,
     },
 }
@@ -203,8 +210,8 @@ struct Filled {
     max_offsets_per_trigger: u64,
     /// The messages and the processor's dataset: `transactions`, `events` (seed 001's) or
     /// `financial` (seeds 003/004's)
-    #[arg(long, default_value = "transactions", value_parser = txn_core::settings::DATASETS)]
-    dataset: String,
+    #[arg(long, default_value = "transactions", ignore_case = true)]
+    dataset: Dataset,
     #[command(flatten)]
     fill: Fill,
 }
@@ -222,7 +229,7 @@ impl Filled {
         }
         // The topics the dataset's processor writes to, beside its input.
         let mut config = processor::ProcessorConfig::try_parse_from(["processor"])?;
-        config.dataset.clone_from(&self.dataset);
+        config.dataset = self.dataset;
         let outputs: Vec<(String, i32)> = processor::datasets::output_topics(&config)
             .into_iter()
             .map(|t| (t, 3))
@@ -234,7 +241,7 @@ impl Filled {
             .kafka(&bootstrap)
             .resolve()
             .map_err(|e| anyhow!(e))?;
-        let bytes = fill(&settings, messages, partitions, &self.fill, &self.dataset)?;
+        let bytes = fill(&settings, messages, partitions, &self.fill, self.dataset)?;
         println!(
             "filled {messages} messages ({:.0} MB) over {partitions} partitions in {:.1} s ({:.0} msg/s), producer batches of up to {} bytes, linger {} ms, broker {}",
             bytes as f64 / 1e6,
@@ -268,7 +275,7 @@ fn main() -> anyhow::Result<()> {
             seconds,
             broker,
             dataset,
-        } => bench_producer(count, rate, seconds, &broker, &dataset),
+        } => bench_producer(count, rate, seconds, &broker, dataset),
         What::Processor { filled } => bench_processor(&filled),
         What::Read { filled } => bench_read(&filled),
         What::Stages {
@@ -279,6 +286,7 @@ fn main() -> anyhow::Result<()> {
         } => bench_stages(messages, batch, fraud_detection, &profile),
         What::Floor { messages, batch } => bench_floor(messages, batch),
         What::Decode { messages } => bench_decode(messages),
+        What::Generate { messages } => bench_generate(messages),
         What::Latency {
             rate,
             seconds,
@@ -295,10 +303,10 @@ fn producer_config(
     topic: &str,
     rate: f64,
     count: u64,
-    dataset: &str,
+    dataset: Dataset,
 ) -> anyhow::Result<producer::ProducerConfig> {
     let mut c = producer::ProducerConfig::try_parse_from(["producer"])?;
-    c.dataset = dataset.into();
+    c.dataset = dataset;
     c.kafka = kafka;
     c.kafka.topic = topic.into();
     c.msgs_per_sec = rate;
@@ -313,7 +321,7 @@ fn bench_producer(
     rate: f64,
     seconds: u64,
     choice: &BrokerChoice,
-    dataset: &str,
+    dataset: Dataset,
 ) -> anyhow::Result<()> {
     // Keyed by card_id like the real producer; the mock evicts old data past 5 MiB a partition,
     // which does not slow the producer. On a Kafka broker the topic is the bench's own.
@@ -365,7 +373,7 @@ fn fill(
     messages: u64,
     partitions: i32,
     fill: &Fill,
-    dataset: &str,
+    dataset: Dataset,
 ) -> anyhow::Result<u64> {
     let producer: BaseProducer = settings
         .apply(&mut ClientConfig::new())
@@ -374,9 +382,9 @@ fn fill(
         .set("queue.buffering.max.messages", "500000")
         .create()?;
     let mut g: Box<dyn MessageGenerator> = match dataset {
-        "events" => Box::new(EventGenerator::new(7, 0.0, 0.0)),
-        "financial" => Box::new(FinancialGenerator::new(7, 0.0, 0.0, 0.0)),
-        _ => Box::new(Generator::new(7, 0.0, 0.0)),
+        Dataset::Events => Box::new(EventGenerator::new(7, 0.0, 0.0)),
+        Dataset::Financial => Box::new(FinancialGenerator::new(7, 0.0, 0.0, 0.0)),
+        Dataset::Transactions => Box::new(Generator::new(7, 0.0, 0.0)),
     };
     let mut bytes = 0u64;
     let now = txn_core::time::now_micros();
@@ -416,7 +424,7 @@ fn bench_processor(filled: &Filled) -> anyhow::Result<()> {
             "--max-offsets-per-trigger",
             &max_offsets,
             "--dataset",
-            &filled.dataset,
+            filled.dataset.name(),
         ],
     )?;
     let mut summary = String::new();
@@ -543,6 +551,44 @@ fn rusage(who: libc::c_int) -> Duration {
     };
     let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
     tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+fn bench_generate(messages: u64) -> anyhow::Result<()> {
+    type Make = fn() -> Box<dyn MessageGenerator>;
+    let generators: [(&str, Make); 4] = [
+        ("transactions (seed 000)", || {
+            Box::new(Generator::new(7, 0.0, 0.0))
+        }),
+        ("transactions, realistic (seed 002)", || {
+            Box::new(RealisticGenerator::new(7, 0.0, 0.0, 0.0, 10_000))
+        }),
+        ("events (seed 001)", || {
+            Box::new(EventGenerator::new(7, 0.0, 0.0))
+        }),
+        ("financial (seeds 003/004)", || {
+            Box::new(FinancialGenerator::new(7, 0.0, 0.0, 0.0))
+        }),
+    ];
+    let now = txn_core::time::now_micros();
+    for (name, make) in generators {
+        let (mut best, mut bytes) = (Duration::MAX, 0);
+        for _ in 0..3 {
+            let mut g = make();
+            bytes = 0;
+            let t = Instant::now();
+            for i in 0..messages as i64 {
+                g.next(now + i * 1000);
+                bytes += std::hint::black_box(g.payload()).len() + g.key().len();
+            }
+            best = best.min(t.elapsed());
+        }
+        println!(
+            "generate {name}: {:.0} ns/message, {:.0} bytes/message ({messages} messages, best of 3)",
+            best.as_nanos() as f64 / messages as f64,
+            bytes as f64 / messages as f64
+        );
+    }
+    Ok(())
 }
 
 fn bench_decode(messages: u64) -> anyhow::Result<()> {

@@ -1244,7 +1244,8 @@ fn dotenv_holds_values_for_a_local_run_and_compose_sets_the_containers_own() {
             let output = compose.env(service, "OUTPUT_PATH");
             // `_chk`, or `_chk_<dataset>` for another dataset: under OUTPUT_PATH either way.
             let checkpoint = env
-                .get("SPARK_CHECKPOINT_DIR")
+                .get("CHECKPOINT_DIR")
+                .or_else(|| env.get("SPARK_CHECKPOINT_DIR"))
                 .cloned()
                 .unwrap_or_else(|| format!("{output}/_chk"));
             let mounts = compose.mounts(service);
@@ -1732,7 +1733,7 @@ fn the_cluster_file_runs_three_controllers_three_brokers_and_the_financial_pipel
     for app in ["producer", "processor"] {
         assert_eq!(compose.env(app, "DATASET"), "financial", "{app}");
     }
-    let defaults = txn_core::settings::dataset_defaults("financial");
+    let defaults = txn_core::settings::dataset_defaults(txn_core::Dataset::Financial);
     assert!(defaults.contains(&("KAFKA_TOPIC", "financial_transactions")));
 }
 
@@ -1788,11 +1789,12 @@ fn a_service_of_another_dataset_sets_the_dataset_defaults_that_env_file_would_ov
                 continue;
             };
             let reads: &[&str] = if service.ends_with("producer") {
-                &["KAFKA_TOPIC", "MSGS_PER_SEC"]
+                &["KAFKA_TOPIC", "PRODUCER_MSGS_PER_SEC"]
             } else {
                 &["KAFKA_TOPIC", "STARTING_OFFSETS", "KAFKA_GROUP_ID"]
             };
-            for (name, value) in txn_core::settings::dataset_defaults(dataset) {
+            let parsed = dataset.parse().unwrap_or_else(|e| panic!("{service}: {e}"));
+            for (name, value) in txn_core::settings::dataset_defaults(parsed) {
                 if reads.contains(name) {
                     assert_eq!(
                         env.get(*name).map(String::as_str),

@@ -189,7 +189,7 @@ fn events_every_message_lands_exactly_once_after_repeated_sigkills() {
     for i in 0..12 {
         let before_commit = i % 2 == 1;
         let envs: &[(&str, &str)] = if before_commit {
-            &[("PROCESSOR_TEST_PAUSE_BEFORE_COMMIT", "400 ms")]
+            &[("TEST_PAUSE_BEFORE_COMMIT", "400 ms")]
         } else {
             &[]
         };

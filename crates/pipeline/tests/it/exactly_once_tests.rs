@@ -59,7 +59,7 @@ fn every_offset_lands_exactly_once_after_repeated_sigkills() {
     for i in 0..24 {
         let between_rename_and_commit = i % 2 == 1;
         let envs: &[(&str, &str)] = if between_rename_and_commit {
-            &[("PROCESSOR_TEST_PAUSE_BEFORE_COMMIT", "400 ms")]
+            &[("TEST_PAUSE_BEFORE_COMMIT", "400 ms")]
         } else {
             &[]
         };

@@ -367,7 +367,7 @@ fn financial_exactly_once_after_sigkills_and_a_broker_node_killed_mid_run() {
         // Before the commit at 1, 4, 7 (the cluster whole) and 10 (after the node's death).
         let before_commit = i % 3 == 1;
         let envs: &[(&str, &str)] = if before_commit {
-            &[("PROCESSOR_TEST_PAUSE_BEFORE_COMMIT", "300 ms")]
+            &[("TEST_PAUSE_BEFORE_COMMIT", "300 ms")]
         } else {
             &[]
         };

@@ -318,7 +318,7 @@ fn kafka_fraud_alerts_equal_the_rules_run_once_each_once_after_ten_sigkills() {
     for i in 0..11 {
         let before_commit = i % 3 == 1;
         let envs: &[(&str, &str)] = if before_commit {
-            &[("PROCESSOR_TEST_PAUSE_BEFORE_COMMIT", "300 ms")]
+            &[("TEST_PAUSE_BEFORE_COMMIT", "300 ms")]
         } else {
             &[]
         };

@@ -564,6 +564,9 @@ pub fn command(sub: &str, cwd: &Path) -> Command {
         "KAFKA_BOOTSTRAP_SERVERS",
         "KAFKA_TOPIC",
         "MSGS_PER_SEC",
+        "PRODUCER_MSGS_PER_SEC",
+        "KAFKA_TOPIC_PARTITIONS",
+        "EXTRA_TOPICS",
         "OUTPUT_PATH",
         "OUTPUT_FORMAT",
         "AWS_ENDPOINT_URL",
@@ -694,7 +697,7 @@ pub fn process_unchecked(bootstrap: &str, out: &Path, extra: &[&str]) -> Output 
 }
 
 /// The processor started `runs` times on `out`, each run SIGKILLed: every other run right after
-/// its sinks committed a batch and before its checkpoint did (PROCESSOR_TEST_PAUSE_BEFORE_COMMIT),
+/// its sinks committed a batch and before its checkpoint did (TEST_PAUSE_BEFORE_COMMIT),
 /// the others at a random moment of their first seconds. Returns how many were killed at that
 /// pause, and the stderr lines of every run.
 pub fn kill_repeatedly(
@@ -709,7 +712,7 @@ pub fn kill_repeatedly(
         let pause = run % 2 == 1;
         let mut run_envs = envs.to_vec();
         if pause {
-            run_envs.push(("PROCESSOR_TEST_PAUSE_BEFORE_COMMIT", "400 ms"));
+            run_envs.push(("TEST_PAUSE_BEFORE_COMMIT", "400 ms"));
         }
         let p = Processor::spawn(bootstrap, out, args, &run_envs);
         if pause {

@@ -775,7 +775,7 @@ fn kafka_a_topic_output_is_exactly_once_for_read_committed_across_sigkills_at_ra
         // checkpoint commit: the next run must not send that batch again.
         let after_kafka_commit = i % 3 == 1;
         let envs: &[(&str, &str)] = if after_kafka_commit {
-            &[("PROCESSOR_TEST_PAUSE_BEFORE_COMMIT", "400 ms")]
+            &[("TEST_PAUSE_BEFORE_COMMIT", "400 ms")]
         } else {
             &[]
         };

@@ -66,7 +66,7 @@ fn the_local_stack_keeps_up_at(rate: &str, seconds: u64, envs: &[(&str, &str)]) 
     let out = dir.path().join("data/output/parquet");
     let mut child = Command::new(exe())
         .current_dir(dir.path())
-        .env("MSGS_PER_SEC", rate)
+        .env("PRODUCER_MSGS_PER_SEC", rate)
         .env("TRIGGER_INTERVAL", "2 seconds")
         .env("MAX_OFFSETS_PER_TRIGGER", "5000")
         .env("FAIL_ON_DATA_LOSS", "false")

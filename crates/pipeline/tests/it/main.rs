@@ -7,6 +7,7 @@ mod cassandra_tests;
 mod compose_tests;
 mod config_tests;
 mod delta_tests;
+mod docs_tests;
 mod events_tests;
 mod exactly_once_tests;
 mod financial_tests;

@@ -178,7 +178,7 @@ fn sigterm_finishes_and_commits_the_batch_in_flight() {
         &broker.bootstrap,
         out.path(),
         &["--trigger", "0"],
-        &[("PROCESSOR_TEST_PAUSE_BEFORE_COMMIT", "1 second")],
+        &[("TEST_PAUSE_BEFORE_COMMIT", "1 second")],
     );
     assert!(p
         .wait_for(

@@ -218,7 +218,7 @@ fn three_processors_share_a_topic_each_offset_once_through_kills_a_join_and_a_le
     for i in 0..8 {
         let pause = i % 2 == 1;
         let envs: &[(&str, &str)] = if pause {
-            &[("PROCESSOR_TEST_PAUSE_BEFORE_COMMIT", "400 ms")]
+            &[("TEST_PAUSE_BEFORE_COMMIT", "400 ms")]
         } else {
             &[]
         };
@@ -519,7 +519,7 @@ fn events_processors_share_a_topic_each_event_once_and_their_windows_equal_one_p
     for i in 0..4 {
         let pause = i % 2 == 1;
         let envs: &[(&str, &str)] = if pause {
-            &[("PROCESSOR_TEST_PAUSE_BEFORE_COMMIT", "400 ms")]
+            &[("TEST_PAUSE_BEFORE_COMMIT", "400 ms")]
         } else {
             &[]
         };

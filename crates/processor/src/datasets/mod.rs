@@ -13,6 +13,7 @@ use crate::engine::dataset::Dataset;
 use crate::engine::output::Target;
 use crate::error::Result;
 use crate::RunSummary;
+use txn_core::Dataset as Kind;
 
 /// The Kafka topics the configured dataset writes to (its topic outputs).
 pub fn output_topics(config: &ProcessorConfig) -> Vec<String> {
@@ -26,10 +27,10 @@ pub fn output_topics(config: &ProcessorConfig) -> Vec<String> {
             })
             .collect()
     }
-    match config.dataset.as_str() {
-        "events" => topics(events::Events::new(config)),
-        "financial" => topics(financial::Financial::new(config)),
-        _ => topics(transactions::Transactions::new(config)),
+    match config.dataset {
+        Kind::Events => topics(events::Events::new(config)),
+        Kind::Financial => topics(financial::Financial::new(config)),
+        Kind::Transactions => topics(transactions::Transactions::new(config)),
     }
 }
 
@@ -40,11 +41,13 @@ pub fn run(
     stop: &AtomicBool,
     drain: Option<&AtomicBool>,
 ) -> Result<RunSummary> {
-    match config.dataset.as_str() {
-        "events" => engine::run_with_drain(events::Events::new(config), config, stop, drain),
-        "financial" => {
+    match config.dataset {
+        Kind::Events => engine::run_with_drain(events::Events::new(config), config, stop, drain),
+        Kind::Financial => {
             engine::run_with_drain(financial::Financial::new(config), config, stop, drain)
         }
-        _ => engine::run_with_drain(transactions::Transactions::new(config), config, stop, drain),
+        Kind::Transactions => {
+            engine::run_with_drain(transactions::Transactions::new(config), config, stop, drain)
+        }
     }
 }

@@ -10,7 +10,7 @@
 //! A batch with a plan and no commit is re-run with the same ranges and the same planned time, so
 //! it writes the same file names: files are overwritten, never duplicated.
 //!
-//! The checkpoint may be on object storage (`SPARK_CHECKPOINT_DIR=s3://bucket/prefix`, or
+//! The checkpoint may be on object storage (`CHECKPOINT_DIR=s3://bucket/prefix`, or
 //! following an `s3://` OUTPUT_PATH): the same entries as objects, each written whole. There is
 //! no lock file there; instead a batch's plan and commit are written with a conditional put (only
 //! if no entry of that name exists), so that of two processors on one checkpoint the second is
@@ -139,7 +139,7 @@ impl CheckpointLock {
         use std::os::fd::AsRawFd as _;
         fs::create_dir_all(root).io_context(|| {
             format!(
-                "cannot create checkpoint folder {} (OUTPUT_PATH, or SPARK_CHECKPOINT_DIR)",
+                "cannot create checkpoint folder {} (OUTPUT_PATH, or CHECKPOINT_DIR)",
                 root.display()
             )
         })?;
@@ -169,7 +169,7 @@ impl CheckpointLock {
                     holder = "it has not said who it is yet".into();
                 }
                 return Err(Error::Locked(format!(
-                    "checkpoint {} is in use by another processor ({}): one processor per checkpoint; stop that one, or give this one another OUTPUT_PATH or SPARK_CHECKPOINT_DIR",
+                    "checkpoint {} is in use by another processor ({}): one processor per checkpoint; stop that one, or give this one another OUTPUT_PATH or CHECKPOINT_DIR",
                     root.display(),
                     holder.trim()
                 )));
@@ -249,7 +249,7 @@ impl Store {
             return Ok(());
         }
         Err(Error::Locked(format!(
-            "checkpoint entry {} was written by another processor: one processor per checkpoint; stop that one, or give this one another SPARK_CHECKPOINT_DIR",
+            "checkpoint entry {} was written by another processor: one processor per checkpoint; stop that one, or give this one another CHECKPOINT_DIR",
             remote.shown(relative)
         )))
     }

@@ -18,7 +18,7 @@ pub struct OperatorFigures {
 /// Everything the progress line says about one batch.
 #[derive(Debug, Default, Clone)]
 pub struct BatchReport {
-    pub dataset: String,
+    pub dataset: txn_core::Dataset,
     pub topic: String,
     pub batch: u64,
     pub rows: u64,
@@ -189,7 +189,7 @@ pub fn log_batch(report: &BatchReport) {
         .collect();
     let mut fields = serde_json::Map::new();
     fields.insert("message".into(), format!("[processor] {report}").into());
-    fields.insert("dataset".into(), report.dataset.clone().into());
+    fields.insert("dataset".into(), report.dataset.name().into());
     fields.insert("topic".into(), report.topic.clone().into());
     fields.insert("batch".into(), report.batch.into());
     fields.insert("rerun".into(), report.rerun.into());
@@ -262,7 +262,7 @@ mod tests {
     #[test]
     fn a_batch_mostly_quarantined_is_named_with_its_top_reasons() {
         let mut report = BatchReport {
-            dataset: "events".into(),
+            dataset: txn_core::Dataset::Events,
             topic: "transactions".into(),
             batch: 3,
             rows: 100,

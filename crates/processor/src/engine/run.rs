@@ -28,7 +28,7 @@ pub(super) struct Engine<D: Dataset> {
     /// The ranges of the last batch settled (its group offsets are confirmed at the end).
     pub last_settled: Vec<OffsetRange>,
     /// The dataset's name and the input topic, for the batch reports.
-    pub dataset: String,
+    pub dataset: txn_core::Dataset,
     pub topic: String,
 }
 
@@ -310,7 +310,7 @@ impl<D: Dataset> Engine<D> {
         let since_previous = self.last_batch_start.map(|t| batch_start.duration_since(t));
         self.last_batch_start = Some(batch_start);
         let report = BatchReport {
-            dataset: self.dataset.clone(),
+            dataset: self.dataset,
             topic: self.topic.clone(),
             batch: plan.batch,
             bytes: raw.bytes() as u64,

@@ -236,7 +236,7 @@ impl MemberLoop<'_> {
             self.batch += 1;
             let batch_start = Instant::now();
             let report = BatchReport {
-                dataset: self.config.dataset.clone(),
+                dataset: self.config.dataset,
                 topic: self.config.kafka.topic.clone(),
                 batch: plan.batch,
                 bytes: raw.bytes() as u64,

@@ -109,7 +109,7 @@ pub(super) fn start<D: Dataset>(dataset: D, config: &ProcessorConfig) -> Result<
         last_batch_start: None,
         summary: RunSummary::default(),
         last_settled: Vec::new(),
-        dataset: config.dataset.clone(),
+        dataset: config.dataset,
         topic: config.kafka.topic.clone(),
     };
 
