@@ -330,7 +330,7 @@ pub(crate) fn break_common(
 /// "{last name}{suffix}" ("North Ednaside", "South Hubert", "Lebsackburgh"), from the `fake`
 /// crate's English lists (Faker's). Put together here rather than by `fake`'s `CityName`, which
 /// costs 4-6 times as much (README, "The crates").
-fn fake_city(rng: &mut Rng) -> String {
+pub fn fake_city(rng: &mut Rng) -> String {
     use fake::locales::{Data, EN};
     let mut city = String::with_capacity(24);
     let form = rng.below(4);

@@ -1,5 +1,6 @@
-//! The README's pictures: each is a file in the repository, rendered from its source in `docs/` by
-//! `scripts/render-docs.sh` (graphviz), and the committed rendering is the one its source gives.
+//! The README's pictures: each is a file in the repository; the architecture is rendered from its
+//! source in `docs/` by `scripts/render-docs.sh` (graphviz), and the committed rendering is the one
+//! its source gives (the dashboard's, `scripts/render-dashboard.py`, comes from a real run).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -24,10 +25,12 @@ fn readme_images() -> Vec<String> {
 #[test]
 fn every_readme_picture_is_in_the_repo_and_rendered_from_its_source() {
     let images = readme_images();
-    assert!(
-        images.contains(&"docs/architecture.svg".to_string()),
-        "{images:?}"
-    );
+    for picture in ["docs/architecture.svg", "docs/dashboard.png"] {
+        assert!(
+            images.contains(&picture.to_string()),
+            "{picture} in {images:?}"
+        );
+    }
     for image in &images {
         assert!(
             repo().join(image).is_file(),
