@@ -59,14 +59,15 @@ def wait_for(what, check, seconds=60):
     sys.exit(f"render-dashboard: {what} did not come up in {seconds} s")
 
 
-def run(seconds, work):
-    """Starts broker, producer, processor and Prometheus; returns (prometheus URL, start, end)."""
+def run(seconds, work, procs):
+    """Starts broker, producer, processor and Prometheus (into `procs`, which the caller stops);
+    returns (prometheus URL, start, end)."""
     binary = os.environ.get("PIPELINE_BIN", os.path.join(REPO, "target/release/pipeline"))
     if not os.path.exists(binary):
         sys.exit(f"render-dashboard: {binary} is missing: cargo build --release --bin pipeline")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "PRODUCER_"))}
+    # A clean environment: no setting of the user's changes the run (the work folder has no .env).
+    env = {k: os.environ[k] for k in ("PATH", "HOME", "LANG", "TMPDIR") if k in os.environ}
     env["RUST_LOG"] = "info"
-    procs = []
 
     def spawn(args, log, **kw):
         p = subprocess.Popen([binary] + args, cwd=work, env=env,
@@ -74,8 +75,9 @@ def run(seconds, work):
         procs.append(p)
         return p
 
+    # The broker reads fault commands on its stdin: give it none.
     broker = spawn(["broker", "--kafka-topic-partitions", "3"], "broker.log",
-                   stdout=subprocess.PIPE, text=True)
+                   stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True)
     line = broker.stdout.readline()
     if not line.startswith("bootstrap="):
         sys.exit(f"render-dashboard: the broker said {line!r}")
@@ -104,7 +106,7 @@ def run(seconds, work):
     print(f"render-dashboard: running for {seconds} s (logs in {work})", flush=True)
     time.sleep(seconds)
     end = time.time()
-    return prometheus, start, end, procs
+    return prometheus, start, end
 
 
 def query_range(prometheus, expr, start, end, step):
@@ -218,10 +220,14 @@ def main():
     parser.add_argument("--out", default=os.path.join(REPO, "docs/dashboard.png"))
     args = parser.parse_args()
     dashboard = json.load(open(DASHBOARD))
+    try:
+        import matplotlib  # noqa: F401  (checked before a run of minutes)
+    except ImportError:
+        sys.exit("render-dashboard: matplotlib is needed: pip install matplotlib")
     work = tempfile.mkdtemp(prefix="render-dashboard-")
     procs = []
     try:
-        prometheus, start, end, procs = run(args.seconds, work)
+        prometheus, start, end = run(args.seconds, work, procs)
         render(dashboard, prometheus, start, end, args.out)
     finally:
         for p in reversed(procs):

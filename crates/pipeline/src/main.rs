@@ -29,9 +29,10 @@ struct Cli {
     command: Option<Command>,
     #[command(flatten)]
     topic: TopicArgs,
-    /// Where the processor writes its layers (a local folder)
-    #[arg(long, env = "OUTPUT_PATH", default_value = "./data/output/parquet")]
-    output_path: String,
+    /// Where the processor writes its layers: a folder, a file:// URL, or s3://bucket/prefix
+    /// (with OUTPUT_FORMAT=delta), as the processor's OUTPUT_PATH
+    #[arg(long, env = "OUTPUT_PATH", default_value = "./data/output/parquet", value_parser = processor::config::parse_output_path)]
+    output_path: processor::config::Location,
 }
 
 #[derive(clap::Args, Debug)]
@@ -179,7 +180,7 @@ fn answer(line: &str) {
 
 fn local_stack(
     topic: &TopicArgs,
-    output_path: &str,
+    output_path: &processor::config::Location,
     stop: &Arc<AtomicBool>,
 ) -> anyhow::Result<ExitCode> {
     use clap::Parser as _;
@@ -234,7 +235,7 @@ fn local_stack(
     }
     producer_config.kafka.topic.clone_from(&topic.topic);
     processor_config.kafka.topic.clone_from(&topic.topic);
-    processor_config.output_path = std::path::PathBuf::from(output_path).into();
+    processor_config.output_path = output_path.clone();
     processor_config.checkpoint_dir = None;
     // The topic is new (the broker is ours): everything in it is to be processed.
     processor_config.starting_offsets = "earliest".into();

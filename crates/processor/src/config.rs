@@ -91,7 +91,7 @@ impl std::fmt::Display for Location {
 
 /// A local folder (a path or a `file://` URL) or `s3://bucket/prefix` (`s3a://` too). Other
 /// schemes are refused by name, so that `gs://bucket/x` never becomes a local folder named `gs:`.
-fn parse_output_path(text: &str) -> Result<Location, String> {
+pub fn parse_output_path(text: &str) -> Result<Location, String> {
     match text.split_once("://") {
         Some(("s3" | "s3a", rest)) => {
             let bucket = rest.split('/').next().unwrap_or_default();

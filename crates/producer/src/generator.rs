@@ -329,7 +329,7 @@ pub(crate) fn break_common(
 /// forms: "{prefix} {first name}{suffix}", "{prefix} {first name}", "{first name}{suffix}",
 /// "{last name}{suffix}" ("North Ednaside", "South Hubert", "Lebsackburgh"), from the `fake`
 /// crate's English lists (Faker's). Put together here rather than by `fake`'s `CityName`, which
-/// costs 4-6 times as much (README, "The crates").
+/// costs about 8 times as much (`bench generate`: 250 against 30 ns).
 pub fn fake_city(rng: &mut Rng) -> String {
     use fake::locales::{Data, EN};
     let mut city = String::with_capacity(24);

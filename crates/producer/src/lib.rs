@@ -53,7 +53,7 @@ pub struct ProducerConfig {
     /// What to generate: `transactions` (seed 000's card payments; seed 002's with
     /// `--profile realistic`), `events` (seed 001's sensor events) or `financial` (seeds
     /// 003/004's); for the last two KAFKA_TOPIC defaults to the dataset's topic (`events`,
-    /// `financial_transactions`) and MSGS_PER_SEC to 5
+    /// `financial_transactions`) and PRODUCER_MSGS_PER_SEC to 5
     #[arg(
         long,
         env = "DATASET",
@@ -141,7 +141,7 @@ pub struct ProducerConfig {
         default_value_t = 0.0
     )]
     pub fraud_ratio: f64,
-    /// With the realistic profile: how many users (0: enough for MSGS_PER_SEC at one purchase
+    /// With the realistic profile: how many users (0: enough for PRODUCER_MSGS_PER_SEC at one purchase
     /// per user every 160 s of event time on average, so event time keeps pace with the clock)
     #[arg(
         long = "producer-users",

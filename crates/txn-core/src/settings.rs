@@ -73,13 +73,20 @@ fn apply_env_aliases() {
     let mut from_file = FROM_DOTENV.lock().unwrap_or_else(PoisonError::into_inner);
     let mut from_alias = FROM_ALIAS.lock().unwrap_or_else(PoisonError::into_inner);
     for (alias, name) in ENV_ALIASES {
-        if std::env::var_os(name).is_some() {
+        let Some(value) = std::env::var_os(alias) else {
             continue;
-        }
-        if let Some(value) = std::env::var_os(alias) {
+        };
+        // The environment wins over the env file: an alias set in the environment replaces the
+        // file's value of the name; otherwise the name wins over its alias.
+        let name_from_file = from_file.contains(name);
+        let alias_from_file = from_file.contains(alias);
+        let unset = std::env::var_os(name).is_none();
+        if unset || (name_from_file && !alias_from_file) {
             std::env::set_var(name, value);
-            if from_file.contains(alias) {
+            if alias_from_file {
                 from_file.insert(name.to_string());
+            } else {
+                from_file.remove(name);
             }
             from_alias.push((name.to_string(), alias));
         }
@@ -172,7 +179,7 @@ pub fn sources(command: &clap::Command, matches: &clap::ArgMatches) -> String {
         };
         let alias = from_alias
             .iter()
-            .find(|(n, _)| Some(n) == env.as_ref() && from != "dataset")
+            .find(|(n, _)| Some(n) == env.as_ref() && (from == "env" || from == "file"))
             .map(|(_, alias)| format!(" as {alias}"))
             .unwrap_or_default();
         parts.push(format!("{name}={value} ({from}{alias})"));

@@ -141,7 +141,10 @@ fn the_start_line_names_the_env_file_and_each_settings_source_with_secrets_maske
     let env_file = dir.path().join("site.env");
     std::fs::write(
         &env_file,
-        "GOLD_WINDOW=2 minutes\nKAFKA_SASL_PASSWORD=hunter2\nMAX_OFFSETS_PER_TRIGGER=777\n",
+        format!(
+            "GOLD_WINDOW=2 minutes\nKAFKA_SASL_PASSWORD=hunter2\nMAX_OFFSETS_PER_TRIGGER=777\nCHECKPOINT_DIR={}\n",
+            dir.path().join("from-file").display()
+        ),
     )
     .unwrap();
     let run = command("processor", dir.path())
