@@ -13,14 +13,11 @@ const GOLD: [&str; 4] = [
     "2 seconds",
 ];
 
+/// Late rows over the committed batches.
 fn late_rows(out: &Path) -> u64 {
-    std::fs::read_dir(out.join("_chk/commits"))
-        .unwrap()
-        .map(|e| {
-            checkpoint_json(&e.unwrap().path())["late_rows"]
-                .as_u64()
-                .unwrap()
-        })
+    commit_files(out)
+        .iter()
+        .map(|p| checkpoint_json(p)["late_rows"].as_u64().unwrap())
         .sum()
 }
 

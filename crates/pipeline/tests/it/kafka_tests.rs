@@ -261,13 +261,9 @@ fn txn_id(payload: Option<&[u8]>) -> Option<String> {
 
 /// Offsets the checkpoint's commits count as lost.
 fn lost_offsets(out: &Path) -> u64 {
-    std::fs::read_dir(out.join("_chk/commits"))
-        .unwrap()
-        .map(|e| {
-            checkpoint_json(&e.unwrap().path())["lost_offsets"]
-                .as_u64()
-                .unwrap()
-        })
+    commit_files(out)
+        .iter()
+        .map(|p| checkpoint_json(p)["lost_offsets"].as_u64().unwrap())
         .sum()
 }
 

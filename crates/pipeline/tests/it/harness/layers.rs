@@ -195,6 +195,20 @@ pub fn assert_each_offset_once(bootstrap: &str, out: &Path, expected: usize) -> 
     topic
 }
 
+/// The checkpoint's commit files (`_chk/commits/N`), named by their batch number: a processor
+/// killed while writing one leaves its `.N.pid.tmp`, which is no commit.
+pub fn commit_files(out: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(out.join("_chk/commits"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.parse::<u64>().is_ok())
+        })
+        .collect()
+}
+
 /// A JSON file of the checkpoint (`_chk/commits/N`, `offsets/N`, `metadata`), without the
 /// checksum envelope its files carry (`PCK1`, CRC-32, then the JSON).
 pub fn checkpoint_json(path: &Path) -> serde_json::Value {
