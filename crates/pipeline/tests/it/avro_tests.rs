@@ -297,7 +297,7 @@ fn avro_of_three_schemas_json_and_unknown_ids_in_one_topic_read_as_json_would_ea
         "--output-topic-format",
         "avro",
     ];
-    let (at_pause, _) = kill_repeatedly(b, out.path(), &live, &[], 4);
+    let (at_pause, _) = kill_repeatedly(b, out.path(), &live, &[], Kills::runs(4));
     assert!(
         at_pause >= 1,
         "a kill between the sinks' and the checkpoint's commits"

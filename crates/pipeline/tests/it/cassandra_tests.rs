@@ -65,7 +65,8 @@ fn cassandra_windows_equal_duckdb_over_silver_after_sigkills_and_a_20_s_outage()
         ("CASSANDRA_GOLD_TABLE", "gold_windows"),
     ];
 
-    let (at_pause, _) = kill_repeatedly(&broker.bootstrap, out.path(), &live, &envs, 6);
+    let (at_pause, _) =
+        kill_repeatedly(&broker.bootstrap, out.path(), &live, &envs, Kills::runs(6));
     assert!(
         at_pause >= 1,
         "a kill after Cassandra acknowledged a batch and before its checkpoint commit"

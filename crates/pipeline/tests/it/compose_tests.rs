@@ -27,9 +27,9 @@ fn read(path: &str) -> String {
 }
 
 // ------------------------------------------------------------------------------------------------
-// YAML: the part the compose files use (block maps and lists, `- key: value` items, plain, quoted,
-// folded and literal scalars, flow lists of scalars, comments). Enough to read them; no YAML crate
-// is in the dependency tree.
+// YAML, read by yaml-rust2 (a test-only dependency) into the shape these tests ask about: every
+// scalar as the text compose would see (numbers and booleans as written, `null` and `~` empty),
+// maps in the file's order.
 
 #[derive(Debug, Clone, PartialEq)]
 enum Yaml {
@@ -40,15 +40,36 @@ enum Yaml {
 
 impl Yaml {
     fn parse(text: &str) -> Yaml {
-        let mut lines = Lines {
-            lines: text.lines().map(str::to_string).collect(),
-            pos: 0,
-        };
-        let root = lines.block(0);
-        if let Some((_, rest)) = lines.next_content() {
-            panic!("line {}: not parsed: {rest:?}", lines.pos + 1);
+        let docs =
+            yaml_rust2::YamlLoader::load_from_str(text).unwrap_or_else(|e| panic!("not YAML: {e}"));
+        docs.first()
+            .map(Yaml::from_node)
+            .unwrap_or(Yaml::Map(Vec::new()))
+    }
+
+    fn from_node(node: &yaml_rust2::Yaml) -> Yaml {
+        use yaml_rust2::Yaml as Node;
+        match node {
+            Node::Array(items) => Yaml::List(items.iter().map(Yaml::from_node).collect()),
+            Node::Hash(entries) => Yaml::Map(
+                entries
+                    .iter()
+                    .map(|(k, v)| (Yaml::scalar_text(k), Yaml::from_node(v)))
+                    .collect(),
+            ),
+            scalar => Yaml::Scalar(Yaml::scalar_text(scalar)),
         }
-        root
+    }
+
+    fn scalar_text(node: &yaml_rust2::Yaml) -> String {
+        use yaml_rust2::Yaml as Node;
+        match node {
+            Node::String(s) | Node::Real(s) => s.clone(),
+            Node::Integer(i) => i.to_string(),
+            Node::Boolean(b) => b.to_string(),
+            Node::Null => String::new(),
+            other => panic!("a key or scalar that is not one: {other:?}"),
+        }
     }
 
     fn get(&self, key: &str) -> Option<&Yaml> {
@@ -80,201 +101,6 @@ impl Yaml {
             _ => &[],
         }
     }
-}
-
-struct Lines {
-    lines: Vec<String>,
-    pos: usize,
-}
-
-fn indent_of(line: &str) -> usize {
-    line.len() - line.trim_start_matches(' ').len()
-}
-
-fn is_list_item(text: &str) -> bool {
-    text == "-" || text.starts_with("- ")
-}
-
-impl Lines {
-    /// The next line that is neither blank nor a comment: its indentation and trimmed text.
-    fn next_content(&mut self) -> Option<(usize, String)> {
-        while self.pos < self.lines.len() {
-            let line = &self.lines[self.pos];
-            let text = line.trim();
-            if !text.is_empty() && !text.starts_with('#') {
-                return Some((indent_of(line), text.to_string()));
-            }
-            self.pos += 1;
-        }
-        None
-    }
-
-    fn block(&mut self, min_indent: usize) -> Yaml {
-        match self.next_content() {
-            Some((indent, text)) if indent >= min_indent => {
-                if is_list_item(&text) {
-                    self.list(indent)
-                } else {
-                    self.map(indent)
-                }
-            }
-            _ => Yaml::Scalar(String::new()),
-        }
-    }
-
-    fn map(&mut self, indent: usize) -> Yaml {
-        let mut entries = Vec::new();
-        while let Some((i, text)) = self.next_content() {
-            if i < indent || is_list_item(&text) {
-                break;
-            }
-            assert_eq!(i, indent, "line {}: unexpected indentation", self.pos + 1);
-            let (key, rest) = split_key(&text)
-                .unwrap_or_else(|| panic!("line {}: expected `key: value`", self.pos + 1));
-            self.pos += 1;
-            let value = self.value(rest, indent, true);
-            entries.push((key.to_string(), value));
-        }
-        Yaml::Map(entries)
-    }
-
-    fn list(&mut self, indent: usize) -> Yaml {
-        let mut items = Vec::new();
-        while let Some((i, text)) = self.next_content() {
-            if i != indent || !is_list_item(&text) {
-                break;
-            }
-            let rest = text[1..].trim_start();
-            if !starts_quoted_or_flow(rest) && split_key(rest).is_some() {
-                // `- key: value`: a map whose keys line up with the first one, past the dash.
-                let inner = indent + text.len() - rest.len();
-                self.lines[self.pos] = format!("{}{rest}", " ".repeat(inner));
-                items.push(self.map(inner));
-            } else {
-                let rest = rest.to_string();
-                self.pos += 1;
-                items.push(self.value(&rest, indent, false));
-            }
-        }
-        Yaml::List(items)
-    }
-
-    /// The value after `key:` or `-` on a line indented by `indent`.
-    fn value(&mut self, rest: &str, indent: usize, after_key: bool) -> Yaml {
-        let rest = strip_comment(rest);
-        if rest.is_empty() {
-            return match self.next_content() {
-                Some((i, _)) if i > indent => self.block(i),
-                // `key:` followed by `- item` lines at the key's own indentation.
-                Some((i, text)) if after_key && i == indent && is_list_item(&text) => self.list(i),
-                _ => Yaml::Scalar(String::new()),
-            };
-        }
-        if rest.starts_with('|') || rest.starts_with('>') {
-            return Yaml::Scalar(self.block_scalar(rest, indent));
-        }
-        if rest.starts_with('[') {
-            return flow_list(rest);
-        }
-        Yaml::Scalar(unquote(rest))
-    }
-
-    /// A `|` (literal) or `>` (folded) scalar: the following lines indented past `indent`.
-    fn block_scalar(&mut self, header: &str, indent: usize) -> String {
-        let mut lines = Vec::new();
-        while let Some(line) = self.lines.get(self.pos) {
-            if !line.trim().is_empty() && indent_of(line) <= indent {
-                break;
-            }
-            lines.push(line.trim().to_string());
-            self.pos += 1;
-        }
-        while lines.last().is_some_and(|l| l.is_empty()) {
-            lines.pop();
-        }
-        let mut text = if header.starts_with('>') {
-            lines.join(" ")
-        } else {
-            lines.join("\n")
-        };
-        if !header.contains('-') {
-            text.push('\n');
-        }
-        text
-    }
-}
-
-/// `key: rest` or `key:` (a plain key: no quotes, no spaces).
-fn split_key(text: &str) -> Option<(&str, &str)> {
-    let (key, rest) = match text.find(": ") {
-        Some(at) => (&text[..at], &text[at + 2..]),
-        None => (text.strip_suffix(':')?, ""),
-    };
-    let plain = !key.is_empty()
-        && key
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c));
-    plain.then_some((key, rest))
-}
-
-fn starts_quoted_or_flow(text: &str) -> bool {
-    text.starts_with(['"', '\'', '[', '{'])
-}
-
-/// Text up to a ` #` comment outside quotes, trimmed.
-fn strip_comment(text: &str) -> &str {
-    let mut quote = None;
-    let mut previous = ' ';
-    for (at, c) in text.char_indices() {
-        match quote {
-            Some(q) if c == q => quote = None,
-            Some(_) => {}
-            None if c == '"' || c == '\'' => quote = Some(c),
-            None if c == '#' && previous.is_whitespace() => return text[..at].trim(),
-            None => {}
-        }
-        previous = c;
-    }
-    text.trim()
-}
-
-fn unquote(text: &str) -> String {
-    let text = text.trim();
-    if text.len() >= 2 && text.starts_with('"') && text.ends_with('"') {
-        text[1..text.len() - 1]
-            .replace("\\\"", "\"")
-            .replace("\\\\", "\\")
-    } else if text.len() >= 2 && text.starts_with('\'') && text.ends_with('\'') {
-        text[1..text.len() - 1].replace("''", "'")
-    } else {
-        text.to_string()
-    }
-}
-
-/// `[a, "b c"]`: a list of scalars.
-fn flow_list(text: &str) -> Yaml {
-    let inner = text
-        .strip_prefix('[')
-        .and_then(|t| t.strip_suffix(']'))
-        .unwrap_or_else(|| panic!("unsupported flow value {text:?}"));
-    let mut items = Vec::new();
-    let (mut quote, mut start) = (None, 0);
-    for (at, c) in inner.char_indices() {
-        match quote {
-            Some(q) if c == q => quote = None,
-            Some(_) => {}
-            None if c == '"' || c == '\'' => quote = Some(c),
-            None if c == ',' => {
-                items.push(Yaml::Scalar(unquote(&inner[start..at])));
-                start = at + 1;
-            }
-            None => {}
-        }
-    }
-    if !inner[start..].trim().is_empty() {
-        items.push(Yaml::Scalar(unquote(&inner[start..])));
-    }
-    Yaml::List(items)
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -640,7 +466,7 @@ fn stage_env(stage: &[Instruction]) -> BTreeMap<String, String> {
         .filter(|i| i.keyword == "ENV")
         .flat_map(|i| i.args.split_whitespace())
         .filter_map(|kv| kv.split_once('='))
-        .map(|(k, v)| (k.to_string(), unquote(v)))
+        .map(|(k, v)| (k.to_string(), v.trim_matches('"').to_string()))
         .collect()
 }
 
@@ -1501,7 +1327,7 @@ fn the_readme_tells_how_to_stop_restart_start_clean_choose_the_user_and_run_kraf
 // vacuously only where they look for absence.
 
 #[test]
-fn the_yaml_reader_reads_the_forms_the_compose_files_use() {
+fn the_readers_read_the_forms_the_compose_files_use() {
     let yaml = Yaml::parse(
         "a:\n  b: \"x # y\" # comment\n  c: [\"p\", q]\n  d:\n  - one\n  - k: v\n    l: w\n  e: >-\n    folded\n    text\n  f: 'it''s'\nz:\n",
     );

@@ -94,8 +94,13 @@ fn sigkilled_delta_run(place: &Place) {
     // Every other run pauses after its tables committed a batch, before the checkpoint did: the
     // next run re-runs that batch, and the tables' txn actions say they hold it.
     let run_args = [&["--trigger", "0"][..], &args].concat();
-    let (kills_before_commit, lines) =
-        kill_repeatedly(&broker.bootstrap, out.path(), &run_args, envs, 12);
+    let (kills_before_commit, lines) = kill_repeatedly(
+        &broker.bootstrap,
+        out.path(),
+        &run_args,
+        envs,
+        Kills::runs(12),
+    );
     let holds = "holds it already: not added again";
     let mut held = lines.iter().filter(|l| l.contains(holds)).count();
     assert!(producer.wait().unwrap().success());
@@ -243,7 +248,7 @@ fn killed_then_run_to_the_end(
     let envs = place.envs();
     let args = [args, &DELTA_UPKEEP[..], &place.args()].concat();
     let run_args = [&["--trigger", "0"][..], &args].concat();
-    let (at_pause, _) = kill_repeatedly(&broker.bootstrap, out, &run_args, &envs, 12);
+    let (at_pause, _) = kill_repeatedly(&broker.bootstrap, out, &run_args, &envs, Kills::runs(12));
     assert!(producer.wait_with_output().unwrap().status.success());
     assert!(at_pause >= 4, "kills after the tables' commit: {at_pause}");
     process_all_with(&broker.bootstrap, out, &args, &envs);

@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::Duration;
 
 use crate::harness::*;
 
@@ -185,28 +184,8 @@ fn events_every_message_lands_exactly_once_after_repeated_sigkills() {
         &["--trigger", "0", "--max-offsets-per-trigger", "400"],
     ]
     .concat();
-    let mut kills_before_commit = 0;
-    for i in 0..12 {
-        let before_commit = i % 2 == 1;
-        let envs: &[(&str, &str)] = if before_commit {
-            &[("TEST_PAUSE_BEFORE_COMMIT", "400 ms")]
-        } else {
-            &[]
-        };
-        let p = Processor::spawn(&broker.bootstrap, out.path(), &args, envs);
-        if before_commit {
-            if p.wait_for("test pause before the commit", Duration::from_secs(20))
-                .is_some()
-            {
-                kills_before_commit += 1;
-            }
-        } else {
-            p.wait_for("Connecting to", Duration::from_secs(20));
-            std::thread::sleep(Duration::from_millis(50 + rand_u64() % 1200));
-        }
-        p.signal(libc::SIGKILL);
-        p.wait();
-    }
+    let (kills_before_commit, _) =
+        kill_repeatedly(&broker.bootstrap, out.path(), &args, &[], Kills::runs(12));
     assert!(producer.wait().unwrap().success());
     assert!(kills_before_commit >= 4, "{kills_before_commit}");
     process_all(

@@ -2,7 +2,6 @@
 //! batch's file renames and its commit.
 
 use std::path::Path;
-use std::time::Duration;
 
 use crate::harness::*;
 
@@ -52,32 +51,17 @@ fn every_offset_lands_exactly_once_after_repeated_sigkills() {
         &GOLD[..],
     ]
     .concat();
-    let (mut kills, mut kills_before_commit) = (0, 0);
-    for i in 0..24 {
-        let between_rename_and_commit = i % 2 == 1;
-        let envs: &[(&str, &str)] = if between_rename_and_commit {
-            &[("TEST_PAUSE_BEFORE_COMMIT", "400 ms")]
-        } else {
-            &[]
-        };
-        let p = Processor::spawn(&broker.bootstrap, out.path(), &args, envs);
-        if between_rename_and_commit {
-            // The files of the batch are in place; its commit is not written yet.
-            if p.wait_for("test pause before the commit", Duration::from_secs(20))
-                .is_some()
-            {
-                kills_before_commit += 1;
-            }
-        } else {
-            p.wait_for("Connecting to", Duration::from_secs(20));
-            std::thread::sleep(Duration::from_millis(50 + rand_u64() % 1200));
-        }
-        p.signal(libc::SIGKILL);
-        p.wait();
-        kills += 1;
-    }
+    // Every other run is killed when the files of its batch are in place and its commit is not
+    // written yet.
+    let kills = 24;
+    let (kills_before_commit, _) = kill_repeatedly(
+        &broker.bootstrap,
+        out.path(),
+        &args,
+        &[],
+        Kills::runs(kills),
+    );
     assert!(producer.wait().unwrap().success());
-    assert!(kills >= 20);
     assert!(
         kills_before_commit >= 8,
         "kills between rename and commit: {kills_before_commit}"

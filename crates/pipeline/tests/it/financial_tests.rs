@@ -343,14 +343,21 @@ fn financial_exactly_once_after_sigkills_and_a_broker_node_killed_mid_run() {
         &["--max-offsets-per-trigger", "500", "--trigger", "0"],
     ]
     .concat();
-    let mut kills_before_commit = 0;
-    for i in 0..12 {
-        // Not in ZooKeeper mode: after a restart of ZooKeeper and the broker there, librdkafka
-        // failed queued messages with UnknownPartition (seen once; left for later).
-        if i == 9 && broker_kind() != "kafka-zk" {
+    // Before the commit at 1, 4, 7 (the cluster whole) and 10 (after the node's death).
+    let kills = Kills::runs(12)
+        .pause_every(3, "300 ms")
+        .after_connecting(300, 1500);
+    let bootstrap = broker.bootstrap.clone();
+    let (kills_before_commit, _) =
+        kill_repeatedly_with(&bootstrap, out.path(), &args, &[], kills, |i| {
+            // Not in ZooKeeper mode: after a restart of ZooKeeper and the broker there,
+            // librdkafka failed queued messages with UnknownPartition (seen once; left for later).
+            if i != 9 || broker_kind() == "kafka-zk" {
+                return false;
+            }
             // A broker node dies mid-run (the leader of partition 0 on the cluster; the only
             // node otherwise, down for 5 s), with the processor running.
-            let p = Processor::spawn(&broker.bootstrap, out.path(), &args, &[]);
+            let p = Processor::spawn(&bootstrap, out.path(), &args, &[]);
             p.wait_for("batch", Duration::from_secs(30));
             if cluster {
                 let leader = broker.leader(TOPIC, 0);
@@ -362,29 +369,8 @@ fn financial_exactly_once_after_sigkills_and_a_broker_node_killed_mid_run() {
             }
             p.signal(libc::SIGKILL);
             p.wait();
-            continue;
-        }
-        // Before the commit at 1, 4, 7 (the cluster whole) and 10 (after the node's death).
-        let before_commit = i % 3 == 1;
-        let envs: &[(&str, &str)] = if before_commit {
-            &[("TEST_PAUSE_BEFORE_COMMIT", "300 ms")]
-        } else {
-            &[]
-        };
-        let p = Processor::spawn(&broker.bootstrap, out.path(), &args, envs);
-        if before_commit {
-            if p.wait_for("test pause before the commit", Duration::from_secs(30))
-                .is_some()
-            {
-                kills_before_commit += 1;
-            }
-        } else {
-            p.wait_for("Connecting to", Duration::from_secs(20));
-            std::thread::sleep(Duration::from_millis(300 + rand_u64() % 1500));
-        }
-        p.signal(libc::SIGKILL);
-        p.wait();
-    }
+            true
+        });
     let produced = producer.wait_with_output().unwrap();
     assert!(
         produced.status.success(),

@@ -314,25 +314,11 @@ fn kafka_fraud_alerts_equal_the_rules_run_once_each_once_after_ten_sigkills() {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let producer = spawn_producer(&broker.bootstrap, out.path(), &args);
     let processor_args = [&FRAUD_PROCESSOR[..], &["--trigger", "0"]].concat();
-    let mut kills = 0;
-    for i in 0..11 {
-        let before_commit = i % 3 == 1;
-        let envs: &[(&str, &str)] = if before_commit {
-            &[("TEST_PAUSE_BEFORE_COMMIT", "300 ms")]
-        } else {
-            &[]
-        };
-        let p = Processor::spawn(&broker.bootstrap, out.path(), &processor_args, envs);
-        if before_commit {
-            p.wait_for("test pause before the commit", Duration::from_secs(30));
-        } else {
-            p.wait_for("Connecting to", Duration::from_secs(20));
-            std::thread::sleep(Duration::from_millis(300 + rand_u64() % 1500));
-        }
-        p.signal(libc::SIGKILL);
-        p.wait();
-        kills += 1;
-    }
+    let kills = 11;
+    let plan = Kills::runs(kills)
+        .pause_every(3, "300 ms")
+        .after_connecting(300, 1500);
+    kill_repeatedly(&broker.bootstrap, out.path(), &processor_args, &[], plan);
     let produced = producer.wait_with_output().unwrap();
     assert!(produced.status.success());
     let truth = injections(12_000, 0.05, 42);

@@ -765,31 +765,14 @@ fn kafka_a_topic_output_is_exactly_once_for_read_committed_across_sigkills_at_ra
         "--gold-topic",
         GOLD_TOPIC,
     ];
-    let (mut kills, mut kills_after_kafka_commit) = (0, 0);
-    for i in 0..12 {
-        // Every third run is killed after its Kafka transaction committed and before its
-        // checkpoint commit: the next run must not send that batch again.
-        let after_kafka_commit = i % 3 == 1;
-        let envs: &[(&str, &str)] = if after_kafka_commit {
-            &[("TEST_PAUSE_BEFORE_COMMIT", "400 ms")]
-        } else {
-            &[]
-        };
-        let p = Processor::spawn(&broker.bootstrap, out.path(), &args, envs);
-        if after_kafka_commit {
-            if p.wait_for("test pause before the commit", Duration::from_secs(30))
-                .is_some()
-            {
-                kills_after_kafka_commit += 1;
-            }
-        } else {
-            p.wait_for("Connecting to", Duration::from_secs(20));
-            std::thread::sleep(Duration::from_millis(300 + rand_u64() % 1500));
-        }
-        p.signal(libc::SIGKILL);
-        p.wait();
-        kills += 1;
-    }
+    // Every third run is killed after its Kafka transaction committed and before its checkpoint
+    // commit: the next run must not send that batch again.
+    let kills = 12;
+    let plan = Kills::runs(kills)
+        .pause_every(3, "400 ms")
+        .after_connecting(300, 1500);
+    let (kills_after_kafka_commit, _) =
+        kill_repeatedly(&broker.bootstrap, out.path(), &args, &[], plan);
     assert!(producer.wait().unwrap().success());
     assert!(
         kills_after_kafka_commit >= 3,

@@ -209,44 +209,23 @@ fn three_processors_share_a_topic_each_offset_once_through_kills_a_join_and_a_le
     .concat();
     let a = Processor::spawn(&broker.bootstrap, out.path(), &args, &[]);
     let b = Processor::spawn(&broker.bootstrap, out.path(), &args, &[]);
-    let (mut a_lines, mut b_lines, mut killed_lines) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut a_lines, mut b_lines) = (Vec::new(), Vec::new());
     let mut d: Option<Processor> = None;
-    let (mut kills, mut at_pause) = (0, 0);
     // A third processor SIGKILLed and started again, every other time in the pause after its
     // batch's Kafka transaction committed and before its files were put in place (the next
     // owner of its partitions finishes that batch).
-    for i in 0..8 {
-        let pause = i % 2 == 1;
-        let envs: &[(&str, &str)] = if pause {
-            &[("TEST_PAUSE_BEFORE_COMMIT", "400 ms")]
-        } else {
-            &[]
-        };
-        let c = Processor::spawn(&broker.bootstrap, out.path(), &args, envs);
-        if pause {
-            if c.wait_for(
-                "test pause before the roll forward",
-                Duration::from_secs(30),
-            )
-            .is_some()
-            {
-                at_pause += 1;
+    let kills = 8;
+    let plan = Kills::runs(kills).after_connecting(500, 1500);
+    let (at_pause, killed_lines) =
+        kill_repeatedly_with(&broker.bootstrap, out.path(), &args, &[], plan, |i| {
+            a_lines.extend(lines_of(&a));
+            b_lines.extend(lines_of(&b));
+            if i == 3 {
+                // One joins mid-run and stays.
+                d = Some(Processor::spawn(&broker.bootstrap, out.path(), &args, &[]));
             }
-        } else {
-            c.wait_for("Connecting to", Duration::from_secs(20));
-            std::thread::sleep(Duration::from_millis(500 + rand_u64() % 1500));
-        }
-        c.signal(libc::SIGKILL);
-        killed_lines.extend(lines_of(&c));
-        c.wait();
-        kills += 1;
-        a_lines.extend(lines_of(&a));
-        b_lines.extend(lines_of(&b));
-        if i == 2 {
-            // One joins mid-run and stays.
-            d = Some(Processor::spawn(&broker.bootstrap, out.path(), &args, &[]));
-        }
-    }
+            false
+        });
     // One leaves mid-run: stopped, it finishes its batch and hands its partitions over.
     a.signal(libc::SIGTERM);
     a_lines.extend(lines_of(&a));
@@ -256,10 +235,7 @@ fn three_processors_share_a_topic_each_offset_once_through_kills_a_join_and_a_le
         "a stopped processor exits cleanly: {a_lines:#?}"
     );
     assert!(producer.wait().unwrap().success());
-    assert!(
-        kills == 8 && at_pause >= 2,
-        "kills {kills}, at the pause {at_pause}"
-    );
+    assert!(at_pause >= 2, "{kills} kills, {at_pause} at the pause");
 
     let d = d.expect("the processor that joined");
     let have = wait_for_bronze(out.path(), count, Duration::from_secs(180));
@@ -516,26 +492,8 @@ fn events_processors_share_a_topic_each_event_once_and_their_windows_equal_one_p
     .concat();
     let a = Processor::spawn(&broker.bootstrap, out.path(), &args, &[]);
     let b = Processor::spawn(&broker.bootstrap, out.path(), &args, &[]);
-    for i in 0..4 {
-        let pause = i % 2 == 1;
-        let envs: &[(&str, &str)] = if pause {
-            &[("TEST_PAUSE_BEFORE_COMMIT", "400 ms")]
-        } else {
-            &[]
-        };
-        let c = Processor::spawn(&broker.bootstrap, out.path(), &args, envs);
-        if pause {
-            c.wait_for(
-                "test pause before the roll forward",
-                Duration::from_secs(30),
-            );
-        } else {
-            c.wait_for("Connecting to", Duration::from_secs(20));
-            std::thread::sleep(Duration::from_millis(500 + rand_u64() % 1500));
-        }
-        c.signal(libc::SIGKILL);
-        c.wait();
-    }
+    let plan = Kills::runs(4).after_connecting(500, 1500);
+    kill_repeatedly(&broker.bootstrap, out.path(), &args, &[], plan);
     assert!(producer.wait().unwrap().success());
     let (valid, invalid) = crate::events_tests::produced(&broker.bootstrap);
     assert_eq!(valid.len() + invalid, count);

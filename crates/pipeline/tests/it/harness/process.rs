@@ -149,34 +149,90 @@ pub fn process_unchecked(bootstrap: &str, out: &Path, extra: &[&str]) -> Output 
         .expect("run processor")
 }
 
-/// The processor started `runs` times on `out`, each run SIGKILLed: every other run right after
-/// its sinks committed a batch and before its checkpoint did (TEST_PAUSE_BEFORE_COMMIT),
-/// the others at a random moment of their first seconds. Returns how many were killed at that
-/// pause, and the stderr lines of every run.
+/// How a crash test kills the processor: `runs` runs, each SIGKILLed; every `pause_every`th
+/// (runs 1, 1 + n, ...) right after its sinks committed a batch and before its checkpoint did
+/// (TEST_PAUSE_BEFORE_COMMIT = `pause`; in a group, before the roll forward), the others at a
+/// random moment `settle_ms` to `settle_ms + spread_ms` after they began connecting.
+#[derive(Clone, Copy, Debug)]
+pub struct Kills {
+    pub runs: usize,
+    pub pause_every: usize,
+    pub pause: &'static str,
+    pub settle_ms: u64,
+    pub spread_ms: u64,
+}
+
+impl Kills {
+    pub fn runs(runs: usize) -> Self {
+        Kills {
+            runs,
+            pause_every: 2,
+            pause: "400 ms",
+            settle_ms: 50,
+            spread_ms: 1200,
+        }
+    }
+
+    pub fn pause_every(self, pause_every: usize, pause: &'static str) -> Self {
+        Kills {
+            pause_every,
+            pause,
+            ..self
+        }
+    }
+
+    pub fn after_connecting(self, settle_ms: u64, spread_ms: u64) -> Self {
+        Kills {
+            settle_ms,
+            spread_ms,
+            ..self
+        }
+    }
+}
+
+/// The processor started and SIGKILLed as `kills` says. Returns how many runs were killed at
+/// the pause, and the stderr lines of every run.
 pub fn kill_repeatedly(
     bootstrap: &str,
     out: &Path,
     args: &[&str],
     envs: &[(&str, &str)],
-    runs: usize,
+    kills: Kills,
+) -> (usize, Vec<String>) {
+    kill_repeatedly_with(bootstrap, out, args, envs, kills, |_| false)
+}
+
+/// [`kill_repeatedly`], with `own_run(i)` called before run i: when it returns true it did
+/// something else with that run (killed a broker under a running processor, say) and the loop
+/// starts no processor for it.
+pub fn kill_repeatedly_with(
+    bootstrap: &str,
+    out: &Path,
+    args: &[&str],
+    envs: &[(&str, &str)],
+    kills: Kills,
+    mut own_run: impl FnMut(usize) -> bool,
 ) -> (usize, Vec<String>) {
     let (mut at_pause, mut lines) = (0, Vec::new());
-    for run in 0..runs {
-        let pause = run % 2 == 1;
+    for run in 0..kills.runs {
+        if own_run(run) {
+            continue;
+        }
+        let pause = run % kills.pause_every == 1;
         let mut run_envs = envs.to_vec();
         if pause {
-            run_envs.push(("TEST_PAUSE_BEFORE_COMMIT", "400 ms"));
+            run_envs.push(("TEST_PAUSE_BEFORE_COMMIT", kills.pause));
         }
         let p = Processor::spawn(bootstrap, out, args, &run_envs);
         if pause {
-            if let Some(line) = p.wait_for("test pause before the commit", Duration::from_secs(30))
-            {
+            if let Some(line) = p.wait_for("test pause before the", Duration::from_secs(30)) {
                 at_pause += 1;
                 lines.push(line);
             }
         } else {
             p.wait_for("Connecting to", Duration::from_secs(20));
-            std::thread::sleep(Duration::from_millis(50 + rand_u64() % 1200));
+            let ms = kills.settle_ms + rand_u64() % kills.spread_ms.max(1);
+            std::thread::sleep(Duration::from_millis(ms));
         }
         p.signal(libc::SIGKILL);
         std::thread::sleep(Duration::from_millis(200));
