@@ -91,6 +91,13 @@ pub(crate) fn spawn<'s, 'e, T: Send + 's>(
         .expect("failed to spawn thread")
 }
 
+/// A scoped thread's result; its panic goes on in the joining thread.
+pub(crate) fn join<T>(handle: std::thread::ScopedJoinHandle<'_, T>) -> T {
+    handle
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+}
+
 /// Entry point of the `processor` binary (and of `pipeline processor`): bad settings exit 2 with
 /// one line, a failure exits 1 with one line, a stop (SIGINT/SIGTERM) finishes the batch in
 /// flight and exits 0.

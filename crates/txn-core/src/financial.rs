@@ -148,6 +148,15 @@ fn boolean(raw: &RawValue) -> Result<bool, Reject> {
 /// `merchantId` (non-empty strings), `amount` (a number) and `transactionTime` are required; the
 /// other fields may be missing or null. Other fields are ignored.
 pub fn decode_financial(text_in: &str) -> Result<FinancialTxn<'_>, Reject> {
+    match scan(text_in) {
+        Some(txn) => Ok(txn),
+        None => decode_general(text_in),
+    }
+}
+
+/// [`decode_financial`] without the fast path: serde_json for everything (the reference `scan`
+/// is tested against).
+pub fn decode_general(text_in: &str) -> Result<FinancialTxn<'_>, Reject> {
     let wire: Wire<'_> = object(text_in, &FIELD_NAMES)?;
     let transaction_id = required("transactionId", wire.transaction_id)?;
     let user_id = required("userId", wire.user_id)?;
@@ -186,6 +195,128 @@ pub fn decode_financial(text_in: &str) -> Result<FinancialTxn<'_>, Reject> {
         is_international,
         currency: optional("currency", wire.currency)?,
     })
+}
+
+/// The fast path of [`decode_financial`]: one pass over an object of the schema's keys, each at
+/// most once, strings free of escapes and control characters, `amount` written
+/// `-?(0|[1-9][0-9]*).[0-9]+` in at most 15 digits, `transactionTime` as whole epoch seconds or
+/// milliseconds (at most 15 digits), `isInternational` a JSON boolean, the optional fields maybe
+/// `null`, every value in range. `None` on anything else (an unknown key, a reject to word, ...):
+/// the general path decides, and both give the same transaction on what this takes.
+fn scan(text: &str) -> Option<FinancialTxn<'_>> {
+    use crate::json::{scan_number, scan_string, skip_ws};
+    let b = text.as_bytes();
+    let mut i = skip_ws(b, 0);
+    if b.get(i) != Some(&b'{') {
+        return None;
+    }
+    i = skip_ws(b, i + 1);
+    let mut strings: [Option<&str>; 10] = [None; 10];
+    let (mut amount, mut seconds, mut international) = (None, None, None);
+    let mut seen = 0u16;
+    if b.get(i) == Some(&b'}') {
+        return None;
+    }
+    loop {
+        let (key, next) = scan_string(text, i)?;
+        i = skip_ws(b, next);
+        if b.get(i) != Some(&b':') {
+            return None;
+        }
+        i = skip_ws(b, i + 1);
+        let slot = FIELD_NAMES.iter().position(|&name| name == key)?;
+        if seen & (1 << slot) != 0 {
+            return None;
+        }
+        seen |= 1 << slot;
+        if b[i..].starts_with(b"null") {
+            // Only the optional fields may be null here.
+            if matches!(slot, 0..=4) {
+                return None;
+            }
+            i += 4;
+        } else {
+            match slot {
+                2 => {
+                    let (v, next) = scan_number(b, i)?;
+                    amount = Some(v);
+                    i = next;
+                }
+                3 => {
+                    let (v, next) = scan_integer(b, i)?;
+                    seconds = Some(if v >= MILLIS_FROM { v / 1e3 } else { v });
+                    i = next;
+                }
+                8 => {
+                    let v = if b[i..].starts_with(b"true") {
+                        true
+                    } else if b[i..].starts_with(b"false") {
+                        false
+                    } else {
+                        return None;
+                    };
+                    international = Some(v);
+                    i += if v { 4 } else { 5 };
+                }
+                _ => {
+                    let (v, next) = scan_string(text, i)?;
+                    strings[slot] = Some(v);
+                    i = next;
+                }
+            }
+        }
+        i = skip_ws(b, i);
+        match b.get(i) {
+            Some(b',') => i = skip_ws(b, i + 1),
+            Some(b'}') => {
+                i += 1;
+                break;
+            }
+            _ => return None,
+        }
+    }
+    if skip_ws(b, i) != b.len() {
+        return None;
+    }
+    let required = |slot: usize| strings[slot].filter(|s| !s.is_empty()).map(Cow::Borrowed);
+    let amount = amount.filter(|a| (-MAX_AMOUNT..=MAX_AMOUNT).contains(a))?;
+    let seconds = seconds.filter(|s| (0.0..=MAX_SECONDS).contains(s))?;
+    let payment_method =
+        strings[7].map(|m| Cow::Borrowed(if m == "credit-card" { "credit_card" } else { m }));
+    Some(FinancialTxn {
+        transaction_id: required(0)?,
+        user_id: required(1)?,
+        amount,
+        transaction_time: (seconds * 1e6).round() as i64,
+        merchant_id: required(4)?,
+        transaction_type: strings[5].map(Cow::Borrowed),
+        location: strings[6].map(Cow::Borrowed),
+        payment_method,
+        is_international: international,
+        currency: strings[9].map(Cow::Borrowed),
+    })
+}
+
+/// A non-negative integer `0|[1-9][0-9]*` of at most 15 digits starting at `i` (no fraction, no
+/// exponent): its value and the index after it.
+fn scan_integer(b: &[u8], mut i: usize) -> Option<(f64, usize)> {
+    let start = i;
+    let mut value: u64 = 0;
+    while let Some(d @ b'0'..=b'9') = b.get(i) {
+        value = value * 10 + u64::from(d - b'0');
+        i += 1;
+        if i - start > 15 {
+            return None;
+        }
+    }
+    let digits = i - start;
+    if digits == 0
+        || (digits > 1 && b[start] == b'0')
+        || matches!(b.get(i), Some(b'.' | b'e' | b'E'))
+    {
+        return None;
+    }
+    Some((value as f64, i))
 }
 
 /// Appends a transaction as the seeds' Python producer writes it (`json.dumps`: `", "` and `": "`
@@ -354,5 +485,111 @@ mod tests {
             (t.location, t.currency, t.is_international),
             (None, None, None)
         );
+    }
+
+    #[test]
+    fn the_fast_path_takes_the_producers_messages_and_agrees_with_serde_json_everywhere() {
+        // The producer's messages: taken by the fast path, as serde_json reads them.
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..2_000 {
+            let r = next();
+            let mut out = Vec::new();
+            encode_financial(
+                &format!("id-{r:x}"),
+                &format!("user_{}", r % 1000),
+                ((r % 10_000_000) as f64 - 5_000_000.0) / 100.0,
+                1_700_000_000_000_000 + (r % 100_000_000_000) as i64 * 1000,
+                &format!("merchant_{}", r % 50),
+                "purchase",
+                "location_7",
+                ["credit_card", "paypal", "debit_card"][(r % 3) as usize],
+                r % 2 == 0,
+                "USD",
+                &mut out,
+            );
+            let text = String::from_utf8(out).unwrap();
+            let fast = scan(&text).unwrap_or_else(|| panic!("not on the fast path: {text}"));
+            assert_eq!(Ok(fast), decode_general(&text), "{text}");
+        }
+        // Every other shape: the fast path declines or agrees; decode_financial is the general
+        // path's answer either way.
+        let base = encoded();
+        let variants = [
+            ("\"amount\": 73512.25", "\"amount\": 73512"),
+            ("\"amount\": 73512.25", "\"amount\": 7.351225e4"),
+            ("\"amount\": 73512.25", "\"amount\": 1e13"),
+            ("\"amount\": 73512.25", "\"amount\": -73512.25"),
+            ("\"amount\": 73512.25", "\"amount\": \"73512.25\""),
+            ("\"amount\": 73512.25", "\"amount\": null"),
+            (
+                "\"transactionTime\": 1762500000",
+                "\"transactionTime\": 1762500000123",
+            ),
+            (
+                "\"transactionTime\": 1762500000",
+                "\"transactionTime\": \"1762500000\"",
+            ),
+            (
+                "\"transactionTime\": 1762500000",
+                "\"transactionTime\": 1762500000.5",
+            ),
+            ("\"transactionTime\": 1762500000", "\"transactionTime\": -5"),
+            (
+                "\"transactionTime\": 1762500000",
+                "\"transactionTime\": 9999999999",
+            ),
+            (
+                "\"transactionTime\": 1762500000",
+                "\"transactionTime\": 01762500000",
+            ),
+            (
+                "\"isInternational\": false",
+                "\"isInternational\": \"True\"",
+            ),
+            ("\"isInternational\": false", "\"isInternational\": null"),
+            ("\"isInternational\": false", "\"isInternational\": falsey"),
+            (
+                "\"paymentMethod\": \"paypal\"",
+                "\"paymentMethod\": \"credit-card\"",
+            ),
+            ("\"paymentMethod\": \"paypal\"", "\"paymentMethod\": null"),
+            ("\"location\": \"location_7\"", "\"location\": \"\""),
+            (
+                "\"location\": \"location_7\"",
+                "\"location\": \"loc\\u00e9\"",
+            ),
+            ("\"userId\": \"user_12\"", "\"userId\": \"\""),
+            ("\"userId\": \"user_12\"", "\"userId\": null"),
+            ("\"userId\": \"user_12\"", "\"userId\": 12"),
+            ("\"userId\": \"user_12\", ", ""),
+            (
+                "\"currency\": \"USD\"",
+                "\"currency\": \"USD\", \"extra\": [1]",
+            ),
+            (
+                "\"currency\": \"USD\"",
+                "\"currency\": \"USD\", \"currency\": \"EUR\"",
+            ),
+            ("{", "  {  "),
+            ("}", "} x"),
+            ("}", ""),
+        ];
+        for (from, to) in variants {
+            assert!(base.contains(from), "{from}");
+            let text = base.replacen(from, to, 1);
+            if let Some(fast) = scan(&text) {
+                assert_eq!(Ok(fast), decode_general(&text), "{text}");
+            }
+            assert_eq!(decode_financial(&text), decode_general(&text), "{text}");
+        }
+        for text in ["", "[]", "{}", "null", "{\"transactionId\": \"a\"}"] {
+            assert!(scan(text).is_none(), "{text}");
+        }
     }
 }

@@ -519,7 +519,7 @@ fn slot_of(key: &str) -> Option<usize> {
     KEYS.iter().position(|&k| k == packed)
 }
 
-fn skip_ws(b: &[u8], mut i: usize) -> usize {
+pub(crate) fn skip_ws(b: &[u8], mut i: usize) -> usize {
     while matches!(b.get(i), Some(b' ' | b'\n' | b'\r' | b'\t')) {
         i += 1;
     }
@@ -569,7 +569,7 @@ fn string_stop(b: &[u8]) -> Option<usize> {
 
 /// A string starting at `i` (its opening quote) without escapes or control characters: its
 /// contents and the index after the closing quote.
-fn scan_string(text: &str, i: usize) -> Option<(&str, usize)> {
+pub(crate) fn scan_string(text: &str, i: usize) -> Option<(&str, usize)> {
     let b = text.as_bytes();
     if b.get(i) != Some(&b'"') {
         return None;
@@ -584,7 +584,7 @@ fn scan_string(text: &str, i: usize) -> Option<(&str, usize)> {
 
 /// A number `-?(0|[1-9][0-9]*).[0-9]+` of at most 15 digits starting at `i`: its value and the
 /// index after it.
-fn scan_number(b: &[u8], mut i: usize) -> Option<(f64, usize)> {
+pub(crate) fn scan_number(b: &[u8], mut i: usize) -> Option<(f64, usize)> {
     let negative = b.get(i) == Some(&b'-');
     i += usize::from(negative);
     let int_start = i;

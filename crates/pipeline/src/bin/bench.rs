@@ -72,6 +72,10 @@ enum What {
         /// users buying near home, 2 % fraud patterns)
         #[arg(long, default_value = "seed", value_parser = ["seed", "realistic"])]
         profile: String,
+        /// The messages and the stages' dataset: `transactions`, `events` (seed 001's) or
+        /// `financial` (seeds 003/004's)
+        #[arg(long, default_value = "transactions", ignore_case = true)]
+        dataset: Dataset,
     },
     /// What the stages cannot go below: decoding alone, and Snappy of the payloads alone, on
     /// every core, from memory
@@ -242,6 +246,21 @@ impl Filled {
             .resolve()
             .map_err(|e| anyhow!(e))?;
         let bytes = fill(&settings, messages, partitions, &self.fill, self.dataset)?;
+        if !outputs.is_empty() && self.broker.bootstrap_servers.is_some() {
+            // A new broker creates its transaction log (__transaction_state, 50 partitions) at
+            // the first transactional producer: ~1.6 s that a broker in service has behind it.
+            let t = Instant::now();
+            let mut config = ClientConfig::new();
+            settings.apply(&mut config);
+            let warm: BaseProducer = config
+                .set("transactional.id", "bench-transaction-log-warm-up")
+                .create()?;
+            warm.init_transactions(Duration::from_secs(60))?;
+            println!(
+                "the broker's transaction log created before the clock: {:.1} s",
+                t.elapsed().as_secs_f64()
+            );
+        }
         println!(
             "filled {messages} messages ({:.0} MB) over {partitions} partitions in {:.1} s ({:.0} msg/s), producer batches of up to {} bytes, linger {} ms, broker {}",
             bytes as f64 / 1e6,
@@ -283,7 +302,8 @@ fn main() -> anyhow::Result<()> {
             batch,
             fraud_detection,
             profile,
-        } => bench_stages(messages, batch, fraud_detection, &profile),
+            dataset,
+        } => bench_stages(messages, batch, fraud_detection, &profile, dataset),
         What::Floor { messages, batch } => bench_floor(messages, batch),
         What::Decode { messages } => bench_decode(messages),
         What::Generate { messages } => bench_generate(messages),
@@ -428,18 +448,35 @@ fn bench_processor(filled: &Filled) -> anyhow::Result<()> {
         ],
     )?;
     let mut summary = String::new();
+    // When the first line came (the process started), the first batch was read and the summary
+    // was written (the batches done): start-up and shutdown apart from the batches.
+    let (mut first_line, mut first_batch, mut stopped) = (None, None, None);
     for line in BufReader::new(child.stderr.take().context("no stderr")?).lines() {
         let line = line?;
         if std::env::var_os("BENCH_SHOW_LOG").is_some() {
             eprintln!("{line}");
         }
+        first_line.get_or_insert_with(|| t.elapsed());
+        if line.contains("starting at") || line.contains("restarting at") {
+            first_batch.get_or_insert_with(|| t.elapsed());
+        }
         if line.contains("stopped:") {
             summary = line;
+            stopped = Some(t.elapsed());
         }
     }
     let cpu = children_cpu();
     let status = child.wait()?;
     let wall = t.elapsed();
+    let at =
+        |d: Option<Duration>| d.map_or("-".to_string(), |d| format!("{:.2} s", d.as_secs_f64()));
+    println!(
+        "timeline: first log line {}, offsets known (reading begins) {}, summary {}, exit {:.2} s",
+        at(first_line),
+        at(first_batch),
+        at(stopped),
+        wall.as_secs_f64()
+    );
     let cpu = children_cpu() - cpu;
     if !status.success() {
         bail!("the processor failed: {status}");
@@ -735,27 +772,46 @@ fn bench_stages(
     batch: u64,
     fraud_detection: bool,
     profile: &str,
+    dataset: Dataset,
 ) -> anyhow::Result<()> {
+    use processor::datasets::{events::Events, financial::Financial, transactions::Transactions};
     let out = scratch("bench-stages")?;
     let mut config = processor::ProcessorConfig::try_parse_from(["processor"])?;
     config.output_path = out.clone().into();
     config.checkpoint_dir = None;
     config.fraud_detection = fraud_detection;
+    config.dataset = dataset;
     processor::tune_allocator();
-    let dataset = processor::datasets::transactions::Transactions::new(&config);
-    let (mut sink, _) = processor::Stages::open(dataset, &config)?;
-    // The alerts' topic records are built and counted, not sent: this measures the stages.
-    sink.discard_topic_records()?;
     // The input is generated before the clock starts: the generator would otherwise run while a
-    // batch commits beside the next one and hide the commit's cost.
-    let (input, bytes) = match profile {
-        "realistic" => generate_with(
-            messages,
-            batch,
-            Box::new(RealisticGenerator::new(7, 0.0, 0.0, 0.02, 2_000)),
-        ),
-        _ => generate(messages, batch),
+    // batch commits beside the next one and hide the commit's cost. All valid.
+    let generator: Box<dyn MessageGenerator> = match (dataset, profile) {
+        (Dataset::Events, _) => Box::new(EventGenerator::new(7, 0.0, 0.0)),
+        (Dataset::Financial, _) => Box::new(FinancialGenerator::new(7, 0.0, 0.0, 0.02)),
+        (Dataset::Transactions, "realistic") => {
+            Box::new(RealisticGenerator::new(7, 0.0, 0.0, 0.02, 2_000))
+        }
+        (Dataset::Transactions, _) => Box::new(Generator::new(7, 0.0, 0.0)),
     };
+    let input = generate_with(messages, batch, generator);
+    let result = match dataset {
+        Dataset::Transactions => stages_of(Transactions::new(&config), &config, input, messages),
+        Dataset::Events => stages_of(Events::new(&config), &config, input, messages),
+        Dataset::Financial => stages_of(Financial::new(&config), &config, input, messages),
+    };
+    let _ = std::fs::remove_dir_all(&out);
+    result
+}
+
+/// [`bench_stages`] for one dataset, on the generated `input`.
+fn stages_of<D: processor::engine::dataset::Dataset>(
+    dataset: D,
+    config: &processor::ProcessorConfig,
+    (input, bytes): (Vec<(BatchPlan, RawBatch)>, u64),
+    messages: u64,
+) -> anyhow::Result<()> {
+    let (mut sink, _) = processor::Stages::open(dataset, config)?;
+    // The topics' records are built and counted, not sent: this measures the stages.
+    sink.discard_topic_records()?;
     let input_mib = processor::peak_rss_kib().unwrap_or(0) / 1024;
 
     // As the processor runs back to back: each batch committed beside the next one's stages.
@@ -807,7 +863,6 @@ fn bench_stages(
         commit.as_secs_f64() * 1e3,
         processor::peak_rss_kib().unwrap_or(0) / 1024
     );
-    let _ = std::fs::remove_dir_all(&out);
     Ok(())
 }
 

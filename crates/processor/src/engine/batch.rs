@@ -480,8 +480,8 @@ impl<D: Dataset> Stages<D> {
         })
     }
 
-    /// Stages the outputs: those on their own thread beside the operators, then the others one
-    /// after the other with the operators' results. Returns the results, each output's piece (in
+    /// Stages the outputs: those on their own thread beside the operators, then the others, each
+    /// on a thread too, with the operators' results. Returns the results, each output's piece (in
     /// the dataset's order) and the operators' time.
     fn stage_outputs<'a>(
         &mut self,
@@ -525,22 +525,36 @@ impl<D: Dataset> Stages<D> {
             let derived = dataset.operate(batch);
             let operators = t.elapsed();
             let mut staged: Vec<Option<Result<Staged>>> = outputs.iter().map(|_| None).collect();
-            for (i, o) in outputs.iter().enumerate().filter(|(_, o)| !o.own_thread()) {
-                let input = StageInput {
-                    raw,
-                    batch,
-                    derived: Some(&derived),
-                    plan,
-                    topic,
-                    files,
-                };
-                let result = timed(plan.batch, &o.target().name(), || o.stage(&input));
-                let failed = result.is_err();
-                staged[i] = Some(result);
-                if failed {
-                    break;
+            // The outputs of the operators' results, each on a thread of its own too.
+            std::thread::scope(|s| {
+                let after: Vec<_> = outputs
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, o)| !o.own_thread())
+                    .map(|(i, o)| {
+                        let input = StageInput {
+                            raw,
+                            batch,
+                            derived: Some(&derived),
+                            plan,
+                            topic,
+                            files,
+                        };
+                        let name = o.target().name();
+                        (
+                            i,
+                            spawn(s, &name.clone(), move || {
+                                timed(plan.batch, &name, || o.stage(&input))
+                            }),
+                        )
+                    })
+                    .collect();
+                for (i, handle) in after {
+                    staged[i] = Some(handle.join().unwrap_or_else(|_| {
+                        Err(Error::Internal("an output thread panicked".into()))
+                    }));
                 }
-            }
+            });
             for (i, handle) in threads {
                 staged[i] =
                     Some(handle.join().unwrap_or_else(|_| {

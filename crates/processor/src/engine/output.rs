@@ -17,8 +17,8 @@ pub trait Output<D: Dataset>: Send + Sync {
     /// Where it writes: a folder of files, or a Kafka topic.
     fn target(&self) -> Target;
 
-    /// Whether it is staged on a thread of its own, beside the operators and the other outputs
-    /// (the heavy ones); the others are staged one after the other once the operators are done.
+    /// Whether it is staged beside the operators (it does not read their results); the others
+    /// are staged once the operators are done, each on a thread of its own too.
     fn own_thread(&self) -> bool {
         false
     }

@@ -3,7 +3,8 @@
 //! mode: every batch emits the windows it changed. The aggregates are [`TumblingWindows`]'; this
 //! operator adds the merchants of each open window.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -21,7 +22,8 @@ pub struct UserWindowRow {
     pub user_id: Option<String>,
     pub category: Option<String>,
     pub agg: Aggregate,
-    pub merchants: Vec<Option<String>>,
+    /// Shared with the operator's state (one copy of each merchant's name).
+    pub merchants: Merchants,
 }
 
 /// One transaction as the windows see it.
@@ -38,8 +40,14 @@ pub struct UserWindows {
     window: i64,
     /// The merchants of each open window, in processing order, by start then key (looked up by
     /// `&str`: no key is copied for a window already open).
-    merchants: BTreeMap<i64, HashMap<String, Vec<Option<String>>, ahash::RandomState>>,
+    merchants: BTreeMap<i64, HashMap<String, Merchants, ahash::RandomState>>,
+    /// Each merchant's name once, shared by the windows' lists and the rows (a name per
+    /// transaction was most of this operator's allocations).
+    names: HashSet<Arc<str>, ahash::RandomState>,
 }
+
+/// A window's merchants, in processing order.
+pub type Merchants = Vec<Option<Arc<str>>>;
 
 /// The snapshot: keys sorted, so that the bytes do not depend on hash order.
 #[derive(Serialize, Deserialize)]
@@ -48,10 +56,39 @@ struct Snapshot {
     merchants: BTreeMap<(i64, String), Vec<Option<String>>>,
 }
 
+/// [`Snapshot`] as written: the same bytes, borrowed from the state.
+#[derive(Serialize)]
+struct SnapshotRef<'a> {
+    windows: Vec<u8>,
+    merchants: BTreeMap<(i64, &'a str), Vec<Option<&'a str>>>,
+}
+
+/// Interned names beyond this many (and beyond twice those the open windows hold) are
+/// forgotten: a stream of ever new merchants does not grow the set without end.
+const NAMES_KEPT: usize = 100_000;
+
+#[cfg(test)]
 fn key(user: Option<&str>, category: Option<&str>) -> String {
-    // `None` and "" differ: a leading marker says which parts are present.
-    let part = |p: Option<&str>| p.map_or("0".to_string(), |v| format!("1{v}"));
-    format!("{}{SEP}{}", part(user), part(category))
+    let mut k = String::new();
+    push_key(&mut k, user, category);
+    k
+}
+
+/// Appends the windows' key of (user, category) to `out`. `None` and "" differ: a leading
+/// marker says which parts are present.
+fn push_key(out: &mut String, user: Option<&str>, category: Option<&str>) {
+    fn part(out: &mut String, p: Option<&str>) {
+        match p {
+            Some(v) => {
+                out.push('1');
+                out.push_str(v);
+            }
+            None => out.push('0'),
+        }
+    }
+    part(out, user);
+    out.push(SEP);
+    part(out, category);
 }
 
 fn unkey(key: &str) -> (Option<String>, Option<String>) {
@@ -73,6 +110,19 @@ impl UserWindows {
             ),
             window: window_micros.max(1),
             merchants: BTreeMap::new(),
+            names: HashSet::default(),
+        }
+    }
+
+    /// The shared copy of a merchant's name.
+    fn intern(names: &mut HashSet<Arc<str>, ahash::RandomState>, name: &str) -> Arc<str> {
+        match names.get(name) {
+            Some(shared) => shared.clone(),
+            None => {
+                let shared: Arc<str> = Arc::from(name);
+                names.insert(shared.clone());
+                shared
+            }
         }
     }
 
@@ -83,25 +133,43 @@ impl UserWindows {
     ) -> (Vec<UserWindowRow>, u64) {
         let in_force = self.windows.watermark();
         let txns: Vec<UserTxn<'a>> = txns.into_iter().collect();
-        let keys: Vec<String> = txns.iter().map(|t| key(t.user_id, t.category)).collect();
-        for (t, k) in txns.iter().zip(&keys) {
+        // Every key in one buffer: no allocation per transaction.
+        let mut buffer = String::with_capacity(txns.len() * 24);
+        let mut ends = Vec::with_capacity(txns.len());
+        for t in &txns {
+            push_key(&mut buffer, t.user_id, t.category);
+            ends.push(buffer.len());
+        }
+        let keys: Vec<&str> = std::iter::once(0)
+            .chain(ends.iter().copied())
+            .zip(&ends)
+            .map(|(from, &to)| &buffer[from..to])
+            .collect();
+        let mut open: Option<(i64, &mut HashMap<_, _, _>)> = None;
+        for (t, &k) in txns.iter().zip(&keys) {
             let start = t.event_time.div_euclid(self.window) * self.window;
             if in_force.is_some_and(|wm| start + self.window <= wm) {
                 continue;
             }
-            let open = self.merchants.entry(start).or_default();
-            let merchant = t.merchant.map(str::to_string);
-            match open.get_mut(k.as_str()) {
+            // Consecutive transactions mostly fall in the same window: one lookup for a run.
+            if open.as_ref().is_none_or(|(s, _)| *s != start) {
+                open = Some((start, self.merchants.entry(start).or_default()));
+            }
+            let Some((_, lists)) = open.as_mut() else {
+                continue;
+            };
+            let merchant = t.merchant.map(|m| Self::intern(&mut self.names, m));
+            match lists.get_mut(k) {
                 Some(list) => list.push(merchant),
                 None => {
-                    open.insert(k.clone(), vec![merchant]);
+                    lists.insert(k.to_string(), vec![merchant]);
                 }
             }
         }
         let batch = self.windows.apply(
             txns.iter()
                 .zip(&keys)
-                .map(|(t, k)| (t.event_time, Some(k.as_str()), t.amount)),
+                .map(|(t, k)| (t.event_time, Some(*k), t.amount)),
         );
         let rows = batch
             .rows
@@ -130,7 +198,25 @@ impl UserWindows {
             let open = self.merchants.split_off(&(wm - self.window + 1));
             self.merchants = open;
         }
+        if self.names.len() > NAMES_KEPT {
+            self.forget_unused_names();
+        }
         (rows, batch.late)
+    }
+}
+
+impl UserWindows {
+    /// Keeps the names the open windows hold, when they are fewer than half of those kept.
+    fn forget_unused_names(&mut self) {
+        let used: HashSet<&Arc<str>> = self
+            .merchants
+            .values()
+            .flat_map(|open| open.values().flatten().flatten())
+            .collect();
+        if used.len() * 2 < self.names.len() {
+            let used: HashSet<Arc<str>, ahash::RandomState> = used.into_iter().cloned().collect();
+            self.names = used;
+        }
     }
 }
 
@@ -148,11 +234,13 @@ impl Operator for UserWindows {
             .merchants
             .iter()
             .flat_map(|(start, open)| {
-                open.iter()
-                    .map(move |(k, v)| ((*start, k.clone()), v.clone()))
+                open.iter().map(move |(k, v)| {
+                    let list = v.iter().map(|m| m.as_deref()).collect();
+                    ((*start, k.as_str()), list)
+                })
             })
             .collect();
-        let snapshot = Snapshot {
+        let snapshot = SnapshotRef {
             windows: self.windows.to_bytes(),
             merchants,
         };
@@ -164,7 +252,12 @@ impl Operator for UserWindows {
             postcard::from_bytes(bytes).map_err(|e| format!("not a user windows snapshot: {e}"))?;
         self.windows.restore(&snapshot.windows)?;
         self.merchants = BTreeMap::new();
+        self.names = HashSet::default();
         for ((start, k), list) in snapshot.merchants {
+            let list = list
+                .iter()
+                .map(|m| m.as_deref().map(|m| Self::intern(&mut self.names, m)))
+                .collect();
             self.merchants.entry(start).or_default().insert(k, list);
         }
         Ok(())
@@ -225,6 +318,36 @@ mod tests {
         back.restore(&bytes).unwrap();
         let (again, _) = back.apply([t(T + 2 * MIN, "u1", "food", "D", 1.0)]);
         assert_eq!(again, rows);
+    }
+
+    #[test]
+    fn the_snapshot_keeps_the_layout_of_owned_names_and_shares_them_when_restored() {
+        let mut w = UserWindows::new(5 * MIN, 5 * MIN);
+        w.apply([
+            t(T, "u1", "food", "A", 10.0),
+            t(T + MIN, "u2", "food", "A", 30.0),
+        ]);
+        w.apply([UserTxn {
+            merchant: None,
+            ..t(T + MIN, "u1", "food", "B", 1.0)
+        }]);
+        // The layout written before the names were shared: owned strings.
+        let owned = Snapshot {
+            windows: w.windows.to_bytes(),
+            merchants: BTreeMap::from([
+                (
+                    (T, key(Some("u1"), Some("food"))),
+                    vec![Some("A".into()), None],
+                ),
+                ((T, key(Some("u2"), Some("food"))), vec![Some("A".into())]),
+            ]),
+        };
+        let bytes = postcard::to_allocvec(&owned).unwrap();
+        assert_eq!(w.snapshot(), bytes);
+        let mut back = UserWindows::new(5 * MIN, 5 * MIN);
+        back.restore(&bytes).unwrap();
+        assert_eq!(back.snapshot(), bytes);
+        assert_eq!(back.names.len(), 1, "one copy of merchant A");
     }
 
     #[test]

@@ -640,7 +640,7 @@ mod tests {
             table.insert("ks"),
             "INSERT INTO ks.transaction_aggregates (window_start, window_end, user_id, category, transaction_count, total_amount, avg_amount, max_amount, min_amount, merchants) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?"
         );
-        let row = |user: Option<&str>, merchants: Vec<Option<String>>| UserWindowRow {
+        let row = |user: Option<&str>, merchants: Vec<Option<std::sync::Arc<str>>>| UserWindowRow {
             window_start: 1_762_500_600_000_000,
             window_end: 1_762_500_900_000_000,
             user_id: user.map(str::to_string),

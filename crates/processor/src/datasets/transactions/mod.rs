@@ -28,6 +28,7 @@ use crate::operators::windows::{TumblingWindows, WindowBatch};
 use crate::outputs::bronze::Bronze;
 use crate::outputs::quarantine::Quarantine;
 use crate::sinks;
+use crate::{join, spawn};
 
 /// A decoded batch of transactions.
 pub type TxnBatch<'a> = Batch<'a, Transactions>;
@@ -132,17 +133,17 @@ impl Dataset for Transactions {
 
     fn operate(&mut self, batch: &TxnBatch<'_>) -> TxnDerived {
         let messages = &batch.raw.messages;
-        let gold = self.gold.apply_from(batch.valid.iter().map(|(i, t)| {
+        let gold_input = batch.valid.iter().map(|(i, t)| {
             (
                 messages[*i as usize].partition,
                 t.event_time,
                 t.card_id.as_deref(),
                 t.amount,
             )
-        }));
+        });
         let Some(fraud) = &mut self.fraud else {
             return TxnDerived {
-                gold,
+                gold: self.gold.apply_from(gold_input),
                 alerts: Vec::new(),
                 user_windows: Vec::new(),
                 fraud_late: 0,
@@ -168,17 +169,29 @@ impl Dataset for Transactions {
                 lon: t.lon,
             })
         });
-        let rules = fraud.rules.apply(txns);
-        let (user_windows, user_windows_late) =
-            fraud
-                .user_windows
-                .apply(batch.valid.iter().map(|(_, t)| UserTxn {
-                    event_time: t.event_time,
-                    user_id: t.user_id.as_deref(),
-                    category: t.category.as_deref(),
-                    merchant: t.merchant.as_deref(),
-                    amount: t.amount,
-                }));
+        let user_txns = batch.valid.iter().map(|(_, t)| UserTxn {
+            event_time: t.event_time,
+            user_id: t.user_id.as_deref(),
+            category: t.category.as_deref(),
+            merchant: t.merchant.as_deref(),
+            amount: t.amount,
+        });
+        // The three operators keep states of their own: each on a thread (their outputs wait
+        // for all three; bronze, silver and the raw CSV run beside them).
+        let (
+            gold_windows,
+            Fraud {
+                rules,
+                user_windows,
+                ..
+            },
+        ) = (&mut self.gold, fraud);
+        let (gold, rules, (user_windows, user_windows_late)) = std::thread::scope(|s| {
+            let gold = spawn(s, "gold", || gold_windows.apply_from(gold_input));
+            let windows = spawn(s, "user_windows", || user_windows.apply(user_txns));
+            let rules = rules.apply(txns);
+            (join(gold), rules, join(windows))
+        });
         if rules.late > 0 {
             tracing::info!(
                 "[processor] fraud rules: {} late transactions not evaluated (older than the watermark)",
