@@ -297,18 +297,11 @@ fn scan(text: &str) -> Option<FinancialTxn<'_>> {
     })
 }
 
-/// A non-negative integer `0|[1-9][0-9]*` of at most 15 digits starting at `i` (no fraction, no
-/// exponent): its value and the index after it.
-fn scan_integer(b: &[u8], mut i: usize) -> Option<(f64, usize)> {
-    let start = i;
+/// A non-negative integer `0|[1-9][0-9]*` of at most 15 digits (no fraction, no
+/// exponent) starting at `start`: its value and the index after it.
+fn scan_integer(b: &[u8], start: usize) -> Option<(f64, usize)> {
     let mut value: u64 = 0;
-    while let Some(d @ b'0'..=b'9') = b.get(i) {
-        value = value * 10 + u64::from(d - b'0');
-        i += 1;
-        if i - start > 15 {
-            return None;
-        }
-    }
+    let i = crate::json::scan_digits(b, start, &mut value, 15)?;
     let digits = i - start;
     if digits == 0
         || (digits > 1 && b[start] == b'0')

@@ -584,31 +584,34 @@ pub(crate) fn scan_string(text: &str, i: usize) -> Option<(&str, usize)> {
 
 /// A number `-?(0|[1-9][0-9]*).[0-9]+` of at most 15 digits starting at `i`: its value and the
 /// index after it.
+/// Reads the run of decimal digits at `i` into `mantissa` (times ten for each digit); its end,
+/// or `None` past `max` digits (a double holds 15 decimal digits exactly).
+#[inline]
+pub(crate) fn scan_digits(b: &[u8], mut i: usize, mantissa: &mut u64, max: usize) -> Option<usize> {
+    let start = i;
+    while let Some(d @ b'0'..=b'9') = b.get(i) {
+        *mantissa = *mantissa * 10 + u64::from(d - b'0');
+        i += 1;
+        if i - start > max {
+            return None;
+        }
+    }
+    Some(i)
+}
+
 pub(crate) fn scan_number(b: &[u8], mut i: usize) -> Option<(f64, usize)> {
     let negative = b.get(i) == Some(&b'-');
     i += usize::from(negative);
     let int_start = i;
     let mut mantissa: u64 = 0;
-    while let Some(d @ b'0'..=b'9') = b.get(i) {
-        mantissa = mantissa * 10 + u64::from(d - b'0');
-        i += 1;
-        if i - int_start > 15 {
-            return None;
-        }
-    }
+    i = scan_digits(b, i, &mut mantissa, 15)?;
     let int_digits = i - int_start;
     if int_digits == 0 || (int_digits > 1 && b[int_start] == b'0') || b.get(i) != Some(&b'.') {
         return None;
     }
     i += 1;
     let frac_start = i;
-    while let Some(d @ b'0'..=b'9') = b.get(i) {
-        mantissa = mantissa * 10 + u64::from(d - b'0');
-        i += 1;
-        if int_digits + (i - frac_start) > 15 {
-            return None;
-        }
-    }
+    i = scan_digits(b, i, &mut mantissa, 15 - int_digits)?;
     let frac_digits = i - frac_start;
     if frac_digits == 0 || matches!(b.get(i), Some(b'e' | b'E')) {
         return None;

@@ -498,69 +498,29 @@ impl<D: Dataset> Stages<D> {
         } = self;
         let (topic, files): (&str, &CompactWriter) = (topic, writer);
         let outputs: Vec<&dyn Output<D>> = outputs.iter().map(|o| &**o).collect();
+        let input = StageInput {
+            raw,
+            batch,
+            derived: None,
+            plan,
+            topic,
+            files,
+        };
         std::thread::scope(|s| {
-            let threads: Vec<_> = outputs
-                .iter()
-                .enumerate()
-                .filter(|(_, o)| o.own_thread())
-                .map(|(i, o)| {
-                    let input = StageInput {
-                        raw,
-                        batch,
-                        derived: None,
-                        plan,
-                        topic,
-                        files,
-                    };
-                    let name = o.target().name();
-                    (
-                        i,
-                        spawn(s, &name.clone(), move || {
-                            timed(plan.batch, &name, || o.stage(&input))
-                        }),
-                    )
-                })
-                .collect();
+            let threads = spawn_stages(s, &outputs, true, input);
             let t = Instant::now();
             let derived = dataset.operate(batch);
             let operators = t.elapsed();
             let mut staged: Vec<Option<Result<Staged>>> = outputs.iter().map(|_| None).collect();
             // The outputs of the operators' results, each on a thread of its own too.
             std::thread::scope(|s| {
-                let after: Vec<_> = outputs
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, o)| !o.own_thread())
-                    .map(|(i, o)| {
-                        let input = StageInput {
-                            raw,
-                            batch,
-                            derived: Some(&derived),
-                            plan,
-                            topic,
-                            files,
-                        };
-                        let name = o.target().name();
-                        (
-                            i,
-                            spawn(s, &name.clone(), move || {
-                                timed(plan.batch, &name, || o.stage(&input))
-                            }),
-                        )
-                    })
-                    .collect();
-                for (i, handle) in after {
-                    staged[i] = Some(handle.join().unwrap_or_else(|_| {
-                        Err(Error::Internal("an output thread panicked".into()))
-                    }));
-                }
+                let input = StageInput {
+                    derived: Some(&derived),
+                    ..input
+                };
+                join_stages(&mut staged, spawn_stages(s, &outputs, false, input));
             });
-            for (i, handle) in threads {
-                staged[i] =
-                    Some(handle.join().unwrap_or_else(|_| {
-                        Err(Error::Internal("an output thread panicked".into()))
-                    }));
-            }
+            join_stages(&mut staged, threads);
             let staged = outputs
                 .iter()
                 .zip(staged)
@@ -580,6 +540,42 @@ impl<D: Dataset> Stages<D> {
     ) -> Result<BatchOutcome> {
         let staged = self.stage(plan, new, raw, lost)?;
         self.committer.commit(staged)
+    }
+}
+
+/// A staging output's thread, with the output's index.
+type StageThread<'s> = (usize, std::thread::ScopedJoinHandle<'s, Result<Staged>>);
+
+/// Starts the stage of each output whose `own_thread()` is `own_thread`, each on a thread of its
+/// own in `s`, named after the output.
+fn spawn_stages<'s, 'e, 'a: 'e, D: Dataset>(
+    s: &'s std::thread::Scope<'s, 'e>,
+    outputs: &'e [&'e dyn Output<D>],
+    own_thread: bool,
+    input: StageInput<'e, 'a, D>,
+) -> Vec<StageThread<'s>> {
+    outputs
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| o.own_thread() == own_thread)
+        .map(|(i, o)| {
+            let name = o.target().name();
+            let thread = spawn(s, &name.clone(), move || {
+                timed(input.plan.batch, &name, || o.stage(&input))
+            });
+            (i, thread)
+        })
+        .collect()
+}
+
+/// Waits for each thread of `threads` and puts its result in its output's slot of `staged`.
+fn join_stages(staged: &mut [Option<Result<Staged>>], threads: Vec<StageThread<'_>>) {
+    for (i, handle) in threads {
+        staged[i] = Some(
+            handle
+                .join()
+                .unwrap_or_else(|_| Err(Error::Internal("an output thread panicked".into()))),
+        );
     }
 }
 

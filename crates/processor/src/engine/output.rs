@@ -39,6 +39,15 @@ pub struct StageInput<'s, 'a, D: Dataset> {
     pub files: &'s CompactWriter,
 }
 
+// Only references: copied for each output's thread (a derive would ask `D: Copy`).
+impl<D: Dataset> Clone for StageInput<'_, '_, D> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<D: Dataset> Copy for StageInput<'_, '_, D> {}
+
 impl<D: Dataset> StageInput<'_, '_, D> {
     /// One Parquet file of `rows` in `layer`, named after this batch (nothing for no rows).
     pub fn parquet(&self, layer: FileLayer, rows: &arrow_array::RecordBatch) -> Result<Staged> {
