@@ -110,6 +110,11 @@ impl KafkaSource {
             .set("fetch.max.bytes", "52428800")
             .set("max.partition.fetch.bytes", "8388608")
             .set("queued.min.messages", "200000")
+            // A read stops at the end it asked for, and then every partition is paused: a fetch
+            // the broker holds (500 ms by default, when a partition has nothing new) only
+            // delays the watermark and offset requests queued behind it on the same connection
+            // (seen as ~500 ms stalls at the last batches of a read). The user can raise it.
+            .set("fetch.wait.max.ms", "10")
             .set("session.timeout.ms", "6000");
         // The user's properties, then the ones exactly-once depends on.
         let consumer: BaseConsumer<Fatal> = client
