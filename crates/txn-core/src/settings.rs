@@ -398,7 +398,8 @@ pub fn log_filter(text: &str) -> Result<tracing_subscriber::EnvFilter, String> {
 /// The Delta Lake kernel logs every snapshot it builds at info: kept to warnings unless the
 /// filter `text` names it. The Cassandra driver logs each reconnection attempt of an outage at
 /// error level, every second: off unless named (the Cassandra sink logs what it acts on, with
-/// the driver's error, every 10 s).
+/// the driver's error, every 10 s). rdkafka's consumer logs an error when it is dropped closed
+/// (the processor's source closes its consumer itself, faster): off unless named.
 fn quiet_chatty(
     mut filter: tracing_subscriber::EnvFilter,
     text: &str,
@@ -408,6 +409,7 @@ fn quiet_chatty(
         ("buoyant_kernel_engine", "warn"),
         ("deltalake_core", "warn"),
         ("scylla", "off"),
+        ("rdkafka::consumer::base_consumer", "off"),
     ] {
         if !text.contains(chatty) {
             if let Ok(directive) = format!("{chatty}={level}").parse() {
