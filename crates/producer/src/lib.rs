@@ -904,37 +904,49 @@ mod avro_tests {
     use super::*;
 
     /// Every dataset's generator, as the producer's `avro` format writes it: each record that
-    /// fits the dataset's schema reads back, rendered by the processor's renderer, as the same
-    /// record its JSON gives; the malformed ones that do not fit stay JSON.
+    /// fits the dataset's schema reads back, rendered by the processor's renderer and read
+    /// directly by the processor's decoder, as the same record its JSON gives; the malformed
+    /// ones that do not fit stay JSON.
     #[test]
     fn each_datasets_records_in_avro_decode_as_their_json_does() {
+        use txn_core::avro::WriterSchema;
+        use txn_core::{event, financial as fin, json};
         type Same = fn(&str, &str) -> bool;
-        let cases: [(Dataset, Box<dyn MessageGenerator>, Same); 4] = [
+        type Direct = fn(&WriterSchema, &[u8], &str) -> bool;
+        type Case = (Dataset, Box<dyn MessageGenerator>, (Same, Direct));
+        let transactions: (Same, Direct) = (
+            |a, b| json::decode_text(a) == json::decode_text(b),
+            |s, body, b| json::decode_avro(s, 1, body) == json::decode_text(b),
+        );
+        let cases: [Case; 4] = [
             (
                 Dataset::Transactions,
                 Box::new(Generator::new(3, 0.1, 0.1)),
-                |a, b| txn_core::json::decode_text(a) == txn_core::json::decode_text(b),
+                transactions,
             ),
             (
                 Dataset::Transactions,
                 Box::new(realistic::RealisticGenerator::new(3, 0.1, 0.1, 0.05, 50)),
-                |a, b| txn_core::json::decode_text(a) == txn_core::json::decode_text(b),
+                transactions,
             ),
             (
                 Dataset::Events,
                 Box::new(events::EventGenerator::new(3, 0.1, 0.1)),
-                |a, b| txn_core::event::decode_event(a) == txn_core::event::decode_event(b),
+                (
+                    |a, b| event::decode_event(a) == event::decode_event(b),
+                    |s, body, b| event::decode_event_avro(s, 1, body) == event::decode_event(b),
+                ),
             ),
             (
                 Dataset::Financial,
                 Box::new(financial::FinancialGenerator::new(3, 0.1, 0.1, 0.05)),
-                |a, b| {
-                    txn_core::financial::decode_financial(a)
-                        == txn_core::financial::decode_financial(b)
-                },
+                (
+                    |a, b| fin::decode_financial(a) == fin::decode_financial(b),
+                    |s, body, b| fin::decode_financial_avro(s, 1, body) == fin::decode_financial(b),
+                ),
             ),
         ];
-        for (dataset, mut generator, same) in cases {
+        for (dataset, mut generator, (same, direct)) in cases {
             let text = txn_core::avro::dataset_schema(dataset);
             let schema = txn_core::avro::WriterSchema::parse(text).unwrap();
             let (mut avro, mut fits) = (0, 0);
@@ -957,6 +969,10 @@ mod avro_tests {
                     std::str::from_utf8(json).unwrap(),
                 );
                 assert!(same(a, b), "{dataset}: {a} read apart from {b}");
+                assert!(
+                    direct(&schema, &body, b),
+                    "{dataset}: {a} read directly apart from {b}"
+                );
                 fits += usize::from(!matches!(kind, Kind::Bad(_)));
             }
             assert!(

@@ -13,6 +13,7 @@
 
 use std::collections::HashMap;
 use std::io::Write as _;
+use std::sync::OnceLock;
 
 use apache_avro::schema::{Name, Schema};
 
@@ -94,6 +95,25 @@ pub struct WriterSchema {
     plan: Node,
     /// Named records, enums and fixed types, for [`Node::Named`].
     named: Vec<Node>,
+    /// The last [`WriterSchema::read_record`] binding: the dataset's names (by address) and,
+    /// for each top-level field, the position of its name among them.
+    binding: OnceLock<(usize, Option<Vec<Option<u8>>>)>,
+}
+
+/// One top-level field of a record value as [`WriterSchema::read_record`] reads it (the branch
+/// of a union already taken).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Field<'a> {
+    Null,
+    Bool(bool),
+    /// An int or a long (also `time-millis`/`time-micros`, which render as integers).
+    Long(i64),
+    /// A double, or a float widened to one.
+    Double(f64),
+    Str(&'a str),
+    /// Anything else (a timestamp, a date, a decimal, bytes, an enum, a record, an array, a
+    /// map): the rendered JSON decides how the dataset reads it.
+    Other,
 }
 
 /// What to read and write for one schema node.
@@ -137,7 +157,12 @@ impl WriterSchema {
         let mut names = HashMap::new();
         let mut named = Vec::new();
         let plan = compile(&root, &mut names, &mut named)?;
-        Ok(WriterSchema { root, plan, named })
+        Ok(WriterSchema {
+            root,
+            plan,
+            named,
+            binding: OnceLock::new(),
+        })
     }
 
     pub fn schema(&self) -> &Schema {
@@ -161,6 +186,141 @@ impl WriterSchema {
             ));
         }
         Ok(())
+    }
+
+    /// Reads a record body without rendering it: `field(slot, value)` for each top-level field
+    /// whose name is `names[slot]`, in the writer's order. Every other field is read and checked
+    /// all the same, so an error is the one [`WriterSchema::to_json`] gives, word for word.
+    /// `Ok(false)` (nothing read) when the root is not a record. `names` should be a `static`:
+    /// the binding of fields to names is kept for the last one, by its address.
+    pub fn read_record<'a>(
+        &self,
+        body: &'a [u8],
+        names: &'static [&'static str],
+        mut field: impl FnMut(usize, Field<'a>),
+    ) -> Result<bool, String> {
+        let key = names.as_ptr() as usize;
+        let computed;
+        let slots = match self.binding.get_or_init(|| (key, self.bind(names))) {
+            (k, slots) if *k == key => slots,
+            _ => {
+                computed = self.bind(names);
+                &computed
+            }
+        };
+        let (Some(slots), Node::Named(root)) = (slots, &self.plan) else {
+            return Ok(false);
+        };
+        let Node::Record(fields) = &self.named[*root] else {
+            return Ok(false);
+        };
+        let mut r = Reader {
+            buf: body,
+            pos: 0,
+            items: body.len() as u64 + SPARE_ITEMS,
+        };
+        let mut scratch = Vec::new();
+        for ((_, node, name), slot) in fields.iter().zip(slots) {
+            // Depths as `to_json` counts them: the root 0, its record 1, a field 2.
+            let value = self
+                .field(node, &mut r, &mut scratch, 2)
+                .map_err(|e| format!("{name}: {e}"))?;
+            if let Some(slot) = slot {
+                field(usize::from(*slot), value);
+            }
+        }
+        if r.pos != body.len() {
+            return Err(format!(
+                "{} bytes left after the record ({} bytes read)",
+                body.len() - r.pos,
+                r.pos
+            ));
+        }
+        Ok(true)
+    }
+
+    /// For each top-level field of a record schema, the position of its name in `names`;
+    /// `None` when the root is not a record.
+    fn bind(&self, names: &[&str]) -> Option<Vec<Option<u8>>> {
+        let Node::Named(root) = &self.plan else {
+            return None;
+        };
+        let Node::Record(fields) = &self.named[*root] else {
+            return None;
+        };
+        Some(
+            fields
+                .iter()
+                .map(|(_, _, name)| {
+                    names
+                        .iter()
+                        .position(|n| n == name)
+                        .and_then(|p| u8::try_from(p).ok())
+                })
+                .collect(),
+        )
+    }
+
+    /// One field's value (a union's branch taken); anything not a primitive is checked by
+    /// rendering it into `scratch` and read as [`Field::Other`].
+    #[inline]
+    fn field<'a>(
+        &self,
+        node: &Node,
+        r: &mut Reader<'a>,
+        scratch: &mut Vec<u8>,
+        depth: usize,
+    ) -> Result<Field<'a>, String> {
+        let (node, depth) = match node {
+            Node::Union(branches) => {
+                let i = r.long()?;
+                let branch = usize::try_from(i)
+                    .ok()
+                    .and_then(|i| branches.get(i))
+                    .ok_or_else(|| format!("union branch {i} of {} branches", branches.len()))?;
+                (branch, depth + 1)
+            }
+            _ => (node, depth),
+        };
+        Ok(match node {
+            Node::Null => Field::Null,
+            Node::Boolean => match r.byte()? {
+                0 => Field::Bool(false),
+                1 => Field::Bool(true),
+                b => return Err(format!("boolean byte {b} at {}", r.pos - 1)),
+            },
+            Node::Int => {
+                let v = r.long()?;
+                if i32::try_from(v).is_err() {
+                    return Err(format!("int {v} out of range"));
+                }
+                Field::Long(v)
+            }
+            Node::Long => Field::Long(r.long()?),
+            Node::Float => Field::Double(f64::from(f32::from_le_bytes(r.array()?))),
+            Node::Double => Field::Double(f64::from_le_bytes(r.array()?)),
+            Node::Str => Field::Str(utf8(r.bytes()?)?),
+            other => {
+                scratch.clear();
+                self.render(other, r, scratch, depth)?;
+                Field::Other
+            }
+        })
+    }
+
+    /// Decodes a body the slow way: rendered as JSON, then `decode` of that text (which must not
+    /// borrow it). For what a direct read does not cover; a body that does not match its schema
+    /// is a `bad_avro` reject.
+    pub fn decode_rendered<T>(
+        &self,
+        id: u32,
+        body: &[u8],
+        decode: impl FnOnce(&str) -> Result<T, crate::Reject>,
+    ) -> Result<T, crate::Reject> {
+        let mut json = Vec::with_capacity(2 * body.len() + 64);
+        self.to_json(body, &mut json)
+            .map_err(|detail| crate::Reject::BadAvro { id, detail })?;
+        decode(crate::json::payload_text(Some(&json))?)
     }
 
     fn render(
@@ -421,6 +581,17 @@ fn plain_fixed(v: &mut serde_json::Value) {
     }
 }
 
+/// A string's bytes as text, or where they stop being UTF-8. (Most are ASCII: checked a word at
+/// a time, inline, rather than by a call per string.)
+#[inline]
+fn utf8(bytes: &[u8]) -> Result<&str, String> {
+    if bytes.is_ascii() {
+        // SAFETY: ASCII bytes are valid UTF-8.
+        return Ok(unsafe { std::str::from_utf8_unchecked(bytes) });
+    }
+    std::str::from_utf8(bytes).map_err(|e| format!("string not UTF-8 at byte {}", e.valid_up_to()))
+}
+
 /// An integer as JSON.
 fn integer(out: &mut Vec<u8>, v: i64) {
     let mut buf = [0u8; 20];
@@ -505,6 +676,7 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    #[inline]
     fn byte(&mut self) -> Result<u8, String> {
         let b = *self
             .buf
@@ -515,7 +687,16 @@ impl<'a> Reader<'a> {
     }
 
     /// A zigzag varint (Avro's int and long).
+    #[inline]
     fn long(&mut self) -> Result<i64, String> {
+        // One byte: union branches, short lengths, small numbers.
+        if let Some(&b) = self.buf.get(self.pos) {
+            if b & 0x80 == 0 {
+                self.pos += 1;
+                let v = u64::from(b);
+                return Ok((v >> 1) as i64 ^ -((v & 1) as i64));
+            }
+        }
         let mut v = 0u64;
         for shift in (0..70).step_by(7) {
             let b = self.byte()?;
@@ -527,6 +708,7 @@ impl<'a> Reader<'a> {
         Err(format!("varint longer than 10 bytes at {}", self.pos))
     }
 
+    #[inline]
     fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
         let end = self
             .pos
@@ -544,6 +726,7 @@ impl<'a> Reader<'a> {
         Ok(s)
     }
 
+    #[inline]
     fn array<const N: usize>(&mut self) -> Result<[u8; N], String> {
         let mut a = [0; N];
         a.copy_from_slice(self.take(N)?);
@@ -551,6 +734,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A length-prefixed byte string.
+    #[inline]
     fn bytes(&mut self) -> Result<&'a [u8], String> {
         let n = self.long()?;
         let n = usize::try_from(n).map_err(|_| format!("negative length {n}"))?;
@@ -855,5 +1039,188 @@ mod tests {
         assert_eq!(framed_id(&out), Some(258));
         assert_eq!(framed_id(b"{\"a\": 1}"), None);
         assert_eq!(framed_id(&[0, 0, 1]), None);
+    }
+
+    /// Each dataset's direct read of `body` gives what its decoder gives of the rendered JSON:
+    /// the same record (strings equal, borrowed or not) or the same reject, word for word.
+    fn agree(schema: &WriterSchema, body: &[u8]) {
+        use crate::{event, financial, json, Transaction};
+        let direct = json::decode_avro(schema, 9, body);
+        let rendered = schema.decode_rendered(9, body, |t| {
+            json::decode_text(t).map(Transaction::into_owned)
+        });
+        assert_eq!(direct, rendered, "transactions, body {body:?}");
+        let direct = event::decode_event_avro(schema, 9, body);
+        let rendered = schema.decode_rendered(9, body, |t| {
+            event::decode_event(t).map(event::Event::into_owned)
+        });
+        assert_eq!(direct, rendered, "events, body {body:?}");
+        let direct = financial::decode_financial_avro(schema, 9, body);
+        let rendered = schema.decode_rendered(9, body, |t| {
+            financial::decode_financial(t).map(financial::FinancialTxn::into_owned)
+        });
+        assert_eq!(direct, rendered, "financial, body {body:?}");
+    }
+
+    /// [`agree`] on `body`, on every prefix of it and on every single-byte change of it.
+    fn agree_around(schema: &WriterSchema, body: &[u8]) {
+        agree(schema, body);
+        for at in 0..body.len() {
+            agree(schema, &body[..at]);
+            for flip in [0x01, 0x80, 0xa5] {
+                let mut changed = body.to_vec();
+                changed[at] ^= flip;
+                agree(schema, &changed);
+            }
+        }
+    }
+
+    fn encoded(schema: &WriterSchema, json: &str) -> Vec<u8> {
+        let mut body = Vec::new();
+        encode_json_text(schema.schema(), json.as_bytes(), &mut body).unwrap();
+        body
+    }
+
+    #[test]
+    fn the_direct_read_of_each_dataset_gives_what_its_rendered_json_gives() {
+        let txn = WriterSchema::parse(TRANSACTION_SCHEMA).unwrap();
+        let body = encoded(
+            &txn,
+            r#"{"txn_id": "t-1", "event_ts": "2024-05-01T12:00:00.123456+02:00", "user_id": "u_7", "card_id": "c\"1", "merchant": null, "category": "food", "amount": 12.5, "currency": "EUR", "status": "approved", "city": "K\u00f6ln", "country": "DE", "lat": 50.94, "lon": -6.96}"#,
+        );
+        let t = crate::json::decode_avro(&txn, 1, &body).unwrap();
+        assert!(matches!(t.txn_id, std::borrow::Cow::Borrowed("t-1")));
+        assert_eq!(
+            (t.city.as_deref(), t.amount, t.merchant),
+            (Some("Köln"), Some(12.5), None)
+        );
+        assert_eq!(t.event_time, 1_714_557_600_123_456);
+        agree_around(&txn, &body);
+        // Rejects the checks after the JSON give: no txn_id, a bad time, a latitude out of range.
+        for json in [
+            r#"{"txn_id": "", "event_ts": "2024-05-01T12:00:00Z"}"#,
+            r#"{"txn_id": "t-2", "event_ts": "yesterday"}"#,
+            r#"{"txn_id": "t-3", "event_ts": "2024-05-01T12:00:00Z", "lat": 91.5}"#,
+        ] {
+            let body = encoded(&txn, json);
+            assert!(crate::json::decode_avro(&txn, 1, &body).is_err());
+            agree(&txn, &body);
+        }
+        let events = WriterSchema::parse(EVENT_SCHEMA).unwrap();
+        let body = encoded(
+            &events,
+            r#"{"id": 3, "ts": "2025-11-06T07:01:12.122Z", "value": 53.122, "source": "sim"}"#,
+        );
+        let e = crate::event::decode_event_avro(&events, 1, &body).unwrap();
+        assert_eq!(
+            (e.id, e.value, e.source.as_deref()),
+            (3, 53.122, Some("sim"))
+        );
+        agree_around(&events, &body);
+        let financial = WriterSchema::parse(FINANCIAL_SCHEMA).unwrap();
+        let body = encoded(
+            &financial,
+            r#"{"transactionId": "f-1", "userId": "u1", "amount": 99.99, "transactionTime": 1730000000123, "merchantId": "m9", "transactionType": "purchase", "location": null, "paymentMethod": "credit-card", "isInternational": true, "currency": "USD"}"#,
+        );
+        let f = crate::financial::decode_financial_avro(&financial, 1, &body).unwrap();
+        assert_eq!(
+            (f.transaction_time, f.payment_method.as_deref()),
+            (1_730_000_000_123_000, Some("credit_card"))
+        );
+        agree_around(&financial, &body);
+    }
+
+    #[test]
+    fn evolved_schemas_and_other_types_read_directly_or_rendered_give_the_same() {
+        // Fields reordered, added (of every complex kind) and retyped: timestamps and decimals
+        // (rendered), ints and floats in number fields, an enum and a long in string fields.
+        let schema = WriterSchema::parse(
+            r#"{"type": "record", "name": "V9", "fields": [
+              {"name": "tags", "type": {"type": "array", "items": {"type": "record", "name": "T", "fields": [{"name": "k", "type": "string"}]}}},
+              {"name": "amount", "type": {"type": "bytes", "logicalType": "decimal", "precision": 12, "scale": 2}},
+              {"name": "event_ts", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+              {"name": "txn_id", "type": "string"},
+              {"name": "lat", "type": "float"},
+              {"name": "lon", "type": ["null", "int"]},
+              {"name": "city", "type": {"type": "enum", "name": "City", "symbols": ["Oslo", "Rome"]}},
+              {"name": "status", "type": "long"},
+              {"name": "extra", "type": {"type": "map", "values": "double"}},
+              {"name": "id", "type": "int"},
+              {"name": "ts", "type": {"type": "long", "logicalType": "timestamp-micros"}},
+              {"name": "value", "type": "float"},
+              {"name": "transactionTime", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+              {"name": "isInternational", "type": ["null", "string"]}]}"#,
+        )
+        .unwrap();
+        let value = A::Record(vec![
+            (
+                "tags".into(),
+                A::Array(vec![A::Record(vec![("k".into(), A::String("x".into()))])]),
+            ),
+            (
+                "amount".into(),
+                A::Decimal(apache_avro::Decimal::from(vec![0x04, 0xd2])),
+            ),
+            ("event_ts".into(), A::TimestampMillis(1_714_564_800_123)),
+            ("txn_id".into(), A::String("t-9".into())),
+            ("lat".into(), A::Float(0.1)),
+            ("lon".into(), A::Union(1, Box::new(A::Int(-7)))),
+            ("city".into(), A::Enum(1, "Rome".into())),
+            ("status".into(), A::Long(4)),
+            (
+                "extra".into(),
+                A::Map(
+                    [("k".to_string(), A::Double(f64::NAN))]
+                        .into_iter()
+                        .collect(),
+                ),
+            ),
+            ("id".into(), A::Int(12)),
+            ("ts".into(), A::TimestampMicros(1_714_564_800_000_001)),
+            ("value".into(), A::Float(2.5)),
+            (
+                "transactionTime".into(),
+                A::TimestampMillis(1_714_564_800_123),
+            ),
+            (
+                "isInternational".into(),
+                A::Union(1, Box::new(A::String("TRUE".into()))),
+            ),
+        ]);
+        let body = apache_avro::to_avro_datum(schema.schema(), value).unwrap();
+        agree_around(&schema, &body);
+        // The plain fields read directly, the rest rendered: a transaction all the same.
+        let t = crate::json::decode_avro(&schema, 1, &body);
+        assert!(t.is_err(), "status is a long: {t:?}"); // the JSON's wrong_type, as rendered
+                                                        // NaN, infinities and 17-digit doubles; a non-record root; a record without the fields.
+        for text in [
+            r#"{"type": "record", "name": "N", "fields": [{"name": "txn_id", "type": "string"}, {"name": "event_ts", "type": "string"}, {"name": "amount", "type": "double"}, {"name": "value", "type": "double"}, {"name": "id", "type": "long"}, {"name": "ts", "type": "string"}]}"#,
+            r#"{"type": "map", "values": "string"}"#,
+            r#""string""#,
+            r#"{"type": "record", "name": "E", "fields": []}"#,
+        ] {
+            let schema = WriterSchema::parse(text).unwrap();
+            for v in [f64::NAN, f64::INFINITY, 0.1 + 0.2, 1e300, -0.0, 12.5] {
+                let value = match schema.schema() {
+                    Schema::Record(r) if !r.fields.is_empty() => A::Record(vec![
+                        ("txn_id".into(), A::String("t".into())),
+                        ("event_ts".into(), A::String("2024-05-01T12:00:00Z".into())),
+                        ("amount".into(), A::Double(v)),
+                        ("value".into(), A::Double(v)),
+                        ("id".into(), A::Long(1)),
+                        ("ts".into(), A::String("2024-05-01T12:00:00Z".into())),
+                    ]),
+                    Schema::Record(_) => A::Record(vec![]),
+                    Schema::Map(_) => A::Map(
+                        [("txn_id".to_string(), A::String("t".into()))]
+                            .into_iter()
+                            .collect(),
+                    ),
+                    _ => A::String("t".into()),
+                };
+                let body = apache_avro::to_avro_datum(schema.schema(), value).unwrap();
+                agree_around(&schema, &body);
+            }
+        }
     }
 }

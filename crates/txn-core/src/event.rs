@@ -7,6 +7,7 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use crate::avro::{Field, WriterSchema};
 use crate::fields::{object, optional, present, wrong};
 use crate::json::Reject;
 use crate::time::parse_rfc3339_micros;
@@ -54,6 +55,53 @@ pub fn decode_event(text: &str) -> Result<Event<'_>, Reject> {
         value,
         source,
     })
+}
+
+static AVRO_FIELDS: [&str; 4] = ["id", "ts", "value", "source"];
+
+/// Decodes an Avro body (Confluent's frame removed) of writer schema `id` into the event its
+/// rendered JSON would give ([`decode_event`] of [`WriterSchema::to_json`]'s text), without
+/// rendering it; anything else than a valid event of the plain types (an integer `id`, a
+/// string `ts`, a finite number `value`) takes the rendered path, which words the reject.
+pub fn decode_event_avro<'a>(
+    schema: &WriterSchema,
+    id: u32,
+    body: &'a [u8],
+) -> Result<Event<'a>, Reject> {
+    let (mut event_id, mut ts, mut value, mut source) = (None, None, None, None);
+    let mut direct = true;
+    let record = schema
+        .read_record(body, &AVRO_FIELDS, |slot, field| match (slot, field) {
+            (0, Field::Long(v)) => event_id = Some(v),
+            (1, Field::Str(v)) => ts = parse_rfc3339_micros(v).ok(),
+            (2, Field::Double(v)) if v.is_finite() => value = Some(crate::json::as_read_back(v)),
+            (2, Field::Long(v)) => value = Some(v as f64),
+            (3, Field::Str(v)) => source = Some(Cow::Borrowed(v)),
+            (3, Field::Null) => {}
+            _ => direct = false,
+        })
+        .map_err(|detail| Reject::BadAvro { id, detail })?;
+    match (event_id, ts, value) {
+        (Some(event_id), Some(ts), Some(value)) if record && direct => Ok(Event {
+            id: event_id,
+            ts,
+            value,
+            source,
+        }),
+        _ => schema.decode_rendered(id, body, |text| decode_event(text).map(Event::into_owned)),
+    }
+}
+
+impl Event<'_> {
+    /// The same event owning its strings.
+    pub fn into_owned(self) -> Event<'static> {
+        Event {
+            id: self.id,
+            ts: self.ts,
+            value: self.value,
+            source: self.source.map(|s| Cow::Owned(s.into_owned())),
+        }
+    }
 }
 
 /// Appends an event as seed 001's Python producer writes it (`json.dumps`: `", "` and `": "`

@@ -17,6 +17,7 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use crate::avro::{Field, WriterSchema};
 use crate::fields::{object, optional, present, text, wrong};
 use crate::json::Reject;
 
@@ -154,6 +155,63 @@ pub fn decode_financial(text_in: &str) -> Result<FinancialTxn<'_>, Reject> {
     }
 }
 
+static AVRO_FIELDS: [&str; 10] = FIELD_NAMES;
+
+/// Decodes an Avro body (Confluent's frame removed) of writer schema `id` into the transaction
+/// its rendered JSON would give ([`decode_financial`] of [`WriterSchema::to_json`]'s text),
+/// without rendering it. Only what the JSON fast path takes is read directly (strings,
+/// `amount` a number, `transactionTime` whole epoch seconds or milliseconds, `isInternational` a
+/// boolean, every value in range); anything else takes the rendered path, which words the reject.
+pub fn decode_financial_avro<'a>(
+    schema: &WriterSchema,
+    id: u32,
+    body: &'a [u8],
+) -> Result<FinancialTxn<'a>, Reject> {
+    let mut strings: [Option<&str>; 10] = [None; 10];
+    let (mut amount, mut seconds, mut international) = (None, None, None);
+    let mut direct = true;
+    let record = schema
+        .read_record(body, &AVRO_FIELDS, |slot, field| match (slot, field) {
+            (_, Field::Null) => {}
+            (2, Field::Double(v)) if v.is_finite() => amount = Some(crate::json::as_read_back(v)),
+            (2, Field::Long(v)) => amount = Some(v as f64),
+            (3, Field::Long(v)) if v >= 0 => {
+                let v = v as f64;
+                seconds = Some(if v >= MILLIS_FROM { v / 1e3 } else { v });
+            }
+            (8, Field::Bool(v)) => international = Some(v),
+            (2 | 3 | 8, _) => direct = false,
+            (_, Field::Str(v)) => strings[slot] = Some(v),
+            _ => direct = false,
+        })
+        .map_err(|detail| Reject::BadAvro { id, detail })?;
+    match assemble(strings, amount, seconds, international) {
+        Some(txn) if record && direct => Ok(txn),
+        _ => schema.decode_rendered(id, body, |text| {
+            decode_financial(text).map(FinancialTxn::into_owned)
+        }),
+    }
+}
+
+impl FinancialTxn<'_> {
+    /// The same transaction owning its strings.
+    pub fn into_owned(self) -> FinancialTxn<'static> {
+        let own = |s: Option<Cow<'_, str>>| s.map(|s| Cow::Owned(s.into_owned()));
+        FinancialTxn {
+            transaction_id: Cow::Owned(self.transaction_id.into_owned()),
+            user_id: Cow::Owned(self.user_id.into_owned()),
+            amount: self.amount,
+            transaction_time: self.transaction_time,
+            merchant_id: Cow::Owned(self.merchant_id.into_owned()),
+            transaction_type: own(self.transaction_type),
+            location: own(self.location),
+            payment_method: own(self.payment_method),
+            is_international: self.is_international,
+            currency: own(self.currency),
+        }
+    }
+}
+
 /// [`decode_financial`] without the fast path: serde_json for everything (the reference `scan`
 /// is tested against).
 pub fn decode_general(text_in: &str) -> Result<FinancialTxn<'_>, Reject> {
@@ -278,6 +336,17 @@ fn scan(text: &str) -> Option<FinancialTxn<'_>> {
     if skip_ws(b, i) != b.len() {
         return None;
     }
+    assemble(strings, amount, seconds, international)
+}
+
+/// A transaction from the fields a fast path read (by [`FIELD_NAMES`] slot; `seconds` the
+/// epoch time in seconds), when every one is present and in range; `None` otherwise.
+fn assemble(
+    strings: [Option<&str>; 10],
+    amount: Option<f64>,
+    seconds: Option<f64>,
+    international: Option<bool>,
+) -> Option<FinancialTxn<'_>> {
     let required = |slot: usize| strings[slot].filter(|s| !s.is_empty()).map(Cow::Borrowed);
     let amount = amount.filter(|a| (-MAX_AMOUNT..=MAX_AMOUNT).contains(a))?;
     let seconds = seconds.filter(|s| (0.0..=MAX_SECONDS).contains(s))?;

@@ -6,6 +6,7 @@ use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 
+use crate::avro::{Field, WriterSchema};
 use crate::record::Transaction;
 use crate::time::{parse_rfc3339_micros, TimestampError};
 
@@ -256,6 +257,21 @@ fn write_short_decimal(out: &mut Vec<u8>, v: f64) -> bool {
     true
 }
 
+/// A finite double as a decoder reads it back from [`write_python_float`]'s text: itself when
+/// the text is short (read exactly), else what serde_json's parse of the text gives (serde_json
+/// is built without `float_roundtrip`: an ulp off now and then). A direct Avro read gives the
+/// number its rendered JSON would.
+#[inline]
+pub(crate) fn as_read_back(v: f64) -> f64 {
+    let abs = v.abs();
+    if (1e-4..1e9).contains(&abs) && ((abs * 1e6 + 0.5) as u64) as f64 / 1e6 == abs {
+        return v;
+    }
+    let mut text = Vec::with_capacity(32);
+    write_python_float(&mut text, v);
+    serde_json::from_slice::<f64>(&text).unwrap_or(v)
+}
+
 /// [`write_python_float`] for every finite value, through ryu.
 fn write_python_float_general(out: &mut Vec<u8>, v: f64) {
     let mut buf = ryu::Buffer::new();
@@ -300,6 +316,43 @@ pub fn decode_text(text: &str) -> Result<Transaction<'_>, Reject> {
         None => parse_general(text)?,
     };
     finish(raw)
+}
+
+/// The fields in [`Raw`]'s order, at one address ([`WriterSchema::read_record`] keeps its
+/// binding by it).
+static AVRO_FIELDS: [&str; 13] = crate::FIELDS;
+
+/// Decodes an Avro body (Confluent's frame removed) of writer schema `id` into the transaction
+/// its rendered JSON would give ([`decode_text`] of [`WriterSchema::to_json`]'s text), without
+/// rendering it: strings are borrowed from the body, then the same checks as the JSON's. What
+/// the JSON would hold in another form than the record's (a timestamp or decimal type, a number
+/// in a string field, NaN, a root that is not a record) takes the rendered path.
+pub fn decode_avro<'a>(
+    schema: &WriterSchema,
+    id: u32,
+    body: &'a [u8],
+) -> Result<Transaction<'a>, Reject> {
+    let mut raw = Raw::default();
+    let mut direct = true;
+    let record = schema
+        .read_record(body, &AVRO_FIELDS, |slot, value| match (slot, value) {
+            (_, Field::Null) => {}
+            (6 | 11 | 12, Field::Double(v)) if v.is_finite() => {
+                *raw.number(slot) = Some(as_read_back(v))
+            }
+            (6 | 11 | 12, Field::Long(v)) => *raw.number(slot) = Some(v as f64),
+            (6 | 11 | 12, _) => direct = false,
+            (_, Field::Str(v)) => *raw.string(slot) = Some(Cow::Borrowed(v)),
+            _ => direct = false,
+        })
+        .map_err(|detail| Reject::BadAvro { id, detail })?;
+    if record && direct {
+        finish(raw)
+    } else {
+        schema.decode_rendered(id, body, |text| {
+            decode_text(text).map(Transaction::into_owned)
+        })
+    }
 }
 
 /// [`decode`] without the fast path: serde_json for everything (the reference `scan` is tested
@@ -679,6 +732,33 @@ struct Raw<'a> {
     country: Option<Cow<'a, str>>,
     lat: Option<f64>,
     lon: Option<f64>,
+}
+
+impl<'a> Raw<'a> {
+    /// The string field at `slot` of [`crate::FIELDS`] (not a number's slot).
+    fn string(&mut self, slot: usize) -> &mut Option<Cow<'a, str>> {
+        match slot {
+            0 => &mut self.txn_id,
+            1 => &mut self.event_ts,
+            2 => &mut self.user_id,
+            3 => &mut self.card_id,
+            4 => &mut self.merchant,
+            5 => &mut self.category,
+            7 => &mut self.currency,
+            8 => &mut self.status,
+            9 => &mut self.city,
+            _ => &mut self.country,
+        }
+    }
+
+    /// The number field at `slot` of [`crate::FIELDS`] (6, 11 or 12).
+    fn number(&mut self, slot: usize) -> &mut Option<f64> {
+        match slot {
+            6 => &mut self.amount,
+            11 => &mut self.lat,
+            _ => &mut self.lon,
+        }
+    }
 }
 
 /// Deserializes [`Raw`], recording in `field` the field whose value is being read, so that a type

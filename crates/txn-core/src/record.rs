@@ -31,3 +31,26 @@ pub struct Transaction<'a> {
     pub lat: Option<f64>,
     pub lon: Option<f64>,
 }
+
+impl Transaction<'_> {
+    /// The same transaction owning its strings.
+    pub fn into_owned(self) -> Transaction<'static> {
+        let own = |s: Option<Cow<'_, str>>| s.map(|s| Cow::Owned(s.into_owned()));
+        Transaction {
+            txn_id: Cow::Owned(self.txn_id.into_owned()),
+            event_ts: Cow::Owned(self.event_ts.into_owned()),
+            event_time: self.event_time,
+            user_id: own(self.user_id),
+            card_id: own(self.card_id),
+            merchant: own(self.merchant),
+            category: own(self.category),
+            amount: self.amount,
+            currency: own(self.currency),
+            status: own(self.status),
+            city: own(self.city),
+            country: own(self.country),
+            lat: self.lat,
+            lon: self.lon,
+        }
+    }
+}

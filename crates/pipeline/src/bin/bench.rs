@@ -729,9 +729,9 @@ fn bench_decode(messages: u64) -> anyhow::Result<()> {
     bench_decode_avro(&payloads)
 }
 
-/// The same records as Avro bodies (the producer's encoding): rendered as JSON by their writer
-/// schema, then decoded as the processor does; beside it the Apache Avro crate's own reader
-/// (a value tree), for scale.
+/// The same records as Avro bodies (the producer's encoding): read directly as the processor
+/// decodes them, rendered as JSON (what bronze's `value` holds), and the old render-then-JSON
+/// path; beside them the Apache Avro crate's own reader (a value tree), for scale.
 fn bench_decode_avro(payloads: &[Vec<u8>]) -> anyhow::Result<()> {
     use txn_core::avro::{encode_json_text, WriterSchema, TRANSACTION_SCHEMA};
     let schema = WriterSchema::parse(TRANSACTION_SCHEMA).map_err(|e| anyhow::anyhow!(e))?;
@@ -768,13 +768,25 @@ fn bench_decode_avro(payloads: &[Vec<u8>]) -> anyhow::Result<()> {
     })?;
     let mut json = Vec::with_capacity(1024);
     time(
-        "avro as the processor reads it (render + fast path)",
+        "avro rendered, then the JSON fast path (the processor until session 20)",
         &mut |b| {
             json.clear();
             schema.to_json(b, &mut json).is_ok()
                 && std::str::from_utf8(&json)
                     .ok()
                     .is_some_and(|t| std::hint::black_box(txn_core::json::decode_text(t)).is_ok())
+        },
+    )?;
+    time("avro read directly (the processor's decode)", &mut |b| {
+        std::hint::black_box(txn_core::json::decode_avro(&schema, 1, b)).is_ok()
+    })?;
+    let mut json = Vec::with_capacity(1024);
+    time(
+        "avro read directly + rendered as JSON (decode and bronze's value together)",
+        &mut |b| {
+            json.clear();
+            std::hint::black_box(txn_core::json::decode_avro(&schema, 1, b)).is_ok()
+                && schema.to_json(b, &mut json).is_ok()
         },
     )?;
     time(

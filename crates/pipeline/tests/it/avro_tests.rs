@@ -356,6 +356,24 @@ fn avro_of_three_schemas_json_and_unknown_ids_in_one_topic_read_as_json_would_ea
         "every offset in bronze"
     );
 
+    // Bronze's value holds the JSON a writer schema renders (the framed bytes only for the
+    // values that cannot be read: the unknown id's and the cut bodies), and silver's json_str
+    // the JSON of each row's own record.
+    let values = strings(&bronze, "value");
+    let framed = values
+        .iter()
+        .filter(|v| v.as_deref().is_some_and(|v| v.starts_with('\0')))
+        .count();
+    assert_eq!(framed, 60, "values left framed in bronze");
+    let silver = read_layer(out.path(), "silver");
+    for (id, json) in strings(&silver, "txn_id")
+        .into_iter()
+        .zip(strings(&silver, "json_str"))
+    {
+        let json: serde_json::Value = serde_json::from_str(&json.unwrap()).unwrap();
+        assert_eq!(json["txn_id"].as_str(), id.as_deref(), "json_str of {id:?}");
+    }
+
     // Silver: the rows the JSON gives, v3's without a status (its schema has none).
     let got = silver_rows(out.path());
     let mut want = silver_rows(reference_out.path());
@@ -399,6 +417,20 @@ fn avro_of_three_schemas_json_and_unknown_ids_in_one_topic_read_as_json_would_ea
         .filter(|(r, _)| !r.starts_with("bad_avro"))
         .collect();
     assert_eq!(other, expected);
+    // Quarantine's bad_json of an Avro value its decoder rejects is the JSON it renders.
+    let quarantine = read_layer(out.path(), "quarantine");
+    let rendered_rejects = strings(&quarantine, "bad_json")
+        .into_iter()
+        .zip(strings(&quarantine, "reason"))
+        .filter(|(v, r)| {
+            r.as_deref().is_some_and(|r| r.starts_with("out_of_range"))
+                && v.as_deref().is_some_and(|v| v.starts_with("{\"txn_id\": "))
+        })
+        .count();
+    assert!(
+        rendered_rejects > 0,
+        "no rendered out_of_range reject in quarantine"
+    );
 
     // Confluent's own deserializer reads our producer's Avro and the test's.
     let check = check_avro(b, url, TOPIC, "txn_id");

@@ -8,6 +8,7 @@ use std::sync::{Arc, OnceLock};
 use arrow_array::builder::StringBuilder;
 use arrow_array::ArrayRef;
 
+use txn_core::avro::WriterSchema;
 use txn_core::json::payload_text;
 use txn_core::Reject;
 
@@ -26,6 +27,14 @@ pub trait Dataset: Send + Sized + 'static {
 
     /// Decodes a message's value (valid UTF-8) into a record, or rejects it with a reason.
     fn decode(text: &str) -> Result<Self::Record<'_>, Reject>;
+
+    /// Decodes an Avro body (Confluent's frame removed) of writer schema `id` into the record
+    /// [`Dataset::decode`] gives of the JSON the schema renders, or the same reject.
+    fn decode_avro<'a>(
+        schema: &WriterSchema,
+        id: u32,
+        body: &'a [u8],
+    ) -> Result<Self::Record<'a>, Reject>;
 
     /// Runs the batch's valid records (in (partition, offset) order) through the operators.
     fn operate(&mut self, batch: &Batch<'_, Self>) -> Self::Derived;
@@ -57,11 +66,103 @@ pub struct Batch<'a, D: Dataset> {
     pub raw: &'a RawBatch,
     pub valid: Vec<(u32, D::Record<'a>)>,
     pub rejects: Vec<(u32, Reject)>,
-    /// Each message's value as text, by index; `None` when it is absent or not UTF-8. Checked
-    /// once, while decoding, and used again by the payload columns.
+    /// Each message's value as text, by index; `None` when it is absent, not UTF-8, or Avro.
+    /// Checked once, while decoding, and used again by the payload columns.
     pub texts: Vec<Option<&'a str>>,
     /// Every message's value encoded once as Parquet column chunks ([`Batch::value_chunks`]).
     value_chunks: OnceLock<Result<Vec<SharedChunk>, String>>,
+    /// The JSON of the Avro values, rendered when an output first asks ([`Batch::text`]).
+    rendered: OnceLock<Rendered>,
+}
+
+/// The JSON that Avro values render, in parts (one per rendering thread), and where each
+/// message's lies: (part, start, end), `None` for a value that is not Avro or does not render.
+#[derive(Default)]
+struct Rendered {
+    parts: Vec<String>,
+    at: Vec<Place>,
+}
+
+/// Where a message's rendered JSON lies: (part, start, end).
+type Place = Option<(u32, u32, u32)>;
+
+/// Batches with fewer messages than this are rendered on one thread.
+const RENDER_PARALLEL_FROM: usize = 16_384;
+
+/// The JSON of an Avro message rendered by its writer schema; `None` when it is not Avro or its
+/// body does not match the schema (the reject says why).
+fn render(raw: &RawBatch, m: &RawMessage, out: &mut Vec<u8>) -> bool {
+    let (Some(k), Some(value)) = (m.avro, raw.value(m)) else {
+        return false;
+    };
+    let start = out.len();
+    let ok = raw.schemas[k as usize].1.to_json(&value[5..], out).is_ok();
+    if !ok {
+        out.truncate(start);
+    }
+    ok
+}
+
+impl Rendered {
+    /// Renders the Avro values of messages `from..to` into one part.
+    fn part(raw: &RawBatch, from: usize, to: usize, part: u32) -> (String, Vec<Place>) {
+        let mut json = Vec::new();
+        let mut at = Vec::with_capacity(to - from);
+        for m in &raw.messages[from..to] {
+            let start = json.len();
+            at.push(render(raw, m, &mut json).then_some((part, start as u32, json.len() as u32)));
+        }
+        // The renderer writes UTF-8 only (strings are checked, bytes written as code points).
+        match String::from_utf8(json) {
+            Ok(json) => (json, at),
+            Err(_) => (String::new(), vec![None; to - from]),
+        }
+    }
+
+    fn of(raw: &RawBatch) -> Rendered {
+        let n = raw.messages.len();
+        let threads = if n < RENDER_PARALLEL_FROM {
+            1
+        } else {
+            std::thread::available_parallelism().map_or(1, |p| p.get())
+        };
+        let per = n.div_ceil(threads).max(1);
+        let ranges: Vec<(usize, usize)> =
+            (0..n).step_by(per).map(|s| (s, (s + per).min(n))).collect();
+        let parts: Vec<_> = if ranges.len() <= 1 {
+            vec![Self::part(raw, 0, n, 0)]
+        } else {
+            std::thread::scope(|s| {
+                let handles: Vec<_> = ranges
+                    .iter()
+                    .enumerate()
+                    .map(|(p, &(from, to))| {
+                        crate::spawn(s, "avro-json", move || Self::part(raw, from, to, p as u32))
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .zip(&ranges)
+                    .enumerate()
+                    .map(|(p, (h, &(from, to)))| {
+                        h.join()
+                            .unwrap_or_else(|_| Self::part(raw, from, to, p as u32))
+                    })
+                    .collect()
+            })
+        };
+        let mut rendered = Rendered::default();
+        for (json, at) in parts {
+            rendered.parts.push(json);
+            rendered.at.extend(at);
+        }
+        rendered
+    }
+
+    fn get(&self, index: u32) -> Option<&str> {
+        let (part, start, end) = self.at.get(index as usize).copied().flatten()?;
+        self.parts[part as usize].get(start as usize..end as usize)
+    }
 }
 
 impl<'a, D: Dataset> Batch<'a, D> {
@@ -122,6 +223,17 @@ impl<'a, D: Dataset> Batch<'a, D> {
         let mut texts = Vec::with_capacity(capacity);
         for (i, m) in raw.messages[from..to].iter().enumerate() {
             let index = (from + i) as u32;
+            if let Some(k) = m.avro {
+                // Avro: read from the body by its writer schema (no text to check or keep).
+                texts.push(None);
+                let (id, schema) = &raw.schemas[k as usize];
+                let body = raw.value(m).map_or(&[][..], |v| &v[5..]);
+                match D::decode_avro(schema, *id, body) {
+                    Ok(record) => valid.push((index, record)),
+                    Err(reason) => rejects.push((index, reason)),
+                }
+                continue;
+            }
             let text = payload_text(raw.value(m));
             texts.push(text.as_ref().ok().copied());
             if !raw.rejected.is_empty() {
@@ -141,16 +253,44 @@ impl<'a, D: Dataset> Batch<'a, D> {
             rejects,
             texts,
             value_chunks: OnceLock::new(),
+            rendered: OnceLock::new(),
         }
     }
 
-    /// The value of message `index` as text: the one the decoder checked, else (not UTF-8) with
-    /// its invalid sequences replaced; `None` when absent.
-    pub fn text(&self, index: u32) -> Option<Cow<'a, str>> {
-        match self.texts[index as usize] {
-            Some(text) => Some(Cow::Borrowed(text)),
-            None => lossy(self.raw.value(self.message(index))),
+    /// The value of message `index` as text: the one the decoder checked; for Avro, the JSON its
+    /// writer schema renders (every Avro value of the batch rendered at the first ask); else (not
+    /// UTF-8, an Avro body that does not render) with its invalid sequences replaced; `None`
+    /// when absent.
+    pub fn text(&self, index: u32) -> Option<Cow<'_, str>> {
+        let m = self.message(index);
+        if m.avro.is_some() {
+            if let Some(json) = self
+                .rendered
+                .get_or_init(|| Rendered::of(self.raw))
+                .get(index)
+            {
+                return Some(Cow::Borrowed(json));
+            }
+        } else if let Some(text) = self.texts[index as usize] {
+            return Some(Cow::Borrowed(text));
         }
+        lossy(self.raw.value(m))
+    }
+
+    /// [`Batch::text`] of one message (a reject's, for quarantine): an Avro value rendered on
+    /// its own unless the batch's have been.
+    pub fn text_alone(&self, index: u32) -> Option<Cow<'_, str>> {
+        let m = self.message(index);
+        if m.avro.is_none() || self.rendered.get().is_some() {
+            return self.text(index);
+        }
+        let mut json = Vec::new();
+        if render(self.raw, m, &mut json) {
+            if let Ok(json) = String::from_utf8(json) {
+                return Some(Cow::Owned(json));
+            }
+        }
+        lossy(self.raw.value(m))
     }
 
     /// The values of the messages at `indices` as a string column, from the texts the decoder

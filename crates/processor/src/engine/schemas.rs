@@ -1,9 +1,10 @@
 //! Avro values (Confluent's wire format) before the dataset's decoder: each framed value of a
-//! batch is rendered, with its writer schema from the registry, as the JSON object the dataset
-//! decodes (see [`txn_core::avro`]); anything else is left as it is, so a topic moving from JSON
-//! to Avro keeps working. Writer schemas are fetched by id once and cached (a registry never
-//! changes the schema of an id, so a batch re-run after a crash renders the same JSON; an id it
-//! did not know is asked again at the next batch).
+//! batch is given its writer schema from the registry, by which the dataset's decoder reads the
+//! body straight into a record (the same record as the JSON its schema renders: see
+//! [`txn_core::avro`]); anything else is left as it is, so a topic moving from JSON to Avro keeps
+//! working. Writer schemas are fetched by id once and cached (a registry never changes the schema
+//! of an id, so a batch re-run after a crash reads the same records; an id it did not know is
+//! asked again at the next batch).
 //!
 //! A registry that cannot answer stalls the batch (a warning every 10 s, retries with a backoff
 //! up to 5 s) and never turns good records into rejects; an id the registry does not know, a
@@ -23,8 +24,6 @@ use crate::error::{Error, Result};
 
 const WARN_EVERY: Duration = Duration::from_secs(10);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
-/// Batches with fewer Avro values than this are rendered on one thread.
-const PARALLEL_FROM: usize = 16_384;
 
 /// The writer schemas seen so far, and the registry to ask for new ones.
 pub struct Schemas {
@@ -52,10 +51,11 @@ impl Schemas {
         }
     }
 
-    /// Rewrites every Confluent-framed value of `raw` as the JSON its writer schema renders
-    /// (appended to the arena; the message points at it), and lists the framed values that
-    /// cannot be read, with the reason, in `raw.rejected`. Waits while the registry cannot
-    /// answer; an error only when the process is asked to stop meanwhile.
+    /// Gives every Confluent-framed value of `raw` its writer schema (`m.avro`, an index into
+    /// `raw.schemas`), for the dataset's decoder to read the body by, and lists the framed
+    /// values whose schema cannot be had, with the reason, in `raw.rejected` (a body that does
+    /// not match its schema is the decoder's reject). Waits while the registry cannot answer;
+    /// an error only when the process is asked to stop meanwhile.
     pub fn unframe(&mut self, raw: &mut RawBatch) -> Result<()> {
         let mut framed = Vec::new();
         for (i, m) in raw.messages.iter().enumerate() {
@@ -69,62 +69,31 @@ impl Schemas {
         let mut ids: Vec<u32> = framed.iter().map(|(_, id)| *id).collect();
         ids.sort_unstable();
         ids.dedup();
-        for id in ids {
+        for &id in &ids {
             if !self.known.contains_key(&id) {
                 let schema = self.fetch(id)?;
                 self.known.insert(id, schema);
             }
         }
-        let known = &self.known;
-        let render = |part: &[(u32, u32)]| -> Rendered {
-            let mut out = Rendered::default();
-            for &(index, id) in part {
-                let m = &raw.messages[index as usize];
-                let body = &raw.value(m).unwrap_or_default()[5..];
-                let result = match &known[&id] {
-                    Ok(schema) => {
-                        let start = out.json.len();
-                        schema
-                            .to_json(body, &mut out.json)
-                            .map(|()| (start, out.json.len()))
-                            .map_err(|detail| {
-                                out.json.truncate(start);
-                                Reject::BadAvro { id, detail }
-                            })
-                    }
-                    Err(reject) => Err(reject.clone()),
-                };
-                match result {
-                    Ok(range) => out.values.push((index, range)),
-                    Err(reject) => out.rejected.push((index, reject)),
+        // The batch's schemas, by their index in `raw.schemas` (ids in order: a short search).
+        let mut index = Vec::with_capacity(ids.len());
+        for &id in &ids {
+            index.push(match &self.known[&id] {
+                Ok(schema) => {
+                    raw.schemas.push((id, Arc::clone(schema)));
+                    Ok(raw.schemas.len() as u32 - 1)
                 }
+                Err(reject) => Err(reject.clone()),
+            });
+        }
+        for (i, id) in framed {
+            let Ok(k) = ids.binary_search(&id) else {
+                continue;
+            };
+            match &index[k] {
+                Ok(schema) => raw.messages[i as usize].avro = Some(*schema),
+                Err(reject) => raw.rejected.push((i, reject.clone())),
             }
-            out
-        };
-        let parts: Vec<Rendered> = if framed.len() < PARALLEL_FROM {
-            vec![render(&framed)]
-        } else {
-            let threads = std::thread::available_parallelism().map_or(1, |p| p.get());
-            let per = framed.len().div_ceil(threads);
-            std::thread::scope(|s| {
-                let handles: Vec<_> = framed
-                    .chunks(per)
-                    .map(|part| crate::spawn(s, "avro", move || render(part)))
-                    .collect();
-                handles
-                    .into_iter()
-                    .zip(framed.chunks(per))
-                    .map(|(h, part)| h.join().unwrap_or_else(|_| render(part)))
-                    .collect()
-            })
-        };
-        for part in parts {
-            let base = raw.arena.len();
-            raw.arena.extend_from_slice(&part.json);
-            for (index, (start, end)) in part.values {
-                raw.messages[index as usize].value = Some((base + start, base + end));
-            }
-            raw.rejected.extend(part.rejected);
         }
         raw.rejected.sort_unstable_by_key(|(i, _)| *i);
         // An id the registry did not know (or a schema it could not give) is asked again at
@@ -217,14 +186,6 @@ fn describe(schema: &WriterSchema) -> String {
     }
 }
 
-/// One thread's rendering: the JSON texts, where each message's lies, and the rejects.
-#[derive(Default)]
-struct Rendered {
-    json: Vec<u8>,
-    values: Vec<(u32, (usize, usize))>,
-    rejected: Vec<(u32, Reject)>,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -249,7 +210,8 @@ mod tests {
     }
 
     #[test]
-    fn cached_schemas_render_values_in_parallel_parts_as_whole() {
+    fn avro_values_decode_by_their_cached_schema_and_render_for_the_payload_columns() {
+        use crate::datasets::transactions::TxnBatch;
         let schema = Arc::new(WriterSchema::parse(TRANSACTION_SCHEMA).unwrap());
         let mut raw = RawBatch::default();
         for i in 0..40_000i64 {
@@ -262,17 +224,44 @@ mod tests {
             }
             raw.push(0, i, None, None, Some(&avro));
         }
+        raw.push(0, 40_000, None, None, Some(br#"{"txn_id": "json"}"#));
         let mut schemas = Schemas::new(None);
         schemas.known.insert(3, Ok(schema));
         schemas.unframe(&mut raw).unwrap();
-        assert_eq!(raw.rejected.len(), 40);
+        assert!(raw.rejected.is_empty()); // the schema is known: the decoder reads every body
+        assert_eq!(raw.schemas.len(), 1);
+        assert_eq!(raw.messages[7].avro, Some(0));
+        assert_eq!(raw.messages[40_000].avro, None);
+        let batch = TxnBatch::decode(&raw);
+        assert_eq!(batch.rejects.len(), 41);
         assert!(
-            matches!(&raw.rejected[1], (1000, Reject::BadAvro { id: 3, detail }) if detail.contains("lon"))
+            matches!(&batch.rejects[1], (1000, Reject::BadAvro { id: 3, detail }) if detail.contains("lon"))
         );
-        let text = std::str::from_utf8(raw.value(&raw.messages[39_999]).unwrap()).unwrap();
+        assert_eq!(batch.rejects[40].1, Reject::MissingEventTs);
+        assert_eq!(batch.valid[0].1.txn_id, "t-1");
         assert_eq!(
-            text,
-            r#"{"txn_id": "t-39999", "event_ts": "2024-05-01T12:00:00Z", "user_id": null, "card_id": null, "merchant": null, "category": null, "amount": 9999.75, "currency": null, "status": null, "city": null, "country": null, "lat": null, "lon": null}"#
+            batch.valid.last().map(|(i, t)| (*i, t.amount)),
+            Some((39_999, Some(9999.75)))
         );
+        let whole = TxnBatch::decode_range(&raw, 0, raw.messages.len(), raw.messages.len());
+        assert_eq!(batch.valid, whole.valid);
+        // Quarantine's text of a reject, alone: the framed bytes of a body that does not render.
+        assert_eq!(
+            batch.text_alone(1000).unwrap().as_bytes(),
+            String::from_utf8_lossy(raw.value(&raw.messages[1000]).unwrap()).as_bytes()
+        );
+        let expected = r#"{"txn_id": "t-39999", "event_ts": "2024-05-01T12:00:00Z", "user_id": null, "card_id": null, "merchant": null, "category": null, "amount": 9999.75, "currency": null, "status": null, "city": null, "country": null, "lat": null, "lon": null}"#;
+        assert_eq!(batch.text_alone(39_999).unwrap(), expected);
+        // The payload columns' text: every Avro value rendered once (in parallel parts).
+        assert_eq!(batch.text(39_999).unwrap(), expected);
+        assert_eq!(batch.text(40_000).unwrap(), r#"{"txn_id": "json"}"#);
+        assert_eq!(batch.text_alone(39_999).unwrap(), expected);
+        assert!(batch.text(1000).unwrap().starts_with('\0'));
+        for i in [1, 16_383, 16_384, 20_001, 20_002, 39_998] {
+            let mut one = Vec::new();
+            let body = &raw.value(&raw.messages[i]).unwrap()[5..];
+            raw.schemas[0].1.to_json(body, &mut one).unwrap();
+            assert_eq!(batch.text(i as u32).unwrap().as_bytes(), one, "message {i}");
+        }
     }
 }

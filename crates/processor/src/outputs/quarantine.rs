@@ -54,10 +54,7 @@ pub fn build<D: Dataset>(batch: &Batch<'_, D>, topic: &str, ingest_ts: i64) -> R
     let rows = &batch.rejects;
     let n = rows.len();
     let msg = |i: &u32| batch.message(*i);
-    let values: Vec<_> = rows
-        .iter()
-        .map(|(i, _)| lossy(batch.raw.value(msg(i))))
-        .collect();
+    let values: Vec<_> = rows.iter().map(|(i, _)| batch.text_alone(*i)).collect();
     let keys: Vec<_> = rows
         .iter()
         .map(|(i, _)| lossy(batch.raw.key(msg(i))))

@@ -57,6 +57,14 @@ impl Dataset for Events {
         decode_event(text)
     }
 
+    fn decode_avro<'a>(
+        schema: &txn_core::avro::WriterSchema,
+        id: u32,
+        body: &'a [u8],
+    ) -> Result<Event<'a>, Reject> {
+        txn_core::event::decode_event_avro(schema, id, body)
+    }
+
     fn operate(&mut self, batch: &EventBatch<'_>) -> WindowBatch {
         // The windows are keyed by text; ids are small integers.
         let ids: Vec<String> = batch.valid.iter().map(|(_, e)| e.id.to_string()).collect();

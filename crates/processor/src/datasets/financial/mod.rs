@@ -78,6 +78,14 @@ impl Dataset for Financial {
         decode_financial(text)
     }
 
+    fn decode_avro<'a>(
+        schema: &txn_core::avro::WriterSchema,
+        id: u32,
+        body: &'a [u8],
+    ) -> Result<FinancialTxn<'a>, Reject> {
+        txn_core::financial::decode_financial_avro(schema, id, body)
+    }
+
     fn operate(&mut self, batch: &FinancialBatch<'_>) -> FinancialDerived {
         let totals = self.totals.apply(
             batch

@@ -131,6 +131,14 @@ impl Dataset for Transactions {
         txn_core::json::decode_text(text)
     }
 
+    fn decode_avro<'a>(
+        schema: &txn_core::avro::WriterSchema,
+        id: u32,
+        body: &'a [u8],
+    ) -> Result<Transaction<'a>, Reject> {
+        txn_core::json::decode_avro(schema, id, body)
+    }
+
     fn operate(&mut self, batch: &TxnBatch<'_>) -> TxnDerived {
         let messages = &batch.raw.messages;
         let gold_input = batch.valid.iter().map(|(i, t)| {

@@ -31,6 +31,9 @@ pub struct RawMessage {
     pub timestamp_ms: Option<i64>,
     pub key: Option<(usize, usize)>,
     pub value: Option<(usize, usize)>,
+    /// An Avro value's writer schema: its index in [`RawBatch::schemas`] (set by
+    /// [`super::schemas::Schemas::unframe`]).
+    pub avro: Option<u32>,
 }
 
 /// The messages of a batch, copied into one contiguous buffer (one allocation for the batch, and
@@ -42,6 +45,8 @@ pub struct RawBatch {
     /// Messages rejected before the dataset's decoder (Avro that cannot be read: see
     /// [`super::schemas`]), by index, in index order.
     pub rejected: Vec<(u32, txn_core::Reject)>,
+    /// The writer schemas of the batch's Avro values, with their registry ids.
+    pub schemas: Vec<(u32, std::sync::Arc<txn_core::avro::WriterSchema>)>,
 }
 
 impl RawBatch {
@@ -68,6 +73,7 @@ impl RawBatch {
             timestamp_ms,
             key,
             value,
+            avro: None,
         });
     }
 
