@@ -177,7 +177,30 @@ impl WriterSchema {
             pos: 0,
             items: body.len() as u64 + SPARE_ITEMS,
         };
-        self.render(&self.plan, &mut r, out, 0)?;
+        match self.root_fields() {
+            // A record (every dataset's): its fields in one loop, the plain ones written here.
+            Some(fields) => {
+                out.reserve(2 * body.len() + 16 * fields.len());
+                out.push(b'{');
+                for (key, node, name) in fields {
+                    out.extend_from_slice(key);
+                    let value = self
+                        .field(node, &mut r, out, 2)
+                        .map_err(|e| format!("{name}: {e}"))?;
+                    match value {
+                        Field::Null => out.extend_from_slice(b"null"),
+                        Field::Bool(false) => out.extend_from_slice(b"false"),
+                        Field::Bool(true) => out.extend_from_slice(b"true"),
+                        Field::Long(v) => integer(out, v),
+                        Field::Double(v) => number(out, v),
+                        Field::Str(v) => write_json_string(out, v),
+                        Field::Other => {} // rendered by `field`
+                    }
+                }
+                out.push(b'}');
+            }
+            None => self.render(&self.plan, &mut r, out, 0)?,
+        }
         if r.pos != body.len() {
             return Err(format!(
                 "{} bytes left after the record ({} bytes read)",
@@ -208,10 +231,7 @@ impl WriterSchema {
                 &computed
             }
         };
-        let (Some(slots), Node::Named(root)) = (slots, &self.plan) else {
-            return Ok(false);
-        };
-        let Node::Record(fields) = &self.named[*root] else {
+        let (Some(slots), Some(fields)) = (slots, self.root_fields()) else {
             return Ok(false);
         };
         let mut r = Reader {
@@ -221,7 +241,8 @@ impl WriterSchema {
         };
         let mut scratch = Vec::new();
         for ((_, node, name), slot) in fields.iter().zip(slots) {
-            // Depths as `to_json` counts them: the root 0, its record 1, a field 2.
+            // Depths as `render` counts them: the root 0, its record 1, a field 2.
+            scratch.clear();
             let value = self
                 .field(node, &mut r, &mut scratch, 2)
                 .map_err(|e| format!("{name}: {e}"))?;
@@ -239,17 +260,22 @@ impl WriterSchema {
         Ok(true)
     }
 
+    /// The fields of the root record: key, node, name; `None` when the root is not a record.
+    fn root_fields(&self) -> Option<&[(Vec<u8>, Node, String)]> {
+        match &self.plan {
+            Node::Named(root) => match &self.named[*root] {
+                Node::Record(fields) => Some(fields),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
     /// For each top-level field of a record schema, the position of its name in `names`;
     /// `None` when the root is not a record.
     fn bind(&self, names: &[&str]) -> Option<Vec<Option<u8>>> {
-        let Node::Named(root) = &self.plan else {
-            return None;
-        };
-        let Node::Record(fields) = &self.named[*root] else {
-            return None;
-        };
         Some(
-            fields
+            self.root_fields()?
                 .iter()
                 .map(|(_, _, name)| {
                     names
@@ -261,14 +287,14 @@ impl WriterSchema {
         )
     }
 
-    /// One field's value (a union's branch taken); anything not a primitive is checked by
-    /// rendering it into `scratch` and read as [`Field::Other`].
-    #[inline]
+    /// One field's value (a union's branch taken); anything not a primitive is rendered into
+    /// `out` (checked, for a direct read) and read as [`Field::Other`].
+    #[inline(always)]
     fn field<'a>(
         &self,
         node: &Node,
         r: &mut Reader<'a>,
-        scratch: &mut Vec<u8>,
+        out: &mut Vec<u8>,
         depth: usize,
     ) -> Result<Field<'a>, String> {
         let (node, depth) = match node {
@@ -301,8 +327,7 @@ impl WriterSchema {
             Node::Double => Field::Double(f64::from_le_bytes(r.array()?)),
             Node::Str => Field::Str(utf8(r.bytes()?)?),
             other => {
-                scratch.clear();
-                self.render(other, r, scratch, depth)?;
+                self.render(other, r, out, depth)?;
                 Field::Other
             }
         })
@@ -350,12 +375,7 @@ impl WriterSchema {
             Node::Long => integer(out, r.long()?),
             Node::Float => number(out, f64::from(f32::from_le_bytes(r.array()?))),
             Node::Double => number(out, f64::from_le_bytes(r.array()?)),
-            Node::Str => {
-                let bytes = r.bytes()?;
-                let text = std::str::from_utf8(bytes)
-                    .map_err(|e| format!("string not UTF-8 at byte {}", e.valid_up_to()))?;
-                write_json_string(out, text);
-            }
+            Node::Str => write_json_string(out, utf8(r.bytes()?)?),
             Node::Bytes => latin1(out, r.bytes()?),
             Node::Fixed(size) => latin1(out, r.take(*size)?),
             Node::Enum(symbols) => {
@@ -687,7 +707,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A zigzag varint (Avro's int and long).
-    #[inline]
+    #[inline(always)]
     fn long(&mut self) -> Result<i64, String> {
         // One byte: union branches, short lengths, small numbers.
         if let Some(&b) = self.buf.get(self.pos) {
@@ -697,6 +717,12 @@ impl<'a> Reader<'a> {
                 return Ok((v >> 1) as i64 ^ -((v & 1) as i64));
             }
         }
+        self.long_varint()
+    }
+
+    /// [`Reader::long`] of more than one byte.
+    #[inline(never)]
+    fn long_varint(&mut self) -> Result<i64, String> {
         let mut v = 0u64;
         for shift in (0..70).step_by(7) {
             let b = self.byte()?;

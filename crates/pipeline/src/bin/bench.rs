@@ -768,7 +768,7 @@ fn bench_decode_avro(payloads: &[Vec<u8>]) -> anyhow::Result<()> {
     })?;
     let mut json = Vec::with_capacity(1024);
     time(
-        "avro rendered, then the JSON fast path (the processor until session 20)",
+        "avro rendered, then the JSON fast path (how the processor read Avro before session 20, today's renderer)",
         &mut |b| {
             json.clear();
             schema.to_json(b, &mut json).is_ok()

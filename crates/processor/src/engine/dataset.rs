@@ -106,7 +106,13 @@ fn render(raw: &RawBatch, m: &RawMessage, out: &mut Vec<u8>) -> bool {
 impl Rendered {
     /// Renders the Avro values of messages `from..to` into one part.
     fn part(raw: &RawBatch, from: usize, to: usize, part: u32) -> (String, Vec<Place>) {
-        let mut json = Vec::new();
+        // Room for twice the Avro bytes: the stock schemas' JSON is about that (keys, quotes).
+        let avro: usize = raw.messages[from..to]
+            .iter()
+            .filter(|m| m.avro.is_some())
+            .filter_map(|m| m.value.map(|(s, e)| e - s))
+            .sum();
+        let mut json = Vec::with_capacity(2 * avro);
         let mut at = Vec::with_capacity(to - from);
         for m in &raw.messages[from..to] {
             let start = json.len();
