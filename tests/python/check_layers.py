@@ -82,6 +82,16 @@ if expected_bad == 0:
     # Silver's json_str is then copied from bronze's encoded value chunk: the same messages.
     assert sorted(frames["silver"]["json_str"]) == sorted(frames["bronze"]["value"])
     print("silver json_str: the same messages as bronze value")
+else:
+    # With rejects, bronze's pages of valid rows are copied: each silver row's json_str is
+    # bronze's value at its offset, and the rejects' values are in no silver row.
+    bronze_json = set(frames["bronze"]["value"].dropna())
+    bad_json = set(frames["quarantine"]["bad_json"].dropna())
+    silver_json = list(frames["silver"]["json_str"])
+    assert all(j in bronze_json for j in silver_json)
+    assert not (set(silver_json) & bad_json)
+    assert len(set(silver_json)) == len(silver_json) == len(frames["silver"])
+    print(f"silver json_str: {len(silver_json)} of bronze's values, none of the {len(bad_json)} rejects'")
 
 # Gold recomputed from silver. A row is late when its window ended at or before the watermark in
 # force when its batch started (the previous batch's commit); late rows are counted, not in gold.

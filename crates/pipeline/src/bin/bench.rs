@@ -980,7 +980,7 @@ fn bench_floor(messages: u64, batch: u64) -> anyhow::Result<()> {
             "the generated input is all valid"
         );
         let (t, cpu) = (Instant::now(), processor::process_cpu());
-        let chunks = encode_payloads(raw.messages.len(), &|row| decoded.text(row as u32))?;
+        let chunks = encode_payloads(raw.messages.len(), &|row| decoded.text(row as u32), None)?;
         (payload, payload_cpu) = (
             payload + t.elapsed(),
             payload_cpu + (processor::process_cpu() - cpu),

@@ -132,10 +132,15 @@ fn end_to_end_layer_row_counts_equal_what_was_produced_and_every_reject_has_a_re
         "each valid record once"
     );
     let event_times = i64s(&silver, "event_time");
+    // Each row's json_str is its own record's (bronze's pages of valid rows, copied).
     let json = strings(&silver, "json_str");
-    for (j, t) in json.iter().zip(&event_times).take(50) {
+    assert_eq!(json.len(), ids.len());
+    for ((j, t), id) in json.iter().zip(&event_times).zip(&ids) {
         let txn = txn_core::decode(j.as_deref().map(str::as_bytes)).unwrap();
-        assert_eq!(txn.event_time, *t);
+        assert_eq!(
+            (txn.event_time, Some(txn.txn_id.as_ref())),
+            (*t, id.as_deref())
+        );
     }
 }
 

@@ -22,6 +22,10 @@ use crate::sinks::files::{self, SharedChunk};
 pub trait Dataset: Send + Sized + 'static {
     /// A decoded record, borrowing the message it came from.
     type Record<'a>: Send + Sync;
+    /// Whether an output holds the valid records' payloads too (transactions' silver
+    /// `json_str`): then bronze's `value` is encoded with the rejects' rows in pages of their
+    /// own, and that output copies the other pages ([`Batch::valid_value_chunks`]).
+    const PAYLOADS_OF_VALID: bool = false;
     /// What the operators derive from a batch (window rows, alerts), for the outputs after them.
     type Derived: Derived + Send + Sync;
 
@@ -321,10 +325,61 @@ impl<'a, D: Dataset> Batch<'a, D> {
         self.value_chunks
             .get_or_init(|| {
                 let n = self.raw.messages.len();
-                files::encode_payloads(n, &|row| self.text(row as u32)).map_err(|e| e.to_string())
+                let value = |row: usize| self.text(row as u32);
+                if D::PAYLOADS_OF_VALID && !self.rejects.is_empty() {
+                    let mut valid = vec![false; n];
+                    for (i, _) in &self.valid {
+                        valid[*i as usize] = true;
+                    }
+                    let kept = |row: usize| valid[row];
+                    files::encode_payloads(n, &value, Some(&kept))
+                } else {
+                    files::encode_payloads(n, &value, None)
+                }
+                .map_err(|e| e.to_string())
             })
             .clone()
             .map_err(crate::Error::Internal)
+    }
+
+    /// The row groups of a file of the valid records that [`Batch::valid_value_chunks`] fit:
+    /// the valid rows of each of bronze's row groups. `None` when one would be empty.
+    pub fn valid_groups(&self) -> Option<Vec<(usize, usize)>> {
+        let mut groups = Vec::new();
+        let mut at = 0;
+        let mut start = 0;
+        for (from, len) in files::row_groups(self.raw.messages.len()) {
+            let end = (from + len) as u32;
+            let first = at;
+            while at < self.valid.len() && self.valid[at].0 < end {
+                at += 1;
+            }
+            if at == first {
+                return None;
+            }
+            groups.push((start, at - first));
+            start += at - first;
+        }
+        Some(groups)
+    }
+
+    /// The valid records' payloads as the chunks of [`Batch::valid_groups`]: bronze's pages of
+    /// valid rows, copied (no second encoding). `None` when they cannot be had that way.
+    pub fn valid_value_chunks(&self) -> crate::Result<Option<Vec<SharedChunk>>> {
+        if !D::PAYLOADS_OF_VALID {
+            return Ok(None);
+        }
+        let Some(groups) = self.valid_groups() else {
+            return Ok(None);
+        };
+        let mut kept = Vec::with_capacity(groups.len());
+        for (chunk, (_, rows)) in self.value_chunks()?.iter().zip(&groups) {
+            match chunk.kept()? {
+                Some(chunk) if chunk.rows() == *rows => kept.push(chunk),
+                _ => return Ok(None),
+            }
+        }
+        Ok(Some(kept))
     }
 
     /// Rejected messages by reason code.

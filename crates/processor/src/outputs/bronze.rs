@@ -53,6 +53,7 @@ impl<D: Dataset> Output<D> for Bronze {
                 column: VALUE,
                 wait: &wait,
                 values: &values,
+                groups: None,
             },
         )?;
         Ok(Staged::file(n as u64, file))

@@ -125,6 +125,7 @@ impl Transactions {
 
 impl Dataset for Transactions {
     type Record<'a> = Transaction<'a>;
+    const PAYLOADS_OF_VALID: bool = true;
     type Derived = TxnDerived;
 
     fn decode(text: &str) -> Result<Transaction<'_>, Reject> {

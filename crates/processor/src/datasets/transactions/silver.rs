@@ -10,7 +10,7 @@ use super::{Transactions, TxnBatch};
 use crate::engine::output::{Output, StageInput, Staged, Target};
 use crate::error::Result;
 use crate::outputs::columns::{field, kafka_ts as kafka_ts_of, placeholder, timestamp_type};
-use crate::sinks::files::{column_descr, encode_text_groups, FileLayer, Shared};
+use crate::sinks::files::{column_descr, encode_text_in, row_groups, FileLayer, Shared};
 
 pub const LAYER: FileLayer = FileLayer::parquet("silver").dated_by("event_time");
 
@@ -33,15 +33,26 @@ impl Output<Transactions> for Silver {
             return Ok(Staged::nothing());
         }
         let rows = build(batch)?;
-        // Without rejects, `json_str` is bronze's `value`: the same encoded chunks. Otherwise the
-        // valid rows' payloads are encoded here.
+        // Without rejects, `json_str` is bronze's `value`: the same encoded chunks. Otherwise
+        // bronze's pages of valid rows (its rejects are in pages of their own), in row groups of
+        // the valid rows of bronze's; the valid rows' payloads are encoded here only when those
+        // cannot be had (a row group of bronze's without a valid row).
+        let groups = (!batch.rejects.is_empty())
+            .then(|| batch.valid_groups())
+            .flatten();
         let wait = || -> Result<Option<Vec<_>>> {
             if batch.rejects.is_empty() {
                 return batch.value_chunks().map(Some);
             }
+            if groups.is_some() {
+                if let Some(chunks) = batch.valid_value_chunks()? {
+                    return Ok(Some(chunks));
+                }
+            }
             let descr = column_descr(&rows.schema(), JSON_STR)?;
             let valid = &batch.valid;
-            encode_text_groups(&descr, n, &|row| batch.text(valid[row].0)).map(Some)
+            let in_groups = groups.clone().unwrap_or_else(|| row_groups(n));
+            encode_text_in(&descr, &in_groups, &|row| batch.text(valid[row].0), None).map(Some)
         };
         let json = || json_column(batch);
         let (file, _) = input.files.write_parquet_with(
@@ -53,6 +64,7 @@ impl Output<Transactions> for Silver {
                 column: JSON_STR,
                 wait: &wait,
                 values: &json,
+                groups: groups.clone(),
             },
         )?;
         Ok(Staged::file(n as u64, file))

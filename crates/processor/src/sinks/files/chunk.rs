@@ -23,10 +23,13 @@ const PAGE_BYTES: usize = 1 << 20;
 
 /// Encodes rows `0..rows` of a string column (`value(row)`, `None` for null) as one column chunk
 /// of `descr` (a BYTE_ARRAY column, nullable or not; a null in a required column is an error).
+/// With `kept`, a page never holds rows of both kinds (kept or not), so that the kept rows' pages
+/// make a chunk of their own ([`SharedChunk::kept`]).
 pub fn encode_text<'v>(
     descr: &ColumnDescPtr,
     rows: usize,
     value: impl Fn(usize) -> Option<Cow<'v, str>>,
+    kept: Option<&dyn Fn(usize) -> bool>,
 ) -> Result<SharedChunk> {
     if descr.physical_type() != PhysicalType::BYTE_ARRAY || descr.max_rep_level() != 0 {
         return Err(Error::Internal(format!(
@@ -46,12 +49,17 @@ pub fn encode_text<'v>(
     let mut compressor = snap::raw::Encoder::new();
     let (mut compressed, mut uncompressed) = (0u64, 0u64);
     let (mut page, mut out) = (Vec::new(), Vec::new());
+    let mut spans = Vec::new();
     let mut start = 0;
     while start < rows {
         // The page's rows, and its definition levels as runs of (defined, length).
         let mut runs: Vec<(bool, u32)> = Vec::new();
         let (mut end, mut bytes) = (start, 0usize);
-        while end < rows && bytes < PAGE_BYTES {
+        let kind = kept.map(|k| k(start));
+        while end < rows
+            && bytes < PAGE_BYTES
+            && (end == start || kind.is_none() || kept.map(|k| k(end)) == kind)
+        {
             let defined = match value(end) {
                 // A byte array's length is 4 bytes, read as signed by most readers.
                 Some(v) if v.len() > i32::MAX as usize => {
@@ -110,6 +118,13 @@ pub fn encode_text<'v>(
         ))?;
         compressed += spec.compressed_size as u64;
         uncompressed += spec.uncompressed_size as u64;
+        spans.push(PageSpan {
+            bytes: (spec.offset, spec.offset + spec.bytes_written),
+            rows: (end - start) as u64,
+            kept: kind.unwrap_or(true),
+            compressed: spec.compressed_size as u64,
+            uncompressed: spec.uncompressed_size as u64,
+        });
         start = end;
     }
     pages.close()?;
@@ -124,7 +139,18 @@ pub fn encode_text<'v>(
         .set_num_values(rows as i64)
         .set_data_page_offset(0)
         .build()?;
-    Ok(SharedChunk::new(file, chunk, rows as i64))
+    Ok(SharedChunk::new(file, chunk, rows as i64).with_pages(spans))
+}
+
+/// One page of an encoded chunk: its bytes (header and data) in the chunk's buffer, its rows,
+/// whether they are the kept kind, and its sizes as the chunk's metadata counts them.
+#[derive(Clone, Debug)]
+pub struct PageSpan {
+    pub bytes: (u64, u64),
+    pub rows: u64,
+    pub kept: bool,
+    pub compressed: u64,
+    pub uncompressed: u64,
 }
 
 /// Definition levels of bit width 1 as RLE runs (the RLE / bit-packing hybrid, RLE runs only),
@@ -174,9 +200,12 @@ mod tests {
             nullable,
         )]));
         let descr = column_descr(&schema, 0).unwrap();
-        let chunk = encode_text(&descr, values.len(), |row| {
-            values[row].as_deref().map(Cow::Borrowed)
-        })
+        let chunk = encode_text(
+            &descr,
+            values.len(),
+            |row| values[row].as_deref().map(Cow::Borrowed),
+            None,
+        )
         .unwrap();
         let placeholder: ArrayRef = Arc::new(StringArray::from(vec![""; values.len()]));
         let rows = RecordBatch::try_new(schema, vec![placeholder]).unwrap();
@@ -192,6 +221,7 @@ mod tests {
                     column: 0,
                     wait: &wait,
                     values: &fallback,
+                    groups: None,
                 },
             )
             .unwrap();
@@ -259,9 +289,14 @@ mod tests {
         );
         let schema = Schema::new(vec![Field::new("value", DataType::Utf8, false)]);
         let descr = column_descr(&schema, 0).unwrap();
-        let err = encode_text(&descr, 2, |row| (row == 0).then_some(Cow::Borrowed("a")))
-            .err()
-            .unwrap();
+        let err = encode_text(
+            &descr,
+            2,
+            |row| (row == 0).then_some(Cow::Borrowed("a")),
+            None,
+        )
+        .err()
+        .unwrap();
         assert!(err.to_string().contains("null in row 1"), "{err}");
     }
 }

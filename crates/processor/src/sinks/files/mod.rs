@@ -153,12 +153,65 @@ pub struct SharedChunk {
     file: Bytes,
     chunk: ColumnChunkMetaData,
     rows: i64,
+    /// Its pages, when known ([`chunk::encode_text`]'s).
+    pages: Vec<chunk::PageSpan>,
 }
 
 impl SharedChunk {
     /// A chunk of `rows` rows whose pages are in `file` at the offsets `chunk` gives.
     pub fn new(file: Bytes, chunk: ColumnChunkMetaData, rows: i64) -> Self {
-        SharedChunk { file, chunk, rows }
+        SharedChunk {
+            file,
+            chunk,
+            rows,
+            pages: Vec::new(),
+        }
+    }
+
+    fn with_pages(mut self, pages: Vec<chunk::PageSpan>) -> Self {
+        self.pages = pages;
+        self
+    }
+
+    /// The rows this chunk holds.
+    pub fn rows(&self) -> usize {
+        self.rows as usize
+    }
+
+    /// The chunk of only the kept rows (encoded with `kept`, [`chunk::encode_text`]): its kept
+    /// pages, copied as they are, in order. `None` when its pages are not known or none is kept.
+    pub fn kept(&self) -> Result<Option<SharedChunk>> {
+        let kept: Vec<_> = self.pages.iter().filter(|p| p.kept).collect();
+        if self.pages.is_empty() || kept.is_empty() {
+            return Ok(None);
+        }
+        if kept.len() == self.pages.len() {
+            return Ok(Some(self.clone()));
+        }
+        let size: u64 = kept.iter().map(|p| p.bytes.1 - p.bytes.0).sum();
+        let mut file = Vec::with_capacity(size as usize);
+        let mut pages = Vec::with_capacity(kept.len());
+        for p in &kept {
+            let at = file.len() as u64;
+            file.extend_from_slice(&self.file[p.bytes.0 as usize..p.bytes.1 as usize]);
+            pages.push(chunk::PageSpan {
+                bytes: (at, file.len() as u64),
+                ..(*p).clone()
+            });
+        }
+        let rows: u64 = kept.iter().map(|p| p.rows).sum();
+        let c = &self.chunk;
+        let meta = ColumnChunkMetaData::builder(c.column_descr_ptr())
+            .set_compression_codec(c.compression_codec())
+            .set_encodings_mask(*c.encodings_mask())
+            .set_total_compressed_size(kept.iter().map(|p| p.compressed).sum::<u64>() as i64)
+            .set_total_uncompressed_size(kept.iter().map(|p| p.uncompressed).sum::<u64>() as i64)
+            .set_num_values(rows as i64)
+            .set_data_page_offset(0)
+            .build()?;
+        Ok(Some(
+            SharedChunk::new(Bytes::from(file), meta, rows as i64).with_pages(pages),
+        ))
     }
 
     /// The chunk as column `descr` of a file of `rows` rows: its bytes and its close result
@@ -215,6 +268,8 @@ pub struct Shared<'f> {
     pub wait: &'f dyn Fn() -> Result<Option<Vec<SharedChunk>>>,
     /// Its values, encoded here when there is no chunk or it does not fit.
     pub values: &'f dyn Fn() -> ArrayRef,
+    /// The file's row groups (start, length), when they are not [`row_groups`]'s: the chunks'.
+    pub groups: Option<Vec<(usize, usize)>>,
 }
 
 #[derive(Clone)]
@@ -383,7 +438,15 @@ impl CompactWriter {
         let column = shared.column;
         let (staged, fin, out) = self.create_staged(layer, planned_at, batch)?;
         let (mut file_writer, factory) = parquet_writer(out, rows)?;
-        let groups = row_groups(rows.num_rows());
+        let groups = match shared.groups {
+            Some(groups)
+                if groups.iter().map(|g| g.1).sum::<usize>() == rows.num_rows()
+                    && groups.iter().all(|g| g.1 > 0) =>
+            {
+                groups
+            }
+            _ => row_groups(rows.num_rows()),
+        };
         let encoded = encode_groups(&factory, rows, &groups, Some(column))?;
         let descr = file_writer.schema_descr().column(column);
         // Every group's chunk must fit, or none is used.
@@ -695,16 +758,18 @@ pub fn column_descr(schema: &Schema, column: usize) -> Result<ColumnDescPtr> {
 /// row groups [`row_groups`] gives (in parallel, one thread per group): ready for
 /// Payloads (whole messages) as the chunks of a nullable string column, one per row group of a
 /// file of `rows` rows: encoded once and copied into every file of the batch that holds them.
+/// With `kept`, the kept rows' pages are apart from the others' ([`SharedChunk::kept`]).
 pub fn encode_payloads<'v>(
     rows: usize,
     value: &(dyn Fn(usize) -> Option<std::borrow::Cow<'v, str>> + Sync),
+    kept: Option<&(dyn Fn(usize) -> bool + Sync)>,
 ) -> Result<Vec<SharedChunk>> {
     let schema = Schema::new(vec![arrow_schema::Field::new(
         "value",
         DataType::Utf8,
         true,
     )]);
-    encode_text_groups(&column_descr(&schema, 0)?, rows, value)
+    encode_text_in(&column_descr(&schema, 0)?, &row_groups(rows), value, kept)
 }
 
 /// [`Shared::wait`] of any file of the batch with that column and that many rows.
@@ -713,10 +778,26 @@ pub fn encode_text_groups<'v>(
     rows: usize,
     value: &(dyn Fn(usize) -> Option<std::borrow::Cow<'v, str>> + Sync),
 ) -> Result<Vec<SharedChunk>> {
-    let groups = row_groups(rows);
+    encode_text_in(descr, &row_groups(rows), value, None)
+}
+
+/// A string column encoded as the chunks of row groups `groups` (in parallel, one thread per
+/// group); with `kept`, no page mixes kept rows and others ([`SharedChunk::kept`]).
+pub fn encode_text_in<'v>(
+    descr: &ColumnDescPtr,
+    groups: &[(usize, usize)],
+    value: &(dyn Fn(usize) -> Option<std::borrow::Cow<'v, str>> + Sync),
+    kept: Option<&(dyn Fn(usize) -> bool + Sync)>,
+) -> Result<Vec<SharedChunk>> {
     per_group(groups.len(), |g| {
         let (start, len) = groups[g];
-        chunk::encode_text(descr, len, |row| value(start + row))
+        let kept_here = |row: usize| kept.is_none_or(|k| k(start + row));
+        chunk::encode_text(
+            descr,
+            len,
+            |row| value(start + row),
+            kept.map(|_| &kept_here as &dyn Fn(usize) -> bool),
+        )
     })
 }
 
@@ -748,7 +829,7 @@ const MIN_GROUP_ROWS: usize = 32_768;
 /// The row groups (start, length) of a file of `rows` rows: one per core, so that they are
 /// encoded in parallel, each of at least [`MIN_GROUP_ROWS`]; the same for the same row count,
 /// so two files of a batch with the same rows have the same groups.
-fn row_groups(rows: usize) -> Vec<(usize, usize)> {
+pub fn row_groups(rows: usize) -> Vec<(usize, usize)> {
     let cores = std::thread::available_parallelism().map_or(1, |p| p.get());
     let groups = (rows / MIN_GROUP_ROWS).clamp(1, cores);
     let per = rows.div_ceil(groups);
@@ -1131,6 +1212,7 @@ mod tests {
                     column,
                     wait: &wait,
                     values: &values,
+                    groups: None,
                 };
                 let (file, copied) = writer
                     .write_parquet_with(SILVER, rows, 0, batch, shared)
@@ -1198,6 +1280,93 @@ mod tests {
         let (checked, was_copied) = with(&stand_in(&target, 2), 2, 5, Some(short));
         assert!(!was_copied);
         assert_eq!(read_back(&checked), target);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_kept_rows_pages_of_a_chunk_make_the_column_of_a_file_of_those_rows() {
+        let dir = std::env::temp_dir().join(format!("writer-kept-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let writer = CompactWriter::open(&dir, 0, &TEST_LAYERS).unwrap();
+        // Three MiB of payloads over 2 * MIN_GROUP_ROWS rows (several pages a group), a row in
+        // 97 dropped, with runs of dropped rows, and one absent value among them.
+        let n = 2 * MIN_GROUP_ROWS + 500;
+        let texts: Vec<String> = (0..n)
+            .map(|i| format!("{{\"n\": {i}, \"pad\": \"{}\"}}", "y".repeat(i % 80)))
+            .collect();
+        let kept = |row: usize| row % 97 != 3 && !(1000..1010).contains(&row);
+        let value = |row: usize| (row != 3).then(|| texts[row].as_str().into());
+        let schema = Schema::new(vec![Field::new("value", DataType::Utf8, true)]);
+        let descr = column_descr(&schema, 0).unwrap();
+        let all = encode_text_in(&descr, &row_groups(n), &value, Some(&kept)).unwrap();
+        assert!(
+            all.iter().all(|c| c.pages.len() > 3),
+            "pages cut at every change of kind"
+        );
+        let groups: Vec<(usize, usize)> = {
+            let mut start = 0;
+            row_groups(n)
+                .iter()
+                .map(|&(from, len)| {
+                    let k = (from..from + len).filter(|&r| kept(r)).count();
+                    start += k;
+                    (start - k, k)
+                })
+                .collect()
+        };
+        let chunks: Vec<SharedChunk> = all.iter().map(|c| c.kept().unwrap().unwrap()).collect();
+        assert_eq!(
+            chunks.iter().map(SharedChunk::rows).collect::<Vec<_>>(),
+            groups.iter().map(|g| g.1).collect::<Vec<_>>()
+        );
+        let kept_texts: Vec<&str> = (0..n)
+            .filter(|&r| kept(r))
+            .map(|r| texts[r].as_str())
+            .collect();
+        let m = kept_texts.len();
+        let target_schema = Arc::new(Schema::new(vec![
+            Field::new("a", DataType::Int64, false),
+            Field::new("json_str", DataType::Utf8, true),
+        ]));
+        let numbers: ArrayRef = Arc::new(Int64Array::from_iter_values(0..m as i64));
+        let text: ArrayRef = Arc::new(StringArray::from_iter_values(&kept_texts));
+        let want =
+            RecordBatch::try_new(target_schema.clone(), vec![numbers.clone(), text]).unwrap();
+        let stand_in = RecordBatch::try_new(
+            target_schema,
+            vec![numbers, arrow_array::new_null_array(&DataType::Utf8, m)],
+        )
+        .unwrap();
+        let wait = || Ok(Some(chunks.clone()));
+        let fallback = || -> ArrayRef { unreachable!("the kept pages fit") };
+        let (file, copied) = writer
+            .write_parquet_with(
+                SILVER,
+                &stand_in,
+                0,
+                1,
+                Shared {
+                    column: 1,
+                    wait: &wait,
+                    values: &fallback,
+                    groups: Some(groups.clone()),
+                },
+            )
+            .unwrap();
+        assert!(copied);
+        let path = placed(&writer, file);
+        assert_eq!(read_back(&path), want);
+        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap()).unwrap();
+        let sizes: Vec<usize> = (0..reader.metadata().num_row_groups())
+            .map(|g| reader.metadata().row_group(g).num_rows() as usize)
+            .collect();
+        assert_eq!(sizes, groups.iter().map(|g| g.1).collect::<Vec<_>>());
+        // Without `kept` every page is of the kept kind: the chunk is its own kept chunk.
+        let plain = encode_text_in(&descr, &row_groups(n), &value, None).unwrap();
+        assert!(plain[0]
+            .kept()
+            .unwrap()
+            .is_some_and(|c| c.rows() == plain[0].rows()));
         fs::remove_dir_all(&dir).unwrap();
     }
 
