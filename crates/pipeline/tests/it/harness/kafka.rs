@@ -357,12 +357,29 @@ pub fn consume_topic(bootstrap: &str, topic_name: &str) -> Vec<Consumed> {
         .iter()
         .map(|p| p.id())
         .collect();
+    // A producer's commit returns before the broker has written its commit markers: until
+    // then the partition's last stable offset (the read_committed high watermark) stays behind
+    // the log's end. Wait (a few seconds at most: a transaction left open by a killed process
+    // ends only at its timeout) so that what was just committed is read.
+    let uncommitted: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "it-reader")
+        .set("isolation.level", "read_uncommitted")
+        .create()
+        .unwrap();
+    let settled = Instant::now() + Duration::from_secs(5);
     let mut tpl = TopicPartitionList::new();
     let mut ends = BTreeMap::new();
     for &p in &partitions {
-        let (low, high) = consumer
-            .fetch_watermarks(topic_name, p, Duration::from_secs(10))
-            .unwrap();
+        let watermarks = |c: &BaseConsumer| {
+            c.fetch_watermarks(topic_name, p, Duration::from_secs(10))
+                .unwrap()
+        };
+        let (mut low, mut high) = watermarks(&consumer);
+        while high < watermarks(&uncommitted).1 && Instant::now() < settled {
+            std::thread::sleep(Duration::from_millis(20));
+            (low, high) = watermarks(&consumer);
+        }
         if high > low {
             tpl.add_partition_offset(topic_name, p, Offset::Offset(low))
                 .unwrap();
