@@ -272,10 +272,6 @@ impl<'a, D: Dataset> Batch<'a, D> {
     /// UTF-8, an Avro body that does not render) with its invalid sequences replaced; `None`
     /// when absent.
     pub fn text(&self, index: u32) -> Option<Cow<'_, str>> {
-        // The checked text first (an Avro value has none): JSON rows read no message.
-        if let Some(text) = self.texts[index as usize] {
-            return Some(Cow::Borrowed(text));
-        }
         let m = self.message(index);
         if m.avro.is_some() {
             if let Some(json) = self
@@ -285,6 +281,8 @@ impl<'a, D: Dataset> Batch<'a, D> {
             {
                 return Some(Cow::Borrowed(json));
             }
+        } else if let Some(text) = self.texts[index as usize] {
+            return Some(Cow::Borrowed(text));
         }
         lossy(self.raw.value(m))
     }

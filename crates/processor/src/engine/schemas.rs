@@ -79,16 +79,10 @@ impl Schemas {
         let mut index = Vec::with_capacity(ids.len());
         for &id in &ids {
             index.push(match &self.known[&id] {
-                Ok(schema) => match u16::try_from(raw.schemas.len()) {
-                    Ok(k) => {
-                        raw.schemas.push((id, Arc::clone(schema)));
-                        Ok(k)
-                    }
-                    Err(_) => Err(Reject::BadSchema {
-                        id,
-                        detail: "more than 65,536 writer schemas in one batch".into(),
-                    }),
-                },
+                Ok(schema) => {
+                    raw.schemas.push((id, Arc::clone(schema)));
+                    Ok(raw.schemas.len() as u32 - 1)
+                }
                 Err(reject) => Err(reject.clone()),
             });
         }

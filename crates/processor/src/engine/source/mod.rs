@@ -32,9 +32,8 @@ pub struct RawMessage {
     pub key: Option<(usize, usize)>,
     pub value: Option<(usize, usize)>,
     /// An Avro value's writer schema: its index in [`RawBatch::schemas`] (set by
-    /// [`super::schemas::Schemas::unframe`]). A u16 fits in the struct's padding: 80 bytes with
-    /// it or without (a batch's messages are sorted, and read by every payload column).
-    pub avro: Option<u16>,
+    /// [`super::schemas::Schemas::unframe`]).
+    pub avro: Option<u32>,
 }
 
 /// The messages of a batch, copied into one contiguous buffer (one allocation for the batch, and
