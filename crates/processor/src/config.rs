@@ -30,6 +30,21 @@ fn parse_trigger(text: &str) -> Result<Trigger, String> {
         .map_err(|e| format!("{e}, or available-now"))
 }
 
+/// Which part of a dataset's work a member runs (scale-out with operators keyed by something
+/// other than the topic's message key: two stages joined by a repartition topic, as Kafka
+/// Streams' sub-topologies are). Not a setting: scale-out sets it for each of its two members.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Stage {
+    /// All of it (a lone processor, or scale-out where every operator is keyed by the message key).
+    #[default]
+    Whole,
+    /// What is keyed by the input topic's key (the layers, gold), and every valid record to the
+    /// repartition topic `repartition`, keyed by the other operators' key.
+    Keyed { repartition: String },
+    /// Reads the repartition topic: the operators keyed by its key, and their outputs.
+    Rekeyed,
+}
+
 /// How the Parquet layers are kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum OutputFormat {
@@ -333,6 +348,9 @@ pub struct ProcessorConfig {
     /// Test-only: pause this long after a batch's files are in place and before its commit
     #[arg(long, env = "TEST_PAUSE_BEFORE_COMMIT", value_parser = parse_spark_duration, hide = true)]
     pub test_pause_before_commit: Option<Duration>,
+    /// The stage this member runs (scale-out sets it; not a flag).
+    #[arg(skip)]
+    pub stage: Stage,
 }
 
 impl ProcessorConfig {
@@ -392,9 +410,6 @@ impl ProcessorConfig {
         }
         if self.cassandra_hosts().is_some() {
             return refuse("CASSANDRA_HOSTS");
-        }
-        if self.fraud_detection {
-            return refuse("FRAUD_DETECTION=true (its rules and windows are keyed by user_id, not by the topic's key, so their state cannot move with a partition)");
         }
         if self.recover_from_batch.is_some() {
             return refuse("--recover-from-batch");

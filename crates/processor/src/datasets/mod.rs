@@ -46,6 +46,9 @@ pub fn run(
         Kind::Financial => {
             engine::run_with_drain(financial::Financial::new(config), config, stop, drain)
         }
+        Kind::Transactions if config.scale_out && config.fraud_detection => {
+            transactions::stages::run(config, stop, drain)
+        }
         Kind::Transactions => {
             engine::run_with_drain(transactions::Transactions::new(config), config, stop, drain)
         }

@@ -4,5 +4,6 @@
 pub mod anomalies;
 pub mod fraud;
 pub mod merchant_totals;
+pub mod partitioned;
 pub mod user_windows;
 pub mod windows;

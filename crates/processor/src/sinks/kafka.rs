@@ -44,7 +44,8 @@ pub struct TopicRecord {
     pub key: Option<Vec<u8>>,
     /// The JSON value.
     pub value: Vec<u8>,
-    /// The Avro schema of the value's fields, for `OUTPUT_TOPIC_FORMAT=avro`.
+    /// The Avro schema of the value's fields, for `OUTPUT_TOPIC_FORMAT=avro`; empty: the value
+    /// is written as it is in either format (an internal topic of the pipeline's own).
     pub avro_schema: &'static str,
 }
 
@@ -85,7 +86,7 @@ impl AvroOutputs {
 
     /// Every record's JSON value as a framed Avro value of its topic's schema.
     fn encode(&self, records: &mut [TopicRecord]) -> Result<()> {
-        for r in records {
+        for r in records.iter_mut().filter(|r| !r.avro_schema.is_empty()) {
             let entry = self.schema(&r.topic, r.avro_schema)?;
             let (id, schema) = &*entry;
             let mut value = Vec::with_capacity(r.value.len());

@@ -3,6 +3,7 @@
 //! `FRAUD_DETECTION=true`, seed 002's fraud rules and windowed aggregates too: alerts to the
 //! topic `fraud-alerts` and to `fraud_alerts/`, aggregates to `user_aggregates/`.
 
+pub mod by_user;
 pub mod cassandra;
 pub mod fraud_alerts;
 pub mod fraud_topic;
@@ -10,6 +11,7 @@ pub mod gold;
 pub mod gold_topic;
 pub mod raw_csv;
 pub mod silver;
+pub mod stages;
 pub mod user_aggregates;
 
 use std::fmt::Write as _;
@@ -18,11 +20,12 @@ use std::time::Duration;
 use txn_core::time::write_python_isoformat;
 use txn_core::{Reject, Transaction};
 
-use crate::config::ProcessorConfig;
+use crate::config::{ProcessorConfig, Stage};
 use crate::engine::dataset::{Batch, Dataset, Derived};
 use crate::engine::operator::Operator;
 use crate::engine::output::Output;
-use crate::operators::fraud::{Alert, FraudRules, Txn};
+use crate::operators::fraud::{Alert, FraudBatch, FraudRules, Txn};
+use crate::operators::partitioned::Partitioned;
 use crate::operators::user_windows::{UserTxn, UserWindowRow, UserWindows};
 use crate::operators::windows::{TumblingWindows, WindowBatch};
 use crate::outputs::bronze::Bronze;
@@ -37,11 +40,16 @@ pub type TxnBatch<'a> = Batch<'a, Transactions>;
 pub const USER_WINDOW_MICROS: i64 = 300_000_000;
 
 /// The transactions dataset: gold's windows are its operator; with fraud detection, the fraud
-/// rules and the user windows too.
+/// rules and the user windows too. In scale-out with fraud detection, a member runs one of two
+/// stages ([`Stage`]): gold and the layers, sending every valid transaction to a repartition
+/// topic keyed by user ([`by_user`]); or the fraud rules and user windows over that topic.
 pub struct Transactions {
-    gold: TumblingWindows,
+    /// `None` in the second stage.
+    gold: Option<TumblingWindows>,
     gold_topic: Option<String>,
     fraud: Option<Fraud>,
+    /// The first stage's repartition topic.
+    by_user: Option<String>,
     /// With CASSANDRA_HOSTS: the tables of gold (CASSANDRA_GOLD_TABLE) and of the user
     /// aggregates (with fraud detection).
     cassandra_gold: Option<sinks::cassandra::CassandraTable>,
@@ -50,9 +58,16 @@ pub struct Transactions {
 
 /// The operators and the alerts topic of fraud detection.
 struct Fraud {
-    rules: FraudRules,
-    user_windows: UserWindows,
+    rules: UserKeyed,
     topic: String,
+}
+
+/// The operators keyed by user: one state for a lone processor, or one per partition of the
+/// repartition topic (scale-out's second stage, where a user's transactions are in one
+/// partition).
+enum UserKeyed {
+    Whole(FraudRules, UserWindows),
+    ByPartition(Partitioned<FraudRules>, Partitioned<UserWindows>),
 }
 
 /// What the operators derived from a batch.
@@ -65,15 +80,27 @@ pub struct TxnDerived {
     /// Rows the user windows found late.
     pub user_windows_late: u64,
     pub fraud: bool,
+    /// Whether gold ran (not in scale-out's second stage).
+    pub has_gold: bool,
+    /// The fraud rules' watermark, the batch's when gold did not run.
+    pub rules_watermark: Option<i64>,
 }
 
 impl Derived for TxnDerived {
     fn late(&self) -> u64 {
-        self.gold.late
+        if self.has_gold {
+            self.gold.late
+        } else {
+            self.fraud_late
+        }
     }
 
     fn late_by_operator(&self) -> Vec<(&'static str, u64)> {
-        let mut late = self.gold.late_by_operator();
+        let mut late = if self.has_gold {
+            self.gold.late_by_operator()
+        } else {
+            Vec::new()
+        };
         if self.fraud {
             late.push(("fraud_rules", self.fraud_late));
             late.push(("user_aggregates", self.user_windows_late));
@@ -82,14 +109,19 @@ impl Derived for TxnDerived {
     }
 
     fn watermark(&self) -> Option<i64> {
-        self.gold.watermark
+        if self.has_gold {
+            self.gold.watermark
+        } else {
+            self.rules_watermark
+        }
     }
 }
 
 impl Transactions {
     pub fn new(config: &ProcessorConfig) -> Self {
+        let rekeyed = config.stage == Stage::Rekeyed;
         Transactions {
-            gold: {
+            gold: (!rekeyed).then(|| {
                 let gold = TumblingWindows::new(
                     "gold",
                     micros(config.gold_window),
@@ -102,8 +134,15 @@ impl Transactions {
                 } else {
                     gold
                 }
+            }),
+            gold_topic: config
+                .gold_topic
+                .clone()
+                .filter(|t| !t.is_empty() && !rekeyed),
+            by_user: match &config.stage {
+                Stage::Keyed { repartition } => Some(repartition.clone()),
+                _ => None,
             },
-            gold_topic: config.gold_topic.clone().filter(|t| !t.is_empty()),
             cassandra_gold: config
                 .cassandra_hosts()
                 .and(config.cassandra_gold_table.as_deref())
@@ -111,14 +150,26 @@ impl Transactions {
             cassandra_user_aggregates: (config.cassandra_hosts().is_some()
                 && config.fraud_detection)
                 .then(|| cassandra::user_aggregates_table(config)),
-            fraud: config.fraud_detection.then(|| {
-                let delay = micros(config.fraud_watermark_delay);
-                Fraud {
-                    rules: FraudRules::new(delay),
-                    user_windows: UserWindows::new(USER_WINDOW_MICROS, delay),
-                    topic: config.fraud_alerts_topic.clone(),
-                }
-            }),
+            fraud: (config.fraud_detection && !matches!(config.stage, Stage::Keyed { .. })).then(
+                || {
+                    let delay = micros(config.fraud_watermark_delay);
+                    let rules = if rekeyed {
+                        UserKeyed::ByPartition(
+                            Partitioned::new(move || FraudRules::new(delay)),
+                            Partitioned::new(move || UserWindows::new(USER_WINDOW_MICROS, delay)),
+                        )
+                    } else {
+                        UserKeyed::Whole(
+                            FraudRules::new(delay),
+                            UserWindows::new(USER_WINDOW_MICROS, delay),
+                        )
+                    };
+                    Fraud {
+                        rules,
+                        topic: config.fraud_alerts_topic.clone(),
+                    }
+                },
+            ),
         }
     }
 }
@@ -150,15 +201,21 @@ impl Dataset for Transactions {
                 t.amount,
             )
         });
+        let mut derived = TxnDerived {
+            gold: WindowBatch::default(),
+            alerts: Vec::new(),
+            user_windows: Vec::new(),
+            fraud_late: 0,
+            user_windows_late: 0,
+            fraud: self.fraud.is_some(),
+            has_gold: self.gold.is_some(),
+            rules_watermark: None,
+        };
         let Some(fraud) = &mut self.fraud else {
-            return TxnDerived {
-                gold: self.gold.apply_from(gold_input),
-                alerts: Vec::new(),
-                user_windows: Vec::new(),
-                fraud_late: 0,
-                user_windows_late: 0,
-                fraud: false,
-            };
+            if let Some(gold) = &mut self.gold {
+                derived.gold = gold.apply_from(gold_input);
+            }
+            return derived;
         };
         // A transaction without a user cannot be followed: the rules skip it (the windows keep
         // it, under a null user_id).
@@ -178,28 +235,52 @@ impl Dataset for Transactions {
                 lon: t.lon,
             })
         });
-        let user_txns = batch.valid.iter().map(|(_, t)| UserTxn {
-            event_time: t.event_time,
-            user_id: t.user_id.as_deref(),
-            category: t.category.as_deref(),
-            merchant: t.merchant.as_deref(),
-            amount: t.amount,
+        let user_txns = batch.valid.iter().map(|(i, t)| {
+            (
+                messages[*i as usize].partition,
+                UserTxn {
+                    event_time: t.event_time,
+                    user_id: t.user_id.as_deref(),
+                    category: t.category.as_deref(),
+                    merchant: t.merchant.as_deref(),
+                    amount: t.amount,
+                },
+            )
         });
         // The three operators keep states of their own: each on a thread (their outputs wait
         // for all three; bronze, silver and the raw CSV run beside them).
-        let (
-            gold_windows,
-            Fraud {
-                rules,
-                user_windows,
-                ..
-            },
-        ) = (&mut self.gold, fraud);
+        let gold_windows = &mut self.gold;
         let (gold, rules, (user_windows, user_windows_late)) = std::thread::scope(|s| {
-            let gold = spawn(s, "gold", || gold_windows.apply_from(gold_input));
-            let windows = spawn(s, "user_windows", || user_windows.apply(user_txns));
-            let rules = rules.apply(txns);
-            (join(gold), rules, join(windows))
+            let gold = gold_windows
+                .as_mut()
+                .map(|g| spawn(s, "gold", || g.apply_from(gold_input)));
+            let (rules, windows) = match &mut fraud.rules {
+                UserKeyed::Whole(rules, windows) => {
+                    let w = spawn(s, "user_windows", || {
+                        windows.apply(user_txns.map(|(_, t)| t))
+                    });
+                    (rules.apply(txns), join(w))
+                }
+                // Each partition of the repartition topic on its own state, in partition order.
+                UserKeyed::ByPartition(rules, windows) => {
+                    let w = spawn(s, "user_windows", || {
+                        let (mut rows, mut late) = (Vec::new(), 0);
+                        for (r, l) in windows.apply_by_partition(user_txns, |w, t| w.apply(t)) {
+                            rows.extend(r);
+                            late += l;
+                        }
+                        (rows, late)
+                    });
+                    let mut all = FraudBatch::default();
+                    let txns = txns.map(|t| (t.partition, t));
+                    for b in rules.apply_by_partition(txns, |r, t| r.apply(t)) {
+                        all.alerts.extend(b.alerts);
+                        all.late += b.late;
+                    }
+                    (all, join(w))
+                }
+            };
+            (gold.map(join), rules, windows)
         });
         if rules.late > 0 {
             tracing::info!(
@@ -207,26 +288,50 @@ impl Dataset for Transactions {
                 rules.late
             );
         }
-        TxnDerived {
-            gold,
-            alerts: rules.alerts,
-            user_windows,
-            fraud_late: rules.late,
-            user_windows_late,
-            fraud: true,
-        }
+        derived.rules_watermark = match &fraud.rules {
+            UserKeyed::Whole(rules, _) => rules.watermark(),
+            UserKeyed::ByPartition(rules, _) => Operator::watermark(rules),
+        };
+        derived.gold = gold.unwrap_or_default();
+        derived.alerts = rules.alerts;
+        derived.user_windows = user_windows;
+        derived.fraud_late = rules.late;
+        derived.user_windows_late = user_windows_late;
+        derived
     }
 
     fn operators(&mut self) -> Vec<&mut dyn Operator> {
-        let mut operators: Vec<&mut dyn Operator> = vec![&mut self.gold];
+        let mut operators: Vec<&mut dyn Operator> = Vec::new();
+        if let Some(gold) = &mut self.gold {
+            operators.push(gold);
+        }
         if let Some(fraud) = &mut self.fraud {
-            operators.push(&mut fraud.rules);
-            operators.push(&mut fraud.user_windows);
+            match &mut fraud.rules {
+                UserKeyed::Whole(rules, windows) => {
+                    operators.push(rules);
+                    operators.push(windows);
+                }
+                UserKeyed::ByPartition(rules, windows) => {
+                    operators.push(rules);
+                    operators.push(windows);
+                }
+            }
         }
         operators
     }
 
     fn outputs(&self) -> Vec<Box<dyn Output<Self>>> {
+        if self.gold.is_none() {
+            // Scale-out's second stage: the repartition topic's records were checked by the
+            // first (a reject here would still be kept, in quarantine).
+            let mut outputs: Vec<Box<dyn Output<Self>>> = vec![Box::new(Quarantine::default())];
+            if let Some(fraud) = &self.fraud {
+                outputs.push(Box::new(fraud_alerts::FraudAlerts));
+                outputs.push(Box::new(fraud_topic::FraudTopic(fraud.topic.clone())));
+                outputs.push(Box::new(user_aggregates::UserAggregates));
+            }
+            return outputs;
+        }
         let mut outputs: Vec<Box<dyn Output<Self>>> = vec![
             Box::new(Bronze::default()),
             Box::new(silver::Silver),
@@ -239,6 +344,9 @@ impl Dataset for Transactions {
         }
         if let Some(table) = &self.cassandra_gold {
             outputs.push(Box::new(cassandra::GoldRows(table.clone())));
+        }
+        if let Some(topic) = &self.by_user {
+            outputs.push(Box::new(by_user::ByUser(topic.clone())));
         }
         if let Some(fraud) = &self.fraud {
             outputs.push(Box::new(fraud_alerts::FraudAlerts));
