@@ -39,10 +39,12 @@ pub enum Stage {
     #[default]
     Whole,
     /// What is keyed by the input topic's key (the layers, gold), and every valid record to the
-    /// repartition topic `repartition`, keyed by the other operators' key.
-    Keyed { repartition: String },
-    /// Reads the repartition topic: the operators keyed by its key, and their outputs.
-    Rekeyed,
+    /// repartition topic `repartition` (of `partitions` partitions), keyed by the other
+    /// operators' key, with each input partition's clock after every batch.
+    Keyed { repartition: String, partitions: i32 },
+    /// Reads the repartition topic: the operators keyed by its key, and their outputs; their
+    /// watermark follows the input topic's `sources` partitions.
+    Rekeyed { sources: i32 },
 }
 
 /// How the Parquet layers are kept.

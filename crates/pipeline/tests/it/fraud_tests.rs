@@ -16,7 +16,7 @@ pub(crate) const ALERTS: &str = "fraud-alerts";
 /// of event time into each message, so partitions read unevenly by a batch of 400 offsets can be
 /// minutes of event time apart; with the default 5 minutes some records would be late, and which
 /// ones would depend on the batches (and so on the kills).
-const DELAY_MICROS: i64 = 3_600_000_000;
+pub(crate) const DELAY_MICROS: i64 = 3_600_000_000;
 
 /// (alert_type, user_id, alert_time µs, txn_id)
 pub(crate) type AlertKey = (String, String, i64, String);
@@ -277,7 +277,7 @@ pub(crate) fn topic_alerts(bootstrap: &str) -> Vec<AlertKey> {
     keys
 }
 
-fn file_alerts(out: &std::path::Path) -> Vec<AlertKey> {
+pub(crate) fn file_alerts(out: &std::path::Path) -> Vec<AlertKey> {
     let files = read_layer(out, "fraud_alerts");
     let mut keys: Vec<AlertKey> = strings(&files, "alert_type")
         .into_iter()

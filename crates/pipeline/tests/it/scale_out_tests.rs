@@ -547,3 +547,123 @@ fn events_processors_share_a_topic_each_event_once_and_their_windows_equal_one_p
         "the windows of two processors equal one processor's"
     );
 }
+
+/// Fraud detection in scale-out: each processor runs two members, gold and the layers over the
+/// input topic (by card), the fraud rules and user windows over the repartition topic (by user).
+/// Two processors throughout, a third SIGKILLed and started again (every other time in the pause
+/// between a batch's Kafka transaction and its files), one stopped mid-run: the alerts equal the
+/// rules run once over the whole topic, each once in the alerts topic and in `fraud_alerts/`.
+#[test]
+#[ignore = "needs Apache Kafka (scripts/kafka.sh; scripts/test.sh runs it)"]
+fn fraud_detection_scales_out_through_a_repartition_topic_with_the_alerts_of_one_run() {
+    use crate::fraud_tests::{
+        file_alerts, oracle, producer_args, topic_alerts, ALERTS, DELAY_MICROS, FRAUD_PROCESSOR,
+    };
+    let broker = kafka(4);
+    broker.create_topic(ALERTS, 3, &[]);
+    let out = Scratch::new("scale-out-fraud");
+    let count = 12_000;
+    let producing = producer_args(&count.to_string(), "0.05", "42", "1000");
+    let producing: Vec<&str> = producing.iter().map(String::as_str).collect();
+    let mut producer = spawn_producer(&broker.bootstrap, out.path(), &producing);
+    let group = format!("scale-out-fraud-{}", rand_u64());
+    let args = [
+        &FRAUD_PROCESSOR[..],
+        &["--scale-out", "true", "--group-id", group.as_str()],
+    ]
+    .concat();
+    let continuous = [&args[..], &["--trigger", "0"]].concat();
+    let a = Processor::spawn(&broker.bootstrap, out.path(), &continuous, &[]);
+    let b = Processor::spawn(&broker.bootstrap, out.path(), &continuous, &[]);
+    let (mut a_lines, mut b_lines) = (Vec::new(), Vec::new());
+    let plan = Kills::runs(6).after_connecting(1500, 2500);
+    let (at_pause, killed_lines) =
+        kill_repeatedly_with(&broker.bootstrap, out.path(), &continuous, &[], plan, |i| {
+            a_lines.extend(lines_of(&a));
+            b_lines.extend(lines_of(&b));
+            if i == 4 {
+                // One leaves mid-run: it finishes its batches and hands its partitions over.
+                a.signal(libc::SIGTERM);
+            }
+            false
+        });
+    assert!(producer.wait().unwrap().success());
+    let (a_status, rest) = a.finish();
+    a_lines.extend(rest);
+    assert!(a_status.success(), "a stopped processor exits cleanly: {a_lines:#?}");
+    assert!(at_pause >= 2, "{at_pause} kills at the pause");
+    let have = wait_for_bronze(out.path(), count, Duration::from_secs(180));
+    b.signal(libc::SIGTERM);
+    let (b_status, rest) = b.finish();
+    b_lines.extend(rest);
+    assert!(b_status.success(), "{b_lines:#?}");
+    assert_eq!(have, count, "every record in bronze: {b_lines:#?}");
+    // What the stopped ones left in the repartition topic (written by the first stage of one
+    // after the second stage of another had stopped): a run of the group to the end.
+    let last = process_all(&broker.bootstrap, out.path(), &args);
+    let last = String::from_utf8_lossy(&last.stderr).to_string();
+
+    assert_each_offset_once(&broker.bootstrap, out.path(), count);
+    // The rules once over the whole topic, but for the sessions ended by the last watermark:
+    // downstream of the repartition topic it follows the input partitions' smallest clock (the
+    // oracle's, the largest event time of the whole topic).
+    let mut clocks: BTreeMap<i32, i64> = BTreeMap::new();
+    let mut latest: BTreeMap<String, i64> = BTreeMap::new();
+    for m in consume_all(&broker.bootstrap) {
+        if let Ok(t) = txn_core::decode(m.value.as_deref()) {
+            let c = clocks.entry(m.partition).or_insert(t.event_time);
+            *c = (*c).max(t.event_time);
+            let user = t.user_id.as_deref().unwrap_or_default().to_string();
+            let l = latest.entry(user).or_insert(t.event_time);
+            *l = (*l).max(t.event_time);
+        }
+    }
+    assert_eq!(clocks.len(), 4, "every input partition has transactions");
+    let last_watermark = clocks.values().min().unwrap() - DELAY_MICROS;
+    // A session that ended with no later transaction of its user ended by the watermark.
+    let by_watermark = |user: &str, end: i64| latest.get(user).is_none_or(|&l| l < end);
+    let expected: Vec<_> = oracle(&broker.bootstrap)
+        .into_iter()
+        .filter(|(kind, user, end, _)| {
+            kind != "SESSION_TIMEOUT" || *end <= last_watermark || !by_watermark(user, *end)
+        })
+        .collect();
+    assert!(expected.len() > 50, "alerts expected: {}", expected.len());
+    let topic = topic_alerts(&broker.bootstrap);
+    let missing: Vec<_> = expected.iter().filter(|k| !topic.contains(k)).take(5).collect();
+    let extra: Vec<_> = topic.iter().filter(|k| !expected.contains(k)).take(5).collect();
+    assert_eq!(
+        topic.len(),
+        expected.len(),
+        "alerts in the topic: missing {missing:?}, extra {extra:?}"
+    );
+    assert_eq!(topic, expected, "the alerts topic holds the rules' alerts, each once");
+    assert_eq!(file_alerts(out.path()), expected, "fraud_alerts/ holds the same");
+
+    // Both stages ran in the processors at once, and the fraud stage's partitions moved with
+    // their state.
+    let repartition = format!("of {group}-transactions-by-user-repartition");
+    for (name, lines) in [("a", &a_lines), ("b", &b_lines)] {
+        assert!(
+            lines.iter().any(|l| l.contains("assigned partitions") && l.contains(&repartition)),
+            "processor {name} owned partitions of the repartition topic: {lines:#?}"
+        );
+        assert!(
+            batches_with_rows(lines) > 0,
+            "processor {name} processed batches: {lines:#?}"
+        );
+    }
+    let all: Vec<&String> = a_lines.iter().chain(&b_lines).chain(&killed_lines).collect();
+    assert!(
+        all.iter()
+            .any(|l| l.contains("taken up at offset") && l.contains("with its state as of batch")),
+        "partitions moved with their state"
+    );
+    eprintln!(
+        "scale-out fraud: {} alerts; {} batches of a, {} of b; the last run: {}",
+        expected.len(),
+        batches_with_rows(&a_lines),
+        batches_with_rows(&b_lines),
+        last.lines().filter(|l| l.contains("stopped:")).collect::<Vec<_>>().join(" | ")
+    );
+}

@@ -420,6 +420,7 @@ impl<D: Dataset> Stages<D> {
         // a re-run identical to the first attempt.
         raw.messages
             .sort_unstable_by_key(|m| (m.partition, m.offset));
+        self.dataset.take_control(&mut raw);
         let t = Instant::now();
         self.schemas.unframe(&mut raw)?;
         let batch = Batch::<D>::decode(&raw);

@@ -40,6 +40,10 @@ pub trait Dataset: Send + Sized + 'static {
         body: &'a [u8],
     ) -> Result<Self::Record<'a>, Reject>;
 
+    /// Takes the batch's control records out before decoding (records of the pipeline's own,
+    /// not data: scale-out's clocks in a repartition topic). None by default.
+    fn take_control(&mut self, _raw: &mut RawBatch) {}
+
     /// Runs the batch's valid records (in (partition, offset) order) through the operators.
     fn operate(&mut self, batch: &Batch<'_, Self>) -> Self::Derived;
 

@@ -128,6 +128,11 @@ pub struct FraudRules {
     users: HashMap<String, UserState, ahash::RandomState>,
     /// Late transactions over the life of the checkpoint.
     pub late_total: u64,
+    /// `Some`: the watermark follows this largest event time upstream (scale-out's second
+    /// stage: the smallest of the input partitions'), not the transactions' own; `Some(None)`
+    /// until every input partition has one. Not in the snapshot (set before each batch).
+    #[serde(skip)]
+    upstream: Option<Option<i64>>,
 }
 
 /// What one batch did to the rules.
@@ -159,6 +164,12 @@ impl FraudRules {
         self.watermark
     }
 
+    /// The watermark follows `max` (less the delay) from now on, not the transactions' event
+    /// times (`None`: it stays where it is).
+    pub fn follow_upstream(&mut self, max: Option<i64>) {
+        self.upstream = Some(max);
+    }
+
     /// Judges a batch's transactions in the order of its plan (sorted here by partition and
     /// offset), then advances the watermark and ends the sessions it has passed. Returns the
     /// alerts in the order they were raised.
@@ -183,7 +194,8 @@ impl FraudRules {
             self.evaluate(t, &mut alerts);
         }
         self.late_total += late;
-        if let Some(candidate) = self.max_event_time.map(|m| m - self.delay) {
+        let basis = self.upstream.unwrap_or(self.max_event_time);
+        if let Some(candidate) = basis.map(|m| m - self.delay) {
             self.watermark = Some(self.watermark.map_or(candidate, |w| w.max(candidate)));
         }
         let Some(wm) = self.watermark else {

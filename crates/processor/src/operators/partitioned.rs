@@ -119,6 +119,51 @@ impl<O: Operator> Operator for Partitioned<O> {
     }
 }
 
+/// Scale-out's second stage: what a partition of the repartition topic knows of the input
+/// topic's progress, the largest event time of each input partition, as the first stage sends
+/// it after each batch to every partition of the repartition topic. The watermark of the
+/// operators downstream follows the smallest of them ([`SourceClocks::upstream`]), as Flink's
+/// operators take the smallest watermark of their inputs: a transaction from an input partition
+/// that lags behind the others is not late for having been read after theirs.
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SourceClocks {
+    max: BTreeMap<i32, i64>,
+}
+
+impl SourceClocks {
+    /// Input partition `source` has read records up to event time `max`.
+    pub fn advance(&mut self, source: i32, max: i64) {
+        let m = self.max.entry(source).or_insert(max);
+        *m = (*m).max(max);
+    }
+
+    /// The smallest largest event time of input partitions `0..sources`, `None` while one of
+    /// them has none (an input partition with no record holds the watermark back, as an idle
+    /// input does in Flink without an idleness timeout).
+    pub fn upstream(&self, sources: i32) -> Option<i64> {
+        (0..sources).map(|p| self.max.get(&p).copied()).min().flatten()
+    }
+}
+
+impl Operator for SourceClocks {
+    fn name(&self) -> &'static str {
+        "source_clocks"
+    }
+
+    fn watermark(&self) -> Option<i64> {
+        None
+    }
+
+    fn snapshot(&self) -> Vec<u8> {
+        postcard::to_allocvec(self).unwrap_or_default()
+    }
+
+    fn restore(&mut self, bytes: &[u8]) -> Result<(), String> {
+        *self = postcard::from_bytes(bytes).map_err(|e| format!("not a clocks snapshot: {e}"))?;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -126,6 +126,11 @@ impl UserWindows {
         }
     }
 
+    /// The watermark follows `max` from now on ([`TumblingWindows::follow_upstream`]).
+    pub fn follow_upstream(&mut self, max: Option<i64>) {
+        self.windows.follow_upstream(max);
+    }
+
     /// Folds a batch in; returns the windows it changed, and the rows dropped as late.
     pub fn apply<'a>(
         &mut self,

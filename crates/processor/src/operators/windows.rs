@@ -200,6 +200,10 @@ pub struct TumblingWindows {
     /// Scale-out (`SCALE_OUT`): the state of each input partition apart, with its own watermark
     /// ([`TumblingWindows::by_partition`]); the fields above are then unused.
     parts: Option<BTreeMap<i32, Part>>,
+    /// `Some`: the watermark follows this largest event time of the input upstream (the
+    /// smallest of its partitions', scale-out's second stage), not the rows' own; `Some(None)`
+    /// until every upstream partition has one. Not in the snapshot (set before each batch).
+    upstream: Option<Option<i64>>,
 }
 
 /// The windows of one input partition, in scale-out: everything a partition's records did, and
@@ -240,7 +244,23 @@ impl TumblingWindows {
             watermark: None,
             late_total: 0,
             parts: None,
+            upstream: None,
         }
+    }
+
+    /// The watermark follows `max` (less the delay) from now on, not the rows' event times: the
+    /// largest event time of every upstream partition, the smallest of them (`None` while one
+    /// has none).
+    pub fn follow_upstream(&mut self, max: Option<i64>) {
+        self.upstream = Some(max);
+    }
+
+    /// Scale-out: the largest event time of input partition `partition`'s records so far.
+    pub fn partition_max(&self, partition: i32) -> Option<i64> {
+        self.parts
+            .as_ref()
+            .and_then(|parts| parts.get(&partition))
+            .and_then(|p| p.max_event_time)
     }
 
     /// The same windows kept per input partition (scale-out): a row is late when its window
@@ -384,7 +404,8 @@ impl TumblingWindows {
             }
         }
         self.max_event_time = max_seen;
-        if let Some(candidate) = max_seen.map(|m| m - self.delay) {
+        let basis = self.upstream.unwrap_or(max_seen);
+        if let Some(candidate) = basis.map(|m| m - self.delay) {
             self.watermark = Some(self.watermark.map_or(candidate, |w| w.max(candidate)));
         }
         self.late_total += late;

@@ -47,6 +47,8 @@ pub struct TopicRecord {
     /// The Avro schema of the value's fields, for `OUTPUT_TOPIC_FORMAT=avro`; empty: the value
     /// is written as it is in either format (an internal topic of the pipeline's own).
     pub avro_schema: &'static str,
+    /// The partition, when not the partitioner's choice by key.
+    pub partition: Option<i32>,
 }
 
 /// `OUTPUT_TOPIC_FORMAT=avro`: the registry, and each topic's registered schema and id.
@@ -510,6 +512,9 @@ impl KafkaTransactions {
             let mut record = BaseRecord::to(&r.topic).payload(&r.value);
             if let Some(key) = &r.key {
                 record = record.key(key);
+            }
+            if let Some(p) = r.partition {
+                record = record.partition(p);
             }
             let mut pending = record;
             loop {

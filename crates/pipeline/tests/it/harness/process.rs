@@ -301,6 +301,16 @@ impl Processor {
     pub fn wait(mut self) -> ExitStatus {
         self.child.wait().unwrap()
     }
+
+    /// Waits for the exit, then takes the lines not read yet (to the end of its stderr).
+    pub fn finish(mut self) -> (ExitStatus, Vec<String>) {
+        let status = self.child.wait().unwrap();
+        let mut lines = Vec::new();
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
+            lines.push(line);
+        }
+        (status, lines)
+    }
 }
 
 impl Drop for Processor {

@@ -116,6 +116,7 @@ impl Output<Financial> for AggregatesTopic {
                 key: Some(t.merchant_id.as_bytes().to_vec()),
                 value: aggregate_message(t),
                 avro_schema: AGGREGATE_AVRO_SCHEMA,
+                partition: None,
             })
             .collect();
         Ok(Staged::records(records))
@@ -137,6 +138,7 @@ impl Output<Financial> for AnomaliesTopic {
                 key: Some(a.user_id.as_bytes().to_vec()),
                 value: anomaly_message(a),
                 avro_schema: ANOMALY_AVRO_SCHEMA,
+                partition: None,
             })
             .collect();
         Ok(Staged::records(records))

@@ -106,6 +106,7 @@ impl Output<Transactions> for FraudTopic {
                 key: Some(a.user_id.as_bytes().to_vec()),
                 value: message(a),
                 avro_schema: AVRO_SCHEMA,
+                partition: None,
             })
             .collect();
         Ok(Staged::records(records))

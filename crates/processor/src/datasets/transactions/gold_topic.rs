@@ -66,6 +66,7 @@ impl Output<Transactions> for GoldTopic {
                     // Strings, integers and finite floats: encoding cannot fail.
                     value: serde_json::to_vec(&message).unwrap_or_default(),
                     avro_schema: AVRO_SCHEMA,
+                    partition: None,
                 }
             })
             .collect();

@@ -22,10 +22,11 @@ use txn_core::{Reject, Transaction};
 
 use crate::config::{ProcessorConfig, Stage};
 use crate::engine::dataset::{Batch, Dataset, Derived};
+use crate::engine::source::RawBatch;
 use crate::engine::operator::Operator;
 use crate::engine::output::Output;
 use crate::operators::fraud::{Alert, FraudBatch, FraudRules, Txn};
-use crate::operators::partitioned::Partitioned;
+use crate::operators::partitioned::{Partitioned, SourceClocks};
 use crate::operators::user_windows::{UserTxn, UserWindowRow, UserWindows};
 use crate::operators::windows::{TumblingWindows, WindowBatch};
 use crate::outputs::bronze::Bronze;
@@ -48,8 +49,11 @@ pub struct Transactions {
     gold: Option<TumblingWindows>,
     gold_topic: Option<String>,
     fraud: Option<Fraud>,
-    /// The first stage's repartition topic.
-    by_user: Option<String>,
+    /// The first stage's repartition topic and its partition count.
+    by_user: Option<(String, i32)>,
+    /// The second stage: the clock records of the batch being staged, (partition of the
+    /// repartition topic, input partition, largest event time).
+    clocks: Vec<(i32, i32, i64)>,
     /// With CASSANDRA_HOSTS: the tables of gold (CASSANDRA_GOLD_TABLE) and of the user
     /// aggregates (with fraud detection).
     cassandra_gold: Option<sinks::cassandra::CassandraTable>,
@@ -67,7 +71,13 @@ struct Fraud {
 /// partition).
 enum UserKeyed {
     Whole(FraudRules, UserWindows),
-    ByPartition(Partitioned<FraudRules>, Partitioned<UserWindows>),
+    ByPartition {
+        rules: Partitioned<FraudRules>,
+        windows: Partitioned<UserWindows>,
+        clocks: Partitioned<SourceClocks>,
+        /// The input topic's partition count.
+        sources: i32,
+    },
 }
 
 /// What the operators derived from a batch.
@@ -84,6 +94,9 @@ pub struct TxnDerived {
     pub has_gold: bool,
     /// The fraud rules' watermark, the batch's when gold did not run.
     pub rules_watermark: Option<i64>,
+    /// Scale-out's first stage: each input partition the batch read, and the largest event
+    /// time of its records so far (sent on to the repartition topic).
+    pub clocks: Vec<(i32, i64)>,
 }
 
 impl Derived for TxnDerived {
@@ -119,7 +132,7 @@ impl Derived for TxnDerived {
 
 impl Transactions {
     pub fn new(config: &ProcessorConfig) -> Self {
-        let rekeyed = config.stage == Stage::Rekeyed;
+        let rekeyed = matches!(config.stage, Stage::Rekeyed { .. });
         Transactions {
             gold: (!rekeyed).then(|| {
                 let gold = TumblingWindows::new(
@@ -140,9 +153,13 @@ impl Transactions {
                 .clone()
                 .filter(|t| !t.is_empty() && !rekeyed),
             by_user: match &config.stage {
-                Stage::Keyed { repartition } => Some(repartition.clone()),
+                Stage::Keyed {
+                    repartition,
+                    partitions,
+                } => Some((repartition.clone(), *partitions)),
                 _ => None,
             },
+            clocks: Vec::new(),
             cassandra_gold: config
                 .cassandra_hosts()
                 .and(config.cassandra_gold_table.as_deref())
@@ -153,11 +170,15 @@ impl Transactions {
             fraud: (config.fraud_detection && !matches!(config.stage, Stage::Keyed { .. })).then(
                 || {
                     let delay = micros(config.fraud_watermark_delay);
-                    let rules = if rekeyed {
-                        UserKeyed::ByPartition(
-                            Partitioned::new(move || FraudRules::new(delay)),
-                            Partitioned::new(move || UserWindows::new(USER_WINDOW_MICROS, delay)),
-                        )
+                    let rules = if let Stage::Rekeyed { sources } = config.stage {
+                        UserKeyed::ByPartition {
+                            rules: Partitioned::new(move || FraudRules::new(delay)),
+                            windows: Partitioned::new(move || {
+                                UserWindows::new(USER_WINDOW_MICROS, delay)
+                            }),
+                            clocks: Partitioned::new(SourceClocks::default),
+                            sources,
+                        }
                     } else {
                         UserKeyed::Whole(
                             FraudRules::new(delay),
@@ -191,6 +212,29 @@ impl Dataset for Transactions {
         txn_core::json::decode_avro(schema, id, body)
     }
 
+    fn take_control(&mut self, raw: &mut RawBatch) {
+        let Some(Fraud {
+            rules: UserKeyed::ByPartition { .. },
+            ..
+        }) = &self.fraud
+        else {
+            return;
+        };
+        let clocks = &mut self.clocks;
+        clocks.clear();
+        let arena = &raw.arena;
+        let bytes = |at: Option<(usize, usize)>| at.map_or(&[][..], |(a, b)| &arena[a..b]);
+        raw.messages.retain(|m| {
+            match by_user::parse_clock(bytes(m.key), bytes(m.value)) {
+                Some((source, max)) => {
+                    clocks.push((m.partition, source, max));
+                    false
+                }
+                None => true,
+            }
+        });
+    }
+
     fn operate(&mut self, batch: &TxnBatch<'_>) -> TxnDerived {
         let messages = &batch.raw.messages;
         let gold_input = batch.valid.iter().map(|(i, t)| {
@@ -210,10 +254,19 @@ impl Dataset for Transactions {
             fraud: self.fraud.is_some(),
             has_gold: self.gold.is_some(),
             rules_watermark: None,
+            clocks: Vec::new(),
         };
         let Some(fraud) = &mut self.fraud else {
             if let Some(gold) = &mut self.gold {
                 derived.gold = gold.apply_from(gold_input);
+                if self.by_user.is_some() {
+                    let mut read: Vec<i32> = messages.iter().map(|m| m.partition).collect();
+                    read.dedup();
+                    derived.clocks = read
+                        .into_iter()
+                        .filter_map(|p| Some((p, gold.partition_max(p)?)))
+                        .collect();
+                }
             }
             return derived;
         };
@@ -250,6 +303,7 @@ impl Dataset for Transactions {
         // The three operators keep states of their own: each on a thread (their outputs wait
         // for all three; bronze, silver and the raw CSV run beside them).
         let gold_windows = &mut self.gold;
+        let pending_clocks = &mut self.clocks;
         let (gold, rules, (user_windows, user_windows_late)) = std::thread::scope(|s| {
             let gold = gold_windows
                 .as_mut()
@@ -261,19 +315,49 @@ impl Dataset for Transactions {
                     });
                     (rules.apply(txns), join(w))
                 }
-                // Each partition of the repartition topic on its own state, in partition order.
-                UserKeyed::ByPartition(rules, windows) => {
-                    let w = spawn(s, "user_windows", || {
+                // Each partition of the repartition topic on its own state, in partition order,
+                // its watermark following the input partitions' clocks as they stand after
+                // the batch's records.
+                UserKeyed::ByPartition {
+                    rules,
+                    windows,
+                    clocks,
+                    sources,
+                } => {
+                    let mut touched = std::collections::BTreeSet::new();
+                    for (q, source, max) in pending_clocks.drain(..) {
+                        clocks.part(q).advance(source, max);
+                        touched.insert(q);
+                    }
+                    let mut user_txns: Vec<(i32, UserTxn<'_>)> = user_txns.collect();
+                    let txns: Vec<(i32, Txn)> = txns.map(|t| (t.partition, t)).collect();
+                    touched.extend(user_txns.iter().map(|(q, _)| *q));
+                    for &q in &touched {
+                        let upstream = clocks.part(q).upstream(*sources);
+                        rules.part(q).follow_upstream(upstream);
+                        windows.part(q).follow_upstream(upstream);
+                    }
+                    let partitions = touched.clone();
+                    let w = spawn(s, "user_windows", move || {
                         let (mut rows, mut late) = (Vec::new(), 0);
-                        for (r, l) in windows.apply_by_partition(user_txns, |w, t| w.apply(t)) {
+                        for q in partitions {
+                            let mine = user_txns.iter().take_while(|(p, _)| *p == q).count();
+                            let (r, l) = windows
+                                .part(q)
+                                .apply(user_txns.drain(..mine).map(|(_, t)| t));
                             rows.extend(r);
                             late += l;
                         }
                         (rows, late)
                     });
                     let mut all = FraudBatch::default();
-                    let txns = txns.map(|t| (t.partition, t));
-                    for b in rules.apply_by_partition(txns, |r, t| r.apply(t)) {
+                    let mut txns = txns.into_iter().peekable();
+                    for q in touched {
+                        let mut mine = Vec::new();
+                        while let Some((_, t)) = txns.next_if(|(p, _)| *p == q) {
+                            mine.push(t);
+                        }
+                        let b = rules.part(q).apply(mine);
                         all.alerts.extend(b.alerts);
                         all.late += b.late;
                     }
@@ -290,7 +374,7 @@ impl Dataset for Transactions {
         }
         derived.rules_watermark = match &fraud.rules {
             UserKeyed::Whole(rules, _) => rules.watermark(),
-            UserKeyed::ByPartition(rules, _) => Operator::watermark(rules),
+            UserKeyed::ByPartition { rules, .. } => Operator::watermark(rules),
         };
         derived.gold = gold.unwrap_or_default();
         derived.alerts = rules.alerts;
@@ -311,9 +395,15 @@ impl Dataset for Transactions {
                     operators.push(rules);
                     operators.push(windows);
                 }
-                UserKeyed::ByPartition(rules, windows) => {
+                UserKeyed::ByPartition {
+                    rules,
+                    windows,
+                    clocks,
+                    ..
+                } => {
                     operators.push(rules);
                     operators.push(windows);
+                    operators.push(clocks);
                 }
             }
         }
@@ -345,8 +435,8 @@ impl Dataset for Transactions {
         if let Some(table) = &self.cassandra_gold {
             outputs.push(Box::new(cassandra::GoldRows(table.clone())));
         }
-        if let Some(topic) = &self.by_user {
-            outputs.push(Box::new(by_user::ByUser(topic.clone())));
+        if let Some((topic, partitions)) = &self.by_user {
+            outputs.push(Box::new(by_user::ByUser(topic.clone(), *partitions)));
         }
         if let Some(fraud) = &self.fraud {
             outputs.push(Box::new(fraud_alerts::FraudAlerts));

@@ -33,14 +33,17 @@ use crate::RunSummary;
 
 /// The two members' settings: the first over the input topic, the second over the repartition
 /// topic (its own group, checkpoint folder `<checkpoint>/by_user`, from the earliest offset).
-pub fn configs(config: &ProcessorConfig) -> (ProcessorConfig, ProcessorConfig) {
+pub fn configs(config: &ProcessorConfig, partitions: i32) -> (ProcessorConfig, ProcessorConfig) {
     let topic = by_user::repartition_topic(&config.group_id);
     let mut keyed = config.clone();
     keyed.stage = Stage::Keyed {
         repartition: topic.clone(),
+        partitions,
     };
     let mut rekeyed = config.clone();
-    rekeyed.stage = Stage::Rekeyed;
+    rekeyed.stage = Stage::Rekeyed {
+        sources: partitions,
+    };
     rekeyed.kafka.topic = topic;
     rekeyed.group_id = format!("{}-by-user", config.group_id);
     rekeyed.checkpoint_dir = Some(config.checkpoint_path().join("by_user"));
@@ -57,8 +60,9 @@ pub fn run(
     drain: Option<&AtomicBool>,
 ) -> Result<RunSummary> {
     config.validate()?;
-    let (keyed, rekeyed) = configs(config);
-    ensure_repartition_topic(config, &rekeyed.kafka.topic)?;
+    let partitions =
+        ensure_repartition_topic(config, &by_user::repartition_topic(&config.group_id))?;
+    let (keyed, rekeyed) = configs(config, partitions);
     info!(
         "[processor] fraud detection in scale-out: gold and the layers by card from {} (group {}), the fraud rules and user windows by user from {} (group {})",
         keyed.kafka.topic, keyed.group_id, rekeyed.kafka.topic, rekeyed.group_id
@@ -127,8 +131,8 @@ pub fn run(
 }
 
 /// Creates the repartition topic with the input topic's partition count, or checks the count of
-/// the one there.
-fn ensure_repartition_topic(config: &ProcessorConfig, topic: &str) -> Result<()> {
+/// the one there; returns the count.
+fn ensure_repartition_topic(config: &ProcessorConfig, topic: &str) -> Result<i32> {
     let client = config.kafka_client()?;
     let input = KafkaSource::new(&client, &config.kafka.topic, &config.group_id)?
         .wait_ready(config.connect_timeout)?;
@@ -160,9 +164,14 @@ fn ensure_repartition_topic(config: &ProcessorConfig, topic: &str) -> Result<()>
     let source = KafkaSource::new(&client, topic, &config.group_id)?;
     let deadline = std::time::Instant::now() + config.connect_timeout.max(Duration::from_secs(30));
     loop {
-        let have = source.watermarks()?.len();
+        // A topic just created answers "not leader" for a moment: asked again until the deadline.
+        let have = match source.watermarks() {
+            Ok(w) => w.len(),
+            Err(e) if std::time::Instant::now() > deadline => return Err(e),
+            Err(_) => 0,
+        };
         if have == input.len() {
-            return Ok(());
+            return Ok(partitions);
         }
         if have > 0 {
             return Err(Error::Config(format!(
@@ -200,15 +209,16 @@ mod tests {
             "/data/out",
         ])
         .unwrap();
-        let (keyed, rekeyed) = configs(&config);
+        let (keyed, rekeyed) = configs(&config, 6);
         assert_eq!(
             keyed.stage,
             Stage::Keyed {
-                repartition: "g1-transactions-by-user-repartition".into()
+                repartition: "g1-transactions-by-user-repartition".into(),
+                partitions: 6
             }
         );
         assert_eq!(keyed.kafka.topic, config.kafka.topic);
-        assert_eq!(rekeyed.stage, Stage::Rekeyed);
+        assert_eq!(rekeyed.stage, Stage::Rekeyed { sources: 6 });
         assert_eq!(rekeyed.kafka.topic, "g1-transactions-by-user-repartition");
         assert_eq!(rekeyed.group_id, "g1-by-user");
         assert_eq!(
