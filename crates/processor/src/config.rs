@@ -41,7 +41,10 @@ pub enum Stage {
     /// What is keyed by the input topic's key (the layers, gold), and every valid record to the
     /// repartition topic `repartition` (of `partitions` partitions), keyed by the other
     /// operators' key, with each input partition's clock after every batch.
-    Keyed { repartition: String, partitions: i32 },
+    Keyed {
+        repartition: String,
+        partitions: i32,
+    },
     /// Reads the repartition topic: the operators keyed by its key, and their outputs; their
     /// watermark follows the input topic's `sources` partitions.
     Rekeyed { sources: i32 },

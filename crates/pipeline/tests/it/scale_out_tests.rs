@@ -592,7 +592,10 @@ fn fraud_detection_scales_out_through_a_repartition_topic_with_the_alerts_of_one
     assert!(producer.wait().unwrap().success());
     let (a_status, rest) = a.finish();
     a_lines.extend(rest);
-    assert!(a_status.success(), "a stopped processor exits cleanly: {a_lines:#?}");
+    assert!(
+        a_status.success(),
+        "a stopped processor exits cleanly: {a_lines:#?}"
+    );
     assert!(at_pause >= 2, "{at_pause} kills at the pause");
     let have = wait_for_bronze(out.path(), count, Duration::from_secs(180));
     assert_eq!(have, count, "every record in bronze: {b_lines:#?}");
@@ -641,22 +644,39 @@ fn fraud_detection_scales_out_through_a_repartition_topic_with_the_alerts_of_one
     let _ = std::fs::write(std::env::temp_dir().join("scale-out-fraud-lines.txt"), dump);
     assert!(b_status.success(), "{b_lines:#?}");
     let topic = topic_alerts(&broker.bootstrap);
-    let missing: Vec<_> = expected.iter().filter(|k| !topic.contains(k)).take(5).collect();
-    let extra: Vec<_> = topic.iter().filter(|k| !expected.contains(k)).take(5).collect();
+    let missing: Vec<_> = expected
+        .iter()
+        .filter(|k| !topic.contains(k))
+        .take(5)
+        .collect();
+    let extra: Vec<_> = topic
+        .iter()
+        .filter(|k| !expected.contains(k))
+        .take(5)
+        .collect();
     assert_eq!(
         topic.len(),
         expected.len(),
         "alerts in the topic: missing {missing:?}, extra {extra:?}"
     );
-    assert_eq!(topic, expected, "the alerts topic holds the rules' alerts, each once");
-    assert_eq!(file_alerts(out.path()), expected, "fraud_alerts/ holds the same");
+    assert_eq!(
+        topic, expected,
+        "the alerts topic holds the rules' alerts, each once"
+    );
+    assert_eq!(
+        file_alerts(out.path()),
+        expected,
+        "fraud_alerts/ holds the same"
+    );
 
     // Both stages ran in the processors at once, and the fraud stage's partitions moved with
     // their state.
     let repartition = format!("of {group}-transactions-by-user-repartition");
     for (name, lines) in [("a", &a_lines), ("b", &b_lines)] {
         assert!(
-            lines.iter().any(|l| l.contains("assigned partitions") && l.contains(&repartition)),
+            lines
+                .iter()
+                .any(|l| l.contains("assigned partitions") && l.contains(&repartition)),
             "processor {name} owned partitions of the repartition topic: {lines:#?}"
         );
         assert!(
@@ -664,7 +684,11 @@ fn fraud_detection_scales_out_through_a_repartition_topic_with_the_alerts_of_one
             "processor {name} processed batches: {lines:#?}"
         );
     }
-    let all: Vec<&String> = a_lines.iter().chain(&b_lines).chain(&killed_lines).collect();
+    let all: Vec<&String> = a_lines
+        .iter()
+        .chain(&b_lines)
+        .chain(&killed_lines)
+        .collect();
     assert!(
         all.iter()
             .any(|l| l.contains("taken up at offset") && l.contains("with its state as of batch")),

@@ -75,11 +75,7 @@ impl<O: Operator> Operator for Partitioned<O> {
 
     fn snapshot(&self) -> Vec<u8> {
         let whole = Whole {
-            parts: self
-                .parts
-                .iter()
-                .map(|(p, o)| (*p, o.snapshot()))
-                .collect(),
+            parts: self.parts.iter().map(|(p, o)| (*p, o.snapshot())).collect(),
         };
         postcard::to_allocvec(&whole).unwrap_or_default()
     }
@@ -141,7 +137,10 @@ impl SourceClocks {
     /// them has none (an input partition with no record holds the watermark back, as an idle
     /// input does in Flink without an idleness timeout).
     pub fn upstream(&self, sources: i32) -> Option<i64> {
-        (0..sources).map(|p| self.max.get(&p).copied()).min().flatten()
+        (0..sources)
+            .map(|p| self.max.get(&p).copied())
+            .min()
+            .flatten()
     }
 }
 
@@ -205,7 +204,10 @@ mod tests {
             txn(1, 1, "u1", 500, 6000.0),
         ];
         assert_eq!(feed(&mut a, first), vec![0, 0]);
-        assert_eq!(a.watermark(), Some(1_762_500_000_000_000 + 10_000_000 - 60_000_000));
+        assert_eq!(
+            a.watermark(),
+            Some(1_762_500_000_000_000 + 10_000_000 - 60_000_000)
+        );
         // Partition 1 moves to another processor.
         let moved = a.snapshot_partition(1);
         a.drop_partition(1);
@@ -218,6 +220,9 @@ mod tests {
         let mut c = Partitioned::new(make);
         c.restore(&b.snapshot()).unwrap();
         assert_eq!(c.snapshot_partition(1), b.snapshot_partition(1));
-        assert!(c.restore_partition(2, b"junk").unwrap_err().starts_with("partition 2: "));
+        assert!(c
+            .restore_partition(2, b"junk")
+            .unwrap_err()
+            .starts_with("partition 2: "));
     }
 }

@@ -85,9 +85,15 @@ mod tests {
     #[test]
     fn a_clock_record_reads_back_and_nothing_else_is_one() {
         let key = format!("{CLOCK_PREFIX}3 1762500000000000");
-        assert_eq!(parse_clock(key.as_bytes(), b""), Some((3, 1_762_500_000_000_000)));
+        assert_eq!(
+            parse_clock(key.as_bytes(), b""),
+            Some((3, 1_762_500_000_000_000))
+        );
         assert_eq!(parse_clock(key.as_bytes(), b"{}"), None, "a value: data");
         assert_eq!(parse_clock(b"user_1", b""), None);
-        assert_eq!(parse_clock(format!("{CLOCK_PREFIX}x 1").as_bytes(), b""), None);
+        assert_eq!(
+            parse_clock(format!("{CLOCK_PREFIX}x 1").as_bytes(), b""),
+            None
+        );
     }
 }

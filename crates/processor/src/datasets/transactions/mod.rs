@@ -22,9 +22,9 @@ use txn_core::{Reject, Transaction};
 
 use crate::config::{ProcessorConfig, Stage};
 use crate::engine::dataset::{Batch, Dataset, Derived};
-use crate::engine::source::RawBatch;
 use crate::engine::operator::Operator;
 use crate::engine::output::Output;
+use crate::engine::source::RawBatch;
 use crate::operators::fraud::{Alert, FraudBatch, FraudRules, Txn};
 use crate::operators::partitioned::{Partitioned, SourceClocks};
 use crate::operators::user_windows::{UserTxn, UserWindowRow, UserWindows};
@@ -224,15 +224,15 @@ impl Dataset for Transactions {
         clocks.clear();
         let arena = &raw.arena;
         let bytes = |at: Option<(usize, usize)>| at.map_or(&[][..], |(a, b)| &arena[a..b]);
-        raw.messages.retain(|m| {
-            match by_user::parse_clock(bytes(m.key), bytes(m.value)) {
+        raw.messages.retain(
+            |m| match by_user::parse_clock(bytes(m.key), bytes(m.value)) {
                 Some((source, max)) => {
                     clocks.push((m.partition, source, max));
                     false
                 }
                 None => true,
-            }
-        });
+            },
+        );
     }
 
     fn operate(&mut self, batch: &TxnBatch<'_>) -> TxnDerived {

@@ -136,8 +136,8 @@ fn ensure_repartition_topic(config: &ProcessorConfig, topic: &str) -> Result<i32
     let client = config.kafka_client()?;
     let input = KafkaSource::new(&client, &config.kafka.topic, &config.group_id)?
         .wait_ready(config.connect_timeout)?;
-    let partitions = i32::try_from(input.len())
-        .map_err(|_| Error::Internal("too many partitions".into()))?;
+    let partitions =
+        i32::try_from(input.len()).map_err(|_| Error::Internal("too many partitions".into()))?;
     let admin: AdminClient<DefaultClientContext> = client
         .apply(&mut ClientConfig::new())
         .create()
