@@ -69,6 +69,8 @@ struct Fraud {
 /// The operators keyed by user: one state for a lone processor, or one per partition of the
 /// repartition topic (scale-out's second stage, where a user's transactions are in one
 /// partition).
+// One per dataset, made once: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 enum UserKeyed {
     Whole(FraudRules, UserWindows),
     ByPartition {
