@@ -53,7 +53,7 @@ pub(crate) fn producer_args<'a>(
 pub(crate) const OUTPUT_TOPICS: [(&str, i32); 2] = [(AGGREGATES, 3), (ANOMALIES, 3)];
 
 /// Each (partition, offset) of the input is once in bronze, and once in silver or quarantine.
-fn assert_each_offset_once_in_the_layers(bootstrap: &str, out: &Path) -> usize {
+pub(crate) fn assert_each_offset_once_in_the_layers(bootstrap: &str, out: &Path) -> usize {
     let topic = consume_all(bootstrap);
     let all: BTreeSet<(i64, i64)> = topic
         .iter()
@@ -141,7 +141,7 @@ fn duckdb_totals(out: &Path) -> Option<BTreeMap<String, (f64, u64)>> {
     Some(rows.into_iter().map(|(m, s, n)| (m, (s, n))).collect())
 }
 
-fn assert_totals_match(topic: &BTreeMap<String, (f64, u64)>, out: &Path) {
+pub(crate) fn assert_totals_match(topic: &BTreeMap<String, (f64, u64)>, out: &Path) {
     let Some(duck) = duckdb_totals(out) else {
         return;
     };

@@ -220,6 +220,13 @@ fn three_processors_share_a_topic_each_offset_once_through_kills_a_join_and_a_le
         kill_repeatedly_with(&broker.bootstrap, out.path(), &args, &[], plan, |i| {
             a_lines.extend(lines_of(&a));
             b_lines.extend(lines_of(&b));
+            if i == 2 && broker_kind() == "kafka-cluster" {
+                // A broker node dies mid-run (the leader of input partition 0, down for 8 s).
+                let leader = broker.leader(TOPIC, 0);
+                broker.kill_node(&leader);
+                std::thread::sleep(Duration::from_secs(8));
+                broker.restart_node(&leader);
+            }
             if i == 3 {
                 // One joins mid-run and stays.
                 d = Some(Processor::spawn(&broker.bootstrap, out.path(), &args, &[]));
@@ -388,7 +395,10 @@ fn a_paused_processor_whose_partitions_moved_commits_nothing_of_them() {
     let (zombie_status, zombie_lines) = zombie.finish();
     let (other_status, rest) = other.finish();
     other_lines.extend(rest);
-    assert!(zombie_status.success() && other_status.success());
+    assert!(
+        zombie_status.success() && other_status.success(),
+        "both exit cleanly ({zombie_status}, {other_status}): {zombie_lines:#?}\n{other_lines:#?}"
+    );
     for l in zombie_lines
         .iter()
         .filter(|l| l.contains("group ") || l.contains("WARN"))
@@ -553,8 +563,9 @@ fn events_processors_share_a_topic_each_event_once_and_their_windows_equal_one_p
 /// Fraud detection in scale-out: each processor runs two members, gold and the layers over the
 /// input topic (by card), the fraud rules and user windows over the repartition topic (by user).
 /// Two processors throughout, a third SIGKILLed and started again (every other time in the pause
-/// between a batch's Kafka transaction and its files), one stopped mid-run: the alerts equal the
-/// rules run once over the whole topic, each once in the alerts topic and in `fraud_alerts/`.
+/// between a batch's Kafka transaction and its files), one stopped mid-run, and on the 3-node
+/// cluster a broker node killed once: the alerts equal the rules run once over the whole topic,
+/// each once in the alerts topic and in `fraud_alerts/`.
 #[test]
 #[ignore = "needs Apache Kafka (scripts/kafka.sh; scripts/test.sh runs it)"]
 fn fraud_detection_scales_out_through_a_repartition_topic_with_the_alerts_of_one_run() {
@@ -583,6 +594,13 @@ fn fraud_detection_scales_out_through_a_repartition_topic_with_the_alerts_of_one
         kill_repeatedly_with(&broker.bootstrap, out.path(), &continuous, &[], plan, |i| {
             a_lines.extend(lines_of(&a));
             b_lines.extend(lines_of(&b));
+            if i == 2 && broker_kind() == "kafka-cluster" {
+                // A broker node dies mid-run (the leader of input partition 0, down for 8 s).
+                let leader = broker.leader(TOPIC, 0);
+                broker.kill_node(&leader);
+                std::thread::sleep(Duration::from_secs(8));
+                broker.restart_node(&leader);
+            }
             if i == 4 {
                 // One leaves mid-run: it finishes its batches and hands its partitions over.
                 a.signal(libc::SIGTERM);
@@ -697,6 +715,165 @@ fn fraud_detection_scales_out_through_a_repartition_topic_with_the_alerts_of_one
     eprintln!(
         "scale-out fraud: {} alerts; {} batches of a, {} of b",
         expected.len(),
+        batches_with_rows(&a_lines),
+        batches_with_rows(&b_lines),
+    );
+}
+
+/// The financial dataset in scale-out: the layers and the anomaly rules (by user, the topic's
+/// key) in the first stage, the merchant totals (by merchant) in the second, over the
+/// repartition topic. Two processors throughout, a third SIGKILLed and started again, one
+/// stopped mid-run, and on the 3-node cluster a broker node killed once: every offset once in
+/// the layers, the anomalies of the rules run once, each
+/// once in the topic and the files, and each merchant's last total the sum over silver.
+#[test]
+#[ignore = "needs Apache Kafka (scripts/kafka.sh; scripts/test.sh runs it)"]
+fn financial_scales_out_through_a_repartition_topic_with_the_totals_and_anomalies_of_one_run() {
+    use crate::financial_tests::{
+        assert_each_offset_once_in_the_layers, assert_totals_match, final_aggregates, oracle,
+        producer_args, topic_anomalies, DATASET, OUTPUT_TOPICS,
+    };
+    let broker = kafka(4);
+    for (name, n) in OUTPUT_TOPICS {
+        broker.create_topic(name, n, &[]);
+    }
+    let out = Scratch::new("scale-out-financial");
+    let count = 12_000;
+    let mut producer = spawn_producer(
+        &broker.bootstrap,
+        out.path(),
+        &producer_args(&count.to_string(), "1000", "31", "0"),
+    );
+    let group = format!("scale-out-financial-{}", rand_u64());
+    let args = [
+        &DATASET[..],
+        &[
+            "--scale-out",
+            "true",
+            "--group-id",
+            group.as_str(),
+            "--max-offsets-per-trigger",
+            "400",
+            "--trigger",
+            "0",
+        ],
+    ]
+    .concat();
+    let a = Processor::spawn(&broker.bootstrap, out.path(), &args, &[]);
+    let b = Processor::spawn(&broker.bootstrap, out.path(), &args, &[]);
+    let (mut a_lines, mut b_lines) = (Vec::new(), Vec::new());
+    let plan = Kills::runs(6).after_connecting(1500, 2500);
+    let (at_pause, killed_lines) =
+        kill_repeatedly_with(&broker.bootstrap, out.path(), &args, &[], plan, |i| {
+            a_lines.extend(lines_of(&a));
+            b_lines.extend(lines_of(&b));
+            if i == 2 && broker_kind() == "kafka-cluster" {
+                // A broker node dies mid-run (the leader of input partition 0, down for 8 s).
+                let leader = broker.leader(TOPIC, 0);
+                broker.kill_node(&leader);
+                std::thread::sleep(Duration::from_secs(8));
+                broker.restart_node(&leader);
+            }
+            if i == 4 {
+                a.signal(libc::SIGTERM);
+            }
+            false
+        });
+    assert!(producer.wait().unwrap().success());
+    let (a_status, rest) = a.finish();
+    a_lines.extend(rest);
+    assert!(a_status.success(), "{a_lines:#?}");
+    assert!(at_pause >= 2, "{at_pause} kills at the pause");
+
+    // The expected anomalies and totals, from the input topic.
+    let expected = oracle(&broker.bootstrap);
+    let mut sums: BTreeMap<String, u64> = BTreeMap::new();
+    for m in consume_all(&broker.bootstrap) {
+        let text = m.value.as_deref().and_then(|v| std::str::from_utf8(v).ok());
+        if let Some(t) = text.and_then(|t| txn_core::financial::decode_financial(t).ok()) {
+            *sums.entry(t.merchant_id.to_string()).or_default() += 1;
+        }
+    }
+    // The processor still running owns every partition of both stages now.
+    let started = Instant::now();
+    let done = || {
+        let counts: BTreeMap<String, u64> =
+            consume_topic(&broker.bootstrap, "transaction_aggregates")
+                .iter()
+                .filter_map(|m| {
+                    let v: serde_json::Value = serde_json::from_slice(m.value.as_deref()?).ok()?;
+                    Some((
+                        v["merchantId"].as_str()?.to_string(),
+                        v["transactionCount"].as_u64()?,
+                    ))
+                })
+                .fold(BTreeMap::new(), |mut last, (k, n)| {
+                    last.insert(k, n);
+                    last
+                });
+        counts == sums
+    };
+    while !done() && started.elapsed() < Duration::from_secs(120) {
+        b_lines.extend(lines_of(&b));
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    b.signal(libc::SIGTERM);
+    let (b_status, rest) = b.finish();
+    b_lines.extend(rest);
+    assert!(b_status.success(), "{b_lines:#?}");
+
+    assert_eq!(
+        assert_each_offset_once_in_the_layers(&broker.bootstrap, out.path()),
+        count
+    );
+    let totals = final_aggregates(&broker.bootstrap);
+    assert_eq!(
+        totals
+            .iter()
+            .map(|(m, (_, n))| (m.clone(), *n))
+            .collect::<BTreeMap<_, _>>(),
+        sums,
+        "each merchant's last total counts its transactions: {b_lines:#?}"
+    );
+    assert_totals_match(&totals, out.path());
+    assert!(
+        expected.iter().any(|a| a.0 == "UNUSUAL_AMOUNT")
+            && expected.iter().any(|a| a.0 == "HIGH_FREQUENCY"),
+        "{expected:?}"
+    );
+    assert_eq!(
+        topic_anomalies(&broker.bootstrap),
+        expected,
+        "the anomalies topic holds exactly the rules' anomalies, each once"
+    );
+    assert_eq!(
+        rows(&read_layer(out.path(), "financial_anomalies")),
+        expected.len(),
+        "financial_anomalies/ holds the same"
+    );
+    let repartition = format!("of {group}-financial-by-merchant-repartition");
+    for (name, lines) in [("a", &a_lines), ("b", &b_lines)] {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains("assigned partitions") && l.contains(&repartition)),
+            "processor {name} owned partitions of the repartition topic: {lines:#?}"
+        );
+        assert!(batches_with_rows(lines) > 0, "processor {name}: {lines:#?}");
+    }
+    let all: Vec<&String> = a_lines
+        .iter()
+        .chain(&b_lines)
+        .chain(&killed_lines)
+        .collect();
+    assert!(
+        all.iter().any(|l| l.contains("with its state as of batch")),
+        "partitions moved with their state"
+    );
+    eprintln!(
+        "scale-out financial: {} anomalies, {} merchants; {} batches of a, {} of b",
+        expected.len(),
+        totals.len(),
         batches_with_rows(&a_lines),
         batches_with_rows(&b_lines),
     );

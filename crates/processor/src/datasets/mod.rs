@@ -3,6 +3,7 @@
 
 pub mod events;
 pub mod financial;
+pub mod stages;
 pub mod transactions;
 
 use std::sync::atomic::AtomicBool;
@@ -43,12 +44,23 @@ pub fn run(
 ) -> Result<RunSummary> {
     match config.dataset {
         Kind::Events => engine::run_with_drain(events::Events::new(config), config, stop, drain),
+        Kind::Financial if config.scale_out => stages::run(
+            financial::Financial::new,
+            &stages::MERCHANT_TOTALS,
+            config,
+            stop,
+            drain,
+        ),
         Kind::Financial => {
             engine::run_with_drain(financial::Financial::new(config), config, stop, drain)
         }
-        Kind::Transactions if config.scale_out && config.fraud_detection => {
-            transactions::stages::run(config, stop, drain)
-        }
+        Kind::Transactions if config.scale_out && config.fraud_detection => stages::run(
+            transactions::Transactions::new,
+            &stages::FRAUD,
+            config,
+            stop,
+            drain,
+        ),
         Kind::Transactions => {
             engine::run_with_drain(transactions::Transactions::new(config), config, stop, drain)
         }

@@ -32,11 +32,6 @@ use crate::engine::output::{Output, StageInput, Staged, Target};
 use crate::error::{Error, Result};
 use crate::sinks::kafka::TopicRecord;
 
-/// The repartition topic of a consumer group.
-pub fn repartition_topic(group_id: &str) -> String {
-    format!("{group_id}-transactions-by-user-repartition")
-}
-
 /// The repartition topic and its partition count.
 pub struct ByUser(pub String, pub i32);
 

@@ -11,7 +11,6 @@ pub mod gold;
 pub mod gold_topic;
 pub mod raw_csv;
 pub mod silver;
-pub mod stages;
 pub mod user_aggregates;
 
 use std::fmt::Write as _;

@@ -1,18 +1,18 @@
-//! Scale-out with fraud detection (`SCALE_OUT=true FRAUD_DETECTION=true`): the fraud rules and
-//! the user windows are keyed by `user_id`, the topic by card, so a user's state cannot move with
-//! an input partition. As Kafka Streams splits such a topology in two sub-topologies joined by a
-//! repartition topic, a processor runs two scale-out members, each exactly once on its own:
+//! Scale-out of a dataset whose operators are keyed by something other than the topic's
+//! message key (`SCALE_OUT=true` with `FRAUD_DETECTION=true`, or `DATASET=financial`): their
+//! state cannot move with an input partition. As Kafka Streams splits such a topology in two
+//! sub-topologies joined by a repartition topic, a processor runs two scale-out members, each
+//! exactly once on its own ([`Split`]):
 //!
-//! 1. group `KAFKA_GROUP_ID` over the input topic: bronze, silver, quarantine, raw CSV and gold
-//!    (keyed by card, the topic's key), and every valid transaction to the repartition topic
-//!    `<KAFKA_GROUP_ID>-transactions-by-user-repartition`, keyed by user, in the same Kafka
-//!    transaction as the batch's input offsets ([`super::by_user`]);
-//! 2. group `<KAFKA_GROUP_ID>-by-user` over the repartition topic: the fraud rules and user
-//!    windows, with their state per partition of that topic (a user's transactions are all in
-//!    one), to `fraud_alerts/`, `user_aggregates/` and the alerts topic.
+//! 1. group `KAFKA_GROUP_ID` over the input topic: the layers and the operators keyed by the
+//!    topic's key, and every valid record to the repartition topic
+//!    `<KAFKA_GROUP_ID>-<split>-repartition`, keyed by the other operators' key, in the same
+//!    Kafka transaction as the batch's input offsets;
+//! 2. group `<KAFKA_GROUP_ID>-<by>` over the repartition topic: those operators, with their
+//!    state per partition of that topic (a key's records are all in one), and their outputs.
 //!
 //! The repartition topic is created at start with the input topic's partition count (a topic
-//! that exists with another count is refused: a user's partition would change). Its records are
+//! that exists with another count is refused: a key's partition would change). Its records are
 //! read from the earliest offset: nothing written to it is skipped.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,17 +24,54 @@ use rdkafka::config::ClientConfig;
 use rdkafka::error::RDKafkaErrorCode;
 use tracing::info;
 
-use super::{by_user, Transactions};
 use crate::config::{ProcessorConfig, Stage, Trigger};
 use crate::engine;
 use crate::engine::source::KafkaSource;
+use crate::engine::Dataset;
 use crate::error::{Error, KafkaContext, Result};
 use crate::RunSummary;
 
+/// How a dataset splits in two stages.
+pub struct Split {
+    /// The repartition topic is `<KAFKA_GROUP_ID>-<topic>-repartition`.
+    pub topic: &'static str,
+    /// The second member's group is `<KAFKA_GROUP_ID>-<by>`, its checkpoint folder
+    /// `<checkpoint>/<by>` (`-` as `_`).
+    pub by: &'static str,
+    /// What each stage runs, for the start line.
+    pub first: &'static str,
+    pub second: &'static str,
+}
+
+/// Fraud detection: the rules and user windows by user.
+pub const FRAUD: Split = Split {
+    topic: "transactions-by-user",
+    by: "by-user",
+    first: "gold and the layers by card",
+    second: "the fraud rules and user windows by user",
+};
+
+/// The financial dataset: the merchant totals by merchant.
+pub const MERCHANT_TOTALS: Split = Split {
+    topic: "financial-by-merchant",
+    by: "by-merchant",
+    first: "the layers and the anomaly rules by user",
+    second: "the merchant totals by merchant",
+};
+
+/// The repartition topic of a consumer group.
+pub fn repartition_topic(group_id: &str, split: &Split) -> String {
+    format!("{group_id}-{}-repartition", split.topic)
+}
+
 /// The two members' settings: the first over the input topic, the second over the repartition
-/// topic (its own group, checkpoint folder `<checkpoint>/by_user`, from the earliest offset).
-pub fn configs(config: &ProcessorConfig, partitions: i32) -> (ProcessorConfig, ProcessorConfig) {
-    let topic = by_user::repartition_topic(&config.group_id);
+/// topic (its own group, checkpoint folder and the earliest offset).
+pub fn configs(
+    config: &ProcessorConfig,
+    split: &Split,
+    partitions: i32,
+) -> (ProcessorConfig, ProcessorConfig) {
+    let topic = repartition_topic(&config.group_id, split);
     let mut keyed = config.clone();
     keyed.stage = Stage::Keyed {
         repartition: topic.clone(),
@@ -45,8 +82,8 @@ pub fn configs(config: &ProcessorConfig, partitions: i32) -> (ProcessorConfig, P
         sources: partitions,
     };
     rekeyed.kafka.topic = topic;
-    rekeyed.group_id = format!("{}-by-user", config.group_id);
-    rekeyed.checkpoint_dir = Some(config.checkpoint_path().join("by_user"));
+    rekeyed.group_id = format!("{}-{}", config.group_id, split.by);
+    rekeyed.checkpoint_dir = Some(config.checkpoint_path().join(&split.by.replace('-', "_")));
     rekeyed.starting_offsets = "earliest".into();
     (keyed, rekeyed)
 }
@@ -54,23 +91,30 @@ pub fn configs(config: &ProcessorConfig, partitions: i32) -> (ProcessorConfig, P
 /// Runs the two members until `stop`; with `drain`, the first drains the input topic, then the
 /// second what the first wrote. With the available-now trigger, the first runs to the end, then
 /// the second.
-pub fn run(
+pub fn run<D: Dataset>(
+    make: fn(&ProcessorConfig) -> D,
+    split: &Split,
     config: &ProcessorConfig,
     stop: &AtomicBool,
     drain: Option<&AtomicBool>,
 ) -> Result<RunSummary> {
     config.validate()?;
-    let partitions =
-        ensure_repartition_topic(config, &by_user::repartition_topic(&config.group_id))?;
-    let (keyed, rekeyed) = configs(config, partitions);
+    let partitions = ensure_repartition_topic(config, &repartition_topic(&config.group_id, split))?;
+    let (keyed, rekeyed) = configs(config, split, partitions);
     info!(
-        "[processor] fraud detection in scale-out: gold and the layers by card from {} (group {}), the fraud rules and user windows by user from {} (group {})",
-        keyed.kafka.topic, keyed.group_id, rekeyed.kafka.topic, rekeyed.group_id
+        "[processor] scale-out in two stages: {} from {} (group {}), {} from {} (group {})",
+        split.first,
+        keyed.kafka.topic,
+        keyed.group_id,
+        split.second,
+        rekeyed.kafka.topic,
+        rekeyed.group_id
     );
     if config.trigger == Trigger::AvailableNow {
-        let summary = engine::run_with_drain(Transactions::new(&keyed), &keyed, stop, drain)?;
-        let second = engine::run_with_drain(Transactions::new(&rekeyed), &rekeyed, stop, drain)?;
-        info!("[processor] the fraud stage: {second}");
+        let summary = engine::run_with_drain(make(&keyed), &keyed, stop, drain)?;
+        let _stage = second_stage_span(split).entered();
+        let second = engine::run_with_drain(make(&rekeyed), &rekeyed, stop, drain)?;
+        info!("[processor] the second stage: {second}");
         return Ok(summary);
     }
     let (first_stop, second_stop, second_drain) = (
@@ -81,10 +125,11 @@ pub fn run(
     let first_done = AtomicBool::new(false);
     std::thread::scope(|s| {
         let second = std::thread::Builder::new()
-            .name("fraud-stage".into())
+            .name("second-stage".into())
             .spawn_scoped(s, || {
+                let _stage = second_stage_span(split).entered();
                 let r = engine::run_with_drain(
-                    Transactions::new(&rekeyed),
+                    make(&rekeyed),
                     &rekeyed,
                     &second_stop,
                     Some(&second_drain),
@@ -93,7 +138,7 @@ pub fn run(
                 first_stop.store(true, Ordering::Relaxed);
                 r
             })
-            .map_err(|e| Error::Internal(format!("cannot start the fraud stage's thread: {e}")));
+            .map_err(|e| Error::Internal(format!("cannot start the second stage's thread: {e}")));
         // The user's stop reaches both; the first's drain is its own.
         let watcher = s.spawn(|| {
             while !first_done.load(Ordering::Relaxed) {
@@ -105,7 +150,7 @@ pub fn run(
             }
         });
         let first = match &second {
-            Ok(_) => engine::run_with_drain(Transactions::new(&keyed), &keyed, &first_stop, drain),
+            Ok(_) => engine::run_with_drain(make(&keyed), &keyed, &first_stop, drain),
             Err(e) => Err(Error::Internal(e.to_string())),
         };
         first_done.store(true, Ordering::Relaxed);
@@ -120,14 +165,19 @@ pub fn run(
         let second = match second {
             Ok(handle) => handle
                 .join()
-                .unwrap_or_else(|_| Err(Error::Internal("the fraud stage panicked".into()))),
+                .unwrap_or_else(|_| Err(Error::Internal("the second stage panicked".into()))),
             Err(e) => Err(e),
         };
         let summary = first?;
         let second = second?;
-        info!("[processor] the fraud stage: {second}");
+        info!("[processor] the second stage: {second}");
         Ok(summary)
     })
+}
+
+/// The second stage's log lines carry `stage2{by=...}:` before their message.
+fn second_stage_span(split: &Split) -> tracing::Span {
+    tracing::info_span!("stage2", by = %split.by)
 }
 
 /// Creates the repartition topic with the input topic's partition count, or checks the count of
@@ -175,7 +225,7 @@ fn ensure_repartition_topic(config: &ProcessorConfig, topic: &str) -> Result<i32
         }
         if have > 0 {
             return Err(Error::Config(format!(
-                "the repartition topic {topic} has {have} partitions, the input topic {} has {}: a user's transactions would move between partitions; delete it (with the group's offsets) or use another KAFKA_GROUP_ID",
+                "the repartition topic {topic} has {have} partitions, the input topic {} has {}: a key's records would move between partitions; delete it (with the group's offsets) or use another KAFKA_GROUP_ID",
                 config.kafka.topic,
                 input.len()
             )));
@@ -209,7 +259,7 @@ mod tests {
             "/data/out",
         ])
         .unwrap();
-        let (keyed, rekeyed) = configs(&config, 6);
+        let (keyed, rekeyed) = configs(&config, &FRAUD, 6);
         assert_eq!(
             keyed.stage,
             Stage::Keyed {

@@ -1,0 +1,48 @@
+//! Scale-out of the financial dataset, first stage: every valid transaction to the repartition
+//! topic (`<KAFKA_GROUP_ID>-financial-by-merchant-repartition`), keyed by its `merchantId`, in
+//! the batch's Kafka transaction (the output producer's `murmur2_random` partitioner: a
+//! merchant's transactions all land in one partition). The second stage keeps the merchant
+//! totals per partition of that topic. The value is the transaction's JSON text as read (Avro
+//! values rendered as JSON).
+//!
+//! The anomaly rules stay in the first stage, their state per input partition: they are keyed
+//! by `userId`, the topic's message key (the seeds' producer and ours key by it), so a user's
+//! transactions are in one input partition. A valid record whose key is not its `userId` fails
+//! the batch with the reason (its user's state would be split between partitions).
+
+use super::Financial;
+use crate::engine::output::{Output, StageInput, Staged, Target};
+use crate::error::{Error, Result};
+use crate::sinks::kafka::TopicRecord;
+
+pub struct ByMerchant(pub String);
+
+impl Output<Financial> for ByMerchant {
+    fn target(&self) -> Target {
+        Target::Topic(self.0.clone())
+    }
+
+    fn stage(&self, input: &StageInput<'_, '_, Financial>) -> Result<Staged> {
+        if let Some(why) = &input.derived()?.key_mismatch {
+            return Err(Error::Config(why.clone()));
+        }
+        let batch = input.batch;
+        let mut records = Vec::with_capacity(batch.valid.len());
+        for (i, t) in &batch.valid {
+            let text = batch.text(*i).ok_or_else(|| {
+                Error::Internal(format!(
+                    "transaction {} has no text to repartition",
+                    t.transaction_id
+                ))
+            })?;
+            records.push(TopicRecord {
+                topic: self.0.clone(),
+                key: Some(t.merchant_id.as_bytes().to_vec()),
+                value: text.into_owned().into_bytes(),
+                avro_schema: "",
+                partition: None,
+            });
+        }
+        Ok(Staged::records(records))
+    }
+}
