@@ -164,14 +164,24 @@ impl Committer {
             group
                 .write_intent(&intent, sections)
                 .inspect_err(|_| group.discard(&intent))
+                .map(|()| intent)
         });
-        if let Err(e) = intent {
-            self.abort_all(&batch, pre);
+        let intent = match intent {
+            Ok(intent) => intent,
+            Err(e) => {
+                self.abort_all(&batch, pre);
+                return Err(e);
+            }
+        };
+        // From here a failed commit may still have decided the batch (a commit whose answer was
+        // lost): its intent stays, for whoever finds its offsets to roll forward. A transaction
+        // aborted for certain (fenced: its partitions or its producer) decided nothing.
+        if let Err(e) = self.commit_all(&batch, pre) {
+            if matches!(e, Error::Fenced(_)) {
+                group.discard(&intent);
+            }
             return Err(e);
         }
-        // From here a failed commit may still have decided the batch (a commit whose answer was
-        // lost): its intent stays, for whoever finds its offsets to roll forward.
-        self.commit_all(&batch, pre)?;
         if let Some(pause) = self.test_pause_before_commit {
             info!(
                 "[processor] test pause before the roll forward of batch {} ({pause:?})",

@@ -345,7 +345,11 @@ pub enum GroupSource {
 }
 
 pub struct KafkaTransactions {
-    producer: BaseProducer<OutputsContext>,
+    /// Replaced when a scale-out member's producer is fenced ([`Self::member_lost`]).
+    producer: std::sync::RwLock<BaseProducer<OutputsContext>>,
+    /// What a new producer is made of.
+    client: ClientSettings,
+    transactional_id: String,
     group: GroupSource,
     group_id: String,
     input_topic: String,
@@ -372,21 +376,17 @@ pub fn offsets_metadata(checkpoint_id: &str, batch: u64) -> String {
 }
 
 impl KafkaTransactions {
-    /// Creates the producer and fences any earlier producer of `transactional_id` (its open
-    /// transaction is aborted).
-    pub fn open(
+    /// A transactional producer of `transactional_id`, its transactions initialised (which
+    /// fences an earlier producer of the id: its open transaction is aborted).
+    fn new_producer(
         client: &ClientSettings,
         transactional_id: &str,
-        input_topic: &str,
-        (group, group_id): (GroupSource, &str),
-        checkpoint_id: String,
-    ) -> Result<Self> {
+        group_id: &str,
+        member: bool,
+    ) -> Result<BaseProducer<OutputsContext>> {
         // A scale-out member's transaction is fenced by its generation, and a killed member's
         // open transaction holds its partitions' offsets until it times out: short.
-        let timeout = match group {
-            GroupSource::Fixed(_) => "120000",
-            GroupSource::Member(_) => "20000",
-        };
+        let timeout = if member { "20000" } else { "120000" };
         let mut config = ClientConfig::new();
         config
             .set("client.id", "processor-outputs")
@@ -433,9 +433,25 @@ impl KafkaTransactions {
                 source: e,
             });
         }
+        Ok(producer)
+    }
+
+    /// Creates the producer and fences any earlier producer of `transactional_id` (its open
+    /// transaction is aborted).
+    pub fn open(
+        client: &ClientSettings,
+        transactional_id: &str,
+        input_topic: &str,
+        (group, group_id): (GroupSource, &str),
+        checkpoint_id: String,
+    ) -> Result<Self> {
+        let member = matches!(group, GroupSource::Member(_));
+        let producer = Self::new_producer(client, transactional_id, group_id, member)?;
         info!("[processor] Kafka outputs are transactional (transactional.id {transactional_id})");
         Ok(KafkaTransactions {
-            producer,
+            producer: std::sync::RwLock::new(producer),
+            client: client.clone(),
+            transactional_id: transactional_id.to_string(),
             group_id: group_id.to_string(),
             group,
             input_topic: input_topic.into(),
@@ -443,14 +459,71 @@ impl KafkaTransactions {
         })
     }
 
+    /// The producer (a read lock: replaced only by [`Self::member_lost`], between batches).
+    fn producer(&self) -> std::sync::RwLockReadGuard<'_, BaseProducer<OutputsContext>> {
+        self.producer.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A scale-out member's transaction that failed for its producer's sake (the coordinator
+    /// aborted it on its timeout while the process was paused, or the producer was fenced):
+    /// the batch is not committed, as when the group refuses its offsets, and a fatal producer
+    /// is replaced by a new one of the same transactional id (as Kafka Streams does on a task
+    /// migrated), so that the member goes on with the partitions it owns. `None`: another error.
+    fn member_lost(&self, batch: u64, e: &KafkaError) -> Option<Error> {
+        if !matches!(self.group, GroupSource::Member(_)) {
+            return None;
+        }
+        let (fatal, abortable) = match e {
+            KafkaError::Transaction(t) => (t.is_fatal(), t.txn_requires_abort()),
+            _ => (false, false),
+        };
+        let code = e.rdkafka_error_code();
+        let producer_lost = matches!(
+            code,
+            Some(
+                RDKafkaErrorCode::ProducerFenced
+                    | RDKafkaErrorCode::InvalidProducerEpoch
+                    | RDKafkaErrorCode::InvalidTransactionTimeout
+                    | RDKafkaErrorCode::Fatal
+            )
+        );
+        if !(fatal || abortable || producer_lost) {
+            return None;
+        }
+        let _ = self.producer().abort_transaction(STEP_TIMEOUT);
+        if fatal || producer_lost {
+            match Self::new_producer(&self.client, &self.transactional_id, &self.group_id, true) {
+                Ok(fresh) => {
+                    *self.producer.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+                    warn!("[processor] batch {batch}: the Kafka output producer was fenced or its transaction timed out ({e}): a new producer of transactional.id {} replaces it", self.transactional_id);
+                }
+                Err(again) => return Some(again),
+            }
+        }
+        Some(Error::Fenced(format!(
+            "batch {batch}: its Kafka transaction was aborted ({e}): the batch is not committed"
+        )))
+    }
+
     /// Opens the batch's transaction, produces its records and adds its input offsets, and waits
     /// until the broker has every record: a refused record (a missing WRITE ACL, say) fails the
     /// batch here, before any of its files is in place. [`Self::commit`] ends it.
     pub fn prepare(&self, plan: &SinkBatch<'_>, records: &[TopicRecord]) -> Result<()> {
-        self.producer.begin_transaction().kafka_context(|| {
-            format!("batch {}: cannot begin its Kafka transaction", plan.batch)
-        })?;
+        if let Err(e) = self.producer().begin_transaction() {
+            if let Some(lost) = self.member_lost(plan.batch, &e) {
+                return Err(lost);
+            }
+            return Err(Error::Kafka {
+                context: format!("batch {}: cannot begin its Kafka transaction", plan.batch),
+                source: e,
+            });
+        }
         let result = self.produce(plan, records);
+        if let Err(Error::Kafka { source, .. }) = &result {
+            if let Some(lost) = self.member_lost(plan.batch, source) {
+                return Err(lost);
+            }
+        }
         if result.is_err() {
             self.abort();
         }
@@ -463,11 +536,11 @@ impl KafkaTransactions {
     /// tenth of a second on every alert's way to its reader. Polled here in steps of 1 ms.
     fn flush(&self) -> rdkafka::error::KafkaResult<()> {
         let deadline = Instant::now() + STEP_TIMEOUT;
-        while self.producer.in_flight_count() > 0 {
+        while self.producer().in_flight_count() > 0 {
             if Instant::now() >= deadline {
                 return Err(KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut));
             }
-            self.producer.poll(Duration::from_millis(1));
+            self.producer().poll(Duration::from_millis(1));
         }
         Ok(())
     }
@@ -476,26 +549,33 @@ impl KafkaTransactions {
     pub fn commit(&self, plan: &SinkBatch<'_>) -> Result<()> {
         // Every record is acknowledged already (prepare flushed them), so commit_transaction's
         // own flush returns at once; it fails if any could not be delivered.
-        let result = self
-            .producer
-            .commit_transaction(STEP_TIMEOUT)
-            .kafka_context(|| format!("batch {}: cannot commit its Kafka transaction", plan.batch));
-        if result.is_err() {
-            self.abort();
+        let result = self.producer().commit_transaction(STEP_TIMEOUT);
+        match result {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                if let Some(lost) = self.member_lost(plan.batch, &e) {
+                    return Err(lost);
+                }
+                self.abort();
+                Err(Error::Kafka {
+                    context: format!("batch {}: cannot commit its Kafka transaction", plan.batch),
+                    source: e,
+                })
+            }
         }
-        result
     }
 
     /// Leaves nothing visible and no transaction open for read_committed readers to wait on; the
     /// batch is re-run at the next start. (After a fatal error the abort fails too, and the next
     /// start's fencing ends the transaction.)
     fn abort(&self) {
-        let _ = self.producer.abort_transaction(STEP_TIMEOUT);
+        let _ = self.producer().abort_transaction(STEP_TIMEOUT);
     }
 
     /// The first refusal or unfixable error of this producer, as an error to stop with.
     fn refused(&self) -> Result<()> {
-        let context = self.producer.context();
+        let producer = self.producer();
+        let context = producer.context();
         let refused = context
             .refused
             .lock()
@@ -518,11 +598,11 @@ impl KafkaTransactions {
             }
             let mut pending = record;
             loop {
-                match self.producer.send(pending) {
+                match self.producer().send(pending) {
                     Ok(()) => break,
                     Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                         // The local queue is full: serve deliveries, then try again.
-                        self.producer.poll(Duration::from_millis(50));
+                        self.producer().poll(Duration::from_millis(50));
                         pending = back;
                     }
                     Err((e, _)) => {
@@ -571,10 +651,10 @@ impl KafkaTransactions {
                 &current
             }
         };
-        if let Err(e) = self
-            .producer
-            .send_offsets_to_transaction(&offsets, group, STEP_TIMEOUT)
-        {
+        let sent = self
+            .producer()
+            .send_offsets_to_transaction(&offsets, group, STEP_TIMEOUT);
+        if let Err(e) = sent {
             self.refused()?;
             if member && fenced(&e) {
                 return Err(Error::Fenced(format!(
@@ -584,7 +664,7 @@ impl KafkaTransactions {
             }
             if e.rdkafka_error_code() == Some(RDKafkaErrorCode::GroupAuthorizationFailed) {
                 return Err(Error::Access(denied(
-                    &self.producer.context().fatal.who,
+                    &self.producer().context().fatal.who,
                     "READ",
                     &format!("consumer group {}", self.group_id),
                 )));
