@@ -220,13 +220,6 @@ fn three_processors_share_a_topic_each_offset_once_through_kills_a_join_and_a_le
         kill_repeatedly_with(&broker.bootstrap, out.path(), &args, &[], plan, |i| {
             a_lines.extend(lines_of(&a));
             b_lines.extend(lines_of(&b));
-            if i == 2 && broker_kind() == "kafka-cluster" {
-                // A broker node dies mid-run (the leader of input partition 0, down for 8 s).
-                let leader = broker.leader(TOPIC, 0);
-                broker.kill_node(&leader);
-                std::thread::sleep(Duration::from_secs(8));
-                broker.restart_node(&leader);
-            }
             if i == 3 {
                 // One joins mid-run and stays.
                 d = Some(Processor::spawn(&broker.bootstrap, out.path(), &args, &[]));
@@ -563,9 +556,8 @@ fn events_processors_share_a_topic_each_event_once_and_their_windows_equal_one_p
 /// Fraud detection in scale-out: each processor runs two members, gold and the layers over the
 /// input topic (by card), the fraud rules and user windows over the repartition topic (by user).
 /// Two processors throughout, a third SIGKILLed and started again (every other time in the pause
-/// between a batch's Kafka transaction and its files), one stopped mid-run, and on the 3-node
-/// cluster a broker node killed once: the alerts equal the rules run once over the whole topic,
-/// each once in the alerts topic and in `fraud_alerts/`.
+/// between a batch's Kafka transaction and its files), one stopped mid-run: the alerts equal the
+/// rules run once over the whole topic, each once in the alerts topic and in `fraud_alerts/`.
 #[test]
 #[ignore = "needs Apache Kafka (scripts/kafka.sh; scripts/test.sh runs it)"]
 fn fraud_detection_scales_out_through_a_repartition_topic_with_the_alerts_of_one_run() {
@@ -594,13 +586,6 @@ fn fraud_detection_scales_out_through_a_repartition_topic_with_the_alerts_of_one
         kill_repeatedly_with(&broker.bootstrap, out.path(), &continuous, &[], plan, |i| {
             a_lines.extend(lines_of(&a));
             b_lines.extend(lines_of(&b));
-            if i == 2 && broker_kind() == "kafka-cluster" {
-                // A broker node dies mid-run (the leader of input partition 0, down for 8 s).
-                let leader = broker.leader(TOPIC, 0);
-                broker.kill_node(&leader);
-                std::thread::sleep(Duration::from_secs(8));
-                broker.restart_node(&leader);
-            }
             if i == 4 {
                 // One leaves mid-run: it finishes its batches and hands its partitions over.
                 a.signal(libc::SIGTERM);
@@ -723,8 +708,7 @@ fn fraud_detection_scales_out_through_a_repartition_topic_with_the_alerts_of_one
 /// The financial dataset in scale-out: the layers and the anomaly rules (by user, the topic's
 /// key) in the first stage, the merchant totals (by merchant) in the second, over the
 /// repartition topic. Two processors throughout, a third SIGKILLed and started again, one
-/// stopped mid-run, and on the 3-node cluster a broker node killed once: every offset once in
-/// the layers, the anomalies of the rules run once, each
+/// stopped mid-run: every offset once in the layers, the anomalies of the rules run once, each
 /// once in the topic and the files, and each merchant's last total the sum over silver.
 #[test]
 #[ignore = "needs Apache Kafka (scripts/kafka.sh; scripts/test.sh runs it)"]
@@ -767,13 +751,6 @@ fn financial_scales_out_through_a_repartition_topic_with_the_totals_and_anomalie
         kill_repeatedly_with(&broker.bootstrap, out.path(), &args, &[], plan, |i| {
             a_lines.extend(lines_of(&a));
             b_lines.extend(lines_of(&b));
-            if i == 2 && broker_kind() == "kafka-cluster" {
-                // A broker node dies mid-run (the leader of input partition 0, down for 8 s).
-                let leader = broker.leader(TOPIC, 0);
-                broker.kill_node(&leader);
-                std::thread::sleep(Duration::from_secs(8));
-                broker.restart_node(&leader);
-            }
             if i == 4 {
                 a.signal(libc::SIGTERM);
             }
