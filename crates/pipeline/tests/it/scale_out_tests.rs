@@ -855,3 +855,76 @@ fn financial_scales_out_through_a_repartition_topic_with_the_totals_and_anomalie
         batches_with_rows(&b_lines),
     );
 }
+
+/// A member whose output producer is fenced (another producer initialised its transactional id,
+/// as the transaction coordinator bumps the epoch of a transaction it timed out while the
+/// process was paused) discards the batch in hand and goes on with a new producer of its id,
+/// instead of exiting: every offset once, and the log says so.
+#[test]
+#[ignore = "needs Apache Kafka (scripts/kafka.sh; scripts/test.sh runs it)"]
+fn a_member_whose_producer_is_fenced_goes_on_with_a_new_one() {
+    let broker = kafka(2);
+    let out = Scratch::new("scale-out-fenced");
+    let count = 6_000;
+    let mut producer = spawn_producer(
+        &broker.bootstrap,
+        out.path(),
+        &[
+            "--msgs-per-sec",
+            "600",
+            "--count",
+            &count.to_string(),
+            "--seed",
+            "9",
+            "--event-time-start",
+            "2025-11-07T07:30:00Z",
+        ],
+    );
+    let group = format!("scale-out-fenced-{}", rand_u64());
+    let args = [
+        "--scale-out",
+        "true",
+        "--group-id",
+        group.as_str(),
+        "--trigger",
+        "0",
+        "--max-offsets-per-trigger",
+        "200",
+    ];
+    let p = Processor::spawn(&broker.bootstrap, out.path(), &args, &[]);
+    let line = p
+        .wait_for("Kafka outputs are transactional", Duration::from_secs(60))
+        .expect("the member's output producer starts");
+    let id = line
+        .split("transactional.id ")
+        .nth(1)
+        .and_then(|rest| rest.strip_suffix(')'))
+        .expect("the transactional id in the line")
+        .to_string();
+    p.wait_for("batch 3:", Duration::from_secs(60))
+        .expect("the member runs batches");
+    // Another producer of the same transactional id: the member's producer is fenced.
+    let fencer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &broker.bootstrap)
+        .set("transactional.id", &id)
+        .create()
+        .expect("producer");
+    fencer
+        .init_transactions(Duration::from_secs(30))
+        .expect("init_transactions fences the member's producer");
+    let replaced = p.wait_for("replaces it", Duration::from_secs(60));
+    assert!(producer.wait().unwrap().success());
+    let have = wait_for_bronze(out.path(), count, Duration::from_secs(120));
+    p.signal(libc::SIGTERM);
+    let (status, lines) = p.finish();
+    assert!(
+        replaced.is_some(),
+        "the member replaced its fenced producer: {lines:#?}"
+    );
+    assert!(
+        status.success(),
+        "it went on and stopped cleanly: {lines:#?}"
+    );
+    assert_eq!(have, count, "{lines:#?}");
+    assert_each_offset_once(&broker.bootstrap, out.path(), count);
+}

@@ -114,7 +114,8 @@ const STEP_TIMEOUT: Duration = Duration::from_secs(60);
 /// record the broker refused in the open transaction.
 pub struct OutputsContext {
     fatal: Fatal,
-    refused: Mutex<Option<String>>,
+    /// The first refusal, and its error code.
+    refused: Mutex<Option<(String, Option<RDKafkaErrorCode>)>>,
 }
 
 impl ClientContext for OutputsContext {
@@ -141,7 +142,7 @@ impl ProducerContext for OutputsContext {
                 _ => format!("a record for topic {topic} was refused: {e}"),
             };
             let mut refused = self.refused.lock().unwrap_or_else(|e| e.into_inner());
-            refused.get_or_insert(message);
+            refused.get_or_insert((message, e.rdkafka_error_code()));
         }
     }
 }
@@ -357,6 +358,23 @@ pub struct KafkaTransactions {
     checkpoint_id: String,
 }
 
+/// Whether an error says the producer itself is gone: fenced by a newer producer of its
+/// transactional id (or the coordinator's abort of a transaction that timed out), or failed
+/// fatally; its records in flight then fail as purged.
+fn producer_lost(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::ProducerFenced
+            | RDKafkaErrorCode::Fenced
+            | RDKafkaErrorCode::InvalidProducerEpoch
+            | RDKafkaErrorCode::InvalidTransactionalState
+            | RDKafkaErrorCode::TransactionCoordinatorFenced
+            | RDKafkaErrorCode::Fatal
+            | RDKafkaErrorCode::PurgeQueue
+            | RDKafkaErrorCode::PurgeInflight
+    )
+}
+
 /// The metadata of the group offsets that batch `batch` of checkpoint `checkpoint_id` commits.
 /// Whether a transaction error says this member's generation is gone (its partitions moved).
 fn fenced(e: &KafkaError) -> bool {
@@ -478,15 +496,7 @@ impl KafkaTransactions {
             _ => (false, false),
         };
         let code = e.rdkafka_error_code();
-        let producer_lost = matches!(
-            code,
-            Some(
-                RDKafkaErrorCode::ProducerFenced
-                    | RDKafkaErrorCode::InvalidProducerEpoch
-                    | RDKafkaErrorCode::InvalidTransactionTimeout
-                    | RDKafkaErrorCode::Fatal
-            )
-        );
+        let producer_lost = code.is_some_and(producer_lost);
         if !(fatal || abortable || producer_lost) {
             return None;
         }
@@ -509,7 +519,9 @@ impl KafkaTransactions {
     /// until the broker has every record: a refused record (a missing WRITE ACL, say) fails the
     /// batch here, before any of its files is in place. [`Self::commit`] ends it.
     pub fn prepare(&self, plan: &SinkBatch<'_>, records: &[TopicRecord]) -> Result<()> {
-        if let Err(e) = self.producer().begin_transaction() {
+        // Bound first: the read guard must be gone before member_lost may replace the producer.
+        let begun = self.producer().begin_transaction();
+        if let Err(e) = begun {
             if let Some(lost) = self.member_lost(plan.batch, &e) {
                 return Err(lost);
             }
@@ -581,8 +593,17 @@ impl KafkaTransactions {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        match context.fatal.get().or(refused) {
-            Some(message) => Err(Error::Access(message)),
+        if let Some(message) = context.fatal.get() {
+            return Err(Error::Access(message));
+        }
+        let member = matches!(self.group, GroupSource::Member(_));
+        match refused {
+            // A member's producer fenced: [`Self::member_lost`] replaces it.
+            Some((message, Some(code))) if member && producer_lost(code) => Err(Error::Kafka {
+                context: message,
+                source: KafkaError::MessageProduction(code),
+            }),
+            Some((message, _)) => Err(Error::Access(message)),
             None => Ok(()),
         }
     }
@@ -598,7 +619,8 @@ impl KafkaTransactions {
             }
             let mut pending = record;
             loop {
-                match self.producer().send(pending) {
+                let sent = self.producer().send(pending);
+                match sent {
                     Ok(()) => break,
                     Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                         // The local queue is full: serve deliveries, then try again.
