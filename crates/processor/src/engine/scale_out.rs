@@ -327,10 +327,26 @@ impl MemberLoop<'_> {
                 op.drop_partition(*p);
             }
         }
-        let watermarks = self.source.watermarks()?;
-        let committed = self
+        // A request that times out (after a pause of the process, a broker's failover) is asked
+        // again at the next turn of the loop: the partitions stay owned and not taken up.
+        let retry_later = |e: Error| match e {
+            Error::Access(_) => Err(e),
+            e => {
+                warn!("[processor] cannot take up partitions {take_up:?} yet, retrying: {e}");
+                Ok(())
+            }
+        };
+        let watermarks = match self.source.watermarks() {
+            Ok(w) => w,
+            Err(e) => return retry_later(e),
+        };
+        let committed = match self
             .source
-            .committed_with_metadata(&take_up, TAKE_UP_TIMEOUT)?;
+            .committed_with_metadata(&take_up, TAKE_UP_TIMEOUT)
+        {
+            Ok(c) => c,
+            Err(e) => return retry_later(e),
+        };
         for (p, offset, metadata) in committed {
             let start = match (offset, parse_offset_metadata(&metadata)) {
                 (Some(offset), Some((member, batch))) => {
