@@ -322,9 +322,14 @@ impl CompactWriter {
                     .io_context(|| format!("cannot remove staging leftover {}", path.display()))?;
             }
         }
-        // Named after the process: processors of other datasets share an OUTPUT_PATH, and start
-        // together.
-        let probe = root.join(format!(".write-probe-{}", std::process::id()));
+        // Named after the process and the member: processors of other datasets share an
+        // OUTPUT_PATH and start together, and a scale-out processor in two stages opens two
+        // writers at once.
+        let probe = root.join(format!(
+            ".write-probe-{}{}",
+            std::process::id(),
+            member.map(|m| format!("-{m}")).unwrap_or_default()
+        ));
         File::create(&probe)
             .and_then(|mut f| f.write_all(b"ok"))
             .and_then(|()| fs::remove_file(&probe))
