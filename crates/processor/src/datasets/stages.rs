@@ -26,9 +26,11 @@ use tracing::info;
 
 use crate::config::{ProcessorConfig, Stage, Trigger};
 use crate::engine;
+use crate::engine::dataset::Batch;
 use crate::engine::source::KafkaSource;
 use crate::engine::Dataset;
 use crate::error::{Error, KafkaContext, Result};
+use crate::sinks::kafka::TopicRecord;
 use crate::RunSummary;
 
 /// How a dataset splits in two stages.
@@ -62,6 +64,33 @@ pub const MERCHANT_TOTALS: Split = Split {
 /// The repartition topic of a consumer group.
 pub fn repartition_topic(group_id: &str, split: &Split) -> String {
     format!("{group_id}-{}-repartition", split.topic)
+}
+
+/// Every valid record of a batch to the repartition topic `topic`, keyed by `key`: its text as
+/// read (an Avro value rendered as JSON), so the second stage decodes what the first one did.
+pub fn repartition<'a, D: Dataset>(
+    topic: &str,
+    batch: &Batch<'a, D>,
+    key: impl Fn(&D::Record<'a>) -> Vec<u8>,
+) -> Result<Vec<TopicRecord>> {
+    let mut records = Vec::with_capacity(batch.valid.len());
+    for (i, r) in &batch.valid {
+        let text = batch.text(*i).ok_or_else(|| {
+            let m = batch.message(*i);
+            Error::Internal(format!(
+                "the record at partition {} offset {} has no text to repartition",
+                m.partition, m.offset
+            ))
+        })?;
+        records.push(TopicRecord {
+            topic: topic.to_string(),
+            key: Some(key(r)),
+            value: text.into_owned().into_bytes(),
+            avro_schema: "",
+            partition: None,
+        });
+    }
+    Ok(records)
 }
 
 /// The two members' settings: the first over the input topic, the second over the repartition

@@ -13,7 +13,6 @@
 use super::Financial;
 use crate::engine::output::{Output, StageInput, Staged, Target};
 use crate::error::{Error, Result};
-use crate::sinks::kafka::TopicRecord;
 
 pub struct ByMerchant(pub String);
 
@@ -26,23 +25,9 @@ impl Output<Financial> for ByMerchant {
         if let Some(why) = &input.derived()?.key_mismatch {
             return Err(Error::Config(why.clone()));
         }
-        let batch = input.batch;
-        let mut records = Vec::with_capacity(batch.valid.len());
-        for (i, t) in &batch.valid {
-            let text = batch.text(*i).ok_or_else(|| {
-                Error::Internal(format!(
-                    "transaction {} has no text to repartition",
-                    t.transaction_id
-                ))
-            })?;
-            records.push(TopicRecord {
-                topic: self.0.clone(),
-                key: Some(t.merchant_id.as_bytes().to_vec()),
-                value: text.into_owned().into_bytes(),
-                avro_schema: "",
-                partition: None,
-            });
-        }
+        let records = crate::datasets::stages::repartition(&self.0, input.batch, |t| {
+            t.merchant_id.as_bytes().to_vec()
+        })?;
         Ok(Staged::records(records))
     }
 }

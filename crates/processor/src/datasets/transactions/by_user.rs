@@ -14,6 +14,11 @@
 //! takes out before decoding ([`parse_clock`]). Its operators' watermark follows the smallest
 //! clock of the input partitions ([`crate::operators::partitioned::SourceClocks`]).
 
+use super::Transactions;
+use crate::engine::output::{Output, StageInput, Staged, Target};
+use crate::error::Result;
+use crate::sinks::kafka::TopicRecord;
+
 /// The key prefix of a clock record (a control character first: not a user id).
 pub const CLOCK_PREFIX: &str = "\u{1f}clock ";
 
@@ -27,11 +32,6 @@ pub fn parse_clock(key: &[u8], value: &[u8]) -> Option<(i32, i64)> {
     Some((p.parse().ok()?, max.parse().ok()?))
 }
 
-use super::Transactions;
-use crate::engine::output::{Output, StageInput, Staged, Target};
-use crate::error::{Error, Result};
-use crate::sinks::kafka::TopicRecord;
-
 /// The repartition topic and its partition count.
 pub struct ByUser(pub String, pub i32);
 
@@ -41,23 +41,9 @@ impl Output<Transactions> for ByUser {
     }
 
     fn stage(&self, input: &StageInput<'_, '_, Transactions>) -> Result<Staged> {
-        let batch = input.batch;
-        let mut records = Vec::with_capacity(batch.valid.len());
-        for (i, t) in &batch.valid {
-            let text = batch.text(*i).ok_or_else(|| {
-                Error::Internal(format!(
-                    "transaction {} has no text to repartition",
-                    t.txn_id
-                ))
-            })?;
-            records.push(TopicRecord {
-                topic: self.0.clone(),
-                key: Some(t.user_id.as_deref().unwrap_or_default().as_bytes().to_vec()),
-                value: text.into_owned().into_bytes(),
-                avro_schema: "",
-                partition: None,
-            });
-        }
+        let mut records = crate::datasets::stages::repartition(&self.0, input.batch, |t| {
+            t.user_id.as_deref().unwrap_or_default().as_bytes().to_vec()
+        })?;
         for &(source, max) in &input.derived()?.clocks {
             for partition in 0..self.1 {
                 records.push(TopicRecord {
