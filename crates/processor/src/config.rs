@@ -410,9 +410,6 @@ impl ProcessorConfig {
         {
             return refuse("an OUTPUT_PATH or checkpoint on object storage (the processors share a folder: a local disk, NFS or a shared volume)");
         }
-        if self.output_format == OutputFormat::Delta {
-            return refuse("OUTPUT_FORMAT=delta");
-        }
         if self.cassandra_hosts().is_some() {
             return refuse("CASSANDRA_HOSTS");
         }

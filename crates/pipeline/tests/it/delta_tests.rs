@@ -10,7 +10,7 @@ use std::process::Command;
 use crate::harness::*;
 
 /// What one reader saw of the tables at `output` (a folder or `s3://...`).
-fn read_tables(
+pub(crate) fn read_tables(
     output: &str,
     reader: &str,
     tables: &[&str],

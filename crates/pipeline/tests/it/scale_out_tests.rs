@@ -170,9 +170,197 @@ fn batches_with_rows(lines: &[String]) -> usize {
         .count()
 }
 
+/// The first and last time stamps of a processor's batches that read rows (log lines begin with
+/// their RFC 3339 time, which sorts as text).
+fn processing_span(lines: &[String]) -> Option<(String, String)> {
+    let mut stamps = lines
+        .iter()
+        .filter(|l| batches_with_rows(std::slice::from_ref(l)) == 1)
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string));
+    let first = stamps.next()?;
+    let last = stamps.last().unwrap_or_else(|| first.clone());
+    Some((first, last))
+}
+
+/// Three processors of one group through the faults of scale-out's acceptance, while a producer
+/// writes the topic: `a` and `b` from the start; a third SIGKILLed and started again
+/// (`kills.runs` times, every other time in the pause between its batch's Kafka transaction and
+/// its files); `d` joining at a third of the runs, and staying; `a` stopped (SIGTERM) at two
+/// thirds; and on the 3-node cluster, the node leading the input's partition 0 killed once near
+/// half of the runs, down 8 s under the running processors.
+struct Fleet {
+    b: Processor,
+    d: Processor,
+    lines: FleetLines,
+}
+
+/// The stderr lines of a fleet's processors: `killed` holds those of every SIGKILLed run.
+struct FleetLines {
+    a: Vec<String>,
+    b: Vec<String>,
+    d: Vec<String>,
+    killed: Vec<String>,
+}
+
+impl Fleet {
+    fn run(broker: &Broker, out: &std::path::Path, args: &[&str], kills: Kills) -> Fleet {
+        let bootstrap = broker.bootstrap.as_str();
+        let a = Processor::spawn(bootstrap, out, args, &[]);
+        let b = Processor::spawn(bootstrap, out, args, &[]);
+        let (mut a_lines, mut b_lines, mut d_lines) = (Vec::new(), Vec::new(), Vec::new());
+        let mut d: Option<Processor> = None;
+        // The node dies before a run that does not wait for the pause (the first batches after
+        // its return may take long).
+        let (join, node, leave) = (kills.runs / 3, kills.runs / 2 & !1, kills.runs * 2 / 3);
+        let cluster = broker_kind() == "kafka-cluster";
+        let (at_pause, killed) = kill_repeatedly_with(bootstrap, out, args, &[], kills, |i| {
+            a_lines.extend(lines_of(&a));
+            b_lines.extend(lines_of(&b));
+            if let Some(d) = &d {
+                d_lines.extend(lines_of(d));
+            }
+            if i == join {
+                d = Some(Processor::spawn(bootstrap, out, args, &[]));
+            }
+            if i == leave {
+                // It finishes its batch and hands its partitions over.
+                a.signal(libc::SIGTERM);
+            }
+            if i == node && cluster {
+                let leader = broker.leader(TOPIC, 0);
+                eprintln!("fleet: node {leader} (leading {TOPIC}-0) killed for 8 s");
+                broker.kill_node(&leader);
+                std::thread::sleep(Duration::from_secs(8));
+                broker.restart_node(&leader);
+            }
+            false
+        });
+        let (a_status, rest) = a.finish();
+        a_lines.extend(rest);
+        assert!(
+            a_status.success(),
+            "a stopped processor exits cleanly: {a_lines:#?}"
+        );
+        assert!(
+            at_pause >= 1,
+            "{} kills, none at the pause: {killed:#?}",
+            kills.runs
+        );
+        Fleet {
+            b,
+            d: d.expect("the processor that joined"),
+            lines: FleetLines {
+                a: a_lines,
+                b: b_lines,
+                d: d_lines,
+                killed,
+            },
+        }
+    }
+
+    /// Waits until `done` holds (or `timeout` passed), keeping the lines of the two processors
+    /// still running.
+    fn wait_until(&mut self, timeout: Duration, mut done: impl FnMut() -> bool) {
+        let started = Instant::now();
+        while !done() && started.elapsed() < timeout {
+            self.lines.b.extend(lines_of(&self.b));
+            self.lines.d.extend(lines_of(&self.d));
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    /// Stops the two processors still running (SIGTERM): both exit cleanly.
+    fn stop(self) -> FleetLines {
+        let Fleet {
+            b, d, mut lines, ..
+        } = self;
+        b.signal(libc::SIGTERM);
+        d.signal(libc::SIGTERM);
+        let (b_status, rest) = b.finish();
+        lines.b.extend(rest);
+        let (d_status, rest) = d.finish();
+        lines.d.extend(rest);
+        let _ = std::fs::write(
+            std::env::temp_dir().join(format!("fleet-lines-{}.txt", std::process::id())),
+            [&lines.a, &lines.b, &lines.d, &lines.killed]
+                .map(|l| l.join("\n"))
+                .join("\n=====\n"),
+        );
+        assert!(
+            b_status.success() && d_status.success(),
+            "both exit cleanly ({b_status}, {d_status}): {:#?}\n{:#?}",
+            lines.b,
+            lines.d
+        );
+        lines
+    }
+}
+
+impl FleetLines {
+    fn all(&self) -> impl Iterator<Item = &String> {
+        self.a
+            .iter()
+            .chain(&self.b)
+            .chain(&self.d)
+            .chain(&self.killed)
+    }
+
+    fn count(&self, needle: &str) -> usize {
+        self.all().filter(|l| l.contains(needle)).count()
+    }
+
+    /// Each of the three that ran throughout (or until it left, or from when it joined) was
+    /// given partitions and processed batches, at the same time as the others; some partitions
+    /// moved with their state. `topics` are the topics each processor owned partitions of.
+    fn assert_each_processed_concurrently(&self, topics: &[&str]) {
+        let named = [("a", &self.a), ("b", &self.b), ("d", &self.d)];
+        let mut spans = Vec::new();
+        for (name, lines) in named {
+            for topic in topics {
+                assert!(
+                    lines
+                        .iter()
+                        .any(|l| l.contains("assigned partitions") && l.contains(topic)),
+                    "processor {name} owned partitions of {topic}: {lines:#?}"
+                );
+            }
+            let span = processing_span(lines);
+            let Some(span) = span else {
+                panic!("processor {name} processed batches: {lines:#?}")
+            };
+            spans.push((name, span));
+        }
+        for (i, (x, (x_from, x_to))) in spans.iter().enumerate() {
+            for (y, (y_from, y_to)) in &spans[i + 1..] {
+                assert!(
+                    x_from <= y_to && y_from <= x_to,
+                    "processors {x} ({x_from} to {x_to}) and {y} ({y_from} to {y_to}) processed batches at the same time"
+                );
+            }
+        }
+        assert!(
+            self.count("taken up at offset") > 0,
+            "partitions moved with their state"
+        );
+        eprintln!(
+            "fleet: {} batches of a, {} of b, {} of d; {} partitions taken up, {} batches finished by another processor, {} refused as fenced",
+            batches_with_rows(&self.a),
+            batches_with_rows(&self.b),
+            batches_with_rows(&self.d),
+            self.count("taken up at offset"),
+            self.count("was committed in Kafka but not finished"),
+            self.count("taking up again the partitions")
+        );
+    }
+}
+
+/// Transactions with gold: three processors through a [`Fleet`]'s faults (kills, a join, a leave,
+/// a broker node's death on the cluster); every offset once, and gold equals one uninterrupted
+/// processor's over the same records.
 #[test]
 #[ignore = "needs Apache Kafka (scripts/kafka.sh; scripts/test.sh runs it)"]
-fn three_processors_share_a_topic_each_offset_once_through_kills_a_join_and_a_leave() {
+fn three_processors_share_a_topic_each_offset_once_through_kills_a_join_a_leave_and_a_node_death(
+) {
     let broker = kafka(6);
     let out = Scratch::new("scale-out");
     let count = 30_000;
@@ -207,91 +395,22 @@ fn three_processors_share_a_topic_each_offset_once_through_kills_a_join_and_a_le
         &GOLD[..],
     ]
     .concat();
-    let a = Processor::spawn(&broker.bootstrap, out.path(), &args, &[]);
-    let b = Processor::spawn(&broker.bootstrap, out.path(), &args, &[]);
-    let (mut a_lines, mut b_lines) = (Vec::new(), Vec::new());
-    let mut d: Option<Processor> = None;
-    // A third processor SIGKILLed and started again, every other time in the pause after its
-    // batch's Kafka transaction committed and before its files were put in place (the next
-    // owner of its partitions finishes that batch).
-    let kills = 8;
-    let plan = Kills::runs(kills).after_connecting(500, 1500);
-    let (at_pause, killed_lines) =
-        kill_repeatedly_with(&broker.bootstrap, out.path(), &args, &[], plan, |i| {
-            a_lines.extend(lines_of(&a));
-            b_lines.extend(lines_of(&b));
-            if i == 3 {
-                // One joins mid-run and stays.
-                d = Some(Processor::spawn(&broker.bootstrap, out.path(), &args, &[]));
-            }
-            false
-        });
-    // One leaves mid-run: stopped, it finishes its batch and hands its partitions over.
-    a.signal(libc::SIGTERM);
-    a_lines.extend(lines_of(&a));
-    let a_status = a.wait();
-    assert!(
-        a_status.success(),
-        "a stopped processor exits cleanly: {a_lines:#?}"
-    );
+    let plan = Kills::runs(8).after_connecting(500, 1500);
+    let mut fleet = Fleet::run(&broker, out.path(), &args, plan);
     assert!(producer.wait().unwrap().success());
-    assert!(at_pause >= 2, "{kills} kills, {at_pause} at the pause");
-
-    let d = d.expect("the processor that joined");
-    let have = wait_for_bronze(out.path(), count, Duration::from_secs(180));
-    let (mut d_lines, mut last_b) = (lines_of(&d), lines_of(&b));
-    b.signal(libc::SIGTERM);
-    d.signal(libc::SIGTERM);
-    last_b.extend(lines_of(&b));
-    d_lines.extend(lines_of(&d));
-    b_lines.extend(last_b);
-    assert!(b.wait().success() && d.wait().success());
-    assert_eq!(
-        have, count,
-        "every record in bronze: {b_lines:#?}\n{d_lines:#?}"
-    );
+    let mut have = 0;
+    fleet.wait_until(Duration::from_secs(180), || {
+        have = rows(&read_layer(out.path(), "bronze"));
+        have >= count
+    });
+    let lines = fleet.stop();
+    assert_eq!(have, count, "every record in bronze");
 
     // Exactly once: every offset in bronze once, every valid record in silver once.
     assert_each_offset_once(&broker.bootstrap, out.path(), count);
-    // Each of the three that ran throughout (or until they left) processed batches, on
-    // partitions of their own at the same time.
-    for (name, lines) in [("a", &a_lines), ("b", &b_lines), ("d", &d_lines)] {
-        assert!(
-            batches_with_rows(lines) > 0,
-            "processor {name} processed batches: {lines:#?}"
-        );
-        assert!(
-            lines.iter().any(|l| l.contains("assigned partitions")),
-            "processor {name} was given partitions"
-        );
-    }
+    lines.assert_each_processed_concurrently(&[TOPIC]);
     assert!(
-        killed_lines
-            .iter()
-            .chain(&b_lines)
-            .chain(&d_lines)
-            .any(|l| l.contains("taken up at offset")),
-        "partitions moved with their state"
-    );
-
-    let all_lines: Vec<&String> = a_lines
-        .iter()
-        .chain(&b_lines)
-        .chain(&d_lines)
-        .chain(&killed_lines)
-        .collect();
-    let count_of = |needle: &str| all_lines.iter().filter(|l| l.contains(needle)).count();
-    eprintln!(
-        "scale-out run: {} batches of a, {} of b, {} of d; {} partitions taken up with their state, {} batches finished by another processor, {} commits refused as fenced",
-        batches_with_rows(&a_lines),
-        batches_with_rows(&b_lines),
-        batches_with_rows(&d_lines),
-        count_of("taken up at offset"),
-        count_of("was committed in Kafka but not finished"),
-        count_of("taking up again the partitions")
-    );
-    assert!(
-        count_of("was committed in Kafka but not finished") > 0,
+        lines.count("was committed in Kafka but not finished") > 0,
         "a batch decided in Kafka and killed before its files were in place was finished by the next owner"
     );
 
@@ -453,9 +572,11 @@ fn final_event_windows(out: &std::path::Path) -> BTreeMap<(i64, i64), (i64, Opti
     last
 }
 
+/// Events: three processors through a [`Fleet`]'s faults; each event once, each reject once,
+/// and the windows (keyed by id, the topic's key) equal one uninterrupted processor's.
 #[test]
 #[ignore = "needs Apache Kafka (scripts/kafka.sh; scripts/test.sh runs it)"]
-fn events_processors_share_a_topic_each_event_once_and_their_windows_equal_one_processors() {
+fn three_processors_share_events_each_event_once_and_their_windows_equal_one_processors() {
     let broker = kafka(4);
     let out = Scratch::new("scale-out-events");
     let dataset = ["--dataset", "events", "--topic", TOPIC];
@@ -467,7 +588,7 @@ fn events_processors_share_a_topic_each_event_once_and_their_windows_equal_one_p
             &dataset[..],
             &[
                 "--msgs-per-sec",
-                "1000",
+                "300",
                 "--count",
                 "12000",
                 "--seed",
@@ -495,28 +616,21 @@ fn events_processors_share_a_topic_each_event_once_and_their_windows_equal_one_p
         ],
     ]
     .concat();
-    let a = Processor::spawn(&broker.bootstrap, out.path(), &args, &[]);
-    let b = Processor::spawn(&broker.bootstrap, out.path(), &args, &[]);
-    let plan = Kills::runs(4).after_connecting(500, 1500);
-    kill_repeatedly(&broker.bootstrap, out.path(), &args, &[], plan);
+    let plan = Kills::runs(6).after_connecting(500, 1500);
+    let mut fleet = Fleet::run(&broker, out.path(), &args, plan);
     assert!(producer.wait().unwrap().success());
     let (valid, invalid) = crate::events_tests::produced(&broker.bootstrap);
     assert_eq!(valid.len() + invalid, count);
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    while crate::events_tests::partitioned_rows(out.path()).len() < valid.len()
-        && std::time::Instant::now() < deadline
-    {
-        std::thread::sleep(Duration::from_millis(300));
-    }
-    a.signal(libc::SIGTERM);
-    b.signal(libc::SIGTERM);
-    let (a_lines, b_lines) = (lines_of(&a), lines_of(&b));
-    assert!(a.wait().success() && b.wait().success());
+    fleet.wait_until(Duration::from_secs(120), || {
+        crate::events_tests::partitioned_rows(out.path()).len() >= valid.len()
+    });
+    let lines = fleet.stop();
     assert_eq!(
         crate::events_tests::partitioned_rows(out.path()),
         valid,
-        "each valid event once: {a_lines:#?}\n{b_lines:#?}"
+        "each valid event once"
     );
+    lines.assert_each_processed_concurrently(&[TOPIC]);
     assert_eq!(
         rows(&read_layer(out.path(), "events_quarantine")),
         invalid,
@@ -549,18 +663,19 @@ fn events_processors_share_a_topic_each_event_once_and_their_windows_equal_one_p
     assert!(alone.len() >= 10, "windows: {}", alone.len());
     assert_eq!(
         shared, alone,
-        "the windows of two processors equal one processor's"
+        "the windows of three processors equal one processor's"
     );
 }
 
 /// Fraud detection in scale-out: each processor runs two members, gold and the layers over the
 /// input topic (by card), the fraud rules and user windows over the repartition topic (by user).
-/// Two processors throughout, a third SIGKILLed and started again (every other time in the pause
-/// between a batch's Kafka transaction and its files), one stopped mid-run: the alerts equal the
-/// rules run once over the whole topic, each once in the alerts topic and in `fraud_alerts/`.
+/// Three processors through a [`Fleet`]'s faults (kills, a join, a leave, a broker node's death
+/// on the cluster): the alerts equal the rules run once over the whole topic, each once in the
+/// alerts topic and in `fraud_alerts/`.
 #[test]
 #[ignore = "needs Apache Kafka (scripts/kafka.sh; scripts/test.sh runs it)"]
-fn fraud_detection_scales_out_through_a_repartition_topic_with_the_alerts_of_one_run() {
+fn three_processors_share_fraud_detection_through_a_repartition_topic_with_the_alerts_of_one_run(
+) {
     use crate::fraud_tests::{
         file_alerts, oracle, producer_args, topic_alerts, ALERTS, DELAY_MICROS, FRAUD_PROCESSOR,
     };
@@ -568,7 +683,7 @@ fn fraud_detection_scales_out_through_a_repartition_topic_with_the_alerts_of_one
     broker.create_topic(ALERTS, 3, &[]);
     let out = Scratch::new("scale-out-fraud");
     let count = 12_000;
-    let producing = producer_args(&count.to_string(), "0.05", "42", "1000");
+    let producing = producer_args(&count.to_string(), "0.05", "42", "300");
     let producing: Vec<&str> = producing.iter().map(String::as_str).collect();
     let mut producer = spawn_producer(&broker.bootstrap, out.path(), &producing);
     let group = format!("scale-out-fraud-{}", rand_u64());
@@ -578,30 +693,15 @@ fn fraud_detection_scales_out_through_a_repartition_topic_with_the_alerts_of_one
     ]
     .concat();
     let continuous = [&args[..], &["--trigger", "0"]].concat();
-    let a = Processor::spawn(&broker.bootstrap, out.path(), &continuous, &[]);
-    let b = Processor::spawn(&broker.bootstrap, out.path(), &continuous, &[]);
-    let (mut a_lines, mut b_lines) = (Vec::new(), Vec::new());
     let plan = Kills::runs(6).after_connecting(1500, 2500);
-    let (at_pause, killed_lines) =
-        kill_repeatedly_with(&broker.bootstrap, out.path(), &continuous, &[], plan, |i| {
-            a_lines.extend(lines_of(&a));
-            b_lines.extend(lines_of(&b));
-            if i == 4 {
-                // One leaves mid-run: it finishes its batches and hands its partitions over.
-                a.signal(libc::SIGTERM);
-            }
-            false
-        });
+    let mut fleet = Fleet::run(&broker, out.path(), &continuous, plan);
     assert!(producer.wait().unwrap().success());
-    let (a_status, rest) = a.finish();
-    a_lines.extend(rest);
-    assert!(
-        a_status.success(),
-        "a stopped processor exits cleanly: {a_lines:#?}"
-    );
-    assert!(at_pause >= 2, "{at_pause} kills at the pause");
-    let have = wait_for_bronze(out.path(), count, Duration::from_secs(180));
-    assert_eq!(have, count, "every record in bronze: {b_lines:#?}");
+    let mut have = 0;
+    fleet.wait_until(Duration::from_secs(180), || {
+        have = rows(&read_layer(out.path(), "bronze"));
+        have >= count
+    });
+    assert_eq!(have, count, "every record in bronze");
     assert_each_offset_once(&broker.bootstrap, out.path(), count);
 
     // The rules once over the whole topic, but for the sessions ended by the last watermark:
@@ -629,23 +729,11 @@ fn fraud_detection_scales_out_through_a_repartition_topic_with_the_alerts_of_one
         })
         .collect();
     assert!(expected.len() > 50, "alerts expected: {}", expected.len());
-    // The processor still running owns every partition of both stages now: it takes up what
-    // the others left in the repartition topic.
-    let started = std::time::Instant::now();
-    while file_alerts(out.path()).len() < expected.len()
-        && started.elapsed() < Duration::from_secs(120)
-    {
-        b_lines.extend(lines_of(&b));
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    b.signal(libc::SIGTERM);
-    let (b_status, rest) = b.finish();
-    b_lines.extend(rest);
-    let dump = [&a_lines, &b_lines, &killed_lines]
-        .map(|l| l.join("\n"))
-        .join("\n=====\n");
-    let _ = std::fs::write(std::env::temp_dir().join("scale-out-fraud-lines.txt"), dump);
-    assert!(b_status.success(), "{b_lines:#?}");
+    // The processors still running take up what the others left in the repartition topic.
+    fleet.wait_until(Duration::from_secs(120), || {
+        file_alerts(out.path()).len() >= expected.len()
+    });
+    let lines = fleet.stop();
     let topic = topic_alerts(&broker.bootstrap);
     let missing: Vec<_> = expected
         .iter()
@@ -675,44 +763,18 @@ fn fraud_detection_scales_out_through_a_repartition_topic_with_the_alerts_of_one
     // Both stages ran in the processors at once, and the fraud stage's partitions moved with
     // their state.
     let repartition = format!("of {group}-transactions-by-user-repartition");
-    for (name, lines) in [("a", &a_lines), ("b", &b_lines)] {
-        assert!(
-            lines
-                .iter()
-                .any(|l| l.contains("assigned partitions") && l.contains(&repartition)),
-            "processor {name} owned partitions of the repartition topic: {lines:#?}"
-        );
-        assert!(
-            batches_with_rows(lines) > 0,
-            "processor {name} processed batches: {lines:#?}"
-        );
-    }
-    let all: Vec<&String> = a_lines
-        .iter()
-        .chain(&b_lines)
-        .chain(&killed_lines)
-        .collect();
-    assert!(
-        all.iter()
-            .any(|l| l.contains("taken up at offset") && l.contains("with its state as of batch")),
-        "partitions moved with their state"
-    );
-    eprintln!(
-        "scale-out fraud: {} alerts; {} batches of a, {} of b",
-        expected.len(),
-        batches_with_rows(&a_lines),
-        batches_with_rows(&b_lines),
-    );
+    lines.assert_each_processed_concurrently(&[&format!("of {TOPIC};"), &repartition]);
+    eprintln!("scale-out fraud: {} alerts", expected.len());
 }
 
 /// The financial dataset in scale-out: the layers and the anomaly rules (by user, the topic's
 /// key) in the first stage, the merchant totals (by merchant) in the second, over the
-/// repartition topic. Two processors throughout, a third SIGKILLed and started again, one
-/// stopped mid-run: every offset once in the layers, the anomalies of the rules run once, each
-/// once in the topic and the files, and each merchant's last total the sum over silver.
+/// repartition topic. Three processors through a [`Fleet`]'s faults: every offset once in the
+/// layers, the anomalies of the rules run once, each once in the topic and the files, and each
+/// merchant's last total the sum over silver.
 #[test]
 #[ignore = "needs Apache Kafka (scripts/kafka.sh; scripts/test.sh runs it)"]
-fn financial_scales_out_through_a_repartition_topic_with_the_totals_and_anomalies_of_one_run() {
+fn three_processors_share_the_financial_dataset_with_the_totals_and_anomalies_of_one_run() {
     use crate::financial_tests::{
         assert_each_offset_once_in_the_layers, assert_totals_match, final_aggregates, oracle,
         producer_args, topic_anomalies, DATASET, OUTPUT_TOPICS,
@@ -726,7 +788,7 @@ fn financial_scales_out_through_a_repartition_topic_with_the_totals_and_anomalie
     let mut producer = spawn_producer(
         &broker.bootstrap,
         out.path(),
-        &producer_args(&count.to_string(), "1000", "31", "0"),
+        &producer_args(&count.to_string(), "300", "31", "0"),
     );
     let group = format!("scale-out-financial-{}", rand_u64());
     let args = [
@@ -743,24 +805,9 @@ fn financial_scales_out_through_a_repartition_topic_with_the_totals_and_anomalie
         ],
     ]
     .concat();
-    let a = Processor::spawn(&broker.bootstrap, out.path(), &args, &[]);
-    let b = Processor::spawn(&broker.bootstrap, out.path(), &args, &[]);
-    let (mut a_lines, mut b_lines) = (Vec::new(), Vec::new());
     let plan = Kills::runs(6).after_connecting(1500, 2500);
-    let (at_pause, killed_lines) =
-        kill_repeatedly_with(&broker.bootstrap, out.path(), &args, &[], plan, |i| {
-            a_lines.extend(lines_of(&a));
-            b_lines.extend(lines_of(&b));
-            if i == 4 {
-                a.signal(libc::SIGTERM);
-            }
-            false
-        });
+    let mut fleet = Fleet::run(&broker, out.path(), &args, plan);
     assert!(producer.wait().unwrap().success());
-    let (a_status, rest) = a.finish();
-    a_lines.extend(rest);
-    assert!(a_status.success(), "{a_lines:#?}");
-    assert!(at_pause >= 2, "{at_pause} kills at the pause");
 
     // The expected anomalies and totals, from the input topic.
     let expected = oracle(&broker.bootstrap);
@@ -771,8 +818,7 @@ fn financial_scales_out_through_a_repartition_topic_with_the_totals_and_anomalie
             *sums.entry(t.merchant_id.to_string()).or_default() += 1;
         }
     }
-    // The processor still running owns every partition of both stages now.
-    let started = Instant::now();
+    // The processors still running take up what the others left in the repartition topic.
     let done = || {
         let counts: BTreeMap<String, u64> =
             consume_topic(&broker.bootstrap, "transaction_aggregates")
@@ -790,14 +836,8 @@ fn financial_scales_out_through_a_repartition_topic_with_the_totals_and_anomalie
                 });
         counts == sums
     };
-    while !done() && started.elapsed() < Duration::from_secs(120) {
-        b_lines.extend(lines_of(&b));
-        std::thread::sleep(Duration::from_secs(1));
-    }
-    b.signal(libc::SIGTERM);
-    let (b_status, rest) = b.finish();
-    b_lines.extend(rest);
-    assert!(b_status.success(), "{b_lines:#?}");
+    fleet.wait_until(Duration::from_secs(120), done);
+    let lines = fleet.stop();
 
     assert_eq!(
         assert_each_offset_once_in_the_layers(&broker.bootstrap, out.path()),
@@ -810,7 +850,7 @@ fn financial_scales_out_through_a_repartition_topic_with_the_totals_and_anomalie
             .map(|(m, (_, n))| (m.clone(), *n))
             .collect::<BTreeMap<_, _>>(),
         sums,
-        "each merchant's last total counts its transactions: {b_lines:#?}"
+        "each merchant's last total counts its transactions"
     );
     assert_totals_match(&totals, out.path());
     assert!(
@@ -829,31 +869,124 @@ fn financial_scales_out_through_a_repartition_topic_with_the_totals_and_anomalie
         "financial_anomalies/ holds the same"
     );
     let repartition = format!("of {group}-financial-by-merchant-repartition");
-    for (name, lines) in [("a", &a_lines), ("b", &b_lines)] {
-        assert!(
-            lines
-                .iter()
-                .any(|l| l.contains("assigned partitions") && l.contains(&repartition)),
-            "processor {name} owned partitions of the repartition topic: {lines:#?}"
-        );
-        assert!(batches_with_rows(lines) > 0, "processor {name}: {lines:#?}");
-    }
-    let all: Vec<&String> = a_lines
-        .iter()
-        .chain(&b_lines)
-        .chain(&killed_lines)
-        .collect();
-    assert!(
-        all.iter().any(|l| l.contains("with its state as of batch")),
-        "partitions moved with their state"
-    );
+    lines.assert_each_processed_concurrently(&[&format!("of {TOPIC};"), &repartition]);
     eprintln!(
-        "scale-out financial: {} anomalies, {} merchants; {} batches of a, {} of b",
+        "scale-out financial: {} anomalies, {} merchants",
         expected.len(),
-        totals.len(),
-        batches_with_rows(&a_lines),
-        batches_with_rows(&b_lines),
+        totals.len()
     );
+}
+
+/// Delta tables in scale-out: three processors through a [`Fleet`]'s faults write the same
+/// tables (gold upserted by card and window), each batch's log entry committed once its Kafka
+/// transaction decided it, by its member or by the next owner of its partitions. Every offset
+/// once in bronze, each valid record once in silver, gold one row per window and card equal to
+/// the windows recomputed from silver, as three readers see them.
+#[test]
+#[ignore = "needs Apache Kafka (scripts/kafka.sh; scripts/test.sh runs it)"]
+fn three_processors_share_delta_tables_each_offset_once_and_gold_equal_to_silvers_windows() {
+    use crate::delta_tests::read_tables;
+    let broker = kafka(4);
+    let out = Scratch::new("scale-out-delta");
+    let count = 12_000;
+    // Event times cross midnight: silver's batches around it are split into both dates.
+    let mut producer = spawn_producer(
+        &broker.bootstrap,
+        out.path(),
+        &[
+            "--msgs-per-sec",
+            "300",
+            "--count",
+            &count.to_string(),
+            "--seed",
+            "17",
+            "--bad-ratio",
+            "0.03",
+            "--event-time-start",
+            "2025-11-07T23:59:40Z",
+        ],
+    );
+    let group = format!("scale-out-delta-{}", rand_u64());
+    let args = [
+        "--scale-out",
+        "true",
+        "--group-id",
+        group.as_str(),
+        "--trigger",
+        "0",
+        "--max-offsets-per-trigger",
+        "400",
+        "--output-format",
+        "delta",
+        "--gold-output-mode",
+        "update",
+        "--gold-watermark-delay",
+        "1 day",
+        "--delta-optimize-every",
+        "3",
+        "--delta-vacuum-retention",
+        "0",
+    ];
+    let plan = Kills::runs(6).after_connecting(1500, 2500);
+    let mut fleet = Fleet::run(&broker, out.path(), &args, plan);
+    assert!(producer.wait().unwrap().success());
+    let location = out.path().display().to_string();
+    let mut bronze = serde_json::Value::Null;
+    fleet.wait_until(Duration::from_secs(180), || {
+        bronze = read_tables(&location, "deltalake", &["bronze"], &[])["bronze"].clone();
+        bronze["rows"].as_u64() >= Some(count as u64)
+    });
+    let lines = fleet.stop();
+    assert_eq!(bronze["rows"], count, "every record in bronze");
+    lines.assert_each_processed_concurrently(&[TOPIC]);
+    assert!(
+        lines.count("table commits are put in place now") > 0,
+        "a batch decided in Kafka whose member was killed before its tables' commit was committed by the next owner"
+    );
+    assert!(lines.count("compacted") > 0, "tables were compacted");
+    assert!(
+        lines.count("is raised to 3600s with SCALE_OUT=true") > 0,
+        "the vacuum keeps files not committed yet"
+    );
+
+    let valid = consume_all(&broker.bootstrap)
+        .iter()
+        .filter(|m| txn_core::decode(m.value.as_deref()).is_ok())
+        .count() as u64;
+    assert!(valid > 11_000 && valid < count as u64, "valid: {valid}");
+    let tables = ["bronze", "silver", "quarantine", "gold", "windows"];
+    for reader in ["deltalake", "polars", "duckdb"] {
+        let seen = read_tables(&location, reader, &tables, &[]);
+        assert_eq!(seen["bronze"]["rows"], count, "{reader}: bronze rows");
+        assert_eq!(
+            seen["bronze"]["distinct_offsets"], count,
+            "{reader}: each offset once"
+        );
+        assert_eq!(seen["silver"]["distinct_ids"], valid, "{reader}: silver");
+        assert_eq!(seen["silver"]["rows"], valid, "{reader}: each record once");
+        assert_eq!(
+            seen["silver"]["dates"],
+            serde_json::json!(["2025-11-07", "2025-11-08"]),
+            "{reader}: silver's date partitions"
+        );
+        assert_eq!(
+            seen["quarantine"]["rows"],
+            count as u64 - valid,
+            "{reader}: quarantine"
+        );
+        let windows = &seen["windows"];
+        let gold = windows["gold"].as_array().unwrap();
+        assert!(gold.len() > 100, "{reader}: gold windows: {}", gold.len());
+        assert_eq!(
+            seen["gold"]["rows"],
+            gold.len(),
+            "{reader}: one gold row per window and card"
+        );
+        assert!(
+            windows["gold"] == windows["recomputed"],
+            "{reader}: gold differs from the windows recomputed from silver"
+        );
+    }
 }
 
 /// A member whose output producer is fenced (another producer initialised its transactional id,

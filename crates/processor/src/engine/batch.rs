@@ -15,7 +15,7 @@ use tracing::{info, warn};
 
 use super::checkpoint::{BatchCommit, BatchPlan, Checkpoint, CheckpointLock, Recovery};
 use super::dataset::{Batch, Dataset, Derived};
-use super::group::{GroupCheckpoint, Intent};
+use super::group::{GroupCheckpoint, Intent, Rolled};
 use super::operator;
 use super::output::{Output, StageInput, Staged};
 use super::progress::{self, OperatorFigures};
@@ -146,20 +146,23 @@ impl Committer {
         let plan = &staged.plan;
         let batch = sink_batch(plan);
         let pre = self.pre_commit_all(&batch, std::mem::take(&mut staged.pieces))?;
-        let moves: Result<Vec<_>> = self
-            .sinks
-            .iter()
-            .zip(&pre)
-            .map(|(sink, p)| sink.moves(p))
-            .collect();
-        let intent = moves.and_then(|moves| {
+        let (mut moves, mut deferred) = (Vec::new(), Vec::new());
+        let recorded = self.sinks.iter().zip(&pre).try_for_each(|(sink, p)| {
+            moves.extend(sink.moves(p)?);
+            if let Some(d) = sink.deferred(p)? {
+                deferred.push((sink.name().to_string(), d));
+            }
+            Ok(())
+        });
+        let intent = recorded.and_then(|()| {
             let intent = Intent {
                 batch: plan.batch,
                 planned_at: plan.planned_at,
                 ranges: plan.ranges.clone(),
-                moves: moves.into_iter().flatten().collect(),
+                moves,
                 sections: sections.keys().copied().collect(),
                 commit: staged.commit.clone(),
+                deferred,
             };
             group
                 .write_intent(&intent, sections)
@@ -189,8 +192,24 @@ impl Committer {
             );
             std::thread::sleep(pause);
         }
-        group.roll_forward(group.member(), plan.batch)?;
+        self.roll_forward(group, group.member(), plan.batch)?;
+        for sink in self.sinks.iter() {
+            sink.after_commit(plan.batch)?;
+        }
         Ok(staged.outcome(t.elapsed()))
+    }
+
+    /// Finishes a decided batch of a member (this one's, or one whose partitions this one took
+    /// up): its files put in place, then what its sinks deferred committed ([`Sink::roll_forward`]).
+    pub fn roll_forward(&self, group: &GroupCheckpoint, member: &str, batch: u64) -> Result<Rolled> {
+        group.roll_forward(member, batch, &|name, deferred| {
+            let sink = self.sinks.iter().find(|s| s.name() == name).ok_or_else(|| {
+                Error::Config(format!(
+                    "batch {batch} of processor {member} has outputs of the {name} sink, which this processor does not have: do the processors of the group run with the same outputs (OUTPUT_FORMAT)?"
+                ))
+            })?;
+            sink.roll_forward(deferred)
+        })
     }
 
     /// Drops a staged batch that will not be committed: each sink removes what it staged.

@@ -41,7 +41,14 @@ pub struct Intent {
     /// The partitions whose state this batch wrote.
     pub sections: Vec<i32>,
     pub commit: BatchCommit,
+    /// What sinks commit once the batch is decided, by sink name (a Delta table's log entries).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deferred: Vec<(String, serde_json::Value)>,
 }
+
+/// Commits a decided batch's deferred part of a sink (its name, what it recorded): see
+/// [`GroupCheckpoint::roll_forward`].
+pub type Finish<'a> = &'a dyn Fn(&str, &serde_json::Value) -> Result<bool>;
 
 /// The offset metadata of a member's batch.
 pub fn offset_metadata(member: &str, batch: u64) -> String {
@@ -167,9 +174,9 @@ impl GroupCheckpoint {
     }
 
     /// Puts a decided batch's files in place (any member may, any number of times, at once): a
-    /// staged file still there is renamed; one already gone must be in place. Then marks the
-    /// batch done.
-    pub fn roll_forward(&self, member: &str, batch: u64) -> Result<Rolled> {
+    /// staged file still there is renamed; one already gone must be in place. Then the sinks
+    /// commit what they deferred (`finish`: idempotent too), and the batch is marked done.
+    pub fn roll_forward(&self, member: &str, batch: u64, finish: Finish<'_>) -> Result<Rolled> {
         let done = self.done_path(member, batch);
         if done.exists() {
             return Ok(Rolled::Already);
@@ -214,6 +221,11 @@ impl GroupCheckpoint {
             }
         }
         folders.iter().try_for_each(|f| sync_dir(f))?;
+        for (sink, deferred) in &intent.deferred {
+            if finish(sink, deferred)? {
+                moved += 1;
+            }
+        }
         let json = serde_json::to_vec(&intent.commit)
             .map_err(|e| Error::Internal(format!("cannot encode a commit: {e}")))?;
         if let Some(dir) = done.parent() {
@@ -345,6 +357,10 @@ mod tests {
         dir
     }
 
+    fn no_sinks(_: &str, _: &serde_json::Value) -> Result<bool> {
+        Ok(false)
+    }
+
     fn intent(batch: u64, moves: &[(&str, &str)]) -> Intent {
         Intent {
             batch,
@@ -364,6 +380,7 @@ mod tests {
                 rows: 10,
                 ..BatchCommit::default()
             },
+            deferred: Vec::new(),
         }
     }
 
@@ -392,31 +409,44 @@ mod tests {
         fs::create_dir_all(out.join("bronze/_staging")).unwrap();
         fs::write(out.join("bronze/_staging/x"), b"rows").unwrap();
         fs::write(out.join("bronze/_staging/y"), b"more").unwrap();
-        let i = intent(
+        let mut i = intent(
             3,
             &[
                 ("bronze/_staging/x", "bronze/x.parquet"),
                 ("bronze/_staging/y", "bronze/date=1/y.parquet"),
             ],
         );
+        i.deferred = vec![("Delta tables".into(), serde_json::json!({"entry": 1}))];
         a.write_intent(&i, &BTreeMap::from([(2, b"state".to_vec())]))
             .unwrap();
         assert_eq!(b.read_intent("aa", 3).unwrap(), Some(i.clone()));
         // One file moved by its member before it stopped; the next owner finishes the batch.
         fs::rename(out.join("bronze/_staging/x"), out.join("bronze/x.parquet")).unwrap();
-        assert_eq!(b.roll_forward("aa", 3).unwrap(), Rolled::Now(1));
+        // The sinks' deferred commits come after the moves, once the batch is done.
+        let finished = std::cell::RefCell::new(Vec::new());
+        let finish = |sink: &str, what: &serde_json::Value| {
+            assert!(out.join("bronze/date=1/y.parquet").exists(), "moved first");
+            finished.borrow_mut().push((sink.to_string(), what.clone()));
+            Ok(true)
+        };
+        assert_eq!(b.roll_forward("aa", 3, &finish).unwrap(), Rolled::Now(2));
+        assert_eq!(
+            finished.take(),
+            [("Delta tables".to_string(), serde_json::json!({"entry": 1}))]
+        );
         assert_eq!(
             fs::read(out.join("bronze/date=1/y.parquet")).unwrap(),
             b"more"
         );
         assert_eq!(fs::read(out.join("bronze/x.parquet")).unwrap(), b"rows");
         // Again, by either: nothing changes.
-        assert_eq!(a.roll_forward("aa", 3).unwrap(), Rolled::Already);
+        assert_eq!(a.roll_forward("aa", 3, &finish).unwrap(), Rolled::Already);
+        assert!(finished.take().is_empty(), "a done batch commits nothing again");
         assert_eq!(b.read_section(2, "aa", 3).unwrap(), b"state");
         let missing = b.read_section(1, "aa", 3).unwrap_err().to_string();
         assert!(missing.contains("partition 1's state"), "{missing}");
         // A batch no intent describes cannot be rolled forward: an error, not a silent skip.
-        let err = b.roll_forward("aa", 4).unwrap_err().to_string();
+        let err = b.roll_forward("aa", 4, &no_sinks).unwrap_err().to_string();
         assert!(
             err.contains("neither its intent nor its done mark"),
             "{err}"
@@ -428,7 +458,7 @@ mod tests {
             &BTreeMap::new(),
         )
         .unwrap();
-        let err = b.roll_forward("aa", 5).unwrap_err().to_string();
+        let err = b.roll_forward("aa", 5, &no_sinks).unwrap_err().to_string();
         assert!(err.contains("cannot move"), "{err}");
         fs::remove_dir_all(&out).unwrap();
     }
@@ -442,13 +472,13 @@ mod tests {
         i.sections = vec![0, 1];
         let states = BTreeMap::from([(0, b"p0".to_vec()), (1, b"p1".to_vec())]);
         a.write_intent(&i, &states).unwrap();
-        assert_eq!(a.roll_forward("aa", 1).unwrap(), Rolled::Now(0));
+        assert_eq!(a.roll_forward("aa", 1, &no_sinks).unwrap(), Rolled::Now(0));
         assert_eq!(
             a.read_intent("aa", 1).unwrap(),
             None,
             "the done mark replaces the intent"
         );
-        assert_eq!(a.roll_forward("aa", 1).unwrap(), Rolled::Already);
+        assert_eq!(a.roll_forward("aa", 1, &no_sinks).unwrap(), Rolled::Already);
         a.release_section(0, "aa", 1);
         assert!(a.read_section(0, "aa", 1).is_err());
         assert_eq!(
@@ -456,7 +486,7 @@ mod tests {
             b"p1",
             "partition 1 still needs it"
         );
-        assert_eq!(a.roll_forward("aa", 1).unwrap(), Rolled::Already);
+        assert_eq!(a.roll_forward("aa", 1, &no_sinks).unwrap(), Rolled::Already);
         a.release_section(1, "aa", 1);
         assert!(
             !a.done_path("aa", 1).exists(),
@@ -477,7 +507,7 @@ mod tests {
         decided.sections = vec![0];
         dead.write_intent(&decided, &BTreeMap::from([(0, b"latest".to_vec())]))
             .unwrap();
-        dead.roll_forward("dd", 1).unwrap();
+        dead.roll_forward("dd", 1, &no_sinks).unwrap();
         let mut undecided = intent(2, &[("bronze/_staging/dd/undecided", "bronze/u.parquet")]);
         undecided.sections = vec![0];
         dead.write_intent(&undecided, &BTreeMap::from([(0, b"never".to_vec())]))
@@ -499,7 +529,7 @@ mod tests {
             b"latest",
             "the decided one stays"
         );
-        assert_eq!(me.roll_forward("dd", 1).unwrap(), Rolled::Already);
+        assert_eq!(me.roll_forward("dd", 1, &no_sinks).unwrap(), Rolled::Already);
         assert!(!out.join("bronze/u.parquet").exists());
         fs::remove_dir_all(&out).unwrap();
     }

@@ -350,8 +350,10 @@ impl MemberLoop<'_> {
         for (p, offset, metadata) in committed {
             let start = match (offset, parse_offset_metadata(&metadata)) {
                 (Some(offset), Some((member, batch))) => {
-                    if let Rolled::Now(files) = self.group.roll_forward(&member, batch)? {
-                        info!("[processor] partition {p}: batch {batch} of processor {member} was committed in Kafka but not finished: its {files} files are put in place now");
+                    if let Rolled::Now(pieces) =
+                        stages.committer().roll_forward(self.group, &member, batch)?
+                    {
+                        info!("[processor] partition {p}: batch {batch} of processor {member} was committed in Kafka but not finished: its {pieces} files and table commits are put in place now");
                     }
                     let bytes = self.group.read_section(p, &member, batch)?;
                     operator::restore_partition_all(&mut stages.operators(), p, &bytes).map_err(

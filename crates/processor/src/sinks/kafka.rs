@@ -110,6 +110,10 @@ impl AvroOutputs {
 /// How long a transaction step may take before the batch fails (and is re-run at the next start).
 const STEP_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How much longer than its own timeout adding the offsets to a transaction may take before it
+/// is taken for stuck ([`KafkaTransactions::send_offsets`]).
+const SEND_OFFSETS_MARGIN: Duration = Duration::from_secs(10);
+
 /// The output producer's librdkafka context: the first error no retry fixes, and the first
 /// record the broker refused in the open transaction.
 pub struct OutputsContext {
@@ -252,7 +256,7 @@ impl Sink for TopicSink {
             start.client,
             &format!("{}-outputs", config.group_id),
             &config.kafka.topic,
-            (GroupSource::Fixed(group), &config.group_id),
+            (GroupSource::Fixed(Arc::new(group)), &config.group_id),
             start.checkpoint_id.to_string(),
         )?;
         self.done = match start.pending {
@@ -340,14 +344,14 @@ impl Sink for TopicSink {
 /// Whose group generation fences a transaction's offsets.
 pub enum GroupSource {
     /// The reader's (one processor per checkpoint; the checkpoint's lock keeps it alone).
-    Fixed(ConsumerGroupMetadata),
+    Fixed(Arc<ConsumerGroupMetadata>),
     /// A scale-out member's, as of the commit.
     Member(Arc<Membership>),
 }
 
 pub struct KafkaTransactions {
     /// Replaced when a scale-out member's producer is fenced ([`Self::member_lost`]).
-    producer: std::sync::RwLock<BaseProducer<OutputsContext>>,
+    producer: std::sync::RwLock<Arc<BaseProducer<OutputsContext>>>,
     /// What a new producer is made of.
     client: ClientSettings,
     transactional_id: String,
@@ -467,7 +471,7 @@ impl KafkaTransactions {
         let producer = Self::new_producer(client, transactional_id, group_id, member)?;
         info!("[processor] Kafka outputs are transactional (transactional.id {transactional_id})");
         Ok(KafkaTransactions {
-            producer: std::sync::RwLock::new(producer),
+            producer: std::sync::RwLock::new(Arc::new(producer)),
             client: client.clone(),
             transactional_id: transactional_id.to_string(),
             group_id: group_id.to_string(),
@@ -478,7 +482,7 @@ impl KafkaTransactions {
     }
 
     /// The producer (a read lock: replaced only by [`Self::member_lost`], between batches).
-    fn producer(&self) -> std::sync::RwLockReadGuard<'_, BaseProducer<OutputsContext>> {
+    fn producer(&self) -> std::sync::RwLockReadGuard<'_, Arc<BaseProducer<OutputsContext>>> {
         self.producer.read().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -504,7 +508,7 @@ impl KafkaTransactions {
         if fatal || producer_lost {
             match Self::new_producer(&self.client, &self.transactional_id, &self.group_id, true) {
                 Ok(fresh) => {
-                    *self.producer.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+                    *self.producer.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(fresh);
                     warn!("[processor] batch {batch}: the Kafka output producer was fenced or its transaction timed out ({e}): a new producer of transactional.id {} replaces it", self.transactional_id);
                 }
                 Err(again) => return Some(again),
@@ -540,6 +544,50 @@ impl KafkaTransactions {
             self.abort();
         }
         result
+    }
+
+    /// Adds the batch's input offsets to its transaction. librdkafka's call can wait forever
+    /// past its timeout for a group coordinator that died (librdkafka issues 5456 and 5511: the
+    /// coordinator request's timeout is not checked, and a coordinator dropped from the metadata
+    /// is not looked up again; seen here with a broker node killed on a 3-node cluster), so it
+    /// runs on a thread of its own, given [`STEP_TIMEOUT`] and a margin. A call still waiting
+    /// then is left behind with its producer: a scale-out member fences it with a new producer
+    /// of its transactional id and goes on without the batch (nothing of it was decided); a lone
+    /// processor stops with the reason, and its next start re-runs the batch.
+    fn send_offsets(
+        &self,
+        batch: u64,
+        offsets: TopicPartitionList,
+        group: Arc<ConsumerGroupMetadata>,
+    ) -> Result<rdkafka::error::KafkaResult<()>> {
+        let producer = Arc::clone(&self.producer());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("send-offsets".into())
+            .spawn(move || {
+                let _ = tx.send(producer.send_offsets_to_transaction(&offsets, &group, STEP_TIMEOUT));
+            })
+            .map_err(|e| Error::Io {
+                context: "cannot start a thread".into(),
+                source: e,
+            })?;
+        let waited = STEP_TIMEOUT + SEND_OFFSETS_MARGIN;
+        if let Ok(sent) = rx.recv_timeout(waited) {
+            return Ok(sent);
+        }
+        let stuck = format!(
+            "batch {batch}: adding its input offsets to its Kafka transaction did not return in {waited:?} (the consumer group's coordinator was lost: librdkafka does not look for the new one)"
+        );
+        if !matches!(self.group, GroupSource::Member(_)) {
+            return Err(Error::Kafka {
+                context: stuck,
+                source: KafkaError::MessageProduction(RDKafkaErrorCode::OperationTimedOut),
+            });
+        }
+        let fresh = Self::new_producer(&self.client, &self.transactional_id, &self.group_id, true)?;
+        *self.producer.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(fresh);
+        warn!("[processor] {stuck}: a new producer of transactional.id {} replaces its producer", self.transactional_id);
+        Err(Error::Fenced(format!("{stuck}: the batch is not committed")))
     }
 
     /// Waits until the broker has acknowledged every record sent. rdkafka's `flush` (which
@@ -660,22 +708,18 @@ impl KafkaTransactions {
         flushed.kafka_context(|| {
             format!("batch {}: cannot deliver its records to Kafka", plan.batch)
         })?;
-        let current;
         let group = match &self.group {
-            GroupSource::Fixed(group) => group,
+            GroupSource::Fixed(group) => group.clone(),
             GroupSource::Member(membership) => {
-                current = membership.group_metadata().ok_or_else(|| {
+                Arc::new(membership.group_metadata().ok_or_else(|| {
                     Error::Fenced(format!(
                         "batch {}: this processor is not in consumer group {} now (a rebalance, or it was dropped from the group): its batch is not committed",
                         plan.batch, self.group_id
                     ))
-                })?;
-                &current
+                })?)
             }
         };
-        let sent = self
-            .producer()
-            .send_offsets_to_transaction(&offsets, group, STEP_TIMEOUT);
+        let sent = self.send_offsets(plan.batch, offsets, group)?;
         if let Err(e) = sent {
             self.refused()?;
             if member && fenced(&e) {

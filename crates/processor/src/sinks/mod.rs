@@ -177,6 +177,19 @@ pub trait Sink: Send + Sync {
         Ok(Vec::new())
     }
 
+    /// Scale-out: what this sink's part of the batch commits once the batch is decided, beyond
+    /// its files' moves (a Delta table's log entry); written in the batch's intent.
+    fn deferred(&self, _pre: &PreCommit) -> Result<Option<serde_json::Value>> {
+        Ok(None)
+    }
+
+    /// Scale-out: commits what [`Sink::deferred`] recorded for a decided batch (its member does,
+    /// or the next owner of one of its partitions). Twice, even by two processors at once, it
+    /// commits once. Returns whether it committed now.
+    fn roll_forward(&self, _deferred: &serde_json::Value) -> Result<bool> {
+        Ok(false)
+    }
+
     /// After the batch's checkpoint commit: upkeep (retention, compaction).
     fn after_commit(&self, _batch: u64) -> Result<()> {
         Ok(())
@@ -310,7 +323,11 @@ fn open_as(
         }));
     }
     if !tables.is_empty() {
-        list.push(Box::new(DeltaSink::new(config, tables)?));
+        let sink = DeltaSink::new(config, tables)?;
+        list.push(Box::new(match &member {
+            Some((member, _)) => sink.rolled_forward(member),
+            None => sink,
+        }));
     }
     // Before the topics: the Kafka transaction commits last, once every other output holds the
     // batch.

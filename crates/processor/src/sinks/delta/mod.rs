@@ -32,7 +32,10 @@ use parquet::file::metadata::ParquetMetaData;
 use parquet::file::statistics::Statistics;
 use tracing::info;
 
-use super::files::{write_file, CompactWriter, FileLayer, StagedFile};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+use super::files::{staging_dir, write_file, CompactWriter, FileLayer, StagedFile};
 use super::{wrong_piece, Piece, PreCommit, Sink, SinkBatch, Target};
 use crate::config::Location;
 use crate::error::{DeltaContext as _, Error, IoContext as _, Result};
@@ -69,6 +72,10 @@ pub struct DeltaSink {
     /// (compaction) too: the writer empties them at start, so a killed run leaves nothing.
     staging_root: PathBuf,
     upkeep: upkeep::Schedule,
+    /// Scale-out: the member whose batches this sink commits. Its commit then writes nothing:
+    /// the tables' log entries are recorded in the batch's intent
+    /// ([`Sink::deferred`]) and committed once the batch is decided ([`Sink::roll_forward`]).
+    member: Option<String>,
 }
 
 /// An open table, and the `txn` versions of the input partitions as far as this sink knows them
@@ -94,6 +101,27 @@ struct TableCommit {
     layer: FileLayer,
     actions: Vec<Action>,
 }
+
+/// Scale-out: a batch's log entries, recorded in its intent between its pre-commit and its
+/// decision (the files are in their tables already, named by no log entry yet).
+#[derive(Serialize, Deserialize)]
+struct Deferred {
+    batch: u64,
+    planned_at: i64,
+    /// The `txn` action of each input partition of the batch.
+    txns: Vec<Transaction>,
+    /// Each table's `add` actions (an upserted table's replaced rows are found when the entry
+    /// is committed, in the table as it stands then).
+    tables: Vec<(String, Vec<Action>)>,
+}
+
+/// How many times a deferred log entry is tried against a table that others commit to.
+const ROLL_FORWARD_ATTEMPTS: usize = 10;
+
+/// Scale-out: the vacuum keeps files no log entry names for at least this long (a decided
+/// batch's files wait for its roll forward, by the next owner of its partitions when its member
+/// died: seconds; what members gone for an hour left is swept).
+const MEMBER_VACUUM_FLOOR: Duration = Duration::from_secs(3600);
 
 impl DeltaSink {
     pub fn new(config: &crate::ProcessorConfig, layers: Vec<FileLayer>) -> Result<Self> {
@@ -135,7 +163,152 @@ impl DeltaSink {
                 every: config.delta_optimize_every,
                 retention: config.delta_vacuum_retention,
             },
+            member: None,
         })
+    }
+
+    /// The sink of a scale-out member: its commit leaves the tables' log entries to the roll
+    /// forward, and its vacuum keeps unnamed files for at least [`MEMBER_VACUUM_FLOOR`].
+    pub fn rolled_forward(mut self, member: &str) -> Self {
+        if self.upkeep.every > 0 && self.upkeep.retention < MEMBER_VACUUM_FLOOR {
+            tracing::warn!(
+                "[processor] DELTA_VACUUM_RETENTION={:?} is raised to {MEMBER_VACUUM_FLOOR:?} with SCALE_OUT=true: files another processor put in a table are named by its log entry only once their batch is rolled forward",
+                self.upkeep.retention
+            );
+            self.upkeep.retention = MEMBER_VACUUM_FLOOR;
+        }
+        self.member = Some(member.to_string());
+        self
+    }
+
+    /// Where this sink writes its own files of a layer (rewritten, compacted) before they go
+    /// into the table: the layer's staging folder, a member's own in scale-out.
+    fn own_staging(&self, layer: FileLayer) -> PathBuf {
+        let dir = staging_dir(&self.staging_root, layer);
+        match &self.member {
+            Some(member) => dir.join(member),
+            None => dir,
+        }
+    }
+
+    /// The `txn` action of each input partition of the batch: its end offset.
+    fn txns(&self, batch: &SinkBatch<'_>) -> Vec<Transaction> {
+        batch
+            .ranges
+            .iter()
+            .filter(|r| !r.is_empty())
+            .map(|r| Transaction::new(self.app_id(batch.topic_id, r.partition), r.end))
+            .collect()
+    }
+
+    /// Scale-out: one table's part of a decided batch. Against the table's latest version: its
+    /// `txn` actions say whether it holds the batch already; an upserted table's rows of the
+    /// batch's keys are replaced as they stand now. A commit that conflicts with another
+    /// processor's (they rewrote a file this one replaces, or committed this batch) is tried
+    /// again from the table's new version.
+    fn roll_forward_table(&self, layer: FileLayer, adds: &[Action], deferred: &Deferred) -> Result<bool> {
+        let shown = self.show(layer);
+        if !self.open_table(layer)? {
+            return Err(Error::DataLoss(format!(
+                "batch {} was decided with files in Delta table {shown}, which does not exist",
+                deferred.batch
+            )));
+        }
+        let upsert = if layer.keys.is_empty() {
+            None
+        } else {
+            let mut rows = Vec::new();
+            for add in adds {
+                if let Action::Add(add) = add {
+                    rows.extend(merge::read_rows(self.read_table_file(layer, &add.path)?)?);
+                }
+            }
+            Some(merge::Upsert::of(layer.keys, &rows)?)
+        };
+        let context = || format!("batch {}: cannot commit to Delta table {shown}", deferred.batch);
+        for attempt in 1..=ROLL_FORWARD_ATTEMPTS {
+            {
+                let mut tables = self.tables.lock().unwrap_or_else(PoisonError::into_inner);
+                let table = tables.get_mut(layer.folder()).ok_or_else(|| {
+                    Error::Internal(format!("Delta table {} is not open", layer.folder()))
+                })?;
+                self.runtime
+                    .block_on(table.delta.update_state())
+                    .delta_context(|| format!("cannot read Delta table {shown}"))?;
+                let state = table.delta.snapshot().delta_context(context)?;
+                let mut held = Vec::new();
+                for txn in &deferred.txns {
+                    let version = self
+                        .runtime
+                        .block_on(state.transaction_version(
+                            table.delta.log_store().as_ref(),
+                            txn.app_id.clone(),
+                        ))
+                        .delta_context(context)?;
+                    table.txns.insert(txn.app_id.clone(), version);
+                    held.push(version.is_some_and(|v| v >= txn.version));
+                }
+                if held.iter().all(|&h| h) && !held.is_empty() {
+                    return Ok(false);
+                }
+                if held.iter().any(|&h| h) {
+                    return Err(Error::DataLoss(format!(
+                        "Delta table {shown} holds some of batch {}'s partitions and not the others: it was written with other batch bounds",
+                        deferred.batch
+                    )));
+                }
+            }
+            let mut actions = adds.to_vec();
+            if let Some(upsert) = &upsert {
+                let batch = SinkBatch {
+                    batch: deferred.batch,
+                    planned_at: deferred.planned_at,
+                    ranges: &[],
+                    topic_id: None,
+                };
+                let staging = self.own_staging(layer);
+                std::fs::create_dir_all(&staging)
+                    .io_context(|| format!("cannot create {}", staging.display()))?;
+                actions.extend(self.replaced(layer, upsert, &batch, &staging)?);
+            }
+            let operation = DeltaOperation::StreamingUpdate {
+                output_mode: if layer.keys.is_empty() {
+                    OutputMode::Append
+                } else {
+                    OutputMode::Update
+                },
+                query_id: format!("kafka:{}", self.topic),
+                epoch_id: deferred.batch as i64,
+            };
+            let properties = CommitProperties::default()
+                .with_application_transactions(deferred.txns.clone())
+                .with_create_checkpoint(true);
+            let mut tables = self.tables.lock().unwrap_or_else(PoisonError::into_inner);
+            let table = tables.get_mut(layer.folder()).ok_or_else(|| {
+                Error::Internal(format!("Delta table {} is not open", layer.folder()))
+            })?;
+            let committed = self.runtime.block_on(async {
+                let state = table.delta.snapshot()?;
+                CommitBuilder::from(properties)
+                    .with_actions(actions)
+                    .build(Some(state), table.delta.log_store(), operation)
+                    .await
+            });
+            match committed {
+                Ok(committed) => {
+                    table.delta.state = Some(committed.snapshot());
+                    for txn in &deferred.txns {
+                        table.txns.insert(txn.app_id.clone(), Some(txn.version));
+                    }
+                    return Ok(true);
+                }
+                Err(e) if is_conflict(&e) && attempt < ROLL_FORWARD_ATTEMPTS => {
+                    info!("[processor] batch {}: Delta table {shown} changed meanwhile ({e}): trying again from its new version", deferred.batch);
+                }
+                Err(e) => return Err(e).delta_context(context),
+            }
+        }
+        unreachable!("the last attempt returns")
     }
 
     fn table_url(&self, layer: FileLayer) -> Result<url::Url> {
@@ -472,7 +645,7 @@ impl DeltaSink {
             fields.push(StructField::new(column, DeltaType::Primitive(kind), true));
             partitions.push(column.to_string());
         }
-        let table = self.runtime.block_on(async {
+        let created = self.runtime.block_on(async {
             CreateBuilder::new()
                 .with_location(url.to_string())
                 .with_table_name(layer.folder())
@@ -480,8 +653,16 @@ impl DeltaSink {
                 .with_partition_columns(partitions)
                 .with_save_mode(SaveMode::Ignore)
                 .await
-                .delta_context(|| format!("cannot create Delta table {shown}"))
-        })?;
+        });
+        let table = match created {
+            Ok(table) => table,
+            // Another processor of the group created it at the same moment.
+            Err(e) if is_conflict(&e) && self.open_table(layer)? => {
+                info!("[processor] Delta table {shown} was created by another processor meanwhile");
+                return Ok(());
+            }
+            Err(e) => return Err(e).delta_context(|| format!("cannot create Delta table {shown}")),
+        };
         info!("[processor] Delta table {shown} created");
         self.tables
             .lock()
@@ -533,7 +714,8 @@ impl Sink for DeltaSink {
                 )),
                 None => None,
             };
-            let upsert = if layer.keys.is_empty() {
+            // A member's upsert is found at the roll forward, in the table as it stands then.
+            let upsert = if layer.keys.is_empty() || self.member.is_some() {
                 None
             } else {
                 let mut rows = Vec::new();
@@ -560,20 +742,30 @@ impl Sink for DeltaSink {
             }
             commits.push(TableCommit { layer, actions });
         }
+        if self.member.is_some() {
+            return Ok(Box::new(Deferred {
+                batch: batch.batch,
+                planned_at: batch.planned_at,
+                txns: self.txns(batch),
+                tables: commits
+                    .into_iter()
+                    .map(|c| (c.layer.folder().to_string(), c.actions))
+                    .collect(),
+            }));
+        }
         Ok(Box::new(commits))
     }
 
-    /// One log entry per table: its files and the batch's input offsets, atomically.
+    /// One log entry per table: its files and the batch's input offsets, atomically. A scale-out
+    /// member's entries wait for the batch's decision: [`Sink::roll_forward`].
     fn commit(&self, batch: &SinkBatch<'_>, pre: PreCommit) -> Result<()> {
+        if self.member.is_some() {
+            return Ok(());
+        }
         let commits = pre
             .downcast::<Vec<TableCommit>>()
             .map_err(|_| wrong_piece(self.name()))?;
-        let txns: Vec<Transaction> = batch
-            .ranges
-            .iter()
-            .filter(|r| !r.is_empty())
-            .map(|r| Transaction::new(self.app_id(batch.topic_id, r.partition), r.end))
-            .collect();
+        let txns = self.txns(batch);
         let mut tables = self.tables.lock().unwrap_or_else(PoisonError::into_inner);
         for TableCommit { layer, actions } in *commits {
             let table = tables.get_mut(layer.folder()).ok_or_else(|| {
@@ -616,6 +808,39 @@ impl Sink for DeltaSink {
         Ok(())
     }
 
+    fn deferred(&self, pre: &PreCommit) -> Result<Option<serde_json::Value>> {
+        let deferred = pre
+            .downcast_ref::<Deferred>()
+            .ok_or_else(|| wrong_piece(self.name()))?;
+        serde_json::to_value(deferred)
+            .map(Some)
+            .map_err(|e| Error::Internal(format!("cannot record a batch's Delta commits: {e}")))
+    }
+
+    /// Commits a decided batch's log entry to each of its tables, unless the table holds it
+    /// already (its `txn` actions say so: committed before, perhaps by another processor at the
+    /// same time, whose commit then made this one's conflict).
+    fn roll_forward(&self, deferred: &serde_json::Value) -> Result<bool> {
+        let deferred: Deferred = serde_json::from_value(deferred.clone()).map_err(|e| {
+            Error::Internal(format!("a batch's recorded Delta commits are unreadable: {e}"))
+        })?;
+        let mut committed = false;
+        for (folder, adds) in &deferred.tables {
+            let layer = *self
+                .layers
+                .iter()
+                .find(|l| l.folder() == folder)
+                .ok_or_else(|| {
+                    Error::Config(format!(
+                        "batch {} names Delta table {folder}, which this processor does not write: do the processors of the group run the same DATASET and outputs?",
+                        deferred.batch
+                    ))
+                })?;
+            committed |= self.roll_forward_table(layer, adds, &deferred)?;
+        }
+        Ok(committed)
+    }
+
     /// Compaction and vacuum, on their schedule (`DELTA_OPTIMIZE_EVERY`). The batch is committed
     /// already: a failure here (object storage unavailable a moment, a delete refused) is logged,
     /// and the next schedule tries again; no row depends on it.
@@ -631,6 +856,17 @@ impl Sink for DeltaSink {
             "--recover-from-batch is not supported with OUTPUT_FORMAT=delta yet: a Delta table keeps its history (read an earlier version with time travel)".into(),
         ))
     }
+}
+
+/// Whether a commit failed because another writer committed first and conflicts with it.
+fn is_conflict(e: &deltalake_core::DeltaTableError) -> bool {
+    use deltalake_core::kernel::transaction::TransactionError;
+    matches!(
+        e,
+        deltalake_core::DeltaTableError::Transaction {
+            source: TransactionError::CommitConflict(_) | TransactionError::MaxCommitAttempts(_)
+        } | deltalake_core::DeltaTableError::VersionAlreadyExists(_)
+    )
 }
 
 fn folder_url(dir: &Path) -> Result<url::Url> {

@@ -21,7 +21,7 @@ use tracing::info;
 
 use super::{merge, read_footer, DeltaSink, Partition};
 use crate::error::{DeltaContext as _, Result};
-use crate::sinks::files::{staging_dir, AppendedFile, CompactWriter, FileLayer};
+use crate::sinks::files::{AppendedFile, CompactWriter, FileLayer};
 
 /// The size compaction aims for: files this large or larger are left alone.
 pub const TARGET_SIZE: u64 = 128 << 20;
@@ -104,7 +104,7 @@ impl DeltaSink {
             for (index, bin) in bins.into_iter().filter(|b| b.len() > 1).enumerate() {
                 let stem = CompactWriter::file_name(layer, txn_core::time::now_micros(), batch);
                 let name = format!("{}_c{index}.parquet", stem.trim_end_matches(".parquet"));
-                let local = staging_dir(&self.staging_root, layer).join(&name);
+                let local = self.own_staging(layer).join(&name);
                 let mut out: Option<AppendedFile> = None;
                 for file in &bin {
                     for rows in merge::read_rows(self.read_table_file(layer, &file.path)?)? {
