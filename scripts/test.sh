@@ -8,7 +8,8 @@
 #     (the Cassandra sink's test with Apache Cassandra 5.0, run by scripts/cassandra.sh from jars;
 #     the Avro test with a schema registry, run by scripts/schema-registry.sh from jars);
 #   - end to end and the SIGKILL exactly-once test on ZooKeeper + Kafka 3.9 and on a 3-node cluster,
-#     and on the cluster scale-out's three processors through kills, a join and a leave.
+#     and on the cluster scale-out's three processors of each dataset (and on Delta tables) through
+#     kills, a join, a leave and a broker node's death.
 # Without Java or Maven the Kafka part says SKIPPED (REQUIRE_KAFKA=1 makes that an error, as in CI).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -52,14 +53,15 @@ echo "--- Schema registry jars: $(scripts/schema-registry.sh jars)"
 scratch="$(dirname "$(mktemp -u)")/pipeline-it-"
 trap "pkill -9 -f -- '-Dpipeline.kafka.dir=$scratch' || true; pkill -9 -f -- '-Dpipeline.cassandra.dir=$scratch' || true; pkill -9 -f -- '-Dpipeline.schema_registry.dir=$scratch' || true; pkill -9 -f -- 'nginx -p $scratch' || true" EXIT
 # Tests that use no broker, or only the mock's fault injection, ran above already.
-# Scale-out's three-processor test runs on the 3-node cluster below instead.
+# Scale-out's three-processor tests run on the 3-node cluster below instead.
 not_broker='not (test(/^outage_tests::/) | test(/^local_stack_tests::/) | test(/^config_tests::/) | test(/^compose_tests::/) | test(three_processors_share) | test(a_stop_during_the_wait_for_kafka))'
 echo "--- every integration test on Apache Kafka 4.x, one KRaft node"
 PIPELINE_TEST_BROKER=kafka cargo nextest run -p pipeline --no-fail-fast --run-ignored all -E "$not_broker"
 for broker in kafka-zk kafka-cluster; do
   echo "--- end to end and exactly once on $broker"
   filter='test(end_to_end) | test(exactly_once)'
-  # Scale-out's three processors through kills, a join and a leave: on the cluster only.
+  # Scale-out's three processors through kills, a join, a leave and a node's death: on the
+  # cluster only.
   if [ "$broker" = kafka-cluster ]; then filter="$filter | test(three_processors_share)"; fi
   PIPELINE_TEST_BROKER=$broker cargo nextest run -p pipeline --no-fail-fast \
     --run-ignored all -E "$filter"

@@ -405,10 +405,8 @@ impl ProcessorConfig {
                 "SCALE_OUT=true does not support {what} yet: run one processor (SCALE_OUT=false)"
             )))
         };
-        if matches!(self.output_path, Location::S3(_))
-            || matches!(self.checkpoint_path(), Location::S3(_))
-        {
-            return refuse("an OUTPUT_PATH or checkpoint on object storage (the processors share a folder: a local disk, NFS or a shared volume)");
+        if matches!(self.checkpoint_path(), Location::S3(_)) {
+            return refuse("a checkpoint on object storage (the processors share it in a folder: NFS or a shared volume; with OUTPUT_PATH on object storage, set CHECKPOINT_PATH to such a folder)");
         }
         if self.cassandra_hosts().is_some() {
             return refuse("CASSANDRA_HOSTS");

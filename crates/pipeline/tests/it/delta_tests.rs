@@ -256,14 +256,14 @@ fn killed_then_run_to_the_end(
 
 /// Where a test's tables go: its scratch folder, or a bucket of an S3 server started for it
 /// (the checkpoint then follows them there: nothing stays on the processor's disk).
-struct Place {
-    s3: Option<S3Server>,
+pub(crate) struct Place {
+    pub(crate) s3: Option<S3Server>,
     args: Vec<String>,
     env: Vec<(&'static str, String)>,
 }
 
 impl Place {
-    fn local() -> Self {
+    pub(crate) fn local() -> Self {
         Place {
             s3: None,
             args: Vec::new(),
@@ -271,7 +271,7 @@ impl Place {
         }
     }
 
-    fn s3() -> Self {
+    pub(crate) fn s3() -> Self {
         let server = S3Server::start("lake");
         let env = server.env();
         Place {
@@ -282,16 +282,16 @@ impl Place {
     }
 
     /// The processor's arguments that say where.
-    fn args(&self) -> Vec<&str> {
+    pub(crate) fn args(&self) -> Vec<&str> {
         self.args.iter().map(String::as_str).collect()
     }
 
-    fn envs(&self) -> Vec<(&str, &str)> {
+    pub(crate) fn envs(&self) -> Vec<(&str, &str)> {
         self.env.iter().map(|(k, v)| (*k, v.as_str())).collect()
     }
 
     /// Where the readers find the tables.
-    fn location(&self, out: &Path) -> String {
+    pub(crate) fn location(&self, out: &Path) -> String {
         match &self.s3 {
             Some(_) => "s3://lake/pipeline".into(),
             None => out.display().to_string(),

@@ -379,6 +379,29 @@ fn producer_lost(code: RDKafkaErrorCode) -> bool {
     )
 }
 
+/// Whether a refused record's error is one that a retry does not fix (a missing WRITE ACL, a
+/// record too large, a topic that does not exist): the processor stops with it. The others (a
+/// record timed out while a broker node was down) fail the batch, which runs again.
+fn unfixable(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::TopicAuthorizationFailed
+            | RDKafkaErrorCode::ClusterAuthorizationFailed
+            | RDKafkaErrorCode::TransactionalIdAuthorizationFailed
+            | RDKafkaErrorCode::MessageSizeTooLarge
+            | RDKafkaErrorCode::MessageBatchTooLarge
+            | RDKafkaErrorCode::InvalidRecord
+            | RDKafkaErrorCode::InvalidMessage
+            | RDKafkaErrorCode::InvalidMessageSize
+            | RDKafkaErrorCode::UnknownTopicOrPartition
+            | RDKafkaErrorCode::UnknownTopic
+            | RDKafkaErrorCode::UnknownPartition
+            | RDKafkaErrorCode::PolicyViolation
+            | RDKafkaErrorCode::UnsupportedVersion
+            | RDKafkaErrorCode::UnsupportedForMessageFormat
+    )
+}
+
 /// The metadata of the group offsets that batch `batch` of checkpoint `checkpoint_id` commits.
 /// Whether a transaction error says this member's generation is gone (its partitions moved).
 fn fenced(e: &KafkaError) -> bool {
@@ -501,10 +524,20 @@ impl KafkaTransactions {
         };
         let code = e.rdkafka_error_code();
         let producer_lost = code.is_some_and(producer_lost);
-        if !(fatal || abortable || producer_lost) {
+        // A record not delivered (timed out while a broker node was down): the transaction is
+        // aborted, and the batch runs again.
+        let undelivered = matches!(e, KafkaError::MessageProduction(c) if !unfixable(*c));
+        if !(fatal || abortable || producer_lost || undelivered) {
             return None;
         }
         let _ = self.producer().abort_transaction(STEP_TIMEOUT);
+        // The refusal is this transaction's: the next one starts clean.
+        *self
+            .producer()
+            .context()
+            .refused
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = None;
         if fatal || producer_lost {
             match Self::new_producer(&self.client, &self.transactional_id, &self.group_id, true) {
                 Ok(fresh) => {
@@ -646,11 +679,14 @@ impl KafkaTransactions {
         }
         let member = matches!(self.group, GroupSource::Member(_));
         match refused {
-            // A member's producer fenced: [`Self::member_lost`] replaces it.
-            Some((message, Some(code))) if member && producer_lost(code) => Err(Error::Kafka {
-                context: message,
-                source: KafkaError::MessageProduction(code),
-            }),
+            // A member's producer fenced: [`Self::member_lost`] replaces it; a record that a
+            // retry may deliver (timed out while a broker node was down) fails the batch only.
+            Some((message, Some(code))) if (member && producer_lost(code)) || !unfixable(code) => {
+                Err(Error::Kafka {
+                    context: message,
+                    source: KafkaError::MessageProduction(code),
+                })
+            }
             Some((message, _)) => Err(Error::Access(message)),
             None => Ok(()),
         }

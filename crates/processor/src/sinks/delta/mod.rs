@@ -116,7 +116,7 @@ struct Deferred {
 }
 
 /// How many times a deferred log entry is tried against a table that others commit to.
-const ROLL_FORWARD_ATTEMPTS: usize = 10;
+const ROLL_FORWARD_ATTEMPTS: usize = 40;
 
 /// Scale-out: the vacuum keeps files no log entry names for at least this long (a decided
 /// batch's files wait for its roll forward, by the next owner of its partitions when its member
@@ -203,10 +203,14 @@ impl DeltaSink {
 
     /// Scale-out: one table's part of a decided batch. Against the table's latest version: its
     /// `txn` actions say whether it holds the batch already; an upserted table's rows of the
-    /// batch's keys are replaced as they stand now. A commit that conflicts with another
-    /// processor's (they rewrote a file this one replaces, or committed this batch) is tried
-    /// again from the table's new version.
-    fn roll_forward_table(&self, layer: FileLayer, adds: &[Action], deferred: &Deferred) -> Result<bool> {
+    /// batch's keys are replaced as they stand now. A commit that another processor's beat (it
+    /// appended, compacted, or committed this batch) is tried again from the table's new version.
+    fn roll_forward_table(
+        &self,
+        layer: FileLayer,
+        adds: &[Action],
+        deferred: &Deferred,
+    ) -> Result<bool> {
         let shown = self.show(layer);
         if !self.open_table(layer)? {
             return Err(Error::DataLoss(format!(
@@ -225,90 +229,153 @@ impl DeltaSink {
             }
             Some(merge::Upsert::of(layer.keys, &rows)?)
         };
-        let context = || format!("batch {}: cannot commit to Delta table {shown}", deferred.batch);
+        let context = || {
+            format!(
+                "batch {}: cannot commit to Delta table {shown}",
+                deferred.batch
+            )
+        };
+        let operation = DeltaOperation::StreamingUpdate {
+            output_mode: if layer.keys.is_empty() {
+                OutputMode::Append
+            } else {
+                OutputMode::Update
+            },
+            query_id: format!("kafka:{}", self.topic),
+            epoch_id: deferred.batch as i64,
+        };
+        // What the batch's rows replace, found again only when a file it removes is gone.
+        let mut replaced: Option<Vec<Action>> = None;
         for attempt in 1..=ROLL_FORWARD_ATTEMPTS {
-            {
-                let mut tables = self.tables.lock().unwrap_or_else(PoisonError::into_inner);
-                let table = tables.get_mut(layer.folder()).ok_or_else(|| {
-                    Error::Internal(format!("Delta table {} is not open", layer.folder()))
-                })?;
-                self.runtime
-                    .block_on(table.delta.update_state())
-                    .delta_context(|| format!("cannot read Delta table {shown}"))?;
-                let state = table.delta.snapshot().delta_context(context)?;
-                let mut held = Vec::new();
-                for txn in &deferred.txns {
-                    let version = self
-                        .runtime
-                        .block_on(state.transaction_version(
-                            table.delta.log_store().as_ref(),
-                            txn.app_id.clone(),
-                        ))
-                        .delta_context(context)?;
-                    table.txns.insert(txn.app_id.clone(), version);
-                    held.push(version.is_some_and(|v| v >= txn.version));
-                }
-                if held.iter().all(|&h| h) && !held.is_empty() {
-                    return Ok(false);
-                }
-                if held.iter().any(|&h| h) {
-                    return Err(Error::DataLoss(format!(
-                        "Delta table {shown} holds some of batch {}'s partitions and not the others: it was written with other batch bounds",
-                        deferred.batch
-                    )));
-                }
+            if self.table_holds(layer, &deferred.txns).delta_context(context)? {
+                return Ok(false);
             }
             let mut actions = adds.to_vec();
             if let Some(upsert) = &upsert {
-                let batch = SinkBatch {
-                    batch: deferred.batch,
-                    planned_at: deferred.planned_at,
-                    ranges: &[],
-                    topic_id: None,
-                };
-                let staging = self.own_staging(layer);
-                std::fs::create_dir_all(&staging)
-                    .io_context(|| format!("cannot create {}", staging.display()))?;
-                actions.extend(self.replaced(layer, upsert, &batch, &staging)?);
+                if replaced.is_none() {
+                    let batch = SinkBatch {
+                        batch: deferred.batch,
+                        planned_at: deferred.planned_at,
+                        ranges: &[],
+                        topic_id: None,
+                    };
+                    let staging = self.own_staging(layer);
+                    std::fs::create_dir_all(&staging)
+                        .io_context(|| format!("cannot create {}", staging.display()))?;
+                    replaced = Some(self.replaced(layer, upsert, &batch, &staging)?);
+                }
+                actions.extend(replaced.iter().flatten().cloned());
             }
-            let operation = DeltaOperation::StreamingUpdate {
-                output_mode: if layer.keys.is_empty() {
-                    OutputMode::Append
-                } else {
-                    OutputMode::Update
-                },
-                query_id: format!("kafka:{}", self.topic),
-                epoch_id: deferred.batch as i64,
-            };
             let properties = CommitProperties::default()
                 .with_application_transactions(deferred.txns.clone())
                 .with_create_checkpoint(true);
-            let mut tables = self.tables.lock().unwrap_or_else(PoisonError::into_inner);
-            let table = tables.get_mut(layer.folder()).ok_or_else(|| {
-                Error::Internal(format!("Delta table {} is not open", layer.folder()))
-            })?;
-            let committed = self.runtime.block_on(async {
-                let state = table.delta.snapshot()?;
-                CommitBuilder::from(properties)
-                    .with_actions(actions)
-                    .build(Some(state), table.delta.log_store(), operation)
-                    .await
-            });
-            match committed {
-                Ok(committed) => {
-                    table.delta.state = Some(committed.snapshot());
-                    for txn in &deferred.txns {
-                        table.txns.insert(txn.app_id.clone(), Some(txn.version));
+            match self.commit_exactly(layer, actions, operation.clone(), properties) {
+                Ok(Some(())) => {
+                    let mut tables = self.tables.lock().unwrap_or_else(PoisonError::into_inner);
+                    if let Some(table) = tables.get_mut(layer.folder()) {
+                        for txn in &deferred.txns {
+                            table.txns.insert(txn.app_id.clone(), Some(txn.version));
+                        }
                     }
                     return Ok(true);
                 }
+                // A file it replaces was rewritten meanwhile (compacted): found again.
+                Ok(None) => replaced = None,
                 Err(e) if is_conflict(&e) && attempt < ROLL_FORWARD_ATTEMPTS => {
-                    info!("[processor] batch {}: Delta table {shown} changed meanwhile ({e}): trying again from its new version", deferred.batch);
+                    tracing::debug!("[processor] batch {}: Delta table {shown} changed meanwhile ({e}): trying again from its new version", deferred.batch);
                 }
                 Err(e) => return Err(e).delta_context(context),
             }
+            // Processors committing to one table at once: the next try a little later.
+            std::thread::sleep(Duration::from_millis(attempt as u64 * 5));
         }
-        unreachable!("the last attempt returns")
+        Err(Error::Internal(format!(
+            "batch {}: Delta table {shown}: other processors committed before each of {ROLL_FORWARD_ATTEMPTS} tries",
+            deferred.batch
+        )))
+    }
+
+    /// Whether the table's latest version holds these `txn` actions (each partition at or past
+    /// its version); holding some only is an error.
+    fn table_holds(
+        &self,
+        layer: FileLayer,
+        txns: &[Transaction],
+    ) -> std::result::Result<bool, deltalake_core::DeltaTableError> {
+        let mut tables = self.tables.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(table) = tables.get_mut(layer.folder()) else {
+            return Ok(false);
+        };
+        self.runtime.block_on(table.delta.update_state())?;
+        let state = table.delta.snapshot()?;
+        let mut held = Vec::new();
+        for txn in txns {
+            let version = self.runtime.block_on(
+                state.transaction_version(table.delta.log_store().as_ref(), txn.app_id.clone()),
+            )?;
+            table.txns.insert(txn.app_id.clone(), version);
+            held.push(version.is_some_and(|v| v >= txn.version));
+        }
+        if held.iter().any(|&h| h) && !held.iter().all(|&h| h) {
+            return Err(deltalake_core::DeltaTableError::Generic(format!(
+                "it holds some of the batch's partitions at their offsets and not the others ({txns:?}): it was written with other batch bounds"
+            )));
+        }
+        Ok(!held.is_empty() && held.iter().all(|&h| h))
+    }
+
+    /// Commits `actions` to a table that other processors commit to as well. Actions that
+    /// remove files are committed at exactly the next version after the latest, once it is
+    /// checked that those files are still in it (delta-rs's conflict check does not see a file
+    /// removed twice when the first removal was a compaction's, `dataChange=false`: two
+    /// compactions of the same files would both commit, and their rows be doubled). Appends
+    /// alone go through delta-rs's conflict check (a concurrent commit of the same `txn`
+    /// application ids is one). `Ok(None)`: a file to remove is gone, nothing was committed.
+    fn commit_exactly(
+        &self,
+        layer: FileLayer,
+        actions: Vec<Action>,
+        operation: DeltaOperation,
+        properties: CommitProperties,
+    ) -> std::result::Result<Option<()>, deltalake_core::DeltaTableError> {
+        let mut tables = self.tables.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(table) = tables.get_mut(layer.folder()) else {
+            return Err(deltalake_core::DeltaTableError::Generic(format!(
+                "Delta table {} is not open",
+                layer.folder()
+            )));
+        };
+        let removes: Vec<&str> = actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Remove(r) => Some(r.path.as_str()),
+                _ => None,
+            })
+            .collect();
+        let properties = if removes.is_empty() {
+            properties
+        } else {
+            self.runtime.block_on(table.delta.update_state())?;
+            let state = table.delta.snapshot()?;
+            let active: std::collections::HashSet<String> = state
+                .log_data()
+                .iter()
+                .map(|f| f.path().into_owned())
+                .collect();
+            if removes.iter().any(|r| !active.contains(*r)) {
+                return Ok(None);
+            }
+            properties.with_max_retries(0)
+        };
+        let committed = self.runtime.block_on(async {
+            let state = table.delta.snapshot()?;
+            CommitBuilder::from(properties)
+                .with_actions(actions)
+                .build(Some(state), table.delta.log_store(), operation)
+                .await
+        })?;
+        table.delta.state = Some(committed.snapshot());
+        Ok(Some(()))
     }
 
     fn table_url(&self, layer: FileLayer) -> Result<url::Url> {
@@ -652,6 +719,8 @@ impl DeltaSink {
                 .with_columns(fields)
                 .with_partition_columns(partitions)
                 .with_save_mode(SaveMode::Ignore)
+                // Another processor creating it at the same moment: no second version 0.
+                .with_commit_properties(CommitProperties::default().with_max_retries(0))
                 .await
         });
         let table = match created {

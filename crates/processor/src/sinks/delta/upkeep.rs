@@ -103,7 +103,12 @@ impl DeltaSink {
             }
             for (index, bin) in bins.into_iter().filter(|b| b.len() > 1).enumerate() {
                 let stem = CompactWriter::file_name(layer, txn_core::time::now_micros(), batch);
-                let name = format!("{}_c{index}.parquet", stem.trim_end_matches(".parquet"));
+                // A member's own name: two processors compacting at once must not write one file.
+                let owner = self.member.as_deref().map_or(String::new(), |m| format!("_{m}"));
+                let name = format!(
+                    "{}{owner}_c{index}.parquet",
+                    stem.trim_end_matches(".parquet")
+                );
                 let local = self.own_staging(layer).join(&name);
                 let mut out: Option<AppendedFile> = None;
                 for file in &bin {
@@ -128,6 +133,27 @@ impl DeltaSink {
             }
         }
         if actions.is_empty() {
+            return Ok(());
+        }
+        if self.member.is_some() {
+            // Other processors commit to the table meanwhile: committed only where every file it
+            // removes is still there.
+            let operation = DeltaOperation::Optimize {
+                predicate: None,
+                target_size: TARGET_SIZE as i64,
+            };
+            let shown = layer.folder();
+            match self.commit_exactly(layer, actions, operation, CommitProperties::default()) {
+                Ok(Some(())) => {
+                    info!("[processor] Delta table {shown}: compacted {before} files into {after}")
+                }
+                Ok(None) => info!("[processor] Delta table {shown}: compaction left for later: another processor compacted some of its files first"),
+                Err(e) if super::is_conflict(&e) => info!("[processor] Delta table {shown}: compaction left for later: another processor committed first"),
+                Err(e) => {
+                    return Err(e)
+                        .delta_context(|| format!("cannot commit the compaction of Delta table {shown}"))
+                }
+            }
             return Ok(());
         }
         let mut tables = self.tables.lock().unwrap_or_else(PoisonError::into_inner);

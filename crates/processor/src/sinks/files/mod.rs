@@ -1010,6 +1010,24 @@ impl FileSink {
         self
     }
 
+    /// A pre-commit's files: (staged, final), relative to the staging root.
+    fn relative_files(&self, pre: &PreCommit) -> Result<Vec<(PathBuf, PathBuf)>> {
+        let files = pre
+            .downcast_ref::<Vec<StagedFile>>()
+            .ok_or_else(|| wrong_piece(self.name()))?;
+        let relative = |path: &Path| {
+            path.strip_prefix(&self.writer.root)
+                .map(Path::to_path_buf)
+                .map_err(|_| {
+                    Error::Internal(format!("{}: not in the output folder", path.display()))
+                })
+        };
+        files
+            .iter()
+            .map(|f| Ok((relative(&f.staged)?, relative(&f.fin)?)))
+            .collect()
+    }
+
     /// Uploads the batch's files under their names (relative to the staging root), then drops
     /// the local copies.
     fn upload(&self, remote: &crate::storage::Remote, files: Vec<StagedFile>) -> Result<()> {
@@ -1100,21 +1118,64 @@ impl Sink for FileSink {
         }
     }
 
+    /// The renames that put a member's files in place (a local output folder; on object storage
+    /// they are uploads: [`Sink::deferred`]).
     fn moves(&self, pre: &PreCommit) -> Result<Vec<(PathBuf, PathBuf)>> {
-        let files = pre
-            .downcast_ref::<Vec<StagedFile>>()
-            .ok_or_else(|| wrong_piece(self.name()))?;
-        let relative = |path: &Path| {
-            path.strip_prefix(&self.writer.root)
-                .map(Path::to_path_buf)
-                .map_err(|_| {
-                    Error::Internal(format!("{}: not in the output folder", path.display()))
-                })
+        if self.remote.is_some() {
+            return Ok(Vec::new());
+        }
+        self.relative_files(pre)
+    }
+
+    /// On object storage, a member's uploads: each staged file (in the shared staging folder)
+    /// and its key, relative to the output.
+    fn deferred(&self, pre: &PreCommit) -> Result<Option<serde_json::Value>> {
+        if self.remote.is_none() || !self.rolled_forward {
+            return Ok(None);
+        }
+        let files = self.relative_files(pre)?;
+        if files.is_empty() {
+            return Ok(None);
+        }
+        serde_json::to_value(files)
+            .map(Some)
+            .map_err(|e| Error::Internal(format!("cannot record a batch's uploads: {e}")))
+    }
+
+    /// Uploads a decided batch's staged files, idempotently: a staged file already gone was
+    /// uploaded (by this processor or another at the same time) if its object is there.
+    fn roll_forward(&self, deferred: &serde_json::Value) -> Result<bool> {
+        let Some(remote) = &self.remote else {
+            return Ok(false);
         };
-        files
-            .iter()
-            .map(|f| Ok((relative(&f.staged)?, relative(&f.fin)?)))
-            .collect()
+        let files: Vec<(PathBuf, PathBuf)> = serde_json::from_value(deferred.clone())
+            .map_err(|e| Error::Internal(format!("a batch's recorded uploads are unreadable: {e}")))?;
+        let mut uploaded = false;
+        for (staged, key) in files {
+            let staged = self.writer.root.join(staged);
+            let key = key.to_str().ok_or_else(|| {
+                Error::Internal(format!("{}: not a key", key.display()))
+            })?;
+            let put = if staged.exists() {
+                remote.put_file(&staged, key).and_then(|_| {
+                    fs::remove_file(&staged)
+                        .or_else(|e| if staged.exists() { Err(e) } else { Ok(()) })
+                        .io_context(|| format!("cannot remove {}", staged.display()))
+                })
+            } else {
+                Err(Error::DataLoss(format!(
+                    "{}: a decided batch's file is neither staged nor in object storage",
+                    staged.display()
+                )))
+            };
+            match put {
+                Ok(()) => uploaded = true,
+                // Uploaded and removed by another processor meanwhile.
+                Err(_) if !staged.exists() && remote.exists(key)? => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(uploaded)
     }
 
     fn after_commit(&self, batch: u64) -> Result<()> {
