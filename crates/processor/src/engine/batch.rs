@@ -201,7 +201,12 @@ impl Committer {
 
     /// Finishes a decided batch of a member (this one's, or one whose partitions this one took
     /// up): its files put in place, then what its sinks deferred committed ([`Sink::roll_forward`]).
-    pub fn roll_forward(&self, group: &GroupCheckpoint, member: &str, batch: u64) -> Result<Rolled> {
+    pub fn roll_forward(
+        &self,
+        group: &GroupCheckpoint,
+        member: &str,
+        batch: u64,
+    ) -> Result<Rolled> {
         group.roll_forward(member, batch, &|name, deferred| {
             let sink = self.sinks.iter().find(|s| s.name() == name).ok_or_else(|| {
                 Error::Config(format!(

@@ -441,7 +441,10 @@ mod tests {
         assert_eq!(fs::read(out.join("bronze/x.parquet")).unwrap(), b"rows");
         // Again, by either: nothing changes.
         assert_eq!(a.roll_forward("aa", 3, &finish).unwrap(), Rolled::Already);
-        assert!(finished.take().is_empty(), "a done batch commits nothing again");
+        assert!(
+            finished.take().is_empty(),
+            "a done batch commits nothing again"
+        );
         assert_eq!(b.read_section(2, "aa", 3).unwrap(), b"state");
         let missing = b.read_section(1, "aa", 3).unwrap_err().to_string();
         assert!(missing.contains("partition 1's state"), "{missing}");
@@ -529,7 +532,10 @@ mod tests {
             b"latest",
             "the decided one stays"
         );
-        assert_eq!(me.roll_forward("dd", 1, &no_sinks).unwrap(), Rolled::Already);
+        assert_eq!(
+            me.roll_forward("dd", 1, &no_sinks).unwrap(),
+            Rolled::Already
+        );
         assert!(!out.join("bronze/u.parquet").exists());
         fs::remove_dir_all(&out).unwrap();
     }

@@ -350,8 +350,9 @@ impl MemberLoop<'_> {
         for (p, offset, metadata) in committed {
             let start = match (offset, parse_offset_metadata(&metadata)) {
                 (Some(offset), Some((member, batch))) => {
-                    if let Rolled::Now(pieces) =
-                        stages.committer().roll_forward(self.group, &member, batch)?
+                    if let Rolled::Now(pieces) = stages
+                        .committer()
+                        .roll_forward(self.group, &member, batch)?
                     {
                         info!("[processor] partition {p}: batch {batch} of processor {member} was committed in Kafka but not finished: its {pieces} files and table commits are put in place now");
                     }

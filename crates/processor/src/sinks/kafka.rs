@@ -114,6 +114,10 @@ const STEP_TIMEOUT: Duration = Duration::from_secs(60);
 /// is taken for stuck ([`KafkaTransactions::send_offsets`]).
 const SEND_OFFSETS_MARGIN: Duration = Duration::from_secs(10);
 
+/// How long a scale-out member's offsets may take to join its transaction (which the
+/// coordinator aborts 20 s after it began: `transaction.timeout.ms`).
+const MEMBER_SEND_OFFSETS_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// The output producer's librdkafka context: the first error no retry fixes, and the first
 /// record the broker refused in the open transaction.
 pub struct OutputsContext {
@@ -583,7 +587,8 @@ impl KafkaTransactions {
     /// past its timeout for a group coordinator that died (librdkafka issues 5456 and 5511: the
     /// coordinator request's timeout is not checked, and a coordinator dropped from the metadata
     /// is not looked up again; seen here with a broker node killed on a 3-node cluster), so it
-    /// runs on a thread of its own, given [`STEP_TIMEOUT`] and a margin. A call still waiting
+    /// runs on a thread of its own, given its timeout ([`STEP_TIMEOUT`], a member's
+    /// [`MEMBER_SEND_OFFSETS_TIMEOUT`]) and a margin. A call still waiting
     /// then is left behind with its producer: a scale-out member fences it with a new producer
     /// of its transactional id and goes on without the batch (nothing of it was decided); a lone
     /// processor stops with the reason, and its next start re-runs the batch.
@@ -593,25 +598,33 @@ impl KafkaTransactions {
         offsets: TopicPartitionList,
         group: Arc<ConsumerGroupMetadata>,
     ) -> Result<rdkafka::error::KafkaResult<()>> {
+        let member = matches!(self.group, GroupSource::Member(_));
+        // A member's transaction times out after 20 s at the coordinator: waiting longer for
+        // its offsets is waiting for an aborted transaction.
+        let timeout = if member {
+            MEMBER_SEND_OFFSETS_TIMEOUT
+        } else {
+            STEP_TIMEOUT
+        };
         let producer = Arc::clone(&self.producer());
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::Builder::new()
             .name("send-offsets".into())
             .spawn(move || {
-                let _ = tx.send(producer.send_offsets_to_transaction(&offsets, &group, STEP_TIMEOUT));
+                let _ = tx.send(producer.send_offsets_to_transaction(&offsets, &group, timeout));
             })
             .map_err(|e| Error::Io {
                 context: "cannot start a thread".into(),
                 source: e,
             })?;
-        let waited = STEP_TIMEOUT + SEND_OFFSETS_MARGIN;
+        let waited = timeout + SEND_OFFSETS_MARGIN;
         if let Ok(sent) = rx.recv_timeout(waited) {
             return Ok(sent);
         }
         let stuck = format!(
             "batch {batch}: adding its input offsets to its Kafka transaction did not return in {waited:?} (the consumer group's coordinator was lost: librdkafka does not look for the new one)"
         );
-        if !matches!(self.group, GroupSource::Member(_)) {
+        if !member {
             return Err(Error::Kafka {
                 context: stuck,
                 source: KafkaError::MessageProduction(RDKafkaErrorCode::OperationTimedOut),
@@ -619,8 +632,13 @@ impl KafkaTransactions {
         }
         let fresh = Self::new_producer(&self.client, &self.transactional_id, &self.group_id, true)?;
         *self.producer.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(fresh);
-        warn!("[processor] {stuck}: a new producer of transactional.id {} replaces its producer", self.transactional_id);
-        Err(Error::Fenced(format!("{stuck}: the batch is not committed")))
+        warn!(
+            "[processor] {stuck}: a new producer of transactional.id {} replaces its producer",
+            self.transactional_id
+        );
+        Err(Error::Fenced(format!(
+            "{stuck}: the batch is not committed"
+        )))
     }
 
     /// Waits until the broker has acknowledged every record sent. rdkafka's `flush` (which

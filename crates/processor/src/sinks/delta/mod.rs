@@ -106,6 +106,8 @@ struct TableCommit {
 /// decision (the files are in their tables already, named by no log entry yet).
 #[derive(Serialize, Deserialize)]
 struct Deferred {
+    /// The member whose batch it is (in the names of the files it rewrites).
+    member: String,
     batch: u64,
     planned_at: i64,
     /// The `txn` action of each input partition of the batch.
@@ -247,7 +249,10 @@ impl DeltaSink {
         // What the batch's rows replace, found again only when a file it removes is gone.
         let mut replaced: Option<Vec<Action>> = None;
         for attempt in 1..=ROLL_FORWARD_ATTEMPTS {
-            if self.table_holds(layer, &deferred.txns).delta_context(context)? {
+            if self
+                .table_holds(layer, &deferred.txns)
+                .delta_context(context)?
+            {
                 return Ok(false);
             }
             let mut actions = adds.to_vec();
@@ -262,7 +267,8 @@ impl DeltaSink {
                     let staging = self.own_staging(layer);
                     std::fs::create_dir_all(&staging)
                         .io_context(|| format!("cannot create {}", staging.display()))?;
-                    replaced = Some(self.replaced(layer, upsert, &batch, &staging)?);
+                    let owner = Some(deferred.member.as_str());
+                    replaced = Some(self.replaced(layer, upsert, &batch, &staging, owner)?);
                 }
                 actions.extend(replaced.iter().flatten().cloned());
             }
@@ -606,6 +612,7 @@ impl DeltaSink {
         upsert: &merge::Upsert,
         batch: &SinkBatch<'_>,
         staging: &Path,
+        owner: Option<&str>,
     ) -> Result<Vec<Action>> {
         let candidates: Vec<(String, Partition, deltalake_core::kernel::Remove)> = {
             let tables = self.tables.lock().unwrap_or_else(PoisonError::into_inner);
@@ -657,8 +664,14 @@ impl DeltaSink {
             let kept = arrow_select::concat::concat_batches(&schema, &kept)?;
             if kept.num_rows() > 0 {
                 // Named after the file it replaces, not after an order of the log's files that
-                // another process replaying the batch might list differently.
-                let name = format!("{stem}_r{:08x}.parquet", crc32fast::hash(path.as_bytes()));
+                // another process replaying the batch might list differently; in scale-out after
+                // the batch's member too (members number their batches alike: two rewriting one
+                // file at once must not write one name).
+                let owner = owner.map_or(String::new(), |m| format!("_{m}"));
+                let name = format!(
+                    "{stem}{owner}_r{:08x}.parquet",
+                    crc32fast::hash(path.as_bytes())
+                );
                 let file = staging.join(&name);
                 write_file(&file, &kept)?;
                 let footer = read_footer(&file)?;
@@ -802,7 +815,7 @@ impl Sink for DeltaSink {
                 actions.extend(self.place(file)?.into_iter().map(Action::Add));
             }
             if let (Some(upsert), Some(staging)) = (upsert, staging) {
-                actions.extend(self.replaced(layer, &upsert, batch, &staging)?);
+                actions.extend(self.replaced(layer, &upsert, batch, &staging, None)?);
             }
             if let Some((schema, hive)) = schema {
                 if !self.open_table(layer)? {
@@ -811,8 +824,9 @@ impl Sink for DeltaSink {
             }
             commits.push(TableCommit { layer, actions });
         }
-        if self.member.is_some() {
+        if let Some(member) = &self.member {
             return Ok(Box::new(Deferred {
+                member: member.clone(),
                 batch: batch.batch,
                 planned_at: batch.planned_at,
                 txns: self.txns(batch),
@@ -891,7 +905,9 @@ impl Sink for DeltaSink {
     /// same time, whose commit then made this one's conflict).
     fn roll_forward(&self, deferred: &serde_json::Value) -> Result<bool> {
         let deferred: Deferred = serde_json::from_value(deferred.clone()).map_err(|e| {
-            Error::Internal(format!("a batch's recorded Delta commits are unreadable: {e}"))
+            Error::Internal(format!(
+                "a batch's recorded Delta commits are unreadable: {e}"
+            ))
         })?;
         let mut committed = false;
         for (folder, adds) in &deferred.tables {

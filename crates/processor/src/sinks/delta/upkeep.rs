@@ -104,7 +104,10 @@ impl DeltaSink {
             for (index, bin) in bins.into_iter().filter(|b| b.len() > 1).enumerate() {
                 let stem = CompactWriter::file_name(layer, txn_core::time::now_micros(), batch);
                 // A member's own name: two processors compacting at once must not write one file.
-                let owner = self.member.as_deref().map_or(String::new(), |m| format!("_{m}"));
+                let owner = self
+                    .member
+                    .as_deref()
+                    .map_or(String::new(), |m| format!("_{m}"));
                 let name = format!(
                     "{}{owner}_c{index}.parquet",
                     stem.trim_end_matches(".parquet")

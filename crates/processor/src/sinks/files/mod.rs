@@ -1148,14 +1148,16 @@ impl Sink for FileSink {
         let Some(remote) = &self.remote else {
             return Ok(false);
         };
-        let files: Vec<(PathBuf, PathBuf)> = serde_json::from_value(deferred.clone())
-            .map_err(|e| Error::Internal(format!("a batch's recorded uploads are unreadable: {e}")))?;
+        let files: Vec<(PathBuf, PathBuf)> =
+            serde_json::from_value(deferred.clone()).map_err(|e| {
+                Error::Internal(format!("a batch's recorded uploads are unreadable: {e}"))
+            })?;
         let mut uploaded = false;
         for (staged, key) in files {
             let staged = self.writer.root.join(staged);
-            let key = key.to_str().ok_or_else(|| {
-                Error::Internal(format!("{}: not a key", key.display()))
-            })?;
+            let key = key
+                .to_str()
+                .ok_or_else(|| Error::Internal(format!("{}: not a key", key.display())))?;
             let put = if staged.exists() {
                 remote.put_file(&staged, key).and_then(|_| {
                     fs::remove_file(&staged)
