@@ -406,7 +406,7 @@ impl ProcessorConfig {
             )))
         };
         if matches!(self.checkpoint_path(), Location::S3(_)) {
-            return refuse("a checkpoint on object storage (the processors share it in a folder: NFS or a shared volume; with OUTPUT_PATH on object storage, set CHECKPOINT_PATH to such a folder)");
+            return refuse("a checkpoint on object storage (the processors share it in a folder: NFS or a shared volume; with OUTPUT_PATH on object storage, set CHECKPOINT_DIR to such a folder)");
         }
         if self.cassandra_hosts().is_some() {
             return refuse("CASSANDRA_HOSTS");
@@ -567,6 +567,31 @@ mod tests {
     fn parse(args: &[&str]) -> ProcessorConfig {
         ProcessorConfig::try_parse_from(std::iter::once("processor").chain(args.iter().copied()))
             .unwrap()
+    }
+
+    #[test]
+    fn scale_out_on_object_storage_needs_the_checkpoint_in_a_shared_folder() {
+        let s3 = [
+            "--scale-out",
+            "true",
+            "--output-path",
+            "s3://lake/out",
+            "--output-format",
+            "delta",
+        ];
+        let e = parse(&s3).validate().unwrap_err().to_string();
+        assert!(
+            e.contains("a checkpoint on object storage") && e.contains("CHECKPOINT_DIR"),
+            "{e}"
+        );
+        let shared = [&s3[..], &["--checkpoint-dir", "/shared/chk"]].concat();
+        parse(&shared)
+            .validate()
+            .expect("a shared checkpoint folder");
+        for format in ["parquet", "delta"] {
+            let local = ["--scale-out", "true", "--output-format", format];
+            parse(&local).validate().expect("a shared output folder");
+        }
     }
 
     #[test]

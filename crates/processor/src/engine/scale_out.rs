@@ -350,10 +350,19 @@ impl MemberLoop<'_> {
         for (p, offset, metadata) in committed {
             let start = match (offset, parse_offset_metadata(&metadata)) {
                 (Some(offset), Some((member, batch))) => {
-                    if let Rolled::Now(pieces) = stages
-                        .committer()
-                        .roll_forward(self.group, &member, batch)?
-                    {
+                    // A roll forward that failed for a moment (object storage, a Delta table
+                    // others kept committing to) is tried again at the next turn.
+                    let rolled = match stages.committer().roll_forward(self.group, &member, batch) {
+                        Ok(rolled) => rolled,
+                        Err(
+                            e @ (Error::Access(_)
+                            | Error::DataLoss(_)
+                            | Error::Config(_)
+                            | Error::Checkpoint { .. }),
+                        ) => return Err(e),
+                        Err(e) => return retry_later(e),
+                    };
+                    if let Rolled::Now(pieces) = rolled {
                         info!("[processor] partition {p}: batch {batch} of processor {member} was committed in Kafka but not finished: its {pieces} files and table commits are put in place now");
                     }
                     let bytes = self.group.read_section(p, &member, batch)?;

@@ -383,26 +383,28 @@ fn producer_lost(code: RDKafkaErrorCode) -> bool {
     )
 }
 
-/// Whether a refused record's error is one that a retry does not fix (a missing WRITE ACL, a
-/// record too large, a topic that does not exist): the processor stops with it. The others (a
-/// record timed out while a broker node was down) fail the batch, which runs again.
-fn unfixable(code: RDKafkaErrorCode) -> bool {
+/// Whether a refused record's error is one that the next attempt of its batch may not meet:
+/// a broker node down or moving its leadership, a request or the record timed out, or the
+/// record purged by the batch's own abort. Any other refusal (a missing WRITE ACL, a record too
+/// large, a topic that does not exist) stops the processor with it.
+fn transient(code: RDKafkaErrorCode) -> bool {
     matches!(
         code,
-        RDKafkaErrorCode::TopicAuthorizationFailed
-            | RDKafkaErrorCode::ClusterAuthorizationFailed
-            | RDKafkaErrorCode::TransactionalIdAuthorizationFailed
-            | RDKafkaErrorCode::MessageSizeTooLarge
-            | RDKafkaErrorCode::MessageBatchTooLarge
-            | RDKafkaErrorCode::InvalidRecord
-            | RDKafkaErrorCode::InvalidMessage
-            | RDKafkaErrorCode::InvalidMessageSize
-            | RDKafkaErrorCode::UnknownTopicOrPartition
-            | RDKafkaErrorCode::UnknownTopic
-            | RDKafkaErrorCode::UnknownPartition
-            | RDKafkaErrorCode::PolicyViolation
-            | RDKafkaErrorCode::UnsupportedVersion
-            | RDKafkaErrorCode::UnsupportedForMessageFormat
+        RDKafkaErrorCode::MessageTimedOut
+            | RDKafkaErrorCode::RequestTimedOut
+            | RDKafkaErrorCode::OperationTimedOut
+            | RDKafkaErrorCode::TimedOutQueue
+            | RDKafkaErrorCode::BrokerTransportFailure
+            | RDKafkaErrorCode::AllBrokersDown
+            | RDKafkaErrorCode::NetworkException
+            | RDKafkaErrorCode::LeaderNotAvailable
+            | RDKafkaErrorCode::NotLeaderForPartition
+            | RDKafkaErrorCode::NotEnoughReplicas
+            | RDKafkaErrorCode::NotEnoughReplicasAfterAppend
+            | RDKafkaErrorCode::KafkaStorageError
+            | RDKafkaErrorCode::Retry
+            | RDKafkaErrorCode::PurgeQueue
+            | RDKafkaErrorCode::PurgeInflight
     )
 }
 
@@ -530,12 +532,14 @@ impl KafkaTransactions {
         let producer_lost = code.is_some_and(producer_lost);
         // A record not delivered (timed out while a broker node was down): the transaction is
         // aborted, and the batch runs again.
-        let undelivered = matches!(e, KafkaError::MessageProduction(c) if !unfixable(*c));
+        let undelivered = matches!(e, KafkaError::MessageProduction(c) if transient(*c));
         if !(fatal || abortable || producer_lost || undelivered) {
             return None;
         }
         let _ = self.producer().abort_transaction(STEP_TIMEOUT);
-        // The refusal is this transaction's: the next one starts clean.
+        // The refusal is this transaction's: the next one starts clean, once the delivery
+        // reports of the records the abort purged are served.
+        let _ = self.flush();
         *self
             .producer()
             .context()
@@ -683,7 +687,8 @@ impl KafkaTransactions {
         let _ = self.producer().abort_transaction(STEP_TIMEOUT);
     }
 
-    /// The first refusal or unfixable error of this producer, as an error to stop with.
+    /// The first refusal or fatal error of this producer: an error to stop with, or to fail the
+    /// batch with when it is [`transient`].
     fn refused(&self) -> Result<()> {
         let producer = self.producer();
         let context = producer.context();
@@ -699,7 +704,7 @@ impl KafkaTransactions {
         match refused {
             // A member's producer fenced: [`Self::member_lost`] replaces it; a record that a
             // retry may deliver (timed out while a broker node was down) fails the batch only.
-            Some((message, Some(code))) if (member && producer_lost(code)) || !unfixable(code) => {
+            Some((message, Some(code))) if (member && producer_lost(code)) || transient(code) => {
                 Err(Error::Kafka {
                     context: message,
                     source: KafkaError::MessageProduction(code),

@@ -55,8 +55,27 @@ impl DeltaSink {
                 .collect()
         };
         for layer in layers {
+            self.refresh_for_member(layer)?;
             self.compact(layer, batch)?;
+            // Compaction may have left the table as it was: the vacuum must see its latest
+            // version (a full vacuum deletes what its version does not name).
+            self.refresh_for_member(layer)?;
             self.vacuum(layer)?;
+        }
+        Ok(())
+    }
+
+    /// Scale-out: the table as other processors left it (a member's view moves only with its
+    /// own commits otherwise).
+    fn refresh_for_member(&self, layer: FileLayer) -> Result<()> {
+        if self.member.is_none() {
+            return Ok(());
+        }
+        let mut tables = self.tables.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(table) = tables.get_mut(layer.folder()) {
+            self.runtime
+                .block_on(table.delta.update_state())
+                .delta_context(|| format!("cannot read Delta table {}", layer.folder()))?;
         }
         Ok(())
     }
