@@ -193,6 +193,19 @@ impl DeltaSink {
         }
     }
 
+    /// A batch's commit to a layer's table: an append, or an update for an upserted layer.
+    fn streaming_update(&self, layer: FileLayer, batch: u64) -> DeltaOperation {
+        DeltaOperation::StreamingUpdate {
+            output_mode: if layer.keys.is_empty() {
+                OutputMode::Append
+            } else {
+                OutputMode::Update
+            },
+            query_id: format!("kafka:{}", self.topic),
+            epoch_id: batch as i64,
+        }
+    }
+
     /// The `txn` action of each input partition of the batch: its end offset.
     fn txns(&self, batch: &SinkBatch<'_>) -> Vec<Transaction> {
         batch
@@ -237,15 +250,7 @@ impl DeltaSink {
                 deferred.batch
             )
         };
-        let operation = DeltaOperation::StreamingUpdate {
-            output_mode: if layer.keys.is_empty() {
-                OutputMode::Append
-            } else {
-                OutputMode::Update
-            },
-            query_id: format!("kafka:{}", self.topic),
-            epoch_id: deferred.batch as i64,
-        };
+        let operation = self.streaming_update(layer, deferred.batch);
         // What the batch's rows replace, found again only when a file it removes is gone.
         let mut replaced: Option<Vec<Action>> = None;
         for attempt in 1..=ROLL_FORWARD_ATTEMPTS {
@@ -856,15 +861,7 @@ impl Sink for DeltaSink {
             let table = tables.get_mut(layer.folder()).ok_or_else(|| {
                 Error::Internal(format!("Delta table {} is not open", layer.folder()))
             })?;
-            let operation = DeltaOperation::StreamingUpdate {
-                output_mode: if layer.keys.is_empty() {
-                    OutputMode::Append
-                } else {
-                    OutputMode::Update
-                },
-                query_id: format!("kafka:{}", self.topic),
-                epoch_id: batch.batch as i64,
-            };
+            let operation = self.streaming_update(layer, batch.batch);
             let context = || {
                 format!(
                     "batch {}: cannot commit to Delta table {}",
