@@ -65,6 +65,70 @@ pub struct Txn {
     pub lon: Option<f64>,
 }
 
+/// [`Txn`] borrowed from the batch's records: the rules judge these, and copy one into a
+/// [`Txn`] only for an alert (five strings a transaction were most of the rules' allocations).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TxnRef<'a> {
+    pub event_time: i64,
+    pub partition: i32,
+    pub offset: i64,
+    pub user_id: &'a str,
+    pub txn_id: &'a str,
+    pub amount: Option<f64>,
+    pub currency: Option<&'a str>,
+    pub merchant: Option<&'a str>,
+    pub category: Option<&'a str>,
+    pub lat: Option<f64>,
+    pub lon: Option<f64>,
+}
+
+impl TxnRef<'_> {
+    pub fn to_txn(&self) -> Txn {
+        Txn {
+            event_time: self.event_time,
+            partition: self.partition,
+            offset: self.offset,
+            user_id: self.user_id.to_string(),
+            txn_id: self.txn_id.to_string(),
+            amount: self.amount,
+            currency: self.currency.map(str::to_string),
+            merchant: self.merchant.map(str::to_string),
+            category: self.category.map(str::to_string),
+            lat: self.lat,
+            lon: self.lon,
+        }
+    }
+}
+
+/// What [`FraudRules::apply`] judges: a transaction, owned or borrowed.
+pub trait Judged {
+    fn judged(&self) -> TxnRef<'_>;
+}
+
+impl Judged for Txn {
+    fn judged(&self) -> TxnRef<'_> {
+        TxnRef {
+            event_time: self.event_time,
+            partition: self.partition,
+            offset: self.offset,
+            user_id: &self.user_id,
+            txn_id: &self.txn_id,
+            amount: self.amount,
+            currency: self.currency.as_deref(),
+            merchant: self.merchant.as_deref(),
+            category: self.category.as_deref(),
+            lat: self.lat,
+            lon: self.lon,
+        }
+    }
+}
+
+impl Judged for TxnRef<'_> {
+    fn judged(&self) -> TxnRef<'_> {
+        *self
+    }
+}
+
 /// One alert: the rule, the transaction (absent for `SESSION_TIMEOUT`) and the figures behind it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Alert {
@@ -110,8 +174,26 @@ struct UserState {
     last_place: Option<(f64, f64)>,
     /// Transactions above `RISKY_AMOUNT` in the session.
     large_count: u32,
-    /// Transactions per burst window (by start) that can still grow.
-    windows: BTreeMap<i64, u32>,
+    /// Transactions per burst window (by start, ascending) that can still grow: two or three
+    /// at a time, in a vector (a map's node per user cost more than the rule); written as the
+    /// map it was.
+    #[serde(with = "burst_windows")]
+    windows: Vec<(i64, u32)>,
+}
+
+/// [`UserState::windows`] in the snapshot: a map of start to count, as when it was one.
+mod burst_windows {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(windows: &[(i64, u32)], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(windows.iter().map(|(start, n)| (start, n)))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(i64, u32)>, D::Error> {
+        Ok(BTreeMap::<i64, u32>::deserialize(d)?.into_iter().collect())
+    }
 }
 
 /// The rules' state and watermark; saved with every batch commit.
@@ -173,16 +255,20 @@ impl FraudRules {
     /// Judges a batch's transactions in the order of its plan (sorted here by partition and
     /// offset), then advances the watermark and ends the sessions it has passed. Returns the
     /// alerts in the order they were raised.
-    pub fn apply(&mut self, txns: impl IntoIterator<Item = Txn>) -> FraudBatch {
+    pub fn apply<T: Judged>(&mut self, txns: impl IntoIterator<Item = T>) -> FraudBatch {
         let in_force = self.watermark;
         let mut alerts = Vec::new();
         for (_, t) in std::mem::take(&mut self.pending) {
-            self.evaluate(t, &mut alerts);
+            self.evaluate(t.judged(), &mut alerts);
         }
-        let mut txns: Vec<Txn> = txns.into_iter().collect();
-        txns.sort_by_key(|t| (t.partition, t.offset));
+        let mut txns: Vec<T> = txns.into_iter().collect();
+        txns.sort_by_key(|t| {
+            let t = t.judged();
+            (t.partition, t.offset)
+        });
         let mut late = 0;
-        for t in txns {
+        for t in &txns {
+            let t = t.judged();
             self.max_event_time = Some(
                 self.max_event_time
                     .map_or(t.event_time, |m| m.max(t.event_time)),
@@ -217,27 +303,28 @@ impl FraudRules {
         FraudBatch { alerts, late }
     }
 
-    fn evaluate(&mut self, t: Txn, alerts: &mut Vec<Alert>) {
-        let user = t.user_id.clone();
+    fn evaluate(&mut self, t: TxnRef<'_>, alerts: &mut Vec<Alert>) {
+        let user = t.user_id;
+        // Two lookups (a map entry would copy the name for every transaction).
+        let mut fresh = !self.users.contains_key(user);
+        if fresh {
+            self.users.insert(user.to_string(), UserState::default());
+        }
+        let Some(state) = self.users.get_mut(user) else {
+            return;
+        };
         // A gap of 10 minutes or more ends the previous session first.
-        if let Some(state) = self.users.get(&user) {
-            if t.event_time - state.last_time >= SESSION_GAP_MICROS {
-                let state = self.users.remove(&user).unwrap_or_default();
-                end_session(&user, &state, alerts);
-            }
+        if !fresh && t.event_time - state.last_time >= SESSION_GAP_MICROS {
+            end_session(user, state, alerts);
+            *state = UserState::default();
+            fresh = true;
         }
         let place = t.lat.zip(t.lon);
         // Only the previous transaction's time and place are needed (not a copy of the state).
-        let previous = self.users.get(&user).map(|s| (s.last_time, s.last_place));
-        if !self.users.contains_key(&user) {
-            self.users.insert(user.clone(), UserState::default());
-        }
-        let Some(state) = self.users.get_mut(&user) else {
-            return;
-        };
+        let previous = (!fresh).then_some((state.last_time, state.last_place));
         let alert = |kind: &'static str, message: String| {
-            let mut a = Alert::new(kind, &user, t.event_time, message);
-            a.txn = Some(t.clone());
+            let mut a = Alert::new(kind, user, t.event_time, message);
+            a.txn = Some(t.to_txn());
             a
         };
 
@@ -296,12 +383,19 @@ impl FraudRules {
         let own = t.event_time.div_euclid(BURST_SLIDE_MICROS) * BURST_SLIDE_MICROS;
         state
             .windows
-            .retain(|&start, _| start + BURST_WINDOW_MICROS > latest);
+            .retain(|&(start, _)| start + BURST_WINDOW_MICROS > latest);
         for start in [own - BURST_SLIDE_MICROS, own] {
             if start + BURST_WINDOW_MICROS <= latest {
                 continue;
             }
-            let n = state.windows.entry(start).or_default();
+            let at = match state.windows.binary_search_by_key(&start, |(s, _)| *s) {
+                Ok(at) => at,
+                Err(at) => {
+                    state.windows.insert(at, (start, 0));
+                    at
+                }
+            };
+            let n = &mut state.windows[at].1;
             *n += 1;
             if *n == BURST_LIMIT + 1 {
                 let mut a = alert("BURST", format!("{n} transactions in 1 minute"));

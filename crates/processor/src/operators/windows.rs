@@ -74,7 +74,7 @@ impl Default for Aggregate {
 }
 
 impl Aggregate {
-    fn add(&mut self, amount: Option<f64>) {
+    pub(crate) fn add(&mut self, amount: Option<f64>) {
         self.count += 1;
         let Some(a) = amount else { return };
         self.amounts += 1;
@@ -460,39 +460,23 @@ impl TumblingWindows {
         watermark: Option<i64>,
         late_total: u64,
     ) -> Vec<u8> {
-        let snapshot = Snapshot {
-            window: self.window,
-            delay: self.delay,
+        let clock = Clock {
             max_event_time,
             watermark,
             late_total,
-            entries: windows
-                .iter()
-                .flat_map(|(start, cards)| cards.iter().map(move |(c, a)| (*start, c, *a)))
-                .collect(),
         };
-        // Numbers, strings and options: encoding them cannot fail.
-        postcard::to_allocvec(&snapshot).unwrap_or_default()
+        let entries = windows
+            .iter()
+            .flat_map(|(start, cards)| cards.iter().map(move |(c, a)| (*start, c, *a)))
+            .collect();
+        encode_windows(self.window, self.delay, clock, entries)
     }
 
     /// Reads a snapshot of windows of these settings.
     fn decode(&self, bytes: &[u8]) -> Result<(Part, Option<i64>), String> {
-        let (snapshot, rest): (Snapshot<'_>, _) =
-            postcard::take_from_bytes(bytes).map_err(|e| format!("not a window snapshot: {e}"))?;
-        if !rest.is_empty() {
-            return Err("trailing bytes after the snapshot".into());
-        }
-        if (snapshot.window, snapshot.delay) != (self.window, self.delay) {
-            return Err(format!(
-                "its windows are {} s with a watermark delay of {} s, the settings now say {} s and {} s: windows of two sizes would mix; use the old settings or a new checkpoint folder",
-                snapshot.window as f64 / 1e6,
-                snapshot.delay as f64 / 1e6,
-                self.window as f64 / 1e6,
-                self.delay as f64 / 1e6
-            ));
-        }
+        let (clock, entries) = decode_windows(bytes, self.window, self.delay)?;
         let mut windows: BTreeMap<i64, Cards> = BTreeMap::new();
-        for (start, key, agg) in snapshot.entries {
+        for (start, key, agg) in entries {
             windows
                 .entry(start)
                 .or_default()
@@ -500,10 +484,10 @@ impl TumblingWindows {
         }
         let part = Part {
             windows,
-            max_event_time: snapshot.max_event_time,
-            late_total: snapshot.late_total,
+            max_event_time: clock.max_event_time,
+            late_total: clock.late_total,
         };
-        Ok((part, snapshot.watermark))
+        Ok((part, clock.watermark))
     }
 
     /// Restores a snapshot written by [`TumblingWindows::to_bytes`] into windows of these settings.
@@ -597,6 +581,69 @@ struct Snapshot<'a> {
     late_total: u64,
     #[serde(borrow)]
     entries: Vec<(i64, Option<&'a str>, Aggregate)>,
+}
+
+/// One (window start, key, aggregate) of a snapshot.
+pub(crate) type Entry<'a> = (i64, Option<&'a str>, Aggregate);
+
+/// Where windows' event time stands, as their snapshot keeps it.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct Clock {
+    /// The largest event time so far.
+    pub max_event_time: Option<i64>,
+    pub watermark: Option<i64>,
+    /// Late rows over the life of the checkpoint.
+    pub late_total: u64,
+}
+
+/// Windows of `window` microseconds with a watermark `delay` behind, as a snapshot (postcard);
+/// `entries` (start, key, aggregate) in start then key order, so the bytes do not depend on the
+/// order rows came in. Shared by the operators that keep such windows.
+pub(crate) fn encode_windows(
+    window: i64,
+    delay: i64,
+    clock: Clock,
+    entries: Vec<Entry<'_>>,
+) -> Vec<u8> {
+    let snapshot = Snapshot {
+        window,
+        delay,
+        max_event_time: clock.max_event_time,
+        watermark: clock.watermark,
+        late_total: clock.late_total,
+        entries,
+    };
+    // Numbers, strings and options: encoding them cannot fail.
+    postcard::to_allocvec(&snapshot).unwrap_or_default()
+}
+
+/// Reads [`encode_windows`]' bytes, refusing those of other settings (windows of two sizes would
+/// mix).
+pub(crate) fn decode_windows(
+    bytes: &[u8],
+    window: i64,
+    delay: i64,
+) -> Result<(Clock, Vec<Entry<'_>>), String> {
+    let (snapshot, rest): (Snapshot<'_>, _) =
+        postcard::take_from_bytes(bytes).map_err(|e| format!("not a window snapshot: {e}"))?;
+    if !rest.is_empty() {
+        return Err("trailing bytes after the snapshot".into());
+    }
+    if (snapshot.window, snapshot.delay) != (window, delay) {
+        return Err(format!(
+            "its windows are {} s with a watermark delay of {} s, the settings now say {} s and {} s: windows of two sizes would mix; use the old settings or a new checkpoint folder",
+            snapshot.window as f64 / 1e6,
+            snapshot.delay as f64 / 1e6,
+            window as f64 / 1e6,
+            delay as f64 / 1e6
+        ));
+    }
+    let clock = Clock {
+        max_event_time: snapshot.max_event_time,
+        watermark: snapshot.watermark,
+        late_total: snapshot.late_total,
+    };
+    Ok((clock, snapshot.entries))
 }
 
 #[cfg(test)]

@@ -640,13 +640,15 @@ mod tests {
             table.insert("ks"),
             "INSERT INTO ks.transaction_aggregates (window_start, window_end, user_id, category, transaction_count, total_amount, avg_amount, max_amount, min_amount, merchants) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?"
         );
-        let row = |user: Option<&str>, merchants: Vec<Option<std::sync::Arc<str>>>| UserWindowRow {
-            window_start: 1_762_500_600_000_000,
-            window_end: 1_762_500_900_000_000,
-            user_id: user.map(str::to_string),
-            category: Some("food".into()),
-            agg: Aggregate::default(),
-            merchants,
+        let row = |user: Option<&str>, merchants: Vec<Option<std::sync::Arc<str>>>| {
+            UserWindowRow::new(
+                1_762_500_600_000_000,
+                1_762_500_900_000_000,
+                user,
+                Some("food"),
+                Aggregate::default(),
+                merchants,
+            )
         };
         let rows = user_aggregates::build(&[
             row(Some("u1"), vec![Some("A".into()), None, Some("B".into())]),

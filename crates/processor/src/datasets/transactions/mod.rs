@@ -24,7 +24,7 @@ use crate::engine::dataset::{Batch, Dataset, Derived};
 use crate::engine::operator::Operator;
 use crate::engine::output::Output;
 use crate::engine::source::RawBatch;
-use crate::operators::fraud::{Alert, FraudBatch, FraudRules, Txn};
+use crate::operators::fraud::{Alert, FraudBatch, FraudRules, TxnRef};
 use crate::operators::partitioned::{Partitioned, SourceClocks};
 use crate::operators::user_windows::{UserTxn, UserWindowRow, UserWindows};
 use crate::operators::windows::{TumblingWindows, WindowBatch};
@@ -275,16 +275,16 @@ impl Dataset for Transactions {
         // it, under a null user_id).
         let txns = batch.valid.iter().filter_map(|(i, t)| {
             let m = batch.message(*i);
-            Some(Txn {
+            Some(TxnRef {
                 event_time: t.event_time,
                 partition: m.partition,
                 offset: m.offset,
-                user_id: t.user_id.as_deref()?.to_string(),
-                txn_id: t.txn_id.to_string(),
+                user_id: t.user_id.as_deref()?,
+                txn_id: &t.txn_id,
                 amount: t.amount,
-                currency: t.currency.as_deref().map(str::to_string),
-                merchant: t.merchant.as_deref().map(str::to_string),
-                category: t.category.as_deref().map(str::to_string),
+                currency: t.currency.as_deref(),
+                merchant: t.merchant.as_deref(),
+                category: t.category.as_deref(),
                 lat: t.lat,
                 lon: t.lon,
             })
@@ -331,7 +331,7 @@ impl Dataset for Transactions {
                         touched.insert(q);
                     }
                     let mut user_txns: Vec<(i32, UserTxn<'_>)> = user_txns.collect();
-                    let txns: Vec<(i32, Txn)> = txns.map(|t| (t.partition, t)).collect();
+                    let txns: Vec<(i32, TxnRef<'_>)> = txns.map(|t| (t.partition, t)).collect();
                     touched.extend(user_txns.iter().map(|(q, _)| *q));
                     for &q in &touched {
                         let upstream = clocks.part(q).upstream(*sources);

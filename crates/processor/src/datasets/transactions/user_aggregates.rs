@@ -69,8 +69,8 @@ pub fn build(rows: &[UserWindowRow]) -> Result<RecordBatch> {
     let columns: Vec<ArrayRef> = vec![
         timestamps(rows.iter().map(|r| Some(r.window_start))),
         timestamps(rows.iter().map(|r| Some(r.window_end))),
-        strings(n, n * 9, rows.iter().map(|r| r.user_id.as_deref())),
-        strings(n, n * 10, rows.iter().map(|r| r.category.as_deref())),
+        strings(n, n * 9, rows.iter().map(|r| r.user_id())),
+        strings(n, n * 10, rows.iter().map(|r| r.category())),
         Arc::new(Int64Array::from_iter_values(
             rows.iter().map(|r| r.agg.count as i64),
         )),
