@@ -25,6 +25,8 @@ pub struct UserWindowRow {
     /// The window's key ([`push_key`]), shared with the operator's state: the user and the
     /// category are read from it ([`UserWindowRow::user_id`], [`UserWindowRow::category`]).
     key: Arc<str>,
+    /// Where the key's separator is ([`split`]).
+    split: u32,
     pub agg: Aggregate,
     /// Shared with the operator's state (one copy of each merchant's name).
     pub merchants: Merchants,
@@ -44,6 +46,7 @@ impl UserWindowRow {
         UserWindowRow {
             window_start,
             window_end,
+            split: split(&key),
             key: key.into(),
             agg,
             merchants,
@@ -51,11 +54,11 @@ impl UserWindowRow {
     }
 
     pub fn user_id(&self) -> Option<&str> {
-        unkey(&self.key).0
+        unkey(&self.key, self.split).0
     }
 
     pub fn category(&self) -> Option<&str> {
-        unkey(&self.key).1
+        unkey(&self.key, self.split).1
     }
 }
 
@@ -75,6 +78,7 @@ pub type Merchants = Vec<Option<Arc<str>>>;
 struct Slot {
     /// The key again, shared: what a changed window's row and the batch's list of changes hold.
     key: Arc<str>,
+    split: u32,
     agg: Aggregate,
     merchants: Merchants,
     /// Listed in the batch's changes already.
@@ -142,13 +146,23 @@ fn push_key(out: &mut String, user: Option<&str>, category: Option<&str>) {
     part(out, category);
 }
 
-fn unkey(key: &str) -> (Option<&str>, Option<&str>) {
+/// Where a key's user part ends: its first separator (the key's length when it has none).
+fn split(key: &str) -> u32 {
+    let at = key
+        .bytes()
+        .position(|b| b == SEP as u8)
+        .unwrap_or(key.len());
+    u32::try_from(at).unwrap_or(u32::MAX)
+}
+
+/// The (user, category) of a key whose separator is at `split`.
+fn unkey(key: &str, split: u32) -> (Option<&str>, Option<&str>) {
     fn part(p: &str) -> Option<&str> {
         p.strip_prefix('1')
     }
-    match key.split_once(SEP) {
-        Some((u, c)) => (part(u), part(c)),
-        None => (None, None),
+    match key.split_at_checked(split as usize) {
+        Some((u, c)) if c.starts_with(SEP) => (part(u), part(&c[SEP.len_utf8()..])),
+        _ => (None, None),
     }
 }
 
@@ -222,7 +236,14 @@ impl UserWindows {
                 continue;
             }
             if current.as_ref().is_none_or(|(s, _)| *s != start) {
-                current = Some((start, self.open.entry(start).or_default()));
+                // A new window is sized as the largest open one: few rehashes as it fills.
+                let hint = self.open.values().map(HashMap::len).max().unwrap_or(0);
+                current = Some((
+                    start,
+                    self.open.entry(start).or_insert_with(|| {
+                        HashMap::with_capacity_and_hasher(hint, Default::default())
+                    }),
+                ));
             }
             let Some((_, slots)) = current.as_mut() else {
                 continue;
@@ -235,6 +256,7 @@ impl UserWindows {
                 None => {
                     let key: Arc<str> = Arc::from(key.as_str());
                     let mut slot = Slot {
+                        split: split(&key),
                         key: key.clone(),
                         agg: Aggregate::default(),
                         merchants: Vec::with_capacity(1),
@@ -267,6 +289,7 @@ impl UserWindows {
                 window_start: start,
                 window_end: start + window,
                 key,
+                split: slot.split,
                 agg: slot.agg,
                 merchants: slot.merchants.clone(),
             });
@@ -355,6 +378,7 @@ impl Operator for UserWindows {
                 .map(|m| m.as_deref().map(|m| intern(&mut self.names, m)))
                 .collect();
             let slot = Slot {
+                split: split(&key),
                 key: key.clone(),
                 agg,
                 merchants: list,
@@ -543,7 +567,12 @@ mod tests {
 
     #[test]
     fn keys_keep_missing_and_empty_parts_apart() {
+        fn unkey(k: &str) -> (Option<&str>, Option<&str>) {
+            super::unkey(k, split(k))
+        }
         assert_eq!(unkey(&key(None, Some(""))), (None, Some("")));
         assert_eq!(unkey(&key(Some("u"), None)), (Some("u"), None));
+        assert_eq!(unkey(&key(Some(""), Some("c"))), (Some(""), Some("c")));
+        assert_eq!(unkey(""), (None, None));
     }
 }

@@ -106,9 +106,19 @@ const NO_DICTIONARY: [&str; 4] = ["value", "json_str", "bad_json", "txn_id"];
 
 /// Columns of (nearly) unique numbers: no dictionary either (it would hold every value, and cost
 /// a hash-table insert a row). Offsets and event times rise through a batch, so they are
-/// delta-encoded (`DELTA_BINARY_PACKED`: a few bits a row); coordinates are random, so plain.
+/// delta-encoded (`DELTA_BINARY_PACKED`: a few bits a row); coordinates are random, and the
+/// windows' sums, averages and extremes of amounts nearly so (a window mostly holds one or two
+/// transactions), so plain.
 const DELTA: [&str; 2] = ["offset", "event_time"];
-const PLAIN_NUMBERS: [&str; 2] = ["lat", "lon"];
+const PLAIN_NUMBERS: [&str; 7] = [
+    "lat",
+    "lon",
+    "sum_amount",
+    "total_amount",
+    "avg_amount",
+    "max_amount",
+    "min_amount",
+];
 
 /// The writer settings of a Parquet layer of this schema.
 ///
