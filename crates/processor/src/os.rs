@@ -1,4 +1,5 @@
-//! What the processor asks of the operating system: allocator tuning, CPU clocks, peak memory.
+//! What the processor asks of the operating system: allocator tuning, CPU clocks, peak memory,
+//! a thread to free memory on.
 
 use std::fs::File;
 use std::path::Path;
@@ -59,4 +60,13 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .io_context(|| format!("cannot sync folder {}", dir.display()))
+}
+
+/// Drops `value` on a thread of its own: freeing a batch's many small allocations (its window
+/// rows, the windows the watermark closed) is then off the batch's path. When no thread can
+/// start, the value is dropped here.
+pub fn drop_aside<T: Send + 'static>(value: T) {
+    let _ = std::thread::Builder::new()
+        .name("drop".into())
+        .spawn(move || drop(value));
 }

@@ -500,6 +500,7 @@ impl<D: Dataset> Stages<D> {
             lost_offsets: lost,
             watermark: derived.watermark(),
         };
+        crate::os::drop_aside(derived);
         Ok(StagedBatch {
             plan,
             write_plan: new,

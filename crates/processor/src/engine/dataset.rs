@@ -27,7 +27,7 @@ pub trait Dataset: Send + Sized + 'static {
     /// own, and that output copies the other pages ([`Batch::valid_value_chunks`]).
     const PAYLOADS_OF_VALID: bool = false;
     /// What the operators derive from a batch (window rows, alerts), for the outputs after them.
-    type Derived: Derived + Send + Sync;
+    type Derived: Derived + Send + Sync + 'static;
 
     /// Decodes a message's value (valid UTF-8) into a record, or rejects it with a reason.
     fn decode(text: &str) -> Result<Self::Record<'_>, Reject>;

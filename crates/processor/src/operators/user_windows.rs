@@ -297,7 +297,10 @@ impl UserWindows {
         // Windows the watermark closed (end <= watermark): ordered by start, they are a prefix.
         if let Some(wm) = self.clock.watermark {
             let open = self.open.split_off(&(wm - window + 1));
-            self.open = open;
+            let closed = std::mem::replace(&mut self.open, open);
+            if !closed.is_empty() {
+                crate::os::drop_aside(closed);
+            }
         }
         if self.names.len() > NAMES_KEPT {
             self.forget_unused_names();

@@ -391,6 +391,8 @@ impl TumblingWindows {
         let mut late = 0;
         let mut changed: BTreeSet<(i64, Option<&'a str>)> = BTreeSet::new();
         let mut max_seen = self.max_event_time;
+        // Consecutive rows mostly fall in the same window: one lookup for a run.
+        let mut current: Option<(i64, &mut Cards)> = None;
         for (event_time, card, amount) in rows {
             max_seen = Some(max_seen.map_or(event_time, |m| m.max(event_time)));
             let start = event_time.div_euclid(self.window) * self.window;
@@ -398,7 +400,12 @@ impl TumblingWindows {
                 late += 1;
                 continue;
             }
-            self.windows.entry(start).or_default().add(card, amount);
+            if current.as_ref().is_none_or(|(s, _)| *s != start) {
+                current = Some((start, self.windows.entry(start).or_default()));
+            }
+            if let Some((_, cards)) = current.as_mut() {
+                cards.add(card, amount);
+            }
             if self.mode == OutputMode::Update {
                 changed.insert((start, card));
             }
@@ -432,6 +439,9 @@ impl TumblingWindows {
                 for (start, cards) in &closed {
                     out.extend(cards.iter().map(|(card, agg)| row(*start, card, agg)));
                 }
+            }
+            if !closed.is_empty() {
+                crate::os::drop_aside(closed);
             }
         }
         WindowBatch {
