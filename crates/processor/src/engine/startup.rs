@@ -54,8 +54,10 @@ pub(super) fn start<D: Dataset>(dataset: D, config: &ProcessorConfig) -> Result<
         config.trigger
     );
     info!("[processor] Kafka client: {}", client.describe());
+    let t = std::time::Instant::now();
     let source = KafkaSource::new(&client, &config.kafka.topic, &config.group_id)?;
     let watermarks = source.wait_ready(config.connect_timeout)?;
+    let ready = t.elapsed();
     check_topic_identity(
         config,
         &source,
@@ -63,6 +65,7 @@ pub(super) fn start<D: Dataset>(dataset: D, config: &ProcessorConfig) -> Result<
         &mut recovery,
         &watermarks,
     )?;
+    let identified = t.elapsed();
     // The sinks connect, and fence and recognise what the last run left (a Kafka transaction).
     let checkpoint_id = stages.checkpoint()?.id()?;
     stages.start_sinks(&Start {
@@ -79,7 +82,12 @@ pub(super) fn start<D: Dataset>(dataset: D, config: &ProcessorConfig) -> Result<
     })?;
     // A missing group ACL is found now, before anything is written; after the fencing above, so
     // that a killed run's open transaction (its offsets not yet stable) does not hold the read.
+    let sinks = t.elapsed();
     source.check_group_access(config.connect_timeout.min(Duration::from_secs(15)))?;
+    tracing::debug!(
+        "[processor] start: the topic's offsets known after {ready:?}, its identity checked after {identified:?}, the sinks started after {sinks:?}, the group's access checked after {:?}",
+        t.elapsed()
+    );
     let next_offsets = match recovery.next_offsets {
         Some(n) => {
             info!(

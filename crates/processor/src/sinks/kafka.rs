@@ -432,7 +432,7 @@ impl KafkaTransactions {
     fn new_producer(
         client: &ClientSettings,
         transactional_id: &str,
-        group_id: &str,
+        (group_id, input_topic): (&str, &str),
         member: bool,
     ) -> Result<BaseProducer<OutputsContext>> {
         // A scale-out member's transaction is fenced by its generation, and a killed member's
@@ -462,6 +462,13 @@ impl KafkaTransactions {
                 refused: Mutex::new(None),
             })
             .kafka_context(|| "cannot create the Kafka output producer".into())?;
+        // A broker connection first: librdkafka looks the transaction coordinator up when
+        // transactions are initialised, and without a connected broker yet it asks again only
+        // after 500 ms (half of the financial runs' starts waited so). A metadata request is a
+        // round trip on a connection it then has; if it fails, the init below says why.
+        let _ = producer
+            .client()
+            .fetch_metadata(Some(input_topic), Duration::from_secs(10));
         if let Err(e) = producer.init_transactions(STEP_TIMEOUT) {
             if let Some(message) = producer.context().fatal.get() {
                 return Err(Error::Access(message));
@@ -497,7 +504,8 @@ impl KafkaTransactions {
         checkpoint_id: String,
     ) -> Result<Self> {
         let member = matches!(group, GroupSource::Member(_));
-        let producer = Self::new_producer(client, transactional_id, group_id, member)?;
+        let producer =
+            Self::new_producer(client, transactional_id, (group_id, input_topic), member)?;
         info!("[processor] Kafka outputs are transactional (transactional.id {transactional_id})");
         Ok(KafkaTransactions {
             producer: std::sync::RwLock::new(Arc::new(producer)),
@@ -547,7 +555,12 @@ impl KafkaTransactions {
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = None;
         if fatal || producer_lost {
-            match Self::new_producer(&self.client, &self.transactional_id, &self.group_id, true) {
+            match Self::new_producer(
+                &self.client,
+                &self.transactional_id,
+                (&self.group_id, &self.input_topic),
+                true,
+            ) {
                 Ok(fresh) => {
                     *self.producer.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(fresh);
                     warn!("[processor] batch {batch}: the Kafka output producer was fenced or its transaction timed out ({e}): a new producer of transactional.id {} replaces it", self.transactional_id);
@@ -634,7 +647,12 @@ impl KafkaTransactions {
                 source: KafkaError::MessageProduction(RDKafkaErrorCode::OperationTimedOut),
             });
         }
-        let fresh = Self::new_producer(&self.client, &self.transactional_id, &self.group_id, true)?;
+        let fresh = Self::new_producer(
+            &self.client,
+            &self.transactional_id,
+            (&self.group_id, &self.input_topic),
+            true,
+        )?;
         *self.producer.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(fresh);
         warn!(
             "[processor] {stuck}: a new producer of transactional.id {} replaces its producer",
