@@ -278,9 +278,9 @@ impl Filled {
         if !outputs.is_empty() && self.broker.bootstrap_servers.is_some() {
             // A new broker creates its transaction log (__transaction_state, 50 partitions) at
             // the first transactional producer: ~1.6 s that a broker in service has behind it.
-            // The processor's own transactional id: its partition of the log is then ready too
-            // (with another id, the processor's first transaction waited ~0.45 s in 8 of 19
-            // financial runs, as a broker in service would not make it wait).
+            // The processor's own transactional id: its partition of the log is then ready too,
+            // as on a broker in service. (Not what made financial's start wait 0.45 s in half of
+            // the runs: that was librdkafka's 500 ms coordinator retry, see the Kafka outputs.)
             let t = Instant::now();
             let mut config = ClientConfig::new();
             settings.apply(&mut config);
